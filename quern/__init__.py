@@ -1,0 +1,1 @@
+"""quern client: the command line and (later) the Python SDK."""

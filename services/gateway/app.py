@@ -1,0 +1,76 @@
+"""Wires the gateway together: routes, error handlers, middleware and the lifespan that opens clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+
+from services.gateway import apps, files, health, jobs
+from services.gateway.middleware import RequestLog
+from services.gateway.problems import app_error, http_error, internal_error
+from services.gateway.state import Deps, LifespanState
+from shared.apps import load_apps
+from shared.broker import Broker
+from shared.errors import AppError
+from shared.mongo import MongoStore
+from shared.settings import GatewaySettings
+from shared.storage import ObjectStorage
+
+log = structlog.get_logger()
+
+
+def create_app(settings: GatewaySettings) -> Starlette:
+    """The gateway ASGI app; clients open in its lifespan, so nothing connects at import."""
+    registry = load_apps(settings.apps_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
+        store = MongoStore.connect(settings, appname="quern-gateway")
+        storage = ObjectStorage(settings)
+        broker = Broker(settings)
+        d = Deps(settings=settings, apps=registry, store=store, storage=storage, broker=broker)
+        try:
+            if settings.s3_create_bucket:
+                await run_in_threadpool(storage.ensure_bucket)
+            await store.ensure_indexes()
+            d.indexes_ready = True
+        except AppError as exc:
+            # Start anyway: /readyz reports what is missing and finishes setup once it answers.
+            log.warning("backend_not_ready_at_start", detail=exc.detail)
+        log.info("gateway_started", apps=sorted(registry), bucket=settings.s3_bucket)
+        try:
+            yield {"deps": d}
+        finally:
+            await run_in_threadpool(broker.close)
+            await store.close()
+            log.info("gateway_stopped")
+
+    routes = [
+        Route("/healthz", health.healthz),
+        Route("/readyz", health.readyz),
+        Mount(
+            "/v1",
+            routes=[
+                Route("/files", files.upload, methods=["POST"]),
+                Route("/files/{file_id}", files.describe, name="file"),
+                Route("/apps", apps.list_apps),
+                Route("/apps/{name}", apps.describe_app, name="app"),
+                Route("/jobs", jobs.submit, methods=["POST"]),
+                Route("/jobs/{job_id}", jobs.describe, name="job"),
+                Route("/jobs/{job_id}/archive", jobs.archive, name="job_archive"),
+            ],
+        ),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestLog)],
+        exception_handlers={AppError: app_error, HTTPException: http_error, Exception: internal_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,141 @@
+"""Uploaded input files: the request body streamed into S3, never held whole in memory or on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.state import deps
+from shared.errors import BadRequest, TooLarge
+from shared.models import StoredFile, new_id, utcnow
+from shared.mongo import MongoStore
+from shared.storage import ObjectSink, ObjectStorage
+
+log = structlog.get_logger()
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def check_name(name: str | None) -> str:
+    """A file name as users will see it again in jobs and archives: no paths, no control characters."""
+    if not name:
+        raise BadRequest("say what the file is called: POST /v1/files?name=FILENAME")
+    if len(name) > 255 or _UNSAFE_NAME.search(name) or name in {".", ".."}:
+        raise BadRequest("the file name must be 1-255 characters with no '/', '\\' or control characters")
+    return name
+
+
+async def _finish_quietly(write: asyncio.Future[Any] | None) -> None:
+    if write is not None:
+        try:
+            await write
+        except Exception:  # already failing; the original error is the one that matters
+            pass
+
+
+async def receive_upload(
+    *,
+    store: MongoStore,
+    storage: ObjectStorage,
+    chunks: AsyncIterator[bytes],
+    name: str,
+    content_type: str,
+    max_bytes: int,
+) -> StoredFile:
+    """Stream ``chunks`` into a new S3 object part by part, then record the file.
+
+    One part is uploaded while the next is read, so memory stays at a few parts. On any
+    failure (client gone, too large, S3 refusing) the partial upload is aborted and nothing
+    is recorded.
+    """
+    file_id = new_id()
+    sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
+    buffer = bytearray()
+    writing: asyncio.Future[Any] | None = None
+    received = 0
+    try:
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > max_bytes:
+                raise TooLarge(f"uploads are limited to {max_bytes} bytes")
+            buffer += chunk
+            if len(buffer) >= storage.part_size:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(run_in_threadpool(sink.write, bytes(buffer)))
+                buffer.clear()
+        if writing is not None:
+            await writing
+        await run_in_threadpool(sink.write, bytes(buffer))
+        await run_in_threadpool(sink.finish)
+    except BaseException:
+        await _finish_quietly(writing)
+        await run_in_threadpool(sink.abort)
+        raise
+    record = StoredFile(
+        id=file_id,
+        name=name,
+        size=sink.size,
+        sha256=sink.sha256,
+        content_type=content_type,
+        key=sink.key,
+        created=utcnow(),
+    )
+    try:
+        await store.insert_file(record)
+    except BaseException:
+        await run_in_threadpool(storage.delete_prefix, sink.key)
+        raise
+    log.info("file_uploaded", file_id=file_id, size=record.size, sha256=record.sha256)
+    return record
+
+
+def render_file(request: Request, file: StoredFile) -> dict[str, Any]:
+    """The public view of a file."""
+    return {
+        "id": file.id,
+        "url": str(request.url_for("file", file_id=file.id)),
+        "name": file.name,
+        "size": file.size,
+        "sha256": file.sha256,
+        "content_type": file.content_type,
+        "created": file.created.isoformat(),
+    }
+
+
+async def upload(request: Request) -> Response:
+    """POST /v1/files?name=NAME with the file as the raw request body."""
+    d = deps(request)
+    name = check_name(request.query_params.get("name"))
+    content_type = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
+    if content_type.startswith("multipart/"):
+        raise BadRequest("send the file itself as the request body (curl --data-binary @FILE), not a form")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > d.settings.max_upload_bytes:
+        raise TooLarge(f"uploads are limited to {d.settings.max_upload_bytes} bytes")
+    try:
+        file = await receive_upload(
+            store=d.store,
+            storage=d.storage,
+            chunks=request.stream(),
+            name=name,
+            content_type=content_type or "application/octet-stream",
+            max_bytes=d.settings.max_upload_bytes,
+        )
+    except ClientDisconnect:
+        log.info("upload_abandoned", name=name)
+        raise BadRequest("the client went away before the upload finished") from None
+    body = render_file(request, file)
+    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
+
+
+async def describe(request: Request) -> Response:
+    """GET /v1/files/{file_id}: the file's metadata."""
+    file = await deps(request).store.get_file(request.path_params["file_id"])
+    return JSONResponse(render_file(request, file))

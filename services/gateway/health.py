@@ -1,0 +1,48 @@
+"""Liveness and readiness: is the process up, and can it reach Mongo, S3 and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.problems import problem_response
+from services.gateway.state import deps
+from shared.errors import AppError
+
+log = structlog.get_logger()
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+async def healthz(request: Request) -> Response:
+    """The process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def _check(probe: Awaitable[None]) -> str:
+    try:
+        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+    except (AppError, TimeoutError) as exc:
+        return f"unavailable: {exc}" if str(exc) else "unavailable: no answer in time"
+    return "ok"
+
+
+async def readyz(request: Request) -> Response:
+    """Ready only when every backend answers; 503 problem naming the ones that do not."""
+    d = deps(request)
+    names = ("mongo", "s3", "rabbitmq")
+    results = await asyncio.gather(
+        _check(d.store.ping()), _check(run_in_threadpool(d.storage.ping)), _check(run_in_threadpool(d.broker.ping))
+    )
+    checks = dict(zip(names, results, strict=True))
+    if all(result == "ok" for result in results):
+        if not d.indexes_ready:
+            await d.store.ensure_indexes()
+            d.indexes_ready = True
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(name for name, result in checks.items() if result != "ok")
+    return problem_response(request, 503, f"not ready: {failing}", headers={"Retry-After": "5"}, checks=checks)

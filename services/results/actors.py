@@ -1,0 +1,55 @@
+"""The results service's actors, registered with deliberate limits and retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dramatiq
+import structlog
+
+from services.results.archives import build_archive
+from shared.broker import Broker
+from shared.errors import Conflict, NotFound
+from shared.models import Archive, utcnow
+from shared.mongo import MongoStore
+from shared.storage import ObjectStorage
+from shared.tasks import PACKAGE_RESULTS
+from shared.worker import Resources
+
+log = structlog.get_logger()
+ACTOR_TIME_LIMIT_MS = 6 * 3600 * 1000
+
+
+async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStorage) -> None:
+    """Package a finished job once; a job already packaged is left alone."""
+    job = await store.get_job(job_id)
+    if job.archive is not None:
+        log.info("archive_exists", job_id=job_id)
+        return
+    if not job.state.terminal:
+        raise Conflict(f"job {job_id} is {job.state.value}; it is packaged once it finishes")
+    key, size, sha256 = await asyncio.to_thread(build_archive, storage, job)
+    archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
+    if await store.set_archive(job_id, archive) is None:
+        log.info("archive_raced", job_id=job_id)  # another packager won; the bytes are identical
+        return
+    log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
+
+
+def register(broker: Broker, resources: Resources) -> None:
+    """Declare ``package_results``: five retries with backoff for backends that did not answer."""
+
+    async def package(job_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job_id):
+            await package_results(job_id, store=resources.store, storage=resources.storage)
+
+    dramatiq.actor(
+        broker=broker.dramatiq,
+        actor_name=PACKAGE_RESULTS.actor,
+        queue_name=broker.queue(PACKAGE_RESULTS),
+        max_retries=5,
+        min_backoff=2000,
+        max_backoff=300000,
+        time_limit=ACTOR_TIME_LIMIT_MS,
+        throws=(NotFound,),
+    )(package)

@@ -1,0 +1,171 @@
+"""One run of a job, from claim to recorded outcome.
+
+The claim is a compare-and-set (QUEUED -> RUNNING) in Mongo, so a redelivered or duplicated
+``run_job`` message finds the job taken and does nothing, except re-dispatch packaging if a
+finished job still lacks its archive (that message may have been the one that was lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+import sys
+from pathlib import Path
+
+import structlog
+
+from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
+from shared.apps import AppSpec
+from shared.broker import Broker
+from shared.errors import AppError, Unavailable
+from shared.models import Job, JobError, JobState, OutputFile
+from shared.mongo import MongoStore
+from shared.settings import RunnerSettings
+from shared.storage import ObjectStorage
+from shared.tasks import PACKAGE_RESULTS
+
+log = structlog.get_logger()
+FINISH_ATTEMPTS = 4
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def upload_outputs(storage: ObjectStorage, job: Job, files: list[tuple[str, Path]]) -> list[OutputFile]:
+    """Upload each output under ``jobs/<id>/outputs/`` and describe it."""
+    outputs = []
+    for relative, path in files:
+        key = f"jobs/{job.id}/outputs/{relative}"
+        content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
+        checksum = sha256_of(path)
+        storage.upload_file(path, key, content_type=content_type)
+        outputs.append(
+            OutputFile(path=relative, size=path.stat().st_size, sha256=checksum, content_type=content_type, key=key)
+        )
+    return outputs
+
+
+def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, str]:
+    """Upload stdout and stderr; returns name -> key."""
+    logs = {}
+    for name, path in (("stdout", sandbox.stdout), ("stderr", sandbox.stderr)):
+        key = f"jobs/{job.id}/logs/{name}.txt"
+        storage.upload_file(path, key, content_type="text/plain; charset=utf-8")
+        logs[name] = key
+    return logs
+
+
+def judge(exit: Exit, timeout: int, stderr_tail: str) -> tuple[JobState, JobError | None]:
+    """The job's state and error from how its process ended."""
+    if exit.timed_out:
+        return JobState.TIMED_OUT, JobError(reason=f"killed after the {timeout} s time limit", stderr_tail=stderr_tail)
+    if exit.code == 0:
+        return JobState.SUCCEEDED, None
+    code = exit.code if exit.code is not None else -1
+    reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    return JobState.FAILED, JobError(reason=reason, stderr_tail=stderr_tail)
+
+
+async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, Path]:
+    """Download every input file into the sandbox; returns slot -> path."""
+    files = await store.get_files(sorted(set(job.inputs.values())))
+    staged = {}
+    for slot, file_id in job.inputs.items():
+        stored = files[file_id]
+        staged[slot] = sandbox.input_path(slot, stored.name)
+        await asyncio.to_thread(storage.download_file, stored.key, staged[slot])
+    return staged
+
+
+async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:
+    """Record the outcome, riding out a short Mongo outage rather than leaving the job RUNNING."""
+    for attempt in range(FINISH_ATTEMPTS):
+        try:
+            return await store.finish_job(job.id, worker=worker, **outcome)  # type: ignore[arg-type]
+        except Unavailable:
+            if attempt == FINISH_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(2**attempt)
+    return None
+
+
+async def execute_job(
+    job_id: str,
+    *,
+    store: MongoStore,
+    storage: ObjectStorage,
+    broker: Broker,
+    apps: dict[str, AppSpec],
+    settings: RunnerSettings,
+) -> None:
+    """Claim the job, run its app in a sandbox, upload outputs and logs, record the end, ask for packaging."""
+    worker = settings.runner_id
+    job = await store.claim_job(job_id, worker=worker)
+    if job is None:
+        current = await store.get_job(job_id)
+        log.info("job_claim_skipped", job_id=job_id, state=current.state.value, worker=current.worker)
+        if current.state.terminal and current.archive is None:
+            await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job_id)
+        return
+
+    log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=worker)
+    sandbox = Sandbox(settings.work_dir, job.id)
+    state, error, exit_code = JobState.FAILED, None, None
+    outputs: list[OutputFile] = []
+    logs: dict[str, str] = {}
+    try:
+        await asyncio.to_thread(sandbox.create)
+        spec = apps.get(job.app)
+        if spec is None or spec.version != job.app_version:
+            raise Unavailable(f"app {job.app} {job.app_version} is not installed on worker {worker}")
+        argv = build_argv(spec, job.params, await stage_inputs(store, storage, job, sandbox), python=sys.executable)
+        exit = await run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds)
+        exit_code = exit.code
+        state, error = judge(exit, job.timeout_seconds, await asyncio.to_thread(sandbox.stderr_tail))
+        files = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
+        outputs = await asyncio.to_thread(upload_outputs, storage, job, files)
+    except asyncio.CancelledError:
+        # The worker is shutting down: record why rather than leave the job RUNNING.
+        await asyncio.shield(
+            finish(
+                store,
+                job,
+                worker,
+                state=JobState.FAILED,
+                exit_code=None,
+                outputs=[],
+                logs={},
+                error=JobError(reason="the worker shut down while the job ran"),
+            )
+        )
+        raise
+    except AppError as exc:
+        state, error = JobState.FAILED, JobError(reason=f"quern could not run the job: {exc.detail}")
+    try:
+        logs = await asyncio.to_thread(upload_logs, storage, job, sandbox)
+    except AppError as exc:
+        log.warning("job_logs_lost", job_id=job.id, detail=exc.detail)
+    finished = await finish(
+        store, job, worker, state=state, exit_code=exit_code, error=error, outputs=outputs, logs=logs
+    )
+    if state is JobState.SUCCEEDED or not settings.keep_failed_dirs:
+        await asyncio.to_thread(sandbox.remove)
+    if finished is None:
+        log.warning("job_finish_lost", job_id=job.id, state=state.value)
+        return
+    log.info(
+        "job_finished",
+        job_id=job.id,
+        state=state.value,
+        exit_code=exit_code,
+        elapsed_seconds=finished.elapsed_seconds,
+        outputs=len(outputs),
+    )
+    await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job.id)

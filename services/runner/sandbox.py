@@ -1,0 +1,167 @@
+"""Where and how an app runs: a fresh directory, argv without a shell, a scrubbed environment, limits.
+
+Layout of a job's directory under ``WORK_DIR``::
+
+    <job_id>/inputs/<slot>/<file name>   staged from S3, outside the app's working directory
+    <job_id>/run/                        the app's working directory; outputs are globbed here
+    <job_id>/logs/stdout.txt, stderr.txt
+    <job_id>/tmp/                        TMPDIR
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.apps import PLACEHOLDER, AppSpec
+from shared.errors import Invalid
+
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+TERM_GRACE_SECONDS = 5.0
+TAIL_BYTES = 2000
+
+
+def render_value(value: Any) -> str:
+    """A parameter as one argv string: JSON spelling for numbers and booleans, strings as they are."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    raise Invalid(f"parameter value {value!r} cannot be placed on a command line")
+
+
+def build_argv(spec: AppSpec, params: dict[str, Any], inputs: dict[str, Path], *, python: str) -> list[str]:
+    """Fill the app's command template; each template element becomes exactly one argument."""
+    builtins = {"app_dir": str(spec.directory), "python": python}
+
+    def fill(match: Any) -> str:
+        kind, name = match.group(1), match.group(2)
+        if kind == "params":
+            return render_value(params[name])
+        if kind == "inputs":
+            return str(inputs[name])
+        return builtins[kind]
+
+    return [PLACEHOLDER.sub(fill, element) for element in spec.command]
+
+
+class Sandbox:
+    """One job's private directory tree."""
+
+    def __init__(self, work_dir: Path, job_id: str) -> None:
+        self.root = work_dir / job_id
+        self.inputs = self.root / "inputs"
+        self.run = self.root / "run"
+        self.logs = self.root / "logs"
+        self.tmp = self.root / "tmp"
+        self.stdout = self.logs / "stdout.txt"
+        self.stderr = self.logs / "stderr.txt"
+
+    def create(self) -> None:
+        """Start from empty, even if an earlier attempt left a tree behind."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        for directory in (self.inputs, self.run, self.logs, self.tmp):
+            directory.mkdir(parents=True, mode=0o700)
+        self.stdout.touch()
+        self.stderr.touch()
+
+    def input_path(self, slot: str, name: str) -> Path:
+        """Where the file for ``slot`` is staged (its directory is created)."""
+        directory = self.inputs / slot
+        directory.mkdir(exist_ok=True)
+        return directory / name
+
+    def environment(self, spec: AppSpec) -> dict[str, str]:
+        """Only what every program needs plus what the app declares; nothing of the worker's own."""
+        return {**BASE_ENV, "HOME": str(self.run), "TMPDIR": str(self.tmp), **spec.env}
+
+    def stderr_tail(self) -> str:
+        """The last bytes the app wrote to stderr, as text."""
+        with self.stderr.open("rb") as handle:
+            handle.seek(max(0, self.stderr.stat().st_size - TAIL_BYTES))
+            return handle.read().decode("utf-8", errors="replace")
+
+    def remove(self) -> None:
+        """Delete the whole tree."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def collect(self, globs: list[str], *, max_bytes: int) -> list[tuple[str, Path]]:
+        """Regular files in the run directory matching the app's output globs, as (relative path, path).
+
+        Links and anything resolving outside the run directory are ignored, so an app cannot
+        publish files it was not meant to; more than ``max_bytes`` in all is an error.
+        """
+        run = self.run.resolve()
+        found: dict[str, Path] = {}
+        for pattern in globs:
+            for path in sorted(self.run.glob(pattern)):
+                if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(run):
+                    continue
+                found.setdefault(path.relative_to(self.run).as_posix(), path)
+        if sum(path.stat().st_size for path in found.values()) > max_bytes:
+            raise Invalid(f"the outputs exceed the limit of {max_bytes} bytes")
+        return sorted(found.items())
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How the app's process ended."""
+
+    code: int | None
+    timed_out: bool
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), TERM_GRACE_SECONDS)
+    except TimeoutError:
+        _kill_group(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+async def run_app(argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: float) -> Exit:
+    """Run argv in its own session and process group; kill the whole group on timeout or cancel."""
+    limits = json.dumps(spec.limits.model_dump())
+    with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.runner.launch",
+            limits,
+            "--",
+            *argv,
+            cwd=sandbox.run,
+            env=sandbox.environment(spec),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        code = await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        await _stop(process)
+        return Exit(code=None, timed_out=True)
+    except asyncio.CancelledError:
+        await asyncio.shield(_stop(process))
+        raise
+    finally:
+        # Whatever the app left running in its group dies with it.
+        _kill_group(process.pid, signal.SIGKILL)
+    return Exit(code=code, timed_out=False)

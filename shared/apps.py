@@ -1,0 +1,197 @@
+"""The app registry: declarative definitions of the science programs quern may run.
+
+An app lives in ``$APPS_DIR/<name>/app.json`` beside its program. The gateway validates
+submissions against it; the runner builds argv from it. A definition that is wrong in any way
+stops the process at start, naming the file, rather than failing a user's job later.
+
+The ``command`` is an argv template. Each element is literal text with placeholders:
+``{params.NAME}``, ``{inputs.SLOT}`` (the staged file's path), ``{app_dir}`` and ``{python}``
+(the interpreter the runner itself uses, for apps written in Python).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import Invalid, Violation
+
+PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
+BUILTINS = frozenset({"app_dir", "python"})
+SCALARS = frozenset({"string", "integer", "number", "boolean"})
+MAX_TIMEOUT = 7 * 24 * 3600
+_NAME = r"^[a-z][a-z0-9-]{0,62}$"
+_SLOT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+class InputSlot(BaseModel):
+    """A named input file the app reads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    description: str
+    required: bool = True
+
+
+class Timeouts(BaseModel):
+    """Wall-clock limits in seconds: what a job gets unless it asks, and the most it may ask for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    default: int = Field(ge=1, le=MAX_TIMEOUT)
+    max: int = Field(ge=1, le=MAX_TIMEOUT)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Timeouts:
+        if self.default > self.max:
+            raise ValueError("timeout.default exceeds timeout.max")
+        return self
+
+
+class Limits(BaseModel):
+    """Resource limits applied to the app's process (None: no limit)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    memory_mb: int | None = Field(default=2048, ge=16)
+    cpu_seconds: int | None = Field(default=None, ge=1)
+    file_size_mb: int | None = Field(default=4096, ge=1)
+    open_files: int | None = Field(default=1024, ge=16)
+
+
+class Example(BaseModel):
+    """A ready-to-run submission shipped with the app; input paths are relative to its directory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    params: dict[str, Any] = {}
+    inputs: dict[str, str] = {}
+
+
+class AppSpec(BaseModel):
+    """One registered app."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(pattern=_NAME)
+    version: str = Field(min_length=1, max_length=64)
+    description: str
+    command: list[str] = Field(min_length=1)
+    parameters: dict[str, Any]
+    inputs: dict[str, InputSlot] = {}
+    outputs: list[str] = Field(min_length=1)
+    timeout: Timeouts
+    limits: Limits = Limits()
+    env: dict[str, str] = {}
+    example: Example | None = None
+    directory: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from None
+        if schema.get("type") != "object" or schema.get("additionalProperties") is not False:
+            raise ValueError('parameters must be {"type": "object", "additionalProperties": false, ...}')
+        return schema
+
+    @field_validator("inputs")
+    @classmethod
+    def _slots(cls, inputs: dict[str, InputSlot]) -> dict[str, InputSlot]:
+        for slot in inputs:
+            if not re.match(_SLOT, slot):
+                raise ValueError(f"input slot {slot!r} must match {_SLOT}")
+        return inputs
+
+    @field_validator("outputs")
+    @classmethod
+    def _globs(cls, globs: list[str]) -> list[str]:
+        for glob in globs:
+            if glob.startswith("/") or ".." in Path(glob).parts:
+                raise ValueError(f"output glob {glob!r} must stay inside the run directory")
+        return globs
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> AppSpec:
+        properties = self.parameters.get("properties", {})
+        required = set(self.parameters.get("required", []))
+        for element in self.command:
+            for kind, name in PLACEHOLDER.findall(element):
+                if kind in BUILTINS and not name:
+                    continue
+                if kind == "inputs" and name in self.inputs:
+                    if not self.inputs[name].required:
+                        raise ValueError(f"command uses optional input {name!r}; make it required")
+                    continue
+                if kind == "params" and name in properties:
+                    prop = properties[name]
+                    if prop.get("type") not in SCALARS:
+                        raise ValueError(f"command parameter {name!r} must be a string, integer, number or boolean")
+                    if name not in required and "default" not in prop:
+                        raise ValueError(f"command parameter {name!r} needs a default or must be required")
+                    continue
+                raise ValueError(f"command placeholder {{{kind}{'.' + name if name else ''}}} names nothing")
+        return self
+
+    @model_validator(mode="after")
+    def _example(self) -> AppSpec:
+        if self.example is not None:
+            for slot, relative in self.example.inputs.items():
+                if not (self.directory / relative).is_file():
+                    raise ValueError(f"example input {slot!r}: {relative} is not a file beside app.json")
+            try:
+                validate_request(self, self.example.params, dict.fromkeys(self.example.inputs, "example"))
+            except Invalid as exc:
+                broken = "; ".join(f"{v.pointer}: {v.detail}" for v in exc.violations)
+                raise ValueError(f"example does not fit the app: {broken}") from None
+        return self
+
+    def defaults(self) -> dict[str, Any]:
+        """The default of every top-level parameter that has one."""
+        return {k: p["default"] for k, p in self.parameters.get("properties", {}).items() if "default" in p}
+
+
+def _pointer(*parts: object) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def validate_request(spec: AppSpec, params: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+    """Check parameters and input slots; return the parameters with defaults filled in.
+
+    Raises Invalid listing every violation, each with a JSON pointer into the request body.
+    """
+    complete = {**spec.defaults(), **params}
+    validator = Draft202012Validator(spec.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    violations = [
+        Violation(_pointer("params", *error.absolute_path), error.message)
+        for error in sorted(validator.iter_errors(complete), key=lambda e: [str(p) for p in e.absolute_path])
+    ]
+    for slot in sorted(set(inputs) - set(spec.inputs)):
+        violations.append(Violation(_pointer("inputs", slot), f"{spec.name} has no input slot {slot!r}"))
+    for slot, declared in spec.inputs.items():
+        if declared.required and slot not in inputs:
+            violations.append(Violation(_pointer("inputs", slot), f"input {slot!r} is required"))
+    if violations:
+        raise Invalid(f"the request does not fit app {spec.name} {spec.version}", violations)
+    return complete
+
+
+class AppConfigError(SystemExit):
+    """An app definition on disk is unusable."""
+
+
+def load_apps(directory: Path) -> dict[str, AppSpec]:
+    """Read every ``*/app.json`` under ``directory``; exit naming the first bad file."""
+    apps: dict[str, AppSpec] = {}
+    for path in sorted(directory.glob("*/app.json")):
+        try:
+            spec = AppSpec.model_validate({**json.loads(path.read_text()), "directory": path.parent.resolve()})
+        except (OSError, json.JSONDecodeError, ValidationError) as exc:
+            raise AppConfigError(f"app definition {path}: {exc}") from None
+        if spec.name in apps:
+            raise AppConfigError(f"app definition {path}: app {spec.name!r} is defined twice")
+        apps[spec.name] = spec
+    return apps

@@ -1,0 +1,64 @@
+"""The RabbitMQ adapter: a Dramatiq broker that publishes with confirms and speaks our errors.
+
+Every service builds its broker here. The gateway only publishes; the runner and results
+workers also register actors on ``broker.dramatiq`` and consume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import pika
+import pika.exceptions
+import structlog
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import BrokerConnectionError
+from dramatiq.middleware import Middleware, default_middleware
+
+from shared.errors import Unavailable
+from shared.settings import Settings
+from shared.tasks import Task
+
+log = structlog.get_logger()
+
+
+class Broker:
+    """A Dramatiq RabbitMQ broker for one deployment's namespace."""
+
+    def __init__(self, settings: Settings, *, middleware: list[Middleware] | None = None) -> None:
+        self.namespace = settings.queue_namespace
+        self._url = settings.rabbitmq_url.get_secret_value()
+        stack: list[Middleware] = [m() for m in default_middleware]
+        self.dramatiq = RabbitmqBroker(url=self._url, confirm_delivery=True, middleware=stack + (middleware or []))
+
+    def queue(self, task: Task) -> str:
+        """The namespaced queue name of a task."""
+        return task.queue_name(self.namespace)
+
+    def send(self, task: Task, *args: Any) -> str:
+        """Publish a message for ``task`` and wait for RabbitMQ's confirm; returns the message id."""
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=self.queue(task), actor_name=task.actor, args=args, kwargs={}, options={}
+        )
+        try:
+            self.dramatiq.enqueue(message)
+        except (BrokerConnectionError, pika.exceptions.AMQPError, OSError) as exc:
+            raise Unavailable(f"RabbitMQ did not accept the {task.actor} message") from exc
+        log.debug("message_sent", actor=task.actor, message_id=message.message_id)
+        return message.message_id
+
+    def ping(self) -> None:
+        """Open and close a connection; raise Unavailable if RabbitMQ does not answer."""
+        params = pika.URLParameters(self._url)
+        params.socket_timeout = 2
+        params.blocked_connection_timeout = 2
+        params.connection_attempts = 1
+        try:
+            pika.BlockingConnection(params).close()
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise Unavailable("RabbitMQ does not answer") from exc
+
+    def close(self) -> None:
+        """Close every connection this broker opened."""
+        self.dramatiq.close()

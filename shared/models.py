@@ -1,0 +1,112 @@
+"""The records the services share through MongoDB: uploaded files and jobs.
+
+Ids are ULID strings: unique, sortable by creation time, and readable in URLs and logs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from ulid import ULID
+
+
+def new_id() -> str:
+    """A fresh, time-sortable id."""
+    return str(ULID()).lower()
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, at the millisecond precision BSON keeps."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class JobState(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job will never change state again."""
+        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT}
+
+
+class Record(BaseModel):
+    """A stored document; ``id`` is Mongo's ``_id``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class StoredFile(Record):
+    """An uploaded input file and the S3 object that holds its bytes."""
+
+    id: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    key: str
+    created: datetime
+
+
+class OutputFile(Record):
+    """One file a job produced, uploaded to S3."""
+
+    path: str
+    size: int
+    sha256: str
+    content_type: str
+    key: str
+
+
+class Archive(Record):
+    """The tar.gz of a job's outputs, logs and manifest."""
+
+    key: str
+    size: int
+    sha256: str
+    created: datetime
+
+
+class JobError(Record):
+    """Why a job did not succeed, in a sentence, with the end of what it wrote to stderr."""
+
+    reason: str
+    stderr_tail: str = ""
+
+
+class Job(Record):
+    """One run of an app with validated parameters and staged inputs."""
+
+    id: str
+    app: str
+    app_version: str
+    params: dict[str, Any]
+    inputs: dict[str, str] = Field(description="input slot -> file id")
+    timeout_seconds: int
+    state: JobState = JobState.QUEUED
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+    worker: str | None = None
+    exit_code: int | None = None
+    error: JobError | None = None
+    outputs: list[OutputFile] = []
+    logs: dict[str, str] = Field(default={}, description="log name (stdout, stderr) -> S3 key")
+    archive: Archive | None = None
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        """Run time so far, or in total once finished."""
+        if self.started is None:
+            return None
+        end = self.finished or utcnow()
+        return round((end - self.started).total_seconds(), 3)

@@ -1,0 +1,161 @@
+"""The MongoDB adapter: every query quern makes lives here.
+
+PyMongo's ``AsyncMongoClient`` (the official successor of the deprecated motor) is bound to the
+event loop it first runs on: the gateway opens one in its lifespan; Dramatiq workers open one on
+the event-loop thread of the ``AsyncIO`` middleware, where their async actors run.
+Ids are strings (ULIDs), stored as ``_id``. Driver errors leave this module as ``shared.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from shared.errors import Conflict, NotFound, Unavailable
+from shared.models import Archive, Job, JobError, JobState, OutputFile, Record, StoredFile, utcnow
+from shared.settings import Settings
+
+R = TypeVar("R", bound=Record)
+Document = dict[str, Any]
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except DuplicateKeyError as exc:
+        raise Conflict(f"{what}: already exists") from exc
+    except PyMongoError as exc:
+        raise Unavailable(f"MongoDB did not answer ({what})") from exc
+
+
+def _to_doc(record: Record) -> Document:
+    doc = record.model_dump(mode="python")
+    doc["_id"] = doc.pop("id")
+    if isinstance(doc.get("state"), JobState):
+        doc["state"] = doc["state"].value
+    return doc
+
+
+def _from_doc(cls: type[R], doc: Document) -> R:
+    doc["id"] = doc.pop("_id")
+    return cls.model_validate(doc)
+
+
+class MongoStore:
+    """Files and jobs in one database."""
+
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self._client = client
+        self._db = client[database]
+        self._files = self._db["files"]
+        self._jobs = self._db["jobs"]
+
+    @classmethod
+    def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
+        """Create a client for the running event loop; it connects lazily."""
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            settings.mongo_url.get_secret_value(), tz_aware=True, serverSelectionTimeoutMS=5000, appname=appname
+        )
+        return cls(client, settings.mongo_database)
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self._client.close()
+
+    async def ping(self) -> None:
+        """Raise Unavailable unless the server answers."""
+        with _translated("ping"):
+            await self._client.admin.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries below rely on (idempotent)."""
+        with _translated("create indexes"):
+            await self._jobs.create_index([("state", ASCENDING), ("created", DESCENDING)])
+            await self._files.create_index([("created", DESCENDING)])
+
+    # Files
+
+    async def insert_file(self, file: StoredFile) -> None:
+        """Record an uploaded file."""
+        with _translated(f"file {file.id}"):
+            await self._files.insert_one(_to_doc(file))
+
+    async def get_files(self, ids: list[str]) -> dict[str, StoredFile]:
+        """The files among ``ids`` that exist, by id."""
+        with _translated("find files"):
+            docs = await self._files.find({"_id": {"$in": ids}}).to_list(None)
+        return {doc["_id"]: _from_doc(StoredFile, doc) for doc in docs}
+
+    async def get_file(self, file_id: str) -> StoredFile:
+        """One file, or NotFound."""
+        found = await self.get_files([file_id])
+        if file_id not in found:
+            raise NotFound(f"no file {file_id}")
+        return found[file_id]
+
+    # Jobs
+
+    async def insert_job(self, job: Job) -> None:
+        """Record a new job."""
+        with _translated(f"job {job.id}"):
+            await self._jobs.insert_one(_to_doc(job))
+
+    async def get_job(self, job_id: str) -> Job:
+        """One job, or NotFound."""
+        with _translated(f"job {job_id}"):
+            doc = await self._jobs.find_one({"_id": job_id})
+        if doc is None:
+            raise NotFound(f"no job {job_id}")
+        return _from_doc(Job, doc)
+
+    async def delete_job(self, job_id: str) -> None:
+        """Forget a job (its S3 objects are the caller's business)."""
+        with _translated(f"job {job_id}"):
+            await self._jobs.delete_one({"_id": job_id})
+
+    async def claim_job(self, job_id: str, *, worker: str) -> Job | None:
+        """Move a job from QUEUED to RUNNING for ``worker``; None if someone else got there first."""
+        return await self._transition(
+            {"_id": job_id, "state": JobState.QUEUED.value},
+            {"state": JobState.RUNNING.value, "worker": worker, "started": utcnow()},
+        )
+
+    async def finish_job(
+        self,
+        job_id: str,
+        *,
+        worker: str,
+        state: JobState,
+        exit_code: int | None,
+        error: JobError | None,
+        outputs: list[OutputFile],
+        logs: dict[str, str],
+    ) -> Job | None:
+        """Record the end of a run held by ``worker``; None if the job is not RUNNING on it."""
+        if not state.terminal:
+            raise ValueError(f"{state} is not a terminal state")
+        return await self._transition(
+            {"_id": job_id, "state": JobState.RUNNING.value, "worker": worker},
+            {
+                "state": state.value,
+                "finished": utcnow(),
+                "exit_code": exit_code,
+                "error": None if error is None else error.model_dump(),
+                "outputs": [o.model_dump() for o in outputs],
+                "logs": logs,
+            },
+        )
+
+    async def set_archive(self, job_id: str, archive: Archive) -> Job | None:
+        """Attach the packaged archive unless one is attached already; None if it was."""
+        return await self._transition({"_id": job_id, "archive": None}, {"archive": archive.model_dump()})
+
+    async def _transition(self, match: Document, changes: Document) -> Job | None:
+        with _translated(f"job {match['_id']}"):
+            doc = await self._jobs.find_one_and_update(match, {"$set": changes}, return_document=ReturnDocument.AFTER)
+        return None if doc is None else _from_doc(Job, doc)

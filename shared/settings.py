@@ -1,0 +1,154 @@
+"""Configuration: one frozen, typed settings object per process, read from the environment once.
+
+Each field's environment variable is its name in upper case (``mongo_url`` <- ``MONGO_URL``).
+``load(cls)`` is called once in each service's ``__main__`` and the result is passed down;
+nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Credentials that ship in tutorials and images; production refuses to start with them.
+_DEFAULT_SECRETS = frozenset({"minioadmin", "changeme", "password", "secret", "guest", "quern-local-secret"})
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
+
+
+def _require_scheme(url: str, schemes: tuple[str, ...], name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"{name} must be a {' or '.join(schemes)} URL with a host")
+    return url
+
+
+class Settings(BaseSettings):
+    """What every quern process needs: where the broker, the object store and the database are."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    quern_env: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    rabbitmq_url: SecretStr
+    queue_namespace: str = "quern"
+
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_bucket: str
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_create_bucket: bool = False
+    s3_part_size_mb: int = Field(default=8, ge=5, le=512)
+
+    mongo_url: SecretStr
+    mongo_database: str = Field(default="quern", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+
+    apps_dir: Path = Path("apps")
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _amqp(cls, value: SecretStr) -> SecretStr:
+        _require_scheme(value.get_secret_value(), ("amqp", "amqps"), "RABBITMQ_URL")
+        return value
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _mongo(cls, value: SecretStr) -> SecretStr:
+        _require_scheme(value.get_secret_value(), ("mongodb", "mongodb+srv"), "MONGO_URL")
+        return value
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        return None if value is None else _require_scheme(value, ("http", "https"), "S3 endpoint")
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not _BUCKET.match(value):
+            raise ValueError("not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)")
+        return value
+
+    @field_validator("queue_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _NAMESPACE.match(value):
+            raise ValueError("letters, digits, '_' and '-', starting with a letter or '_'")
+        return value
+
+    @field_validator("apps_dir")
+    @classmethod
+    def _apps_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value.resolve()
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Settings:
+        if self.quern_env == "production":
+            secret = self.s3_secret_access_key
+            if secret is not None and secret.get_secret_value() in _DEFAULT_SECRETS:
+                raise ValueError("S3_SECRET_ACCESS_KEY is a well-known default; refusing to start in production")
+            if urlsplit(self.rabbitmq_url.get_secret_value()).password in _DEFAULT_SECRETS:
+                raise ValueError("RABBITMQ_URL uses a well-known default password; refusing to start in production")
+        return self
+
+    @property
+    def presign_endpoint_url(self) -> str | None:
+        """The S3 endpoint that clients outside our network reach (it differs behind NAT or in Kubernetes)."""
+        return self.s3_public_endpoint_url or self.s3_endpoint_url
+
+
+class GatewaySettings(Settings):
+    """The HTTP API process."""
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_bytes: int = Field(default=64 * 2**30, ge=1)
+    presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+
+class RunnerSettings(Settings):
+    """A worker that runs apps."""
+
+    work_dir: Path = Path(tempfile.gettempdir()) / "quern-work"
+    runner_concurrency: int = Field(default=2, ge=1, le=256)
+    keep_failed_dirs: bool = False
+    max_output_bytes: int = Field(default=16 * 2**30, ge=1)
+    runner_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+
+class ResultsSettings(Settings):
+    """A worker that packages results."""
+
+    results_concurrency: int = Field(default=2, ge=1, le=64)
+
+
+S = TypeVar("S", bound=Settings)
+
+
+class ConfigError(SystemExit):
+    """The environment does not describe a usable configuration."""
+
+
+def load(cls: type[S]) -> S:
+    """Build the settings from the environment, or exit naming every variable that is wrong."""
+    try:
+        return cls()  # type: ignore[call-arg]  # fields come from the environment
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "configuration"
+            lines.append(f"  {name}: {error['msg']}")
+        raise ConfigError("configuration error:\n" + "\n".join(lines)) from None

@@ -1,0 +1,220 @@
+"""The S3 adapter: objects in one bucket, streamed in bounded memory, handed out by presigned URL.
+
+boto3 is blocking: async callers go through ``run_in_threadpool``/``asyncio.to_thread``.
+Presigned URLs are signed for the *public* endpoint (``S3_PUBLIC_ENDPOINT_URL``), which may
+differ from the one the services use inside the network. botocore errors leave this module as
+``shared.errors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import NotFound, Unavailable
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+_MISSING = {"404", "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound"}
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _MISSING:
+            raise NotFound(f"{what}: not in object storage") from exc
+        raise Unavailable(f"object storage refused {what} ({code})") from exc
+    except BotoCoreError as exc:
+        raise Unavailable(f"object storage did not answer ({what})") from exc
+
+
+def _client(settings: Settings, endpoint_url: str | None) -> S3Client:
+    secret = settings.s3_secret_access_key
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=None if secret is None else secret.get_secret_value(),
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=32,
+        ),
+    )
+
+
+class ObjectStorage:
+    """One bucket, reached through an internal client and signed for a public endpoint."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.bucket = settings.s3_bucket
+        self.part_size = settings.s3_part_size_mb * 2**20
+        self._s3 = _client(settings, settings.s3_endpoint_url)
+        self._presigner = _client(settings, settings.presign_endpoint_url)
+        self._transfer = TransferConfig(multipart_chunksize=self.part_size, max_concurrency=4)
+
+    def ping(self) -> None:
+        """Raise Unavailable unless the bucket answers."""
+        with _translated(f"bucket {self.bucket}"):
+            self._s3.head_bucket(Bucket=self.bucket)
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (local stacks; production buckets are provisioned)."""
+        try:
+            self.ping()
+        except NotFound:
+            with _translated(f"create bucket {self.bucket}"):
+                self._s3.create_bucket(Bucket=self.bucket)
+
+    def sink(self, key: str, *, content_type: str) -> ObjectSink:
+        """A write-only stream into ``key``, uploaded part by part as it fills."""
+        return ObjectSink(self._s3, self.bucket, key, content_type=content_type, part_size=self.part_size)
+
+    def upload_file(self, path: Path, key: str, *, content_type: str) -> None:
+        """Upload a local file (multipart when large)."""
+        with _translated(f"upload {key}"):
+            self._s3.upload_file(
+                str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
+            )
+
+    def download_file(self, key: str, path: Path) -> None:
+        """Download ``key`` to a local file."""
+        with _translated(f"download {key}"):
+            self._s3.download_file(self.bucket, key, str(path), Config=self._transfer)
+
+    def open(self, key: str) -> BinaryIO:
+        """A streaming reader over ``key``'s bytes."""
+        with _translated(f"read {key}"):
+            body: Any = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        return body  # type: ignore[no-any-return]  # botocore StreamingBody reads like a binary file
+
+    def size(self, key: str) -> int:
+        """The size of ``key`` in bytes, or NotFound."""
+        with _translated(f"head {key}"):
+            return self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+
+    def presign_get(self, key: str, *, expires_in: int, filename: str) -> tuple[str, datetime]:
+        """A URL on the public endpoint that downloads ``key`` as ``filename``, and when it stops working."""
+        with _translated(f"presign {key}"):
+            url = self._presigner.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                },
+                ExpiresIn=expires_in,
+            )
+        return url, datetime.now(UTC) + timedelta(seconds=expires_in)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; returns how many."""
+        deleted = 0
+        with _translated(f"delete {prefix}"):
+            pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                keys: list[ObjectIdentifierTypeDef] = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    deleted += len(keys)
+        return deleted
+
+
+class ObjectSink:
+    """Writes a stream into one S3 object with a bounded buffer, hashing as it goes.
+
+    Small streams become one PUT on ``finish``; larger ones a multipart upload whose parts grow
+    every thousand parts, so S3's 10,000-part cap allows objects of hundreds of GiB. ``abort``
+    leaves nothing behind. Not thread-safe: one writer at a time.
+    """
+
+    def __init__(self, s3: S3Client, bucket: str, key: str, *, content_type: str, part_size: int) -> None:
+        self.key = key
+        self.size = 0
+        self._s3, self._bucket, self._content_type = s3, bucket, content_type
+        self._base_part_size = part_size
+        self._sha256 = hashlib.sha256()
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of everything written so far."""
+        return self._sha256.hexdigest()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append bytes; uploads a part whenever the buffer reaches the part size."""
+        self._sha256.update(data)
+        self._buffer += data
+        self.size += len(data)
+        while len(self._buffer) >= self._part_size():
+            cut = self._part_size()
+            self._upload_part(bytes(self._buffer[:cut]))
+            del self._buffer[:cut]
+        return len(data)
+
+    def flush(self) -> None:
+        """Parts are uploaded as they fill; nothing to do (present for file-like callers)."""
+
+    def finish(self) -> None:
+        """Upload what is left and make the object visible."""
+        if self._upload_id is None:
+            with _translated(f"put {self.key}"):
+                self._s3.put_object(
+                    Bucket=self._bucket, Key=self.key, Body=bytes(self._buffer), ContentType=self._content_type
+                )
+        else:
+            if self._buffer:
+                self._upload_part(bytes(self._buffer))
+            with _translated(f"complete {self.key}"):
+                self._s3.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                )
+        self._buffer.clear()
+
+    def abort(self) -> None:
+        """Drop the upload and every part sent so far."""
+        self._buffer.clear()
+        if self._upload_id is not None:
+            with _translated(f"abort {self.key}"):
+                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
+            self._upload_id = None
+
+    def _part_size(self) -> int:
+        return self._base_part_size * (1 + len(self._parts) // 1000)
+
+    def _upload_part(self, data: bytes) -> None:
+        with _translated(f"upload part of {self.key}"):
+            if self._upload_id is None:
+                created = self._s3.create_multipart_upload(
+                    Bucket=self._bucket, Key=self.key, ContentType=self._content_type
+                )
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            answer = self._s3.upload_part(
+                Bucket=self._bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=data
+            )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})

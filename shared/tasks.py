@@ -1,0 +1,28 @@
+"""The names of the queues and actors that carry work between services.
+
+Producers enqueue by these names and never import the consumer's code. Messages carry ids,
+never documents; every actor is idempotent, so a message delivered twice does no harm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Task:
+    """An actor and the queue it listens on, before the deployment's namespace is applied."""
+
+    actor: str
+    queue: str
+
+    def queue_name(self, namespace: str) -> str:
+        """The RabbitMQ queue for this task in one deployment (``quern.jobs``)."""
+        return f"{namespace}.{self.queue}"
+
+
+RUN_JOB = Task(actor="run_job", queue="jobs")
+"""Runner: claim a QUEUED job, run its app, upload outputs and logs. Args: ``(job_id,)``."""
+
+PACKAGE_RESULTS = Task(actor="package_results", queue="results")
+"""Results: stream a finished job's outputs into a tar.gz in S3. Args: ``(job_id,)``."""
