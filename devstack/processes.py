@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+# Children started by this interpreter, kept so they are reaped rather than left as zombies.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def venv_bin(name: str) -> str:
@@ -124,6 +126,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _CHILDREN[child.pid] = child
         self.pidfile.write_text(f"{child.pid} {_start_time(child.pid)}\n")
         return True
 
@@ -161,10 +164,9 @@ class Process:
 
 def _reap(pid: int) -> None:
     """Collect our own child's exit status so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
 
 
 def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672) -> bool:

@@ -59,7 +59,10 @@ class MongoStore:
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
         """Create a client for the running event loop; it connects lazily."""
         client: AsyncMongoClient[Document] = AsyncMongoClient(
-            settings.mongo_url.get_secret_value(), tz_aware=True, serverSelectionTimeoutMS=5000, appname=appname
+            settings.mongo_url.get_secret_value(),
+            tz_aware=True,
+            serverSelectionTimeoutMS=int(settings.mongo_timeout_seconds * 1000),
+            appname=appname,
         )
         return cls(client, settings.mongo_database)
 

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
 
     mongo_url: SecretStr
     mongo_database: str = Field(default="quern", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    mongo_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
     apps_dir: Path = Path("apps")
 

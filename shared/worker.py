@@ -94,14 +94,16 @@ def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
+    # Only the queues of our own actors: publishing to another service's queue declares it on
+    # this broker too, and an unrestricted worker would start consuming (and dead-lettering) it.
+    queues = set(broker.dramatiq.get_declared_queues())
     broker.dramatiq.emit_after("process_boot")
-    worker = dramatiq.Worker(broker.dramatiq, worker_threads=threads, worker_timeout=1000)
+    worker = dramatiq.Worker(broker.dramatiq, queues=queues, worker_threads=threads, worker_timeout=1000)
     worker.queue_prefetch = threads
     worker.start()
-    log.info("worker_started", appname=appname, threads=threads, queues=sorted(broker.dramatiq.get_declared_queues()))
+    log.info("worker_started", appname=appname, threads=threads, queues=sorted(queues))
     stop.wait()
     log.info("worker_stopping", grace_seconds=grace_seconds)
     worker.stop(timeout=grace_seconds * 1000)
-    broker.dramatiq.emit_before("process_stop")
     broker.close()
     log.info("worker_stopped", appname=appname)

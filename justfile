@@ -1,0 +1,59 @@
+# quern's workflows. `just` comes from PyPI: pip install rust-just
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env_var_or_default("PYTHON", "python3")
+bin := ".venv/bin"
+
+# List the recipes
+default:
+    @just --list
+
+# Create .venv (Python >= 3.11) and install quern with its development tools
+install:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x {{bin}}/python ]; then
+        {{python}} -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            || { echo "quern needs Python >= 3.11; point PYTHON at one (PYTHON=python3.12 just ...)" >&2; exit 1; }
+        {{python}} -m venv .venv
+    fi
+    if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+        {{bin}}/python -m pip install --quiet --upgrade pip
+        {{bin}}/python -m pip install --quiet --editable '.[dev]'
+        touch .venv/.installed
+    fi
+
+# Start the local stack (RabbitMQ, S3 and Mongo stand-ins, gateway, runner, results) and run an example job
+up example="flood": install
+    {{bin}}/python -m devstack up --example {{example}}
+
+# Stop exactly what `just up` started
+down:
+    if [ -x {{bin}}/python ]; then {{bin}}/python -m devstack down; else echo "nothing to stop (no .venv)"; fi
+
+# Show which processes of the local stack are running
+status: install
+    {{bin}}/python -m devstack status
+
+# Format the code and apply safe lint fixes
+fmt: install
+    {{bin}}/ruff format .
+    {{bin}}/ruff check --fix .
+
+# ruff, ruff format --check, mypy --strict
+lint: install
+    {{bin}}/ruff check .
+    {{bin}}/ruff format --check .
+    {{bin}}/mypy
+
+# Run the tests (starts the servers they need); extra arguments go to pytest
+test *args: install
+    {{bin}}/python -m pytest {{args}}
+
+# Lint, then test
+check: lint test
+
+# Measure against bare baselines in the same run
+bench: install
+    {{bin}}/python -m bench.upload_rss

@@ -1,0 +1,92 @@
+"""Infrastructure for the tests: real servers over TCP, started here when absent, never skipped.
+
+RabbitMQ is the machine's own (started, or installed with apt-get as root, when absent);
+moto_server (S3) and secantusd-py (Mongo) are started on free ports in a temporary
+directory. The end-to-end stack gets its own queue namespace, database and bucket, so a
+development stack running beside the tests is never disturbed. A server that cannot be
+started fails the run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, wait_until
+from devstack.stack import Ports, Stack
+from shared.settings import Settings, load
+from shared.tasks import PACKAGE_RESULTS, RUN_JOB
+
+MAX_UPLOAD_BYTES = 48 * 2**20
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """RabbitMQ, S3 and Mongo answering on 127.0.0.1; the stack's services are not started."""
+    ensure_rabbitmq()
+    stack = Stack(
+        state_dir=tmp_path_factory.mktemp("stack"),
+        ports=Ports(s3=free_port(), mongo=free_port(), gateway=free_port()),
+        namespace=f"quern-test-{uuid.uuid4().hex[:8]}",
+        database=f"quern_test_{uuid.uuid4().hex[:8]}",
+        bucket=f"quern-test-{uuid.uuid4().hex[:8]}",
+        extra_env={"MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES), "PRESIGN_EXPIRY_SECONDS": "900", "S3_PART_SIZE_MB": "5"},
+    )
+    s3, mongo = stack.servers()
+    try:
+        s3.start()
+        mongo.start()
+        wait_until(lambda: http_ok(stack.s3_url), "moto_server", timeout=60, process=s3)
+        wait_until(lambda: port_open("127.0.0.1", stack.ports.mongo), "secantusd-py", timeout=60, process=mongo)
+        yield stack
+    finally:
+        mongo.stop()
+        s3.stop()
+        _delete_queues(stack)
+
+
+def _delete_queues(stack: Stack) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(stack.rabbitmq_url))
+    try:
+        for task in (RUN_JOB, PACKAGE_RESULTS):
+            base = task.queue_name(stack.namespace)
+            for name in (base, f"{base}.DQ", f"{base}.XQ"):
+                channel = connection.channel()
+                channel.queue_delete(name)
+                channel.close()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def env(servers: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The test stack's environment, applied to this process for settings-loading code."""
+    for name, value in servers.env().items():
+        monkeypatch.setenv(name, value)
+    return servers.env()
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    """Settings for adapter tests against the test servers."""
+    return load(Settings)
+
+
+@pytest.fixture(scope="session")
+def stack(servers: Stack) -> Iterator[Stack]:
+    """The gateway, runner and results services running as separate processes."""
+    try:
+        servers.start()
+        yield servers
+    finally:
+        for process in reversed(servers.services()):
+            process.stop()
+
+
+@pytest.fixture(scope="session")
+def project() -> Path:
+    return Path(__file__).resolve().parent.parent

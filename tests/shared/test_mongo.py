@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from shared.errors import Conflict, NotFound, Unavailable
+from shared.models import Archive, Job, JobState, new_id, utcnow
+from shared.mongo import MongoStore
+from shared.settings import Settings
+
+
+def make_job(**overrides: Any) -> Job:
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "app": "flood",
+        "app_version": "1",
+        "params": {"steps": 3},
+        "inputs": {"elevation": "f1"},
+        "timeout_seconds": 60,
+        "created": utcnow(),
+    }
+    return Job(**(fields | overrides))
+
+
+def in_store(settings: Settings, scenario: Any) -> Any:
+    async def main() -> Any:
+        store = MongoStore.connect(settings, appname="quern-tests")
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def test_only_one_of_many_concurrent_claims_wins(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[Job | None]:
+        job = make_job()
+        await store.insert_job(job)
+        return await asyncio.gather(*(store.claim_job(job.id, worker=f"w{i}") for i in range(8)))
+
+    claims = in_store(settings, scenario)
+    winners = [claim for claim in claims if claim is not None]
+    assert len(winners) == 1
+    assert winners[0].state is JobState.RUNNING and winners[0].started is not None
+
+
+def test_a_job_is_finished_only_by_the_worker_that_holds_it(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[Job | None, Job | None]:
+        job = make_job()
+        await store.insert_job(job)
+        await store.claim_job(job.id, worker="holder")
+        outcome: dict[str, Any] = {
+            "state": JobState.SUCCEEDED,
+            "exit_code": 0,
+            "error": None,
+            "outputs": [],
+            "logs": {},
+        }
+        return (
+            await store.finish_job(job.id, worker="intruder", **outcome),
+            await store.finish_job(job.id, worker="holder", **outcome),
+        )
+
+    intruder, holder = in_store(settings, scenario)
+    assert intruder is None
+    assert holder is not None and holder.state is JobState.SUCCEEDED and holder.finished is not None
+
+
+def test_archive_is_attached_once(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[Job | None, Job | None, Job]:
+        job = make_job()
+        await store.insert_job(job)
+        first = Archive(key="a", size=1, sha256="x", created=utcnow())
+        second = Archive(key="b", size=2, sha256="y", created=utcnow())
+        return (
+            await store.set_archive(job.id, first),
+            await store.set_archive(job.id, second),
+            await store.get_job(job.id),
+        )
+
+    first, second, stored = in_store(settings, scenario)
+    assert first is not None and second is None
+    assert stored.archive is not None and stored.archive.key == "a"
+
+
+def test_a_job_reads_back_as_it_was_written(settings: Settings) -> None:
+    job = make_job(params={"nested": {"a": [1, 2.5, "x"]}})
+
+    async def scenario(store: MongoStore) -> Job:
+        await store.insert_job(job)
+        return await store.get_job(job.id)
+
+    assert in_store(settings, scenario) == job
+
+
+def test_duplicate_id_is_a_conflict_and_unknown_id_not_found(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> None:
+        job = make_job()
+        await store.insert_job(job)
+        with pytest.raises(Conflict):
+            await store.insert_job(job)
+        with pytest.raises(NotFound):
+            await store.get_job(new_id())
+
+    in_store(settings, scenario)
+
+
+def test_unreachable_server_is_unavailable(settings: Settings) -> None:
+    dead = settings.model_copy(update={"mongo_url": SecretStr("mongodb://127.0.0.1:9"), "mongo_timeout_seconds": 0.5})
+
+    async def scenario() -> None:
+        store = MongoStore.connect(dead, appname="quern-tests")
+        try:
+            with pytest.raises(Unavailable):
+                await store.get_job("x")
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.settings import ConfigError, GatewaySettings, RunnerSettings, load
+
+GOOD = {
+    "RABBITMQ_URL": "amqp://user:pw@rabbit:5672/%2F",
+    "S3_BUCKET": "quern-data",
+    "MONGO_URL": "mongodb://mongo:27017",
+}
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, project: Path) -> pytest.MonkeyPatch:
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("APPS_DIR", str(project / "apps"))
+    return monkeypatch
+
+
+def test_settings_come_from_the_environment(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("GATEWAY_PORT", "8123")
+    settings = load(GatewaySettings)
+    assert settings.gateway_port == 8123
+    assert settings.s3_bucket == "quern-data"
+    assert settings.mongo_url.get_secret_value() == "mongodb://mongo:27017"
+
+
+def test_missing_variable_is_named(environment: pytest.MonkeyPatch) -> None:
+    environment.delenv("MONGO_URL")
+    with pytest.raises(ConfigError, match="MONGO_URL: Field required"):
+        load(GatewaySettings)
+
+
+def test_every_bad_variable_is_named_at_once(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("RABBITMQ_URL", "http://rabbit")
+    environment.setenv("S3_BUCKET", "Not_A_Bucket")
+    environment.setenv("RUNNER_CONCURRENCY", "0")
+    with pytest.raises(ConfigError) as caught:
+        load(RunnerSettings)
+    message = str(caught.value)
+    assert "RABBITMQ_URL" in message and "S3_BUCKET" in message and "RUNNER_CONCURRENCY" in message
+
+
+def test_production_refuses_default_secrets(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("QUERN_ENV", "production")
+    environment.setenv("S3_SECRET_ACCESS_KEY", "minioadmin")
+    with pytest.raises(ConfigError, match="well-known default"):
+        load(GatewaySettings)
+
+
+def test_settings_are_frozen(environment: pytest.MonkeyPatch) -> None:
+    settings = load(GatewaySettings)
+    with pytest.raises(ValueError, match="frozen"):
+        settings.gateway_port = 1
+
+
+def test_presigned_links_use_the_public_endpoint(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("S3_ENDPOINT_URL", "http://minio.internal:9000")
+    environment.setenv("S3_PUBLIC_ENDPOINT_URL", "https://files.example.org")
+    assert load(GatewaySettings).presign_endpoint_url == "https://files.example.org"
+
+
+@pytest.mark.parametrize("service", ["gateway", "runner", "results"])
+def test_service_without_configuration_exits_naming_the_variables(service: str, project: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"],
+        cwd=project,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "RABBITMQ_URL: Field required" in result.stderr
+    assert "MONGO_URL: Field required" in result.stderr

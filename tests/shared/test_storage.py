@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from shared.errors import NotFound
+from shared.settings import Settings
+from shared.storage import ObjectStorage
+
+
+@pytest.fixture
+def storage(settings: Settings) -> ObjectStorage:
+    store = ObjectStorage(settings)
+    store.ensure_bucket()
+    return store
+
+
+def test_small_stream_becomes_one_object(storage: ObjectStorage) -> None:
+    sink = storage.sink("t/small.txt", content_type="text/plain")
+    sink.write(b"hello ")
+    sink.write(b"world")
+    sink.finish()
+    assert storage.open("t/small.txt").read() == b"hello world"
+    assert sink.sha256 == hashlib.sha256(b"hello world").hexdigest()
+
+
+def test_large_stream_is_uploaded_in_parts_and_reassembled(storage: ObjectStorage) -> None:
+    data = os.urandom(2 * storage.part_size + 777)
+    sink = storage.sink("t/large.bin", content_type="application/octet-stream")
+    for start in range(0, len(data), 300_000):
+        sink.write(data[start : start + 300_000])
+    assert len(sink._parts) == 2  # two full parts went up while writing; the rest waits for finish
+    sink.finish()
+    assert storage.size("t/large.bin") == len(data)
+    assert hashlib.sha256(storage.open("t/large.bin").read()).hexdigest() == sink.sha256
+
+
+def test_abort_leaves_no_object_and_no_parts(storage: ObjectStorage, settings: Settings) -> None:
+    sink = storage.sink("t/aborted.bin", content_type="application/octet-stream")
+    sink.write(os.urandom(storage.part_size + 1))
+    sink.abort()
+    with pytest.raises(NotFound):
+        storage.size("t/aborted.bin")
+    assert storage._s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", []) == []
+
+
+def test_presigned_url_downloads_with_the_given_filename(storage: ObjectStorage, settings: Settings) -> None:
+    sink = storage.sink("t/result.tar.gz", content_type="application/gzip")
+    sink.write(b"payload")
+    sink.finish()
+    url, _ = storage.presign_get("t/result.tar.gz", expires_in=120, filename="job.tar.gz")
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["120"]
+    response = httpx.get(url)
+    assert response.content == b"payload"
+    assert response.headers["content-disposition"] == 'attachment; filename="job.tar.gz"'
+
+
+def test_missing_object_is_not_found(storage: ObjectStorage) -> None:
+    with pytest.raises(NotFound):
+        storage.open("t/never-written")
