@@ -58,6 +58,10 @@ def _client(settings: Settings, endpoint_url: str | None) -> S3Client:
             connect_timeout=5,
             read_timeout=60,
             max_pool_connections=32,
+            # Checksums only where S3 requires them: S3-compatible stores (MinIO, Ceph, moto) vary
+            # in what they accept, and quern hashes every object itself (sha256) as it streams.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         ),
     )
 
@@ -142,8 +146,8 @@ class ObjectStorage:
 class ObjectSink:
     """Writes a stream into one S3 object with a bounded buffer, hashing as it goes.
 
-    Small streams become one PUT on ``finish``; larger ones a multipart upload whose parts grow
-    every thousand parts, so S3's 10,000-part cap allows objects of hundreds of GiB. ``abort``
+    Small streams become one PUT on ``finish``; larger ones a multipart upload whose part size
+    grows every thousand parts, so S3's 10,000-part cap allows objects of hundreds of GiB. ``abort``
     leaves nothing behind. Not thread-safe: one writer at a time.
     """
 
@@ -162,15 +166,21 @@ class ObjectSink:
         """Hex digest of everything written so far."""
         return self._sha256.hexdigest()
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Append bytes; uploads a part whenever the buffer reaches the part size."""
+    def write(self, data: bytes) -> int:
+        """Append bytes; uploads a part whenever one is full.
+
+        A write that fills a part by itself is sent as it is, without copying (S3 parts may be
+        any size from 5 MiB up); small writes are gathered in the buffer first.
+        """
         self._sha256.update(data)
-        self._buffer += data
         self.size += len(data)
-        while len(self._buffer) >= self._part_size():
-            cut = self._part_size()
-            self._upload_part(bytes(self._buffer[:cut]))
-            del self._buffer[:cut]
+        if not self._buffer and len(data) >= self._part_size():
+            self._upload_part(data)
+            return len(data)
+        self._buffer += data
+        if len(self._buffer) >= self._part_size():
+            part, self._buffer = bytes(self._buffer), bytearray()
+            self._upload_part(part)
         return len(data)
 
     def flush(self) -> None:
@@ -193,7 +203,7 @@ class ObjectSink:
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
                 )
-        self._buffer.clear()
+        self._buffer = bytearray()
 
     def abort(self) -> None:
         """Drop the upload and every part sent so far."""

@@ -56,7 +56,8 @@ async def receive_upload(
     """
     file_id = new_id()
     sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
-    buffer = bytearray()
+    pending: list[bytes] = []
+    pending_bytes = 0
     writing: asyncio.Future[Any] | None = None
     received = 0
     try:
@@ -64,15 +65,18 @@ async def receive_upload(
             received += len(chunk)
             if received > max_bytes:
                 raise TooLarge(f"uploads are limited to {max_bytes} bytes")
-            buffer += chunk
-            if len(buffer) >= storage.part_size:
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes >= storage.part_size:
                 if writing is not None:
                     await writing
-                writing = asyncio.ensure_future(run_in_threadpool(sink.write, bytes(buffer)))
-                buffer.clear()
+                part = b"".join(pending)
+                pending.clear()
+                pending_bytes = 0
+                writing = asyncio.ensure_future(run_in_threadpool(sink.write, part))
         if writing is not None:
             await writing
-        await run_in_threadpool(sink.write, bytes(buffer))
+        await run_in_threadpool(sink.write, b"".join(pending))
         await run_in_threadpool(sink.finish)
     except BaseException:
         await _finish_quietly(writing)

@@ -29,14 +29,24 @@ def test_small_stream_becomes_one_object(storage: ObjectStorage) -> None:
 
 
 def test_large_stream_is_uploaded_in_parts_and_reassembled(storage: ObjectStorage) -> None:
-    data = os.urandom(2 * storage.part_size + 777)
+    data = os.urandom(3 * storage.part_size + 777)
     sink = storage.sink("t/large.bin", content_type="application/octet-stream")
     for start in range(0, len(data), 300_000):
         sink.write(data[start : start + 300_000])
-    assert len(sink._parts) == 2  # two full parts went up while writing; the rest waits for finish
+    assert len(sink._parts) == 2  # two parts filled while writing; the rest waits for finish
     sink.finish()
+    assert len(sink._parts) == 3
     assert storage.size("t/large.bin") == len(data)
     assert hashlib.sha256(storage.open("t/large.bin").read()).hexdigest() == sink.sha256
+
+
+def test_a_write_that_fills_a_part_goes_up_at_once(storage: ObjectStorage) -> None:
+    sink = storage.sink("t/whole.bin", content_type="application/octet-stream")
+    sink.write(os.urandom(storage.part_size + 10))
+    assert len(sink._parts) == 1 and not sink._buffer
+    sink.write(b"tail")
+    sink.finish()
+    assert storage.size("t/whole.bin") == storage.part_size + 14
 
 
 def test_abort_leaves_no_object_and_no_parts(storage: ObjectStorage, settings: Settings) -> None:
