@@ -1,0 +1,22 @@
+"""The README is part of the product: its configuration table must match the settings code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from shared.settings import GatewaySettings, ResultsSettings, RunnerSettings
+
+
+def test_configuration_table_lists_exactly_the_settings(project: Path) -> None:
+    readme = (project / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", table, flags=re.MULTILINE))
+    fields = {name.upper() for cls in (GatewaySettings, RunnerSettings, ResultsSettings) for name in cls.model_fields}
+    assert documented == fields
+
+
+def test_readme_names_the_two_commands(project: Path) -> None:
+    readme = (project / "README.md").read_text()
+    assert "just up" in readme and "just test" in readme
+    assert "just test" in (project / ".ci" / "run").read_text()
