@@ -15,7 +15,7 @@ from services.gateway.apps import find_app
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.broker import Broker
-from shared.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable, Violation
+from shared.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge, Unavailable, Violation
 from shared.models import Job, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -36,10 +36,21 @@ class JobRequest(BaseModel):
     timeout_seconds: int | None = Field(default=None, ge=1)
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) to read more than ``limit`` bytes into memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"a job request is limited to {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"a job request is limited to {limit} bytes")
+    return bytes(body)
+
+
 def parse_job_request(raw: bytes) -> JobRequest:
     """Read the body, reporting every shape error with a JSON pointer."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"a job request is limited to {MAX_BODY_BYTES} bytes")
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -138,7 +149,9 @@ async def archive_link(*, store: MongoStore, storage: ObjectStorage, job_id: str
 async def submit(request: Request) -> Response:
     """POST /v1/jobs."""
     d = deps(request)
-    job = await submit_job(store=d.store, broker=d.broker, apps=d.apps, request=parse_job_request(await request.body()))
+    job = await submit_job(
+        store=d.store, broker=d.broker, apps=d.apps, request=parse_job_request(await read_body(request, MAX_BODY_BYTES))
+    )
     body = render_job(request, job)
     return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
 

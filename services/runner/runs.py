@@ -18,7 +18,7 @@ import structlog
 from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
 from shared.apps import AppSpec
 from shared.broker import Broker
-from shared.errors import AppError, Unavailable
+from shared.errors import AppError, NotFound, Unavailable
 from shared.models import Job, JobError, JobState, OutputFile
 from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
@@ -78,7 +78,9 @@ async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sand
     files = await store.get_files(sorted(set(job.inputs.values())))
     staged = {}
     for slot, file_id in job.inputs.items():
-        stored = files[file_id]
+        stored = files.get(file_id)
+        if stored is None:
+            raise NotFound(f"input {slot!r}: file {file_id} no longer exists")
         staged[slot] = sandbox.input_path(slot, stored.name)
         await asyncio.to_thread(storage.download_file, stored.key, staged[slot])
     return staged
@@ -148,6 +150,10 @@ async def execute_job(
         raise
     except AppError as exc:
         state, error = JobState.FAILED, JobError(reason=f"quern could not run the job: {exc.detail}")
+    except Exception as exc:
+        # A bug of ours must still end the job, not leave it RUNNING; the traceback goes to the log.
+        log.exception("job_crashed", job_id=job.id)
+        state, error = JobState.FAILED, JobError(reason=f"quern failed internally ({type(exc).__name__})")
     try:
         logs = await asyncio.to_thread(upload_logs, storage, job, sandbox)
     except AppError as exc:

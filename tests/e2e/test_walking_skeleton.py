@@ -175,6 +175,15 @@ def test_body_that_is_not_json_is_400(api: httpx.Client) -> None:
     problem(api.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}), 400)
 
 
+def test_oversized_job_request_is_413_without_reading_it_all(api: httpx.Client) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"app": "flood", "params": {"pad": "'
+        for _ in range(64):
+            yield b"x" * 2**20
+
+    problem(api.post("/v1/jobs", content=body(), headers={"content-type": "application/json"}), 413)
+
+
 def test_unknown_input_file_is_404(api: httpx.Client) -> None:
     response = submit(api, {"app": "flood", "inputs": {"elevation": "01nosuchfile0000000000000"}})
     assert "01nosuchfile" in problem(response, 404)["detail"]
