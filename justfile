@@ -30,7 +30,7 @@ up example="flood": install
 
 # Stop exactly what `just up` started
 down:
-    if [ -x {{bin}}/python ]; then {{bin}}/python -m devstack down; else echo "nothing to stop (no .venv)"; fi
+    @if [ -x {{bin}}/python ]; then {{bin}}/python -m devstack down; else echo "nothing to stop (no .venv)"; fi
 
 # Show which processes of the local stack are running
 status: install
