@@ -110,17 +110,27 @@ class Stack:
 
     def start(self) -> list[str]:
         """Start whatever is not running yet and wait until each answers; returns what was started."""
+        return self.start_servers() + self.start_services()
+
+    def start_servers(self) -> list[str]:
+        """Start the S3 and Mongo stand-ins unless running; wait until they answer."""
         started = []
         s3, mongo = self.servers()
-        gateway, runner, results = self.services()
-        for process, port in ((s3, self.ports.s3), (mongo, self.ports.mongo), (gateway, self.ports.gateway)):
+        for process, port in ((s3, self.ports.s3), (mongo, self.ports.mongo)):
             if not process.running() and port_open("127.0.0.1", port):
                 raise RuntimeError(f"port {port} is taken by a process this stack did not start ({process.name})")
-        for process in (s3, mongo):
             if process.start():
                 started.append(process.name)
         wait_until(lambda: http_ok(self.s3_url), "moto_server (S3)", timeout=60, process=s3)
         wait_until(lambda: port_open("127.0.0.1", self.ports.mongo), "secantusd-py (Mongo)", timeout=60, process=mongo)
+        return started
+
+    def start_services(self) -> list[str]:
+        """Start gateway, runner and results unless running; wait until each is ready."""
+        started = []
+        gateway, runner, results = self.services()
+        if not gateway.running() and port_open("127.0.0.1", self.ports.gateway):
+            raise RuntimeError(f"port {self.ports.gateway} is taken by a process this stack did not start (gateway)")
         for process in (gateway, runner, results):
             if process.start():
                 started.append(process.name)

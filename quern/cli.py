@@ -20,8 +20,13 @@ def run_example(client: Client, app: str, apps_dir: Path, out_dir: Path) -> int:
         print(f"app {app} ships no example", file=sys.stderr)
         return 2
     inputs = {}
+    app_dir = (apps_dir / app).resolve()
     for slot, relative in example["inputs"].items():
-        uploaded = client.upload(apps_dir / app / relative)
+        path = (app_dir / relative).resolve()
+        if not path.is_relative_to(app_dir):  # the server names the file; never upload outside the app
+            print(f"example input {slot!r} ({relative}) is outside {app_dir}; refusing to upload it", file=sys.stderr)
+            return 2
+        uploaded = client.upload(path)
         print(f"uploaded {relative} as file {uploaded['id']} ({uploaded['size']} bytes, sha256 {uploaded['sha256']})")
         inputs[slot] = uploaded["id"]
     job = client.submit(app, example["params"], inputs)

@@ -140,6 +140,8 @@ class AppSpec(BaseModel):
     def _example(self) -> AppSpec:
         if self.example is not None:
             for slot, relative in self.example.inputs.items():
+                if Path(relative).is_absolute() or ".." in Path(relative).parts:
+                    raise ValueError(f"example input {slot!r}: {relative} must be a path inside the app's directory")
                 if not (self.directory / relative).is_file():
                     raise ValueError(f"example input {slot!r}: {relative} is not a file beside app.json")
             try:
@@ -176,6 +178,11 @@ def validate_request(spec: AppSpec, params: dict[str, Any], inputs: dict[str, st
             violations.append(Violation(_pointer("inputs", slot), f"input {slot!r} is required"))
     if violations:
         raise Invalid(f"the request does not fit app {spec.name} {spec.version}", violations)
+    # JSON Schema counts 300.0 as an integer; the app's command line must see 300.
+    properties = spec.parameters.get("properties", {})
+    for name, value in complete.items():
+        if isinstance(value, float) and value.is_integer() and properties.get(name, {}).get("type") == "integer":
+            complete[name] = int(value)
     return complete
 
 

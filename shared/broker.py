@@ -50,14 +50,18 @@ class Broker:
 
     def ping(self) -> None:
         """Open and close a connection; raise Unavailable if RabbitMQ does not answer."""
-        params = pika.URLParameters(self._url)
-        params.socket_timeout = 2
-        params.blocked_connection_timeout = 2
-        params.connection_attempts = 1
-        try:
-            pika.BlockingConnection(params).close()
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            raise Unavailable("RabbitMQ does not answer") from exc
+        failure: Exception | None = None
+        for url in self._url.split(";"):  # several URLs name the nodes of one cluster; one answering is enough
+            params = pika.URLParameters(url)
+            params.socket_timeout = 2
+            params.blocked_connection_timeout = 2
+            params.connection_attempts = 1
+            try:
+                pika.BlockingConnection(params).close()
+                return
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                failure = exc
+        raise Unavailable("RabbitMQ does not answer") from failure
 
     def close(self) -> None:
         """Close every connection this broker opened."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
+from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,7 +40,7 @@ def _translated(what: str) -> Iterator[None]:
         if code in _MISSING:
             raise NotFound(f"{what}: not in object storage") from exc
         raise Unavailable(f"object storage refused {what} ({code})") from exc
-    except BotoCoreError as exc:
+    except (BotoCoreError, Boto3Error) as exc:  # Boto3Error: managed transfers (S3UploadFailedError, ...)
         raise Unavailable(f"object storage did not answer ({what})") from exc
 
 

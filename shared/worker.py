@@ -13,9 +13,10 @@ job does not sit on work another worker could take.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ from shared.settings import Settings
 from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
+Drain = Callable[[], Awaitable[None]]
+"""Stops a service's work in progress cleanly; run on the event loop before the worker stops."""
 
 
 @dataclass
@@ -64,7 +67,8 @@ class OpenClients(Middleware):
 
         self.resources._store = _loop().run_coroutine(open_store())
 
-    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+    def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        # Runs before AsyncIO's own after_worker_shutdown (Dramatiq calls these in reverse), so the loop is alive.
         if self.resources._store is not None:
             _loop().run_coroutine(self.resources._store.close())
 
@@ -81,14 +85,14 @@ def serve(
     *,
     appname: str,
     threads: int,
-    register: Callable[[Broker, Resources], None],
+    register: Callable[[Broker, Resources], Drain | None],
     grace_seconds: int = 30,
 ) -> None:
-    """Run a worker until SIGTERM or SIGINT, then stop it within ``grace_seconds``."""
+    """Run a worker until SIGTERM or SIGINT; then drain the service's work and stop."""
     broker = Broker(settings, middleware=[AsyncIO(), MessageContext()])
     resources = Resources(settings=settings, broker=broker, storage=ObjectStorage(settings), appname=appname)
     broker.dramatiq.add_middleware(OpenClients(resources))
-    register(broker, resources)
+    drain = register(broker, resources)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -104,6 +108,11 @@ def serve(
     log.info("worker_started", appname=appname, threads=threads, queues=sorted(queues))
     stop.wait()
     log.info("worker_stopping", grace_seconds=grace_seconds)
+    if drain is not None:
+        try:
+            _loop().run_coroutine(asyncio.wait_for(drain(), grace_seconds))
+        except TimeoutError:
+            log.warning("worker_drain_timed_out", grace_seconds=grace_seconds)
     worker.stop(timeout=grace_seconds * 1000)
     broker.close()
     log.info("worker_stopped", appname=appname)

@@ -14,9 +14,3 @@ def test_configuration_table_lists_exactly_the_settings(project: Path) -> None:
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", table, flags=re.MULTILINE))
     fields = {name.upper() for cls in (GatewaySettings, RunnerSettings, ResultsSettings) for name in cls.model_fields}
     assert documented == fields
-
-
-def test_readme_names_the_two_commands(project: Path) -> None:
-    readme = (project / "README.md").read_text()
-    assert "just up" in readme and "just test" in readme
-    assert "just test" in (project / ".ci" / "run").read_text()

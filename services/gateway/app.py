@@ -14,8 +14,8 @@ from starlette.routing import Mount, Route
 
 from services.gateway import apps, files, health, jobs
 from services.gateway.middleware import RequestLog
-from services.gateway.problems import app_error, http_error, internal_error
-from services.gateway.state import Deps, LifespanState
+from services.gateway.problems import app_error, http_error
+from services.gateway.state import Deps, LifespanState, finish_setup
 from shared.apps import load_apps
 from shared.broker import Broker
 from shared.errors import AppError
@@ -37,10 +37,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         broker = Broker(settings)
         d = Deps(settings=settings, apps=registry, store=store, storage=storage, broker=broker)
         try:
-            if settings.s3_create_bucket:
-                await run_in_threadpool(storage.ensure_bucket)
-            await store.ensure_indexes()
-            d.indexes_ready = True
+            await finish_setup(d)
         except AppError as exc:
             # Start anyway: /readyz reports what is missing and finishes setup once it answers.
             log.warning("backend_not_ready_at_start", detail=exc.detail)
@@ -71,6 +68,6 @@ def create_app(settings: GatewaySettings) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(RequestLog)],
-        exception_handlers={AppError: app_error, HTTPException: http_error, Exception: internal_error},
+        exception_handlers={AppError: app_error, HTTPException: http_error},
         lifespan=lifespan,
     )

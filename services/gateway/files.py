@@ -26,8 +26,8 @@ def check_name(name: str | None) -> str:
     """A file name as users will see it again in jobs and archives: no paths, no control characters."""
     if not name:
         raise BadRequest("say what the file is called: POST /v1/files?name=FILENAME")
-    if len(name) > 255 or _UNSAFE_NAME.search(name) or name in {".", ".."}:
-        raise BadRequest("the file name must be 1-255 characters with no '/', '\\' or control characters")
+    if len(name.encode()) > 255 or _UNSAFE_NAME.search(name) or name in {".", ".."}:
+        raise BadRequest("the file name must be 1-255 bytes (UTF-8) with no '/', '\\' or control characters")
     return name
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.problems import problem_response
-from services.gateway.state import deps
+from services.gateway.state import deps, finish_setup
 from shared.errors import AppError
 
 log = structlog.get_logger()
@@ -40,9 +40,8 @@ async def readyz(request: Request) -> Response:
     )
     checks = dict(zip(names, results, strict=True))
     if all(result == "ok" for result in results):
-        if not d.indexes_ready:
-            await d.store.ensure_indexes()
-            d.indexes_ready = True
+        if not d.setup_done:
+            await finish_setup(d)
         return JSONResponse({"status": "ready", "checks": checks})
     failing = ", ".join(name for name, result in checks.items() if result != "ok")
     return problem_response(request, 503, f"not ready: {failing}", headers={"Retry-After": "5"}, checks=checks)

@@ -49,11 +49,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_job_request(raw: bytes) -> JobRequest:
-    """Read the body, reporting every shape error with a JSON pointer."""
+    """Read the body (strict JSON: no NaN or Infinity), reporting every shape error with a JSON pointer."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
     try:
         return JobRequest.model_validate(data)
@@ -87,12 +91,12 @@ async def submit_job(*, store: MongoStore, broker: Broker, apps: dict[str, AppSp
     )
     await store.insert_job(job)
     try:
-        await run_in_threadpool(broker.send, RUN_JOB, job.id)
+        message_id = await run_in_threadpool(broker.send, RUN_JOB, job.id)
     except Unavailable:
         # Not dispatched means not accepted: take the record back so nothing waits forever.
         await store.delete_job(job.id)
         raise
-    log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version)
+    log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version, message_id=message_id)
     return job
 
 

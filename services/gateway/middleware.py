@@ -8,7 +8,10 @@ import uuid
 
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.gateway.problems import problem_response
 
 log = structlog.get_logger()
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -27,18 +30,27 @@ class RequestLog:
         offered = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = offered if _CLIENT_ID.match(offered) else uuid.uuid4().hex
         status = 500
+        responding = False
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responding
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responding = message["status"], True
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Handled here rather than by Starlette's outermost error middleware, so the log line
+            # carries request_id and the 500 problem carries X-Request-ID.
+            log.exception("unhandled_error")
+            if responding:
+                raise
+            detail = "quern failed to handle this request; it has been logged under its X-Request-ID"
+            await problem_response(Request(scope), 500, detail)(scope, receive, send_with_id)
         finally:
             log.info(
                 "request",

@@ -81,9 +81,3 @@ async def http_error(request: Request, exc: Exception) -> Response:
     """Render Starlette's own HTTP errors (unknown route, wrong method) as problems too."""
     assert isinstance(exc, HTTPException)
     return problem_response(request, exc.status_code, exc.detail, headers=dict(exc.headers or {}))
-
-
-async def internal_error(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: log it with its traceback, tell the caller nothing internal."""
-    log.exception("unhandled_error", exc_info=exc)
-    return problem_response(request, 500, "quern failed to handle this request; it has been logged")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypedDict, cast
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from shared.apps import AppSpec
@@ -23,13 +24,21 @@ class Deps:
     store: MongoStore
     storage: ObjectStorage
     broker: Broker
-    indexes_ready: bool = field(default=False)
+    setup_done: bool = field(default=False)
 
 
 class LifespanState(TypedDict):
     """The lifespan state Starlette copies into every request."""
 
     deps: Deps
+
+
+async def finish_setup(d: Deps) -> None:
+    """Create the bucket (when configured) and the indexes; done once, at start or on the first ready check."""
+    if d.settings.s3_create_bucket:
+        await run_in_threadpool(d.storage.ensure_bucket)
+    await d.store.ensure_indexes()
+    d.setup_done = True
 
 
 def deps(request: Request) -> Deps:

@@ -14,7 +14,7 @@ from shared.models import Archive, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 from shared.tasks import PACKAGE_RESULTS
-from shared.worker import Resources
+from shared.worker import Drain, Resources
 
 log = structlog.get_logger()
 ACTOR_TIME_LIMIT_MS = 6 * 3600 * 1000
@@ -36,8 +36,11 @@ async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStor
     log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
 
 
-def register(broker: Broker, resources: Resources) -> None:
-    """Declare ``package_results``: five retries with backoff for backends that did not answer."""
+def register(broker: Broker, resources: Resources) -> Drain | None:
+    """Declare ``package_results``: five retries with backoff for backends that did not answer.
+
+    No drain: an archive in progress is finished at shutdown (or redone by the redelivered message).
+    """
 
     async def package(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
@@ -53,3 +56,4 @@ def register(broker: Broker, resources: Resources) -> None:
         time_limit=ACTOR_TIME_LIMIT_MS,
         throws=(NotFound,),
     )(package)
+    return None

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import ctypes
+
+import structlog
+
 from services.runner.actors import register
 from shared.logging import configure_logging
 from shared.settings import RunnerSettings, load
 from shared.worker import serve
+
+PR_SET_DUMPABLE = 4
+log = structlog.get_logger()
+
+
+def protect_credentials() -> bool:
+    """Make this process non-dumpable, so apps running as the same user cannot read its memory or environ.
+
+    /proc/<pid>/environ holds RABBITMQ_URL, MONGO_URL and the S3 keys. Root can still read it;
+    running apps as another user is the stronger guard.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
 
 
 def main() -> None:
     """Read settings, set up logging, run jobs until told to stop."""
     settings = load(RunnerSettings)
     configure_logging(settings)
+    if not protect_credentials():
+        log.warning("runner_dumpable", detail="prctl(PR_SET_DUMPABLE, 0) failed; apps may read the runner's environ")
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     serve(settings, appname="quern-runner", threads=settings.runner_concurrency, register=register)
 

@@ -26,7 +26,42 @@ from shared.storage import ObjectStorage
 from shared.tasks import PACKAGE_RESULTS
 
 log = structlog.get_logger()
-FINISH_ATTEMPTS = 4
+# Recording an outcome rides out about ten minutes of Mongo outage before giving up.
+FINISH_BACKOFF_SECONDS = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60, 60, 60, 60, 60, 60)
+
+
+class ActiveRuns:
+    """The jobs this worker is running, each with an event that asks its app to stop."""
+
+    def __init__(self) -> None:
+        self._stops: dict[str, asyncio.Event] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.closed = False
+
+    def admit(self) -> None:
+        """Refuse new runs once shutting down; the message is retried, so another worker takes the job."""
+        if self.closed:
+            raise Unavailable("this worker is shutting down; the job goes back to the queue")
+
+    def start(self, job_id: str) -> asyncio.Event:
+        """Register a run; returns its stop event."""
+        self._stops[job_id] = event = asyncio.Event()
+        self._idle.clear()
+        return event
+
+    def end(self, job_id: str) -> None:
+        """Forget a run once its outcome is recorded."""
+        self._stops.pop(job_id, None)
+        if not self._stops:
+            self._idle.set()
+
+    async def stop_all(self) -> None:
+        """Admit no new run, ask every running app to stop, and wait until each has recorded its outcome."""
+        self.closed = True
+        for event in self._stops.values():
+            event.set()
+        await self._idle.wait()
 
 
 def sha256_of(path: Path) -> str:
@@ -64,6 +99,8 @@ def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str,
 
 def judge(exit: Exit, timeout: int, stderr_tail: str) -> tuple[JobState, JobError | None]:
     """The job's state and error from how its process ended."""
+    if exit.stopped:
+        return JobState.FAILED, JobError(reason="the worker shut down while the job ran", stderr_tail=stderr_tail)
     if exit.timed_out:
         return JobState.TIMED_OUT, JobError(reason=f"killed after the {timeout} s time limit", stderr_tail=stderr_tail)
     if exit.code == 0:
@@ -87,15 +124,14 @@ async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sand
 
 
 async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:
-    """Record the outcome, riding out a short Mongo outage rather than leaving the job RUNNING."""
-    for attempt in range(FINISH_ATTEMPTS):
+    """Record the outcome, riding out a Mongo outage rather than leaving the job RUNNING."""
+    for pause in FINISH_BACKOFF_SECONDS:
         try:
             return await store.finish_job(job.id, worker=worker, **outcome)  # type: ignore[arg-type]
-        except Unavailable:
-            if attempt == FINISH_ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(2**attempt)
-    return None
+        except Unavailable as exc:
+            log.warning("job_finish_retrying", job_id=job.id, detail=exc.detail, retry_in=pause)
+            await asyncio.sleep(pause)
+    return await store.finish_job(job.id, worker=worker, **outcome)  # type: ignore[arg-type]
 
 
 async def execute_job(
@@ -106,9 +142,11 @@ async def execute_job(
     broker: Broker,
     apps: dict[str, AppSpec],
     settings: RunnerSettings,
+    active: ActiveRuns,
 ) -> None:
     """Claim the job, run its app in a sandbox, upload outputs and logs, record the end, ask for packaging."""
     worker = settings.runner_id
+    active.admit()
     job = await store.claim_job(job_id, worker=worker)
     if job is None:
         current = await store.get_job(job_id)
@@ -119,50 +157,20 @@ async def execute_job(
 
     log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=worker)
     sandbox = Sandbox(settings.work_dir, job.id)
-    state, error, exit_code = JobState.FAILED, None, None
-    outputs: list[OutputFile] = []
-    logs: dict[str, str] = {}
+    stop = active.start(job.id)
+    state = JobState.FAILED
     try:
-        await asyncio.to_thread(sandbox.create)
-        spec = apps.get(job.app)
-        if spec is None or spec.version != job.app_version:
-            raise Unavailable(f"app {job.app} {job.app_version} is not installed on worker {worker}")
-        argv = build_argv(spec, job.params, await stage_inputs(store, storage, job, sandbox), python=sys.executable)
-        exit = await run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds)
-        exit_code = exit.code
-        state, error = judge(exit, job.timeout_seconds, await asyncio.to_thread(sandbox.stderr_tail))
-        files = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
-        outputs = await asyncio.to_thread(upload_outputs, storage, job, files)
-    except asyncio.CancelledError:
-        # The worker is shutting down: record why rather than leave the job RUNNING.
-        await asyncio.shield(
-            finish(
-                store,
-                job,
-                worker,
-                state=JobState.FAILED,
-                exit_code=None,
-                outputs=[],
-                logs={},
-                error=JobError(reason="the worker shut down while the job ran"),
-            )
+        state, exit_code, error, outputs = await _run(
+            job, sandbox, stop, store=store, storage=storage, apps=apps, settings=settings
         )
-        raise
-    except AppError as exc:
-        state, error = JobState.FAILED, JobError(reason=f"quern could not run the job: {exc.detail}")
-    except Exception as exc:
-        # A bug of ours must still end the job, not leave it RUNNING; the traceback goes to the log.
-        log.exception("job_crashed", job_id=job.id)
-        state, error = JobState.FAILED, JobError(reason=f"quern failed internally ({type(exc).__name__})")
-    try:
-        logs = await asyncio.to_thread(upload_logs, storage, job, sandbox)
-    except AppError as exc:
-        log.warning("job_logs_lost", job_id=job.id, detail=exc.detail)
-    finished = await finish(
-        store, job, worker, state=state, exit_code=exit_code, error=error, outputs=outputs, logs=logs
-    )
-    if state is JobState.SUCCEEDED or not settings.keep_failed_dirs:
-        await asyncio.to_thread(sandbox.remove)
+        logs = await _upload_logs(storage, job, sandbox)
+        finished = await finish(
+            store, job, worker, state=state, exit_code=exit_code, error=error, outputs=outputs, logs=logs
+        )
+    finally:
+        active.end(job.id)
+        if state is JobState.SUCCEEDED or not settings.keep_failed_dirs:
+            await asyncio.to_thread(sandbox.remove)
     if finished is None:
         log.warning("job_finish_lost", job_id=job.id, state=state.value)
         return
@@ -175,3 +183,40 @@ async def execute_job(
         outputs=len(outputs),
     )
     await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job.id)
+
+
+async def _run(
+    job: Job,
+    sandbox: Sandbox,
+    stop: asyncio.Event,
+    *,
+    store: MongoStore,
+    storage: ObjectStorage,
+    apps: dict[str, AppSpec],
+    settings: RunnerSettings,
+) -> tuple[JobState, int | None, JobError | None, list[OutputFile]]:
+    """Stage, run and collect; every failure becomes an outcome, never an exception."""
+    try:
+        await asyncio.to_thread(sandbox.create)
+        spec = apps.get(job.app)
+        if spec is None or spec.version != job.app_version:
+            raise Unavailable(f"app {job.app} {job.app_version} is not installed on worker {settings.runner_id}")
+        argv = build_argv(spec, job.params, await stage_inputs(store, storage, job, sandbox), python=sys.executable)
+        exit = await run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop)
+        state, error = judge(exit, job.timeout_seconds, await asyncio.to_thread(sandbox.stderr_tail))
+        files = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
+        return state, exit.code, error, await asyncio.to_thread(upload_outputs, storage, job, files)
+    except AppError as exc:
+        return JobState.FAILED, None, JobError(reason=f"quern could not run the job: {exc.detail}"), []
+    except Exception as exc:
+        # A bug of ours, or the disk, must still end the job rather than leave it RUNNING.
+        log.exception("job_crashed", job_id=job.id)
+        return JobState.FAILED, None, JobError(reason=f"quern failed internally ({type(exc).__name__})"), []
+
+
+async def _upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, str]:
+    try:
+        return await asyncio.to_thread(upload_logs, storage, job, sandbox)
+    except Exception as exc:
+        log.warning("job_logs_lost", job_id=job.id, error=repr(exc))
+        return {}

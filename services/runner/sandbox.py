@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,15 @@ from shared.errors import Invalid
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 TERM_GRACE_SECONDS = 5.0
 TAIL_BYTES = 2000
+MAX_SCANNED_FILES = 100_000
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob over relative POSIX paths: ``*`` and ``?`` stay within a name, ``**/`` spans directories."""
+    out = []
+    for part in re.split(r"(\*\*/|\*|\?)", pattern):
+        out.append({"**/": "(?:.+/)?", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part)))
+    return re.compile("".join(out) + r"\Z")
 
 
 def render_value(value: Any) -> str:
@@ -96,19 +106,24 @@ class Sandbox:
     def collect(self, globs: list[str], *, max_bytes: int) -> list[tuple[str, Path]]:
         """Regular files in the run directory matching the app's output globs, as (relative path, path).
 
-        Links and anything resolving outside the run directory are ignored, so an app cannot
-        publish files it was not meant to; more than ``max_bytes`` in all is an error.
+        The walk never follows links (so ``**`` cannot wander out of the directory or loop) and
+        links are never collected; more than ``max_bytes`` in all is an error.
         """
-        run = self.run.resolve()
-        found: dict[str, Path] = {}
-        for pattern in globs:
-            for path in sorted(self.run.glob(pattern)):
-                if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(run):
-                    continue
-                found.setdefault(path.relative_to(self.run).as_posix(), path)
-        if sum(path.stat().st_size for path in found.values()) > max_bytes:
+        patterns = [glob_regex(glob) for glob in globs]
+        found: list[tuple[str, Path]] = []
+        scanned = 0
+        for directory, _, names in os.walk(self.run, followlinks=False):
+            for name in names:
+                scanned += 1
+                if scanned > MAX_SCANNED_FILES:
+                    raise Invalid(f"the run directory holds more than {MAX_SCANNED_FILES} files")
+                path = Path(directory, name)
+                relative = path.relative_to(self.run).as_posix()
+                if not path.is_symlink() and path.is_file() and any(p.match(relative) for p in patterns):
+                    found.append((relative, path))
+        if sum(path.stat().st_size for _, path in found) > max_bytes:
             raise Invalid(f"the outputs exceed the limit of {max_bytes} bytes")
-        return sorted(found.items())
+        return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -116,7 +131,8 @@ class Exit:
     """How the app's process ended."""
 
     code: int | None
-    timed_out: bool
+    timed_out: bool = False
+    stopped: bool = False
 
 
 def _kill_group(pgid: int, signum: int) -> None:
@@ -135,8 +151,11 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-async def run_app(argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: float) -> Exit:
-    """Run argv in its own session and process group; kill the whole group on timeout or cancel."""
+async def run_app(argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: float, stop: asyncio.Event) -> Exit:
+    """Run argv in its own session and process group until it exits, times out or ``stop`` is set.
+
+    On timeout or stop the whole group gets SIGTERM, then SIGKILL after a grace period.
+    """
     limits = json.dumps(spec.limits.model_dump())
     with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
         process = await asyncio.create_subprocess_exec(
@@ -153,15 +172,15 @@ async def run_app(argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: 
             stderr=err,
             start_new_session=True,
         )
+    exited = asyncio.ensure_future(process.wait())
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        code = await asyncio.wait_for(process.wait(), timeout)
-    except TimeoutError:
+        await asyncio.wait({exited, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            return Exit(code=exited.result())
         await _stop(process)
-        return Exit(code=None, timed_out=True)
-    except asyncio.CancelledError:
-        await asyncio.shield(_stop(process))
-        raise
+        return Exit(code=None, timed_out=not stopping.done(), stopped=stopping.done())
     finally:
+        stopping.cancel()
         # Whatever the app left running in its group dies with it.
         _kill_group(process.pid, signal.SIGKILL)
-    return Exit(code=code, timed_out=False)

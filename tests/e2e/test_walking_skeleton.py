@@ -171,6 +171,19 @@ def test_malformed_job_request_is_422_with_pointers(api: httpx.Client) -> None:
     assert {e["pointer"] for e in details["errors"]} == {"/inputs/elevation", "/priority"}
 
 
+def test_nan_and_infinity_are_not_json_numbers(api: httpx.Client) -> None:
+    body = b'{"app": "flood", "params": {"rain_mm": NaN}, "inputs": {}}'
+    problem(api.post("/v1/jobs", content=body, headers={"content-type": "application/json"}), 400)
+    body = b'{"app": "flood", "params": {"rain_mm": Infinity}, "inputs": {}}'
+    problem(api.post("/v1/jobs", content=body, headers={"content-type": "application/json"}), 400)
+
+
+def test_a_whole_float_for_an_integer_parameter_reaches_the_app_as_an_integer(api: httpx.Client, project: Path) -> None:
+    job = run_flood(api, project, steps=12.0)
+    assert job["params"]["steps"] == 12 and isinstance(job["params"]["steps"], int)
+    assert wait_for(api, job["id"])["state"] == "SUCCEEDED"
+
+
 def test_body_that_is_not_json_is_400(api: httpx.Client) -> None:
     problem(api.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}), 400)
 

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import httpx
 import pytest
 
@@ -19,43 +21,62 @@ def storage(settings: Settings) -> ObjectStorage:
     return store
 
 
-def test_small_stream_becomes_one_object(storage: ObjectStorage) -> None:
+@pytest.fixture
+def s3(settings: Settings) -> Any:
+    secret = settings.s3_secret_access_key
+    assert secret is not None
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=secret.get_secret_value(),
+    )
+
+
+def parts(s3: Any, settings: Settings, key: str) -> int:
+    """How many parts S3 assembled the object from (1 for a plain PUT)."""
+    return int(s3.head_object(Bucket=settings.s3_bucket, Key=key, PartNumber=1).get("PartsCount", 1))
+
+
+def test_small_stream_becomes_one_object(storage: ObjectStorage, s3: Any, settings: Settings) -> None:
     sink = storage.sink("t/small.txt", content_type="text/plain")
     sink.write(b"hello ")
     sink.write(b"world")
     sink.finish()
     assert storage.open("t/small.txt").read() == b"hello world"
+    assert parts(s3, settings, "t/small.txt") == 1
     assert sink.sha256 == hashlib.sha256(b"hello world").hexdigest()
 
 
-def test_large_stream_is_uploaded_in_parts_and_reassembled(storage: ObjectStorage) -> None:
+def test_large_stream_is_uploaded_in_parts_and_reassembled(storage: ObjectStorage, s3: Any, settings: Settings) -> None:
     data = os.urandom(3 * storage.part_size + 777)
     sink = storage.sink("t/large.bin", content_type="application/octet-stream")
     for start in range(0, len(data), 300_000):
         sink.write(data[start : start + 300_000])
-    assert len(sink._parts) == 2  # two parts filled while writing; the rest waits for finish
     sink.finish()
-    assert len(sink._parts) == 3
+    assert parts(s3, settings, "t/large.bin") == 3
     assert storage.size("t/large.bin") == len(data)
     assert hashlib.sha256(storage.open("t/large.bin").read()).hexdigest() == sink.sha256
 
 
-def test_a_write_that_fills_a_part_goes_up_at_once(storage: ObjectStorage) -> None:
+def test_a_write_that_fills_a_part_is_sent_whole(storage: ObjectStorage, s3: Any, settings: Settings) -> None:
     sink = storage.sink("t/whole.bin", content_type="application/octet-stream")
     sink.write(os.urandom(storage.part_size + 10))
-    assert len(sink._parts) == 1 and not sink._buffer
     sink.write(b"tail")
     sink.finish()
     assert storage.size("t/whole.bin") == storage.part_size + 14
+    head = s3.head_object(Bucket=settings.s3_bucket, Key="t/whole.bin", PartNumber=1)
+    assert head["PartsCount"] == 2 and head["ContentLength"] == storage.part_size + 10
 
 
-def test_abort_leaves_no_object_and_no_parts(storage: ObjectStorage, settings: Settings) -> None:
+def test_abort_leaves_no_object_and_no_parts(storage: ObjectStorage, s3: Any, settings: Settings) -> None:
     sink = storage.sink("t/aborted.bin", content_type="application/octet-stream")
     sink.write(os.urandom(storage.part_size + 1))
     sink.abort()
     with pytest.raises(NotFound):
         storage.size("t/aborted.bin")
-    assert storage._s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", []) == []
+    assert s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", []) == []
 
 
 def test_presigned_url_downloads_with_the_given_filename(storage: ObjectStorage, settings: Settings) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -62,10 +63,15 @@ def write_app(tmp_path: Path, body: str) -> AppSpec:
     return make_spec(tmp_path, command=["{python}", "{app_dir}/probe.py"], env={"DECLARED": "yes"})
 
 
-def run(spec: AppSpec, sandbox: Sandbox, timeout: float = 10) -> Any:
-    return asyncio.run(
-        run_app([sys.executable, str(spec.directory / "probe.py")], sandbox=sandbox, spec=spec, timeout=timeout)
-    )
+def run(spec: AppSpec, sandbox: Sandbox, timeout: float = 10, stop_after: float | None = None) -> Any:
+    async def main() -> Any:
+        stop = asyncio.Event()
+        if stop_after is not None:
+            asyncio.get_running_loop().call_later(stop_after, stop.set)
+        argv = [sys.executable, str(spec.directory / "probe.py")]
+        return await run_app(argv, sandbox=sandbox, spec=spec, timeout=timeout, stop=stop)
+
+    return asyncio.run(main())
 
 
 @pytest.fixture
@@ -123,6 +129,33 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path, sandbox: Sandbox)
     assert not alive
 
 
+def test_stop_ends_the_app_and_says_so(tmp_path: Path, sandbox: Sandbox) -> None:
+    spec = write_app(tmp_path, "import time; print('working', flush=True); time.sleep(60)")
+    started = time.monotonic()
+    result = run(spec, sandbox, timeout=30, stop_after=1.0)
+    assert result.stopped and not result.timed_out and result.code is None
+    assert time.monotonic() - started < 10
+    assert sandbox.stdout.read_text() == "working\n"
+
+
+def test_an_app_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Path, sandbox: Sandbox) -> None:
+    spec = write_app(tmp_path, "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")
+    started = time.monotonic()
+    result = run(spec, sandbox, timeout=30, stop_after=0.5)
+    assert result.stopped
+    assert 4 < time.monotonic() - started < 15
+
+
+def test_output_globs_do_not_follow_linked_directories(tmp_path: Path, sandbox: Sandbox) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "stolen.dat").write_text("host data")
+    (sandbox.run / "out").mkdir()
+    os.symlink(outside, sandbox.run / "out" / "link")
+    (sandbox.run / "out" / "mine.dat").write_text("mine")
+    assert [rel for rel, _ in sandbox.collect(["out/**/*.dat", "**/*.dat"], max_bytes=100)] == ["out/mine.dat"]
+
+
 def test_memory_limit_applies_to_the_app(tmp_path: Path, sandbox: Sandbox) -> None:
     (tmp_path / "probe.py").write_text("x = bytearray(400 * 2**20)\nprint('allocated')\n")
     spec = make_spec(
@@ -137,7 +170,9 @@ def test_memory_limit_applies_to_the_app(tmp_path: Path, sandbox: Sandbox) -> No
 
 def test_missing_program_exits_127(tmp_path: Path, sandbox: Sandbox) -> None:
     spec = make_spec(tmp_path, command=["no-such-program-anywhere"])
-    result = asyncio.run(run_app(["no-such-program-anywhere"], sandbox=sandbox, spec=spec, timeout=10))
+    result = asyncio.run(
+        run_app(["no-such-program-anywhere"], sandbox=sandbox, spec=spec, timeout=10, stop=asyncio.Event())
+    )
     assert result.code == 127
     assert "cannot start no-such-program-anywhere" in sandbox.stderr_tail()
 
@@ -159,3 +194,13 @@ def test_collect_refuses_outputs_over_the_cap(tmp_path: Path, sandbox: Sandbox) 
     (sandbox.run / "big.txt").write_bytes(b"x" * 1000)
     with pytest.raises(Invalid, match="exceed"):
         sandbox.collect(["*.txt"], max_bytes=999)
+
+
+def test_the_runner_makes_itself_non_dumpable() -> None:
+    script = (
+        "import ctypes; from services.runner.__main__ import protect_credentials\n"
+        "assert protect_credentials()\n"
+        "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"  # PR_GET_DUMPABLE
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "0"

@@ -1,0 +1,70 @@
+"""A runner told to stop mid-job ends the app and records why, instead of leaving the job RUNNING."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.processes import free_port
+from devstack.stack import Stack
+from tests.e2e.test_walking_skeleton import run_flood, wait_for, wait_for_archive
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def own_stack(servers: Stack, tmp_path: Path) -> Iterator[Stack]:
+    """Gateway, runner and results of their own (sharing the test servers), free to be stopped."""
+    stack = replace(
+        servers,
+        state_dir=tmp_path,
+        ports=replace(servers.ports, gateway=free_port()),
+        namespace=f"{servers.namespace}-own",
+        database=f"{servers.database}_own_{uuid.uuid4().hex[:6]}",
+    )
+    try:
+        stack.start_services()
+        yield stack
+    finally:
+        for process in reversed(stack.services()):
+            process.stop()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: Stack, project: Path) -> None:
+    with httpx.Client(base_url=own_stack.gateway_url, timeout=60) as api:
+        job = run_flood(api, project, steps=100000)
+        deadline = time.monotonic() + 30
+        while api.get(f"/v1/jobs/{job['id']}").json()["state"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert processes_mentioning(job["id"]), "the app should be running"
+
+        runner = own_stack.services()[1]
+        started = time.monotonic()
+        assert runner.stop(timeout=60)
+        assert time.monotonic() - started < 30
+
+        finished = api.get(f"/v1/jobs/{job['id']}").json()
+        assert finished["state"] == "FAILED"
+        assert finished["error"]["reason"] == "the worker shut down while the job ran"
+        assert processes_mentioning(job["id"]) == []
+        assert wait_for_archive(api, job["id"])["size"] > 0  # its logs were saved and packaged
+        assert runner.logfile.read_text().count('"event": "worker_stopped"') == 1
+        assert wait_for(api, job["id"])["state"] == "FAILED"
