@@ -1,0 +1,377 @@
+"""Uploaded dataset bundles (zip, tar, tar.gz): every member checked before anything is stored.
+
+The bundle is a local, seekable file. Sizes are counted while the bytes are read, never taken
+from headers, and reading stops as soon as a limit is crossed. A Pacifica bundle (a top-level
+``metadata.txt`` beside a ``data/`` directory) also yields its parsed metadata.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Self, cast
+
+from shared.errors import Invalid, TooLarge, Violation
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead
+
+Kind = Literal["zip", "tar", "tar.gz"]
+BLOCK = 2**20
+MAX_VIOLATIONS = 50
+MAX_METADATA_BYTES = 2**20
+EXTENSIONS: dict[Kind, tuple[str, ...]] = {"zip": (".zip",), "tar": (".tar",), "tar.gz": (".tar.gz", ".tgz")}
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".gz", ".bz2", ".xz", ".7z", ".rar")
+ARCHIVE_MAGIC = re.compile(
+    rb"PK\x03\x04|PK\x05\x06|\x1f\x8b|BZh[1-9]1AY&SY|\xfd7zXZ\x00|7z\xbc\xaf\x27\x1c|Rar!\x1a\x07"
+)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+DRIVE = re.compile(r"[A-Za-z]:")
+CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
+NESTED = "nested archives are not accepted; unpack it first"
+NOT_UTF8 = "the name is not valid UTF-8"
+TAR_REFUSALS = {
+    tarfile.SYMTYPE: "symbolic links are not accepted",
+    tarfile.LNKTYPE: "hard links are not accepted",
+    tarfile.CHRTYPE: "device nodes are not accepted",
+    tarfile.BLKTYPE: "device nodes are not accepted",
+    tarfile.FIFOTYPE: "FIFOs are not accepted",
+}
+
+
+@dataclass(frozen=True)
+class BundleLimits:
+    """How much a bundle may hold."""
+
+    max_members: int = 10_000
+    max_member_bytes: int = 8 * 2**30
+    max_total_bytes: int = 32 * 2**30
+    max_ratio: float = 200.0  # total uncompressed bytes / bundle file size, checked while decompressing
+    ratio_after_bytes: int = 64 * 2**20  # small bundles of repetitive data compress well and are harmless
+
+
+@dataclass(frozen=True)
+class Member:
+    """One regular file of a checked bundle."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A checked bundle: its regular files sorted by path, and Pacifica metadata when present."""
+
+    kind: Kind
+    members: list[Member]
+    metadata: dict[str, Any] | None
+
+
+def _refuse_file(detail: str) -> Invalid:
+    return Invalid(detail, [Violation("/file", detail)])
+
+
+def _corrupt(exc: Exception | str) -> Invalid:
+    return _refuse_file(f"the archive is truncated or corrupt: {exc}")
+
+
+def _refuse_members(violations: list[Violation]) -> Invalid:
+    first = violations[0]
+    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+    return Invalid(f"{first.pointer}: {first.detail}{more}", violations)
+
+
+def _display(name: str) -> str:
+    """A member name safe to show: undecodable bytes and control characters escaped."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+def _normalise(name: str) -> str:
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
+def _name_problem(name: str) -> str | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return NOT_UTF8
+    if CONTROL.search(name):
+        return "the name holds control characters"
+    if name.startswith(("/", "\\")) or DRIVE.match(name):
+        return "absolute paths are not accepted"
+    if "\\" in name:
+        return "backslashes are not accepted in names"
+    if ".." in name.split("/"):
+        return "'..' is not accepted in paths"
+    return None
+
+
+class _Scan:
+    """One pass over an archive's members: names, types, bytes and limits, with violations collected."""
+
+    def __init__(self, limits: BundleLimits, file_size: int) -> None:
+        self.limits = limits
+        self.file_size = file_size
+        self.count = 0
+        self.total = 0
+        self.kinds: dict[str, str] = {}
+        self.members: list[Member] = []
+        self.violations: list[Violation] = []
+        self.metadata_text: bytes | None = None
+
+    def refuse(self, name: str, detail: str) -> None:
+        self.violations.append(Violation(f"/members/{_display(name)}", detail))
+        if len(self.violations) >= MAX_VIOLATIONS:
+            raise _refuse_members(self.violations)
+
+    def admit(self, name: str, kind: str, problem: str | None) -> str | None:
+        """Check one member's name and type; return its path when its bytes are to be read."""
+        self.count += 1
+        if self.count > self.limits.max_members:
+            raise TooLarge(f"the bundle holds more than {self.limits.max_members} members")
+        path = _normalise(name)
+        problem = problem or _name_problem(name)
+        if problem is None and kind == "dir" and not path:
+            return None  # "./", the root that `tar -C dir .` writes
+        problem = problem or self.path_problem(path, kind)
+        if problem is not None:
+            self.refuse(name, problem)
+            return None
+        self.kinds[path] = kind
+        return path if kind == "file" else None
+
+    def path_problem(self, path: str, kind: str) -> str | None:
+        if not path:
+            return "the name is empty"
+        if path in self.kinds and kind != self.kinds[path]:
+            return f"{path} is both a file and a directory"
+        if path in self.kinds:
+            return f"{path} appears more than once"
+        if kind == "file" and path.lower().endswith(ARCHIVE_SUFFIXES):
+            return NESTED
+        return None
+
+    def read(self, name: str, path: str, stream: SupportsRead[bytes]) -> None:
+        """Hash and count a member's bytes in blocks, stopping as soon as a limit is crossed."""
+        digest, size, kept = hashlib.sha256(), 0, bytearray()
+        while block := stream.read(BLOCK):
+            if size == 0 and (ARCHIVE_MAGIC.match(block) or block[257:262] == b"ustar"):
+                self.refuse(name, NESTED)
+                return
+            size += len(block)
+            if size > self.limits.max_member_bytes:
+                raise TooLarge(f"{_display(name)} is larger than {self.limits.max_member_bytes} bytes")
+            self.count_bytes(len(block))
+            digest.update(block)
+            if path == "metadata.txt" and len(kept) <= MAX_METADATA_BYTES:
+                kept += block[: MAX_METADATA_BYTES + 1 - len(kept)]
+        self.members.append(Member(path, size, digest.hexdigest()))
+        if path == "metadata.txt":
+            self.metadata_text = bytes(kept)
+
+    def count_bytes(self, size: int) -> None:
+        self.total += size
+        if self.total > self.limits.max_total_bytes:
+            raise TooLarge(f"the bundle unpacks to more than {self.limits.max_total_bytes} bytes")
+        if self.total > self.limits.ratio_after_bytes and self.total > self.limits.max_ratio * self.file_size:
+            raise TooLarge(f"the bundle's compression ratio is above {self.limits.max_ratio:g}")
+
+    def finish(self) -> dict[str, Any] | None:
+        """Raise the violations found, if any; otherwise return the Pacifica metadata, if any."""
+        parents = {path.rsplit("/", depth)[0] for path in self.kinds for depth in range(1, path.count("/") + 1)}
+        for parent in sorted(parents):
+            if self.kinds.get(parent) == "file":
+                self.refuse(parent, f"{parent} is both a file and a directory")
+        if not self.members and not self.violations:
+            raise _refuse_file("the bundle holds no files")
+        metadata = None
+        is_pacifica = self.kinds.get("metadata.txt") == "file" and any(m.path.startswith("data/") for m in self.members)
+        if is_pacifica and self.metadata_text is not None:
+            metadata = self.parse_metadata(self.metadata_text)
+        if self.violations:
+            raise _refuse_members(self.violations)
+        return metadata
+
+    def parse_metadata(self, text: bytes) -> dict[str, Any] | None:
+        if len(text) > MAX_METADATA_BYTES:
+            self.refuse("metadata.txt", f"metadata.txt is larger than {MAX_METADATA_BYTES} bytes")
+            return None
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            self.refuse("metadata.txt", f"metadata.txt is not JSON: {exc}")
+            return None
+        if isinstance(parsed, list):
+            return {"entries": parsed}
+        if isinstance(parsed, dict):
+            return parsed
+        self.refuse("metadata.txt", "metadata.txt must hold a JSON list or object")
+        return None
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Refuses the cut or garbled header that tarfile would quietly take for the end of the archive."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.HeaderError as exc:
+            if buf == bytes(tarfile.BLOCKSIZE):
+                raise  # the end-of-archive marker
+            raise tarfile.ReadError(f"a header is cut short or garbled ({exc})") from exc
+
+
+@contextmanager
+def _tar_stream(path: Path, kind: Kind) -> Iterator[io.BufferedIOBase]:
+    with path.open("rb") as raw:
+        if kind == "tar":
+            yield raw
+        else:
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                yield unzipped
+
+
+def _open_tar(stream: io.BufferedIOBase) -> tarfile.TarFile:
+    return tarfile.open(fileobj=stream, mode="r:", tarinfo=_StrictTarInfo, encoding="utf-8", errors="surrogateescape")
+
+
+def _tar_data(archive: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    data = archive.extractfile(info)
+    if data is None:
+        raise ValueError(f"{info.name!r} is not a regular file")
+    return data
+
+
+def _is_tar_header(block: bytes) -> bool:
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _detect(path: Path) -> Kind:
+    with path.open("rb") as file:
+        head = file.read(tarfile.BLOCKSIZE)
+    if not head:
+        raise _refuse_file("the file is empty")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(path, "rb") as unzipped:
+                head = unzipped.read(tarfile.BLOCKSIZE)
+        except CORRUPT as exc:
+            raise _corrupt(exc) from exc
+        if _is_tar_header(head):
+            return "tar.gz"
+    elif head == bytes(tarfile.BLOCKSIZE) or _is_tar_header(head):
+        return "tar"
+    raise _refuse_file("not a zip or tar archive")
+
+
+def _scan_zip(path: Path, scan: _Scan) -> None:
+    try:
+        archive = zipfile.ZipFile(path)
+    except UnicodeDecodeError as exc:  # a name flagged as UTF-8 that is not; zipfile cannot list the rest
+        name = exc.object.decode("utf-8", "surrogateescape")
+        raise _refuse_members([Violation(f"/members/{_display(name)}", NOT_UTF8)]) from exc
+    with archive:
+        if len(archive.infolist()) > scan.limits.max_members:
+            raise TooLarge(f"the bundle holds more than {scan.limits.max_members} members")
+        for info in archive.infolist():
+            name, problem = info.orig_filename, None
+            file_type = stat.S_IFMT(info.external_attr >> 16)
+            if not info.flag_bits & 0x800 and not name.isascii():
+                # Info-ZIP and others write UTF-8 names without setting the flag; zipfile read cp437.
+                raw = name.encode("cp437")
+                try:
+                    name = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    name, problem = raw.decode("utf-8", "surrogateescape"), NOT_UTF8
+            elif info.flag_bits & 0x1:
+                problem = "encrypted members are not accepted"
+            elif file_type == stat.S_IFLNK:
+                problem = "symbolic links are not accepted"
+            elif file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+                problem = "only regular files and directories are accepted"
+            is_dir = info.is_dir() or file_type == stat.S_IFDIR
+            member_path = scan.admit(name, "dir" if is_dir else "file", problem)
+            if member_path is None:
+                continue
+            try:
+                data = archive.open(info)
+            except NotImplementedError:
+                scan.refuse(name, f"compression method {info.compress_type} is not supported")
+                continue
+            with data:
+                scan.read(name, member_path, data)
+
+
+def _scan_tar(path: Path, kind: Kind, scan: _Scan) -> None:
+    with _tar_stream(path, kind) as stream:
+        with _open_tar(stream) as archive:
+            for info in archive:
+                problem = TAR_REFUSALS.get(info.type)
+                if problem is None and not (info.isreg() or info.isdir()):
+                    problem = f"tar member type {info.type!r} is not accepted"
+                member_path = scan.admit(info.name, "dir" if info.isdir() else "file", problem)
+                if member_path is not None:
+                    with _tar_data(archive, info) as data:
+                        scan.read(info.name, member_path, data)
+        # reading to the end makes gzip check its length and CRC; whatever is there still counts
+        while block := stream.read(BLOCK):
+            scan.count_bytes(len(block))
+
+
+def inspect_bundle(path: Path, filename: str, limits: BundleLimits = BundleLimits()) -> Bundle:
+    """Check every member of the bundle; raise Invalid or TooLarge describing the first problems."""
+    kind = _detect(path)
+    if not filename.lower().endswith(EXTENSIONS[kind]):
+        raise _refuse_file(f"the file is a {kind} but is named {_display(filename)}")
+    scan = _Scan(limits, path.stat().st_size)
+    try:
+        if kind == "zip":
+            _scan_zip(path, scan)
+        else:
+            _scan_tar(path, kind, scan)
+    except CORRUPT as exc:
+        raise _corrupt(exc) from exc
+    metadata = scan.finish()
+    return Bundle(kind, sorted(scan.members, key=lambda member: member.path), metadata)
+
+
+@contextmanager
+def open_member(path: Path, bundle: Bundle, member: Member) -> Iterator[BinaryIO]:
+    """A reader over one checked member's bytes (for streaming it into object storage)."""
+    if member not in bundle.members:
+        raise ValueError(f"{member.path} is not a member of this bundle")
+    if bundle.kind == "zip":
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.is_dir() and _normalise(info.orig_filename) == member.path:
+                    with archive.open(info) as data:
+                        yield cast(BinaryIO, data)
+                    return
+    else:
+        with _tar_stream(path, bundle.kind) as stream, _open_tar(stream) as archive:
+            for entry in archive:
+                if entry.isreg() and _normalise(entry.name) == member.path:
+                    with _tar_data(archive, entry) as data:
+                        yield cast(BinaryIO, data)
+                    return
+    raise ValueError(f"{member.path} is no longer in {path}")
