@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import secrets
 import sys
 
 from devstack.processes import PROJECT, ensure_rabbitmq, stop_rabbitmq
@@ -11,6 +14,24 @@ from quern.cli import main as quern
 
 STATE = PROJECT / ".state"
 RABBIT_MARKER = STATE / "rabbitmq.started-by-quern"
+CREDENTIALS = STATE / "credentials.json"
+
+
+def local_stack() -> Stack:
+    """The development stack, with credentials made once and kept in .state/credentials.json (0600)."""
+    if not CREDENTIALS.exists():
+        STATE.mkdir(parents=True, exist_ok=True)
+        made = {"username": "admin", "password": secrets.token_urlsafe(18), "auth_secret": secrets.token_urlsafe(48)}
+        fd = os.open(CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(made, handle, indent=2)
+    saved = json.loads(CREDENTIALS.read_text())
+    return Stack(
+        state_dir=STATE,
+        admin_username=saved["username"],
+        admin_password=saved["password"],
+        auth_secret=saved["auth_secret"],
+    )
 
 
 def up(stack: Stack, *, example: str | None) -> int:
@@ -20,23 +41,13 @@ def up(stack: Stack, *, example: str | None) -> int:
         RABBIT_MARKER.touch()
         print("started RabbitMQ (rabbitmq-server -detached)")
     started = stack.start()
-    print(
-        f"started: {', '.join(started) or 'nothing (all running)'}; gateway {stack.gateway_url}; logs in {STATE}/logs"
-    )
+    print(f"started: {', '.join(started) or 'nothing (all running)'}; gateway {stack.gateway_url}")
+    print(f"logs in {STATE / 'logs'}; admin login: {stack.admin_username}, password in {CREDENTIALS}")
     if example is None:
         return 0
-    return quern(
-        [
-            "--url",
-            stack.gateway_url,
-            "example",
-            example,
-            "--apps-dir",
-            str(PROJECT / "apps"),
-            "--out",
-            str(STATE / "downloads"),
-        ]
-    )
+    os.environ["QUERN_USERNAME"], os.environ["QUERN_PASSWORD"] = stack.admin_username, stack.admin_password
+    out = str(STATE / "downloads")
+    return quern(["--url", stack.gateway_url, "example", example, "--apps-dir", str(PROJECT / "apps"), "--out", out])
 
 
 def down(stack: Stack) -> int:
@@ -55,7 +66,7 @@ def main() -> int:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--example", default="flood", help="app whose example to run after up ('' for none)")
     args = parser.parse_args()
-    stack = Stack(state_dir=STATE)
+    stack = local_stack()
     if args.action == "up":
         return up(stack, example=args.example or None)
     if args.action == "down":

@@ -7,6 +7,7 @@ running development stack and a test run never see each other's messages or data
 
 from __future__ import annotations
 
+import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ class Stack:
     database: str = "quern"
     bucket: str = "quern"
     runner_threads: int = 2
+    admin_username: str = "admin"
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    auth_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +72,9 @@ class Stack:
             "MONGO_DATABASE": self.database,
             "APPS_DIR": str(PROJECT / "apps"),
             "WORK_DIR": str(self.state_dir / "work"),
+            "AUTH_SECRET": self.auth_secret,
+            "ADMIN_USERNAME": self.admin_username,
+            "ADMIN_PASSWORD": self.admin_password,
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": str(self.ports.gateway),
             "RUNNER_CONCURRENCY": str(self.runner_threads),

@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     example.add_argument("--out", type=Path, default=None, help="where to save the archive (default: a temp dir)")
     args = parser.parse_args(argv)
 
-    client = Client(args.url)
+    client = Client(args.url, token=os.environ.get("QUERN_TOKEN"))
     try:
+        if "QUERN_TOKEN" not in os.environ and "QUERN_USERNAME" in os.environ:
+            client.login(os.environ["QUERN_USERNAME"], os.environ.get("QUERN_PASSWORD", ""))
         out_dir = args.out or Path(tempfile.mkdtemp(prefix="quern-example-"))
         out_dir.mkdir(parents=True, exist_ok=True)
         return run_example(client, args.app, args.apps_dir, out_dir)

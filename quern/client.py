@@ -30,8 +30,14 @@ def _chunks(path: Path, size: int = 2**20) -> Iterator[bytes]:
 class Client:
     """Upload files, submit jobs, follow them and fetch their archives."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=timeout)
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 60.0) -> None:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
+
+    def login(self, username: str, password: str) -> None:
+        """Exchange a username and password for a bearer token used by every later call."""
+        answer = self._json(self.http.post("/v1/auth/login", json={"username": username, "password": password}))
+        self.http.headers["Authorization"] = f"Bearer {answer['access_token']}"
 
     def close(self) -> None:
         self.http.close()

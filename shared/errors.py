@@ -2,6 +2,8 @@
 
     AppError
     ├── BadRequest      the request cannot be read at all (malformed JSON, bad query)
+    ├── Unauthorized    no credentials, or credentials that are wrong, expired or revoked
+    ├── Forbidden       an admin-only action asked by a user (never used to hide resources)
     ├── Invalid         the request is readable but breaks the rules; carries every violation
     ├── NotFound        the resource does not exist (or is not yours to see)
     ├── Conflict        the resource is not in a state that allows this yet
@@ -36,6 +38,14 @@ class AppError(Exception):
 
 class BadRequest(AppError):
     """The request could not be read."""
+
+
+class Unauthorized(AppError):
+    """Authentication is required: send a bearer token or an API key."""
+
+
+class Forbidden(AppError):
+    """Only an admin may do this."""
 
 
 class Invalid(AppError):

@@ -39,16 +39,46 @@ class JobState(StrEnum):
         return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT}
 
 
+class Role(StrEnum):
+    """What a user may do: their own resources (user), or everyone's (admin)."""
+
+    USER = "user"
+    ADMIN = "admin"
+
+
 class Record(BaseModel):
     """A stored document; ``id`` is Mongo's ``_id``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+class User(Record):
+    """Someone who may log in; ``password_hash`` is an argon2 hash."""
+
+    id: str
+    username: str
+    password_hash: str
+    role: Role = Role.USER
+    created: datetime
+    disabled: bool = False
+
+
+class ApiKey(Record):
+    """A credential for services: ``qk_<id>.<secret>``; only the secret's sha256 is kept."""
+
+    id: str
+    owner: str
+    name: str
+    secret_sha256: str
+    created: datetime
+    revoked: datetime | None = None
+
+
 class StoredFile(Record):
     """An uploaded input file and the S3 object that holds its bytes."""
 
     id: str
+    owner: str
     name: str
     size: int
     sha256: str
@@ -87,6 +117,7 @@ class Job(Record):
     """One run of an app with validated parameters and staged inputs."""
 
     id: str
+    owner: str
     app: str
     app_version: str
     params: dict[str, Any]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.errors import Conflict, NotFound, Unavailable
-from shared.models import Archive, Job, JobError, JobState, OutputFile, Record, StoredFile, utcnow
+from shared.models import ApiKey, Archive, Job, JobError, JobState, OutputFile, Record, StoredFile, User, utcnow
 from shared.settings import Settings
 
 R = TypeVar("R", bound=Record)
@@ -36,9 +37,23 @@ def _translated(what: str) -> Iterator[None]:
 def _to_doc(record: Record) -> Document:
     doc = record.model_dump(mode="python")
     doc["_id"] = doc.pop("id")
-    if isinstance(doc.get("state"), JobState):
-        doc["state"] = doc["state"].value
+    for name in ("state", "role"):  # enums are stored as their plain string values
+        if hasattr(doc.get(name), "value"):
+            doc[name] = doc[name].value
     return doc
+
+
+def _mine(owner: str | None) -> Document:
+    """The filter that keeps a user to their own documents; None (an admin) sees all."""
+    return {} if owner is None else {"owner": owner}
+
+
+@dataclass(frozen=True)
+class Page(Generic[R]):
+    """One page of a list, newest first, and the id to continue after (None on the last page)."""
+
+    items: list[R]
+    next_after: str | None
 
 
 def _from_doc(cls: type[R], doc: Document) -> R:
@@ -54,6 +69,8 @@ class MongoStore:
         self._db = client[database]
         self._files = self._db["files"]
         self._jobs = self._db["jobs"]
+        self._users = self._db["users"]
+        self._keys = self._db["api_keys"]
 
     @classmethod
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
@@ -79,7 +96,81 @@ class MongoStore:
         """Create the indexes the queries below rely on (idempotent)."""
         with _translated("create indexes"):
             await self._jobs.create_index([("state", ASCENDING), ("created", DESCENDING)])
-            await self._files.create_index([("created", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._files.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._users.create_index("username", unique=True)
+            await self._keys.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+
+    async def _page(self, collection: Any, cls: type[R], match: Document, *, limit: int, after: str | None) -> Page[R]:
+        query = dict(match)
+        if after is not None:
+            query["_id"] = {"$lt": after}
+        with _translated(f"list {collection.name}"):
+            docs = await collection.find(query).sort("_id", DESCENDING).limit(limit + 1).to_list(None)
+        more = len(docs) > limit
+        docs = docs[:limit]
+        next_after = docs[-1]["_id"] if more and docs else None
+        return Page([_from_doc(cls, doc) for doc in docs], next_after)
+
+    # Users and API keys
+
+    async def insert_user(self, user: User) -> None:
+        """Record a new user; Conflict if the username is taken."""
+        with _translated(f"user {user.username}"):
+            await self._users.insert_one(_to_doc(user))
+
+    async def get_user(self, user_id: str) -> User:
+        """One user by id, or NotFound."""
+        with _translated(f"user {user_id}"):
+            doc = await self._users.find_one({"_id": user_id})
+        if doc is None:
+            raise NotFound(f"no user {user_id}")
+        return _from_doc(User, doc)
+
+    async def find_user(self, username: str) -> User | None:
+        """The user with this username, if any."""
+        with _translated(f"user {username}"):
+            doc = await self._users.find_one({"username": username})
+        return None if doc is None else _from_doc(User, doc)
+
+    async def list_users(self, *, limit: int, after: str | None) -> Page[User]:
+        """Users, newest first."""
+        return await self._page(self._users, User, {}, limit=limit, after=after)
+
+    async def set_user_disabled(self, user_id: str, disabled: bool) -> User:
+        """Disable (or re-enable) a user; NotFound if there is none."""
+        with _translated(f"user {user_id}"):
+            doc = await self._users.find_one_and_update(
+                {"_id": user_id}, {"$set": {"disabled": disabled}}, return_document=ReturnDocument.AFTER
+            )
+        if doc is None:
+            raise NotFound(f"no user {user_id}")
+        return _from_doc(User, doc)
+
+    async def insert_key(self, key: ApiKey) -> None:
+        """Record a new API key."""
+        with _translated(f"api key {key.id}"):
+            await self._keys.insert_one(_to_doc(key))
+
+    async def get_key(self, key_id: str, *, owner: str | None = None) -> ApiKey:
+        """One API key (of ``owner``, unless None), or NotFound."""
+        with _translated(f"api key {key_id}"):
+            doc = await self._keys.find_one({"_id": key_id, **_mine(owner)})
+        if doc is None:
+            raise NotFound(f"no API key {key_id}")
+        return _from_doc(ApiKey, doc)
+
+    async def list_keys(self, *, owner: str | None, limit: int, after: str | None) -> Page[ApiKey]:
+        """API keys, newest first."""
+        return await self._page(self._keys, ApiKey, _mine(owner), limit=limit, after=after)
+
+    async def revoke_key(self, key_id: str, *, owner: str | None) -> ApiKey:
+        """Revoke an API key (once; revoking again changes nothing); NotFound if not ``owner``'s."""
+        with _translated(f"api key {key_id}"):
+            await self._keys.update_one(
+                {"_id": key_id, "revoked": None, **_mine(owner)}, {"$set": {"revoked": utcnow()}}
+            )
+        return await self.get_key(key_id, owner=owner)
 
     # Files
 
@@ -88,18 +179,22 @@ class MongoStore:
         with _translated(f"file {file.id}"):
             await self._files.insert_one(_to_doc(file))
 
-    async def get_files(self, ids: list[str]) -> dict[str, StoredFile]:
-        """The files among ``ids`` that exist, by id."""
+    async def get_files(self, ids: list[str], *, owner: str | None = None) -> dict[str, StoredFile]:
+        """The files among ``ids`` that exist (and belong to ``owner``, unless None), by id."""
         with _translated("find files"):
-            docs = await self._files.find({"_id": {"$in": ids}}).to_list(None)
+            docs = await self._files.find({"_id": {"$in": ids}, **_mine(owner)}).to_list(None)
         return {doc["_id"]: _from_doc(StoredFile, doc) for doc in docs}
 
-    async def get_file(self, file_id: str) -> StoredFile:
+    async def get_file(self, file_id: str, *, owner: str | None = None) -> StoredFile:
         """One file, or NotFound."""
-        found = await self.get_files([file_id])
+        found = await self.get_files([file_id], owner=owner)
         if file_id not in found:
             raise NotFound(f"no file {file_id}")
         return found[file_id]
+
+    async def list_files(self, *, owner: str | None, limit: int, after: str | None) -> Page[StoredFile]:
+        """Files, newest first."""
+        return await self._page(self._files, StoredFile, _mine(owner), limit=limit, after=after)
 
     # Jobs
 
@@ -108,13 +203,17 @@ class MongoStore:
         with _translated(f"job {job.id}"):
             await self._jobs.insert_one(_to_doc(job))
 
-    async def get_job(self, job_id: str) -> Job:
-        """One job, or NotFound."""
+    async def get_job(self, job_id: str, *, owner: str | None = None) -> Job:
+        """One job (of ``owner``, unless None), or NotFound."""
         with _translated(f"job {job_id}"):
-            doc = await self._jobs.find_one({"_id": job_id})
+            doc = await self._jobs.find_one({"_id": job_id, **_mine(owner)})
         if doc is None:
             raise NotFound(f"no job {job_id}")
         return _from_doc(Job, doc)
+
+    async def list_jobs(self, *, owner: str | None, limit: int, after: str | None) -> Page[Job]:
+        """Jobs, newest first."""
+        return await self._page(self._jobs, Job, _mine(owner), limit=limit, after=after)
 
     async def delete_job(self, job_id: str) -> None:
         """Forget a job (its S3 objects are the caller's business)."""

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _DEFAULT_SECRETS = frozenset({"minioadmin", "changeme", "password", "secret", "guest", "quern-local-secret"})
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
+USERNAME = r"^[a-z][a-z0-9._-]{1,63}$"
 
 
 def _require_scheme(url: str, schemes: tuple[str, ...], name: str) -> str:
@@ -114,10 +115,24 @@ class Settings(BaseSettings):
 class GatewaySettings(Settings):
     """The HTTP API process."""
 
+    auth_secret: SecretStr = Field(min_length=32)
+    token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+    admin_username: str | None = Field(default=None, pattern=USERNAME)
+    admin_password: SecretStr | None = None
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: int = Field(default=64 * 2**30, ge=1)
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _admin_pair(self) -> GatewaySettings:
+        if (self.admin_username is None) != (self.admin_password is None):
+            raise ValueError("ADMIN_USERNAME and ADMIN_PASSWORD go together")
+        if self.admin_password is not None and len(self.admin_password.get_secret_value()) < 12:
+            raise ValueError("ADMIN_PASSWORD must be at least 12 characters")
+        if self.quern_env == "production" and self.auth_secret.get_secret_value() in _DEFAULT_SECRETS:
+            raise ValueError("AUTH_SECRET is a well-known default; refusing to start in production")
+        return self
 
 
 class RunnerSettings(Settings):

@@ -9,10 +9,12 @@ started fails the run.
 
 from __future__ import annotations
 
+import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pika
 import pytest
 
@@ -90,3 +92,40 @@ def stack(servers: Stack) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def project() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def client_for(base_url: str, username: str, password: str) -> httpx.Client:
+    """An HTTP client logged in as ``username``."""
+    client = httpx.Client(base_url=base_url, timeout=60)
+    answer = client.post("/v1/auth/login", json={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    return client
+
+
+@pytest.fixture(scope="session")
+def admin(stack: Stack) -> Iterator[httpx.Client]:
+    """The stack's first admin, created from ADMIN_USERNAME/ADMIN_PASSWORD."""
+    client = client_for(stack.gateway_url, stack.admin_username, stack.admin_password)
+    yield client
+    client.close()
+
+
+UserFactory = Callable[..., httpx.Client]
+
+
+@pytest.fixture(scope="session")
+def make_user(stack: Stack, admin: httpx.Client) -> Iterator[UserFactory]:
+    """Create a user through the admin API and return a client logged in as them."""
+    clients: list[httpx.Client] = []
+
+    def make(role: str = "user") -> httpx.Client:
+        username, password = f"u{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
+        answer = admin.post("/v1/users", json={"username": username, "password": password, "role": role})
+        assert answer.status_code == 201, answer.text
+        clients.append(client_for(stack.gateway_url, username, password))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()

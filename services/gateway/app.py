@@ -12,10 +12,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from services.gateway import apps, files, health, jobs
+from services.gateway import apps, files, health, jobs, users
+from services.gateway.auth import Authentication, Authenticator
+from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
 from services.gateway.problems import app_error, http_error
-from services.gateway.state import Deps, LifespanState, finish_setup
+from services.gateway.state import Deps, LifespanState
 from shared.apps import load_apps
 from shared.broker import Broker
 from shared.errors import AppError
@@ -35,7 +37,10 @@ def create_app(settings: GatewaySettings) -> Starlette:
         store = MongoStore.connect(settings, appname="quern-gateway")
         storage = ObjectStorage(settings)
         broker = Broker(settings)
-        d = Deps(settings=settings, apps=registry, store=store, storage=storage, broker=broker)
+        authenticator = Authenticator(store, settings.auth_secret.get_secret_value())
+        d = Deps(
+            settings=settings, apps=registry, store=store, storage=storage, broker=broker, authenticator=authenticator
+        )
         try:
             await finish_setup(d)
         except AppError as exc:
@@ -55,11 +60,23 @@ def create_app(settings: GatewaySettings) -> Starlette:
         Mount(
             "/v1",
             routes=[
+                Route("/auth/login", users.login, methods=["POST"]),
+                Route("/me", users.me),
+                Route("/users", users.add_user, methods=["POST"]),
+                Route("/users", users.list_users),
+                Route("/users/{user_id}", users.describe_user, name="user"),
+                Route("/users/{user_id}", users.disable_user, methods=["DELETE"]),
+                Route("/keys", users.add_key, methods=["POST"]),
+                Route("/keys", users.list_keys),
+                Route("/keys/{key_id}", users.describe_key, name="key"),
+                Route("/keys/{key_id}", users.revoke_key, methods=["DELETE"]),
                 Route("/files", files.upload, methods=["POST"]),
+                Route("/files", files.list_files),
                 Route("/files/{file_id}", files.describe, name="file"),
                 Route("/apps", apps.list_apps),
                 Route("/apps/{name}", apps.describe_app, name="app"),
                 Route("/jobs", jobs.submit, methods=["POST"]),
+                Route("/jobs", jobs.list_jobs),
                 Route("/jobs/{job_id}", jobs.describe, name="job"),
                 Route("/jobs/{job_id}/archive", jobs.archive, name="job_archive"),
             ],
@@ -67,7 +84,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestLog)],
+        middleware=[Middleware(RequestLog), Middleware(Authentication)],
         exception_handlers={AppError: app_error, HTTPException: http_error},
         lifespan=lifespan,
     )

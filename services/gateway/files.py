@@ -12,6 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from services.gateway.auth import principal
+from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadRequest, TooLarge
 from shared.models import StoredFile, new_id, utcnow
@@ -44,6 +46,7 @@ async def receive_upload(
     store: MongoStore,
     storage: ObjectStorage,
     chunks: AsyncIterator[bytes],
+    owner: str,
     name: str,
     content_type: str,
     max_bytes: int,
@@ -84,6 +87,7 @@ async def receive_upload(
         raise
     record = StoredFile(
         id=file_id,
+        owner=owner,
         name=name,
         size=sink.size,
         sha256=sink.sha256,
@@ -105,6 +109,7 @@ def render_file(request: Request, file: StoredFile) -> dict[str, Any]:
     return {
         "id": file.id,
         "url": str(request.url_for("file", file_id=file.id)),
+        "owner": file.owner,
         "name": file.name,
         "size": file.size,
         "sha256": file.sha256,
@@ -128,6 +133,7 @@ async def upload(request: Request) -> Response:
             store=d.store,
             storage=d.storage,
             chunks=request.stream(),
+            owner=principal(request).user_id,
             name=name,
             content_type=content_type or "application/octet-stream",
             max_bytes=d.settings.max_upload_bytes,
@@ -141,5 +147,14 @@ async def upload(request: Request) -> Response:
 
 async def describe(request: Request) -> Response:
     """GET /v1/files/{file_id}: the file's metadata."""
-    file = await deps(request).store.get_file(request.path_params["file_id"])
+    file = await deps(request).store.get_file(request.path_params["file_id"], owner=principal(request).owner_filter)
     return JSONResponse(render_file(request, file))
+
+
+async def list_files(request: Request) -> Response:
+    """GET /v1/files: the caller's files (an admin's: everyone's), newest first."""
+    wanted = page_request(request)
+    page = await deps(request).store.list_files(
+        owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
+    )
+    return page_response(request, page, lambda file: render_file(request, file))

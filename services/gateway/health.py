@@ -11,11 +11,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.problems import problem_response
-from services.gateway.state import deps, finish_setup
+from services.gateway.state import Deps, deps
+from services.gateway.users import ensure_admin
 from shared.errors import AppError
 
 log = structlog.get_logger()
 CHECK_TIMEOUT_SECONDS = 3.0
+
+
+async def finish_setup(d: Deps) -> None:
+    """Create the bucket (when configured), the indexes and the first admin; done once, at start or when ready."""
+    if d.settings.s3_create_bucket:
+        await run_in_threadpool(d.storage.ensure_bucket)
+    await d.store.ensure_indexes()
+    if d.settings.admin_username is not None and d.settings.admin_password is not None:
+        await ensure_admin(
+            store=d.store, username=d.settings.admin_username, password=d.settings.admin_password.get_secret_value()
+        )
+    d.setup_done = True
 
 
 async def healthz(request: Request) -> Response:

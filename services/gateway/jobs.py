@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from services.gateway.apps import find_app
+from services.gateway.auth import principal
+from services.gateway.bodies import parse_model, read_body
+from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.broker import Broker
-from shared.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge, Unavailable, Violation
+from shared.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable, Violation
 from shared.models import Job, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -36,38 +38,18 @@ class JobRequest(BaseModel):
     timeout_seconds: int | None = Field(default=None, ge=1)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) to read more than ``limit`` bytes into memory."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"a job request is limited to {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"a job request is limited to {limit} bytes")
-    return bytes(body)
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def parse_job_request(raw: bytes) -> JobRequest:
-    """Read the body (strict JSON: no NaN or Infinity), reporting every shape error with a JSON pointer."""
+    """The job request, with every shape error pointed at."""
     try:
-        data = json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-    try:
-        return JobRequest.model_validate(data)
-    except ValidationError as exc:
-        violations = [Violation("".join(f"/{part}" for part in error["loc"]), error["msg"]) for error in exc.errors()]
-        raise Invalid("the job request is malformed", violations) from None
+        return parse_model(raw, JobRequest)
+    except Invalid as exc:
+        raise Invalid("the job request is malformed", exc.violations) from None
 
 
-async def submit_job(*, store: MongoStore, broker: Broker, apps: dict[str, AppSpec], request: JobRequest) -> Job:
-    """Validate against the app, check the inputs exist, store the job, then dispatch it."""
+async def submit_job(
+    *, store: MongoStore, broker: Broker, apps: dict[str, AppSpec], request: JobRequest, owner: str
+) -> Job:
+    """Validate against the app, check the inputs exist and are the owner's, store the job, then dispatch it."""
     spec = find_app(apps, request.app)
     params = validate_request(spec, request.params, request.inputs)
     timeout = request.timeout_seconds or spec.timeout.default
@@ -76,12 +58,13 @@ async def submit_job(*, store: MongoStore, broker: Broker, apps: dict[str, AppSp
             f"app {spec.name} allows at most {spec.timeout.max} seconds",
             [Violation("/timeout_seconds", f"must be at most {spec.timeout.max}")],
         )
-    found = await store.get_files(sorted(set(request.inputs.values())))
+    found = await store.get_files(sorted(set(request.inputs.values())), owner=owner)
     for slot, file_id in sorted(request.inputs.items()):
         if file_id not in found:
             raise NotFound(f"input {slot!r}: no file {file_id}")
     job = Job(
         id=new_id(),
+        owner=owner,
         app=spec.name,
         app_version=spec.version,
         params=params,
@@ -110,6 +93,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
         "url": url,
+        "owner": job.owner,
         "app": job.app,
         "app_version": job.app_version,
         "params": job.params,
@@ -132,9 +116,11 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
     }
 
 
-async def archive_link(*, store: MongoStore, storage: ObjectStorage, job_id: str, expires_in: int) -> dict[str, Any]:
+async def archive_link(
+    *, store: MongoStore, storage: ObjectStorage, job_id: str, owner: str | None, expires_in: int
+) -> dict[str, Any]:
     """A presigned download of the job's archive, or Conflict while it is not packaged yet."""
-    job = await store.get_job(job_id)
+    job = await store.get_job(job_id, owner=owner)
     if job.archive is None:
         waiting = "is packaged" if job.state.terminal else f"finishes (it is {job.state.value})"
         raise Conflict(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
@@ -154,7 +140,11 @@ async def submit(request: Request) -> Response:
     """POST /v1/jobs."""
     d = deps(request)
     job = await submit_job(
-        store=d.store, broker=d.broker, apps=d.apps, request=parse_job_request(await read_body(request, MAX_BODY_BYTES))
+        store=d.store,
+        broker=d.broker,
+        apps=d.apps,
+        request=parse_job_request(await read_body(request, MAX_BODY_BYTES)),
+        owner=principal(request).user_id,
     )
     body = render_job(request, job)
     return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
@@ -162,8 +152,17 @@ async def submit(request: Request) -> Response:
 
 async def describe(request: Request) -> Response:
     """GET /v1/jobs/{job_id}."""
-    job = await deps(request).store.get_job(request.path_params["job_id"])
+    job = await deps(request).store.get_job(request.path_params["job_id"], owner=principal(request).owner_filter)
     return JSONResponse(render_job(request, job))
+
+
+async def list_jobs(request: Request) -> Response:
+    """GET /v1/jobs: the caller's jobs (an admin's: everyone's), newest first."""
+    wanted = page_request(request)
+    page = await deps(request).store.list_jobs(
+        owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
+    )
+    return page_response(request, page, lambda job: render_job(request, job))
 
 
 async def archive(request: Request) -> Response:
@@ -176,6 +175,7 @@ async def archive(request: Request) -> Response:
         store=d.store,
         storage=d.storage,
         job_id=request.path_params["job_id"],
+        owner=principal(request).owner_filter,
         expires_in=d.settings.presign_expiry_seconds,
     )
     if _FLAGS[redirect]:

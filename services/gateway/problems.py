@@ -9,12 +9,24 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shared.errors import AppError, BadRequest, Conflict, Invalid, NotFound, TooLarge, Unavailable
+from shared.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
 
 log = structlog.get_logger()
 
 STATUS: dict[type[AppError], int] = {
     BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
@@ -23,6 +35,8 @@ STATUS: dict[type[AppError], int] = {
 }
 TITLES = {
     400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
@@ -55,7 +69,8 @@ def problem_response(
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
-def _status(exc: AppError) -> int:
+def status_of(exc: AppError) -> int:
+    """The HTTP status of an error, found along its class hierarchy."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -65,13 +80,15 @@ def _status(exc: AppError) -> int:
 async def app_error(request: Request, exc: Exception) -> Response:
     """Render any AppError; Starlette finds this handler along the exception's MRO."""
     assert isinstance(exc, AppError)
-    status = _status(exc)
+    status = status_of(exc)
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
     if isinstance(exc, Invalid):
         extra["errors"] = [{"pointer": v.pointer, "detail": v.detail} for v in exc.violations]
     if isinstance(exc, Conflict | Unavailable) and exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="quern"'
     if status >= 500:
         log.warning("dependency_unavailable", detail=exc.detail, cause=repr(exc.__cause__))
     return problem_response(request, status, exc.detail, headers=headers, **extra)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypedDict, cast
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from services.gateway.auth import Authenticator
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.mongo import MongoStore
@@ -24,6 +24,7 @@ class Deps:
     store: MongoStore
     storage: ObjectStorage
     broker: Broker
+    authenticator: Authenticator
     setup_done: bool = field(default=False)
 
 
@@ -31,14 +32,6 @@ class LifespanState(TypedDict):
     """The lifespan state Starlette copies into every request."""
 
     deps: Deps
-
-
-async def finish_setup(d: Deps) -> None:
-    """Create the bucket (when configured) and the indexes; done once, at start or on the first ready check."""
-    if d.settings.s3_create_bucket:
-        await run_in_threadpool(d.storage.ensure_bucket)
-    await d.store.ensure_indexes()
-    d.setup_done = True
 
 
 def deps(request: Request) -> Deps:

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devstack.processes import free_port
 from devstack.stack import Stack
+from tests.conftest import client_for
 from tests.e2e.test_walking_skeleton import run_flood, wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +48,8 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: Stack, project: Path) -> None:
-    with httpx.Client(base_url=own_stack.gateway_url, timeout=60) as api:
+    api = client_for(own_stack.gateway_url, own_stack.admin_username, own_stack.admin_password)
+    try:
         job = run_flood(api, project, steps=100000)
         deadline = time.monotonic() + 30
         while api.get(f"/v1/jobs/{job['id']}").json()["state"] != "RUNNING":
@@ -68,3 +69,5 @@ def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: S
         assert wait_for_archive(api, job["id"])["size"] > 0  # its logs were saved and packaged
         assert runner.logfile.read_text().count('"event": "worker_stopped"') == 1
         assert wait_for(api, job["id"])["state"] == "FAILED"
+    finally:
+        api.close()

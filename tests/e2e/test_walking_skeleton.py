@@ -22,16 +22,16 @@ from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 from shared.broker import Broker
 from shared.settings import Settings
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
-from tests.conftest import MAX_UPLOAD_BYTES
+from tests.conftest import MAX_UPLOAD_BYTES, UserFactory
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT"}
 
 
-@pytest.fixture
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
+@pytest.fixture(scope="module")
+def api(make_user: UserFactory) -> httpx.Client:
+    """A plain user of the test stack."""
+    return make_user()
 
 
 @pytest.fixture

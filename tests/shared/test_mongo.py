@@ -15,6 +15,7 @@ from shared.settings import Settings
 def make_job(**overrides: Any) -> Job:
     fields: dict[str, Any] = {
         "id": new_id(),
+        "owner": "u1",
         "app": "flood",
         "app_version": "1",
         "params": {"steps": 3},

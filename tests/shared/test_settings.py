@@ -12,6 +12,7 @@ GOOD = {
     "RABBITMQ_URL": "amqp://user:pw@rabbit:5672/%2F",
     "S3_BUCKET": "quern-data",
     "MONGO_URL": "mongodb://mongo:27017",
+    "AUTH_SECRET": "a-test-secret-that-is-long-enough-to-sign",
 }
 
 
@@ -51,6 +52,18 @@ def test_production_refuses_default_secrets(environment: pytest.MonkeyPatch) -> 
     environment.setenv("QUERN_ENV", "production")
     environment.setenv("S3_SECRET_ACCESS_KEY", "minioadmin")
     with pytest.raises(ConfigError, match="well-known default"):
+        load(GatewaySettings)
+
+
+def test_a_short_auth_secret_is_refused(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("AUTH_SECRET", "short")
+    with pytest.raises(ConfigError, match="AUTH_SECRET"):
+        load(GatewaySettings)
+
+
+def test_admin_username_needs_a_password(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("ADMIN_USERNAME", "root")
+    with pytest.raises(ConfigError, match="ADMIN_USERNAME and ADMIN_PASSWORD go together"):
         load(GatewaySettings)
 
 

@@ -1,0 +1,166 @@
+"""Authentication, API keys, roles and isolation between users, over the real stack."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from starlette.routing import Mount, Route
+
+from devstack.stack import Stack
+from services.gateway.app import create_app
+from services.gateway.auth import PUBLIC_PATHS
+from shared.settings import GatewaySettings, load
+from tests.conftest import UserFactory, client_for
+
+pytestmark = pytest.mark.e2e
+FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def every_endpoint(env: dict[str, str]) -> list[tuple[str, str]]:
+    """(method, path) of every route the gateway serves, ids filled with a well-formed fake."""
+    app = create_app(load(GatewaySettings))
+    found = []
+    for route in app.routes:
+        routes = route.routes if isinstance(route, Mount) else [route]
+        prefix = route.path if isinstance(route, Mount) else ""
+        for inner in routes:
+            assert isinstance(inner, Route)
+            path = prefix + inner.path
+            for name in inner.param_convertors:
+                path = path.replace("{" + name + "}", FAKE_ID)
+            found += [(method, path) for method in sorted(inner.methods or []) if method != "HEAD"]
+    return found
+
+
+def test_every_endpoint_but_health_and_login_needs_credentials(env: dict[str, str], stack: Stack) -> None:
+    endpoints = every_endpoint(env)
+    assert len(endpoints) > 15
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as anonymous:
+        for method, path in endpoints:
+            response = anonymous.request(method, path)
+            if path in PUBLIC_PATHS:
+                assert response.status_code != 401, path
+                continue
+            assert problem(response, 401)["title"] == "Unauthorized", (method, path)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_wrong_password_and_unknown_user_are_the_same_401(stack: Stack, make_user: UserFactory) -> None:
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        wrong = client.post("/v1/auth/login", json={"username": stack.admin_username, "password": "not-it-at-all"})
+        unknown = client.post("/v1/auth/login", json={"username": "nobody-here", "password": "not-it-at-all"})
+    assert problem(wrong, 401)["detail"] == problem(unknown, 401)["detail"] == "wrong username or password"
+
+
+def test_login_answers_a_token_with_its_expiry(stack: Stack, make_user: UserFactory) -> None:
+    user = make_user()
+    me = user.get("/v1/me").json()
+    assert me["role"] == "user" and me["url"].endswith(f"/v1/users/{me['id']}")
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        answer = client.post(
+            "/v1/auth/login", json={"username": stack.admin_username, "password": stack.admin_password}
+        )
+    body = answer.json()
+    assert body["token_type"] == "bearer"
+    assert datetime.fromisoformat(body["expires_at"]) > datetime.now(UTC) + timedelta(hours=1)
+
+
+def test_expired_and_forged_tokens_are_refused(stack: Stack, make_user: UserFactory) -> None:
+    user_id = make_user().get("/v1/me").json()["id"]
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    expired = jwt.encode({"sub": user_id, "exp": past, "typ": "access"}, stack.auth_secret, algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": user_id, "exp": past + timedelta(hours=2), "typ": "access"}, "x" * 48, algorithm="HS256"
+    )
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        for token, detail in ((expired, "expired"), (forged, "not valid"), ("garbage", "not valid")):
+            response = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+            assert detail in problem(response, 401)["detail"]
+
+
+def test_api_key_works_until_revoked_and_its_secret_is_shown_once(stack: Stack, make_user: UserFactory) -> None:
+    user = make_user()
+    created = user.post("/v1/keys", json={"name": "pipeline"})
+    assert created.status_code == 201
+    secret = created.json()["secret"]
+    assert secret.startswith("qk_")
+    listed = user.get("/v1/keys").json()["items"]
+    assert [key["name"] for key in listed] == ["pipeline"] and "secret" not in listed[0]
+    with httpx.Client(base_url=stack.gateway_url) as service:
+        assert service.get("/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+        assert service.get("/v1/me", headers={"X-API-Key": secret}).status_code == 200
+        assert problem(service.get("/v1/me", headers={"X-API-Key": secret[:-2] + "xx"}), 401)
+        assert user.delete(f"/v1/keys/{created.json()['id']}").json()["revoked"] is not None
+        assert problem(service.get("/v1/me", headers={"X-API-Key": secret}), 401)
+
+
+def test_users_cannot_manage_users(make_user: UserFactory) -> None:
+    user = make_user()
+    problem(user.post("/v1/users", json={"username": "mallory", "password": "p" * 16}), 403)
+    problem(user.get("/v1/users"), 403)
+
+
+def test_username_taken_is_409_and_disabled_user_cannot_log_in(stack: Stack, admin: httpx.Client) -> None:
+    body = {"username": "carol-dup", "password": "a-long-password"}
+    created = admin.post("/v1/users", json=body)
+    assert created.status_code == 201
+    problem(admin.post("/v1/users", json=body), 409)
+    assert admin.delete(f"/v1/users/{created.json()['id']}").json()["disabled"] is True
+    with httpx.Client(base_url=stack.gateway_url) as client:
+        problem(client.post("/v1/auth/login", json=body), 401)
+
+
+def test_weak_passwords_and_bad_usernames_are_422(admin: httpx.Client) -> None:
+    errors = problem(admin.post("/v1/users", json={"username": "Bad Name", "password": "short"}), 422)["errors"]
+    assert {error["pointer"] for error in errors} == {"/username", "/password"}
+
+
+def test_another_users_resources_are_404_everywhere(stack: Stack, make_user: UserFactory, project: Any) -> None:
+    alice, bob = make_user(), make_user()
+    file = alice.post("/v1/files", params={"name": "grid.csv"}, content=b"1,2,3\n4,5,6\n7,8,9\n").json()
+    job = alice.post("/v1/jobs", json={"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": file["id"]}})
+    key = alice.post("/v1/keys", json={"name": "alice-key"}).json()
+    job_id, alice_id = job.json()["id"], alice.get("/v1/me").json()["id"]
+    for path in (
+        f"/v1/files/{file['id']}",
+        f"/v1/jobs/{job_id}",
+        f"/v1/jobs/{job_id}/archive",
+        f"/v1/keys/{key['id']}",
+        f"/v1/users/{alice_id}",
+    ):
+        problem(bob.get(path), 404)
+    problem(bob.delete(f"/v1/keys/{key['id']}"), 404)
+    stolen = bob.post("/v1/jobs", json={"app": "flood", "inputs": {"elevation": file["id"]}})
+    problem(stolen, 404)
+    for listing in ("/v1/files", "/v1/jobs", "/v1/keys"):
+        assert bob.get(listing).json()["items"] == []
+    admin = client_for(stack.gateway_url, stack.admin_username, stack.admin_password)
+    try:
+        assert admin.get(f"/v1/jobs/{job_id}").json()["owner"] == alice_id
+    finally:
+        admin.close()
+
+
+def test_lists_are_paginated_with_an_opaque_cursor(make_user: UserFactory) -> None:
+    user = make_user()
+    ids = [user.post("/v1/files", params={"name": f"f{i}.txt"}, content=b"x").json()["id"] for i in range(5)]
+    first = user.get("/v1/files", params={"limit": 2}).json()
+    assert [item["id"] for item in first["items"]] == ids[::-1][:2]
+    second = user.get(first["next"]).json()
+    third = user.get("/v1/files", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert [item["id"] for item in second["items"] + third["items"]] == ids[::-1][2:]
+    assert third["next_cursor"] is None and third["next"] is None
+    problem(user.get("/v1/files", params={"cursor": "not-a-cursor"}), 400)
+    problem(user.get("/v1/files", params={"limit": 0}), 400)
+    problem(user.get("/v1/files", params={"limit": 501}), 400)
