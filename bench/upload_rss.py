@@ -94,6 +94,7 @@ def measure(size_mb: int, work: Path) -> list[dict[str, Any]]:
         s3.upload_file(str(data), stack.bucket, "baseline/upload.bin")
         baseline = time.perf_counter() - started
         s3.delete_object(Bucket=stack.bucket, Key="baseline/upload.bin")
+        s3.close()
 
         idle_rss = psutil.Process(pid).memory_info().rss
         with PeakRss(pid) as rss, httpx.Client(base_url=stack.gateway_url, timeout=600) as client:

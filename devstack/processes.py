@@ -48,6 +48,9 @@ def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(200 <= response.status < 300)
+    except urllib.error.HTTPError as error:
+        error.close()  # it holds the response and its socket
+        return False
     except (urllib.error.URLError, OSError):
         return False
 

@@ -115,4 +115,5 @@ def serve(
             log.warning("worker_drain_timed_out", grace_seconds=grace_seconds)
     worker.stop(timeout=grace_seconds * 1000)
     broker.close()
+    resources.storage.close()
     log.info("worker_stopped", appname=appname)

@@ -16,6 +16,7 @@ from services.gateway import apps, files, health, jobs, users
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
+from services.gateway.openapi import build_document, meta_routes
 from services.gateway.problems import app_error, http_error
 from services.gateway.state import Deps, LifespanState
 from shared.apps import load_apps
@@ -51,6 +52,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             yield {"deps": d}
         finally:
             await run_in_threadpool(broker.close)
+            await run_in_threadpool(storage.close)
             await store.close()
             log.info("gateway_stopped")
 
@@ -82,6 +84,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             ],
         ),
     ]
+    routes += meta_routes(build_document(routes))
     return Starlette(
         routes=routes,
         middleware=[Middleware(RequestLog), Middleware(Authentication)],

@@ -52,10 +52,11 @@ def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: S
     try:
         job = run_flood(api, project, steps=100000)
         deadline = time.monotonic() + 30
-        while api.get(f"/v1/jobs/{job['id']}").json()["state"] != "RUNNING":
-            assert time.monotonic() < deadline
+        # RUNNING is recorded at the claim, before inputs are staged: wait for the app itself.
+        while not processes_mentioning(job["id"]):
+            assert time.monotonic() < deadline, "the app never started"
             time.sleep(0.05)
-        assert processes_mentioning(job["id"]), "the app should be running"
+        assert api.get(f"/v1/jobs/{job['id']}").json()["state"] == "RUNNING"
 
         runner = own_stack.services()[1]
         started = time.monotonic()

@@ -1,0 +1,228 @@
+"""The OpenAPI 3.1 document at /openapi.json and the docs page at /docs, generated from the code.
+
+Every route the gateway serves must have an ``Operation`` here: ``build_document`` refuses to
+start otherwise, so an endpoint cannot ship undocumented. Schemas come from the pydantic
+models the handlers parse (requests) and from ``schemas.py`` (answers); the test suite runs
+schemathesis against the result.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from services.gateway import schemas
+from services.gateway.jobs import JobRequest
+from services.gateway.users import Login, NewKey, NewUser
+
+META_PATHS = frozenset({"/openapi.json", "/docs"})
+ERROR_TEXT = {
+    302: "Redirect to the presigned URL",
+    400: "The request could not be read",
+    401: "No valid credentials",
+    403: "Admins only",
+    404: "No such resource (or not yours)",
+    409: "Not in a state that allows this (see Retry-After)",
+    413: "Too large",
+    422: "Breaks the rules; every violation listed with a JSON pointer",
+    503: "A backend did not answer (see Retry-After)",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter."""
+
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one method on one path does, takes and answers."""
+
+    summary: str
+    tag: str
+    status: int
+    answer: type[BaseModel] | None
+    body: type[BaseModel] | None = None
+    upload: bool = False
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()
+    public: bool = False
+
+
+PAGED = (
+    Param("limit", "Items per page, 1-500 (default 50)", {"type": "integer", "minimum": 1, "maximum": 500}),
+    Param("cursor", "The next_cursor of the previous page"),
+)
+REDIRECT = (Param("redirect", "1/true/yes: answer 302 to the URL instead", {"type": "string"}),)
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/healthz"): Operation("The process answers", "health", 200, schemas.Health, public=True),
+    ("GET", "/readyz"): Operation(
+        "Mongo, S3 and RabbitMQ all answer", "health", 200, schemas.Ready, errors=(503,), public=True
+    ),
+    ("POST", "/v1/auth/login"): Operation(
+        "Exchange username and password for a bearer token",
+        "auth",
+        200,
+        schemas.Token,
+        body=Login,
+        errors=(401,),
+        public=True,
+    ),
+    ("GET", "/v1/me"): Operation("The caller", "auth", 200, schemas.UserOut),
+    ("POST", "/v1/users"): Operation(
+        "Create a user (admin)", "users", 201, schemas.UserOut, body=NewUser, errors=(403, 409)
+    ),
+    ("GET", "/v1/users"): Operation("List users (admin)", "users", 200, schemas.UserPage, query=PAGED, errors=(403,)),
+    ("GET", "/v1/users/{user_id}"): Operation(
+        "A user (admins: anyone; users: themselves)", "users", 200, schemas.UserOut
+    ),
+    ("DELETE", "/v1/users/{user_id}"): Operation(
+        "Disable a user (admin)", "users", 200, schemas.UserOut, errors=(403, 409)
+    ),
+    ("POST", "/v1/keys"): Operation(
+        "Create an API key; its secret is shown once", "keys", 201, schemas.KeyCreated, body=NewKey
+    ),
+    ("GET", "/v1/keys"): Operation("The caller's API keys", "keys", 200, schemas.KeyPage, query=PAGED),
+    ("GET", "/v1/keys/{key_id}"): Operation("An API key", "keys", 200, schemas.KeyOut),
+    ("DELETE", "/v1/keys/{key_id}"): Operation("Revoke an API key", "keys", 200, schemas.KeyOut),
+    ("POST", "/v1/files"): Operation(
+        "Upload a file: the request body is the file, streamed into object storage",
+        "files",
+        201,
+        schemas.FileOut,
+        upload=True,
+        query=(Param("name", "The file's name (no '/', at most 255 bytes)"),),
+    ),
+    ("GET", "/v1/files"): Operation("The caller's files, newest first", "files", 200, schemas.FilePage, query=PAGED),
+    ("GET", "/v1/files/{file_id}"): Operation("A file's metadata", "files", 200, schemas.FileOut),
+    ("GET", "/v1/apps"): Operation("The apps that can run", "apps", 200, schemas.AppList),
+    ("GET", "/v1/apps/{name}"): Operation(
+        "An app: parameter schema, inputs, outputs, limits", "apps", 200, schemas.AppOut
+    ),
+    ("POST", "/v1/jobs"): Operation("Submit a job", "jobs", 201, schemas.JobOut, body=JobRequest),
+    ("GET", "/v1/jobs"): Operation("The caller's jobs, newest first", "jobs", 200, schemas.JobPage, query=PAGED),
+    ("GET", "/v1/jobs/{job_id}"): Operation("A job", "jobs", 200, schemas.JobOut),
+    ("GET", "/v1/jobs/{job_id}/archive"): Operation(
+        "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)
+    ),
+}
+
+
+def _operation_id(method: str, path: str) -> str:
+    return method.lower() + "_" + re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_")
+
+
+def _served(routes: list[BaseRoute]) -> set[tuple[str, str]]:
+    served = set()
+    for route in routes:
+        inner = route.routes if isinstance(route, Mount) else [route]
+        prefix = route.path if isinstance(route, Mount) else ""
+        for sub in inner:
+            if isinstance(sub, Route) and prefix + sub.path not in META_PATHS:
+                served |= {(m, prefix + sub.path) for m in (sub.methods or set()) if m != "HEAD"}
+    return served
+
+
+def build_document(routes: list[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``routes``; every route must have an Operation, and every Operation a route."""
+    served = _served(routes)
+    if served != set(OPERATIONS):
+        raise RuntimeError(f"routes and OpenAPI operations differ: {sorted(served ^ set(OPERATIONS))}")
+    answers = {op.answer for op in OPERATIONS.values() if op.answer} | {schemas.Problem}
+    bodies = {op.body for op in OPERATIONS.values() if op.body}
+    refs, definitions = models_json_schema(
+        [(model, "serialization") for model in answers] + [(model, "validation") for model in bodies],
+        ref_template="#/components/schemas/{model}",
+    )
+    problem = {"application/problem+json": {"schema": refs[(schemas.Problem, "serialization")]}}
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), op in sorted(OPERATIONS.items()):
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", path)
+        ] + [
+            {"name": p.name, "in": "query", "required": False, "description": p.description, "schema": p.schema}
+            for p in op.query
+        ]
+        answer: dict[str, Any] = {"description": op.summary}
+        if op.answer is not None:
+            answer["content"] = {"application/json": {"schema": refs[(op.answer, "serialization")]}}
+        responses: dict[str, Any] = {str(op.status): answer}
+        errors = set(op.errors) | ({400, 404} if params else set())
+        if not op.public:
+            errors |= {401, 503}
+        if op.body is not None or op.upload:
+            errors |= {400, 413, 422}
+        if op.body is not None and not op.public:
+            errors |= {404}
+        for status in sorted(errors):
+            responses[str(status)] = {"description": ERROR_TEXT[status]} | (
+                {} if status == 302 else {"content": problem}
+            )
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": _operation_id(method, path),
+            "tags": [op.tag],
+            "parameters": params,
+            "responses": responses,
+        }
+        if op.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+            }
+        if op.upload:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        if op.public:
+            entry["security"] = []
+        paths.setdefault(path, {})[method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "quern", "version": "1", "description": "A job service for scientific computing."},
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A login token or an API key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>quern API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>
+"""
+
+
+def meta_routes(document: dict[str, Any]) -> list[Route]:
+    """/openapi.json and /docs, both public."""
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_PAGE)
+
+    return [Route("/openapi.json", openapi_json), Route("/docs", docs)]

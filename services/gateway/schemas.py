@@ -1,0 +1,179 @@
+"""The shapes of the gateway's answers, as the OpenAPI document publishes them.
+
+Handlers render plain dicts; these models describe them, and the schemathesis test in the
+suite checks every real answer against them, so the two cannot drift apart quietly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models import JobState, Role
+
+
+class Out(BaseModel):
+    """An answer: no field may be missing, none may be added without saying so here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProblemError(Out):
+    pointer: str = Field(description="JSON pointer into the request body")
+    detail: str
+
+
+class Problem(Out):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[ProblemError] | None = None
+
+
+class Health(Out):
+    status: Literal["ok"]
+
+
+class Ready(Out):
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+class Token(Out):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_at: str
+
+
+class UserOut(Out):
+    id: str
+    url: str
+    username: str
+    role: Role
+    disabled: bool
+    created: str
+
+
+class KeyOut(Out):
+    id: str
+    url: str
+    name: str
+    owner: str
+    created: str
+    revoked: str | None
+
+
+class KeyCreated(KeyOut):
+    secret: str = Field(description="qk_<id>.<secret>: shown in this answer only")
+
+
+class FileOut(Out):
+    id: str
+    url: str
+    owner: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    created: str
+
+
+class AppSummary(Out):
+    name: str
+    url: str
+    version: str
+    description: str
+
+
+class AppOut(AppSummary):
+    parameters: dict[str, Any] = Field(description="JSON Schema of the parameters")
+    inputs: dict[str, dict[str, Any]]
+    outputs: list[str]
+    timeout: dict[str, int]
+    limits: dict[str, int | None]
+    command: list[str]
+    example: dict[str, Any] | None
+
+
+class AppList(Out):
+    items: list[AppSummary]
+
+
+class OutputOut(Out):
+    path: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+class ArchiveOut(Out):
+    size: int
+    sha256: str
+    created: str
+
+
+class JobErrorOut(Out):
+    reason: str
+    stderr_tail: str
+
+
+class JobLinks(Out):
+    self: str
+    app: str
+    archive: str
+
+
+class JobOut(Out):
+    id: str
+    url: str
+    owner: str
+    app: str
+    app_version: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    timeout_seconds: int
+    state: JobState
+    exit_code: int | None
+    created: str
+    started: str | None
+    finished: str | None
+    elapsed_seconds: float | None
+    error: JobErrorOut | None
+    outputs: list[OutputOut]
+    archive: ArchiveOut | None
+    links: JobLinks
+
+
+class ArchiveLink(Out):
+    url: str
+    expires_at: str
+    size: int
+    sha256: str
+    created: str
+
+
+class PageOut(Out):
+    next_cursor: str | None
+    next: str | None = Field(description="the URL of the next page, null on the last")
+
+
+class FilePage(PageOut):
+    items: list[FileOut]
+
+
+class JobPage(PageOut):
+    items: list[JobOut]
+
+
+class UserPage(PageOut):
+    items: list[UserOut]
+
+
+class KeyPage(PageOut):
+    items: list[KeyOut]
