@@ -63,6 +63,32 @@ class Broker:
                 failure = exc
         raise Unavailable("RabbitMQ does not answer") from failure
 
+    def queue_stats(self, tasks: list[Task]) -> dict[str, dict[str, int]]:
+        """Messages waiting and consumers attached, per namespaced queue (zeros for a queue not declared yet)."""
+        params = pika.URLParameters(self._url.split(";")[0])
+        params.socket_timeout = 2
+        params.connection_attempts = 1
+        stats = {}
+        try:
+            connection = pika.BlockingConnection(params)
+            try:
+                for task in tasks:
+                    channel = connection.channel()
+                    try:
+                        frame = channel.queue_declare(self.queue(task), passive=True)
+                        stats[self.queue(task)] = {
+                            "messages": frame.method.message_count,
+                            "consumers": frame.method.consumer_count,
+                        }
+                        channel.close()
+                    except pika.exceptions.ChannelClosedByBroker:  # 404: nobody declared it yet
+                        stats[self.queue(task)] = {"messages": 0, "consumers": 0}
+            finally:
+                connection.close()
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise Unavailable("RabbitMQ does not answer") from exc
+        return stats
+
     def close(self) -> None:
         """Close every connection this broker opened."""
         self.dramatiq.close()

@@ -141,3 +141,17 @@ class Job(Record):
             return None
         end = self.finished or utcnow()
         return round((end - self.started).total_seconds(), 3)
+
+
+class WorkerInfo(Record):
+    """A runner or results worker, as it last reported itself."""
+
+    id: str
+    service: str
+    host: str
+    pid: int
+    concurrency: int
+    busy: int
+    queues: list[str]
+    started: datetime
+    heartbeat: datetime

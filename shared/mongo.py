@@ -17,7 +17,19 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.errors import Conflict, NotFound, Unavailable
-from shared.models import ApiKey, Archive, Job, JobError, JobState, OutputFile, Record, StoredFile, User, utcnow
+from shared.models import (
+    ApiKey,
+    Archive,
+    Job,
+    JobError,
+    JobState,
+    OutputFile,
+    Record,
+    StoredFile,
+    User,
+    WorkerInfo,
+    utcnow,
+)
 from shared.settings import Settings
 
 R = TypeVar("R", bound=Record)
@@ -71,6 +83,7 @@ class MongoStore:
         self._jobs = self._db["jobs"]
         self._users = self._db["users"]
         self._keys = self._db["api_keys"]
+        self._workers = self._db["workers"]
 
     @classmethod
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
@@ -261,3 +274,32 @@ class MongoStore:
         with _translated(f"job {match['_id']}"):
             doc = await self._jobs.find_one_and_update(match, {"$set": changes}, return_document=ReturnDocument.AFTER)
         return None if doc is None else _from_doc(Job, doc)
+
+    # Workers and cluster counts
+
+    async def heartbeat(self, worker: WorkerInfo) -> None:
+        """Record (or refresh) a worker's presence."""
+        doc = _to_doc(worker)
+        with _translated(f"worker {worker.id}"):
+            await self._workers.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly."""
+        with _translated(f"worker {worker_id}"):
+            await self._workers.delete_one({"_id": worker_id})
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, by service and id."""
+        with _translated("list workers"):
+            docs = await self._workers.find({}).sort([("service", ASCENDING), ("_id", ASCENDING)]).to_list(None)
+        return [_from_doc(WorkerInfo, doc) for doc in docs]
+
+    async def count_active_jobs(self, *, owner: str | None) -> dict[str, dict[str, int]]:
+        """Jobs QUEUED and RUNNING per app: {app: {state: count}}."""
+        match = {"state": {"$in": [JobState.QUEUED.value, JobState.RUNNING.value]}, **_mine(owner)}
+        pipeline = [{"$match": match}, {"$group": {"_id": {"app": "$app", "state": "$state"}, "n": {"$sum": 1}}}]
+        counts: dict[str, dict[str, int]] = {}
+        with _translated("count jobs"):
+            async for row in await self._jobs.aggregate(pipeline):
+                counts.setdefault(row["_id"]["app"], {})[row["_id"]["state"]] = row["n"]
+        return counts

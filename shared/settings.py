@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     mongo_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
     apps_dir: Path = Path("apps")
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("rabbitmq_url")
     @classmethod

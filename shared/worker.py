@@ -14,7 +14,9 @@ job does not sit on work another worker could take.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +29,9 @@ from dramatiq.middleware import Middleware
 from dramatiq.middleware.asyncio import AsyncIO
 
 from shared.broker import Broker
+from shared.errors import AppError
 from shared.logging import MessageContext
+from shared.models import WorkerInfo, utcnow
 from shared.mongo import MongoStore
 from shared.settings import Settings
 from shared.storage import ObjectStorage
@@ -55,22 +59,63 @@ class Resources:
         return self._store
 
 
-class OpenClients(Middleware):
-    """Open the Mongo client on the event-loop thread when the worker boots; close it at shutdown."""
+class Busy(Middleware):
+    """Counts the messages being processed, for the worker's heartbeat."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        with self._lock:
+            self.count += 1
+
+    def after_process_message(
+        self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            self.count -= 1
+
+    after_skip_message = after_process_message
+
+
+class OpenClients(Middleware):
+    """Open the Mongo client on the event-loop thread at boot and heartbeat from there; close both at shutdown."""
+
+    def __init__(self, resources: Resources, presence: WorkerInfo, busy: Busy) -> None:
         self.resources = resources
+        self.presence = presence
+        self.busy = busy
+        self._beating: asyncio.Task[None] | None = None
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
-        async def open_store() -> MongoStore:
-            return MongoStore.connect(self.resources.settings, appname=self.resources.appname)
+        async def open_store() -> None:
+            self.resources._store = MongoStore.connect(self.resources.settings, appname=self.resources.appname)
+            self._beating = asyncio.create_task(self._heartbeat(self.resources._store))
 
-        self.resources._store = _loop().run_coroutine(open_store())
+        _loop().run_coroutine(open_store())
+
+    async def _heartbeat(self, store: MongoStore) -> None:
+        while True:
+            try:
+                await store.heartbeat(self.presence.model_copy(update={"busy": self.busy.count, "heartbeat": utcnow()}))
+            except AppError as exc:
+                log.warning("heartbeat_failed", detail=exc.detail)
+            await asyncio.sleep(self.resources.settings.worker_heartbeat_seconds)
 
     def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
         # Runs before AsyncIO's own after_worker_shutdown (Dramatiq calls these in reverse), so the loop is alive.
-        if self.resources._store is not None:
-            _loop().run_coroutine(self.resources._store.close())
+        async def close() -> None:
+            if self._beating is not None:
+                self._beating.cancel()
+            if self.resources._store is not None:
+                try:
+                    await self.resources._store.remove_worker(self.presence.id)
+                except AppError as exc:
+                    log.warning("worker_unregister_failed", detail=exc.detail)
+                await self.resources._store.close()
+
+        _loop().run_coroutine(close())
 
 
 def _loop() -> Any:
@@ -85,14 +130,29 @@ def serve(
     *,
     appname: str,
     threads: int,
+    worker_id: str | None = None,
     register: Callable[[Broker, Resources], Drain | None],
     grace_seconds: int = 30,
 ) -> None:
     """Run a worker until SIGTERM or SIGINT; then drain the service's work and stop."""
     broker = Broker(settings, middleware=[AsyncIO(), MessageContext()])
     resources = Resources(settings=settings, broker=broker, storage=ObjectStorage(settings), appname=appname)
-    broker.dramatiq.add_middleware(OpenClients(resources))
     drain = register(broker, resources)
+    busy = Busy()
+    queues = set(broker.dramatiq.get_declared_queues())
+    presence = WorkerInfo(
+        id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        service=appname,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        concurrency=threads,
+        busy=0,
+        queues=sorted(queues),
+        started=utcnow(),
+        heartbeat=utcnow(),
+    )
+    broker.dramatiq.add_middleware(busy)
+    broker.dramatiq.add_middleware(OpenClients(resources, presence, busy))
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -100,7 +160,6 @@ def serve(
 
     # Only the queues of our own actors: publishing to another service's queue declares it on
     # this broker too, and an unrestricted worker would start consuming (and dead-lettering) it.
-    queues = set(broker.dramatiq.get_declared_queues())
     broker.dramatiq.emit_after("process_boot")
     worker = dramatiq.Worker(broker.dramatiq, queues=queues, worker_threads=threads, worker_timeout=1000)
     worker.queue_prefetch = threads

@@ -36,7 +36,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         namespace=f"quern-test-{uuid.uuid4().hex[:8]}",
         database=f"quern_test_{uuid.uuid4().hex[:8]}",
         bucket=f"quern-test-{uuid.uuid4().hex[:8]}",
-        extra_env={"MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES), "PRESIGN_EXPIRY_SECONDS": "900", "S3_PART_SIZE_MB": "5"},
+        extra_env={
+            "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+            "PRESIGN_EXPIRY_SECONDS": "900",
+            "S3_PART_SIZE_MB": "5",
+            "WORKER_HEARTBEAT_SECONDS": "1",
+        },
     )
     s3, mongo = stack.servers()
     try:

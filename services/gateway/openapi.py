@@ -107,6 +107,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/v1/files"): Operation("The caller's files, newest first", "files", 200, schemas.FilePage, query=PAGED),
     ("GET", "/v1/files/{file_id}"): Operation("A file's metadata", "files", 200, schemas.FileOut),
+    ("GET", "/v1/cluster"): Operation(
+        "Workers, queue depths and active jobs (the caller's; an admin's: all)", "cluster", 200, schemas.Cluster
+    ),
     ("GET", "/v1/apps"): Operation("The apps that can run", "apps", 200, schemas.AppList),
     ("GET", "/v1/apps/{name}"): Operation(
         "An app: parameter schema, inputs, outputs, limits", "apps", 200, schemas.AppOut

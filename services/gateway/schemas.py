@@ -158,6 +158,38 @@ class ArchiveLink(Out):
     created: str
 
 
+class WorkerOut(Out):
+    id: str
+    service: str
+    host: str
+    pid: int
+    concurrency: int
+    busy: int
+    queues: list[str]
+    started: str
+    last_heartbeat: str
+    seconds_since_heartbeat: float
+    alive: bool
+
+
+class QueueOut(Out):
+    messages: int
+    consumers: int
+
+
+class JobCounts(Out):
+    scope: Literal["all", "mine"]
+    queued: int
+    running: int
+    by_app: dict[str, dict[str, int]]
+
+
+class Cluster(Out):
+    workers: list[WorkerOut]
+    queues: dict[str, QueueOut]
+    jobs: JobCounts
+
+
 class PageOut(Out):
     next_cursor: str | None
     next: str | None = Field(description="the URL of the next page, null on the last")

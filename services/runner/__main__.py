@@ -32,7 +32,13 @@ def main() -> None:
     if not protect_credentials():
         log.warning("runner_dumpable", detail="prctl(PR_SET_DUMPABLE, 0) failed; apps may read the runner's environ")
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    serve(settings, appname="quern-runner", threads=settings.runner_concurrency, register=register)
+    serve(
+        settings,
+        appname="quern-runner",
+        threads=settings.runner_concurrency,
+        worker_id=settings.runner_id,
+        register=register,
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""What the cluster is doing (the OpenQuake server's cluster info): workers, queue depths, active jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.auth import principal
+from services.gateway.state import deps
+from shared.models import WorkerInfo, utcnow
+from shared.tasks import PACKAGE_RESULTS, RUN_JOB
+
+# A worker that has missed three heartbeats is reported as not alive.
+MISSED_BEATS = 3
+
+
+def render_worker(worker: WorkerInfo, heartbeat_seconds: float) -> dict[str, Any]:
+    """A worker as clients see it, with how long ago it last reported."""
+    age = (utcnow() - worker.heartbeat).total_seconds()
+    return {
+        "id": worker.id,
+        "service": worker.service,
+        "host": worker.host,
+        "pid": worker.pid,
+        "concurrency": worker.concurrency,
+        "busy": worker.busy,
+        "queues": worker.queues,
+        "started": worker.started.isoformat(),
+        "last_heartbeat": worker.heartbeat.isoformat(),
+        "seconds_since_heartbeat": round(age, 1),
+        "alive": age < MISSED_BEATS * heartbeat_seconds,
+    }
+
+
+async def cluster(request: Request) -> Response:
+    """GET /v1/cluster: workers and queues for everyone; job counts of the caller's jobs (an admin's: all)."""
+    d, who = deps(request), principal(request)
+    workers = await d.store.list_workers()
+    queues = await run_in_threadpool(d.broker.queue_stats, [RUN_JOB, PACKAGE_RESULTS])
+    by_app = await d.store.count_active_jobs(owner=who.owner_filter)
+    return JSONResponse(
+        {
+            "workers": [render_worker(worker, d.settings.worker_heartbeat_seconds) for worker in workers],
+            "queues": queues,
+            "jobs": {
+                "scope": "all" if who.is_admin else "mine",
+                "queued": sum(states.get("QUEUED", 0) for states in by_app.values()),
+                "running": sum(states.get("RUNNING", 0) for states in by_app.values()),
+                "by_app": by_app,
+            },
+        }
+    )
