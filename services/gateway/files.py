@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
+from services.gateway.forms import file_part
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadRequest, TooLarge
@@ -22,12 +23,13 @@ from shared.storage import ObjectSink, ObjectStorage
 
 log = structlog.get_logger()
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+_FORM_SLACK = 1 * 2**20  # a form may carry this much besides the file: boundaries, headers, small fields
 
 
 def check_name(name: str | None) -> str:
     """A file name as users will see it again in jobs and archives: no paths, no control characters."""
     if not name:
-        raise BadRequest("say what the file is called: POST /v1/files?name=FILENAME")
+        raise BadRequest("say what the file is called: POST /v1/files?name=FILENAME (or a form file with a filename)")
     if len(name.encode()) > 255 or _UNSAFE_NAME.search(name) or name in {".", ".."}:
         raise BadRequest("the file name must be 1-255 bytes (UTF-8) with no '/', '\\' or control characters")
     return name
@@ -119,24 +121,36 @@ def render_file(request: Request, file: StoredFile) -> dict[str, Any]:
 
 
 async def upload(request: Request) -> Response:
-    """POST /v1/files?name=NAME with the file as the raw request body."""
+    """POST /v1/files[?name=NAME] with the file as the raw request body or as a form's ``file`` part."""
     d = deps(request)
-    name = check_name(request.query_params.get("name"))
-    content_type = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
-    if content_type.startswith("multipart/"):
-        raise BadRequest("send the file itself as the request body (curl --data-binary @FILE), not a form")
+    max_bytes = d.settings.max_upload_bytes
+    content_type = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
+    is_form = content_type == "multipart/form-data"
+    if content_type.startswith("multipart/") and not is_form:
+        raise BadRequest("send the file as the request body or as the 'file' part of a multipart/form-data form")
+    name = request.query_params.get("name")
+    if not is_form:
+        name = check_name(name)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > d.settings.max_upload_bytes:
-        raise TooLarge(f"uploads are limited to {d.settings.max_upload_bytes} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes + (_FORM_SLACK if is_form else 0):
+        raise TooLarge(f"uploads are limited to {max_bytes} bytes")
+    chunks: AsyncIterator[bytes] = request.stream()
     try:
+        if is_form:
+            part = await file_part(
+                chunks, content_type=request.headers["content-type"], max_bytes=max_bytes + _FORM_SLACK
+            )
+            name = check_name(name or part.filename)
+            content_type, chunks = part.content_type, part.chunks
+        assert name is not None
         file = await receive_upload(
             store=d.store,
             storage=d.storage,
-            chunks=request.stream(),
+            chunks=chunks,
             owner=principal(request).user_id,
             name=name,
             content_type=content_type or "application/octet-stream",
-            max_bytes=d.settings.max_upload_bytes,
+            max_bytes=max_bytes,
         )
     except ClientDisconnect:
         log.info("upload_abandoned", name=name)
