@@ -73,6 +73,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/files", files.upload, methods=["POST"]),
                 Route("/files", files.list_files),
                 Route("/files/{file_id}", files.describe, name="file"),
+                Route("/files/{file_id}", files.delete, methods=["DELETE"]),
+                Route("/files/{file_id}/download", files.download, name="file_download"),
                 Route("/apps", apps.list_apps),
                 Route("/apps/{name}", apps.describe_app, name="app"),
                 Route("/jobs", jobs.submit, methods=["POST"]),

@@ -1,4 +1,4 @@
-"""Uploaded input files: the request body streamed into S3, never held whole in memory or on disk."""
+"""Uploaded input files: streamed into S3 (never held whole in memory or on disk), listed, downloaded, deleted."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from typing import Any
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.forms import file_part
 from services.gateway.pages import page_request, page_response
+from services.gateway.params import flag, timestamp
 from services.gateway.state import deps
-from shared.errors import BadRequest, TooLarge
+from shared.errors import BadRequest, Conflict, TooLarge
 from shared.models import StoredFile, new_id, utcnow
-from shared.mongo import MongoStore
+from shared.mongo import FileFilter, MongoStore
 from shared.storage import ObjectSink, ObjectStorage
 
 log = structlog.get_logger()
@@ -165,10 +166,82 @@ async def describe(request: Request) -> Response:
     return JSONResponse(render_file(request, file))
 
 
+def file_filter(request: Request) -> FileFilter:
+    """``?name_prefix=&content_type=&created_after=&created_before=`` (ISO 8601), or 400."""
+    prefix = request.query_params.get("name_prefix") or None
+    if prefix is not None and len(prefix.encode()) > 255:
+        raise BadRequest("name_prefix is longer than any file name (255 bytes)")
+    return FileFilter(
+        name_prefix=prefix,
+        content_type=request.query_params.get("content_type") or None,
+        created_after=timestamp(request, "created_after"),
+        created_before=timestamp(request, "created_before"),
+    )
+
+
 async def list_files(request: Request) -> Response:
-    """GET /v1/files: the caller's files (an admin's: everyone's), newest first."""
+    """GET /v1/files: the caller's files (an admin's: everyone's), newest first, optionally filtered."""
     wanted = page_request(request)
     page = await deps(request).store.list_files(
-        owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
+        owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after, where=file_filter(request)
     )
     return page_response(request, page, lambda file: render_file(request, file))
+
+
+async def download_link(
+    *, store: MongoStore, storage: ObjectStorage, file_id: str, owner: str | None, expires_in: int
+) -> dict[str, Any]:
+    """A presigned GET of the file on the public endpoint, saved under the file's name."""
+    file = await store.get_file(file_id, owner=owner)
+    url, expires_at = await run_in_threadpool(storage.presign_get, file.key, expires_in=expires_in, filename=file.name)
+    return {"url": url, "expires_at": expires_at.isoformat(), "size": file.size, "sha256": file.sha256}
+
+
+async def download(request: Request) -> Response:
+    """GET /v1/files/{file_id}/download[?redirect=1]."""
+    d = deps(request)
+    redirect = flag(request, "redirect")
+    link = await download_link(
+        store=d.store,
+        storage=d.storage,
+        file_id=request.path_params["file_id"],
+        owner=principal(request).owner_filter,
+        expires_in=d.settings.presign_expiry_seconds,
+    )
+    if redirect:
+        return RedirectResponse(link["url"], status_code=302)
+    return JSONResponse(link)
+
+
+async def _refuse_if_in_use(store: MongoStore, file: StoredFile) -> None:
+    jobs = await store.active_jobs_using(file.id, owner=file.owner)
+    if jobs:
+        raise Conflict(f"file {file.id} is an input of queued or running jobs ({', '.join(jobs)}); delete it later")
+
+
+async def delete_file(*, store: MongoStore, storage: ObjectStorage, file_id: str, owner: str | None) -> StoredFile:
+    """Delete a file's record and object; Conflict while a queued or running job needs it.
+
+    The record goes first, so no new job can take the file; a job submitted in between is
+    caught by a second look, and then (as when S3 refuses) the record is put back.
+    """
+    file = await store.get_file(file_id, owner=owner)
+    await _refuse_if_in_use(store, file)
+    await store.delete_file(file.id)
+    try:
+        await _refuse_if_in_use(store, file)
+        await run_in_threadpool(storage.delete, file.key)
+    except BaseException:
+        await store.insert_file(file)
+        raise
+    log.info("file_deleted", file_id=file.id)
+    return file
+
+
+async def delete(request: Request) -> Response:
+    """DELETE /v1/files/{file_id}: 204 once the record and the bytes are gone."""
+    d = deps(request)
+    await delete_file(
+        store=d.store, storage=d.storage, file_id=request.path_params["file_id"], owner=principal(request).owner_filter
+    )
+    return Response(status_code=204)
