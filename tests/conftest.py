@@ -24,6 +24,7 @@ from shared.settings import Settings, load
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
 MAX_UPLOAD_BYTES = 48 * 2**20
+SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         namespace=f"quern-test-{uuid.uuid4().hex[:8]}",
         database=f"quern_test_{uuid.uuid4().hex[:8]}",
         bucket=f"quern-test-{uuid.uuid4().hex[:8]}",
-        extra_env={"MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES), "PRESIGN_EXPIRY_SECONDS": "900", "S3_PART_SIZE_MB": "5"},
+        extra_env={
+            "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+            "PRESIGN_EXPIRY_SECONDS": "900",
+            "S3_PART_SIZE_MB": "5",
+            "UPLOAD_SINGLE_PUT_MAX_BYTES": str(SINGLE_PUT_MAX_BYTES),
+        },
     )
     s3, mongo = stack.servers()
     try:

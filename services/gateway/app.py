@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from services.gateway import apps, files, health, jobs, users
+from services.gateway import apps, files, health, jobs, uploads, users
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
@@ -75,6 +75,10 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/files/{file_id}", files.describe, name="file"),
                 Route("/files/{file_id}", files.delete, methods=["DELETE"]),
                 Route("/files/{file_id}/download", files.download, name="file_download"),
+                Route("/uploads", uploads.create, methods=["POST"]),
+                Route("/uploads/{upload_id}", uploads.describe, name="upload"),
+                Route("/uploads/{upload_id}", uploads.cancel, methods=["DELETE"]),
+                Route("/uploads/{upload_id}/complete", uploads.complete, methods=["POST"], name="upload_complete"),
                 Route("/apps", apps.list_apps),
                 Route("/apps/{name}", apps.describe_app, name="app"),
                 Route("/jobs", jobs.submit, methods=["POST"]),

@@ -5,17 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import httpx
+import pymongo
 import pytest
 
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
-from tests.conftest import MAX_UPLOAD_BYTES, UserFactory
+from tests.conftest import MAX_UPLOAD_BYTES, SINGLE_PUT_MAX_BYTES, UserFactory
+from tests.e2e.test_walking_skeleton import wait_for
 
 pytestmark = pytest.mark.e2e
 JSON = {"content-type": "application/json"}
@@ -177,3 +179,142 @@ def test_another_users_files_are_404_on_download_and_delete(api: httpx.Client, m
     problem(other.delete(f"/v1/files/{file['id']}"), 404)
     assert other.get("/v1/files", params={"name_prefix": "mine"}).json()["items"] == []
     assert api.get(f"/v1/files/{file['id']}").status_code == 200
+
+
+def announce(api: httpx.Client, data: bytes, name: str = "big.bin", **extra: Any) -> dict[str, Any]:
+    body = {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), **extra}
+    response = api.post("/v1/uploads", json=body)
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == response.json()["url"]
+    return response.json()  # type: ignore[no-any-return]
+
+
+def put(upload: dict[str, Any], data: bytes) -> None:
+    response = httpx.put(upload["put"]["url"], content=data, headers=upload["put"]["headers"])
+    assert response.status_code == 200, response.text
+
+
+def put_parts(upload: dict[str, Any], data: bytes) -> list[dict[str, Any]]:
+    done, offset = [], 0
+    for part in upload["parts"]:
+        response = httpx.put(part["url"], content=data[offset : offset + part["size"]])
+        assert response.status_code == 200, response.text
+        done.append({"number": part["number"], "etag": response.headers["etag"]})
+        offset += part["size"]
+    assert offset == len(data)
+    return done
+
+
+def test_presigned_put_upload_becomes_a_file_usable_as_a_job_input(
+    api: httpx.Client, stack: Stack, project: Path
+) -> None:
+    data = (project / "apps/flood/example/valley.csv").read_bytes()
+    upload = announce(api, data, name="valley.csv", content_type="text/csv")
+    url = urlsplit(upload["put"]["url"])
+    query = parse_qs(url.query)
+    assert f"{url.scheme}://{url.netloc}" == stack.s3_url and url.path == f"/{stack.bucket}/files/{upload['id']}"
+    assert 86_000 < int(query["X-Amz-Expires"][0]) <= 86_400  # until the upload expires, a day after it began
+    assert "content-type" in query["X-Amz-SignedHeaders"][0]
+    assert upload["put"]["headers"] == {"Content-Type": "text/csv"} and upload["parts"] is None
+    put(upload, data)
+    response = api.post(upload["complete"])
+    assert response.status_code == 201, response.text
+    file = response.json()
+    assert file["id"] == upload["id"] and file["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (file["name"], file["size"], file["content_type"]) == ("valley.csv", len(data), "text/csv")
+    problem(api.get(upload["url"]), 404)
+    job = api.post("/v1/jobs", json={"app": "flood", "params": {"steps": 5}, "inputs": {"elevation": file["id"]}})
+    assert wait_for(api, job.json()["id"])["state"] == "SUCCEEDED"
+
+
+def test_completing_twice_is_409_naming_the_file(api: httpx.Client) -> None:
+    upload = announce(api, b"once")
+    put(upload, b"once")
+    assert api.post(upload["complete"]).status_code == 201
+    assert f"file {upload['id']}" in problem(api.post(upload["complete"]), 409)["detail"]
+
+
+def test_completing_before_the_bytes_arrive_is_409_and_can_be_retried(api: httpx.Client) -> None:
+    upload = announce(api, b"later")
+    assert "PUT" in problem(api.post(upload["complete"]), 409)["detail"]
+    put(upload, b"later")
+    assert api.post(upload["complete"]).status_code == 201
+
+
+def test_sha256_mismatch_is_422_and_the_object_is_deleted(api: httpx.Client, stack: Stack, s3: Any) -> None:
+    upload = announce(api, b"the bytes announced")
+    put(upload, b"the bytes truly put")
+    details = problem(api.post(upload["complete"]), 422)
+    assert "sha256" in details["detail"] and details["errors"][0]["pointer"] == "/sha256"
+    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"files/{upload['id']}").get("KeyCount") == 0
+    problem(api.get(upload["url"]), 404)
+    problem(api.get(f"/v1/files/{upload['id']}"), 404)
+
+
+def test_size_mismatch_is_422_and_the_object_is_deleted(api: httpx.Client, stack: Stack, s3: Any) -> None:
+    upload = announce(api, b"12345")
+    put(upload, b"123456")
+    assert problem(api.post(upload["complete"]), 422)["errors"][0]["pointer"] == "/size"
+    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"files/{upload['id']}").get("KeyCount") == 0
+
+
+def test_presigned_multipart_upload_is_assembled_and_verified(api: httpx.Client, stack: Stack, s3: Any) -> None:
+    data = os.urandom(SINGLE_PUT_MAX_BYTES + 3 * 2**20)  # 11 MiB: three parts of at most 5 MiB
+    upload = announce(api, data)
+    assert upload["put"] is None and upload["part_size"] == 5 * 2**20
+    assert [part["size"] for part in upload["parts"]] == [5 * 2**20, 5 * 2**20, 2**20]
+    query = parse_qs(urlsplit(upload["parts"][1]["url"]).query)
+    assert query["partNumber"] == ["2"] and query["uploadId"] and 86_000 < int(query["X-Amz-Expires"][0]) <= 86_400
+    parts = put_parts(upload, data)
+    problem(api.post(upload["complete"]), 422)  # a multipart upload names its parts
+    problem(api.post(upload["complete"], json={"parts": parts[::-1]}), 422)
+    response = api.post(upload["complete"], json={"parts": parts})
+    assert response.status_code == 201, response.text
+    assert response.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert s3.get_object(Bucket=stack.bucket, Key=f"files/{upload['id']}")["Body"].read() == data
+
+
+def test_cancelled_upload_leaves_no_parts_behind(api: httpx.Client, stack: Stack, s3: Any) -> None:
+    upload = announce(api, b"\0" * (SINGLE_PUT_MAX_BYTES + 1))
+    httpx.put(upload["parts"][0]["url"], content=b"\0" * upload["part_size"])
+    assert api.delete(upload["url"]).status_code == 204
+    uploads = s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", [])
+    assert [u for u in uploads if u["Key"] == f"files/{upload['id']}"] == []
+    problem(api.post(upload["complete"]), 404)
+
+
+def test_expired_upload_cannot_be_completed(api: httpx.Client, stack: Stack, s3: Any) -> None:
+    upload = announce(api, b"too late")
+    put(upload, b"too late")
+    client: pymongo.MongoClient[dict[str, Any]]
+    with pymongo.MongoClient(stack.env()["MONGO_URL"], tz_aware=True) as client:
+        client[stack.database]["uploads"].update_one(
+            {"_id": upload["id"]}, {"$set": {"expires": now() - timedelta(seconds=1)}}
+        )
+    assert "expired" in problem(api.post(upload["complete"]), 409)["detail"]
+    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"files/{upload['id']}").get("KeyCount") == 0
+    problem(api.post(upload["complete"]), 404)
+
+
+def test_announced_size_over_the_limit_is_413(api: httpx.Client) -> None:
+    body = {"name": "huge.bin", "size": MAX_UPLOAD_BYTES + 1, "sha256": "0" * 64}
+    problem(api.post("/v1/uploads", json=body), 413)
+
+
+def test_malformed_announcements_are_422_with_pointers(api: httpx.Client) -> None:
+    body = {"name": "../x", "size": -1, "sha256": "nope", "content_type": "not a type"}
+    errors = problem(api.post("/v1/uploads", json=body), 422)["errors"]
+    assert {error["pointer"] for error in errors} == {"/size", "/sha256", "/content_type"}
+    body = {"name": "../x", "size": 1, "sha256": "0" * 64}
+    assert problem(api.post("/v1/uploads", json=body), 422)["errors"][0]["pointer"] == "/name"
+
+
+def test_another_users_uploads_are_404_everywhere(api: httpx.Client, make_user: UserFactory) -> None:
+    upload = announce(api, b"mine")
+    put(upload, b"mine")
+    other = make_user()
+    problem(other.get(upload["url"]), 404)
+    problem(other.post(upload["complete"]), 404)
+    problem(other.delete(upload["url"]), 404)
+    assert api.post(upload["complete"]).status_code == 201
+    problem(other.post(upload["complete"]), 404)
