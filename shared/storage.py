@@ -146,12 +146,12 @@ class ObjectStorage:
             )
         return url, _after(expires_in)
 
-    def presign_put(self, key: str, *, content_type: str, expires_in: int) -> tuple[str, datetime]:
-        """A URL on the public endpoint that accepts one PUT of ``key`` (with this Content-Type)."""
+    def presign_put(self, key: str, *, size: int, content_type: str, expires_in: int) -> tuple[str, datetime]:
+        """A URL on the public endpoint that accepts one PUT of ``key``: ``size`` bytes of this Content-Type."""
         with _translated(f"presign {key}"):
             url = self._presigner.generate_presigned_url(
                 "put_object",
-                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size},
                 ExpiresIn=expires_in,
             )
         return url, _after(expires_in)
@@ -161,16 +161,22 @@ class ObjectStorage:
         with _translated(f"start upload of {key}"):
             return self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=content_type)["UploadId"]
 
-    def presign_parts(self, key: str, upload_id: str, *, count: int, expires_in: int) -> list[str]:
-        """Public URLs that each accept one PUT of parts 1..``count`` of an open multipart upload."""
+    def presign_parts(self, key: str, upload_id: str, *, sizes: list[int], expires_in: int) -> list[str]:
+        """Public URLs that each accept one PUT of a part (numbered from 1) of exactly its size in ``sizes``."""
         with _translated(f"presign parts of {key}"):
             return [
                 self._presigner.generate_presigned_url(
                     "upload_part",
-                    Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number},
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": key,
+                        "UploadId": upload_id,
+                        "PartNumber": number,
+                        "ContentLength": size,
+                    },
                     ExpiresIn=expires_in,
                 )
-                for number in range(1, count + 1)
+                for number, size in enumerate(sizes, start=1)
             ]
 
     def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:

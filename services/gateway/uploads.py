@@ -122,17 +122,20 @@ async def start_upload(
 
 
 def presigned_urls(storage: ObjectStorage, upload: PendingUpload) -> dict[str, Any]:
-    """Where the client sends the bytes: a PUT, or one PUT per part; valid until the upload expires."""
+    """Where the client sends the bytes: a PUT, or one PUT per part; valid until the upload expires.
+
+    Each URL is signed for its exact Content-Length, so S3 itself refuses a PUT of another size.
+    """
     expires_in = max(1, int((upload.expires - utcnow()).total_seconds()))
     if upload.multipart_id is None or upload.part_size is None:
-        url, _ = storage.presign_put(upload.key, content_type=upload.content_type, expires_in=expires_in)
+        url, _ = storage.presign_put(
+            upload.key, size=upload.size, content_type=upload.content_type, expires_in=expires_in
+        )
         return {"put": {"url": url, "headers": {"Content-Type": upload.content_type}}, "part_size": None, "parts": None}
     _, count = plan_parts(upload.size, min_part_size=upload.part_size)
-    urls = storage.presign_parts(upload.key, upload.multipart_id, count=count, expires_in=expires_in)
-    parts = [
-        {"number": n, "url": url, "size": min(upload.part_size, upload.size - (n - 1) * upload.part_size)}
-        for n, url in enumerate(urls, start=1)
-    ]
+    sizes = [min(upload.part_size, upload.size - n * upload.part_size) for n in range(count)]
+    urls = storage.presign_parts(upload.key, upload.multipart_id, sizes=sizes, expires_in=expires_in)
+    parts = [{"number": n, "url": url, "size": size} for n, (url, size) in enumerate(zip(urls, sizes, strict=True), 1)]
     return {"put": None, "part_size": upload.part_size, "parts": parts}
 
 

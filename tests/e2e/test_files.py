@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,20 @@ def test_form_without_a_file_part_is_400(api: httpx.Client) -> None:
 
 def test_form_file_needs_a_safe_name(api: httpx.Client) -> None:
     problem(api.post("/v1/files", files={"file": ("../evil", b"1")}), 400)
+
+
+def test_streamed_form_over_the_limit_is_413_and_leaves_nothing_behind(
+    api: httpx.Client, stack: Stack, s3: Any
+) -> None:
+    def body() -> Iterator[bytes]:  # no Content-Length: the limit is found while streaming
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="huge.bin"\r\n\r\n'
+        for _ in range(MAX_UPLOAD_BYTES // 2**20 + 2):
+            yield b"\0" * 2**20
+        yield b"\r\n--b--\r\n"
+
+    response = api.post("/v1/files", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+    problem(response, 413)
+    assert s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", []) == []
 
 
 def test_form_upload_over_the_limit_is_413_and_leaves_nothing_behind(api: httpx.Client, stack: Stack, s3: Any) -> None:
@@ -214,7 +229,7 @@ def test_presigned_put_upload_becomes_a_file_usable_as_a_job_input(
     query = parse_qs(url.query)
     assert f"{url.scheme}://{url.netloc}" == stack.s3_url and url.path == f"/{stack.bucket}/files/{upload['id']}"
     assert 86_000 < int(query["X-Amz-Expires"][0]) <= 86_400  # until the upload expires, a day after it began
-    assert "content-type" in query["X-Amz-SignedHeaders"][0]
+    assert set(query["X-Amz-SignedHeaders"][0].split(";")) >= {"content-length", "content-type"}
     assert upload["put"]["headers"] == {"Content-Type": "text/csv"} and upload["parts"] is None
     put(upload, data)
     response = api.post(upload["complete"])
@@ -265,6 +280,7 @@ def test_presigned_multipart_upload_is_assembled_and_verified(api: httpx.Client,
     assert [part["size"] for part in upload["parts"]] == [5 * 2**20, 5 * 2**20, 2**20]
     query = parse_qs(urlsplit(upload["parts"][1]["url"]).query)
     assert query["partNumber"] == ["2"] and query["uploadId"] and 86_000 < int(query["X-Amz-Expires"][0]) <= 86_400
+    assert "content-length" in query["X-Amz-SignedHeaders"][0].split(";")
     parts = put_parts(upload, data)
     problem(api.post(upload["complete"]), 422)  # a multipart upload names its parts
     problem(api.post(upload["complete"], json={"parts": parts[::-1]}), 422)
@@ -272,6 +288,15 @@ def test_presigned_multipart_upload_is_assembled_and_verified(api: httpx.Client,
     assert response.status_code == 201, response.text
     assert response.json()["sha256"] == hashlib.sha256(data).hexdigest()
     assert s3.get_object(Bucket=stack.bucket, Key=f"files/{upload['id']}")["Body"].read() == data
+
+
+def test_multipart_completion_with_a_wrong_etag_is_422_and_can_be_retried(api: httpx.Client) -> None:
+    data = os.urandom(SINGLE_PUT_MAX_BYTES + 1)
+    upload = announce(api, data)
+    parts = put_parts(upload, data)
+    wrong = [parts[0], {"number": 2, "etag": '"0123456789abcdef0123456789abcdef"'}]
+    assert problem(api.post(upload["complete"], json={"parts": wrong}), 422)["errors"][0]["pointer"] == "/parts"
+    assert api.post(upload["complete"], json={"parts": parts}).status_code == 201
 
 
 def test_cancelled_upload_leaves_no_parts_behind(api: httpx.Client, stack: Stack, s3: Any) -> None:
