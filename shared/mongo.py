@@ -142,6 +142,7 @@ class MongoStore:
             await self._users.create_index("username", unique=True)
             await self._keys.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING)])
+            await self._uploads.create_index("expires")
 
     async def _page(self, collection: Any, cls: type[R], match: Document, *, limit: int, after: str | None) -> Page[R]:
         query = dict(match)
@@ -273,6 +274,12 @@ class MongoStore:
                 match, {"$set": {"completing": utcnow()}}, return_document=ReturnDocument.AFTER
             )
         return None if doc is None else _from_doc(PendingUpload, doc)
+
+    async def expired_uploads(self, *, before: datetime, limit: int) -> list[PendingUpload]:
+        """Up to ``limit`` uploads that expired before ``before`` with no request completing them."""
+        with _translated("expired uploads"):
+            docs = await self._uploads.find({"expires": {"$lt": before}, "completing": None}).limit(limit).to_list(None)
+        return [_from_doc(PendingUpload, doc) for doc in docs]
 
     async def release_upload(self, upload_id: str) -> None:
         """Let another request complete the upload (this one could not)."""

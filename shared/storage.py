@@ -96,6 +96,11 @@ class ObjectStorage:
         self._presigner = _client(settings, settings.presign_endpoint_url)
         self._transfer = TransferConfig(multipart_chunksize=self.part_size, max_concurrency=4)
 
+    def close(self) -> None:
+        """Close the clients' pooled connections."""
+        self._s3.close()
+        self._presigner.close()
+
     def ping(self) -> None:
         """Raise Unavailable unless the bucket answers."""
         with _translated(f"bucket {self.bucket}"):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import structlog
 from starlette.applications import Starlette
@@ -26,6 +27,7 @@ from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
+UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
@@ -47,11 +49,18 @@ def create_app(settings: GatewaySettings) -> Starlette:
             # Start anyway: /readyz reports what is missing and finishes setup once it answers.
             log.warning("backend_not_ready_at_start", detail=exc.detail)
         log.info("gateway_started", apps=sorted(registry), bucket=settings.s3_bucket)
+        sweeper = asyncio.create_task(
+            uploads.sweep_forever(store=store, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)
+        )
         try:
             yield {"deps": d}
         finally:
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
             await run_in_threadpool(broker.close)
             await store.close()
+            storage.close()
             log.info("gateway_stopped")
 
     routes = [

@@ -9,6 +9,7 @@ declared ones; otherwise the object is deleted. The upload's id becomes the file
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body, read_model
 from services.gateway.files import check_name, render_file
 from services.gateway.state import deps
-from shared.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge, Violation
+from shared.errors import AppError, BadRequest, Conflict, Invalid, NotFound, TooLarge, Violation
 from shared.models import PendingUpload, StoredFile, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
@@ -228,6 +229,28 @@ async def complete_upload(
     await store.delete_upload(upload.id)
     log.info("upload_completed", file_id=file.id, size=file.size, sha256=file.sha256)
     return file
+
+
+async def sweep_expired(*, store: MongoStore, storage: ObjectStorage, limit: int = 100) -> int:
+    """Discard uploads that expired unfinished (their parts, objects and records); how many were."""
+    swept = 0
+    for expired in await store.expired_uploads(before=utcnow(), limit=limit):
+        upload = await store.claim_upload(expired.id, owner=None, stale_before=utcnow() - _STALE_COMPLETION)
+        if upload is not None:  # else another gateway got to it first
+            await _discard(store, storage, upload)
+            log.info("upload_expired", upload_id=upload.id)
+            swept += 1
+    return swept
+
+
+async def sweep_forever(*, store: MongoStore, storage: ObjectStorage, every_seconds: float) -> None:
+    """Sweep expired uploads now and then, for as long as the gateway runs; a backend outage only delays it."""
+    while True:
+        try:
+            await sweep_expired(store=store, storage=storage)
+        except AppError as exc:
+            log.warning("upload_sweep_failed", detail=exc.detail)
+        await asyncio.sleep(every_seconds)
 
 
 def render_upload(request: Request, upload: PendingUpload, urls: dict[str, Any]) -> dict[str, Any]:

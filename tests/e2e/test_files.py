@@ -35,14 +35,16 @@ def api(make_user: UserFactory) -> httpx.Client:
 
 
 @pytest.fixture
-def s3(stack: Stack) -> Any:
-    return boto3.client(
+def s3(stack: Stack) -> Iterator[Any]:
+    client = boto3.client(
         "s3",
         endpoint_url=stack.s3_url,
         region_name="us-east-1",
         aws_access_key_id=LOCAL_S3_KEY,
         aws_secret_access_key=LOCAL_S3_SECRET,
     )
+    yield client
+    client.close()
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:

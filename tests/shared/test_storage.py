@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,23 +16,26 @@ from shared.storage import ObjectStorage, attachment
 
 
 @pytest.fixture
-def storage(settings: Settings) -> ObjectStorage:
+def storage(settings: Settings) -> Iterator[ObjectStorage]:
     store = ObjectStorage(settings)
     store.ensure_bucket()
-    return store
+    yield store
+    store.close()
 
 
 @pytest.fixture
-def s3(settings: Settings) -> Any:
+def s3(settings: Settings) -> Iterator[Any]:
     secret = settings.s3_secret_access_key
     assert secret is not None
-    return boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         region_name=settings.s3_region,
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=secret.get_secret_value(),
     )
+    yield client
+    client.close()
 
 
 def parts(s3: Any, settings: Settings, key: str) -> int:

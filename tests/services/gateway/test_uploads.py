@@ -1,11 +1,19 @@
-"""How presigned uploads are cut into parts and how their parts are checked: pure logic, no servers."""
+"""How presigned uploads are cut into parts and checked (pure logic), and how expired ones are swept."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
+import boto3
 import pytest
 
-from services.gateway.uploads import MAX_PARTS, PartRef, check_parts, plan_parts
-from shared.errors import Invalid, TooLarge
+from services.gateway.uploads import MAX_PARTS, PartRef, check_parts, plan_parts, sweep_expired
+from shared.errors import Invalid, NotFound, TooLarge
+from shared.models import PendingUpload, new_id, utcnow
+from shared.mongo import MongoStore
+from shared.settings import Settings
+from shared.storage import ObjectStorage
 
 MiB, GiB = 2**20, 2**30
 
@@ -37,3 +45,66 @@ def test_parts_must_be_all_of_them_in_order() -> None:
         with pytest.raises(Invalid) as caught:
             check_parts(wrong, 3)
         assert caught.value.violations[0].pointer == "/parts"
+
+
+def pending(*, expires_in: timedelta, multipart_id: str | None = None) -> PendingUpload:
+    upload_id = new_id()
+    return PendingUpload(
+        id=upload_id,
+        owner="u1",
+        name="x.bin",
+        size=3,
+        sha256="0" * 64,
+        content_type="application/octet-stream",
+        key=f"t/uploads/{upload_id}",
+        created=utcnow(),
+        expires=utcnow() + expires_in,
+        multipart_id=multipart_id,
+        part_size=None if multipart_id is None else 5 * MiB,
+    )
+
+
+def test_expired_uploads_are_swept_with_their_objects_and_parts(settings: Settings) -> None:
+    storage = ObjectStorage(settings)
+    storage.ensure_bucket()
+    expired = pending(expires_in=timedelta(seconds=-1))
+    sink = storage.sink(expired.key, content_type="application/octet-stream")
+    sink.write(b"abc")
+    sink.finish()
+    key = f"t/uploads/{new_id()}"
+    parted = pending(expires_in=timedelta(seconds=-1), multipart_id=storage.start_multipart(key, content_type="x/y"))
+    parted = parted.model_copy(update={"key": key})
+    fresh = pending(expires_in=timedelta(hours=1))
+
+    async def scenario() -> int:
+        store = MongoStore.connect(settings, appname="quern-tests")
+        try:
+            for upload in (expired, parted, fresh):
+                await store.insert_upload(upload)
+            swept = await sweep_expired(store=store, storage=storage)
+            for gone in (expired, parted):
+                with pytest.raises(NotFound):
+                    await store.get_upload(gone.id)
+            assert (await store.get_upload(fresh.id)).id == fresh.id
+            return swept
+        finally:
+            await store.close()
+
+    try:
+        assert asyncio.run(scenario()) >= 2
+        with pytest.raises(NotFound):
+            storage.size(expired.key)
+    finally:
+        storage.close()
+    secret = settings.s3_secret_access_key
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=None if secret is None else secret.get_secret_value(),
+    )
+    try:
+        assert s3.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=key).get("Uploads", []) == []
+    finally:
+        s3.close()
