@@ -275,10 +275,11 @@ class MongoStore:
             )
         return None if doc is None else _from_doc(PendingUpload, doc)
 
-    async def expired_uploads(self, *, before: datetime, limit: int) -> list[PendingUpload]:
-        """Up to ``limit`` uploads that expired before ``before`` with no request completing them."""
+    async def expired_uploads(self, *, before: datetime, stale_before: datetime, limit: int) -> list[PendingUpload]:
+        """Up to ``limit`` uploads expired before ``before`` that no request began completing since ``stale_before``."""
+        match = {"expires": {"$lt": before}, "$or": [{"completing": None}, {"completing": {"$lt": stale_before}}]}
         with _translated("expired uploads"):
-            docs = await self._uploads.find({"expires": {"$lt": before}, "completing": None}).limit(limit).to_list(None)
+            docs = await self._uploads.find(match).limit(limit).to_list(None)
         return [_from_doc(PendingUpload, doc) for doc in docs]
 
     async def release_upload(self, upload_id: str) -> None:

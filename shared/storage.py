@@ -215,6 +215,11 @@ class ObjectStorage:
                 body.close()
         return size, sha256.hexdigest()
 
+    def copy(self, source: str, key: str) -> None:
+        """Copy ``source`` (at most 5 GiB) to ``key`` inside the bucket, without the bytes passing through us."""
+        with _translated(f"copy {source}"):
+            self._s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source})
+
     def delete(self, key: str) -> None:
         """Delete one object (already gone is fine)."""
         with _translated(f"delete {key}"):

@@ -5,6 +5,11 @@ up to ``UPLOAD_SINGLE_PUT_MAX_BYTES``, else an S3 multipart upload with one URL 
 ``POST /v1/uploads/{id}/complete`` assembles the parts, then reads the object back from S3 in
 a worker thread, a chunk at a time, and records the file only if its size and sha256 are the
 declared ones; otherwise the object is deleted. The upload's id becomes the file's id.
+
+A single PUT lands in ``uploads/<id>``, and its URL works until the upload would have expired,
+so it is copied (inside S3) to ``files/<id>`` before it is hashed: the bytes checked are the
+bytes kept. Multipart uploads are assembled straight into ``files/<id>``; their part URLs stop
+working once the parts are assembled.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ class CompleteRequest(BaseModel):
     parts: list[PartRef] | None = Field(default=None, max_length=MAX_PARTS)
 
 
+def file_key(file_id: str) -> str:
+    """Where a file's bytes live once verified."""
+    return f"files/{file_id}"
+
+
 def plan_parts(size: int, *, min_part_size: int) -> tuple[int, int]:
     """(part size, number of parts) for ``size`` bytes: parts of at least ``min_part_size``, whole MiB, <= 10,000."""
     part_size = max(min_part_size, math.ceil(size / MAX_PARTS / 2**20) * 2**20)
@@ -94,9 +104,10 @@ async def start_upload(
     if request.size > settings.max_upload_bytes:
         raise TooLarge(f"uploads are limited to {settings.max_upload_bytes} bytes")
     upload_id, created = new_id(), utcnow()
-    key, content_type = f"files/{upload_id}", request.content_type.lower()
+    key, content_type = f"uploads/{upload_id}", request.content_type.lower()
     multipart_id, part_size = None, None
     if request.size > settings.upload_single_put_max_bytes:
+        key = file_key(upload_id)  # part URLs die when the parts are assembled: nothing can change it later
         part_size, _ = plan_parts(request.size, min_part_size=storage.part_size)
         multipart_id = await run_in_threadpool(storage.start_multipart, key, content_type=content_type)
     upload = PendingUpload(
@@ -144,7 +155,8 @@ async def _discard(store: MongoStore, storage: ObjectStorage, upload: PendingUpl
     """Leave nothing of an upload behind: its open parts, its object, its record."""
     if upload.multipart_id is not None:
         await run_in_threadpool(storage.abort_multipart, upload.key, upload.multipart_id)
-    await run_in_threadpool(storage.delete, upload.key)
+    for key in {upload.key, file_key(upload.id)}:
+        await run_in_threadpool(storage.delete, key)
     await store.delete_upload(upload.id)
 
 
@@ -180,6 +192,28 @@ async def _assemble(storage: ObjectStorage, upload: PendingUpload, parts: list[P
     return await run_in_threadpool(storage.size, upload.key)
 
 
+async def _record(store: MongoStore, upload: PendingUpload) -> StoredFile:
+    """Record the verified file (or find it, recorded by an earlier attempt that died before cleaning up)."""
+    file = StoredFile(
+        id=upload.id,
+        owner=upload.owner,
+        name=upload.name,
+        size=upload.size,
+        sha256=upload.sha256,
+        content_type=upload.content_type,
+        key=file_key(upload.id),
+        created=utcnow(),
+    )
+    try:
+        await store.insert_file(file)
+    except Conflict:
+        return await store.get_file(upload.id)
+    except BaseException:
+        await store.release_upload(upload.id)
+        raise
+    return file
+
+
 async def complete_upload(
     *, store: MongoStore, storage: ObjectStorage, upload_id: str, owner: str | None, parts: list[PartRef] | None
 ) -> StoredFile:
@@ -192,11 +226,13 @@ async def complete_upload(
     if upload.expires <= utcnow():
         await _discard(store, storage, upload)
         raise Conflict(f"upload {upload.id} expired at {upload.expires.isoformat()}; start a new one")
-    sha256 = ""
+    key, sha256 = file_key(upload.id), ""
     try:
         size = await _assemble(storage, upload, parts)
         if size == upload.size:
-            size, sha256 = await run_in_threadpool(storage.digest, upload.key)
+            if upload.key != key:  # hash the copy the PUT URL cannot reach, so what is checked is what is kept
+                await run_in_threadpool(storage.copy, upload.key, key)
+            size, sha256 = await run_in_threadpool(storage.digest, key)
     except BaseException:
         await store.release_upload(upload.id)
         raise
@@ -209,24 +245,13 @@ async def complete_upload(
         await _discard(store, storage, upload)
         log.info("upload_rejected", upload_id=upload.id, reason=problems[0].pointer)
         raise Invalid(f"the uploaded file is not the one announced ({problems[0].pointer[1:]} differs)", problems)
-    file = StoredFile(
-        id=upload.id,
-        owner=upload.owner,
-        name=upload.name,
-        size=upload.size,
-        sha256=upload.sha256,
-        content_type=upload.content_type,
-        key=upload.key,
-        created=utcnow(),
-    )
-    try:
-        await store.insert_file(file)
-    except Conflict:
-        file = await store.get_file(upload.id)  # recorded by an earlier attempt that died before cleaning up
-    except BaseException:
-        await store.release_upload(upload.id)
-        raise
+    file = await _record(store, upload)
     await store.delete_upload(upload.id)
+    if upload.key != file.key:
+        try:
+            await run_in_threadpool(storage.delete, upload.key)
+        except AppError as exc:  # the file is safe; only a stray copy remains for the bucket's lifecycle rule
+            log.warning("upload_object_left", upload_id=upload.id, key=upload.key, detail=exc.detail)
     log.info("upload_completed", file_id=file.id, size=file.size, sha256=file.sha256)
     return file
 
@@ -234,8 +259,9 @@ async def complete_upload(
 async def sweep_expired(*, store: MongoStore, storage: ObjectStorage, limit: int = 100) -> int:
     """Discard uploads that expired unfinished (their parts, objects and records); how many were."""
     swept = 0
-    for expired in await store.expired_uploads(before=utcnow(), limit=limit):
-        upload = await store.claim_upload(expired.id, owner=None, stale_before=utcnow() - _STALE_COMPLETION)
+    now = utcnow()
+    for expired in await store.expired_uploads(before=now, stale_before=now - _STALE_COMPLETION, limit=limit):
+        upload = await store.claim_upload(expired.id, owner=None, stale_before=now - _STALE_COMPLETION)
         if upload is not None:  # else another gateway got to it first
             await _discard(store, storage, upload)
             log.info("upload_expired", upload_id=upload.id)

@@ -222,14 +222,19 @@ def put_parts(upload: dict[str, Any], data: bytes) -> list[dict[str, Any]]:
     return done
 
 
+def nothing_stored(s3: Any, stack: Stack, upload_id: str) -> bool:
+    keys = [f"files/{upload_id}", f"uploads/{upload_id}"]
+    return all(s3.list_objects_v2(Bucket=stack.bucket, Prefix=key).get("KeyCount") == 0 for key in keys)
+
+
 def test_presigned_put_upload_becomes_a_file_usable_as_a_job_input(
-    api: httpx.Client, stack: Stack, project: Path
+    api: httpx.Client, stack: Stack, project: Path, s3: Any
 ) -> None:
     data = (project / "apps/flood/example/valley.csv").read_bytes()
     upload = announce(api, data, name="valley.csv", content_type="text/csv")
     url = urlsplit(upload["put"]["url"])
     query = parse_qs(url.query)
-    assert f"{url.scheme}://{url.netloc}" == stack.s3_url and url.path == f"/{stack.bucket}/files/{upload['id']}"
+    assert f"{url.scheme}://{url.netloc}" == stack.s3_url and url.path == f"/{stack.bucket}/uploads/{upload['id']}"
     assert 86_000 < int(query["X-Amz-Expires"][0]) <= 86_400  # until the upload expires, a day after it began
     assert set(query["X-Amz-SignedHeaders"][0].split(";")) >= {"content-length", "content-type"}
     assert upload["put"]["headers"] == {"Content-Type": "text/csv"} and upload["parts"] is None
@@ -240,8 +245,20 @@ def test_presigned_put_upload_becomes_a_file_usable_as_a_job_input(
     assert file["id"] == upload["id"] and file["sha256"] == hashlib.sha256(data).hexdigest()
     assert (file["name"], file["size"], file["content_type"]) == ("valley.csv", len(data), "text/csv")
     problem(api.get(upload["url"]), 404)
+    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"uploads/{upload['id']}").get("KeyCount") == 0
+    assert s3.get_object(Bucket=stack.bucket, Key=f"files/{file['id']}")["Body"].read() == data
     job = api.post("/v1/jobs", json={"app": "flood", "params": {"steps": 5}, "inputs": {"elevation": file["id"]}})
     assert wait_for(api, job.json()["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_put_after_completion_cannot_change_the_file(api: httpx.Client, stack: Stack, s3: Any) -> None:
+    upload = announce(api, b"verified")
+    put(upload, b"verified")
+    file = api.post(upload["complete"]).json()
+    put(upload, b"swapped!")  # the URL is valid until the upload would have expired
+    link = api.get(f"/v1/files/{file['id']}/download").json()
+    assert httpx.get(link["url"]).content == b"verified"
+    assert s3.get_object(Bucket=stack.bucket, Key=f"files/{file['id']}")["Body"].read() == b"verified"
 
 
 def test_completing_twice_is_409_naming_the_file(api: httpx.Client) -> None:
@@ -263,7 +280,7 @@ def test_sha256_mismatch_is_422_and_the_object_is_deleted(api: httpx.Client, sta
     put(upload, b"the bytes truly put")
     details = problem(api.post(upload["complete"]), 422)
     assert "sha256" in details["detail"] and details["errors"][0]["pointer"] == "/sha256"
-    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"files/{upload['id']}").get("KeyCount") == 0
+    assert nothing_stored(s3, stack, upload["id"])
     problem(api.get(upload["url"]), 404)
     problem(api.get(f"/v1/files/{upload['id']}"), 404)
 
@@ -272,7 +289,7 @@ def test_size_mismatch_is_422_and_the_object_is_deleted(api: httpx.Client, stack
     upload = announce(api, b"12345")
     put(upload, b"123456")
     assert problem(api.post(upload["complete"]), 422)["errors"][0]["pointer"] == "/size"
-    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"files/{upload['id']}").get("KeyCount") == 0
+    assert nothing_stored(s3, stack, upload["id"])
 
 
 def test_presigned_multipart_upload_is_assembled_and_verified(api: httpx.Client, stack: Stack, s3: Any) -> None:
@@ -319,7 +336,7 @@ def test_expired_upload_cannot_be_completed(api: httpx.Client, stack: Stack, s3:
             {"_id": upload["id"]}, {"$set": {"expires": now() - timedelta(seconds=1)}}
         )
     assert "expired" in problem(api.post(upload["complete"]), 409)["detail"]
-    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"files/{upload['id']}").get("KeyCount") == 0
+    assert nothing_stored(s3, stack, upload["id"])
     problem(api.post(upload["complete"]), 404)
 
 

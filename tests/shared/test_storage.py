@@ -105,3 +105,11 @@ def test_attachment_names_have_an_ascii_fallback_and_the_exact_utf8_name() -> No
 def test_missing_object_is_not_found(storage: ObjectStorage) -> None:
     with pytest.raises(NotFound):
         storage.open("t/never-written")
+
+
+def test_objects_are_copied_and_digested_inside_the_bucket(storage: ObjectStorage) -> None:
+    sink = storage.sink("t/src.bin", content_type="application/octet-stream")
+    sink.write(b"first")
+    sink.finish()
+    storage.copy("t/src.bin", "t/dst.bin")
+    assert storage.digest("t/dst.bin") == (5, hashlib.sha256(b"first").hexdigest())
