@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 
 from shared.errors import BadRequest
 
+_SPACED_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)$")
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
@@ -21,6 +23,8 @@ def flag(request: Request, name: str) -> bool:
 
 def parse_timestamp(name: str, value: str) -> datetime:
     """An ISO 8601 date or time; one without a zone is UTC."""
+    # An unencoded '+' in a query string arrives as a space: "...T12:00:00 02:00" meant "+02:00".
+    value = _SPACED_OFFSET.sub(r"+\1", value.strip(" ")) if "T" in value else value
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
