@@ -98,6 +98,19 @@ def test_form_file_needs_a_safe_name(api: httpx.Client) -> None:
     problem(api.post("/v1/files", files={"file": ("../evil", b"1")}), 400)
 
 
+def test_form_file_without_a_filename_needs_the_name_parameter(api: httpx.Client) -> None:
+    body = b'--b\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc\r\n--b--\r\n'
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    assert "name" in problem(api.post("/v1/files", content=body, headers=headers), 400)["detail"]
+    named = api.post("/v1/files", params={"name": "given.txt"}, content=body, headers=headers)
+    assert named.status_code == 201 and named.json()["name"] == "given.txt" and named.json()["size"] == 3
+
+
+def test_other_multipart_bodies_are_400(api: httpx.Client) -> None:
+    headers = {"content-type": "multipart/mixed; boundary=b"}
+    problem(api.post("/v1/files", params={"name": "x"}, content=b"--b--\r\n", headers=headers), 400)
+
+
 def test_streamed_form_over_the_limit_is_413_and_leaves_nothing_behind(
     api: httpx.Client, stack: Stack, s3: Any
 ) -> None:
