@@ -1,4 +1,4 @@
-"""The records the services share through MongoDB: uploaded files and jobs.
+"""The records the services share through MongoDB: users, keys, uploaded files, pending uploads and jobs.
 
 Ids are ULID strings: unique, sortable by creation time, and readable in URLs and logs.
 """
@@ -85,6 +85,28 @@ class StoredFile(Record):
     content_type: str
     key: str
     created: datetime
+
+
+class PendingUpload(Record):
+    """A file announced for upload straight to S3 by presigned URL, not yet verified.
+
+    Its id becomes the file's id once the bytes are checked against ``size`` and ``sha256``.
+    ``multipart_id`` is S3's UploadId when the file is sent in parts of ``part_size`` bytes;
+    ``completing`` is set while one request verifies it, so two cannot race.
+    """
+
+    id: str
+    owner: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    key: str
+    created: datetime
+    expires: datetime
+    multipart_id: str | None = None
+    part_size: int | None = None
+    completing: datetime | None = None
 
 
 class OutputFile(Record):

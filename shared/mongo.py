@@ -8,9 +8,11 @@ Ids are strings (ULIDs), stored as ``_id``. Driver errors leave this module as `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
@@ -24,6 +26,7 @@ from shared.models import (
     JobError,
     JobState,
     OutputFile,
+    PendingUpload,
     Record,
     StoredFile,
     User,
@@ -68,13 +71,39 @@ class Page(Generic[R]):
     next_after: str | None
 
 
+@dataclass(frozen=True)
+class FileFilter:
+    """Which files a list shows: all of them unless narrowed."""
+
+    name_prefix: str | None = None
+    content_type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def query(self) -> Document:
+        """The Mongo filter for these conditions."""
+        query: Document = {}
+        if self.name_prefix:
+            query["name"] = {"$regex": "^" + re.escape(self.name_prefix)}
+        if self.content_type is not None:
+            query["content_type"] = self.content_type
+        created: Document = {}
+        if self.created_after is not None:
+            created["$gt"] = self.created_after
+        if self.created_before is not None:
+            created["$lt"] = self.created_before
+        if created:
+            query["created"] = created
+        return query
+
+
 def _from_doc(cls: type[R], doc: Document) -> R:
     doc["id"] = doc.pop("_id")
     return cls.model_validate(doc)
 
 
 class MongoStore:
-    """Files and jobs in one database."""
+    """Users, API keys, files, pending uploads and jobs in one database."""
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._client = client
@@ -84,6 +113,7 @@ class MongoStore:
         self._users = self._db["users"]
         self._keys = self._db["api_keys"]
         self._workers = self._db["workers"]
+        self._uploads = self._db["uploads"]
 
     @classmethod
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
@@ -113,6 +143,8 @@ class MongoStore:
             await self._files.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._users.create_index("username", unique=True)
             await self._keys.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING)])
+            await self._uploads.create_index("expires")
 
     async def _page(self, collection: Any, cls: type[R], match: Document, *, limit: int, after: str | None) -> Page[R]:
         query = dict(match)
@@ -205,9 +237,62 @@ class MongoStore:
             raise NotFound(f"no file {file_id}")
         return found[file_id]
 
-    async def list_files(self, *, owner: str | None, limit: int, after: str | None) -> Page[StoredFile]:
-        """Files, newest first."""
-        return await self._page(self._files, StoredFile, _mine(owner), limit=limit, after=after)
+    async def list_files(
+        self, *, owner: str | None, limit: int, after: str | None, where: FileFilter | None = None
+    ) -> Page[StoredFile]:
+        """Files, newest first, narrowed by ``where``."""
+        match = _mine(owner) | (where or FileFilter()).query()
+        return await self._page(self._files, StoredFile, match, limit=limit, after=after)
+
+    async def delete_file(self, file_id: str) -> None:
+        """Forget a file (its S3 object is the caller's business)."""
+        with _translated(f"file {file_id}"):
+            await self._files.delete_one({"_id": file_id})
+
+    # Pending uploads
+
+    async def insert_upload(self, upload: PendingUpload) -> None:
+        """Record an announced upload."""
+        with _translated(f"upload {upload.id}"):
+            await self._uploads.insert_one(_to_doc(upload))
+
+    async def get_upload(self, upload_id: str, *, owner: str | None = None) -> PendingUpload:
+        """One pending upload (of ``owner``, unless None), or NotFound."""
+        with _translated(f"upload {upload_id}"):
+            doc = await self._uploads.find_one({"_id": upload_id, **_mine(owner)})
+        if doc is None:
+            raise NotFound(f"no pending upload {upload_id}")
+        return _from_doc(PendingUpload, doc)
+
+    async def claim_upload(self, upload_id: str, *, owner: str | None, stale_before: datetime) -> PendingUpload | None:
+        """Mark an upload as being completed; None if another request holds it (since ``stale_before``)."""
+        match = {
+            "_id": upload_id,
+            **_mine(owner),
+            "$or": [{"completing": None}, {"completing": {"$lt": stale_before}}],
+        }
+        with _translated(f"upload {upload_id}"):
+            doc = await self._uploads.find_one_and_update(
+                match, {"$set": {"completing": utcnow()}}, return_document=ReturnDocument.AFTER
+            )
+        return None if doc is None else _from_doc(PendingUpload, doc)
+
+    async def expired_uploads(self, *, before: datetime, stale_before: datetime, limit: int) -> list[PendingUpload]:
+        """Up to ``limit`` uploads expired before ``before`` that no request began completing since ``stale_before``."""
+        match = {"expires": {"$lt": before}, "$or": [{"completing": None}, {"completing": {"$lt": stale_before}}]}
+        with _translated("expired uploads"):
+            docs = await self._uploads.find(match).limit(limit).to_list(None)
+        return [_from_doc(PendingUpload, doc) for doc in docs]
+
+    async def release_upload(self, upload_id: str) -> None:
+        """Let another request complete the upload (this one could not)."""
+        with _translated(f"upload {upload_id}"):
+            await self._uploads.update_one({"_id": upload_id}, {"$set": {"completing": None}})
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Forget a pending upload."""
+        with _translated(f"upload {upload_id}"):
+            await self._uploads.delete_one({"_id": upload_id})
 
     # Jobs
 
@@ -227,6 +312,17 @@ class MongoStore:
     async def list_jobs(self, *, owner: str | None, limit: int, after: str | None) -> Page[Job]:
         """Jobs, newest first."""
         return await self._page(self._jobs, Job, _mine(owner), limit=limit, after=after)
+
+    async def active_jobs_using(self, file_id: str, *, owner: str) -> list[str]:
+        """Ids of ``owner``'s QUEUED or RUNNING jobs that take ``file_id`` as an input.
+
+        A job's inputs are its owner's files, so only that owner's active jobs are read; the
+        input map is searched here rather than in the query, as its keys are app-defined.
+        """
+        active = [JobState.QUEUED.value, JobState.RUNNING.value]
+        with _translated(f"jobs using {file_id}"):
+            docs = await self._jobs.find({"owner": owner, "state": {"$in": active}}, {"inputs": 1}).to_list(None)
+        return sorted(doc["_id"] for doc in docs if file_id in (doc.get("inputs") or {}).values())
 
     async def delete_job(self, job_id: str) -> None:
         """Forget a job (its S3 objects are the caller's business)."""

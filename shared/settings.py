@@ -124,6 +124,8 @@ class GatewaySettings(Settings):
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: int = Field(default=64 * 2**30, ge=1)
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    upload_single_put_max_bytes: int = Field(default=5 * 2**30, ge=1, le=5 * 2**30)
 
     @model_validator(mode="after")
     def _admin_pair(self) -> GatewaySettings:

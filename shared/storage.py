@@ -9,11 +9,13 @@ differ from the one the services use inside the network. botocore errors leave t
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -21,7 +23,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import NotFound, Unavailable
+from shared.errors import Invalid, NotFound, Unavailable, Violation
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 _MISSING = {"404", "NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound"}
+# What S3 says when a client's multipart parts do not fit together: the client's mistake, not ours.
+_REFUSED_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge", "MalformedXML"}
+READ_CHUNK = 1 * 2**20
 
 
 @contextmanager
@@ -39,9 +44,23 @@ def _translated(what: str) -> Iterator[None]:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _MISSING:
             raise NotFound(f"{what}: not in object storage") from exc
+        if code in _REFUSED_PARTS:
+            message = str(exc.response.get("Error", {}).get("Message", "")) or code
+            raise Invalid(f"object storage refused {what}: {message}", [Violation("/parts", message)]) from exc
         raise Unavailable(f"object storage refused {what} ({code})") from exc
     except (BotoCoreError, Boto3Error) as exc:  # Boto3Error: managed transfers (S3UploadFailedError, ...)
         raise Unavailable(f"object storage did not answer ({what})") from exc
+
+
+def _after(seconds: int) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition that saves as ``filename``: an ASCII fallback plus the exact UTF-8 name (RFC 6266)."""
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    ascii_name = "".join(c if c.isprintable() and c not in '"\\%' else "_" for c in ascii_name) or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _client(settings: Settings, endpoint_url: str | None) -> S3Client:
@@ -127,14 +146,84 @@ class ObjectStorage:
         with _translated(f"presign {key}"):
             url = self._presigner.generate_presigned_url(
                 "get_object",
-                Params={
-                    "Bucket": self.bucket,
-                    "Key": key,
-                    "ResponseContentDisposition": f'attachment; filename="{filename}"',
-                },
+                Params={"Bucket": self.bucket, "Key": key, "ResponseContentDisposition": attachment(filename)},
                 ExpiresIn=expires_in,
             )
-        return url, datetime.now(UTC) + timedelta(seconds=expires_in)
+        return url, _after(expires_in)
+
+    def presign_put(self, key: str, *, size: int, content_type: str, expires_in: int) -> tuple[str, datetime]:
+        """A URL on the public endpoint that accepts one PUT of ``key``: ``size`` bytes of this Content-Type."""
+        with _translated(f"presign {key}"):
+            url = self._presigner.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size},
+                ExpiresIn=expires_in,
+            )
+        return url, _after(expires_in)
+
+    def start_multipart(self, key: str, *, content_type: str) -> str:
+        """Open a multipart upload of ``key`` for a client to fill; returns S3's UploadId."""
+        with _translated(f"start upload of {key}"):
+            return self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=content_type)["UploadId"]
+
+    def presign_parts(self, key: str, upload_id: str, *, sizes: list[int], expires_in: int) -> list[str]:
+        """Public URLs that each accept one PUT of a part (numbered from 1) of exactly its size in ``sizes``."""
+        with _translated(f"presign parts of {key}"):
+            return [
+                self._presigner.generate_presigned_url(
+                    "upload_part",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": key,
+                        "UploadId": upload_id,
+                        "PartNumber": number,
+                        "ContentLength": size,
+                    },
+                    ExpiresIn=expires_in,
+                )
+                for number, size in enumerate(sizes, start=1)
+            ]
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Assemble the client's parts, given as (number, ETag); Invalid if they do not fit together."""
+        with _translated(f"complete {key}"):
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
+            )
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an open multipart upload and its parts (already gone is fine)."""
+        try:
+            with _translated(f"abort {key}"):
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except NotFound:
+            pass
+
+    def digest(self, key: str) -> tuple[int, str]:
+        """The size and sha256 of ``key``, read as a stream a chunk at a time."""
+        sha256, size = hashlib.sha256(), 0
+        with _translated(f"read {key}"):
+            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                for chunk in body.iter_chunks(READ_CHUNK):
+                    sha256.update(chunk)
+                    size += len(chunk)
+            finally:
+                body.close()
+        return size, sha256.hexdigest()
+
+    def copy(self, source: str, key: str) -> None:
+        """Copy ``source`` (at most 5 GiB) to ``key`` inside the bucket, without the bytes passing through us."""
+        with _translated(f"copy {source}"):
+            self._s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source})
+
+    def delete(self, key: str) -> None:
+        """Delete one object (already gone is fine)."""
+        with _translated(f"delete {key}"):
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many."""

@@ -24,6 +24,7 @@ from shared.settings import Settings, load
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
 MAX_UPLOAD_BYTES = 48 * 2**20
+SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PRESIGN_EXPIRY_SECONDS": "900",
             "S3_PART_SIZE_MB": "5",
             "WORKER_HEARTBEAT_SECONDS": "1",
+            "UPLOAD_SINGLE_PUT_MAX_BYTES": str(SINGLE_PUT_MAX_BYTES),
         },
     )
     s3, mongo = stack.servers()

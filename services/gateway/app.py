@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import structlog
 from starlette.applications import Starlette
@@ -12,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from services.gateway import apps, cluster, files, health, jobs, users
+from services.gateway import apps, cluster, files, health, jobs, uploads, users
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
@@ -27,6 +28,7 @@ from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
+UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
@@ -48,12 +50,19 @@ def create_app(settings: GatewaySettings) -> Starlette:
             # Start anyway: /readyz reports what is missing and finishes setup once it answers.
             log.warning("backend_not_ready_at_start", detail=exc.detail)
         log.info("gateway_started", apps=sorted(registry), bucket=settings.s3_bucket)
+        sweeper = asyncio.create_task(
+            uploads.sweep_forever(store=store, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)
+        )
         try:
             yield {"deps": d}
         finally:
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
             await run_in_threadpool(broker.close)
             await run_in_threadpool(storage.close)
             await store.close()
+            storage.close()
             log.info("gateway_stopped")
 
     routes = [
@@ -76,6 +85,12 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/files", files.list_files),
                 Route("/files/{file_id}", files.describe, name="file"),
                 Route("/cluster", cluster.cluster),
+                Route("/files/{file_id}", files.delete, methods=["DELETE"]),
+                Route("/files/{file_id}/download", files.download, name="file_download"),
+                Route("/uploads", uploads.create, methods=["POST"]),
+                Route("/uploads/{upload_id}", uploads.describe, name="upload"),
+                Route("/uploads/{upload_id}", uploads.cancel, methods=["DELETE"]),
+                Route("/uploads/{upload_id}/complete", uploads.complete, methods=["POST"], name="upload_complete"),
                 Route("/apps", apps.list_apps),
                 Route("/apps/{name}", apps.describe_app, name="app"),
                 Route("/jobs", jobs.submit, methods=["POST"]),

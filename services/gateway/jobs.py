@@ -14,10 +14,11 @@ from services.gateway.apps import find_app
 from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body
 from services.gateway.pages import page_request, page_response
+from services.gateway.params import flag
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.broker import Broker
-from shared.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable, Violation
+from shared.errors import Conflict, Invalid, NotFound, Unavailable, Violation
 from shared.models import Job, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -25,7 +26,6 @@ from shared.tasks import RUN_JOB
 
 log = structlog.get_logger()
 MAX_BODY_BYTES = 1 * 2**20
-_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
 class JobRequest(BaseModel):
@@ -168,9 +168,7 @@ async def list_jobs(request: Request) -> Response:
 async def archive(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/archive[?redirect=1]."""
     d = deps(request)
-    redirect = request.query_params.get("redirect", "").lower()
-    if redirect not in _FLAGS:
-        raise BadRequest("redirect must be 1/0, true/false or yes/no")
+    redirect = flag(request, "redirect")
     link = await archive_link(
         store=d.store,
         storage=d.storage,
@@ -178,6 +176,6 @@ async def archive(request: Request) -> Response:
         owner=principal(request).owner_filter,
         expires_in=d.settings.presign_expiry_seconds,
     )
-    if _FLAGS[redirect]:
+    if redirect:
         return RedirectResponse(link["url"], status_code=302)
     return JSONResponse(link)

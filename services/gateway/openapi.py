@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from services.gateway import schemas
 from services.gateway.jobs import JobRequest
+from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser
 
 META_PATHS = frozenset({"/openapi.json", "/docs"})
@@ -54,6 +55,7 @@ class Operation:
     status: int
     answer: type[BaseModel] | None
     body: type[BaseModel] | None = None
+    body_optional: bool = False
     upload: bool = False
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
@@ -105,8 +107,44 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         upload=True,
         query=(Param("name", "The file's name (no '/', at most 255 bytes)"),),
     ),
-    ("GET", "/v1/files"): Operation("The caller's files, newest first", "files", 200, schemas.FilePage, query=PAGED),
+    ("GET", "/v1/files"): Operation(
+        "The caller's files, newest first",
+        "files",
+        200,
+        schemas.FilePage,
+        query=(
+            *PAGED,
+            Param("name_prefix", "Only names starting with this text"),
+            Param("content_type", "Only this media type"),
+            Param("created_after", "ISO 8601 time"),
+            Param("created_before", "ISO 8601 time"),
+        ),
+    ),
     ("GET", "/v1/files/{file_id}"): Operation("A file's metadata", "files", 200, schemas.FileOut),
+    ("DELETE", "/v1/files/{file_id}"): Operation(
+        "Delete a file and its bytes (409 while a queued or running job uses it)", "files", 204, None, errors=(409,)
+    ),
+    ("GET", "/v1/files/{file_id}/download"): Operation(
+        "A presigned download link", "files", 200, schemas.FileDownload, query=REDIRECT, errors=(302,)
+    ),
+    ("POST", "/v1/uploads"): Operation(
+        "Announce a direct-to-S3 upload; answers presigned PUT URL(s)",
+        "files",
+        201,
+        schemas.UploadOut,
+        body=UploadRequest,
+    ),
+    ("GET", "/v1/uploads/{upload_id}"): Operation("A pending upload, with fresh URLs", "files", 200, schemas.UploadOut),
+    ("DELETE", "/v1/uploads/{upload_id}"): Operation("Cancel a pending upload", "files", 204, None, errors=(409,)),
+    ("POST", "/v1/uploads/{upload_id}/complete"): Operation(
+        "Verify size and sha256 in S3 and turn the upload into a file",
+        "files",
+        201,
+        schemas.FileOut,
+        body=CompleteRequest,
+        body_optional=True,
+        errors=(409,),
+    ),
     ("GET", "/v1/cluster"): Operation(
         "Workers, queue depths and active jobs (the caller's; an admin's: all)", "cluster", 200, schemas.Cluster
     ),
@@ -183,13 +221,18 @@ def build_document(routes: list[BaseRoute]) -> dict[str, Any]:
         }
         if op.body is not None:
             entry["requestBody"] = {
-                "required": True,
+                "required": not op.body_optional,
                 "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
             }
         if op.upload:
+            binary = {"type": "string", "format": "binary"}
+            form = {"type": "object", "properties": {"file": binary}, "required": ["file"]}
             entry["requestBody"] = {
                 "required": True,
-                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                "content": {
+                    "application/octet-stream": {"schema": binary},
+                    "multipart/form-data": {"schema": form},
+                },
             }
         if op.public:
             entry["security"] = []

@@ -84,6 +84,40 @@ class FileOut(Out):
     created: str
 
 
+class FileDownload(Out):
+    url: str
+    expires_at: str
+    size: int
+    sha256: str
+
+
+class PutTarget(Out):
+    url: str
+    headers: dict[str, str]
+
+
+class PartTarget(Out):
+    number: int
+    url: str
+    size: int
+
+
+class UploadOut(Out):
+    id: str
+    url: str
+    owner: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    created: str
+    expires_at: str
+    put: PutTarget | None = Field(description="one PUT for the whole file (up to the single-PUT limit)")
+    part_size: int | None
+    parts: list[PartTarget] | None = Field(description="one PUT per part, for larger files")
+    complete: str = Field(description="POST here once the bytes are in")
+
+
 class AppSummary(Out):
     name: str
     url: str

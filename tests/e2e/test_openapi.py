@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,16 @@ def seeded(make_user: UserFactory, project: Path) -> tuple[str, dict[str, str]]:
     wait_for(user, job_id)
     wait_for_archive(user, job_id)
     key = user.post("/v1/keys", json={"name": "schemathesis"}).json()
-    ids = {"file_id": file["id"], "job_id": job_id, "key_id": key["id"], "user_id": user.get("/v1/me").json()["id"]}
+    upload = user.post(
+        "/v1/uploads", json={"name": "later.bin", "size": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
+    )
+    ids = {
+        "file_id": file["id"],
+        "job_id": job_id,
+        "key_id": key["id"],
+        "upload_id": upload.json()["id"],
+        "user_id": user.get("/v1/me").json()["id"],
+    }
     return str(user.headers["Authorization"]), ids | {"name": "flood"}
 
 

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from shared.errors import Conflict, NotFound, Unavailable
-from shared.models import Archive, Job, JobState, new_id, utcnow
+from shared.models import Archive, Job, JobState, PendingUpload, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import Settings
 
@@ -122,3 +125,34 @@ def test_unreachable_server_is_unavailable(settings: Settings) -> None:
             await store.close()
 
     asyncio.run(scenario())
+    # PyMongo's async client drops the socket of a refused connection without closing it; collect
+    # it here, quietly, rather than let a later test's garbage collection report the ResourceWarning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+def test_only_one_request_at_a_time_may_complete_an_upload(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[int, bool, bool]:
+        now = utcnow()
+        upload = PendingUpload(
+            id=new_id(),
+            owner="u1",
+            name="a.bin",
+            size=1,
+            sha256="0" * 64,
+            content_type="application/octet-stream",
+            key="uploads/x",
+            created=now,
+            expires=now + timedelta(hours=1),
+        )
+        await store.insert_upload(upload)
+        claims = await asyncio.gather(
+            *(store.claim_upload(upload.id, owner="u1", stale_before=now - timedelta(minutes=5)) for _ in range(6))
+        )
+        stranger = await store.claim_upload(upload.id, owner="u2", stale_before=now + timedelta(minutes=5))
+        # a claim older than stale_before counts as abandoned and may be taken over
+        taken_over = await store.claim_upload(upload.id, owner="u1", stale_before=utcnow() + timedelta(seconds=1))
+        return sum(claim is not None for claim in claims), stranger is None, taken_over is not None
+
+    assert in_store(settings, scenario) == (1, True, True)

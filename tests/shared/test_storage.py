@@ -12,7 +12,7 @@ import pytest
 
 from shared.errors import NotFound
 from shared.settings import Settings
-from shared.storage import ObjectStorage
+from shared.storage import ObjectStorage, attachment
 
 
 @pytest.fixture
@@ -91,9 +91,25 @@ def test_presigned_url_downloads_with_the_given_filename(storage: ObjectStorage,
     assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["120"]
     response = httpx.get(url)
     assert response.content == b"payload"
-    assert response.headers["content-disposition"] == 'attachment; filename="job.tar.gz"'
+    assert response.headers["content-disposition"] == "attachment; filename=\"job.tar.gz\"; filename*=UTF-8''job.tar.gz"
+
+
+def test_attachment_names_have_an_ascii_fallback_and_the_exact_utf8_name() -> None:
+    assert attachment('Ström "a\\b".csv') == (
+        "attachment; filename=\"Strom _a_b_.csv\"; filename*=UTF-8''Str%C3%B6m%20%22a%5Cb%22.csv"
+    )
+    assert attachment("日本.txt").startswith('attachment; filename=".txt"')
+    assert attachment("日本").startswith('attachment; filename="download"')
 
 
 def test_missing_object_is_not_found(storage: ObjectStorage) -> None:
     with pytest.raises(NotFound):
         storage.open("t/never-written")
+
+
+def test_objects_are_copied_and_digested_inside_the_bucket(storage: ObjectStorage) -> None:
+    sink = storage.sink("t/src.bin", content_type="application/octet-stream")
+    sink.write(b"first")
+    sink.finish()
+    storage.copy("t/src.bin", "t/dst.bin")
+    assert storage.digest("t/dst.bin") == (5, hashlib.sha256(b"first").hexdigest())

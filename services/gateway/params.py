@@ -1,0 +1,38 @@
+"""Query parameters shared by several endpoints: yes/no flags and ISO 8601 timestamps, or 400."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+
+from shared.errors import BadRequest
+
+_SPACED_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)$")
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+
+
+def flag(request: Request, name: str) -> bool:
+    """``?name=1/0``, ``true/false`` or ``yes/no``; absent is False."""
+    value = request.query_params.get(name, "").lower()
+    if value not in _FLAGS:
+        raise BadRequest(f"{name} must be 1/0, true/false or yes/no")
+    return _FLAGS[value]
+
+
+def parse_timestamp(name: str, value: str) -> datetime:
+    """An ISO 8601 date or time; one without a zone is UTC."""
+    # An unencoded '+' in a query string arrives as a space: "...T12:00:00 02:00" meant "+02:00".
+    value = _SPACED_OFFSET.sub(r"+\1", value.strip(" ")) if "T" in value else value
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 date or time, such as 2026-01-31T12:00:00Z") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def timestamp(request: Request, name: str) -> datetime | None:
+    """``?name=`` as an ISO 8601 timestamp, if given."""
+    value = request.query_params.get(name)
+    return None if value is None else parse_timestamp(name, value)
