@@ -136,11 +136,13 @@ async def describe_user(request: Request) -> Response:
 
 async def disable_user(request: Request) -> Response:
     """DELETE /v1/users/{user_id} (admin): the account is disabled, its resources kept."""
-    who = principal(request)
+    who, user_id = principal(request), request.path_params["user_id"]
+    if not who.is_admin and user_id != who.user_id:
+        raise NotFound(f"no user {user_id}")  # someone else's account: as if it did not exist
     require_admin(who)
-    if request.path_params["user_id"] == who.user_id:
+    if user_id == who.user_id:
         raise Conflict("an admin cannot disable their own account")
-    user = await deps(request).store.set_user_disabled(request.path_params["user_id"], True)
+    user = await deps(request).store.set_user_disabled(user_id, True)
     log.info("user_disabled", user_id=user.id)
     return JSONResponse(render_user(request, user))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,8 +28,8 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def every_endpoint(env: dict[str, str]) -> list[tuple[str, str]]:
-    """(method, path) of every route the gateway serves, ids filled with a well-formed fake."""
+def every_endpoint(env: dict[str, str], *, fill: bool = True) -> list[tuple[str, str]]:
+    """(method, path) of every route the gateway serves, ids filled with a well-formed fake unless ``fill`` is off."""
     app = create_app(load(GatewaySettings))
     found = []
     for route in app.routes:
@@ -37,7 +38,7 @@ def every_endpoint(env: dict[str, str]) -> list[tuple[str, str]]:
         for inner in routes:
             assert isinstance(inner, Route)
             path = prefix + inner.path
-            for name in inner.param_convertors:
+            for name in inner.param_convertors if fill else ():
                 path = path.replace("{" + name + "}", FAKE_ID)
             found += [(method, path) for method in sorted(inner.methods or []) if method != "HEAD"]
     return found
@@ -150,6 +151,40 @@ def test_another_users_resources_are_404_everywhere(stack: Stack, make_user: Use
         assert admin.get(f"/v1/jobs/{job_id}").json()["owner"] == alice_id
     finally:
         admin.close()
+
+
+GLOBAL_PARAMS = {"name"}  # apps are shared by everyone; every other path id names someone's resource
+
+
+def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
+    env: dict[str, str], make_user: UserFactory
+) -> None:
+    alice, bob = make_user(), make_user()
+    file = alice.post("/v1/files", params={"name": "grid.csv"}, content=b"1,2,3\n4,5,6\n7,8,9\n").json()
+    job = alice.post("/v1/jobs", json={"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": file["id"]}})
+    upload = alice.post("/v1/uploads", json={"name": "x.bin", "size": 3, "sha256": "0" * 64}).json()
+    ids = {
+        "file_id": file["id"],
+        "job_id": job.json()["id"],
+        "key_id": alice.post("/v1/keys", json={"name": "k"}).json()["id"],
+        "upload_id": upload["id"],
+        "user_id": alice.get("/v1/me").json()["id"],
+    }
+    walked = 0
+    for method, template in every_endpoint(env, fill=False):
+        names = set(re.findall(r"{(\w+)}", template))
+        if not names or names & GLOBAL_PARAMS:
+            continue
+        path = template
+        for name in names:
+            path = path.replace("{" + name + "}", ids[name])
+        response = bob.request(method, path, json={} if method in {"POST", "PATCH", "PUT"} else None)
+        assert response.status_code == 404, (method, template, response.status_code, response.text)
+        walked += 1
+    assert walked >= 12
+    for name, path in (("file_id", "/v1/files/{}"), ("job_id", "/v1/jobs/{}"), ("upload_id", "/v1/uploads/{}")):
+        assert alice.get(path.format(ids[name])).status_code == 200, name
+    assert alice.get(f"/v1/keys/{ids['key_id']}").json()["revoked"] is None
 
 
 def test_lists_are_paginated_with_an_opaque_cursor(make_user: UserFactory) -> None:
