@@ -24,6 +24,11 @@ from shared.settings import Settings, load
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
 MAX_UPLOAD_BYTES = 48 * 2**20
+# Small dataset limits, so the hostile-bundle tests stay quick.
+DATASET_MAX_MEMBERS = 20
+DATASET_MAX_BYTES = 8 * 2**20
+DATASET_MAX_RATIO = 50
+DATASET_RATIO_AFTER_BYTES = 2**20
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +41,16 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         namespace=f"quern-test-{uuid.uuid4().hex[:8]}",
         database=f"quern_test_{uuid.uuid4().hex[:8]}",
         bucket=f"quern-test-{uuid.uuid4().hex[:8]}",
-        extra_env={"MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES), "PRESIGN_EXPIRY_SECONDS": "900", "S3_PART_SIZE_MB": "5"},
+        extra_env={
+            "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+            "PRESIGN_EXPIRY_SECONDS": "900",
+            "S3_PART_SIZE_MB": "5",
+            "SCRATCH_DIR": str(tmp_path_factory.mktemp("scratch")),
+            "DATASET_MAX_MEMBERS": str(DATASET_MAX_MEMBERS),
+            "DATASET_MAX_BYTES": str(DATASET_MAX_BYTES),
+            "DATASET_MAX_RATIO": str(DATASET_MAX_RATIO),
+            "DATASET_RATIO_AFTER_BYTES": str(DATASET_RATIO_AFTER_BYTES),
+        },
     )
     s3, mongo = stack.servers()
     try:

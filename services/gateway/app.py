@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from services.gateway import apps, files, health, jobs, users
+from services.gateway import apps, datasets, files, health, jobs, users
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
@@ -73,6 +73,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/files", files.upload, methods=["POST"]),
                 Route("/files", files.list_files),
                 Route("/files/{file_id}", files.describe, name="file"),
+                Route("/datasets", datasets.create, methods=["POST"]),
+                Route("/datasets", datasets.list_datasets),
+                Route("/datasets/{dataset_id}", datasets.describe, name="dataset"),
+                Route("/datasets/{dataset_id}", datasets.change, methods=["PATCH"]),
+                Route("/datasets/{dataset_id}", datasets.remove, methods=["DELETE"]),
                 Route("/apps", apps.list_apps),
                 Route("/apps/{name}", apps.describe_app, name="app"),
                 Route("/jobs", jobs.submit, methods=["POST"]),
