@@ -55,7 +55,10 @@ def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: S
         while api.get(f"/v1/jobs/{job['id']}").json()["state"] != "RUNNING":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        assert processes_mentioning(job["id"]), "the app should be running"
+        # RUNNING is recorded at the claim, before the inputs are staged and the app starts.
+        while not processes_mentioning(job["id"]):
+            assert time.monotonic() < deadline, "the app should be running"
+            time.sleep(0.05)
 
         runner = own_stack.services()[1]
         started = time.monotonic()
