@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import shutil
 import tempfile
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.bodies import read_model
-from services.gateway.bundles import BLOCK, Bundle, BundleLimits, inspect_bundle, open_member
+from services.gateway.bundles import BLOCK, Bundle, BundleLimits, inspect_bundle, iter_members
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadRequest, Conflict, Invalid, Violation
@@ -68,20 +69,20 @@ def bundle_limits(settings: GatewaySettings) -> BundleLimits:
 
 
 def store_members(storage: ObjectStorage, path: Path, bundle: Bundle, prefix: str) -> None:
-    """Stream every member of a checked bundle into ``prefix`` + its path, one block at a time."""
-    for member in bundle.members:
-        content_type = mimetypes.guess_type(member.path)[0] or "application/octet-stream"
-        sink = storage.sink(prefix + member.path, content_type=content_type)
-        try:
-            with open_member(path, bundle, member) as data:
+    """Stream every member of a checked bundle into ``prefix`` + its path, in one pass over the bundle."""
+    with closing(iter_members(path, bundle)) as members:
+        for member, data in members:
+            content_type = mimetypes.guess_type(member.path)[0] or "application/octet-stream"
+            sink = storage.sink(prefix + member.path, content_type=content_type)
+            try:
                 while block := data.read(BLOCK):
                     sink.write(block)
-            if sink.sha256 != member.sha256:
-                raise Conflict(f"{member.path} changed while the bundle was stored")
-            sink.finish()
-        except BaseException:
-            sink.abort()
-            raise
+                if sink.sha256 != member.sha256:
+                    raise Conflict(f"{member.path} changed while the bundle was stored")
+                sink.finish()
+            except BaseException:
+                sink.abort()
+                raise
 
 
 def _checked_tags(tags: list[str]) -> list[str]:

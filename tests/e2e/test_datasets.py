@@ -178,6 +178,18 @@ def test_pacifica_bundle_keeps_its_metadata(api: httpx.Client) -> None:
     assert [m["path"] for m in dataset["members"]] == ["data/run1/out.csv", "metadata.txt"]
 
 
+def test_zip_with_utf8_names_written_without_the_flag_becomes_a_dataset(
+    api: httpx.Client, s3: Any, stack: Stack
+) -> None:
+    # Info-ZIP (`zip -r`) writes UTF-8 names without setting the zip's UTF-8 flag.
+    data = zip_of({"donnXXes/cafXY.csv": b"a\n1\n"}).replace(b"donnXXes/cafXY", "données/café".encode())
+    response = create(api, "bundle.zip", data)
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    assert [member["path"] for member in dataset["members"]] == ["données/café.csv"]
+    assert object_bytes(s3, stack, f"datasets/{dataset['id']}/données/café.csv") == b"a\n1\n"
+
+
 def test_unknown_or_foreign_source_file_is_404(api: httpx.Client, make_user: UserFactory) -> None:
     problem(api.post("/v1/datasets", json={"file_id": "01nosuchfile", "name": unique()}), 404)
     theirs = upload(make_user(), "bundle.zip", zip_of(FILES))
