@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.bodies import read_model
-from services.gateway.bundles import BLOCK, Bundle, BundleLimits, inspect_bundle, iter_members
+from services.gateway.bundles import BLOCK, MAX_VIOLATIONS, Bundle, BundleLimits, inspect_bundle, iter_members
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadRequest, Conflict, Invalid, Violation
@@ -36,6 +36,8 @@ log = structlog.get_logger()
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9._-]{1,50}$")]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
+MAX_KEY_BYTES = 1024
+MAX_NAME_BYTES = 255
 
 
 class DatasetRequest(BaseModel):
@@ -85,6 +87,22 @@ def store_members(storage: ObjectStorage, path: Path, bundle: Bundle, prefix: st
                 raise
 
 
+def check_storable(bundle: Bundle, prefix: str) -> None:
+    """Refuse member paths that an S3 key (1,024 bytes) or a runner's file system (255 per name) cannot hold."""
+    violations = []
+    for member in bundle.members:
+        if len((prefix + member.path).encode()) > MAX_KEY_BYTES:
+            detail = f"the path is longer than {MAX_KEY_BYTES - len(prefix)} bytes"
+        elif any(len(part.encode()) > MAX_NAME_BYTES for part in member.path.split("/")):
+            detail = f"a name in the path is longer than {MAX_NAME_BYTES} bytes"
+        else:
+            continue
+        violations.append(Violation(f"/members/{member.path}", detail))
+    if violations:
+        first = violations[0]
+        raise Invalid(f"{first.pointer}: {first.detail}", violations[:MAX_VIOLATIONS])
+
+
 def _checked_tags(tags: list[str]) -> list[str]:
     return sorted(set(tags))
 
@@ -103,6 +121,7 @@ async def create_dataset(
         path = scratch / "bundle"
         await run_in_threadpool(storage.download_file, file.key, path)
         bundle = await run_in_threadpool(inspect_bundle, path, file.name, bundle_limits(settings))
+        check_storable(bundle, prefix)
         now = utcnow()
         dataset = Dataset(
             id=dataset_id,

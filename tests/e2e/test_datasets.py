@@ -26,6 +26,7 @@ from shared.models import DatasetInput, Job, JobState, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import Settings
 from tests.conftest import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS, UserFactory
+from tests.e2e.test_walking_skeleton import wait_for_archive
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT"}
@@ -378,6 +379,8 @@ HOSTILE: list[tuple[str, str, Callable[[], bytes], int]] = [
     ("metadata-not-json", "b.zip", lambda: zip_of({"metadata.txt": b"{not json", "data/a.txt": b"a"}), 422),
     ("not-an-archive", "notes.zip", lambda: b"just some text\n" * 100, 422),
     ("no-files", "b.tar", lambda: tar_of(entry("empty-dir", kind=tarfile.DIRTYPE)), 422),
+    ("name-too-long-for-a-file-system", "b.tar", lambda: tar_of(entry("a" * 256, b"x")), 422),
+    ("path-too-long-for-s3", "b.zip", lambda: zip_of({"/".join(["d" * 200] * 5) + "/x": b"x"}), 422),
 ]
 
 
@@ -411,6 +414,10 @@ def test_model_folder_dataset_runs_as_a_job_input_with_relative_references(
     assert summary["control"] == "run.tcf"
     assert summary["tables"]["data/flows.csv"]["columns"]["q"]["mean"] == 2.5
     assert summary["tables"]["data/levels.csv"]["rows"] == 3
+    archive = httpx.get(wait_for_archive(api, job["id"])["url"])
+    with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
+        manifest = json.loads(tar.extractfile(f"{job['id']}/manifest.json").read())  # type: ignore[union-attr]
+    assert manifest["inputs"] == {"control": value}
 
 
 def test_whole_dataset_input_is_staged_as_a_directory(api: httpx.Client, s3: Any, stack: Stack) -> None:
