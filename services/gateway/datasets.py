@@ -26,7 +26,7 @@ from services.gateway.bodies import read_model
 from services.gateway.bundles import BLOCK, MAX_VIOLATIONS, Bundle, BundleLimits, inspect_bundle, iter_members
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
-from shared.errors import BadRequest, Conflict, Invalid, Violation
+from shared.errors import BadRequest, Conflict, Invalid, TooLarge, Violation
 from shared.models import Dataset, DatasetMember, StoredFile, dataset_prefix, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
@@ -38,6 +38,7 @@ Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9._-]{1,50}$")]
 Description = Annotated[str, StringConstraints(max_length=10_000)]
 MAX_KEY_BYTES = 1024
 MAX_NAME_BYTES = 255
+MAX_LISTING_BYTES = 12 * 2**20  # a dataset is one Mongo document, which is limited to 16 MiB
 
 
 class DatasetRequest(BaseModel):
@@ -88,7 +89,7 @@ def store_members(storage: ObjectStorage, path: Path, bundle: Bundle, prefix: st
 
 
 def check_storable(bundle: Bundle, prefix: str) -> None:
-    """Refuse member paths that an S3 key (1,024 bytes) or a runner's file system (255 per name) cannot hold."""
+    """Refuse paths an S3 key (1,024 bytes) or a file system (255 per name) cannot hold, or too many to record."""
     violations = []
     for member in bundle.members:
         if len((prefix + member.path).encode()) > MAX_KEY_BYTES:
@@ -101,6 +102,9 @@ def check_storable(bundle: Bundle, prefix: str) -> None:
     if violations:
         first = violations[0]
         raise Invalid(f"{first.pointer}: {first.detail}", violations[:MAX_VIOLATIONS])
+    # Each member costs its path plus about 120 bytes of BSON (size, sha256, field names).
+    if sum(len(member.path.encode()) + 120 for member in bundle.members) > MAX_LISTING_BYTES:
+        raise TooLarge("the bundle's list of members is too long to record; split it into several datasets")
 
 
 def _checked_tags(tags: list[str]) -> list[str]:
