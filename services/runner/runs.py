@@ -138,15 +138,13 @@ async def _stage_dataset(
     dataset = datasets.get(value.dataset)
     if dataset is None:
         raise NotFound(f"input {slot!r}: dataset {value.dataset} no longer exists")
+    if value.path is not None and value.path not in {member.path for member in dataset.members}:
+        raise NotFound(f"input {slot!r}: dataset {dataset.id} no longer holds {value.path}")
     directory = sandbox.input_dir(slot)
     for member in dataset.members:
         target = sandbox.member_path(slot, member.path)
         await asyncio.to_thread(storage.download_file, dataset.prefix + member.path, target)
-    if value.path is None:
-        return directory
-    if value.path not in {member.path for member in dataset.members}:
-        raise NotFound(f"input {slot!r}: dataset {dataset.id} no longer holds {value.path}")
-    return sandbox.member_path(slot, value.path)
+    return directory if value.path is None else sandbox.member_path(slot, value.path)
 
 
 async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:
