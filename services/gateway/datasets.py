@@ -116,6 +116,10 @@ async def create_dataset(
 ) -> Dataset:
     """Check the owner's bundle file member by member, store each member, then record the dataset."""
     file: StoredFile = await store.get_file(request.file_id, owner=owner)
+    # Headers take at most a few KiB a member, so a larger file cannot unpack within the limit:
+    # refuse it before it takes room in the scratch directory.
+    if file.size > settings.dataset_max_bytes + settings.dataset_max_members * 4096 + 2**20:
+        raise TooLarge(f"the bundle is larger than a dataset may unpack to ({settings.dataset_max_bytes} bytes)")
     if await store.dataset_name_taken(owner, request.name):
         raise Conflict(f"you already have a dataset named {request.name!r}")
     dataset_id = new_id()

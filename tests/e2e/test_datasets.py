@@ -371,6 +371,12 @@ HOSTILE: list[tuple[str, str, Callable[[], bytes], int]] = [
     ("zip-bomb-by-ratio", "b.zip", lambda: zip_of({"zeros.bin": bytes(3 * 2**20)}), 413),
     ("tar-bomb-by-size", "b.tar", _tar_bomb, 413),
     ("too-many-members", "b.zip", _many, 413),
+    (
+        "bundle-file-too-large",
+        "b.tar",
+        lambda: tar_of(*(entry(f"p{n}", bytes(DATASET_MAX_BYTES // 3)) for n in range(4))),
+        413,
+    ),
     ("nested-archive", "b.zip", lambda: zip_of({"inner.zip": zip_of({"a.txt": b"a"})}), 422),
     ("non-utf8-name", "b.tar", lambda: tar_of(entry("caf\udce9.txt", b"x")), 422),
     ("empty-file", "b.zip", lambda: b"", 422),
