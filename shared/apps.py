@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ def _pointer(*parts: object) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def validate_request(spec: AppSpec, params: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+def validate_request(spec: AppSpec, params: dict[str, Any], inputs: Mapping[str, object]) -> dict[str, Any]:
     """Check parameters and input slots; return the parameters with defaults filled in.
 
     Raises Invalid listing every violation, each with a JSON pointer into the request body.

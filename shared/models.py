@@ -1,4 +1,4 @@
-"""The records the services share through MongoDB: users, keys, uploaded files, pending uploads and jobs.
+"""The records the services share through MongoDB: users, keys, files, pending uploads, datasets and jobs.
 
 Ids are ULID strings: unique, sortable by creation time, and readable in URLs and logs.
 """
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from ulid import ULID
 
 
@@ -109,6 +109,56 @@ class PendingUpload(Record):
     completing: datetime | None = None
 
 
+class DatasetMember(Record):
+    """One file of a dataset, stored at ``datasets/<dataset id>/<path>``."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class Dataset(Record):
+    """The checked contents of an uploaded bundle (zip, tar, tar.gz), one S3 object per member."""
+
+    id: str
+    owner: str
+    name: str
+    description: str = ""
+    tags: list[str] = []
+    kind: str
+    members: list[DatasetMember]
+    metadata: dict[str, Any] | None = Field(default=None, description="Pacifica metadata.txt, parsed")
+    source_file: str
+    created: datetime
+    updated: datetime
+
+    @property
+    def prefix(self) -> str:
+        """Where the members are stored in S3."""
+        return dataset_prefix(self.id)
+
+    @property
+    def size(self) -> int:
+        """The members' bytes in all."""
+        return sum(member.size for member in self.members)
+
+
+def dataset_prefix(dataset_id: str) -> str:
+    """The S3 prefix of a dataset's members."""
+    return f"datasets/{dataset_id}/"
+
+
+class DatasetInput(BaseModel):
+    """A job input taken from a dataset: the whole dataset, staged as a directory, or one member of it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    dataset: str = Field(min_length=1, max_length=64)
+    path: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+InputValue = str | DatasetInput
+
+
 class OutputFile(Record):
     """One file a job produced, uploaded to S3."""
 
@@ -143,7 +193,7 @@ class Job(Record):
     app: str
     app_version: str
     params: dict[str, Any]
-    inputs: dict[str, str] = Field(description="input slot -> file id")
+    inputs: dict[str, InputValue] = Field(description="input slot -> file id, or a dataset (and member path)")
     timeout_seconds: int
     state: JobState = JobState.QUEUED
     created: datetime
@@ -155,6 +205,19 @@ class Job(Record):
     outputs: list[OutputFile] = []
     logs: dict[str, str] = Field(default={}, description="log name (stdout, stderr) -> S3 key")
     archive: Archive | None = None
+
+    @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset
+    @property
+    def datasets(self) -> list[str]:
+        """The ids of the datasets this job reads."""
+        return sorted({value.dataset for value in self.inputs.values() if isinstance(value, DatasetInput)})
+
+    def inputs_json(self) -> dict[str, Any]:
+        """The inputs as plain JSON: file ids, or ``{dataset, path?}`` objects."""
+        return {
+            slot: value if isinstance(value, str) else value.model_dump(exclude_none=True)
+            for slot, value in self.inputs.items()
+        }
 
     @property
     def elapsed_seconds(self) -> float | None:

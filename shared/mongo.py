@@ -22,6 +22,7 @@ from shared.errors import Conflict, NotFound, Unavailable
 from shared.models import (
     ApiKey,
     Archive,
+    Dataset,
     Job,
     JobError,
     JobState,
@@ -103,7 +104,7 @@ def _from_doc(cls: type[R], doc: Document) -> R:
 
 
 class MongoStore:
-    """Users, API keys, files, pending uploads and jobs in one database."""
+    """Users, API keys, files, pending uploads, datasets and jobs in one database."""
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._client = client
@@ -114,6 +115,7 @@ class MongoStore:
         self._keys = self._db["api_keys"]
         self._workers = self._db["workers"]
         self._uploads = self._db["uploads"]
+        self._datasets = self._db["datasets"]
 
     @classmethod
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
@@ -145,6 +147,9 @@ class MongoStore:
             await self._keys.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING)])
             await self._uploads.create_index("expires")
+            await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
+            await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("datasets", ASCENDING), ("state", ASCENDING)])
 
     async def _page(self, collection: Any, cls: type[R], match: Document, *, limit: int, after: str | None) -> Page[R]:
         query = dict(match)
@@ -293,6 +298,80 @@ class MongoStore:
         """Forget a pending upload."""
         with _translated(f"upload {upload_id}"):
             await self._uploads.delete_one({"_id": upload_id})
+
+    # Datasets
+
+    async def insert_dataset(self, dataset: Dataset) -> None:
+        """Record a dataset; Conflict if the owner already has one of that name."""
+        with _translated(f"dataset {dataset.name!r}"):
+            await self._datasets.insert_one(_to_doc(dataset))
+
+    async def dataset_name_taken(self, owner: str, name: str) -> bool:
+        """Whether ``owner`` already has a dataset called ``name``."""
+        with _translated(f"dataset {name!r}"):
+            return await self._datasets.find_one({"owner": owner, "name": name}, {"_id": 1}) is not None
+
+    async def get_datasets(self, ids: list[str], *, owner: str | None = None) -> dict[str, Dataset]:
+        """The datasets among ``ids`` that exist (and belong to ``owner``, unless None), by id."""
+        with _translated("find datasets"):
+            docs = await self._datasets.find({"_id": {"$in": ids}, **_mine(owner)}).to_list(None)
+        return {doc["_id"]: _from_doc(Dataset, doc) for doc in docs}
+
+    async def get_dataset(self, dataset_id: str, *, owner: str | None = None) -> Dataset:
+        """One dataset (of ``owner``, unless None), or NotFound."""
+        found = await self.get_datasets([dataset_id], owner=owner)
+        if dataset_id not in found:
+            raise NotFound(f"no dataset {dataset_id}")
+        return found[dataset_id]
+
+    async def list_datasets(
+        self,
+        *,
+        owner: str | None,
+        limit: int,
+        after: str | None,
+        name_prefix: str | None = None,
+        tag: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> Page[Dataset]:
+        """Datasets, newest first, narrowed by name prefix, tag and creation time."""
+        match = _mine(owner)
+        if name_prefix:
+            match["name"] = {"$regex": "^" + re.escape(name_prefix)}
+        if tag is not None:
+            match["tags"] = tag
+        created = {}
+        if created_after is not None:
+            created["$gt"] = created_after
+        if created_before is not None:
+            created["$lt"] = created_before
+        if created:
+            match["created"] = created
+        return await self._page(self._datasets, Dataset, match, limit=limit, after=after)
+
+    async def update_dataset(self, dataset_id: str, changes: Document, *, owner: str | None) -> Dataset:
+        """Set ``changes`` (and ``updated``); NotFound if not ``owner``'s, Conflict if the new name is taken."""
+        with _translated(f"dataset {dataset_id}"):
+            doc = await self._datasets.find_one_and_update(
+                {"_id": dataset_id, **_mine(owner)},
+                {"$set": {**changes, "updated": utcnow()}},
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise NotFound(f"no dataset {dataset_id}")
+        return _from_doc(Dataset, doc)
+
+    async def delete_dataset(self, dataset_id: str) -> None:
+        """Forget a dataset (its S3 objects are the caller's business)."""
+        with _translated(f"dataset {dataset_id}"):
+            await self._datasets.delete_one({"_id": dataset_id})
+
+    async def dataset_in_use(self, dataset_id: str) -> bool:
+        """Whether a QUEUED or RUNNING job reads the dataset."""
+        busy = [JobState.QUEUED.value, JobState.RUNNING.value]
+        with _translated(f"jobs using dataset {dataset_id}"):
+            return await self._jobs.find_one({"datasets": dataset_id, "state": {"$in": busy}}, {"_id": 1}) is not None
 
     # Jobs
 

@@ -126,6 +126,18 @@ class GatewaySettings(Settings):
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
     upload_single_put_max_bytes: int = Field(default=5 * 2**30, ge=1, le=5 * 2**30)
+    scratch_dir: Path = Path(tempfile.gettempdir())
+    dataset_max_members: int = Field(default=10_000, ge=1, le=1_000_000)
+    dataset_max_bytes: int = Field(default=32 * 2**30, ge=1)
+    dataset_max_ratio: float = Field(default=200.0, ge=1)
+    dataset_ratio_after_bytes: int = Field(default=64 * 2**20, ge=0)
+
+    @field_validator("scratch_dir")
+    @classmethod
+    def _scratch_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value.resolve()
 
     @model_validator(mode="after")
     def _admin_pair(self) -> GatewaySettings:

@@ -9,8 +9,10 @@ started fails the run.
 
 from __future__ import annotations
 
+import io
 import secrets
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +27,11 @@ from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
 MAX_UPLOAD_BYTES = 48 * 2**20
 SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
+# Small dataset limits, so the hostile-bundle tests stay quick.
+DATASET_MAX_MEMBERS = 20
+DATASET_MAX_BYTES = 8 * 2**20
+DATASET_MAX_RATIO = 50
+DATASET_RATIO_AFTER_BYTES = 2**20
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +50,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "S3_PART_SIZE_MB": "5",
             "WORKER_HEARTBEAT_SECONDS": "1",
             "UPLOAD_SINGLE_PUT_MAX_BYTES": str(SINGLE_PUT_MAX_BYTES),
+            "SCRATCH_DIR": str(tmp_path_factory.mktemp("scratch")),
+            "DATASET_MAX_MEMBERS": str(DATASET_MAX_MEMBERS),
+            "DATASET_MAX_BYTES": str(DATASET_MAX_BYTES),
+            "DATASET_MAX_RATIO": str(DATASET_MAX_RATIO),
+            "DATASET_RATIO_AFTER_BYTES": str(DATASET_RATIO_AFTER_BYTES),
         },
     )
     s3, mongo = stack.servers()
@@ -136,3 +148,14 @@ def make_user(stack: Stack, admin: httpx.Client) -> Iterator[UserFactory]:
     yield make
     for client in clients:
         client.close()
+
+
+def make_dataset(user: httpx.Client, name: str) -> str:
+    """A small dataset owned by ``user``; returns its id."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("data/a.csv", "x,y\n1,2\n")
+    bundle_file = user.post("/v1/files", params={"name": f"{name}.zip"}, content=buffer.getvalue()).json()
+    answer = user.post("/v1/datasets", json={"file_id": bundle_file["id"], "name": name})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])

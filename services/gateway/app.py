@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from services.gateway import apps, cluster, files, health, jobs, uploads, users
+from services.gateway import apps, cluster, datasets, files, health, jobs, uploads, users
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
@@ -91,6 +91,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/uploads/{upload_id}", uploads.describe, name="upload"),
                 Route("/uploads/{upload_id}", uploads.cancel, methods=["DELETE"]),
                 Route("/uploads/{upload_id}/complete", uploads.complete, methods=["POST"], name="upload_complete"),
+                Route("/datasets", datasets.create, methods=["POST"]),
+                Route("/datasets", datasets.list_datasets),
+                Route("/datasets/{dataset_id}", datasets.describe, name="dataset"),
+                Route("/datasets/{dataset_id}", datasets.change, methods=["PATCH"]),
+                Route("/datasets/{dataset_id}", datasets.remove, methods=["DELETE"]),
                 Route("/apps", apps.list_apps),
                 Route("/apps/{name}", apps.describe_app, name="app"),
                 Route("/jobs", jobs.submit, methods=["POST"]),

@@ -16,8 +16,8 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Self, cast
@@ -284,6 +284,29 @@ def _detect(path: Path) -> Kind:
     raise _refuse_file("not a zip or tar archive")
 
 
+def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
+    """A zip member's name as written, and NOT_UTF8 when it cannot be read as UTF-8."""
+    name = info.orig_filename
+    if info.flag_bits & 0x800 or name.isascii():
+        return name, None
+    # Info-ZIP and others write UTF-8 names without setting the flag; zipfile read them as cp437.
+    raw = name.encode("cp437")
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape"), NOT_UTF8
+
+
+def _zip_type_problem(info: zipfile.ZipInfo, file_type: int) -> str | None:
+    if info.flag_bits & 0x1:
+        return "encrypted members are not accepted"
+    if file_type == stat.S_IFLNK:
+        return "symbolic links are not accepted"
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "only regular files and directories are accepted"
+    return None
+
+
 def _scan_zip(path: Path, scan: _Scan) -> None:
     try:
         archive = zipfile.ZipFile(path)
@@ -294,21 +317,10 @@ def _scan_zip(path: Path, scan: _Scan) -> None:
         if len(archive.infolist()) > scan.limits.max_members:
             raise TooLarge(f"the bundle holds more than {scan.limits.max_members} members")
         for info in archive.infolist():
-            name, problem = info.orig_filename, None
+            name, problem = _zip_name(info)
             file_type = stat.S_IFMT(info.external_attr >> 16)
-            if not info.flag_bits & 0x800 and not name.isascii():
-                # Info-ZIP and others write UTF-8 names without setting the flag; zipfile read cp437.
-                raw = name.encode("cp437")
-                try:
-                    name = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    name, problem = raw.decode("utf-8", "surrogateescape"), NOT_UTF8
-            elif info.flag_bits & 0x1:
-                problem = "encrypted members are not accepted"
-            elif file_type == stat.S_IFLNK:
-                problem = "symbolic links are not accepted"
-            elif file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-                problem = "only regular files and directories are accepted"
+            if problem is None:
+                problem = _zip_type_problem(info, file_type)
             is_dir = info.is_dir() or file_type == stat.S_IFDIR
             member_path = scan.admit(name, "dir" if is_dir else "file", problem)
             if member_path is None:
@@ -360,18 +372,35 @@ def open_member(path: Path, bundle: Bundle, member: Member) -> Iterator[BinaryIO
     """A reader over one checked member's bytes (for streaming it into object storage)."""
     if member not in bundle.members:
         raise ValueError(f"{member.path} is not a member of this bundle")
+    with closing(iter_members(path, Bundle(bundle.kind, [member], None))) as found:
+        _, data = next(found)  # iter_members raises ValueError when the member is not there
+        yield data
+
+
+def iter_members(path: Path, bundle: Bundle) -> Generator[tuple[Member, BinaryIO], None, None]:
+    """Every checked member with a reader over its bytes, in one pass over the archive.
+
+    Storing members one ``open_member`` at a time would decompress a tar.gz from its start for
+    each; this reads it once. Each reader is valid until the next member is asked for.
+    """
+    wanted = {member.path: member for member in bundle.members}
     if bundle.kind == "zip":
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if not info.is_dir() and _normalise(info.orig_filename) == member.path:
+                member = None if info.is_dir() else wanted.pop(_normalise(_zip_name(info)[0]), None)
+                if member is not None:
                     with archive.open(info) as data:
-                        yield cast(BinaryIO, data)
+                        yield member, cast(BinaryIO, data)
+                if not wanted:
                     return
     else:
         with _tar_stream(path, bundle.kind) as stream, _open_tar(stream) as archive:
             for entry in archive:
-                if entry.isreg() and _normalise(entry.name) == member.path:
+                member = wanted.pop(_normalise(entry.name), None) if entry.isreg() else None
+                if member is not None:
                     with _tar_data(archive, entry) as data:
-                        yield cast(BinaryIO, data)
+                        yield member, cast(BinaryIO, data)
+                if not wanted:
                     return
-    raise ValueError(f"{member.path} is no longer in {path}")
+    if wanted:
+        raise ValueError(f"{min(wanted)} is no longer in {path}")

@@ -19,13 +19,15 @@ from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.broker import Broker
 from shared.errors import Conflict, Invalid, NotFound, Unavailable, Violation
-from shared.models import Job, new_id, utcnow
+from shared.models import DatasetInput, InputValue, Job, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 from shared.tasks import RUN_JOB
 
 log = structlog.get_logger()
 MAX_BODY_BYTES = 1 * 2**20
+_BRANCHES = frozenset({"str", DatasetInput.__name__})
+INPUT_SHAPE = 'must be a file id, {"dataset": ID} or {"dataset": ID, "path": MEMBER}'
 
 
 class JobRequest(BaseModel):
@@ -34,8 +36,18 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     app: str = Field(min_length=1, max_length=64)
     params: dict[str, Any] = {}
-    inputs: dict[str, str] = Field(default={}, description="input slot -> file id")
+    inputs: dict[str, InputValue] = Field(default={}, description="input slot -> file id, or {dataset, path?}")
     timeout_seconds: int | None = Field(default=None, ge=1)
+
+
+def _input_violation(violation: Violation) -> Violation:
+    """Point at the input itself, not at the union branch pydantic tried (``/inputs/SLOT/str``)."""
+    parts = violation.pointer.split("/")
+    if len(parts) < 4 or parts[1] != "inputs" or parts[3] not in _BRANCHES:
+        return violation
+    if len(parts) == 4:
+        return Violation("/".join(parts[:3]), INPUT_SHAPE)
+    return Violation("/".join(parts[:3] + parts[4:]), violation.detail)
 
 
 def parse_job_request(raw: bytes) -> JobRequest:
@@ -43,7 +55,27 @@ def parse_job_request(raw: bytes) -> JobRequest:
     try:
         return parse_model(raw, JobRequest)
     except Invalid as exc:
-        raise Invalid("the job request is malformed", exc.violations) from None
+        violations = list(dict.fromkeys(_input_violation(v) for v in exc.violations))
+        raise Invalid("the job request is malformed", violations) from None
+
+
+async def check_inputs(store: MongoStore, inputs: dict[str, InputValue], *, owner: str) -> None:
+    """Every input file and dataset must exist and be the owner's (404), and a dataset path one of its members (422)."""
+    file_ids = sorted({value for value in inputs.values() if isinstance(value, str)})
+    dataset_ids = sorted({value.dataset for value in inputs.values() if isinstance(value, DatasetInput)})
+    files = await store.get_files(file_ids, owner=owner) if file_ids else {}
+    datasets = await store.get_datasets(dataset_ids, owner=owner) if dataset_ids else {}
+    for slot, value in sorted(inputs.items()):
+        if isinstance(value, str):
+            if value not in files:
+                raise NotFound(f"input {slot!r}: no file {value}")
+            continue
+        dataset = datasets.get(value.dataset)
+        if dataset is None:
+            raise NotFound(f"input {slot!r}: no dataset {value.dataset}")
+        if value.path is not None and value.path not in {member.path for member in dataset.members}:
+            detail = f"dataset {dataset.id} has no member {value.path!r}"
+            raise Invalid(f"input {slot!r}: {detail}", [Violation(f"/inputs/{slot}/path", detail)])
 
 
 async def submit_job(
@@ -58,10 +90,7 @@ async def submit_job(
             f"app {spec.name} allows at most {spec.timeout.max} seconds",
             [Violation("/timeout_seconds", f"must be at most {spec.timeout.max}")],
         )
-    found = await store.get_files(sorted(set(request.inputs.values())), owner=owner)
-    for slot, file_id in sorted(request.inputs.items()):
-        if file_id not in found:
-            raise NotFound(f"input {slot!r}: no file {file_id}")
+    await check_inputs(store, request.inputs, owner=owner)
     job = Job(
         id=new_id(),
         owner=owner,
@@ -97,7 +126,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "app": job.app,
         "app_version": job.app_version,
         "params": job.params,
-        "inputs": job.inputs,
+        "inputs": job.inputs_json(),
         "timeout_seconds": job.timeout_seconds,
         "state": job.state.value,
         "exit_code": job.exit_code,

@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from services.gateway import schemas
+from services.gateway.datasets import DatasetChanges, DatasetRequest
 from services.gateway.jobs import JobRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser
@@ -144,6 +145,39 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=CompleteRequest,
         body_optional=True,
         errors=(409,),
+    ),
+    ("POST", "/v1/datasets"): Operation(
+        "Create a dataset from an uploaded zip, tar or tar.gz; every member is checked first",
+        "datasets",
+        201,
+        schemas.DatasetOut,
+        body=DatasetRequest,
+        errors=(409,),
+    ),
+    ("GET", "/v1/datasets"): Operation(
+        "The caller's datasets, newest first",
+        "datasets",
+        200,
+        schemas.DatasetPage,
+        query=(
+            *PAGED,
+            Param("name_prefix", "Only names starting with this text"),
+            Param("tag", "Only datasets with this tag"),
+            Param("created_after", "ISO 8601 time"),
+            Param("created_before", "ISO 8601 time"),
+        ),
+    ),
+    ("GET", "/v1/datasets/{dataset_id}"): Operation("A dataset with its members", "datasets", 200, schemas.DatasetOut),
+    ("PATCH", "/v1/datasets/{dataset_id}"): Operation(
+        "Change a dataset's name, description or tags",
+        "datasets",
+        200,
+        schemas.DatasetOut,
+        body=DatasetChanges,
+        errors=(409,),
+    ),
+    ("DELETE", "/v1/datasets/{dataset_id}"): Operation(
+        "Delete a dataset (409 while a queued or running job reads it)", "datasets", 204, None, errors=(409,)
     ),
     ("GET", "/v1/cluster"): Operation(
         "Workers, queue depths and active jobs (the caller's; an admin's: all)", "cluster", 200, schemas.Cluster

@@ -118,6 +118,32 @@ class UploadOut(Out):
     complete: str = Field(description="POST here once the bytes are in")
 
 
+class MemberOut(Out):
+    path: str
+    size: int
+    sha256: str
+
+
+class DatasetSummary(Out):
+    id: str
+    url: str
+    owner: str
+    name: str
+    description: str
+    tags: list[str]
+    kind: Literal["zip", "tar", "tar.gz"]
+    member_count: int
+    size: int
+    metadata: dict[str, Any] | None = Field(description="Pacifica metadata.txt, parsed")
+    source_file: str
+    created: str
+    updated: str
+
+
+class DatasetOut(DatasetSummary):
+    members: list[MemberOut]
+
+
 class AppSummary(Out):
     name: str
     url: str
@@ -231,6 +257,10 @@ class PageOut(Out):
 
 class FilePage(PageOut):
     items: list[FileOut]
+
+
+class DatasetPage(PageOut):
+    items: list[DatasetSummary]
 
 
 class JobPage(PageOut):

@@ -63,7 +63,7 @@ def manifest(job: Job, files: list[dict[str, Any]]) -> dict[str, Any]:
         "app": job.app,
         "app_version": job.app_version,
         "params": job.params,
-        "inputs": job.inputs,
+        "inputs": job.inputs_json(),
         "state": job.state.value,
         "exit_code": job.exit_code,
         "created": job.created.isoformat(),

@@ -19,7 +19,7 @@ from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.errors import AppError, NotFound, Unavailable
-from shared.models import Job, JobError, JobState, OutputFile
+from shared.models import DatasetInput, Job, JobError, JobState, OutputFile
 from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
@@ -111,16 +111,40 @@ def judge(exit: Exit, timeout: int, stderr_tail: str) -> tuple[JobState, JobErro
 
 
 async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, Path]:
-    """Download every input file into the sandbox; returns slot -> path."""
-    files = await store.get_files(sorted(set(job.inputs.values())))
+    """Download every input into the sandbox; returns slot -> the path its placeholder becomes.
+
+    A file input is staged as ``inputs/<slot>/<name>``; a dataset input as ``inputs/<slot>/``
+    holding every member at its path, so a member's relative references to its siblings work.
+    """
+    file_ids = sorted({value for value in job.inputs.values() if isinstance(value, str)})
+    files = await store.get_files(file_ids) if file_ids else {}
     staged = {}
-    for slot, file_id in job.inputs.items():
-        stored = files.get(file_id)
+    for slot, value in job.inputs.items():
+        if isinstance(value, DatasetInput):
+            staged[slot] = await _stage_dataset(store, storage, slot, value, sandbox)
+            continue
+        stored = files.get(value)
         if stored is None:
-            raise NotFound(f"input {slot!r}: file {file_id} no longer exists")
+            raise NotFound(f"input {slot!r}: file {value} no longer exists")
         staged[slot] = sandbox.input_path(slot, stored.name)
         await asyncio.to_thread(storage.download_file, stored.key, staged[slot])
     return staged
+
+
+async def _stage_dataset(
+    store: MongoStore, storage: ObjectStorage, slot: str, value: DatasetInput, sandbox: Sandbox
+) -> Path:
+    datasets = await store.get_datasets([value.dataset])
+    dataset = datasets.get(value.dataset)
+    if dataset is None:
+        raise NotFound(f"input {slot!r}: dataset {value.dataset} no longer exists")
+    if value.path is not None and value.path not in {member.path for member in dataset.members}:
+        raise NotFound(f"input {slot!r}: dataset {dataset.id} no longer holds {value.path}")
+    directory = sandbox.input_dir(slot)
+    for member in dataset.members:
+        target = sandbox.member_path(slot, member.path)
+        await asyncio.to_thread(storage.download_file, dataset.prefix + member.path, target)
+    return directory if value.path is None else sandbox.member_path(slot, value.path)
 
 
 async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:

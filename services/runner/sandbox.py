@@ -3,6 +3,7 @@
 Layout of a job's directory under ``WORK_DIR``::
 
     <job_id>/inputs/<slot>/<file name>   staged from S3, outside the app's working directory
+    <job_id>/inputs/<slot>/<member path> a dataset input: every member, in the bundle's layout
     <job_id>/run/                        the app's working directory; outputs are globbed here
     <job_id>/logs/stdout.txt, stderr.txt
     <job_id>/tmp/                        TMPDIR
@@ -88,6 +89,21 @@ class Sandbox:
         directory = self.inputs / slot
         directory.mkdir(exist_ok=True)
         return directory / name
+
+    def input_dir(self, slot: str) -> Path:
+        """The (created) directory a dataset input for ``slot`` is staged into."""
+        directory = self.inputs / slot
+        directory.mkdir(exist_ok=True)
+        return directory
+
+    def member_path(self, slot: str, member: str) -> Path:
+        """Where a dataset member is staged (parents created); a path that escapes the slot is refused."""
+        directory = self.inputs / slot
+        target = (directory / member).resolve()
+        if not target.is_relative_to(directory.resolve()) or target == directory.resolve():
+            raise Invalid(f"dataset member {member!r} would be staged outside its input directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
 
     def environment(self, spec: AppSpec) -> dict[str, str]:
         """Only what every program needs plus what the app declares; nothing of the worker's own."""

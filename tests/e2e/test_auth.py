@@ -15,7 +15,7 @@ from devstack.stack import Stack
 from services.gateway.app import create_app
 from services.gateway.auth import PUBLIC_PATHS
 from shared.settings import GatewaySettings, load
-from tests.conftest import UserFactory, client_for
+from tests.conftest import UserFactory, client_for, make_dataset
 
 pytestmark = pytest.mark.e2e
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
@@ -168,6 +168,7 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         "job_id": job.json()["id"],
         "key_id": alice.post("/v1/keys", json={"name": "k"}).json()["id"],
         "upload_id": upload["id"],
+        "dataset_id": make_dataset(alice, "alices-data"),
         "user_id": alice.get("/v1/me").json()["id"],
     }
     walked = 0
@@ -182,7 +183,13 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         assert response.status_code == 404, (method, template, response.status_code, response.text)
         walked += 1
     assert walked >= 12
-    for name, path in (("file_id", "/v1/files/{}"), ("job_id", "/v1/jobs/{}"), ("upload_id", "/v1/uploads/{}")):
+    owned = (
+        ("file_id", "/v1/files/{}"),
+        ("job_id", "/v1/jobs/{}"),
+        ("upload_id", "/v1/uploads/{}"),
+        ("dataset_id", "/v1/datasets/{}"),
+    )
+    for name, path in owned:
         assert alice.get(path.format(ids[name])).status_code == 200, name
     assert alice.get(f"/v1/keys/{ids['key_id']}").json()["revoked"] is None
 

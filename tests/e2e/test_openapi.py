@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from devstack.stack import Stack
 from services.gateway.openapi import OPERATIONS
-from tests.conftest import UserFactory
+from tests.conftest import UserFactory, make_dataset
 from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +53,7 @@ def seeded(make_user: UserFactory, project: Path) -> tuple[str, dict[str, str]]:
         "job_id": job_id,
         "key_id": key["id"],
         "upload_id": upload.json()["id"],
+        "dataset_id": make_dataset(user, "schemathesis"),
         "user_id": user.get("/v1/me").json()["id"],
     }
     return str(user.headers["Authorization"]), ids | {"name": "flood"}

@@ -10,7 +10,17 @@ import pytest
 from pydantic import SecretStr
 
 from shared.errors import Conflict, NotFound, Unavailable
-from shared.models import Archive, Job, JobState, PendingUpload, new_id, utcnow
+from shared.models import (
+    Archive,
+    Dataset,
+    DatasetInput,
+    DatasetMember,
+    Job,
+    JobState,
+    PendingUpload,
+    new_id,
+    utcnow,
+)
 from shared.mongo import MongoStore
 from shared.settings import Settings
 
@@ -38,6 +48,52 @@ def in_store(settings: Settings, scenario: Any) -> Any:
             await store.close()
 
     return asyncio.run(main())
+
+
+def make_dataset(**overrides: Any) -> Dataset:
+    now = utcnow()
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "owner": "u1",
+        "name": f"d-{new_id()}",
+        "kind": "zip",
+        "members": [DatasetMember(path="a.txt", size=1, sha256="0" * 64)],
+        "source_file": "f1",
+        "created": now,
+        "updated": now,
+    }
+    return Dataset(**(fields | overrides))
+
+
+def test_a_dataset_name_is_unique_per_owner_even_when_inserts_race(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[BaseException | None]:
+        await store.ensure_indexes()
+        name = f"same-{new_id()}"
+        await store.insert_dataset(make_dataset(name=name, owner="someone-else"))
+        racing = [store.insert_dataset(make_dataset(name=name)) for _ in range(4)]
+        return await asyncio.gather(*racing, return_exceptions=True)
+
+    outcomes = in_store(settings, scenario)
+    assert outcomes.count(None) == 1
+    assert all(isinstance(outcome, Conflict) for outcome in outcomes if outcome is not None)
+
+
+def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[bool]:
+        dataset = make_dataset()
+        job = make_job(inputs={"control": DatasetInput(dataset=dataset.id, path="a.txt"), "other": "f1"})
+        seen = [await store.dataset_in_use(dataset.id)]
+        await store.insert_job(job)
+        seen.append(await store.dataset_in_use(dataset.id))
+        await store.claim_job(job.id, worker="w")
+        seen.append(await store.dataset_in_use(dataset.id))
+        await store.finish_job(
+            job.id, worker="w", state=JobState.SUCCEEDED, exit_code=0, error=None, outputs=[], logs={}
+        )
+        seen.append(await store.dataset_in_use(dataset.id))
+        return seen
+
+    assert in_store(settings, scenario) == [False, True, True, False]
 
 
 def test_only_one_of_many_concurrent_claims_wins(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import pytest
 
-from services.gateway.bundles import BundleLimits, Member, inspect_bundle, open_member
+from services.gateway.bundles import BundleLimits, Member, inspect_bundle, iter_members, open_member
 from shared.errors import Invalid, TooLarge, Violation
 
 FILES = {
@@ -104,6 +104,37 @@ def test_open_member_returns_the_exact_bytes(tmp_path: Path, filename: str) -> N
     for member in bundle.members:
         with open_member(path, bundle, member) as reader:
             assert reader.read() == FILES[member.path]
+
+
+@pytest.mark.parametrize("filename", ["bundle.zip", "bundle.tar", "bundle.tar.gz"])
+def test_iter_members_yields_every_member_with_its_exact_bytes_in_one_pass(tmp_path: Path, filename: str) -> None:
+    path = write_bundle(tmp_path / filename, FILES)
+    bundle = inspect_bundle(path, filename)
+    found = {member.path: data.read() for member, data in iter_members(path, bundle)}
+    assert found == FILES
+
+
+def test_iter_members_notices_a_member_that_is_gone(tmp_path: Path) -> None:
+    path = write_bundle(tmp_path / "bundle.tar", FILES)
+    bundle = inspect_bundle(path, "bundle.tar")
+    write_bundle(path, {"readme.txt": FILES["readme.txt"]})
+    with pytest.raises(ValueError, match="no longer in"):
+        list(iter_members(path, bundle))
+
+
+def test_utf8_zip_name_without_the_flag_can_be_read_back(tmp_path: Path) -> None:
+    path = patch(write_zip(tmp_path / "b.zip", ("cafXY.txt", b"x")), b"cafXY.txt", "café.txt".encode())
+    bundle = inspect_bundle(path, "b.zip")
+    with open_member(path, bundle, bundle.members[0]) as reader:
+        assert reader.read() == b"x"
+    assert [(member.path, data.read()) for member, data in iter_members(path, bundle)] == [("café.txt", b"x")]
+
+
+def test_symlink_with_a_utf8_name_without_the_flag_is_refused(tmp_path: Path) -> None:
+    info = zipfile.ZipInfo("linkXY")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    path = patch(write_zip(tmp_path / "b.zip", (info, b"/etc/passwd")), b"linkXY", "linké".encode())
+    assert refused_member(path) == Violation("/members/linké", "symbolic links are not accepted")
 
 
 def test_open_member_refuses_a_member_of_another_bundle(tmp_path: Path) -> None:

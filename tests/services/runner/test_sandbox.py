@@ -204,3 +204,20 @@ def test_the_runner_makes_itself_non_dumpable() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "0"
+
+
+def test_dataset_members_are_staged_in_their_layout_under_the_slot(tmp_path: Path) -> None:
+    sandbox = Sandbox(tmp_path, "job1")
+    sandbox.create()
+    target = sandbox.member_path("model", "control/data/flows.csv")
+    assert target == (sandbox.inputs / "model" / "control" / "data" / "flows.csv").resolve()
+    assert target.parent.is_dir()
+    assert sandbox.input_dir("model") == sandbox.inputs / "model"
+
+
+@pytest.mark.parametrize("member", ["../escape.txt", "a/../../escape.txt", "/etc/passwd", "."])
+def test_a_member_path_that_leaves_its_slot_is_refused(tmp_path: Path, member: str) -> None:
+    sandbox = Sandbox(tmp_path, "job1")
+    sandbox.create()
+    with pytest.raises(Invalid, match="outside its input directory"):
+        sandbox.member_path("model", member)
