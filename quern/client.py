@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT"}
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELED"}
 
 
 class ApiError(Exception):

@@ -32,11 +32,12 @@ class JobState(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
+    CANCELED = "CANCELED"
 
     @property
     def terminal(self) -> bool:
         """True once the job will never change state again."""
-        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT}
+        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED}
 
 
 class Role(StrEnum):
@@ -202,6 +203,7 @@ class Job(Record):
     worker: str | None = None
     exit_code: int | None = None
     error: JobError | None = None
+    cancel_requested: datetime | None = None
     outputs: list[OutputFile] = []
     logs: dict[str, str] = Field(default={}, description="log name (stdout, stderr) -> S3 key")
     archive: Archive | None = None

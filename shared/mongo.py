@@ -478,3 +478,26 @@ class MongoStore:
             async for row in await self._jobs.aggregate(pipeline):
                 counts.setdefault(row["_id"]["app"], {})[row["_id"]["state"]] = row["n"]
         return counts
+
+    # Cancel
+
+    async def cancel_queued(self, job_id: str, *, owner: str | None, reason: str) -> Job | None:
+        """QUEUED -> CANCELED at once; None if the job is not (or no longer) QUEUED."""
+        return await self._transition(
+            {"_id": job_id, "state": JobState.QUEUED.value, **_mine(owner)},
+            {"state": JobState.CANCELED.value, "finished": utcnow(), "error": {"reason": reason, "stderr_tail": ""}},
+        )
+
+    async def request_cancel(self, job_id: str, *, owner: str | None) -> Job | None:
+        """Flag a RUNNING job for its runner to stop; None if it is not RUNNING."""
+        return await self._transition(
+            {"_id": job_id, "state": JobState.RUNNING.value, **_mine(owner)}, {"cancel_requested": utcnow()}
+        )
+
+    async def cancel_requests(self, job_ids: list[str]) -> list[str]:
+        """Which of these jobs have been asked to stop."""
+        with _translated("find cancel requests"):
+            docs = await self._jobs.find(
+                {"_id": {"$in": job_ids}, "cancel_requested": {"$ne": None}}, {"_id": 1}
+            ).to_list(None)
+        return [doc["_id"] for doc in docs]

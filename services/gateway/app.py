@@ -102,6 +102,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/jobs", jobs.list_jobs),
                 Route("/jobs/{job_id}", jobs.describe, name="job"),
                 Route("/jobs/{job_id}/archive", jobs.archive, name="job_archive"),
+                Route("/jobs/{job_id}/cancel", jobs.cancel, methods=["POST"]),
             ],
         ),
     ]

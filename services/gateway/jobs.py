@@ -19,7 +19,7 @@ from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.broker import Broker
 from shared.errors import Conflict, Invalid, NotFound, Unavailable, Violation
-from shared.models import DatasetInput, InputValue, Job, new_id, utcnow
+from shared.models import DatasetInput, InputValue, Job, JobState, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 from shared.tasks import RUN_JOB
@@ -135,6 +135,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "finished": iso(job.finished),
         "elapsed_seconds": job.elapsed_seconds,
         "error": None if job.error is None else job.error.model_dump(),
+        "cancel_requested": None if job.cancel_requested is None else job.cancel_requested.isoformat(),
         "outputs": [o.model_dump(exclude={"key"}) for o in job.outputs],
         "archive": None if job.archive is None else job.archive.model_dump(mode="json", exclude={"key"}),
         "links": {
@@ -163,6 +164,36 @@ async def archive_link(
         "sha256": job.archive.sha256,
         "created": job.archive.created.isoformat(),
     }
+
+
+async def cancel_job(*, store: MongoStore, job_id: str, owner: str | None, who: str) -> Job:
+    """Cancel: a QUEUED job at once; a RUNNING one is flagged for its runner, which stops the app within seconds.
+
+    A finished job is left as it is: cancelling it is a no-op answered with its state.
+    """
+    job = await store.get_job(job_id, owner=owner)
+    if job.state is JobState.QUEUED:
+        canceled = await store.cancel_queued(job_id, owner=owner, reason=f"canceled by {who} before it started")
+        if canceled is not None:
+            log.info("job_canceled", job_id=job_id, state="QUEUED")
+            return canceled
+        job = await store.get_job(job_id, owner=owner)  # it started meanwhile
+    if job.state is JobState.RUNNING:
+        flagged = await store.request_cancel(job_id, owner=owner)
+        if flagged is not None:
+            log.info("job_cancel_requested", job_id=job_id)
+            return flagged
+        job = await store.get_job(job_id, owner=owner)  # it finished meanwhile
+    return job
+
+
+async def cancel(request: Request) -> Response:
+    """POST /v1/jobs/{job_id}/cancel: the job, CANCELED, being stopped (cancel_requested set), or already finished."""
+    who = principal(request)
+    job = await cancel_job(
+        store=deps(request).store, job_id=request.path_params["job_id"], owner=who.owner_filter, who=who.username
+    )
+    return JSONResponse(render_job(request, job))
 
 
 async def submit(request: Request) -> Response:

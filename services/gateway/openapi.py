@@ -189,6 +189,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/jobs"): Operation("Submit a job", "jobs", 201, schemas.JobOut, body=JobRequest),
     ("GET", "/v1/jobs"): Operation("The caller's jobs, newest first", "jobs", 200, schemas.JobPage, query=PAGED),
     ("GET", "/v1/jobs/{job_id}"): Operation("A job", "jobs", 200, schemas.JobOut),
+    ("POST", "/v1/jobs/{job_id}/cancel"): Operation(
+        "Cancel: QUEUED becomes CANCELED at once; RUNNING is stopped within seconds; finished jobs stay as they are",
+        "jobs",
+        200,
+        schemas.JobOut,
+    ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
         "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)
     ),

@@ -205,6 +205,7 @@ class JobOut(Out):
     finished: str | None
     elapsed_seconds: float | None
     error: JobErrorOut | None
+    cancel_requested: str | None = Field(description="when a cancel of the running job was asked for")
     outputs: list[OutputOut]
     archive: ArchiveOut | None
     links: JobLinks

@@ -30,13 +30,18 @@ log = structlog.get_logger()
 FINISH_BACKOFF_SECONDS = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60, 60, 60, 60, 60, 60)
 
 
+CANCEL_POLL_SECONDS = 1.0
+
+
 class ActiveRuns:
-    """The jobs this worker is running, each with an event that asks its app to stop."""
+    """The jobs this worker is running, each with an event that asks its app to stop, and why."""
 
     def __init__(self) -> None:
         self._stops: dict[str, asyncio.Event] = {}
+        self._reasons: dict[str, str] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._watching: asyncio.Task[None] | None = None
         self.closed = False
 
     def admit(self) -> None:
@@ -44,24 +49,48 @@ class ActiveRuns:
         if self.closed:
             raise Unavailable("this worker is shutting down; the job goes back to the queue")
 
-    def start(self, job_id: str) -> asyncio.Event:
-        """Register a run; returns its stop event."""
+    def start(self, job_id: str, store: MongoStore) -> asyncio.Event:
+        """Register a run (and make sure cancel requests are watched for); returns its stop event."""
         self._stops[job_id] = event = asyncio.Event()
         self._idle.clear()
+        if self._watching is None or self._watching.done():
+            self._watching = asyncio.create_task(self._watch(store))
         return event
 
     def end(self, job_id: str) -> None:
         """Forget a run once its outcome is recorded."""
         self._stops.pop(job_id, None)
+        self._reasons.pop(job_id, None)
         if not self._stops:
             self._idle.set()
+
+    def stop(self, job_id: str, reason: str) -> None:
+        """Ask one run's app to stop; the first reason given is the one recorded."""
+        if job_id in self._stops:
+            self._reasons.setdefault(job_id, reason)
+            self._stops[job_id].set()
+
+    def reason(self, job_id: str) -> str | None:
+        """Why the run was asked to stop (``canceled`` or ``shutdown``), if it was."""
+        return self._reasons.get(job_id)
 
     async def stop_all(self) -> None:
         """Admit no new run, ask every running app to stop, and wait until each has recorded its outcome."""
         self.closed = True
-        for event in self._stops.values():
-            event.set()
+        for job_id in list(self._stops):
+            self.stop(job_id, "shutdown")
         await self._idle.wait()
+
+    async def _watch(self, store: MongoStore) -> None:
+        """While runs are active, look for cancel requests once a second (one query for all of them)."""
+        while self._stops:
+            try:
+                for job_id in await store.cancel_requests(list(self._stops)):
+                    log.info("job_cancel_requested", job_id=job_id)
+                    self.stop(job_id, "canceled")
+            except AppError as exc:
+                log.warning("cancel_poll_failed", detail=exc.detail)
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
 
 
 def sha256_of(path: Path) -> str:
@@ -97,8 +126,12 @@ def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str,
     return logs
 
 
-def judge(exit: Exit, timeout: int, stderr_tail: str) -> tuple[JobState, JobError | None]:
-    """The job's state and error from how its process ended."""
+def judge(
+    exit: Exit, timeout: int, stderr_tail: str, stop_reason: str | None = None
+) -> tuple[JobState, JobError | None]:
+    """The job's state and error from how its process ended (and why it was stopped, if it was)."""
+    if exit.stopped and stop_reason == "canceled":
+        return JobState.CANCELED, JobError(reason="canceled on request while it ran", stderr_tail=stderr_tail)
     if exit.stopped:
         return JobState.FAILED, JobError(reason="the worker shut down while the job ran", stderr_tail=stderr_tail)
     if exit.timed_out:
@@ -181,11 +214,11 @@ async def execute_job(
 
     log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=worker)
     sandbox = Sandbox(settings.work_dir, job.id)
-    stop = active.start(job.id)
+    stop = active.start(job.id, store)
     state = JobState.FAILED
     try:
         state, exit_code, error, outputs = await _run(
-            job, sandbox, stop, store=store, storage=storage, apps=apps, settings=settings
+            job, sandbox, stop, store=store, storage=storage, apps=apps, settings=settings, active=active
         )
         logs = await _upload_logs(storage, job, sandbox)
         finished = await finish(
@@ -218,6 +251,7 @@ async def _run(
     storage: ObjectStorage,
     apps: dict[str, AppSpec],
     settings: RunnerSettings,
+    active: ActiveRuns,
 ) -> tuple[JobState, int | None, JobError | None, list[OutputFile]]:
     """Stage, run and collect; every failure becomes an outcome, never an exception."""
     try:
@@ -227,7 +261,8 @@ async def _run(
             raise Unavailable(f"app {job.app} {job.app_version} is not installed on worker {settings.runner_id}")
         argv = build_argv(spec, job.params, await stage_inputs(store, storage, job, sandbox), python=sys.executable)
         exit = await run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop)
-        state, error = judge(exit, job.timeout_seconds, await asyncio.to_thread(sandbox.stderr_tail))
+        tail = await asyncio.to_thread(sandbox.stderr_tail)
+        state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))
         files = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
         return state, exit.code, error, await asyncio.to_thread(upload_outputs, storage, job, files)
     except AppError as exc:

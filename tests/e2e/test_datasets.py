@@ -29,7 +29,7 @@ from tests.conftest import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS, UserFactory
 from tests.e2e.test_walking_skeleton import wait_for_archive
 
 pytestmark = pytest.mark.e2e
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT"}
+TERMINAL = {state.value for state in JobState if state.terminal}
 FILES = {
     "readme.txt": b"hello\n",
     "data/grid.csv": b"x,y\n1,2\n",

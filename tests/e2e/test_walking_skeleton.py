@@ -20,12 +20,13 @@ import pytest
 
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 from shared.broker import Broker
+from shared.models import JobState
 from shared.settings import Settings
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 from tests.conftest import MAX_UPLOAD_BYTES, UserFactory
 
 pytestmark = pytest.mark.e2e
-TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT"}
+TERMINAL = {state.value for state in JobState if state.terminal}
 
 
 @pytest.fixture(scope="module")
