@@ -15,13 +15,15 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import httpx
 import pika
 import pytest
 
 from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, wait_until
-from devstack.stack import Ports, Stack
+from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
 from shared.settings import Settings, load
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
@@ -159,3 +161,33 @@ def make_dataset(user: httpx.Client, name: str) -> str:
     answer = user.post("/v1/datasets", json={"file_id": bundle_file["id"], "name": name})
     assert answer.status_code == 201, answer.text
     return str(answer.json()["id"])
+
+
+@pytest.fixture(scope="session")
+def s3(servers: Stack) -> Iterator[Any]:
+    """A boto3 client on the test stack's S3, to check what really is (or is not) stored."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=servers.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id=LOCAL_S3_KEY,
+        aws_secret_access_key=LOCAL_S3_SECRET,
+    )
+    yield client
+    client.close()
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with ``status``; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("urn:quern:")
+    return body
+
+
+def upload(api: httpx.Client, name: str, data: bytes, **params: str) -> dict[str, Any]:
+    """Upload ``data`` as the raw body; returns the file."""
+    response = api.post("/v1/files", params={"name": name, **params}, content=data)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]

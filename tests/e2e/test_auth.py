@@ -15,17 +15,10 @@ from devstack.stack import Stack
 from services.gateway.app import create_app
 from services.gateway.auth import PUBLIC_PATHS
 from shared.settings import GatewaySettings, load
-from tests.conftest import UserFactory, client_for, make_dataset
+from tests.conftest import UserFactory, client_for, make_dataset, problem
 
 pytestmark = pytest.mark.e2e
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def every_endpoint(env: dict[str, str], *, fill: bool = True) -> list[tuple[str, str]]:

@@ -12,20 +12,19 @@ import tarfile
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
+from devstack.stack import Stack
 from shared.models import DatasetInput, Job, JobState, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import Settings
-from tests.conftest import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS, UserFactory
+from tests.conftest import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS, UserFactory, problem, upload
 from tests.e2e.test_walking_skeleton import wait_for_archive
 
 pytestmark = pytest.mark.e2e
@@ -45,19 +44,6 @@ MODEL = {
 @pytest.fixture(scope="module")
 def api(make_user: UserFactory) -> httpx.Client:
     return make_user()
-
-
-@pytest.fixture(scope="module")
-def s3(stack: Stack) -> Iterator[Any]:
-    client = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=LOCAL_S3_KEY,
-        aws_secret_access_key=LOCAL_S3_SECRET,
-    )
-    yield client
-    client.close()
 
 
 # Bundles
@@ -100,12 +86,6 @@ def bundle(kind: str, files: dict[str, bytes]) -> tuple[str, bytes]:
 # API helpers
 
 
-def upload(api: httpx.Client, name: str, data: bytes) -> dict[str, Any]:
-    response = api.post("/v1/files", params={"name": name}, content=data)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
 def unique(prefix: str = "ds") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -119,14 +99,6 @@ def created(api: httpx.Client, files: dict[str, bytes] = FILES, kind: str = "zip
     response = create(api, *bundle(kind, files), **fields)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def dataset_keys(s3: Any, stack: Stack, prefix: str = "datasets/") -> set[str]:

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import httpx
 import pymongo
 import pytest
 
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
-from tests.conftest import MAX_UPLOAD_BYTES, SINGLE_PUT_MAX_BYTES, UserFactory
+from devstack.stack import Stack
+from tests.conftest import MAX_UPLOAD_BYTES, SINGLE_PUT_MAX_BYTES, UserFactory, problem, upload
 from tests.e2e.test_walking_skeleton import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -32,33 +31,6 @@ def now() -> datetime:
 def api(make_user: UserFactory) -> httpx.Client:
     """A plain user of the test stack."""
     return make_user()
-
-
-@pytest.fixture
-def s3(stack: Stack) -> Iterator[Any]:
-    client = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=LOCAL_S3_KEY,
-        aws_secret_access_key=LOCAL_S3_SECRET,
-    )
-    yield client
-    client.close()
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
-
-
-def upload(api: httpx.Client, name: str, data: bytes, **params: str) -> dict[str, Any]:
-    response = api.post("/v1/files", params={"name": name, **params}, content=data)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 def stored(s3: Any, stack: Stack, file: dict[str, Any]) -> bytes:

@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import httpx
 import pika
 import pytest
 
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
+from devstack.stack import Stack
 from shared.broker import Broker
 from shared.models import JobState
 from shared.settings import Settings
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
-from tests.conftest import MAX_UPLOAD_BYTES, UserFactory
+from tests.conftest import MAX_UPLOAD_BYTES, UserFactory, problem, upload
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {state.value for state in JobState if state.terminal}
@@ -33,25 +32,6 @@ TERMINAL = {state.value for state in JobState if state.terminal}
 def api(make_user: UserFactory) -> httpx.Client:
     """A plain user of the test stack."""
     return make_user()
-
-
-@pytest.fixture
-def s3(stack: Stack) -> Iterator[Any]:
-    client = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=LOCAL_S3_KEY,
-        aws_secret_access_key=LOCAL_S3_SECRET,
-    )
-    yield client
-    client.close()
-
-
-def upload(api: httpx.Client, name: str, data: bytes) -> dict[str, Any]:
-    response = api.post("/v1/files", params={"name": name}, content=data)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 def submit(api: httpx.Client, body: dict[str, Any]) -> httpx.Response:
@@ -82,14 +62,6 @@ def run_flood(api: httpx.Client, project: Path, **params: Any) -> dict[str, Any]
     response = submit(api, {"app": "flood", "params": params, "inputs": {"elevation": grid["id"]}})
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("urn:quern:")
-    return body
 
 
 def test_example_job_runs_and_its_archive_holds_the_outputs(api: httpx.Client, stack: Stack, project: Path) -> None:
