@@ -8,6 +8,7 @@ resources; admins see everyone's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -32,9 +33,16 @@ log = structlog.get_logger()
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"})
 KEY_PREFIX = "qk_"
 USER_CACHE_SECONDS = 10.0
-_hasher = PasswordHasher()
-# Verified against when the username is unknown, so a login takes as long whether or not it exists.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): argon2-cffi's default takes 64 MiB per
+# login, which costs the gateway's memory budget and lets a burst of logins exhaust it. Hashes
+# made with other parameters still verify: each hash records its own.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so a login takes as long whether or not it exists."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ def hash_password(password: str) -> str:
 def password_matches(user: User | None, password: str) -> bool:
     """Whether ``password`` is the user's, taking as long when there is no such user."""
     try:
-        return _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+        return _hasher.verify(user.password_hash if user else _dummy_hash(), password) and user is not None
     except (VerificationError, InvalidHashError):
         return False
 
