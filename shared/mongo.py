@@ -51,7 +51,7 @@ def _translated(what: str) -> Iterator[None]:
 
 
 def _to_doc(record: Record) -> Document:
-    doc = record.model_dump(mode="python")
+    doc = record.model_dump(mode="python", by_alias=True)
     doc["_id"] = doc.pop("id")
     for name in ("state", "role"):  # enums are stored as their plain string values
         if hasattr(doc.get(name), "value"):
