@@ -66,7 +66,7 @@ def _mine(owner: str | None) -> Document:
 
 @dataclass(frozen=True)
 class Page(Generic[R]):
-    """One page of a list, newest first, and the id to continue after (None on the last page)."""
+    """One page of a list (newest first unless asked otherwise) and the id to continue after (None on the last page)."""
 
     items: list[R]
     next_after: str | None
@@ -95,6 +95,49 @@ class FileFilter:
             created["$lt"] = self.created_before
         if created:
             query["created"] = created
+        return query
+
+
+def _between(after: datetime | None, before: datetime | None) -> Document:
+    span: Document = {}
+    if after is not None:
+        span["$gt"] = after
+    if before is not None:
+        span["$lt"] = before
+    return span
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list shows: all of them unless narrowed."""
+
+    states: tuple[JobState, ...] = ()
+    exit_code: int | None = None
+    app: str | None = None
+    tag: str | None = None
+    name_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    finished_after: datetime | None = None
+    finished_before: datetime | None = None
+
+    def query(self) -> Document:
+        """The Mongo filter for these conditions."""
+        query: Document = {}
+        if self.states:
+            query["state"] = {"$in": [state.value for state in self.states]}
+        if self.exit_code is not None:
+            query["exit_code"] = self.exit_code
+        if self.app is not None:
+            query["app"] = self.app
+        if self.tag is not None:
+            query["tags"] = self.tag
+        if self.name_prefix:
+            query["name"] = {"$regex": "^" + re.escape(self.name_prefix)}
+        if created := _between(self.created_after, self.created_before):
+            query["created"] = created
+        if finished := _between(self.finished_after, self.finished_before):
+            query["finished"] = finished
         return query
 
 
@@ -150,13 +193,30 @@ class MongoStore:
             await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("datasets", ASCENDING), ("state", ASCENDING)])
+            # The list filters: each narrows one owner's jobs, which are then read in id order.
+            await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("app", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("tags", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("name", ASCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("finished", DESCENDING)])
 
-    async def _page(self, collection: Any, cls: type[R], match: Document, *, limit: int, after: str | None) -> Page[R]:
+    async def _page(
+        self,
+        collection: Any,
+        cls: type[R],
+        match: Document,
+        *,
+        limit: int,
+        after: str | None,
+        oldest_first: bool = False,
+    ) -> Page[R]:
+        # Ids are ULIDs, so id order is creation order and the cursor is simply the last id seen.
         query = dict(match)
         if after is not None:
-            query["_id"] = {"$lt": after}
+            query["_id"] = {"$gt" if oldest_first else "$lt": after}
+        order = ASCENDING if oldest_first else DESCENDING
         with _translated(f"list {collection.name}"):
-            docs = await collection.find(query).sort("_id", DESCENDING).limit(limit + 1).to_list(None)
+            docs = await collection.find(query).sort("_id", order).limit(limit + 1).to_list(None)
         more = len(docs) > limit
         docs = docs[:limit]
         next_after = docs[-1]["_id"] if more and docs else None
@@ -388,9 +448,18 @@ class MongoStore:
             raise NotFound(f"no job {job_id}")
         return _from_doc(Job, doc)
 
-    async def list_jobs(self, *, owner: str | None, limit: int, after: str | None) -> Page[Job]:
-        """Jobs, newest first."""
-        return await self._page(self._jobs, Job, _mine(owner), limit=limit, after=after)
+    async def list_jobs(
+        self,
+        *,
+        owner: str | None,
+        limit: int,
+        after: str | None,
+        where: JobFilter | None = None,
+        oldest_first: bool = False,
+    ) -> Page[Job]:
+        """Jobs, newest first (or oldest first), narrowed by ``where``."""
+        match = _mine(owner) | (where or JobFilter()).query()
+        return await self._page(self._jobs, Job, match, limit=limit, after=after, oldest_first=oldest_first)
 
     async def active_jobs_using(self, file_id: str, *, owner: str) -> list[str]:
         """Ids of ``owner``'s QUEUED or RUNNING jobs that take ``file_id`` as an input.

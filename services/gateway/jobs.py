@@ -14,6 +14,7 @@ from services.gateway.apps import find_app
 from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body
 from services.gateway.datasets import Name, Tag
+from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.state import deps
@@ -238,10 +239,15 @@ async def describe(request: Request) -> Response:
 
 
 async def list_jobs(request: Request) -> Response:
-    """GET /v1/jobs: the caller's jobs (an admin's: everyone's), newest first."""
+    """GET /v1/jobs: the caller's jobs (an admin's: everyone's), filtered, newest first unless ``sort=created``."""
     wanted = page_request(request)
+    query = job_query(request)
     page = await deps(request).store.list_jobs(
-        owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
+        owner=principal(request).owner_filter,
+        limit=wanted.limit,
+        after=wanted.after,
+        where=query.where,
+        oldest_first=query.oldest_first,
     )
     return page_response(request, page, lambda job: render_job(request, job))
 

@@ -23,6 +23,7 @@ from services.gateway.datasets import DatasetChanges, DatasetRequest
 from services.gateway.jobs import JobRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser
+from shared.models import JobState
 
 META_PATHS = frozenset({"/openapi.json", "/docs"})
 ERROR_TEXT = {
@@ -187,7 +188,34 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "An app: parameter schema, inputs, outputs, limits", "apps", 200, schemas.AppOut
     ),
     ("POST", "/v1/jobs"): Operation("Submit a job", "jobs", 201, schemas.JobOut, body=JobRequest),
-    ("GET", "/v1/jobs"): Operation("The caller's jobs, newest first", "jobs", 200, schemas.JobPage, query=PAGED),
+    ("GET", "/v1/jobs"): Operation(
+        "The caller's jobs (an admin's: everyone's), newest first; every filter given must hold",
+        "jobs",
+        200,
+        schemas.JobPage,
+        query=(
+            *PAGED,
+            Param(
+                "state",
+                "Only jobs in these states: repeat it, or separate them with commas",
+                {"type": "array", "items": {"type": "string", "enum": [state.value for state in JobState]}},
+            ),
+            Param("exit_code", "Only jobs that exited with this code", {"type": "integer"}),
+            Param("app", "Only jobs of this app"),
+            Param("tag", "Only jobs with this tag", {"type": "string", "pattern": "^[a-z0-9._-]{1,50}$"}),
+            Param("name_prefix", "Only names starting with this text (taken literally)"),
+            Param("created_after", "ISO 8601 time"),
+            Param("created_before", "ISO 8601 time"),
+            Param("finished_after", "ISO 8601 time"),
+            Param("finished_before", "ISO 8601 time"),
+            Param(
+                "sort",
+                "created: oldest first; -created: newest first (the default)",
+                {"type": "string", "enum": ["created", "-created"]},
+            ),
+        ),
+        errors=(400,),
+    ),
     ("GET", "/v1/jobs/{job_id}"): Operation("A job", "jobs", 200, schemas.JobOut),
     ("POST", "/v1/jobs/{job_id}/cancel"): Operation(
         "Cancel: QUEUED becomes CANCELED at once; RUNNING is stopped within seconds; finished jobs stay as they are",

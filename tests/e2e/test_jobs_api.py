@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import UserFactory
-from tests.e2e.test_walking_skeleton import problem, upload
+from tests.e2e.test_walking_skeleton import problem, upload, wait_for
 
 pytestmark = pytest.mark.e2e
 VALLEY = "apps/flood/example/valley.csv"
@@ -24,6 +24,26 @@ def submit(user: httpx.Client, file_id: str, **fields: Any) -> dict[str, Any]:
     answer = user.post("/v1/jobs", json=body)
     assert answer.status_code == 201, answer.text
     return answer.json()  # type: ignore[no-any-return]
+
+
+def failing(user: httpx.Client, project: Path, **fields: Any) -> dict[str, Any]:
+    """A linfit job that exits 2: the column it asks for is missing."""
+    table = upload(user, "samples.csv", (project / "apps/linfit/example/river_samples.csv").read_bytes())
+    body = {"app": "linfit", "params": {"x": "temperature_c", "y": "salinity"}, "inputs": {"table": table["id"]}}
+    answer = user.post("/v1/jobs", json=body | fields)
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def listed(user: httpx.Client, **params: Any) -> list[str]:
+    """The names of the jobs a list shows, following every page."""
+    names, url = [], "/v1/jobs"
+    while url:
+        answer = user.get(url, params=params if url == "/v1/jobs" else None)
+        assert answer.status_code == 200, answer.text
+        names += [job["name"] for job in answer.json()["items"]]
+        url = answer.json()["next"]
+    return names
 
 
 def test_name_tags_and_priority_are_stored_and_shown(make_user: UserFactory, project: Path) -> None:
@@ -58,3 +78,88 @@ def test_bad_name_tags_or_priority_is_422(
     body = {"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": grid(user, project)}} | fields
     answer = problem(user.post("/v1/jobs", json=body), 422)
     assert pointer in [error["pointer"] for error in answer["errors"]]
+
+
+@pytest.fixture(scope="module")
+def history(make_user: UserFactory, project: Path) -> tuple[httpx.Client, dict[str, dict[str, Any]]]:
+    """A user with finished jobs a (flood, tag x), b (flood, tag y), c (linfit, FAILED, tag x), in that order."""
+    user = make_user()
+    file_id = grid(user, project)
+    a = submit(user, file_id, name="alpha one", tags=["x"])
+    b = submit(user, file_id, name="alpha two", tags=["y"])
+    c = failing(user, project, name="beta", tags=["x"])
+    return user, {job["name"]: wait_for(user, job["id"]) for job in (a, b, c)}
+
+
+def test_state_exit_code_app_tag_and_name_prefix_filter_the_list(
+    history: tuple[httpx.Client, dict[str, dict[str, Any]]],
+) -> None:
+    user, jobs = history
+    assert [job["state"] for job in jobs.values()] == ["SUCCEEDED", "SUCCEEDED", "FAILED"]
+    assert listed(user) == ["beta", "alpha two", "alpha one"]
+    assert listed(user, state="FAILED") == ["beta"]
+    assert listed(user, state="FAILED,SUCCEEDED") == ["beta", "alpha two", "alpha one"]
+    assert listed(user, state=["QUEUED", "FAILED"]) == ["beta"]
+    assert listed(user, exit_code=2) == ["beta"]
+    assert listed(user, exit_code=0) == ["alpha two", "alpha one"]
+    assert listed(user, app="flood") == ["alpha two", "alpha one"]
+    assert listed(user, tag="x") == ["beta", "alpha one"]
+    assert listed(user, name_prefix="alpha") == ["alpha two", "alpha one"]
+    assert listed(user, tag="x", state="SUCCEEDED") == ["alpha one"]
+    assert listed(user, tag="x", app="linfit", exit_code=2, name_prefix="be") == ["beta"]
+    assert listed(user, tag="y", state="FAILED") == []
+
+
+def test_created_and_finished_times_filter_the_list(history: tuple[httpx.Client, dict[str, dict[str, Any]]]) -> None:
+    user, jobs = history
+    one, two = jobs["alpha one"], jobs["alpha two"]
+    assert listed(user, created_after=one["created"]) == ["beta", "alpha two"]
+    assert listed(user, created_before=two["created"]) == ["alpha one"]
+    assert listed(user, created_after=one["created"], created_before=jobs["beta"]["created"]) == ["alpha two"]
+    latest = max(jobs.values(), key=lambda job: job["finished"])
+    assert latest["name"] not in listed(user, finished_before=latest["finished"])
+    assert listed(user, finished_after=latest["finished"]) == []
+    assert listed(user, finished_after="2000-01-01", sort="created") == ["alpha one", "alpha two", "beta"]
+
+
+def test_filtered_lists_page_oldest_first_and_newest_first(make_user: UserFactory, project: Path) -> None:
+    user = make_user()
+    file_id = grid(user, project)
+    for i in range(5):
+        submit(user, file_id, name=f"kept {i}", tags=["keep"])
+        submit(user, file_id, name=f"other {i}")
+    kept = [f"kept {i}" for i in range(5)]
+    assert listed(user, tag="keep", sort="created", limit=2) == kept
+    assert listed(user, tag="keep", sort="-created", limit=2) == kept[::-1]
+    assert listed(user, tag="keep", limit=2) == kept[::-1]
+    first = user.get("/v1/jobs", params={"tag": "keep", "sort": "created", "limit": 3}).json()
+    rest = user.get(first["next"]).json()
+    assert [job["name"] for job in rest["items"]] == kept[3:] and rest["next"] is None
+
+
+def test_name_prefix_is_taken_literally(make_user: UserFactory, project: Path) -> None:
+    user = make_user()
+    file_id = grid(user, project)
+    for name in ("a.c", "abc", "(x]*"):
+        submit(user, file_id, name=name)
+    assert listed(user, name_prefix="a.") == ["a.c"]
+    assert listed(user, name_prefix="(x]") == ["(x]*"]
+    assert listed(user, name_prefix=".*") == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"state": "DONE"},
+        {"state": "QUEUED,"},
+        {"exit_code": "zero"},
+        {"exit_code": "1.5"},
+        {"tag": "Not A Tag"},
+        {"sort": "name"},
+        {"created_after": "yesterday"},
+        {"finished_before": "2026-13-01"},
+        {"app": ""},
+    ],
+)
+def test_bad_filters_are_400(make_user: UserFactory, params: dict[str, str]) -> None:
+    problem(make_user().get("/v1/jobs", params=params), 400)
