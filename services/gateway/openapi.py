@@ -217,6 +217,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(400,),
     ),
     ("GET", "/v1/jobs/{job_id}"): Operation("A job", "jobs", 200, schemas.JobOut),
+    ("DELETE", "/v1/jobs/{job_id}"): Operation(
+        "Delete a job with its outputs, logs and archive; an unfinished job is canceled first "
+        "(409 with Retry-After while a running one is being stopped and packaged)",
+        "jobs",
+        204,
+        None,
+        errors=(409,),
+    ),
     ("POST", "/v1/jobs/{job_id}/cancel"): Operation(
         "Cancel: QUEUED becomes CANCELED at once; RUNNING is stopped within seconds; finished jobs stay as they are",
         "jobs",

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
+from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 from tests.conftest import UserFactory
-from tests.e2e.test_walking_skeleton import problem, upload, wait_for
+from tests.e2e.test_cancel import long_job, wait_for_app
+from tests.e2e.test_runner_shutdown import processes_mentioning
+from tests.e2e.test_walking_skeleton import problem, upload, wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
 VALLEY = "apps/flood/example/valley.csv"
@@ -163,3 +169,61 @@ def test_name_prefix_is_taken_literally(make_user: UserFactory, project: Path) -
 )
 def test_bad_filters_are_400(make_user: UserFactory, params: dict[str, str]) -> None:
     problem(make_user().get("/v1/jobs", params=params), 400)
+
+
+@pytest.fixture
+def s3(stack: Stack) -> Iterator[Any]:
+    client = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id=LOCAL_S3_KEY,
+        aws_secret_access_key=LOCAL_S3_SECRET,
+    )
+    yield client
+    client.close()
+
+
+def objects(s3: Any, stack: Stack, job_id: str) -> list[str]:
+    listing = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"jobs/{job_id}/")
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def test_deleting_a_finished_job_removes_its_objects_and_record(
+    make_user: UserFactory, project: Path, s3: Any, stack: Stack
+) -> None:
+    user = make_user()
+    job = wait_for(user, submit(user, grid(user, project))["id"])
+    wait_for_archive(user, job["id"])
+    assert any(key.endswith("archive.tar.gz") for key in objects(s3, stack, job["id"]))
+    answer = user.delete(f"/v1/jobs/{job['id']}")
+    assert answer.status_code == 204, answer.text
+    assert objects(s3, stack, job["id"]) == []
+    problem(user.get(f"/v1/jobs/{job['id']}"), 404)
+    assert job["id"] not in [item["id"] for item in user.get("/v1/jobs").json()["items"]]
+    problem(user.delete(f"/v1/jobs/{job['id']}"), 404)
+
+
+def test_deleting_a_running_job_stops_it_first(make_user: UserFactory, project: Path, s3: Any, stack: Stack) -> None:
+    user = make_user()
+    job = long_job(user, project)
+    wait_for_app(job["id"])
+    refused = problem(user.delete(f"/v1/jobs/{job['id']}"), 409)
+    assert "being stopped" in refused["detail"]
+    assert user.get(f"/v1/jobs/{job['id']}").json()["cancel_requested"]
+    deadline = time.monotonic() + 60
+    while (answer := user.delete(f"/v1/jobs/{job['id']}")).status_code == 409:
+        assert answer.headers["retry-after"]
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
+    assert answer.status_code == 204, answer.text
+    assert processes_mentioning(job["id"]) == []
+    assert objects(s3, stack, job["id"]) == []
+    problem(user.get(f"/v1/jobs/{job['id']}"), 404)
+
+
+def test_deleting_another_users_job_is_404_and_keeps_it(make_user: UserFactory, project: Path) -> None:
+    alice, bob = make_user(), make_user()
+    job = submit(alice, grid(alice, project))
+    problem(bob.delete(f"/v1/jobs/{job['id']}"), 404)
+    assert alice.get(f"/v1/jobs/{job['id']}").status_code == 200
