@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,7 @@ from shared.storage import ObjectStorage
 from shared.tasks import RUN_JOB
 
 log = structlog.get_logger()
+M = TypeVar("M", bound=BaseModel)
 MAX_BODY_BYTES = 1 * 2**20
 _BRANCHES = frozenset({"str", DatasetInput.__name__})
 MAX_TAGS = 20
@@ -57,10 +58,10 @@ def _input_violation(violation: Violation) -> Violation:
     return Violation("/".join(parts[:3] + parts[4:]), violation.detail)
 
 
-def parse_job_request(raw: bytes) -> JobRequest:
-    """The job request, with every shape error pointed at."""
+def parse_job_request(raw: bytes, model: type[M] = JobRequest) -> M:  # type: ignore[assignment]
+    """The job request (or another body holding inputs), with every shape error pointed at."""
     try:
-        return parse_model(raw, JobRequest)
+        return parse_model(raw, model)
     except Invalid as exc:
         violations = list(dict.fromkeys(_input_violation(v) for v in exc.violations))
         raise Invalid("the job request is malformed", violations) from None

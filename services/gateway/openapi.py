@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from services.gateway import schemas
 from services.gateway.datasets import DatasetChanges, DatasetRequest
 from services.gateway.jobs import JobRequest
+from services.gateway.reruns import RerunRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser
 from shared.models import JobState
@@ -230,6 +231,16 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "jobs",
         200,
         schemas.JobOut,
+    ),
+    ("POST", "/v1/jobs/{job_id}/rerun"): Operation(
+        "Submit a new job like this one (same app and version), with optional overrides; "
+        "409 if that app version is no longer installed",
+        "jobs",
+        201,
+        schemas.JobOut,
+        body=RerunRequest,
+        body_optional=True,
+        errors=(409,),
     ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
         "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)
