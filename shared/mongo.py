@@ -29,6 +29,7 @@ from shared.models import (
     OutputFile,
     PendingUpload,
     Record,
+    StateChange,
     StoredFile,
     User,
     WorkerInfo,
@@ -514,9 +515,26 @@ class MongoStore:
         """Attach the packaged archive unless one is attached already; None if it was."""
         return await self._transition({"_id": job_id, "archive": None}, {"archive": archive.model_dump()})
 
-    async def _transition(self, match: Document, changes: Document) -> Job | None:
+    async def force_state(self, job: Job, change: StateChange) -> Job | None:
+        """Set the state of ``job`` to ``change.to`` and append the change to its history.
+
+        None if the job is no longer in ``change.from_`` (something else moved it meanwhile).
+        A forced end also stamps ``finished`` (if unset) and, for a RUNNING job, ``cancel_requested``,
+        so its runner stops the app rather than running on for a job that is over.
+        """
+        changes: Document = {"state": change.to.value}
+        if change.to.terminal and job.finished is None:
+            changes["finished"] = change.at
+        if change.to.terminal and change.from_ is JobState.RUNNING and job.cancel_requested is None:
+            changes["cancel_requested"] = change.at
+        entry = change.model_dump(mode="python", by_alias=True)
+        entry["from"], entry["to"] = change.from_.value, change.to.value
+        return await self._transition({"_id": job.id, "state": change.from_.value}, changes, push={"history": entry})
+
+    async def _transition(self, match: Document, changes: Document, *, push: Document | None = None) -> Job | None:
+        update: Document = {"$set": changes} | ({"$push": push} if push else {})
         with _translated(f"job {match['_id']}"):
-            doc = await self._jobs.find_one_and_update(match, {"$set": changes}, return_document=ReturnDocument.AFTER)
+            doc = await self._jobs.find_one_and_update(match, update, return_document=ReturnDocument.AFTER)
         return None if doc is None else _from_doc(Job, doc)
 
     # Workers and cluster counts

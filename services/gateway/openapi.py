@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from services.gateway import schemas
 from services.gateway.datasets import DatasetChanges, DatasetRequest
+from services.gateway.forced_states import ForcedState
 from services.gateway.jobs import JobRequest
 from services.gateway.reruns import RerunRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
@@ -241,6 +242,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=RerunRequest,
         body_optional=True,
         errors=(409,),
+    ),
+    ("POST", "/v1/jobs/{job_id}/state"): Operation(
+        "Force a job's state, with a reason kept in its history (admin; 409 if it is in that state already)",
+        "jobs",
+        200,
+        schemas.JobOut,
+        body=ForcedState,
+        errors=(403, 409),
     ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
         "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)

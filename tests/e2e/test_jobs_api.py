@@ -301,3 +301,63 @@ def test_rerun_of_another_users_job_is_404(make_user: UserFactory, project: Path
     alice, bob = make_user(), make_user()
     job = submit(alice, grid(alice, project))
     problem(bob.post(f"/v1/jobs/{job['id']}/rerun", json={}), 404)
+
+
+def test_admin_forces_a_state_and_each_change_is_kept_in_history(
+    make_user: UserFactory, admin: httpx.Client, project: Path
+) -> None:
+    user = make_user()
+    job = wait_for(user, submit(user, grid(user, project))["id"])
+    assert job["state"] == "SUCCEEDED"
+    answer = admin.post(f"/v1/jobs/{job['id']}/state", json={"state": "FAILED", "reason": "wrong grid, ticket 12"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "FAILED"
+    admin.post(f"/v1/jobs/{job['id']}/state", json={"state": "SUCCEEDED", "reason": "grid was right after all"})
+    shown = user.get(f"/v1/jobs/{job['id']}").json()
+    assert shown["state"] == "SUCCEEDED"
+    admin_name = admin.get("/v1/me").json()["username"]
+    assert [(c["from"], c["to"], c["by"], c["reason"]) for c in shown["history"]] == [
+        ("SUCCEEDED", "FAILED", admin_name, "wrong grid, ticket 12"),
+        ("FAILED", "SUCCEEDED", admin_name, "grid was right after all"),
+    ]
+    assert shown["history"][0]["at"] <= shown["history"][1]["at"]
+
+
+def test_forcing_a_running_job_to_an_end_stops_its_app(
+    make_user: UserFactory, admin: httpx.Client, project: Path
+) -> None:
+    user = make_user()
+    job = long_job(user, project)
+    wait_for_app(job["id"])
+    forced = admin.post(f"/v1/jobs/{job['id']}/state", json={"state": "FAILED", "reason": "stuck node"}).json()
+    assert forced["state"] == "FAILED" and forced["finished"] and forced["cancel_requested"]
+    deadline = time.monotonic() + 30
+    while processes_mentioning(job["id"]):
+        assert time.monotonic() < deadline, "the app kept running"
+        time.sleep(0.2)
+    assert user.get(f"/v1/jobs/{job['id']}").json()["state"] == "FAILED"
+
+
+def test_forcing_the_state_a_job_is_in_is_409(make_user: UserFactory, admin: httpx.Client, project: Path) -> None:
+    user = make_user()
+    job = wait_for(user, submit(user, grid(user, project))["id"])
+    problem(admin.post(f"/v1/jobs/{job['id']}/state", json={"state": job["state"], "reason": "again"}), 409)
+    assert user.get(f"/v1/jobs/{job['id']}").json()["history"] == []
+
+
+@pytest.mark.parametrize(
+    "body", [{"state": "DONE", "reason": "x"}, {"state": "FAILED"}, {"state": "FAILED", "reason": " "}]
+)
+def test_a_bad_forced_state_is_422(make_user: UserFactory, admin: httpx.Client, project: Path, body: Any) -> None:
+    user = make_user()
+    job = submit(user, grid(user, project))
+    problem(admin.post(f"/v1/jobs/{job['id']}/state", json=body), 422)
+
+
+def test_users_cannot_force_states_own_job_403_another_users_404(make_user: UserFactory, project: Path) -> None:
+    alice, bob = make_user(), make_user()
+    job = submit(alice, grid(alice, project))
+    body = {"state": "CANCELED", "reason": "mine"}
+    problem(alice.post(f"/v1/jobs/{job['id']}/state", json=body), 403)
+    problem(bob.post(f"/v1/jobs/{job['id']}/state", json=body), 404)
+    assert alice.get(f"/v1/jobs/{job['id']}").json()["history"] == []
