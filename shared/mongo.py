@@ -189,12 +189,12 @@ class MongoStore:
             await self._files.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._users.create_index("username", unique=True)
             await self._keys.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
-            await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING)])
             await self._uploads.create_index("expires")
             await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("datasets", ASCENDING), ("state", ASCENDING)])
             # The list filters: each narrows one owner's jobs, which are then read in id order.
+            # (owner, state, _id) also serves the (owner, state) lookups of active jobs.
             await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("owner", ASCENDING), ("app", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("owner", ASCENDING), ("tags", ASCENDING), ("_id", DESCENDING)])

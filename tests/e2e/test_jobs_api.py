@@ -223,6 +223,32 @@ def test_deleting_a_running_job_stops_it_first(make_user: UserFactory, project: 
     problem(user.get(f"/v1/jobs/{job['id']}"), 404)
 
 
+def test_deleting_a_queued_job_cancels_and_removes_it_at_once(
+    make_user: UserFactory, project: Path, stack: Stack
+) -> None:
+    user = make_user()
+    busy = [long_job(user, project) for _ in range(2)]  # the test runner has two slots
+    for job in busy:
+        wait_for_app(job["id"])
+    waiting = long_job(user, project)
+    assert user.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "QUEUED"
+    answer = user.delete(f"/v1/jobs/{waiting['id']}")
+    assert answer.status_code == 204, answer.text
+    problem(user.get(f"/v1/jobs/{waiting['id']}"), 404)
+    for job in busy:
+        user.post(f"/v1/jobs/{job['id']}/cancel")
+    for job in busy:
+        assert wait_for(user, job["id"], timeout=30)["state"] == "CANCELED"
+    runner_log = stack.services()[1].logfile
+    deadline = time.monotonic() + 20
+    while f'"job_id": "{waiting["id"]}", "event": "job_gone"' not in runner_log.read_text():
+        assert time.monotonic() < deadline, "the deleted job's message was never seen by the runner"
+        time.sleep(0.2)
+    assert '"event": "job_started"' not in "".join(
+        line for line in runner_log.read_text().splitlines() if waiting["id"] in line
+    )
+
+
 def test_deleting_another_users_job_is_404_and_keeps_it(make_user: UserFactory, project: Path) -> None:
     alice, bob = make_user(), make_user()
     job = submit(alice, grid(alice, project))
