@@ -186,6 +186,17 @@ class JobError(Record):
     stderr_tail: str = ""
 
 
+class StateChange(Record):
+    """An admin's forced change of a job's state, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    at: datetime
+    from_: JobState = Field(alias="from")
+    to: JobState
+    by: str
+    reason: str
+
+
 class Job(Record):
     """One run of an app with validated parameters and staged inputs."""
 
@@ -207,6 +218,11 @@ class Job(Record):
     outputs: list[OutputFile] = []
     logs: dict[str, str] = Field(default={}, description="log name (stdout, stderr) -> S3 key")
     archive: Archive | None = None
+    name: str | None = None
+    tags: list[str] = []
+    priority: int = 5
+    rerun_of: str | None = Field(default=None, description="the job this one re-runs")
+    history: list[StateChange] = Field(default=[], description="forced state changes, oldest first")
 
     @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset
     @property

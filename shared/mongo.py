@@ -29,6 +29,7 @@ from shared.models import (
     OutputFile,
     PendingUpload,
     Record,
+    StateChange,
     StoredFile,
     User,
     WorkerInfo,
@@ -51,7 +52,7 @@ def _translated(what: str) -> Iterator[None]:
 
 
 def _to_doc(record: Record) -> Document:
-    doc = record.model_dump(mode="python")
+    doc = record.model_dump(mode="python", by_alias=True)
     doc["_id"] = doc.pop("id")
     for name in ("state", "role"):  # enums are stored as their plain string values
         if hasattr(doc.get(name), "value"):
@@ -66,7 +67,7 @@ def _mine(owner: str | None) -> Document:
 
 @dataclass(frozen=True)
 class Page(Generic[R]):
-    """One page of a list, newest first, and the id to continue after (None on the last page)."""
+    """One page of a list (newest first unless asked otherwise) and the id to continue after (None on the last page)."""
 
     items: list[R]
     next_after: str | None
@@ -95,6 +96,49 @@ class FileFilter:
             created["$lt"] = self.created_before
         if created:
             query["created"] = created
+        return query
+
+
+def _between(after: datetime | None, before: datetime | None) -> Document:
+    span: Document = {}
+    if after is not None:
+        span["$gt"] = after
+    if before is not None:
+        span["$lt"] = before
+    return span
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list shows: all of them unless narrowed."""
+
+    states: tuple[JobState, ...] = ()
+    exit_code: int | None = None
+    app: str | None = None
+    tag: str | None = None
+    name_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    finished_after: datetime | None = None
+    finished_before: datetime | None = None
+
+    def query(self) -> Document:
+        """The Mongo filter for these conditions."""
+        query: Document = {}
+        if self.states:
+            query["state"] = {"$in": [state.value for state in self.states]}
+        if self.exit_code is not None:
+            query["exit_code"] = self.exit_code
+        if self.app is not None:
+            query["app"] = self.app
+        if self.tag is not None:
+            query["tags"] = self.tag
+        if self.name_prefix:
+            query["name"] = {"$regex": "^" + re.escape(self.name_prefix)}
+        if created := _between(self.created_after, self.created_before):
+            query["created"] = created
+        if finished := _between(self.finished_after, self.finished_before):
+            query["finished"] = finished
         return query
 
 
@@ -145,18 +189,35 @@ class MongoStore:
             await self._files.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._users.create_index("username", unique=True)
             await self._keys.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
-            await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING)])
             await self._uploads.create_index("expires")
             await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("datasets", ASCENDING), ("state", ASCENDING)])
+            # The list filters: each narrows one owner's jobs, which are then read in id order.
+            # (owner, state, _id) also serves the (owner, state) lookups of active jobs.
+            await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("app", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("tags", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("name", ASCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("finished", DESCENDING)])
 
-    async def _page(self, collection: Any, cls: type[R], match: Document, *, limit: int, after: str | None) -> Page[R]:
+    async def _page(
+        self,
+        collection: Any,
+        cls: type[R],
+        match: Document,
+        *,
+        limit: int,
+        after: str | None,
+        oldest_first: bool = False,
+    ) -> Page[R]:
+        # Ids are ULIDs, so id order is creation order and the cursor is simply the last id seen.
         query = dict(match)
         if after is not None:
-            query["_id"] = {"$lt": after}
+            query["_id"] = {"$gt" if oldest_first else "$lt": after}
+        order = ASCENDING if oldest_first else DESCENDING
         with _translated(f"list {collection.name}"):
-            docs = await collection.find(query).sort("_id", DESCENDING).limit(limit + 1).to_list(None)
+            docs = await collection.find(query).sort("_id", order).limit(limit + 1).to_list(None)
         more = len(docs) > limit
         docs = docs[:limit]
         next_after = docs[-1]["_id"] if more and docs else None
@@ -388,9 +449,18 @@ class MongoStore:
             raise NotFound(f"no job {job_id}")
         return _from_doc(Job, doc)
 
-    async def list_jobs(self, *, owner: str | None, limit: int, after: str | None) -> Page[Job]:
-        """Jobs, newest first."""
-        return await self._page(self._jobs, Job, _mine(owner), limit=limit, after=after)
+    async def list_jobs(
+        self,
+        *,
+        owner: str | None,
+        limit: int,
+        after: str | None,
+        where: JobFilter | None = None,
+        oldest_first: bool = False,
+    ) -> Page[Job]:
+        """Jobs, newest first (or oldest first), narrowed by ``where``."""
+        match = _mine(owner) | (where or JobFilter()).query()
+        return await self._page(self._jobs, Job, match, limit=limit, after=after, oldest_first=oldest_first)
 
     async def active_jobs_using(self, file_id: str, *, owner: str) -> list[str]:
         """Ids of ``owner``'s QUEUED or RUNNING jobs that take ``file_id`` as an input.
@@ -445,9 +515,26 @@ class MongoStore:
         """Attach the packaged archive unless one is attached already; None if it was."""
         return await self._transition({"_id": job_id, "archive": None}, {"archive": archive.model_dump()})
 
-    async def _transition(self, match: Document, changes: Document) -> Job | None:
+    async def force_state(self, job: Job, change: StateChange) -> Job | None:
+        """Set the state of ``job`` to ``change.to`` and append the change to its history.
+
+        None if the job is no longer in ``change.from_`` (something else moved it meanwhile).
+        A forced end also stamps ``finished`` (if unset) and, for a RUNNING job, ``cancel_requested``,
+        so its runner stops the app rather than running on for a job that is over.
+        """
+        changes: Document = {"state": change.to.value}
+        if change.to.terminal and job.finished is None:
+            changes["finished"] = change.at
+        if change.to.terminal and change.from_ is JobState.RUNNING and job.cancel_requested is None:
+            changes["cancel_requested"] = change.at
+        entry = change.model_dump(mode="python", by_alias=True)
+        entry["from"], entry["to"] = change.from_.value, change.to.value
+        return await self._transition({"_id": job.id, "state": change.from_.value}, changes, push={"history": entry})
+
+    async def _transition(self, match: Document, changes: Document, *, push: Document | None = None) -> Job | None:
+        update: Document = {"$set": changes} | ({"$push": push} if push else {})
         with _translated(f"job {match['_id']}"):
-            doc = await self._jobs.find_one_and_update(match, {"$set": changes}, return_document=ReturnDocument.AFTER)
+            doc = await self._jobs.find_one_and_update(match, update, return_document=ReturnDocument.AFTER)
         return None if doc is None else _from_doc(Job, doc)
 
     # Workers and cluster counts

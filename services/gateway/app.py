@@ -13,7 +13,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from services.gateway import apps, cluster, datasets, files, health, jobs, uploads, users
+from services.gateway import (
+    apps,
+    cluster,
+    datasets,
+    files,
+    forced_states,
+    health,
+    job_deletion,
+    jobs,
+    reruns,
+    uploads,
+    users,
+)
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
@@ -101,8 +113,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/jobs", jobs.submit, methods=["POST"]),
                 Route("/jobs", jobs.list_jobs),
                 Route("/jobs/{job_id}", jobs.describe, name="job"),
+                Route("/jobs/{job_id}", job_deletion.remove, methods=["DELETE"]),
                 Route("/jobs/{job_id}/archive", jobs.archive, name="job_archive"),
                 Route("/jobs/{job_id}/cancel", jobs.cancel, methods=["POST"]),
+                Route("/jobs/{job_id}/rerun", reruns.rerun, methods=["POST"]),
+                Route("/jobs/{job_id}/state", forced_states.force, methods=["POST"]),
             ],
         ),
     ]

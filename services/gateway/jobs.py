@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +13,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from services.gateway.apps import find_app
 from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body
+from services.gateway.datasets import Name, Tag
+from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.state import deps
@@ -25,8 +27,11 @@ from shared.storage import ObjectStorage
 from shared.tasks import RUN_JOB
 
 log = structlog.get_logger()
+M = TypeVar("M", bound=BaseModel)
 MAX_BODY_BYTES = 1 * 2**20
 _BRANCHES = frozenset({"str", DatasetInput.__name__})
+MAX_TAGS = 20
+DEFAULT_PRIORITY = 5
 INPUT_SHAPE = 'must be a file id, {"dataset": ID} or {"dataset": ID, "path": MEMBER}'
 
 
@@ -38,6 +43,9 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = {}
     inputs: dict[str, InputValue] = Field(default={}, description="input slot -> file id, or {dataset, path?}")
     timeout_seconds: int | None = Field(default=None, ge=1)
+    name: Name | None = None
+    tags: list[Tag] = Field(default=[], max_length=MAX_TAGS)
+    priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=9, description="0 (lowest) to 9; stored, not yet used")
 
 
 def _input_violation(violation: Violation) -> Violation:
@@ -50,10 +58,10 @@ def _input_violation(violation: Violation) -> Violation:
     return Violation("/".join(parts[:3] + parts[4:]), violation.detail)
 
 
-def parse_job_request(raw: bytes) -> JobRequest:
-    """The job request, with every shape error pointed at."""
+def parse_job_request(raw: bytes, model: type[M] = JobRequest) -> M:  # type: ignore[assignment]
+    """The job request (or another body holding inputs), with every shape error pointed at."""
     try:
-        return parse_model(raw, JobRequest)
+        return parse_model(raw, model)
     except Invalid as exc:
         violations = list(dict.fromkeys(_input_violation(v) for v in exc.violations))
         raise Invalid("the job request is malformed", violations) from None
@@ -79,7 +87,13 @@ async def check_inputs(store: MongoStore, inputs: dict[str, InputValue], *, owne
 
 
 async def submit_job(
-    *, store: MongoStore, broker: Broker, apps: dict[str, AppSpec], request: JobRequest, owner: str
+    *,
+    store: MongoStore,
+    broker: Broker,
+    apps: dict[str, AppSpec],
+    request: JobRequest,
+    owner: str,
+    rerun_of: str | None = None,
 ) -> Job:
     """Validate against the app, check the inputs exist and are the owner's, store the job, then dispatch it."""
     spec = find_app(apps, request.app)
@@ -100,6 +114,10 @@ async def submit_job(
         inputs=request.inputs,
         timeout_seconds=timeout,
         created=utcnow(),
+        name=request.name,
+        tags=sorted(set(request.tags)),
+        priority=request.priority,
+        rerun_of=rerun_of,
     )
     await store.insert_job(job)
     try:
@@ -128,6 +146,10 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "params": job.params,
         "inputs": job.inputs_json(),
         "timeout_seconds": job.timeout_seconds,
+        "name": job.name,
+        "tags": job.tags,
+        "priority": job.priority,
+        "rerun_of": job.rerun_of,
         "state": job.state.value,
         "exit_code": job.exit_code,
         "created": iso(job.created),
@@ -138,6 +160,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "cancel_requested": None if job.cancel_requested is None else job.cancel_requested.isoformat(),
         "outputs": [o.model_dump(exclude={"key"}) for o in job.outputs],
         "archive": None if job.archive is None else job.archive.model_dump(mode="json", exclude={"key"}),
+        "history": [change.model_dump(mode="json", by_alias=True) for change in job.history],
         "links": {
             "self": url,
             "app": str(request.url_for("app", name=job.app)),
@@ -217,10 +240,15 @@ async def describe(request: Request) -> Response:
 
 
 async def list_jobs(request: Request) -> Response:
-    """GET /v1/jobs: the caller's jobs (an admin's: everyone's), newest first."""
+    """GET /v1/jobs: the caller's jobs (an admin's: everyone's), filtered, newest first unless ``sort=created``."""
     wanted = page_request(request)
+    query = job_query(request)
     page = await deps(request).store.list_jobs(
-        owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
+        owner=principal(request).owner_filter,
+        limit=wanted.limit,
+        after=wanted.after,
+        where=query.where,
+        oldest_first=query.oldest_first,
     )
     return page_response(request, page, lambda job: render_job(request, job))
 

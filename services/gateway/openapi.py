@@ -20,9 +20,12 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from services.gateway import schemas
 from services.gateway.datasets import DatasetChanges, DatasetRequest
+from services.gateway.forced_states import ForcedState
 from services.gateway.jobs import JobRequest
+from services.gateway.reruns import RerunRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser
+from shared.models import JobState
 
 META_PATHS = frozenset({"/openapi.json", "/docs"})
 ERROR_TEXT = {
@@ -187,13 +190,66 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "An app: parameter schema, inputs, outputs, limits", "apps", 200, schemas.AppOut
     ),
     ("POST", "/v1/jobs"): Operation("Submit a job", "jobs", 201, schemas.JobOut, body=JobRequest),
-    ("GET", "/v1/jobs"): Operation("The caller's jobs, newest first", "jobs", 200, schemas.JobPage, query=PAGED),
+    ("GET", "/v1/jobs"): Operation(
+        "The caller's jobs (an admin's: everyone's), newest first; every filter given must hold",
+        "jobs",
+        200,
+        schemas.JobPage,
+        query=(
+            *PAGED,
+            Param(
+                "state",
+                "Only jobs in these states: repeat it, or separate them with commas",
+                {"type": "array", "items": {"type": "string", "enum": [state.value for state in JobState]}},
+            ),
+            Param("exit_code", "Only jobs that exited with this code", {"type": "integer"}),
+            Param("app", "Only jobs of this app"),
+            Param("tag", "Only jobs with this tag", {"type": "string", "pattern": "^[a-z0-9._-]{1,50}$"}),
+            Param("name_prefix", "Only names starting with this text (taken literally)"),
+            Param("created_after", "ISO 8601 time"),
+            Param("created_before", "ISO 8601 time"),
+            Param("finished_after", "ISO 8601 time"),
+            Param("finished_before", "ISO 8601 time"),
+            Param(
+                "sort",
+                "created: oldest first; -created: newest first (the default)",
+                {"type": "string", "enum": ["created", "-created"]},
+            ),
+        ),
+        errors=(400,),
+    ),
     ("GET", "/v1/jobs/{job_id}"): Operation("A job", "jobs", 200, schemas.JobOut),
+    ("DELETE", "/v1/jobs/{job_id}"): Operation(
+        "Delete a job with its outputs, logs and archive; an unfinished job is canceled first "
+        "(409 with Retry-After while a running one is being stopped and packaged)",
+        "jobs",
+        204,
+        None,
+        errors=(409,),
+    ),
     ("POST", "/v1/jobs/{job_id}/cancel"): Operation(
         "Cancel: QUEUED becomes CANCELED at once; RUNNING is stopped within seconds; finished jobs stay as they are",
         "jobs",
         200,
         schemas.JobOut,
+    ),
+    ("POST", "/v1/jobs/{job_id}/rerun"): Operation(
+        "Submit a new job like this one (same app and version), with optional overrides; "
+        "409 if that app version is no longer installed",
+        "jobs",
+        201,
+        schemas.JobOut,
+        body=RerunRequest,
+        body_optional=True,
+        errors=(409,),
+    ),
+    ("POST", "/v1/jobs/{job_id}/state"): Operation(
+        "Force a job's state, with a reason kept in its history (admin; 409 if it is in that state already)",
+        "jobs",
+        200,
+        schemas.JobOut,
+        body=ForcedState,
+        errors=(403, 409),
     ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
         "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)

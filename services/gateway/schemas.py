@@ -183,6 +183,15 @@ class JobErrorOut(Out):
     stderr_tail: str
 
 
+class StateChangeOut(Out):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    at: str
+    from_: JobState = Field(alias="from")
+    to: JobState
+    by: str = Field(description="the admin's username")
+    reason: str
+
+
 class JobLinks(Out):
     self: str
     app: str
@@ -198,6 +207,10 @@ class JobOut(Out):
     params: dict[str, Any]
     inputs: dict[str, Any]
     timeout_seconds: int
+    name: str | None
+    tags: list[str]
+    priority: int = Field(ge=0, le=9)
+    rerun_of: str | None = Field(description="the id of the job this one re-runs")
     state: JobState
     exit_code: int | None
     created: str
@@ -208,6 +221,7 @@ class JobOut(Out):
     cancel_requested: str | None = Field(description="when a cancel of the running job was asked for")
     outputs: list[OutputOut]
     archive: ArchiveOut | None
+    history: list[StateChangeOut] = Field(description="forced state changes, oldest first")
     links: JobLinks
 
 

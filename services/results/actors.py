@@ -21,8 +21,12 @@ ACTOR_TIME_LIMIT_MS = 6 * 3600 * 1000
 
 
 async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStorage) -> None:
-    """Package a finished job once; a job already packaged is left alone."""
-    job = await store.get_job(job_id)
+    """Package a finished job once; a job already packaged, or deleted meanwhile, is left alone."""
+    try:
+        job = await store.get_job(job_id)
+    except NotFound:
+        log.info("job_gone", job_id=job_id)  # deleted by its owner: nothing left to package
+        return
     if job.archive is not None:
         log.info("archive_exists", job_id=job_id)
         return

@@ -206,7 +206,12 @@ async def execute_job(
     active.admit()
     job = await store.claim_job(job_id, worker=worker)
     if job is None:
-        current = await store.get_job(job_id)
+        try:
+            current = await store.get_job(job_id)
+        except NotFound:
+            # Deleted before it ran (DELETE cancels a queued job and removes it): nothing to do, nothing failed.
+            log.info("job_gone", job_id=job_id)
+            return
         log.info("job_claim_skipped", job_id=job_id, state=current.state.value, worker=current.worker)
         if current.state.terminal and current.archive is None:
             await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job_id)

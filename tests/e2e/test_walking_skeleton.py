@@ -142,8 +142,8 @@ def test_bad_params_are_422_listing_every_error_and_store_nothing(api: httpx.Cli
 
 
 def test_malformed_job_request_is_422_with_pointers(api: httpx.Client) -> None:
-    details = problem(submit(api, {"app": "flood", "inputs": {"elevation": 5}, "priority": 1}), 422)
-    assert {e["pointer"] for e in details["errors"]} == {"/inputs/elevation", "/priority"}
+    details = problem(submit(api, {"app": "flood", "inputs": {"elevation": 5}, "urgency": 1}), 422)
+    assert {e["pointer"] for e in details["errors"]} == {"/inputs/elevation", "/urgency"}
 
 
 def test_nan_and_infinity_are_not_json_numbers(api: httpx.Client) -> None:

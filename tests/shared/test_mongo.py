@@ -18,6 +18,7 @@ from shared.models import (
     Job,
     JobState,
     PendingUpload,
+    StateChange,
     new_id,
     utcnow,
 )
@@ -147,8 +148,41 @@ def test_archive_is_attached_once(settings: Settings) -> None:
     assert stored.archive is not None and stored.archive.key == "a"
 
 
+def forced(job: Job, to: JobState, reason: str) -> StateChange:
+    return StateChange.model_validate({"at": utcnow(), "from": job.state, "to": to, "by": "root", "reason": reason})
+
+
+def test_of_concurrent_forced_changes_from_one_state_only_one_wins(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[list[Job | None], Job]:
+        job = make_job()
+        await store.insert_job(job)
+        targets = [JobState.FAILED, JobState.CANCELED, JobState.SUCCEEDED, JobState.RUNNING]
+        results = await asyncio.gather(*(store.force_state(job, forced(job, to, f"to {to}")) for to in targets))
+        return results, await store.get_job(job.id)
+
+    results, stored = in_store(settings, scenario)
+    winners = [result for result in results if result is not None]
+    assert len(winners) == 1 and stored == winners[0]
+    assert len(stored.history) == 1 and stored.history[0].to is stored.state
+    assert stored.history[0].from_ is JobState.QUEUED
+
+
+def test_a_forced_end_of_a_running_job_stamps_finished_and_asks_its_runner_to_stop(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> Job | None:
+        job = make_job()
+        await store.insert_job(job)
+        running = await store.claim_job(job.id, worker="w")
+        assert running is not None
+        return await store.force_state(running, forced(running, JobState.FAILED, "stuck"))
+
+    stopped = in_store(settings, scenario)
+    assert stopped is not None and stopped.state is JobState.FAILED
+    assert stopped.finished is not None and stopped.cancel_requested is not None
+
+
 def test_a_job_reads_back_as_it_was_written(settings: Settings) -> None:
-    job = make_job(params={"nested": {"a": [1, 2.5, "x"]}})
+    job = make_job(params={"nested": {"a": [1, 2.5, "x"]}}, name="n", tags=["a", "b"], priority=9, rerun_of=new_id())
+    job = job.model_copy(update={"history": [forced(job, JobState.FAILED, "why")]})
 
     async def scenario(store: MongoStore) -> Job:
         await store.insert_job(job)

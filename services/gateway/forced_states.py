@@ -1,0 +1,51 @@
+"""Forcing a job's state (admins only), to unstick a job; every forced change is kept in the job's history."""
+
+from __future__ import annotations
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.auth import principal
+from services.gateway.bodies import read_model
+from services.gateway.jobs import render_job
+from services.gateway.state import deps
+from services.gateway.users import require_admin
+from shared.errors import Conflict
+from shared.models import Job, JobState, StateChange, utcnow
+from shared.mongo import MongoStore
+
+log = structlog.get_logger()
+
+
+class ForcedState(BaseModel):
+    """The body of POST /v1/jobs/{id}/state."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: JobState
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
+
+
+async def force_state(*, store: MongoStore, job: Job, wanted: ForcedState, by: str) -> Job:
+    """Move ``job`` to ``wanted.state`` and record who did it and why; 409 if it is there already or moved meanwhile."""
+    if job.state is wanted.state:
+        raise Conflict(f"job {job.id} is already {job.state.value}")
+    change = StateChange.model_validate(
+        {"at": utcnow(), "from": job.state, "to": wanted.state, "by": by, "reason": wanted.reason}
+    )
+    forced = await store.force_state(job, change)
+    if forced is None:
+        raise Conflict(f"job {job.id} changed state meanwhile; look at it again", retry_after=1)
+    log.warning("job_state_forced", job_id=job.id, state_from=job.state.value, state_to=wanted.state.value, by=by)
+    return forced
+
+
+async def force(request: Request) -> Response:
+    """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin."""
+    who = principal(request)
+    store = deps(request).store
+    job = await store.get_job(request.path_params["job_id"], owner=who.owner_filter)
+    require_admin(who)
+    wanted = await read_model(request, ForcedState)
+    return JSONResponse(render_job(request, await force_state(store=store, job=job, wanted=wanted, by=who.username)))

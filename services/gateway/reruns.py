@@ -1,0 +1,90 @@
+"""Rerun: a new job cloned from an old one, with optional overrides, validated like any submission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.auth import principal
+from services.gateway.bodies import read_body
+from services.gateway.datasets import Name, Tag
+from services.gateway.jobs import MAX_BODY_BYTES, MAX_TAGS, JobRequest, parse_job_request, render_job, submit_job
+from services.gateway.state import deps
+from shared.apps import AppSpec
+from shared.broker import Broker
+from shared.errors import Conflict
+from shared.models import InputValue, Job
+from shared.mongo import MongoStore
+
+
+class RerunRequest(BaseModel):
+    """The optional body of POST /v1/jobs/{id}/rerun: what to change; everything else is the old job's."""
+
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any] = Field(default={}, description="merged over the old parameters, name by name")
+    inputs: dict[str, InputValue] = Field(default={}, description="merged over the old inputs, slot by slot")
+    timeout_seconds: int | None = Field(default=None, ge=1)
+    name: Name | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
+    priority: int | None = Field(default=None, ge=0, le=9)
+
+
+def _installed(apps: dict[str, AppSpec], job: Job) -> AppSpec:
+    spec = apps.get(job.app)
+    if spec is None:
+        raise Conflict(f"job {job.id} ran app {job.app}, which is no longer installed; submit a new job instead")
+    if spec.version != job.app_version:
+        raise Conflict(
+            f"job {job.id} ran {job.app} {job.app_version}, but {spec.version} is installed now; "
+            "submit a new job to run the new version"
+        )
+    return spec
+
+
+def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
+    """The submission that repeats ``job`` with ``changes`` applied."""
+    return JobRequest(
+        app=job.app,
+        params=job.params | changes.params,
+        inputs=job.inputs | changes.inputs,
+        timeout_seconds=changes.timeout_seconds or job.timeout_seconds,
+        name=changes.name if changes.name is not None else job.name,
+        tags=changes.tags if changes.tags is not None else job.tags,
+        priority=changes.priority if changes.priority is not None else job.priority,
+    )
+
+
+async def rerun_job(
+    *,
+    store: MongoStore,
+    broker: Broker,
+    apps: dict[str, AppSpec],
+    job_id: str,
+    owner: str | None,
+    raw: bytes,
+) -> Job:
+    """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
+    job = await store.get_job(job_id, owner=owner)
+    changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
+    _installed(apps, job)
+    return await submit_job(
+        store=store, broker=broker, apps=apps, request=clone_request(job, changes), owner=job.owner, rerun_of=job.id
+    )
+
+
+async def rerun(request: Request) -> Response:
+    """POST /v1/jobs/{job_id}/rerun."""
+    d = deps(request)
+    job = await rerun_job(
+        store=d.store,
+        broker=d.broker,
+        apps=d.apps,
+        job_id=request.path_params["job_id"],
+        owner=principal(request).owner_filter,
+        raw=await read_body(request, MAX_BODY_BYTES),
+    )
+    body = render_job(request, job)
+    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
