@@ -14,10 +14,10 @@ import pytest
 
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 from services.gateway.schemas import JobOut
-from tests.conftest import UserFactory
+from tests.conftest import UserFactory, problem, upload
 from tests.e2e.test_cancel import long_job, wait_for_app
 from tests.e2e.test_runner_shutdown import processes_mentioning
-from tests.e2e.test_walking_skeleton import problem, upload, wait_for, wait_for_archive
+from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
 VALLEY = "apps/flood/example/valley.csv"
