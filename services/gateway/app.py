@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
-from services.gateway import apps, cluster, datasets, files, health, jobs, uploads, users
+from services.gateway import apps, cluster, datasets, events, files, health, jobs, uploads, users
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
@@ -103,6 +103,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/jobs/{job_id}", jobs.describe, name="job"),
                 Route("/jobs/{job_id}/archive", jobs.archive, name="job_archive"),
                 Route("/jobs/{job_id}/cancel", jobs.cancel, methods=["POST"]),
+                Route("/jobs/{job_id}/events", events.job_stream, name="job_events"),
+                Route("/events", events.caller_stream),
             ],
         ),
     ]

@@ -187,6 +187,13 @@ class JobLinks(Out):
     self: str
     app: str
     archive: str
+    events: str
+
+
+class ProgressOut(Out):
+    percent: float = Field(ge=0, le=100)
+    step: str
+    at: str
 
 
 class JobOut(Out):
@@ -208,6 +215,7 @@ class JobOut(Out):
     cancel_requested: str | None = Field(description="when a cancel of the running job was asked for")
     outputs: list[OutputOut]
     archive: ArchiveOut | None
+    progress: ProgressOut | None = Field(description='the app\'s latest ##quern progress PERCENT "STEP" line')
     links: JobLinks
 
 

@@ -9,10 +9,22 @@ dropped; the complete logs are uploaded when the job ends), each cut to ``max_li
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+import structlog
+
+from shared.errors import AppError
+from shared.models import Job, JobProgress, job_event
+from shared.mongo import MongoStore
+
+log = structlog.get_logger()
+T = TypeVar("T")
+TICK_SECONDS = 1.0
 PROGRESS = re.compile(r'^##quern progress (\d{1,3}(?:\.\d+)?) "(.*)"\s*$')
 MAX_LINES = 50
 MAX_BYTES = 64 * 1024
@@ -130,3 +142,36 @@ class Follower:
         budget[0] -= 1
         budget[1] -= size
         tick.lines.setdefault(name, []).append(line)
+
+
+async def follow_app(
+    exit: Awaitable[T], *, job: Job, files: dict[str, Path], store: MongoStore, every: float = TICK_SECONDS
+) -> T:
+    """Await the app's end, recording its progress and log lines about every ``every`` seconds meanwhile."""
+    follower = Follower(files)
+    running = asyncio.ensure_future(exit)
+    try:
+        while not running.done():
+            await asyncio.wait({running}, timeout=every)
+            await _report(await asyncio.to_thread(follower.tick, final=running.done()), job=job, store=store)
+    finally:
+        running.cancel()  # no-op once it is done; otherwise the app must not outlive its follower
+    return running.result()
+
+
+async def _report(tick: Tick, *, job: Job, store: MongoStore) -> None:
+    """Record a tick's progress (on the job, and as events) and log lines; a database hiccup loses only these."""
+    events = [job_event(job, "progress", {"percent": p.percent, "step": p.step}) for p in tick.progress]
+    for name, lines in tick.lines.items():
+        events.append(job_event(job, "log", {"stream": name, "lines": lines}))
+    if tick.dropped:
+        log.info("job_log_lines_dropped", job_id=job.id, dropped=tick.dropped)
+    try:
+        if tick.progress:
+            last = events[len(tick.progress) - 1]
+            await store.set_progress(
+                job.id, JobProgress(percent=last.data["percent"], step=last.data["step"], at=last.at)
+            )
+        await store.insert_events(events)
+    except AppError as exc:
+        log.warning("job_events_lost", job_id=job.id, detail=exc.detail, events=len(events))
