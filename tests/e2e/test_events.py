@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import UserFactory
+from tests.e2e.test_cancel import long_job, wait_for_app
 from tests.e2e.test_walking_skeleton import run_flood, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -108,3 +109,17 @@ def test_a_malformed_resume_point_is_400(flood: tuple[httpx.Client, str, list[di
     user, job_id, _ = flood
     assert user.get(f"/v1/jobs/{job_id}/events", params={"after": "nope"}).status_code == 400
     assert user.get("/v1/events", params={"wait": 301}).status_code == 400
+
+
+def test_a_cancelled_jobs_stream_shows_the_request_and_ends_canceled(make_user: UserFactory, project: Path) -> None:
+    user = make_user()
+    job = long_job(user, project)
+    wait_for_app(job["id"])
+    assert user.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+    events = read_stream(user, f"/v1/jobs/{job['id']}/events")
+    assert states(events) == ["QUEUED", "RUNNING", "RUNNING", "CANCELED"]
+    requested = [e["data"]["data"] for e in events if e["event"] == "state"][2]
+    assert requested == {"state": "RUNNING", "cancel_requested": True}
+    assert [e for e in events if e["event"] == "state"][-1]["data"]["data"]["reason"] == (
+        "canceled on request while it ran"
+    )
