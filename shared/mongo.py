@@ -522,12 +522,19 @@ class MongoStore:
                 await self._events.insert_many([_to_doc(event) for event in events], ordered=True)
 
     async def events_after(
-        self, after: str | None, *, job_id: str | None = None, owner: str | None = None, limit: int = 500
+        self,
+        after: str | None,
+        *,
+        before: str | None = None,
+        job_id: str | None = None,
+        owner: str | None = None,
+        limit: int = 500,
     ) -> list[Event]:
-        """Up to ``limit`` events after the id ``after``, oldest first: one job's, or ``owner``'s (None: all)."""
+        """Up to ``limit`` events between the ids ``after`` and ``before``, oldest first: one job's, or ``owner``'s."""
         match: Document = _mine(owner) | ({} if job_id is None else {"job_id": job_id})
-        if after is not None:
-            match["_id"] = {"$gt": after}
+        bounds = ({} if after is None else {"$gt": after}) | ({} if before is None else {"$lt": before})
+        if bounds:
+            match["_id"] = bounds
         with _translated("list events"):
             docs = await self._events.find(match).sort("_id", ASCENDING).limit(limit).to_list(None)
         return [_from_doc(Event, doc) for doc in docs]

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from ulid import ULID
 
 from services.gateway.auth import principal
 from services.gateway.state import deps
@@ -30,14 +31,22 @@ POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 10.0
 DEFAULT_WAIT_SECONDS = 30
 MAX_WAIT_SECONDS = 300
+# Events are written by several processes, so one may be stored a moment after a later-numbered
+# one; streams send only events older than this, so none is skipped by the "after the last id" query.
+SETTLED_LAG_SECONDS = 1.0
 # A runner records a job's terminal event just after its state; a job finished longer ago than
 # this, with nothing left to send, has no more events coming for its stream.
-SETTLE_SECONDS = 2.0
+SETTLE_SECONDS = 3.0
 BATCH = 500
 KEEP_ALIVE = ": keep-alive\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _ID = re.compile(r"^[0-9a-z]{26}$")
 _TERMINAL = {state.value for state in JobState if state.terminal}
+
+
+def horizon() -> str:
+    """The lowest id of ``SETTLED_LAG_SECONDS`` ago: streams send events below it."""
+    return str(ULID.from_int(int((time.time() - SETTLED_LAG_SECONDS) * 1000) << 80)).lower()
 
 
 def render_event(event: Event) -> dict[str, Any]:
@@ -71,7 +80,7 @@ async def job_events(store: MongoStore, job_id: str, *, after: str | None) -> As
     beat = time.monotonic()
     try:
         while True:
-            events = await store.events_after(after, job_id=job_id, limit=BATCH)
+            events = await store.events_after(after, before=horizon(), job_id=job_id, limit=BATCH)
             for event in events:
                 yield sse(event)
                 after, beat = event.id, time.monotonic()
@@ -96,7 +105,7 @@ async def caller_events(store: MongoStore, owner: str | None, *, after: str | No
     quiet_since = beat = time.monotonic()
     try:
         while True:
-            events = await store.events_after(after, owner=owner, limit=BATCH)
+            events = await store.events_after(after, before=horizon(), owner=owner, limit=BATCH)
             for event in events:
                 yield sse(event)
                 after = event.id
