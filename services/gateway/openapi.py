@@ -40,11 +40,12 @@ ERROR_TEXT = {
 
 @dataclass(frozen=True)
 class Param:
-    """A query parameter."""
+    """A query (or header) parameter."""
 
     name: str
     description: str
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    location: str = "query"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ PAGED = (
 )
 WAIT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 300}
 AFTER = Param("after", "Continue after this event id (as the Last-Event-ID header does)")
+LAST_EVENT_ID = Param(
+    "Last-Event-ID", "Continue after this event id (sent by EventSource on reconnect)", location="header"
+)
 EVENT_STREAM = "text/event-stream"
 # Before OpenAPI 3.2's itemSchema, a text/event-stream schema describes each event.
 SSE_EVENT: dict[str, Any] = {
@@ -218,7 +222,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "jobs",
         200,
         None,
-        query=(AFTER,),
+        query=(AFTER, LAST_EVENT_ID),
         media_type=EVENT_STREAM,
     ),
     ("GET", "/v1/events"): Operation(
@@ -228,6 +232,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         None,
         query=(
             AFTER,
+            LAST_EVENT_ID,
             Param("wait", "Seconds without events before the stream ends, 1-300 (default 30)", WAIT_SCHEMA),
         ),
         media_type=EVENT_STREAM,
@@ -271,7 +276,7 @@ def build_document(routes: list[BaseRoute]) -> dict[str, Any]:
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"{(\w+)}", path)
         ] + [
-            {"name": p.name, "in": "query", "required": False, "description": p.description, "schema": p.schema}
+            {"name": p.name, "in": p.location, "required": False, "description": p.description, "schema": p.schema}
             for p in op.query
         ]
         answer: dict[str, Any] = {"description": op.summary}
