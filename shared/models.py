@@ -1,4 +1,4 @@
-"""The records the services share through MongoDB: users, keys, files, pending uploads, datasets and jobs.
+"""The records the services share through MongoDB: users, keys, files, pending uploads, datasets, jobs and events.
 
 Ids are ULID strings: unique, sortable by creation time, and readable in URLs and logs.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from ulid import ULID
@@ -16,6 +16,19 @@ from ulid import ULID
 def new_id() -> str:
     """A fresh, time-sortable id."""
     return str(ULID()).lower()
+
+
+_last_event_id = ""
+
+
+def new_event_id() -> str:
+    """A fresh id greater than every other this process made, so one job's events keep their order."""
+    global _last_event_id
+    candidate = str(ULID()).lower()
+    if candidate <= _last_event_id:
+        candidate = str(ULID.from_int(int(ULID.from_str(_last_event_id.upper())) + 1)).lower()
+    _last_event_id = candidate
+    return candidate
 
 
 def utcnow() -> datetime:
@@ -197,6 +210,28 @@ class StateChange(Record):
     reason: str
 
 
+class JobProgress(Record):
+    """The app's latest progress report."""
+
+    percent: float
+    step: str
+    at: datetime
+
+
+EventType = Literal["state", "progress", "log", "archive"]
+
+
+class Event(Record):
+    """Something that happened to a job; ids order a job's events."""
+
+    id: str
+    job_id: str
+    owner: str
+    type: EventType
+    at: datetime
+    data: dict[str, Any]
+
+
 class Job(Record):
     """One run of an app with validated parameters and staged inputs."""
 
@@ -223,6 +258,7 @@ class Job(Record):
     priority: int = 5
     rerun_of: str | None = Field(default=None, description="the job this one re-runs")
     history: list[StateChange] = Field(default=[], description="forced state changes, oldest first")
+    progress: JobProgress | None = None
 
     @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset
     @property
@@ -258,3 +294,16 @@ class WorkerInfo(Record):
     queues: list[str]
     started: datetime
     heartbeat: datetime
+
+
+def job_event(job: Job, type: EventType, data: dict[str, Any]) -> Event:
+    """A new event of ``job``'s, happening now."""
+    return Event(id=new_event_id(), job_id=job.id, owner=job.owner, type=type, at=utcnow(), data=data)
+
+
+def state_event(job: Job) -> Event:
+    """The event saying ``job`` entered its current state (with its exit code and why, once finished)."""
+    data: dict[str, Any] = {"state": job.state.value}
+    if job.state.terminal:
+        data |= {"exit_code": job.exit_code, "reason": None if job.error is None else job.error.reason}
+    return job_event(job, "state", data)

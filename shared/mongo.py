@@ -23,8 +23,10 @@ from shared.models import (
     ApiKey,
     Archive,
     Dataset,
+    Event,
     Job,
     JobError,
+    JobProgress,
     JobState,
     OutputFile,
     PendingUpload,
@@ -148,7 +150,7 @@ def _from_doc(cls: type[R], doc: Document) -> R:
 
 
 class MongoStore:
-    """Users, API keys, files, pending uploads, datasets and jobs in one database."""
+    """Users, API keys, files, pending uploads, datasets, jobs and their events in one database."""
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._client = client
@@ -160,6 +162,7 @@ class MongoStore:
         self._workers = self._db["workers"]
         self._uploads = self._db["uploads"]
         self._datasets = self._db["datasets"]
+        self._events = self._db["events"]
 
     @classmethod
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
@@ -181,9 +184,12 @@ class MongoStore:
         with _translated("ping"):
             await self._client.admin.command("ping")
 
-    async def ensure_indexes(self) -> None:
-        """Create the indexes the queries below rely on (idempotent)."""
+    async def ensure_indexes(self, *, event_retention_seconds: int = 7 * 24 * 3600) -> None:
+        """Create the indexes the queries below rely on (idempotent); events expire after the retention."""
         with _translated("create indexes"):
+            await self._events.create_index([("job_id", ASCENDING), ("_id", ASCENDING)])
+            await self._events.create_index([("owner", ASCENDING), ("_id", ASCENDING)])
+            await self._events.create_index("at", expireAfterSeconds=event_retention_seconds)
             await self._jobs.create_index([("state", ASCENDING), ("created", DESCENDING)])
             await self._jobs.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._files.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
@@ -515,6 +521,11 @@ class MongoStore:
         """Attach the packaged archive unless one is attached already; None if it was."""
         return await self._transition({"_id": job_id, "archive": None}, {"archive": archive.model_dump()})
 
+    async def set_progress(self, job_id: str, progress: JobProgress) -> None:
+        """Record the app's latest progress report on its job."""
+        with _translated(f"job {job_id}"):
+            await self._jobs.update_one({"_id": job_id}, {"$set": {"progress": progress.model_dump()}})
+
     async def force_state(self, job: Job, change: StateChange) -> Job | None:
         """Set the state of ``job`` to ``change.to`` and append the change to its history.
 
@@ -588,3 +599,29 @@ class MongoStore:
                 {"_id": {"$in": job_ids}, "cancel_requested": {"$ne": None}}, {"_id": 1}
             ).to_list(None)
         return [doc["_id"] for doc in docs]
+
+    # Events
+
+    async def insert_events(self, events: list[Event]) -> None:
+        """Record what happened to jobs, in order."""
+        if events:
+            with _translated("insert events"):
+                await self._events.insert_many([_to_doc(event) for event in events], ordered=True)
+
+    async def events_after(
+        self,
+        after: str | None,
+        *,
+        before: str | None = None,
+        job_id: str | None = None,
+        owner: str | None = None,
+        limit: int = 500,
+    ) -> list[Event]:
+        """Up to ``limit`` events between the ids ``after`` and ``before``, oldest first: one job's, or ``owner``'s."""
+        match: Document = _mine(owner) | ({} if job_id is None else {"job_id": job_id})
+        bounds = ({} if after is None else {"$gt": after}) | ({} if before is None else {"$lt": before})
+        if bounds:
+            match["_id"] = bounds
+        with _translated("list events"):
+            docs = await self._events.find(match).sort("_id", ASCENDING).limit(limit).to_list(None)
+        return [_from_doc(Event, doc) for doc in docs]

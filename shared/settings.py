@@ -131,6 +131,7 @@ class GatewaySettings(Settings):
     dataset_max_bytes: int = Field(default=32 * 2**30, ge=1)
     dataset_max_ratio: float = Field(default=200.0, ge=1)
     dataset_ratio_after_bytes: int = Field(default=64 * 2**20, ge=0)
+    event_retention_days: int = Field(default=7, ge=1, le=365)
 
     @field_validator("scratch_dir")
     @classmethod

@@ -17,6 +17,7 @@ from services.gateway import (
     apps,
     cluster,
     datasets,
+    events,
     files,
     forced_states,
     health,
@@ -118,6 +119,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/jobs/{job_id}/cancel", jobs.cancel, methods=["POST"]),
                 Route("/jobs/{job_id}/rerun", reruns.rerun, methods=["POST"]),
                 Route("/jobs/{job_id}/state", forced_states.force, methods=["POST"]),
+                Route("/jobs/{job_id}/events", events.job_stream, name="job_events"),
+                Route("/events", events.caller_stream),
             ],
         ),
     ]

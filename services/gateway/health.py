@@ -23,7 +23,7 @@ async def finish_setup(d: Deps) -> None:
     """Create the bucket (when configured), the indexes and the first admin; done once, at start or when ready."""
     if d.settings.s3_create_bucket:
         await run_in_threadpool(d.storage.ensure_bucket)
-    await d.store.ensure_indexes()
+    await d.store.ensure_indexes(event_retention_seconds=d.settings.event_retention_days * 86400)
     if d.settings.admin_username is not None and d.settings.admin_password is not None:
         await ensure_admin(
             store=d.store, username=d.settings.admin_username, password=d.settings.admin_password.get_secret_value()

@@ -43,11 +43,12 @@ ERROR_TEXT = {
 
 @dataclass(frozen=True)
 class Param:
-    """A query parameter."""
+    """A query (or header) parameter."""
 
     name: str
     description: str
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    location: str = "query"
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,33 @@ class Operation:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     public: bool = False
+    media_type: str = "application/json"
 
 
 PAGED = (
     Param("limit", "Items per page, 1-500 (default 50)", {"type": "integer", "minimum": 1, "maximum": 500}),
     Param("cursor", "The next_cursor of the previous page"),
 )
+WAIT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 300}
+AFTER = Param("after", "Continue after this event id (as the Last-Event-ID header does)")
+LAST_EVENT_ID = Param(
+    "Last-Event-ID", "Continue after this event id (sent by EventSource on reconnect)", location="header"
+)
+EVENT_STREAM = "text/event-stream"
+# Before OpenAPI 3.2's itemSchema, a text/event-stream schema describes each event.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "description": "The event id; send it back as Last-Event-ID to resume"},
+        "event": {"enum": ["state", "progress", "log", "archive"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "{id, job_id, type, at, data}",
+        },
+    },
+}
 REDIRECT = (Param("redirect", "1/true/yes: answer 302 to the URL instead", {"type": "string"}),)
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -251,6 +273,26 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=ForcedState,
         errors=(403, 409),
     ),
+    ("GET", "/v1/jobs/{job_id}/events"): Operation(
+        "The job's events as Server-Sent Events (state, progress, log, archive); ends once the job has finished",
+        "jobs",
+        200,
+        None,
+        query=(AFTER, LAST_EVENT_ID),
+        media_type=EVENT_STREAM,
+    ),
+    ("GET", "/v1/events"): Operation(
+        "The caller's job events (an admin's: all) as Server-Sent Events; ends after `wait` seconds without one",
+        "jobs",
+        200,
+        None,
+        query=(
+            AFTER,
+            LAST_EVENT_ID,
+            Param("wait", "Seconds without events before the stream ends, 1-300 (default 30)", WAIT_SCHEMA),
+        ),
+        media_type=EVENT_STREAM,
+    ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
         "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)
     ),
@@ -290,12 +332,14 @@ def build_document(routes: list[BaseRoute]) -> dict[str, Any]:
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"{(\w+)}", path)
         ] + [
-            {"name": p.name, "in": "query", "required": False, "description": p.description, "schema": p.schema}
+            {"name": p.name, "in": p.location, "required": False, "description": p.description, "schema": p.schema}
             for p in op.query
         ]
         answer: dict[str, Any] = {"description": op.summary}
         if op.answer is not None:
-            answer["content"] = {"application/json": {"schema": refs[(op.answer, "serialization")]}}
+            answer["content"] = {op.media_type: {"schema": refs[(op.answer, "serialization")]}}
+        elif op.media_type == EVENT_STREAM:
+            answer["content"] = {EVENT_STREAM: {"schema": SSE_EVENT}}
         responses: dict[str, Any] = {str(op.status): answer}
         errors = set(op.errors) | ({400, 404} if params else set())
         if not op.public:

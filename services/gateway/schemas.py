@@ -196,6 +196,13 @@ class JobLinks(Out):
     self: str
     app: str
     archive: str
+    events: str
+
+
+class ProgressOut(Out):
+    percent: float = Field(ge=0, le=100)
+    step: str
+    at: str
 
 
 class JobOut(Out):
@@ -222,6 +229,7 @@ class JobOut(Out):
     outputs: list[OutputOut]
     archive: ArchiveOut | None
     history: list[StateChangeOut] = Field(description="forced state changes, oldest first")
+    progress: ProgressOut | None = Field(description='the app\'s latest ##quern progress PERCENT "STEP" line')
     links: JobLinks
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import structlog
 
+from services.runner.follow import follow_app
 from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.errors import AppError, NotFound, Unavailable
-from shared.models import DatasetInput, Job, JobError, JobState, OutputFile
+from shared.models import DatasetInput, Event, Job, JobError, JobState, OutputFile, state_event
 from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
@@ -180,6 +181,14 @@ async def _stage_dataset(
     return directory if value.path is None else sandbox.member_path(slot, value.path)
 
 
+async def record_event(store: MongoStore, event: Event) -> None:
+    """Record an event; one lost to a database outage is logged, never fatal to the run."""
+    try:
+        await store.insert_events([event])
+    except AppError as exc:
+        log.warning("job_event_lost", job_id=event.job_id, type=event.type, detail=exc.detail)
+
+
 async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:
     """Record the outcome, riding out a Mongo outage rather than leaving the job RUNNING."""
     for pause in FINISH_BACKOFF_SECONDS:
@@ -218,6 +227,7 @@ async def execute_job(
         return
 
     log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=worker)
+    await record_event(store, state_event(job))
     sandbox = Sandbox(settings.work_dir, job.id)
     stop = active.start(job.id, store)
     state = JobState.FAILED
@@ -236,6 +246,7 @@ async def execute_job(
     if finished is None:
         log.warning("job_finish_lost", job_id=job.id, state=state.value)
         return
+    await record_event(store, state_event(finished))
     log.info(
         "job_finished",
         job_id=job.id,
@@ -265,7 +276,12 @@ async def _run(
         if spec is None or spec.version != job.app_version:
             raise Unavailable(f"app {job.app} {job.app_version} is not installed on worker {settings.runner_id}")
         argv = build_argv(spec, job.params, await stage_inputs(store, storage, job, sandbox), python=sys.executable)
-        exit = await run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop)
+        exit = await follow_app(
+            run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop),
+            job=job,
+            files={"stdout": sandbox.stdout, "stderr": sandbox.stderr},
+            store=store,
+        )
         tail = await asyncio.to_thread(sandbox.stderr_tail)
         state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))
         files = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)

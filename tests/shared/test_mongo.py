@@ -19,6 +19,7 @@ from shared.models import (
     JobState,
     PendingUpload,
     StateChange,
+    job_event,
     new_id,
     utcnow,
 )
@@ -246,3 +247,20 @@ def test_only_one_request_at_a_time_may_complete_an_upload(settings: Settings) -
         return sum(claim is not None for claim in claims), stranger is None, taken_over is not None
 
     assert in_store(settings, scenario) == (1, True, True)
+
+
+def test_events_come_back_in_order_after_an_id_per_job_and_per_owner(settings: Settings) -> None:
+    mine, theirs = make_job(owner="u1"), make_job(owner="u2")
+
+    async def scenario(store: MongoStore) -> Any:
+        await store.ensure_indexes()
+        events = [job_event(mine, "progress", {"percent": p, "step": ""}) for p in range(5)]
+        other = job_event(theirs, "state", {"state": "QUEUED"})
+        await store.insert_events([*events, other])
+        after = await store.events_after(events[1].id, job_id=mine.id)
+        owned = await store.events_after(None, owner="u2")
+        return [e.id for e in events], [e.id for e in after], [e.id for e in owned], other.id
+
+    ids, after, owned, other = in_store(settings, scenario)
+    assert ids == sorted(ids) and after == ids[2:]
+    assert owned == [other]

@@ -1,0 +1,177 @@
+"""Following a running app's log files: progress markers and rate-limited log lines, read tick by tick.
+
+The app writes stdout and stderr straight to files (no pipes), so the runner reads what each
+file grew by since the last tick, at most ``read_bytes`` per file per tick. A line
+``##quern progress PERCENT "STEP"`` is a progress report, never a log line. Other lines are
+kept up to ``max_lines`` and ``max_bytes`` per tick across both files (the rest are counted as
+dropped; the complete logs are uploaded when the job ends), each cut to ``max_line_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import structlog
+
+from shared.errors import AppError
+from shared.models import Job, JobProgress, job_event
+from shared.mongo import MongoStore
+
+log = structlog.get_logger()
+T = TypeVar("T")
+TICK_SECONDS = 1.0
+PROGRESS = re.compile(r'^##quern progress (\d{1,3}(?:\.\d+)?) "(.*)"\s*$')
+MAX_LINES = 50
+MAX_BYTES = 64 * 1024
+MAX_LINE_BYTES = 4096
+READ_BYTES = 1 * 2**20
+TRUNCATED = "…"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: a percentage (0-100) and what the app is doing."""
+
+    percent: float
+    step: str
+
+
+def parse_progress(line: str) -> Progress | None:
+    """The progress report on ``line``, if it is a well-formed marker with a percentage of at most 100."""
+    match = PROGRESS.match(line)
+    if match is None or float(match.group(1)) > 100:
+        return None
+    return Progress(percent=float(match.group(1)), step=match.group(2)[:MAX_LINE_BYTES])
+
+
+@dataclass
+class Tick:
+    """What one tick found: progress reports in order, kept log lines per stream, and lines dropped."""
+
+    progress: list[Progress] = field(default_factory=list)
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    dropped: int = 0
+
+
+@dataclass
+class _Stream:
+    path: Path
+    offset: int = 0
+    partial: bytes = b""
+    overlong: bool = False  # the partial line was already cut; skip the rest of it
+
+
+class Follower:
+    """Reads the growth of a run's log files since the last tick."""
+
+    def __init__(
+        self,
+        files: dict[str, Path],
+        *,
+        max_lines: int = MAX_LINES,
+        max_bytes: int = MAX_BYTES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        read_bytes: int = READ_BYTES,
+    ) -> None:
+        self._streams = {name: _Stream(path) for name, path in files.items()}
+        self._max_lines = max_lines
+        self._max_bytes = max_bytes
+        self._max_line_bytes = max_line_bytes
+        self._read_bytes = read_bytes
+
+    def tick(self, *, final: bool = False) -> Tick:
+        """Read what was appended; ``final`` reads to the end and ends an unterminated last line."""
+        tick = Tick()
+        budget = [self._max_lines, self._max_bytes]
+        for name, stream in self._streams.items():
+            while True:
+                chunk = self._read(stream)
+                for line in self._lines(stream, chunk, final=final and not chunk):
+                    self._take(tick, name, line, budget)
+                if not final or not chunk:
+                    break
+        return tick
+
+    def _read(self, stream: _Stream) -> bytes:
+        try:
+            with stream.path.open("rb") as handle:
+                handle.seek(stream.offset)
+                chunk = handle.read(self._read_bytes)
+        except FileNotFoundError:
+            return b""
+        stream.offset += len(chunk)
+        return chunk
+
+    def _lines(self, stream: _Stream, chunk: bytes, *, final: bool) -> list[str]:
+        *complete, rest = (stream.partial + chunk).split(b"\n")
+        lines = []
+        for raw in complete:
+            if stream.overlong:
+                stream.overlong = False  # the tail of a line already cut and kept
+                continue
+            lines.append(self._text(raw))
+        if final and rest and not stream.overlong:
+            lines.append(self._text(rest))
+            rest = b""
+        elif len(rest) > self._max_line_bytes and not stream.overlong:
+            lines.append(self._text(rest))
+            stream.overlong, rest = True, b""
+        elif stream.overlong:
+            rest = b""
+        stream.partial = rest
+        return lines
+
+    def _text(self, raw: bytes) -> str:
+        text = raw[: self._max_line_bytes].decode("utf-8", errors="replace").rstrip("\r")
+        return text + TRUNCATED if len(raw) > self._max_line_bytes else text
+
+    def _take(self, tick: Tick, name: str, line: str, budget: list[int]) -> None:
+        progress = parse_progress(line)
+        if progress is not None:
+            tick.progress.append(progress)
+            return
+        size = len(line.encode())
+        if budget[0] <= 0 or budget[1] < size:
+            tick.dropped += 1
+            return
+        budget[0] -= 1
+        budget[1] -= size
+        tick.lines.setdefault(name, []).append(line)
+
+
+async def follow_app(
+    exit: Awaitable[T], *, job: Job, files: dict[str, Path], store: MongoStore, every: float = TICK_SECONDS
+) -> T:
+    """Await the app's end, recording its progress and log lines about every ``every`` seconds meanwhile."""
+    follower = Follower(files)
+    running = asyncio.ensure_future(exit)
+    try:
+        while not running.done():
+            await asyncio.wait({running}, timeout=every)
+            await _report(await asyncio.to_thread(follower.tick, final=running.done()), job=job, store=store)
+    finally:
+        running.cancel()  # no-op once it is done; otherwise the app must not outlive its follower
+    return running.result()
+
+
+async def _report(tick: Tick, *, job: Job, store: MongoStore) -> None:
+    """Record a tick's progress (on the job, and as events) and log lines; a database hiccup loses only these."""
+    events = [job_event(job, "progress", {"percent": p.percent, "step": p.step}) for p in tick.progress]
+    for name, lines in tick.lines.items():
+        events.append(job_event(job, "log", {"stream": name, "lines": lines}))
+    if tick.dropped:
+        log.info("job_log_lines_dropped", job_id=job.id, dropped=tick.dropped)
+    try:
+        if tick.progress:
+            last = events[len(tick.progress) - 1]
+            await store.set_progress(
+                job.id, JobProgress(percent=last.data["percent"], step=last.data["step"], at=last.at)
+            )
+        await store.insert_events(events)
+    except AppError as exc:
+        log.warning("job_events_lost", job_id=job.id, detail=exc.detail, events=len(events))

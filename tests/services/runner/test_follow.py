@@ -1,0 +1,99 @@
+"""The follower on plain files: partial lines, progress markers, rate limits and truncation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.runner.follow import Follower, Progress, parse_progress
+
+
+def follower(tmp_path: Path, **limits: int) -> tuple[Follower, Path, Path]:
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    out.touch()
+    err.touch()
+    return Follower({"stdout": out, "stderr": err}, **limits), out, err
+
+
+def append(path: Path, data: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(data)
+
+
+def test_progress_markers_are_parsed_and_not_logged(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path)
+    append(out, 'hello\n##quern progress 40 "routing step 4/10"\n##quern progress 100 "done"\n')
+    tick = follow.tick()
+    assert tick.progress == [Progress(40, "routing step 4/10"), Progress(100, "done")]
+    assert tick.lines == {"stdout": ["hello"]}
+
+
+def test_malformed_or_out_of_range_markers_are_plain_log_lines() -> None:
+    assert parse_progress('##quern progress 101 "too far"') is None
+    assert parse_progress("##quern progress 50 no quotes") is None
+    assert parse_progress('##quern progress 12.5 ""') == Progress(12.5, "")
+
+
+def test_a_line_split_across_ticks_is_reported_once_whole(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path)
+    append(out, "first half")
+    assert follow.tick().lines == {}
+    append(out, " and second\n##quern progress 5")
+    assert follow.tick().lines == {"stdout": ["first half and second"]}
+    append(out, '0 "half way"\n')
+    assert follow.tick().progress == [Progress(50, "half way")]
+
+
+def test_the_final_tick_ends_an_unterminated_last_line(tmp_path: Path) -> None:
+    follow, _, err = follower(tmp_path)
+    append(err, "Traceback\nboom")
+    assert follow.tick().lines == {"stderr": ["Traceback"]}
+    assert follow.tick(final=True).lines == {"stderr": ["boom"]}
+
+
+def test_lines_beyond_the_per_tick_limit_are_dropped_and_counted(tmp_path: Path) -> None:
+    follow, out, err = follower(tmp_path, max_lines=3)
+    append(out, "".join(f"out {i}\n" for i in range(4)))
+    append(err, "err 0\n")
+    tick = follow.tick()
+    assert tick.lines == {"stdout": ["out 0", "out 1", "out 2"]}
+    assert tick.dropped == 2
+    append(out, "later\n")
+    assert follow.tick().lines == {"stdout": ["later"]}
+
+
+def test_the_byte_budget_limits_a_tick_too(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path, max_bytes=10)
+    append(out, "12345\n67890\nabc\n")
+    tick = follow.tick()
+    assert tick.lines == {"stdout": ["12345", "67890"]} and tick.dropped == 1
+
+
+def test_progress_is_never_dropped_by_the_log_limit(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path, max_lines=1)
+    append(out, 'a\nb\n##quern progress 100 "end"\n')
+    tick = follow.tick()
+    assert tick.progress == [Progress(100, "end")] and tick.lines == {"stdout": ["a"]}
+
+
+def test_long_lines_are_cut_and_their_rest_skipped(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path, max_line_bytes=8)
+    append(out, "x" * 20 + "\nshort\n")
+    assert follow.tick().lines == {"stdout": ["xxxxxxxx…", "short"]}
+    append(out, "y" * 12)
+    assert follow.tick().lines == {"stdout": ["yyyyyyyy…"]}
+    append(out, "yyyy tail\nnext\n")
+    assert follow.tick().lines == {"stdout": ["next"]}
+
+
+def test_reads_are_bounded_per_tick_and_catch_up_later(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path, read_bytes=6)
+    append(out, "aaaaa\nbbbbb\n")
+    assert follow.tick().lines == {"stdout": ["aaaaa"]}
+    assert follow.tick().lines == {"stdout": ["bbbbb"]}
+
+
+def test_the_final_tick_reads_to_the_end(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path, read_bytes=6)
+    append(out, 'aaaaa\n##quern progress 100 "x"\n')
+    tick = follow.tick(final=True)
+    assert tick.lines == {"stdout": ["aaaaa"]} and tick.progress == [Progress(100, "x")]
