@@ -8,6 +8,7 @@ Ids are strings (ULIDs), stored as ``_id``. Driver errors leave this module as `
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,6 +161,7 @@ class MongoStore:
         self._users = self._db["users"]
         self._keys = self._db["api_keys"]
         self._workers = self._db["workers"]
+        self._idempotency = self._db["idempotency_keys"]
         self._uploads = self._db["uploads"]
         self._datasets = self._db["datasets"]
         self._events = self._db["events"]
@@ -196,6 +198,7 @@ class MongoStore:
             await self._users.create_index("username", unique=True)
             await self._keys.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._uploads.create_index("expires")
+            await self._idempotency.create_index("created", expireAfterSeconds=24 * 3600)
             await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("datasets", ASCENDING), ("state", ASCENDING)])
@@ -625,3 +628,36 @@ class MongoStore:
         with _translated("list events"):
             docs = await self._events.find(match).sort("_id", ASCENDING).limit(limit).to_list(None)
         return [_from_doc(Event, doc) for doc in docs]
+
+    # Idempotency keys
+
+    @staticmethod
+    def _key_id(owner: str, key: str) -> str:
+        return hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
+
+    async def reserve_idempotency_key(self, *, owner: str, key: str, fingerprint: str, job_id: str) -> Document | None:
+        """Reserve ``key`` for ``owner``: None if this call got it, else the earlier reservation."""
+        doc = {
+            "_id": self._key_id(owner, key),
+            "owner": owner,
+            "fingerprint": fingerprint,
+            "job_id": job_id,
+            "created": utcnow(),
+        }
+        try:
+            with _translated("idempotency key"):
+                await self._idempotency.insert_one(doc)
+            return None
+        except Conflict:
+            with _translated("idempotency key"):
+                held: Document | None = await self._idempotency.find_one({"_id": doc["_id"]})
+            return (
+                held
+                if held is not None
+                else await self.reserve_idempotency_key(owner=owner, key=key, fingerprint=fingerprint, job_id=job_id)
+            )
+
+    async def release_idempotency_key(self, *, owner: str, key: str) -> None:
+        """Forget a reservation whose submission failed."""
+        with _translated("idempotency key"):
+            await self._idempotency.delete_one({"_id": self._key_id(owner, key)})

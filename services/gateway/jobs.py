@@ -14,6 +14,7 @@ from services.gateway.apps import find_app
 from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body
 from services.gateway.datasets import Name, Tag
+from services.gateway.idempotency import check_key, submit_once
 from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
@@ -94,6 +95,7 @@ async def submit_job(
     request: JobRequest,
     owner: str,
     rerun_of: str | None = None,
+    job_id: str | None = None,
 ) -> Job:
     """Validate against the app, check the inputs exist and are the owner's, store the job, then dispatch it."""
     spec = find_app(apps, request.app)
@@ -106,7 +108,7 @@ async def submit_job(
         )
     await check_inputs(store, request.inputs, owner=owner)
     job = Job(
-        id=new_id(),
+        id=job_id or new_id(),
         owner=owner,
         app=spec.name,
         app_version=spec.version,
@@ -234,15 +236,24 @@ async def cancel(request: Request) -> Response:
 
 async def submit(request: Request) -> Response:
     """POST /v1/jobs."""
-    d = deps(request)
-    job = await submit_job(
-        store=d.store,
-        broker=d.broker,
-        apps=d.apps,
-        request=parse_job_request(await read_body(request, MAX_BODY_BYTES)),
-        owner=principal(request).user_id,
-    )
+    d, owner = deps(request), principal(request).user_id
+    job_request: JobRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES))
+
+    async def submit(job_id: str | None = None) -> Job:
+        return await submit_job(
+            store=d.store, broker=d.broker, apps=d.apps, request=job_request, owner=owner, job_id=job_id
+        )
+
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        job, replayed = await submit(), False
+    else:
+        job, replayed = await submit_once(
+            store=d.store, owner=owner, key=check_key(key), request=job_request.model_dump(mode="json"), submit=submit
+        )
     body = render_job(request, job)
+    if replayed:
+        return JSONResponse(body, headers={"Location": body["url"], "Idempotent-Replayed": "true"})
     return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
 
 

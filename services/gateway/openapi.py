@@ -61,6 +61,7 @@ class Operation:
     answer: type[BaseModel] | None
     body: type[BaseModel] | None = None
     body_optional: bool = False
+    replay: bool = False  # also answers 200 with the same model: an earlier request's result
     upload: bool = False
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
@@ -211,7 +212,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/apps/{name}"): Operation(
         "An app: parameter schema, inputs, outputs, limits", "apps", 200, schemas.AppOut
     ),
-    ("POST", "/v1/jobs"): Operation("Submit a job", "jobs", 201, schemas.JobOut, body=JobRequest),
+    ("POST", "/v1/jobs"): Operation(
+        "Submit a job; with Idempotency-Key, the same key and body answer the same job (200), never a second",
+        "jobs",
+        201,
+        schemas.JobOut,
+        body=JobRequest,
+        query=(
+            Param(
+                "Idempotency-Key",
+                "1-255 visible ASCII characters; the same key with another request is 409; kept a day",
+                location="header",
+            ),
+        ),
+        errors=(409,),
+        replay=True,
+    ),
     ("GET", "/v1/jobs"): Operation(
         "The caller's jobs (an admin's: everyone's), newest first; every filter given must hold",
         "jobs",
@@ -341,6 +357,8 @@ def build_document(routes: list[BaseRoute]) -> dict[str, Any]:
         elif op.media_type == EVENT_STREAM:
             answer["content"] = {EVENT_STREAM: {"schema": SSE_EVENT}}
         responses: dict[str, Any] = {str(op.status): answer}
+        if op.replay:
+            responses["200"] = answer | {"description": "What an earlier request with the same key created"}
         errors = set(op.errors) | ({400, 404} if params else set())
         if not op.public:
             errors |= {401, 503}

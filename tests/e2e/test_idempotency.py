@@ -1,0 +1,78 @@
+"""Idempotency-Key: a retried or duplicated submission never creates a second job."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import UserFactory, problem, upload
+
+pytestmark = pytest.mark.e2e
+VALLEY = "apps/flood/example/valley.csv"
+
+
+@pytest.fixture
+def body(make_user: UserFactory, project: Path) -> tuple[httpx.Client, dict[str, Any]]:
+    user = make_user()
+    grid = upload(user, "valley.csv", (project / VALLEY).read_bytes())
+    return user, {"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": grid["id"]}}
+
+
+def submit(user: httpx.Client, body: dict[str, Any], key: str) -> httpx.Response:
+    return user.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
+
+
+def test_the_same_key_and_body_answer_the_same_job(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+    user, request = body
+    key = uuid.uuid4().hex
+    first, again = submit(user, request, key), submit(user, dict(reversed(request.items())), key)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert len(user.get("/v1/jobs").json()["items"]) == 1
+
+
+def test_the_same_key_sent_concurrently_yields_exactly_one_job(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+    user, request = body
+    key = uuid.uuid4().hex
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: submit(user, request, key), range(8)))
+    assert sorted(answer.status_code for answer in answers) == [200] * 7 + [201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert len(user.get("/v1/jobs").json()["items"]) == 1
+
+
+def test_the_same_key_with_another_request_is_409(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+    user, request = body
+    key = uuid.uuid4().hex
+    assert submit(user, request, key).status_code == 201
+    problem(submit(user, request | {"params": {"steps": 3}}, key), 409)
+
+
+def test_a_failed_submission_releases_its_key(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+    user, request = body
+    key = uuid.uuid4().hex
+    problem(submit(user, request | {"params": {"steps": -1}}, key), 422)
+    assert submit(user, request, key).status_code == 201
+
+
+def test_keys_belong_to_their_user(body: tuple[httpx.Client, dict[str, Any]], make_user: UserFactory) -> None:
+    user, request = body
+    key = uuid.uuid4().hex
+    mine = submit(user, request, key).json()
+    other = make_user()
+    grid = upload(other, "valley.csv", b"1,2,3\n4,5,6\n7,8,9\n")
+    theirs = submit(other, request | {"inputs": {"elevation": grid["id"]}}, key)
+    assert theirs.status_code == 201 and theirs.json()["id"] != mine["id"]
+
+
+@pytest.mark.parametrize("key", [b"", b"x" * 256, b"bad key", b"caf\xe9", b"tab\there"])
+def test_a_malformed_key_is_400(body: tuple[httpx.Client, dict[str, Any]], key: bytes) -> None:
+    user, request = body
+    problem(user.post("/v1/jobs", json=request, headers={b"Idempotency-Key": key}), 400)
+    assert user.get("/v1/jobs").json()["items"] == []  # nothing was submitted
