@@ -32,6 +32,16 @@ def wait_for_app(job_id: str) -> None:
         time.sleep(0.05)
 
 
+def queued_behind_busy_slots(user: httpx.Client, project: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Two long jobs filling the test runner's two slots, and a third that therefore stays QUEUED."""
+    busy = [long_job(user, project) for _ in range(2)]
+    for job in busy:
+        wait_for_app(job["id"])
+    waiting = long_job(user, project)
+    assert user.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "QUEUED"
+    return busy, waiting
+
+
 def test_cancelling_a_running_job_stops_its_app_within_seconds(make_user: UserFactory, project: Path) -> None:
     user = make_user()
     job = long_job(user, project)
@@ -51,11 +61,7 @@ def test_cancelling_a_queued_job_ends_it_at_once_and_it_never_runs(
     make_user: UserFactory, project: Path, stack: Any
 ) -> None:
     user = make_user()
-    busy = [long_job(user, project) for _ in range(2)]  # the test runner has two slots
-    for job in busy:
-        wait_for_app(job["id"])
-    waiting = long_job(user, project)
-    assert user.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "QUEUED"
+    busy, waiting = queued_behind_busy_slots(user, project)
     canceled = user.post(f"/v1/jobs/{waiting['id']}/cancel").json()
     assert canceled["state"] == "CANCELED" and canceled["finished"]
     assert "before it started" in canceled["error"]["reason"]

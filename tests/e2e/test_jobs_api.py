@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pymongo
 import pytest
 
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
+from devstack.stack import Stack
 from services.gateway.schemas import JobOut
 from tests.conftest import UserFactory, problem, upload
-from tests.e2e.test_cancel import long_job, wait_for_app
+from tests.e2e.test_cancel import long_job, queued_behind_busy_slots, wait_for_app
 from tests.e2e.test_runner_shutdown import processes_mentioning
 from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
@@ -173,19 +171,6 @@ def test_bad_filters_are_400(make_user: UserFactory, params: dict[str, str]) -> 
     problem(make_user().get("/v1/jobs", params=params), 400)
 
 
-@pytest.fixture
-def s3(stack: Stack) -> Iterator[Any]:
-    client = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=LOCAL_S3_KEY,
-        aws_secret_access_key=LOCAL_S3_SECRET,
-    )
-    yield client
-    client.close()
-
-
 def objects(s3: Any, stack: Stack, job_id: str) -> list[str]:
     listing = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"jobs/{job_id}/")
     return [item["Key"] for item in listing.get("Contents", [])]
@@ -228,11 +213,7 @@ def test_deleting_a_queued_job_cancels_and_removes_it_at_once(
     make_user: UserFactory, project: Path, stack: Stack
 ) -> None:
     user = make_user()
-    busy = [long_job(user, project) for _ in range(2)]  # the test runner has two slots
-    for job in busy:
-        wait_for_app(job["id"])
-    waiting = long_job(user, project)
-    assert user.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "QUEUED"
+    busy, waiting = queued_behind_busy_slots(user, project)
     answer = user.delete(f"/v1/jobs/{waiting['id']}")
     assert answer.status_code == 204, answer.text
     problem(user.get(f"/v1/jobs/{waiting['id']}"), 404)
