@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import structlog
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from shared.errors import Conflict, NotFound, Unavailable
+from shared.errors import AppError, Conflict, NotFound, Unavailable
 from shared.models import (
     ApiKey,
     Archive,
@@ -40,6 +41,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 
+log = structlog.get_logger()
 R = TypeVar("R", bound=Record)
 Document = dict[str, Any]
 
@@ -610,6 +612,14 @@ class MongoStore:
         if events:
             with _translated("insert events"):
                 await self._events.insert_many([_to_doc(event) for event in events], ordered=True)
+
+    async def record_events(self, events: list[Event]) -> None:
+        """Record events of changes already made, at best effort: ones lost to an outage are logged, never raised."""
+        try:
+            await self.insert_events(events)
+        except AppError as exc:
+            for event in events:
+                log.warning("job_event_lost", job_id=event.job_id, type=event.type, detail=exc.detail)
 
     async def events_after(
         self,

@@ -21,8 +21,8 @@ from services.gateway.params import flag
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.broker import Broker
-from shared.errors import AppError, Conflict, Invalid, NotFound, Unavailable, Violation
-from shared.models import DatasetInput, Event, InputValue, Job, JobState, job_event, new_id, state_event, utcnow
+from shared.errors import Conflict, Invalid, NotFound, Unavailable, Violation
+from shared.models import DatasetInput, InputValue, Job, JobState, job_event, new_id, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 from shared.tasks import RUN_JOB
@@ -194,14 +194,6 @@ async def archive_link(
     }
 
 
-async def record_event(store: MongoStore, event: Event) -> None:
-    """Record an event of a change already made; one lost to a database outage is logged, not answered 503."""
-    try:
-        await store.insert_events([event])
-    except AppError as exc:
-        log.warning("job_event_lost", job_id=event.job_id, type=event.type, detail=exc.detail)
-
-
 async def cancel_job(*, store: MongoStore, job_id: str, owner: str | None, who: str) -> Job:
     """Cancel: a QUEUED job at once; a RUNNING one is flagged for its runner, which stops the app within seconds.
 
@@ -211,14 +203,14 @@ async def cancel_job(*, store: MongoStore, job_id: str, owner: str | None, who: 
     if job.state is JobState.QUEUED:
         canceled = await store.cancel_queued(job_id, owner=owner, reason=f"canceled by {who} before it started")
         if canceled is not None:
-            await record_event(store, state_event(canceled))
+            await store.record_events([state_event(canceled)])
             log.info("job_canceled", job_id=job_id, state="QUEUED")
             return canceled
         job = await store.get_job(job_id, owner=owner)  # it started meanwhile
     if job.state is JobState.RUNNING:
         flagged = await store.request_cancel(job_id, owner=owner)
         if flagged is not None:
-            await record_event(store, job_event(flagged, "state", {"state": "RUNNING", "cancel_requested": True}))
+            await store.record_events([job_event(flagged, "state", {"state": "RUNNING", "cancel_requested": True})])
             log.info("job_cancel_requested", job_id=job_id)
             return flagged
         job = await store.get_job(job_id, owner=owner)  # it finished meanwhile

@@ -9,7 +9,7 @@ import structlog
 
 from services.results.archives import build_archive
 from shared.broker import Broker
-from shared.errors import AppError, Conflict, NotFound
+from shared.errors import Conflict, NotFound
 from shared.models import Archive, job_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -37,10 +37,7 @@ async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStor
     if await store.set_archive(job_id, archive) is None:
         log.info("archive_raced", job_id=job_id)  # another packager won; the bytes are identical
         return
-    try:
-        await store.insert_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
-    except AppError as exc:
-        log.warning("job_event_lost", job_id=job_id, type="archive", detail=exc.detail)
+    await store.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
     log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
 
 

@@ -20,7 +20,7 @@ from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.errors import AppError, NotFound, Unavailable
-from shared.models import DatasetInput, Event, Job, JobError, JobState, OutputFile, state_event
+from shared.models import DatasetInput, Job, JobError, JobState, OutputFile, state_event
 from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
@@ -181,14 +181,6 @@ async def _stage_dataset(
     return directory if value.path is None else sandbox.member_path(slot, value.path)
 
 
-async def record_event(store: MongoStore, event: Event) -> None:
-    """Record an event; one lost to a database outage is logged, never fatal to the run."""
-    try:
-        await store.insert_events([event])
-    except AppError as exc:
-        log.warning("job_event_lost", job_id=event.job_id, type=event.type, detail=exc.detail)
-
-
 async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:
     """Record the outcome, riding out a Mongo outage rather than leaving the job RUNNING."""
     for pause in FINISH_BACKOFF_SECONDS:
@@ -227,7 +219,7 @@ async def execute_job(
         return
 
     log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=worker)
-    await record_event(store, state_event(job))
+    await store.record_events([state_event(job)])
     sandbox = Sandbox(settings.work_dir, job.id)
     stop = active.start(job.id, store)
     state = JobState.FAILED
@@ -246,7 +238,7 @@ async def execute_job(
     if finished is None:
         log.warning("job_finish_lost", job_id=job.id, state=state.value)
         return
-    await record_event(store, state_event(finished))
+    await store.record_events([state_event(finished)])
     log.info(
         "job_finished",
         job_id=job.id,
