@@ -102,15 +102,9 @@ class PartTarget(Out):
     size: int
 
 
-class UploadOut(Out):
-    id: str
-    url: str
-    owner: str
-    name: str
-    size: int
-    sha256: str
-    content_type: str
-    created: str
+class UploadOut(FileOut):
+    """A pending upload: the file it will become, and where to send its bytes."""
+
     expires_at: str
     put: PutTarget | None = Field(description="one PUT for the whole file (up to the single-PUT limit)")
     part_size: int | None
