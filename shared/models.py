@@ -53,6 +53,10 @@ class JobState(StrEnum):
         return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED}
 
 
+DEFAULT_QUEUE = "default"
+MISSED_BEATS = 3  # a worker that missed this many heartbeats is taken for gone
+
+
 class Role(StrEnum):
     """What a user may do: their own resources (user), or everyone's (admin)."""
 
@@ -232,6 +236,28 @@ class Event(Record):
     data: dict[str, Any]
 
 
+class Queue(Record):
+    """A user's named queue of jobs (QDO's queues): paused queues start nothing new."""
+
+    id: str
+    owner: str
+    name: str
+    description: str = ""
+    paused: bool = False
+    created: datetime
+    updated: datetime
+
+
+class Batch(Record):
+    """Jobs submitted in one call; its jobs are not dispatched until it is ``committed`` (all of it stored)."""
+
+    id: str
+    owner: str
+    size: int
+    created: datetime
+    committed: bool = False
+
+
 class Job(Record):
     """One run of an app with validated parameters and staged inputs."""
 
@@ -259,6 +285,12 @@ class Job(Record):
     rerun_of: str | None = Field(default=None, description="the job this one re-runs")
     history: list[StateChange] = Field(default=[], description="forced state changes, oldest first")
     progress: JobProgress | None = None
+    queue: str = DEFAULT_QUEUE
+    depends_on: list[str] = Field(default=[], description="jobs that must succeed before this one starts")
+    waiting_on: list[str] = Field(default=[], description="those of depends_on that have not succeeded yet")
+    batch: str | None = Field(default=None, description="the batch it was submitted in")
+    dispatched: datetime | None = Field(default=None, description="when its message went to RabbitMQ")
+    dispatch_lease: datetime | None = Field(default=None, description="a dispatcher is sending it until then")
 
     @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset
     @property
@@ -294,6 +326,10 @@ class WorkerInfo(Record):
     queues: list[str]
     started: datetime
     heartbeat: datetime
+
+    def alive(self, heartbeat_seconds: float) -> bool:
+        """Whether it reported within the last three heartbeat intervals."""
+        return (utcnow() - self.heartbeat).total_seconds() < MISSED_BEATS * heartbeat_seconds
 
 
 def job_event(job: Job, type: EventType, data: dict[str, Any]) -> Event:

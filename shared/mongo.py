@@ -24,6 +24,7 @@ from shared.errors import AppError, Conflict, NotFound, Unavailable
 from shared.models import (
     ApiKey,
     Archive,
+    Batch,
     Dataset,
     Event,
     Job,
@@ -32,6 +33,7 @@ from shared.models import (
     JobState,
     OutputFile,
     PendingUpload,
+    Queue,
     Record,
     StateChange,
     StoredFile,
@@ -126,10 +128,16 @@ class JobFilter:
     created_before: datetime | None = None
     finished_after: datetime | None = None
     finished_before: datetime | None = None
+    queue: str | None = None
+    batch: str | None = None
 
     def query(self) -> Document:
         """The Mongo filter for these conditions."""
         query: Document = {}
+        if self.queue is not None:
+            query["queue"] = self.queue
+        if self.batch is not None:
+            query["batch"] = self.batch
         if self.states:
             query["state"] = {"$in": [state.value for state in self.states]}
         if self.exit_code is not None:
@@ -167,6 +175,8 @@ class MongoStore:
         self._uploads = self._db["uploads"]
         self._datasets = self._db["datasets"]
         self._events = self._db["events"]
+        self._queues = self._db["queues"]
+        self._batches = self._db["batches"]
 
     @classmethod
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
@@ -211,6 +221,16 @@ class MongoStore:
             await self._jobs.create_index([("owner", ASCENDING), ("tags", ASCENDING), ("_id", DESCENDING)])
             await self._jobs.create_index([("owner", ASCENDING), ("name", ASCENDING)])
             await self._jobs.create_index([("owner", ASCENDING), ("finished", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("queue", ASCENDING), ("state", ASCENDING)])
+            # The dispatcher's scan: undispatched QUEUED jobs, highest priority first, then oldest.
+            await self._jobs.create_index(
+                [("state", ASCENDING), ("dispatched", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING)]
+            )
+            await self._jobs.create_index([("waiting_on", ASCENDING), ("state", ASCENDING)])
+            await self._jobs.create_index([("batch", ASCENDING), ("_id", ASCENDING)])
+            await self._batches.create_index([("committed", ASCENDING), ("created", ASCENDING)])
+            await self._queues.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
+            await self._queues.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
 
     async def _page(
         self,
@@ -490,9 +510,16 @@ class MongoStore:
             await self._jobs.delete_one({"_id": job_id})
 
     async def claim_job(self, job_id: str, *, worker: str) -> Job | None:
-        """Move a job from QUEUED to RUNNING for ``worker``; None if someone else got there first."""
+        """Move a dispatched job from QUEUED to RUNNING for ``worker``; None if someone else got there first.
+
+        A job taken back from RabbitMQ (no dispatch, no lease) is not claimed: its stale message is dropped.
+        """
         return await self._transition(
-            {"_id": job_id, "state": JobState.QUEUED.value},
+            {
+                "_id": job_id,
+                "state": JobState.QUEUED.value,
+                "$or": [{"dispatched": {"$ne": None}}, {"dispatch_lease": {"$ne": None}}],
+            },
             {"state": JobState.RUNNING.value, "worker": worker, "started": utcnow()},
         )
 
@@ -539,6 +566,8 @@ class MongoStore:
         so its runner stops the app rather than running on for a job that is over.
         """
         changes: Document = {"state": change.to.value}
+        if change.to is JobState.QUEUED:  # back to the dispatcher, which sends it again
+            changes |= {"dispatched": None, "dispatch_lease": None, "worker": None}
         if change.to.terminal and job.finished is None:
             changes["finished"] = change.at
         if change.to.terminal and change.from_ is JobState.RUNNING and job.cancel_requested is None:
@@ -671,3 +700,277 @@ class MongoStore:
         """Forget a reservation whose submission failed."""
         with _translated("idempotency key"):
             await self._idempotency.delete_one({"_id": self._key_id(owner, key)})
+
+    # Queues
+
+    async def ensure_queue(self, queue: Queue) -> Queue:
+        """The owner's queue of that name, created as ``queue`` if it does not exist yet."""
+        doc, match = _to_doc(queue), {"owner": queue.owner, "name": queue.name}
+        try:
+            with _translated(f"queue {queue.name}"):
+                found = await self._queues.find_one_and_update(
+                    match, {"$setOnInsert": doc}, upsert=True, return_document=ReturnDocument.AFTER
+                )
+        except Conflict:  # a concurrent upsert created it first
+            with _translated(f"queue {queue.name}"):
+                found = await self._queues.find_one(match)
+        if found is None:
+            raise NotFound(f"no queue {queue.name!r}")
+        return _from_doc(Queue, found)
+
+    async def insert_queue(self, queue: Queue) -> None:
+        """Record a new queue; Conflict if the owner has one of that name."""
+        with _translated(f"queue {queue.name!r}"):
+            await self._queues.insert_one(_to_doc(queue))
+
+    async def get_queue(self, queue_id: str, *, owner: str | None = None) -> Queue:
+        """One queue (of ``owner``, unless None), or NotFound."""
+        with _translated(f"queue {queue_id}"):
+            doc = await self._queues.find_one({"_id": queue_id, **_mine(owner)})
+        if doc is None:
+            raise NotFound(f"no queue {queue_id}")
+        return _from_doc(Queue, doc)
+
+    async def find_queue(self, *, owner: str, name: str) -> Queue | None:
+        """The owner's queue called ``name``, if any."""
+        with _translated(f"queue {name!r}"):
+            doc = await self._queues.find_one({"owner": owner, "name": name})
+        return None if doc is None else _from_doc(Queue, doc)
+
+    async def list_queues(self, *, owner: str | None, limit: int, after: str | None) -> Page[Queue]:
+        """Queues, newest first."""
+        return await self._page(self._queues, Queue, _mine(owner), limit=limit, after=after)
+
+    async def set_queue_paused(self, queue_id: str, *, owner: str | None, paused: bool) -> Queue:
+        """Pause or resume a queue; NotFound if it is not the owner's."""
+        with _translated(f"queue {queue_id}"):
+            doc = await self._queues.find_one_and_update(
+                {"_id": queue_id, **_mine(owner)},
+                {"$set": {"paused": paused, "updated": utcnow()}},
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise NotFound(f"no queue {queue_id}")
+        return _from_doc(Queue, doc)
+
+    async def delete_queue(self, queue_id: str) -> None:
+        """Forget a queue (its jobs are the caller's business)."""
+        with _translated(f"queue {queue_id}"):
+            await self._queues.delete_one({"_id": queue_id})
+
+    async def queue_counts(self, queues: list[Queue]) -> dict[str, dict[str, int]]:
+        """Jobs per state in each of ``queues``: {queue id: {state: count}}."""
+        if not queues:
+            return {}
+        by_key = {(q.owner, q.name): q.id for q in queues}
+        match = {"$or": [{"owner": q.owner, "queue": q.name} for q in queues]}
+        group = {"_id": {"owner": "$owner", "queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}
+        counts: dict[str, dict[str, int]] = {q.id: {} for q in queues}
+        with _translated("count queue jobs"):
+            async for row in await self._jobs.aggregate([{"$match": match}, {"$group": group}]):
+                key = (row["_id"]["owner"], row["_id"]["queue"])
+                counts[by_key[key]][row["_id"]["state"]] = row["n"]
+        return counts
+
+    async def queue_job_ids(self, queue: Queue, *, states: list[JobState] | None = None) -> list[str]:
+        """Ids of the jobs in ``queue`` (in any of ``states``), oldest first."""
+        match: Document = {"owner": queue.owner, "queue": queue.name}
+        if states is not None:
+            match["state"] = {"$in": [state.value for state in states]}
+        with _translated(f"jobs of queue {queue.id}"):
+            docs = await self._jobs.find(match, {"_id": 1}).sort("_id", ASCENDING).to_list(None)
+        return [doc["_id"] for doc in docs]
+
+    async def requeue_job(self, job: Job, change: StateChange) -> Job | None:
+        """Put a finished (retry) or orphaned RUNNING (recover) job back to QUEUED as if new, recording why.
+
+        None if the job moved meanwhile. Its dependencies are waited on again; its last run's outcome is cleared.
+        """
+        match: Document = {"_id": job.id, "state": change.from_.value}
+        if change.from_ is JobState.RUNNING:
+            match["worker"] = job.worker
+        reset: Document = {
+            "state": JobState.QUEUED.value,
+            "started": None,
+            "finished": None,
+            "worker": None,
+            "exit_code": None,
+            "error": None,
+            "cancel_requested": None,
+            "outputs": [],
+            "logs": {},
+            "archive": None,
+            "progress": None,
+            "dispatched": None,
+            "dispatch_lease": None,
+            "waiting_on": job.depends_on,
+        }
+        entry = change.model_dump(mode="python", by_alias=True)
+        entry["from"], entry["to"] = change.from_.value, change.to.value
+        return await self._transition(match, reset, push={"history": entry})
+
+    # Dispatch: QUEUED jobs wait here until they may start; the dispatcher sends them to RabbitMQ
+
+    async def insert_batch(self, batch: Batch, jobs: list[Job]) -> None:
+        """Record a batch (uncommitted) and its jobs; the dispatcher ignores them until it is committed."""
+        with _translated(f"batch {batch.id}"):
+            await self._batches.insert_one(_to_doc(batch))
+            for start in range(0, len(jobs), 1000):
+                await self._jobs.insert_many([_to_doc(job) for job in jobs[start : start + 1000]], ordered=True)
+
+    async def commit_batch(self, batch_id: str) -> None:
+        """Let the dispatcher see a batch that is fully stored."""
+        with _translated(f"batch {batch_id}"):
+            await self._batches.update_one({"_id": batch_id}, {"$set": {"committed": True}})
+
+    async def delete_batch(self, batch_id: str) -> None:
+        """Forget a batch that was never accepted, with its jobs (storing it failed part way)."""
+        with _translated(f"batch {batch_id}"):
+            await self._jobs.delete_many({"batch": batch_id})
+            await self._batches.delete_one({"_id": batch_id})
+
+    async def uncommitted_batches(self, *, created_before: datetime | None = None) -> list[str]:
+        """Ids of batches still being stored (or, with ``created_before``, abandoned while being stored)."""
+        match: Document = {"committed": False}
+        if created_before is not None:
+            match["created"] = {"$lt": created_before}
+        with _translated("batches"):
+            docs = await self._batches.find(match, {"_id": 1}).to_list(None)
+        return [doc["_id"] for doc in docs]
+
+    async def batch_jobs(self, batch_id: str, *, owner: str) -> list[Job]:
+        """The jobs of a committed batch, in submission order; NotFound while it is still being stored."""
+        with _translated(f"batch {batch_id}"):
+            batch = await self._batches.find_one({"_id": batch_id, "owner": owner, "committed": True})
+            docs = (
+                [] if batch is None else await self._jobs.find({"batch": batch_id}).sort("_id", ASCENDING).to_list(None)
+            )
+        if batch is None:
+            raise NotFound(f"no batch {batch_id}")
+        return [_from_doc(Job, doc) for doc in docs]
+
+    async def delete_jobs(self, job_ids: list[str]) -> None:
+        """Forget these jobs (their S3 objects are the caller's business); one call per job, as $in is slow here."""
+        for job_id in job_ids:
+            await self.delete_job(job_id)
+
+    async def delete_unstarted_jobs(self, *, owner: str, queue: str) -> int:
+        """Forget the queue's jobs that never started (QUEUED, or ended before starting): they left nothing in S3."""
+        with _translated(f"jobs of queue {queue!r}"):
+            result = await self._jobs.delete_many({"owner": owner, "queue": queue, "started": None})
+        return int(result.deleted_count)
+
+    async def paused_queues(self) -> list[tuple[str, str]]:
+        """(owner, name) of every paused queue."""
+        with _translated("paused queues"):
+            docs = await self._queues.find({"paused": True}, {"owner": 1, "name": 1}).to_list(None)
+        return [(doc["owner"], doc["name"]) for doc in docs]
+
+    async def queue_paused(self, *, owner: str, name: str) -> bool:
+        """Whether the owner's queue of that name is paused."""
+        with _translated(f"queue {name!r}"):
+            return await self._queues.find_one({"owner": owner, "name": name, "paused": True}, {"_id": 1}) is not None
+
+    async def in_flight(self) -> dict[str, int]:
+        """Per owner, jobs RUNNING or sent to RabbitMQ and not started yet."""
+        match = {
+            "$or": [
+                {"state": JobState.RUNNING.value},
+                {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}},
+            ]
+        }
+        counts: dict[str, int] = {}
+        with _translated("count jobs in flight"):
+            async for row in await self._jobs.aggregate(
+                [{"$match": match}, {"$group": {"_id": "$owner", "n": {"$sum": 1}}}]
+            ):
+                counts[row["_id"]] = row["n"]
+        return counts
+
+    async def dispatch_candidates(
+        self, *, limit: int, skip_owners: list[str], paused: list[tuple[str, str]], storing: list[str]
+    ) -> list[Job]:
+        """QUEUED jobs that may start: not sent yet, waiting on nothing, not in a paused queue or unstored batch.
+
+        Highest priority first, then oldest; jobs a dispatcher is already sending are left to it.
+        """
+        match: Document = {
+            "state": JobState.QUEUED.value,
+            "dispatched": None,
+            "waiting_on": {"$size": 0},
+            "$or": [{"dispatch_lease": None}, {"dispatch_lease": {"$lt": utcnow()}}],
+        }
+        exclude: list[Document] = [{"owner": owner, "queue": name} for owner, name in paused]
+        if skip_owners:
+            exclude.append({"owner": {"$in": skip_owners}})
+        if storing:
+            exclude.append({"batch": {"$in": storing}})
+        if exclude:
+            match["$nor"] = exclude
+        with _translated("dispatch candidates"):
+            docs = (
+                await self._jobs.find(match)
+                .sort([("priority", DESCENDING), ("_id", ASCENDING)])
+                .limit(limit)
+                .to_list(None)
+            )
+        return [_from_doc(Job, doc) for doc in docs]
+
+    async def lease_dispatch(self, job_id: str, *, until: datetime) -> bool:
+        """Take the right to send this job until ``until``; False if it was sent, started or leased meanwhile."""
+        match = {
+            "_id": job_id,
+            "state": JobState.QUEUED.value,
+            "dispatched": None,
+            "$or": [{"dispatch_lease": None}, {"dispatch_lease": {"$lt": utcnow()}}],
+        }
+        with _translated(f"job {job_id}"):
+            result = await self._jobs.update_one(match, {"$set": {"dispatch_lease": until}})
+        return bool(result.modified_count)
+
+    async def mark_dispatched(self, job_id: str) -> None:
+        """Record that the job's message is in RabbitMQ."""
+        with _translated(f"job {job_id}"):
+            await self._jobs.update_one({"_id": job_id}, {"$set": {"dispatched": utcnow(), "dispatch_lease": None}})
+
+    async def undispatch(self, job_id: str) -> bool:
+        """Take a QUEUED job back from RabbitMQ (its lease too), so it is dispatched again later."""
+        with _translated(f"job {job_id}"):
+            result = await self._jobs.update_one(
+                {"_id": job_id, "state": JobState.QUEUED.value},
+                {"$set": {"dispatched": None, "dispatch_lease": None}},
+            )
+        return bool(result.modified_count)
+
+    async def waited_on(self) -> list[str]:
+        """Ids that QUEUED jobs are still waiting on."""
+        with _translated("dependencies"):
+            ids = await self._jobs.distinct("waiting_on", {"state": JobState.QUEUED.value, "waiting_on": {"$ne": []}})
+        return sorted(str(i) for i in ids)
+
+    async def job_states(self, job_ids: list[str], *, owner: str | None = None) -> dict[str, JobState]:
+        """The state of each of these jobs (of ``owner``, unless None) that still exists."""
+        with _translated("job states"):
+            docs = await self._jobs.find({"_id": {"$in": job_ids}, **_mine(owner)}, {"state": 1}).to_list(None)
+        return {doc["_id"]: JobState(doc["state"]) for doc in docs}
+
+    async def stop_waiting(self, job_ids: list[str]) -> None:
+        """These jobs succeeded: nobody waits on them any more."""
+        with _translated("dependencies"):
+            await self._jobs.update_many(
+                {"state": JobState.QUEUED.value, "waiting_on": {"$in": job_ids}},
+                {"$pull": {"waiting_on": {"$in": job_ids}}},
+            )
+
+    async def jobs_waiting_on(self, job_ids: list[str]) -> list[Job]:
+        """QUEUED jobs waiting on any of these."""
+        with _translated("dependencies"):
+            docs = await self._jobs.find({"state": JobState.QUEUED.value, "waiting_on": {"$in": job_ids}}).to_list(None)
+        return [_from_doc(Job, doc) for doc in docs]
+
+    async def fail_queued(self, job_id: str, *, reason: str) -> Job | None:
+        """QUEUED -> FAILED before it ran (a dependency failed); None if it is no longer QUEUED."""
+        return await self._transition(
+            {"_id": job_id, "state": JobState.QUEUED.value},
+            {"state": JobState.FAILED.value, "finished": utcnow(), "error": {"reason": reason, "stderr_tail": ""}},
+        )

@@ -132,6 +132,9 @@ class GatewaySettings(Settings):
     dataset_max_ratio: float = Field(default=200.0, ge=1)
     dataset_ratio_after_bytes: int = Field(default=64 * 2**20, ge=0)
     event_retention_days: int = Field(default=7, ge=1, le=365)
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    dispatch_ahead: int = Field(default=2, ge=0, le=10_000)
+    user_max_running: int = Field(default=0, ge=0)
 
     @field_validator("scratch_dir")
     @classmethod

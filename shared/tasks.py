@@ -26,3 +26,9 @@ RUN_JOB = Task(actor="run_job", queue="jobs")
 
 PACKAGE_RESULTS = Task(actor="package_results", queue="results")
 """Results: stream a finished job's outputs into a tar.gz in S3. Args: ``(job_id,)``."""
+
+RUNNER_SERVICE = "quern-runner"
+"""How runners name themselves in their heartbeats; the dispatcher counts their free slots."""
+
+RESULTS_SERVICE = "quern-results"
+"""How results workers name themselves in their heartbeats."""

@@ -51,6 +51,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PRESIGN_EXPIRY_SECONDS": "900",
             "S3_PART_SIZE_MB": "5",
             "WORKER_HEARTBEAT_SECONDS": "1",
+            "DISPATCH_INTERVAL_SECONDS": "0.2",
             "UPLOAD_SINGLE_PUT_MAX_BYTES": str(SINGLE_PUT_MAX_BYTES),
             "SCRATCH_DIR": str(tmp_path_factory.mktemp("scratch")),
             "DATASET_MAX_MEMBERS": str(DATASET_MAX_MEMBERS),

@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 
 from services.gateway import (
     apps,
+    batches,
     cluster,
     datasets,
     events,
@@ -23,11 +24,13 @@ from services.gateway import (
     health,
     job_deletion,
     jobs,
+    queues,
     reruns,
     uploads,
     users,
 )
 from services.gateway.auth import Authentication, Authenticator
+from services.gateway.dispatcher import Dispatcher
 from services.gateway.health import finish_setup
 from services.gateway.middleware import RequestLog
 from services.gateway.openapi import build_document, meta_routes
@@ -54,8 +57,22 @@ def create_app(settings: GatewaySettings) -> Starlette:
         storage = ObjectStorage(settings)
         broker = Broker(settings)
         authenticator = Authenticator(store, settings.auth_secret.get_secret_value())
+        dispatcher = Dispatcher(
+            store=store,
+            broker=broker,
+            interval=settings.dispatch_interval_seconds,
+            ahead=settings.dispatch_ahead,
+            user_max_running=settings.user_max_running,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+        )
         d = Deps(
-            settings=settings, apps=registry, store=store, storage=storage, broker=broker, authenticator=authenticator
+            settings=settings,
+            apps=registry,
+            store=store,
+            storage=storage,
+            broker=broker,
+            authenticator=authenticator,
+            dispatcher=dispatcher,
         )
         try:
             await finish_setup(d)
@@ -63,15 +80,19 @@ def create_app(settings: GatewaySettings) -> Starlette:
             # Start anyway: /readyz reports what is missing and finishes setup once it answers.
             log.warning("backend_not_ready_at_start", detail=exc.detail)
         log.info("gateway_started", apps=sorted(registry), bucket=settings.s3_bucket)
-        sweeper = asyncio.create_task(
-            uploads.sweep_forever(store=store, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)
-        )
+        background = [
+            asyncio.create_task(
+                uploads.sweep_forever(store=store, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)
+            ),
+            asyncio.create_task(dispatcher.run_forever()),
+        ]
         try:
             yield {"deps": d}
         finally:
-            sweeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(broker.close)
             await run_in_threadpool(storage.close)
             await store.close()
@@ -112,7 +133,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/apps", apps.list_apps),
                 Route("/apps/{name}", apps.describe_app, name="app"),
                 Route("/jobs", jobs.submit, methods=["POST"]),
-                Route("/jobs", jobs.list_jobs),
+                Route("/jobs", jobs.list_jobs, name="jobs"),
+                Route("/jobs/batch", batches.submit, methods=["POST"]),
                 Route("/jobs/{job_id}", jobs.describe, name="job"),
                 Route("/jobs/{job_id}", job_deletion.remove, methods=["DELETE"]),
                 Route("/jobs/{job_id}/archive", jobs.archive, name="job_archive"),
@@ -121,6 +143,14 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/jobs/{job_id}/state", forced_states.force, methods=["POST"]),
                 Route("/jobs/{job_id}/events", events.job_stream, name="job_events"),
                 Route("/events", events.caller_stream),
+                Route("/queues", queues.create, methods=["POST"]),
+                Route("/queues", queues.list_queues),
+                Route("/queues/{queue_id}", queues.describe, name="queue"),
+                Route("/queues/{queue_id}", queues.remove, methods=["DELETE"]),
+                Route("/queues/{queue_id}/pause", queues.pause, methods=["POST"]),
+                Route("/queues/{queue_id}/resume", queues.resume, methods=["POST"]),
+                Route("/queues/{queue_id}/retry", queues.retry, methods=["POST"]),
+                Route("/queues/{queue_id}/recover", queues.recover, methods=["POST"]),
             ],
         ),
     ]

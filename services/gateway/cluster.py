@@ -13,9 +13,6 @@ from services.gateway.state import deps
 from shared.models import WorkerInfo, utcnow
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
-# A worker that has missed three heartbeats is reported as not alive.
-MISSED_BEATS = 3
-
 
 def render_worker(worker: WorkerInfo, heartbeat_seconds: float) -> dict[str, Any]:
     """A worker as clients see it, with how long ago it last reported."""
@@ -31,7 +28,7 @@ def render_worker(worker: WorkerInfo, heartbeat_seconds: float) -> dict[str, Any
         "started": worker.started.isoformat(),
         "last_heartbeat": worker.heartbeat.isoformat(),
         "seconds_since_heartbeat": round(age, 1),
-        "alive": age < MISSED_BEATS * heartbeat_seconds,
+        "alive": worker.alive(heartbeat_seconds),
     }
 
 

@@ -15,10 +15,13 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from shared.errors import BadRequest, Conflict, NotFound
-from shared.models import Job, new_id
+from shared.models import new_id
 from shared.mongo import MongoStore
+
+T = TypeVar("T")
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 WAIT_SECONDS = 10.0
@@ -37,9 +40,19 @@ def fingerprint(body: object) -> str:
 
 
 async def submit_once(
-    *, store: MongoStore, owner: str, key: str, request: object, submit: Callable[[str], Awaitable[Job]]
-) -> tuple[Job, bool]:
-    """The job for this key: submitted now (False) or by an earlier request with the same key (True)."""
+    *,
+    store: MongoStore,
+    owner: str,
+    key: str,
+    request: object,
+    submit: Callable[[str], Awaitable[T]],
+    replay: Callable[[str], Awaitable[T]],
+) -> tuple[T, bool]:
+    """What this key submitted: now (False) or in an earlier request with the same key (True).
+
+    ``submit`` gets the id reserved for the key; ``replay`` finds what was submitted under that id
+    (NotFound while the first request is still at it).
+    """
     digest = fingerprint(request)
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
@@ -54,7 +67,7 @@ async def submit_once(
         if held["fingerprint"] != digest:
             raise Conflict("this Idempotency-Key was already used with a different request")
         try:
-            return await store.get_job(held["job_id"], owner=owner), True
+            return await replay(held["job_id"]), True
         except NotFound:
             pass  # the first request is still submitting, or failed and released the key
         if time.monotonic() > deadline:

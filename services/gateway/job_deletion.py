@@ -26,7 +26,7 @@ def job_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/"
 
 
-def _still_busy(job: Job) -> str | None:
+def still_busy(job: Job) -> str | None:
     """Why the job's objects may still change, or None once nothing will write under its prefix again."""
     if not job.state.terminal:
         return f"job {job.id} is being stopped (it is {job.state.value}); ask again in a moment"
@@ -44,7 +44,7 @@ async def delete_job(*, store: MongoStore, storage: ObjectStorage, job_id: str, 
     worker has packaged what it left, so nothing writes under the prefix after it is emptied.
     """
     job = await cancel_job(store=store, job_id=job_id, owner=owner, who=who)
-    reason = _still_busy(job)
+    reason = still_busy(job)
     if reason is not None:
         raise Conflict(reason, retry_after=2)
     removed = await run_in_threadpool(storage.delete_prefix, job_prefix(job.id))

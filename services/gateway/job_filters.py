@@ -1,4 +1,4 @@
-"""The query of GET /v1/jobs: which jobs (state, exit code, app, tag, name prefix, times) and in which order."""
+"""The query of GET /v1/jobs: which jobs (state, exit code, app, queue, tag, name prefix, times) and in which order."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from shared.models import JobState
 from shared.mongo import JobFilter
 
 _TAG = re.compile(r"^[a-z0-9._-]{1,50}$")
+_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID = re.compile(r"^[0-9a-z]{26}$")
 _INTEGER = re.compile(r"^-?\d{1,10}$")
 SORTS = {"created": True, "-created": False}  # sort -> oldest first?
 
@@ -51,6 +53,13 @@ def _tag(request: Request) -> str | None:
     return tag
 
 
+def _batch(request: Request) -> str | None:
+    batch = request.query_params.get("batch")
+    if batch is not None and not _ID.match(batch):
+        raise BadRequest("batch must be a batch id, as POST /v1/jobs/batch answered")
+    return batch
+
+
 def job_query(request: Request) -> JobQuery:
     """Read the filters and ``sort`` of a job list; 400 for any value that cannot be meant."""
     sort = request.query_params.get("sort", "-created")
@@ -59,10 +68,15 @@ def job_query(request: Request) -> JobQuery:
     app = request.query_params.get("app")
     if app is not None and not app:
         raise BadRequest("app must name an app")
+    queue = request.query_params.get("queue")
+    if queue is not None and not _QUEUE.match(queue):
+        raise BadRequest("queue must name a queue: 1-64 letters, digits, '.', '_' and '-'")
     where = JobFilter(
         states=_states(request),
         exit_code=_exit_code(request),
         app=app,
+        queue=queue,
+        batch=_batch(request),
         tag=_tag(request),
         name_prefix=request.query_params.get("name_prefix") or None,
         created_after=timestamp(request, "created_after"),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -20,12 +21,21 @@ from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
-from shared.broker import Broker
-from shared.errors import Conflict, Invalid, NotFound, Unavailable, Violation
-from shared.models import DatasetInput, InputValue, Job, JobState, job_event, new_id, state_event, utcnow
+from shared.errors import Conflict, Invalid, NotFound, Violation
+from shared.models import (
+    DEFAULT_QUEUE,
+    DatasetInput,
+    InputValue,
+    Job,
+    JobState,
+    Queue,
+    job_event,
+    new_id,
+    state_event,
+    utcnow,
+)
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
-from shared.tasks import RUN_JOB
 
 log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +43,9 @@ MAX_BODY_BYTES = 1 * 2**20
 _BRANCHES = frozenset({"str", DatasetInput.__name__})
 MAX_TAGS = 20
 DEFAULT_PRIORITY = 5
+MAX_DEPENDENCIES = 100
+JobId = Annotated[str, Field(min_length=1, max_length=64)]
+QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 INPUT_SHAPE = 'must be a file id, {"dataset": ID} or {"dataset": ID, "path": MEMBER}'
 
 
@@ -46,17 +59,22 @@ class JobRequest(BaseModel):
     timeout_seconds: int | None = Field(default=None, ge=1)
     name: Name | None = None
     tags: list[Tag] = Field(default=[], max_length=MAX_TAGS)
-    priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=9, description="0 (lowest) to 9; stored, not yet used")
+    priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=9, description="0 (lowest) to 9 (first to start)")
+    queue: QueueName = Field(default=DEFAULT_QUEUE, description="one of the caller's queues")
+    depends_on: list[JobId] = Field(
+        default=[], max_length=MAX_DEPENDENCIES, description="jobs that must succeed before this one starts"
+    )
 
 
 def _input_violation(violation: Violation) -> Violation:
-    """Point at the input itself, not at the union branch pydantic tried (``/inputs/SLOT/str``)."""
+    """Point at the input itself, not at the union branch pydantic tried (``[/jobs/N]/inputs/SLOT/str``)."""
     parts = violation.pointer.split("/")
-    if len(parts) < 4 or parts[1] != "inputs" or parts[3] not in _BRANCHES:
+    at = 3 if len(parts) > 3 and parts[1] == "jobs" else 1  # inside a batch, the request is at /jobs/N
+    if len(parts) < at + 3 or parts[at] != "inputs" or parts[at + 2] not in _BRANCHES:
         return violation
-    if len(parts) == 4:
-        return Violation("/".join(parts[:3]), INPUT_SHAPE)
-    return Violation("/".join(parts[:3] + parts[4:]), violation.detail)
+    if len(parts) == at + 3:
+        return Violation("/".join(parts[: at + 2]), INPUT_SHAPE)
+    return Violation("/".join(parts[: at + 2] + parts[at + 3 :]), violation.detail)
 
 
 def parse_job_request(raw: bytes, model: type[M] = JobRequest) -> M:  # type: ignore[assignment]
@@ -68,37 +86,34 @@ def parse_job_request(raw: bytes, model: type[M] = JobRequest) -> M:  # type: ig
         raise Invalid("the job request is malformed", violations) from None
 
 
-async def check_inputs(store: MongoStore, inputs: dict[str, InputValue], *, owner: str) -> None:
-    """Every input file and dataset must exist and be the owner's (404), and a dataset path one of its members (422)."""
-    file_ids = sorted({value for value in inputs.values() if isinstance(value, str)})
-    dataset_ids = sorted({value.dataset for value in inputs.values() if isinstance(value, DatasetInput)})
+async def check_inputs(store: MongoStore, inputs: list[dict[str, InputValue]], *, owner: str) -> None:
+    """Every input file and dataset must exist and be the owner's (404), and a dataset path one of its members (422).
+
+    ``inputs`` holds one input map per job; errors of a batch's job name it by its index.
+    """
+    file_ids = sorted({v for one in inputs for v in one.values() if isinstance(v, str)})
+    dataset_ids = sorted({v.dataset for one in inputs for v in one.values() if isinstance(v, DatasetInput)})
     files = await store.get_files(file_ids, owner=owner) if file_ids else {}
     datasets = await store.get_datasets(dataset_ids, owner=owner) if dataset_ids else {}
-    for slot, value in sorted(inputs.items()):
-        if isinstance(value, str):
-            if value not in files:
-                raise NotFound(f"input {slot!r}: no file {value}")
-            continue
-        dataset = datasets.get(value.dataset)
-        if dataset is None:
-            raise NotFound(f"input {slot!r}: no dataset {value.dataset}")
-        if value.path is not None and value.path not in {member.path for member in dataset.members}:
-            detail = f"dataset {dataset.id} has no member {value.path!r}"
-            raise Invalid(f"input {slot!r}: {detail}", [Violation(f"/inputs/{slot}/path", detail)])
+    for index, one in enumerate(inputs):
+        at, job = ("", "") if len(inputs) == 1 else (f"/jobs/{index}", f"jobs[{index}] ")
+        for slot, value in sorted(one.items()):
+            if isinstance(value, str):
+                if value not in files:
+                    raise NotFound(f"{job}input {slot!r}: no file {value}")
+                continue
+            dataset = datasets.get(value.dataset)
+            if dataset is None:
+                raise NotFound(f"{job}input {slot!r}: no dataset {value.dataset}")
+            if value.path is not None and value.path not in {member.path for member in dataset.members}:
+                detail = f"dataset {dataset.id} has no member {value.path!r}"
+                raise Invalid(f"{job}input {slot!r}: {detail}", [Violation(f"{at}/inputs/{slot}/path", detail)])
 
 
-async def submit_job(
-    *,
-    store: MongoStore,
-    broker: Broker,
-    apps: dict[str, AppSpec],
-    request: JobRequest,
-    owner: str,
-    rerun_of: str | None = None,
-    job_id: str | None = None,
+def build_job(
+    spec: AppSpec, request: JobRequest, *, owner: str, job_id: str | None = None, rerun_of: str | None = None
 ) -> Job:
-    """Validate against the app, check the inputs exist and are the owner's, store the job, then dispatch it."""
-    spec = find_app(apps, request.app)
+    """The job ``request`` describes, validated against its app (422 pointing at what is wrong)."""
     params = validate_request(spec, request.params, request.inputs)
     timeout = request.timeout_seconds or spec.timeout.default
     if timeout > spec.timeout.max:
@@ -106,8 +121,8 @@ async def submit_job(
             f"app {spec.name} allows at most {spec.timeout.max} seconds",
             [Violation("/timeout_seconds", f"must be at most {spec.timeout.max}")],
         )
-    await check_inputs(store, request.inputs, owner=owner)
-    job = Job(
+    depends_on = list(dict.fromkeys(request.depends_on))
+    return Job(
         id=job_id or new_id(),
         owner=owner,
         app=spec.name,
@@ -120,16 +135,58 @@ async def submit_job(
         tags=sorted(set(request.tags)),
         priority=request.priority,
         rerun_of=rerun_of,
+        queue=request.queue,
+        depends_on=depends_on,
+        waiting_on=depends_on,
     )
+
+
+async def check_queues(store: MongoStore, names: set[str], *, owner: str) -> None:
+    """Every named queue must be the owner's (404); the default queue is created on first use."""
+    for name in sorted(names):
+        if name == DEFAULT_QUEUE:
+            now = utcnow()
+            await store.ensure_queue(Queue(id=new_id(), owner=owner, name=name, created=now, updated=now))
+        elif await store.find_queue(owner=owner, name=name) is None:
+            raise NotFound(f"no queue {name!r}; create it first with POST /v1/queues")
+
+
+async def check_dependencies(store: MongoStore, job_ids: set[str], *, owner: str) -> None:
+    """Every dependency must be one of the owner's jobs (404) that may still succeed (409)."""
+    if not job_ids:
+        return
+    states = await store.job_states(sorted(job_ids), owner=owner)
+    for job_id in sorted(job_ids):
+        state = states.get(job_id)
+        if state is None:
+            raise NotFound(f"depends_on: no job {job_id}")
+        if state.terminal and state is not JobState.SUCCEEDED:
+            raise Conflict(f"depends_on: job {job_id} ended {state.value}, so this job could never start")
+
+
+async def submit_job(
+    *,
+    store: MongoStore,
+    apps: dict[str, AppSpec],
+    request: JobRequest,
+    owner: str,
+    wake: Callable[[], None],
+    rerun_of: str | None = None,
+    job_id: str | None = None,
+) -> Job:
+    """Validate against the app, check inputs, queue and dependencies are the owner's, then store the job.
+
+    The dispatcher (woken by ``wake``) sends it to RabbitMQ once it may start; a stored job is
+    accepted even while RabbitMQ is down, and waits for it.
+    """
+    job = build_job(find_app(apps, request.app), request, owner=owner, job_id=job_id, rerun_of=rerun_of)
+    await check_inputs(store, [request.inputs], owner=owner)
+    await check_queues(store, {job.queue}, owner=owner)
+    await check_dependencies(store, set(job.depends_on), owner=owner)
     await store.insert_job(job)
-    try:
-        await store.insert_events([state_event(job)])
-        message_id = await run_in_threadpool(broker.send, RUN_JOB, job.id)
-    except Unavailable:
-        # Not recorded or not dispatched means not accepted: take the record back so nothing waits forever.
-        await store.delete_job(job.id)
-        raise
-    log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version, message_id=message_id)
+    await store.record_events([state_event(job)])
+    wake()
+    log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version, queue=job.queue)
     return job
 
 
@@ -165,6 +222,11 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "archive": None if job.archive is None else job.archive.model_dump(mode="json", exclude={"key"}),
         "history": [change.model_dump(mode="json", by_alias=True) for change in job.history],
         "progress": None if job.progress is None else job.progress.model_dump(mode="json"),
+        "queue": job.queue,
+        "batch": job.batch,
+        "depends_on": job.depends_on,
+        "waiting_on": job.waiting_on,
+        "dispatched": iso(job.dispatched),
         "links": {
             "self": url,
             "app": str(request.url_for("app", name=job.app)),
@@ -233,7 +295,7 @@ async def submit(request: Request) -> Response:
 
     async def submit(job_id: str | None = None) -> Job:
         return await submit_job(
-            store=d.store, broker=d.broker, apps=d.apps, request=job_request, owner=owner, job_id=job_id
+            store=d.store, apps=d.apps, request=job_request, owner=owner, wake=d.dispatcher.wake, job_id=job_id
         )
 
     key = request.headers.get("idempotency-key")
@@ -241,7 +303,12 @@ async def submit(request: Request) -> Response:
         job, replayed = await submit(), False
     else:
         job, replayed = await submit_once(
-            store=d.store, owner=owner, key=check_key(key), request=job_request.model_dump(mode="json"), submit=submit
+            store=d.store,
+            owner=owner,
+            key=check_key(key),
+            request=job_request.model_dump(mode="json"),
+            submit=submit,
+            replay=lambda job_id: d.store.get_job(job_id, owner=owner),
         )
     body = render_job(request, job)
     if replayed:

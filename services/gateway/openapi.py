@@ -19,9 +19,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from services.gateway import schemas
+from services.gateway.batches import BatchRequest
 from services.gateway.datasets import DatasetChanges, DatasetRequest
 from services.gateway.forced_states import ForcedState
 from services.gateway.jobs import JobRequest
+from services.gateway.queues import QueueRequest, RetryRequest
 from services.gateway.reruns import RerunRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser
@@ -93,6 +95,12 @@ SSE_EVENT: dict[str, Any] = {
         },
     },
 }
+QUEUE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    "1-255 visible ASCII characters; the same key with another request is 409; kept a day",
+    location="header",
+)
 REDIRECT = (Param("redirect", "1/true/yes: answer 302 to the URL instead", {"type": "string"}),)
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -218,15 +226,64 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         201,
         schemas.JobOut,
         body=JobRequest,
-        query=(
-            Param(
-                "Idempotency-Key",
-                "1-255 visible ASCII characters; the same key with another request is 409; kept a day",
-                location="header",
-            ),
-        ),
+        query=(IDEMPOTENCY_KEY,),
         errors=(409,),
         replay=True,
+    ),
+    ("POST", "/v1/jobs/batch"): Operation(
+        "Submit up to 10,000 jobs at once: all are validated first, then all are stored, or none "
+        "(422 points into /jobs/N); with Idempotency-Key, a repeat answers the same batch (200)",
+        "jobs",
+        201,
+        schemas.BatchOut,
+        body=BatchRequest,
+        query=(IDEMPOTENCY_KEY,),
+        errors=(409, 413),
+        replay=True,
+    ),
+    ("POST", "/v1/queues"): Operation(
+        "Create a queue (409 if you have one of that name)",
+        "queues",
+        201,
+        schemas.UserQueueOut,
+        body=QueueRequest,
+        errors=(409,),
+    ),
+    ("GET", "/v1/queues"): Operation(
+        "The caller's queues (an admin's: everyone's) with job counts per state; the default queue always shows",
+        "queues",
+        200,
+        schemas.UserQueuePage,
+        query=PAGED,
+    ),
+    ("GET", "/v1/queues/{queue_id}"): Operation(
+        "A queue, with job counts per state", "queues", 200, schemas.UserQueueOut
+    ),
+    ("DELETE", "/v1/queues/{queue_id}"): Operation(
+        "Delete an empty queue; with force=true, cancel and delete its jobs too (409 while some are being stopped)",
+        "queues",
+        204,
+        None,
+        query=(Param("force", "1/true/yes: delete the queue's jobs as well"),),
+        errors=(409,),
+    ),
+    ("POST", "/v1/queues/{queue_id}/pause"): Operation(
+        "Pause: nothing new starts; running jobs finish", "queues", 200, schemas.UserQueueOut
+    ),
+    ("POST", "/v1/queues/{queue_id}/resume"): Operation("Resume a paused queue", "queues", 200, schemas.UserQueueOut),
+    ("POST", "/v1/queues/{queue_id}/retry"): Operation(
+        "Put the queue's FAILED jobs (or those in `states`) back to QUEUED; their old outputs are deleted",
+        "queues",
+        200,
+        schemas.RetryOut,
+        body=RetryRequest,
+        body_optional=True,
+    ),
+    ("POST", "/v1/queues/{queue_id}/recover"): Operation(
+        "Put the queue's RUNNING jobs whose worker stopped heartbeating back to QUEUED",
+        "queues",
+        200,
+        schemas.RecoverOut,
     ),
     ("GET", "/v1/jobs"): Operation(
         "The caller's jobs (an admin's: everyone's), newest first; every filter given must hold",
@@ -242,6 +299,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             ),
             Param("exit_code", "Only jobs that exited with this code", {"type": "integer"}),
             Param("app", "Only jobs of this app"),
+            Param("queue", "Only jobs of this queue (by name)", {"type": "string", "pattern": QUEUE_PATTERN}),
+            Param("batch", "Only jobs of this batch", {"type": "string", "pattern": "^[0-9a-z]{26}$"}),
             Param("tag", "Only jobs with this tag", {"type": "string", "pattern": "^[a-z0-9._-]{1,50}$"}),
             Param("name_prefix", "Only names starting with this text (taken literally)"),
             Param("created_after", "ISO 8601 time"),

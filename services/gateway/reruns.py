@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,10 +12,17 @@ from starlette.responses import JSONResponse, Response
 from services.gateway.auth import principal
 from services.gateway.bodies import read_body
 from services.gateway.datasets import Name, Tag
-from services.gateway.jobs import MAX_BODY_BYTES, MAX_TAGS, JobRequest, parse_job_request, render_job, submit_job
+from services.gateway.jobs import (
+    MAX_BODY_BYTES,
+    MAX_TAGS,
+    JobRequest,
+    QueueName,
+    parse_job_request,
+    render_job,
+    submit_job,
+)
 from services.gateway.state import deps
 from shared.apps import AppSpec
-from shared.broker import Broker
 from shared.errors import Conflict
 from shared.models import InputValue, Job
 from shared.mongo import MongoStore
@@ -30,6 +38,7 @@ class RerunRequest(BaseModel):
     name: Name | None = None
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     priority: int | None = Field(default=None, ge=0, le=9)
+    queue: QueueName | None = None
 
 
 def _installed(apps: dict[str, AppSpec], job: Job) -> AppSpec:
@@ -54,14 +63,15 @@ def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
         name=changes.name if changes.name is not None else job.name,
         tags=changes.tags if changes.tags is not None else job.tags,
         priority=changes.priority if changes.priority is not None else job.priority,
+        queue=changes.queue or job.queue,
     )
 
 
 async def rerun_job(
     *,
     store: MongoStore,
-    broker: Broker,
     apps: dict[str, AppSpec],
+    wake: Callable[[], None],
     job_id: str,
     owner: str | None,
     raw: bytes,
@@ -71,7 +81,7 @@ async def rerun_job(
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
     _installed(apps, job)
     return await submit_job(
-        store=store, broker=broker, apps=apps, request=clone_request(job, changes), owner=job.owner, rerun_of=job.id
+        store=store, apps=apps, request=clone_request(job, changes), owner=job.owner, wake=wake, rerun_of=job.id
     )
 
 
@@ -80,8 +90,8 @@ async def rerun(request: Request) -> Response:
     d = deps(request)
     job = await rerun_job(
         store=d.store,
-        broker=d.broker,
         apps=d.apps,
+        wake=d.dispatcher.wake,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
         raw=await read_body(request, MAX_BODY_BYTES),

@@ -224,6 +224,11 @@ class JobOut(Out):
     archive: ArchiveOut | None
     history: list[StateChangeOut] = Field(description="forced state changes, oldest first")
     progress: ProgressOut | None = Field(description='the app\'s latest ##quern progress PERCENT "STEP" line')
+    queue: str
+    batch: str | None = Field(description="the batch it was submitted in")
+    depends_on: list[str] = Field(description="jobs that must succeed before this one starts")
+    waiting_on: list[str] = Field(description="those of depends_on that have not succeeded yet")
+    dispatched: str | None = Field(description="when it was sent to the runners (null while it waits)")
     links: JobLinks
 
 
@@ -249,7 +254,7 @@ class WorkerOut(Out):
     alive: bool
 
 
-class QueueOut(Out):
+class QueueDepth(Out):
     messages: int
     consumers: int
 
@@ -263,7 +268,7 @@ class JobCounts(Out):
 
 class Cluster(Out):
     workers: list[WorkerOut]
-    queues: dict[str, QueueOut]
+    queues: dict[str, QueueDepth]
     jobs: JobCounts
 
 
@@ -290,3 +295,55 @@ class UserPage(PageOut):
 
 class KeyPage(PageOut):
     items: list[KeyOut]
+
+
+class QueueLinks(Out):
+    self: str
+    jobs: str = Field(description="the queue's jobs")
+
+
+class UserQueueOut(Out):
+    id: str
+    url: str
+    owner: str
+    name: str
+    description: str
+    paused: bool
+    created: str
+    updated: str
+    counts: dict[str, int] = Field(description="jobs per state")
+    total: int
+    links: QueueLinks
+
+
+class UserQueuePage(PageOut):
+    items: list[UserQueueOut]
+
+
+class RetryOut(Out):
+    retried: list[str] = Field(description="jobs put back to QUEUED")
+    skipped: list[str] = Field(description="jobs still being packaged, or changed meanwhile; retry again later")
+    more: bool = Field(description="more jobs matched than the limit; call again")
+
+
+class RecoverOut(Out):
+    recovered: list[str] = Field(description="RUNNING jobs of gone workers put back to QUEUED")
+
+
+class BatchItem(Out):
+    id: str
+    url: str
+    state: JobState
+    name: str | None
+    queue: str
+
+
+class BatchLinks(Out):
+    jobs: str = Field(description="the batch's jobs, as a filtered job list")
+
+
+class BatchOut(Out):
+    batch: str
+    count: int
+    items: list[BatchItem]
+    links: BatchLinks

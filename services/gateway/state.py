@@ -8,6 +8,7 @@ from typing import TypedDict, cast
 from starlette.requests import Request
 
 from services.gateway.auth import Authenticator
+from services.gateway.dispatcher import Dispatcher
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.mongo import MongoStore
@@ -25,6 +26,7 @@ class Deps:
     storage: ObjectStorage
     broker: Broker
     authenticator: Authenticator
+    dispatcher: Dispatcher
     setup_done: bool = field(default=False)
 
 

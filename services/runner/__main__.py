@@ -9,6 +9,7 @@ import structlog
 from services.runner.actors import register
 from shared.logging import configure_logging
 from shared.settings import RunnerSettings, load
+from shared.tasks import RUNNER_SERVICE
 from shared.worker import serve
 
 PR_SET_DUMPABLE = 4
@@ -34,7 +35,7 @@ def main() -> None:
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     serve(
         settings,
-        appname="quern-runner",
+        appname=RUNNER_SERVICE,
         threads=settings.runner_concurrency,
         worker_id=settings.runner_id,
         register=register,

@@ -205,6 +205,8 @@ async def execute_job(
     """Claim the job, run its app in a sandbox, upload outputs and logs, record the end, ask for packaging."""
     worker = settings.runner_id
     active.admit()
+    if await _hand_back_if_paused(store, job_id):
+        return
     job = await store.claim_job(job_id, worker=worker)
     if job is None:
         try:
@@ -248,6 +250,19 @@ async def execute_job(
         outputs=len(outputs),
     )
     await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job.id)
+
+
+async def _hand_back_if_paused(store: MongoStore, job_id: str) -> bool:
+    """A job whose queue was paused after it was dispatched goes back to the dispatcher rather than start."""
+    try:
+        job = await store.get_job(job_id)
+    except NotFound:
+        return False  # the claim below finds it gone and says so
+    if job.state is not JobState.QUEUED or not await store.queue_paused(owner=job.owner, name=job.queue):
+        return False
+    await store.undispatch(job_id)
+    log.info("job_handed_back", job_id=job_id, queue=job.queue, reason="queue paused")
+    return True
 
 
 async def _run(

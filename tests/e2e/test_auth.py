@@ -163,6 +163,7 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         "upload_id": upload["id"],
         "dataset_id": make_dataset(alice, "alices-data"),
         "user_id": alice.get("/v1/me").json()["id"],
+        "queue_id": alice.post("/v1/queues", json={"name": "alices-queue"}).json()["id"],
     }
     walked = 0
     for method, template in every_endpoint(env, fill=False):
@@ -181,9 +182,11 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         ("job_id", "/v1/jobs/{}"),
         ("upload_id", "/v1/uploads/{}"),
         ("dataset_id", "/v1/datasets/{}"),
+        ("queue_id", "/v1/queues/{}"),
     )
     for name, path in owned:
         assert alice.get(path.format(ids[name])).status_code == 200, name
+    assert alice.get(f"/v1/queues/{ids['queue_id']}").json()["paused"] is False
     assert alice.get(f"/v1/keys/{ids['key_id']}").json()["revoked"] is None
 
 

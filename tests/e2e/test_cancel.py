@@ -33,12 +33,19 @@ def wait_for_app(job_id: str) -> None:
 
 
 def queued_behind_busy_slots(user: httpx.Client, project: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Two long jobs filling the test runner's two slots, and a third that therefore stays QUEUED."""
+    """Two long jobs filling the test runner's two slots, and a third that therefore stays QUEUED.
+
+    The third is dispatched (its message waits in RabbitMQ), so tests see what the runner does with it.
+    """
     busy = [long_job(user, project) for _ in range(2)]
     for job in busy:
         wait_for_app(job["id"])
     waiting = long_job(user, project)
-    assert user.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "QUEUED"
+    deadline = time.monotonic() + 10
+    while (current := user.get(f"/v1/jobs/{waiting['id']}").json())["dispatched"] is None:
+        assert time.monotonic() < deadline, "the waiting job was never dispatched"
+        time.sleep(0.05)
+    assert current["state"] == "QUEUED"
     return busy, waiting
 
 

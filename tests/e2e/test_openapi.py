@@ -56,9 +56,15 @@ def seeded(make_user: UserFactory, project: Path) -> tuple[str, dict[str, str]]:
         "upload_id": upload.json()["id"],
         "dataset_id": make_dataset(user, "schemathesis"),
         "user_id": user.get("/v1/me").json()["id"],
+        "queue_id": user.post("/v1/queues", json={"name": "schemathesis"}).json()["id"],
     }
-    # DELETE gets a job of its own, so the job operations after it still see a real one.
-    return str(user.headers["Authorization"]), ids | {"name": "flood", "DELETE job_id": doomed_job_id}
+    doomed_queue_id = user.post("/v1/queues", json={"name": "doomed"}).json()["id"]
+    # DELETE gets a job (and a queue) of its own, so the operations after it still see a real one.
+    return str(user.headers["Authorization"]), ids | {
+        "name": "flood",
+        "DELETE job_id": doomed_job_id,
+        "DELETE queue_id": doomed_queue_id,
+    }
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(OPERATIONS))

@@ -1,0 +1,141 @@
+"""Batch submission: up to 10,000 jobs in one call, all validated before any is stored, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.apps import find_app
+from services.gateway.auth import principal
+from services.gateway.bodies import read_body
+from services.gateway.idempotency import check_key, submit_once
+from services.gateway.jobs import (
+    JobRequest,
+    build_job,
+    check_dependencies,
+    check_inputs,
+    check_queues,
+    parse_job_request,
+)
+from services.gateway.state import deps
+from shared.apps import AppSpec
+from shared.errors import AppError, Invalid, NotFound, Violation
+from shared.models import Batch, Job, new_id, state_event, utcnow
+from shared.mongo import MongoStore
+
+log = structlog.get_logger()
+MAX_BATCH = 10_000
+MAX_BODY_BYTES = 32 * 2**20
+MAX_VIOLATIONS = 100
+
+
+class BatchRequest(BaseModel):
+    """The body of POST /v1/jobs/batch."""
+
+    model_config = ConfigDict(extra="forbid")
+    jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH, description="each as POST /v1/jobs takes it")
+
+
+def build_jobs(apps: dict[str, AppSpec], batch: BatchRequest, *, owner: str, batch_id: str) -> list[Job]:
+    """Every job of the batch, or Invalid pointing into ``/jobs/N`` at each of the first 100 problems."""
+    jobs, violations = [], []
+    for index, item in enumerate(batch.jobs):
+        try:
+            job = build_job(find_app(apps, item.app), item, owner=owner)
+            jobs.append(job.model_copy(update={"batch": batch_id}))
+        except NotFound as exc:
+            violations.append(Violation(f"/jobs/{index}/app", exc.detail))
+        except Invalid as exc:
+            violations += [Violation(f"/jobs/{index}{v.pointer}", v.detail) for v in exc.violations]
+        if len(violations) >= MAX_VIOLATIONS:
+            break
+    if violations:
+        raise Invalid("the batch has invalid jobs; none was submitted", violations[:MAX_VIOLATIONS])
+    return jobs
+
+
+async def submit_batch(
+    *,
+    store: MongoStore,
+    apps: dict[str, AppSpec],
+    batch: BatchRequest,
+    owner: str,
+    wake: Callable[[], None],
+    batch_id: str,
+) -> list[Job]:
+    """Validate every job, store them all, then commit the batch, which lets the dispatcher see them.
+
+    If storing fails part way, what was stored is deleted again (and, should that fail too, the
+    dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
+    """
+    jobs = build_jobs(apps, batch, owner=owner, batch_id=batch_id)
+    await check_inputs(store, [item.inputs for item in batch.jobs], owner=owner)
+    await check_queues(store, {job.queue for job in jobs}, owner=owner)
+    await check_dependencies(store, {dep for job in jobs for dep in job.depends_on}, owner=owner)
+    try:
+        await store.insert_batch(Batch(id=batch_id, owner=owner, size=len(jobs), created=utcnow()), jobs)
+        await store.commit_batch(batch_id)
+    except AppError:
+        try:
+            await store.delete_batch(batch_id)
+        except AppError:
+            log.warning("batch_rollback_failed", batch=batch_id, jobs=len(jobs))
+        raise
+    await store.record_events([state_event(job) for job in jobs])
+    wake()
+    log.info("batch_submitted", batch=batch_id, jobs=len(jobs))
+    return jobs
+
+
+def render_batch(request: Request, batch_id: str, jobs: list[Job]) -> dict[str, Any]:
+    """The batch's id and a short line per job (GET each job's URL for the rest)."""
+    return {
+        "batch": batch_id,
+        "count": len(jobs),
+        "items": [
+            {
+                "id": job.id,
+                "url": str(request.url_for("job", job_id=job.id)),
+                "state": job.state.value,
+                "name": job.name,
+                "queue": job.queue,
+            }
+            for job in jobs
+        ],
+        "links": {"jobs": str(request.url_for("jobs").include_query_params(batch=batch_id))},
+    }
+
+
+async def submit(request: Request) -> Response:
+    """POST /v1/jobs/batch: 201 with every job's id, or 4xx and nothing stored."""
+    d, owner = deps(request), principal(request).user_id
+    batch: BatchRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES), BatchRequest)
+
+    async def submit(batch_id: str) -> list[Job]:
+        return await submit_batch(
+            store=d.store, apps=d.apps, batch=batch, owner=owner, wake=d.dispatcher.wake, batch_id=batch_id
+        )
+
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        batch_id = new_id()
+        jobs, replayed = await submit(batch_id), False
+    else:
+        jobs, replayed = await submit_once(
+            store=d.store,
+            owner=owner,
+            key=check_key(key),
+            request={"batch": batch.model_dump(mode="json")},
+            submit=submit,
+            replay=lambda batch_id: d.store.batch_jobs(batch_id, owner=owner),
+        )
+        batch_id = jobs[0].batch or ""
+    body = render_batch(request, batch_id, jobs)
+    if replayed:
+        return JSONResponse(body, headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(body, status_code=201)

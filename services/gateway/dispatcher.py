@@ -1,0 +1,147 @@
+"""The dispatcher: Mongo holds every QUEUED job; a job's message goes to RabbitMQ only once it may start.
+
+A job may start when its batch (if any) is fully stored, its queue is not paused, every
+job it depends on succeeded, and its owner is under ``USER_MAX_RUNNING``. Jobs go highest
+priority first, then oldest, and only as many as the live runners have free slots (plus
+``DISPATCH_AHEAD`` waiting in RabbitMQ), so priorities decide what starts next.
+
+Several gateways may dispatch at once: a job is leased with a compare-and-set before its message
+is sent, and marked dispatched after, so no two dispatchers send it. A dispatcher that dies
+between the two leaves a lease that expires, and the job is sent again; the runner's claim is a
+compare-and-set too, so a second message never runs the job twice. A job accepted while RabbitMQ
+is down simply stays undispatched (the outbox is the jobs collection) until RabbitMQ is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+
+from shared.broker import Broker
+from shared.errors import AppError
+from shared.models import Job, JobState, state_event, utcnow
+from shared.mongo import MongoStore
+from shared.tasks import RUN_JOB, RUNNER_SERVICE
+
+log = structlog.get_logger()
+LEASE_SECONDS = 60
+ABANDONED_BATCH_SECONDS = 600
+SWEEP_SECONDS = 60  # abandoned batches are looked for this often
+BAD_ENDS = {JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED}
+
+
+@dataclass
+class Dispatcher:
+    """Sends startable jobs to RabbitMQ, on a timer and whenever woken (a job was submitted)."""
+
+    store: MongoStore
+    broker: Broker
+    interval: float
+    ahead: int
+    user_max_running: int
+    heartbeat_seconds: float
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _last_sweep: float = 0.0
+
+    def wake(self) -> None:
+        """Look for startable jobs now rather than at the next tick."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        """Dispatch until cancelled; a backend outage is logged and retried at the next tick."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                if started - self._last_sweep > SWEEP_SECONDS:
+                    await self.sweep_abandoned_batches()
+                    self._last_sweep = started
+                await self.dispatch_once()
+            except AppError as exc:
+                log.warning("dispatch_failed", detail=exc.detail)
+            # A slow pass (a database under load) is not repeated at once: rest at least as long as it took.
+            rest = max(self.interval, loop.time() - started)
+            try:
+                await asyncio.wait_for(self._wake.wait(), rest)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def sweep_abandoned_batches(self) -> None:
+        """Delete batches whose gateway died while storing them: they were never acknowledged to anyone."""
+        before = utcnow() - timedelta(seconds=ABANDONED_BATCH_SECONDS)
+        for batch_id in await self.store.uncommitted_batches(created_before=before):
+            await self.store.delete_batch(batch_id)
+            log.warning("batch_abandoned", batch=batch_id)
+
+    async def dispatch_once(self) -> int:
+        """One pass: settle dependencies, then send what may start; returns how many jobs were sent."""
+        await settle_dependencies(self.store)
+        in_flight = await self.store.in_flight()
+        budget = await self._free_slots(sum(in_flight.values()))
+        if budget <= 0:
+            return 0
+        limit = self.user_max_running
+        full = [owner for owner, n in in_flight.items() if limit and n >= limit]
+        candidates = await self.store.dispatch_candidates(
+            limit=budget * 4 + 20,
+            skip_owners=full,
+            paused=await self.store.paused_queues(),
+            storing=await self.store.uncommitted_batches(),
+        )
+        sent = 0
+        for job in candidates:
+            if sent >= budget:
+                break
+            if limit and in_flight.get(job.owner, 0) >= limit:
+                continue
+            if await self._send(job):
+                sent += 1
+                in_flight[job.owner] = in_flight.get(job.owner, 0) + 1
+        return sent
+
+    async def _free_slots(self, in_flight: int) -> int:
+        """Slots of live runners not taken by RUNNING jobs or by messages already waiting, plus the look-ahead."""
+        workers = await self.store.list_workers()
+        capacity = sum(
+            w.concurrency for w in workers if w.service == RUNNER_SERVICE and w.alive(self.heartbeat_seconds)
+        )
+        return 0 if capacity == 0 else capacity + self.ahead - in_flight
+
+    async def _send(self, job: Job) -> bool:
+        if not await self.store.lease_dispatch(job.id, until=utcnow() + timedelta(seconds=LEASE_SECONDS)):
+            return False  # another dispatcher has it
+        try:
+            message_id = await run_in_threadpool(self.broker.send, RUN_JOB, job.id)
+        except AppError as exc:
+            await self.store.undispatch(job.id)
+            log.warning("job_dispatch_failed", job_id=job.id, detail=exc.detail)
+            return False
+        await self.store.mark_dispatched(job.id)
+        log.info("job_dispatched", job_id=job.id, priority=job.priority, queue=job.queue, message_id=message_id)
+        return True
+
+
+async def settle_dependencies(store: MongoStore) -> None:
+    """Stop waiting on jobs that succeeded; fail the jobs that wait on one that failed, was canceled or is gone."""
+    while waited := await store.waited_on():
+        states = await store.job_states(waited)
+        succeeded = [i for i in waited if states.get(i) is JobState.SUCCEEDED]
+        ended_badly = {i: states.get(i) for i in waited if i not in states or states[i] in BAD_ENDS}
+        if succeeded:
+            await store.stop_waiting(succeeded)
+        if not ended_badly:
+            return
+        for job in await store.jobs_waiting_on(list(ended_badly)):
+            culprit = next(i for i in job.waiting_on if i in ended_badly)
+            state = ended_badly[culprit]
+            why = "was deleted" if state is None else f"ended {state.value}"
+            failed = await store.fail_queued(job.id, reason=f"dependency {culprit} {why}; this job did not run")
+            if failed is not None:
+                await store.record_events([state_event(failed)])
+                log.info("job_dependency_failed", job_id=job.id, dependency=culprit)
+        # Loop: the jobs failed now may be waited on in turn.
