@@ -20,7 +20,7 @@ import structlog
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from shared.errors import AppError, Conflict, NotFound, Unavailable
+from shared.errors import AppError, Duplicate, NotFound, Unavailable
 from shared.models import (
     ApiKey,
     Archive,
@@ -51,7 +51,7 @@ def _translated(what: str) -> Iterator[None]:
     try:
         yield
     except DuplicateKeyError as exc:
-        raise Conflict(f"{what}: already exists") from exc
+        raise Duplicate(f"{what}: already exists") from exc
     except PyMongoError as exc:
         raise Unavailable(f"MongoDB did not answer ({what})") from exc
 
@@ -658,7 +658,7 @@ class MongoStore:
             with _translated("idempotency key"):
                 await self._idempotency.insert_one(doc)
             return None
-        except Conflict:
+        except Duplicate:
             with _translated("idempotency key"):
                 held: Document | None = await self._idempotency.find_one({"_id": doc["_id"]})
             return (

@@ -21,7 +21,7 @@ from services.gateway.params import flag
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.broker import Broker
-from shared.errors import Conflict, Invalid, NotFound, Unavailable, Violation
+from shared.errors import Invalid, NotFound, NotYet, Unavailable, Violation
 from shared.models import DatasetInput, InputValue, Job, JobState, job_event, new_id, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -181,7 +181,7 @@ async def archive_link(
     job = await store.get_job(job_id, owner=owner)
     if job.archive is None:
         waiting = "is packaged" if job.state.terminal else f"finishes (it is {job.state.value})"
-        raise Conflict(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
+        raise NotYet(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
     url, expires_at = await run_in_threadpool(
         storage.presign_get, job.archive.key, expires_in=expires_in, filename=f"{job.id}.tar.gz"
     )
