@@ -522,6 +522,13 @@ class MongoStore:
             },
         )
 
+    async def keep_logs_of_ended(self, job_id: str, *, worker: str, logs: dict[str, str]) -> Job | None:
+        """Attach the logs of a run whose job was forced to an end meanwhile; None unless it is ended and unpackaged."""
+        ended = [state.value for state in JobState if state.terminal]
+        return await self._transition(
+            {"_id": job_id, "worker": worker, "state": {"$in": ended}, "archive": None}, {"logs": logs}
+        )
+
     async def set_archive(self, job_id: str, archive: Archive) -> Job | None:
         """Attach the packaged archive unless one is attached already; None if it was."""
         return await self._transition({"_id": job_id, "archive": None}, {"archive": archive.model_dump()})
