@@ -1,23 +1,30 @@
 """The errors quern raises, meaningful to callers of every service.
 
-    AppError
-    ├── BadRequest      the request cannot be read at all (malformed JSON, bad query)
-    ├── Unauthorized    no credentials, or credentials that are wrong, expired or revoked
-    ├── Forbidden       an admin-only action asked by a user (never used to hide resources)
-    ├── Invalid         the request is readable but breaks the rules; carries every violation
-    ├── NotFound        the resource does not exist (or is not yours to see)
-    ├── Conflict        the resource is not in a state that allows this yet
-    ├── TooLarge        the upload is larger than the configured maximum
-    └── Unavailable     a server we depend on (Mongo, S3, RabbitMQ) did not answer
+    AppError                an error of our own (500 if nothing more precise is known)
+    ├── BadRequest          the request cannot be read at all (malformed JSON, bad query)
+    ├── Unauthorized        no credentials were sent
+    │   └── BadCredentials  credentials that are wrong, expired, revoked or of a disabled account
+    ├── Forbidden           an admin-only action asked by a user (never used to hide resources)
+    ├── Invalid             the request is readable but breaks the rules; carries every violation
+    ├── NotFound            the resource does not exist (or is not yours to see)
+    ├── Conflict            the resource is not in a state that allows this
+    │   ├── Duplicate       a name or key that must be unique is taken
+    │   └── NotYet          not yet: the same request can succeed later (carries retry_after)
+    ├── TooLarge            the upload or bundle is larger than the configured maximum
+    └── Unavailable         a server we depend on (Mongo, S3, RabbitMQ) did not answer
 
-Adapters translate driver exceptions into these with ``raise X(...) from exc``; nothing above
-an adapter names a third-party exception. The gateway maps each class to an HTTP status in one
-table (``services/gateway/problems.py``); actors declare the permanent ones in ``throws=``.
+Each class names its ``kind``, the stable last segment of its problem type URI
+(``urn:quern:problem:<kind>``, listed in docs/problems.md), and its ``title``; a subclass
+that callers must tell apart gets a kind of its own. Adapters translate driver exceptions
+into these with ``raise X(...) from exc``; nothing above an adapter names a third-party
+exception. The gateway maps each class to an HTTP status in one table
+(``services/gateway/problems.py``); actors declare the permanent ones in ``throws=``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,9 @@ class Violation:
 class AppError(Exception):
     """Something went wrong."""
 
+    kind: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or (type(self).__doc__ or "").strip()
         super().__init__(self.detail)
@@ -39,17 +49,36 @@ class AppError(Exception):
 class BadRequest(AppError):
     """The request could not be read."""
 
+    kind = "bad-request"
+    title = "Bad request"
+
 
 class Unauthorized(AppError):
     """Authentication is required: send a bearer token or an API key."""
+
+    kind = "unauthorized"
+    title = "Unauthorized"
+
+
+class BadCredentials(Unauthorized):
+    """The credentials are not valid."""
+
+    kind = "bad-credentials"
+    title = "Bad credentials"
 
 
 class Forbidden(AppError):
     """Only an admin may do this."""
 
+    kind = "forbidden"
+    title = "Forbidden"
+
 
 class Invalid(AppError):
     """The request breaks one or more rules."""
+
+    kind = "invalid"
+    title = "Invalid request"
 
     def __init__(self, detail: str | None = None, violations: list[Violation] | None = None) -> None:
         super().__init__(detail)
@@ -59,11 +88,31 @@ class Invalid(AppError):
 class NotFound(AppError):
     """No such resource."""
 
+    kind = "not-found"
+    title = "Not found"
+
 
 class Conflict(AppError):
     """The resource is not in a state that allows this."""
 
-    def __init__(self, detail: str | None = None, retry_after: int | None = None) -> None:
+    kind = "conflict"
+    title = "Conflict"
+
+
+class Duplicate(Conflict):
+    """That name or key is taken."""
+
+    kind = "duplicate"
+    title = "Already taken"
+
+
+class NotYet(Conflict):
+    """Not yet: ask again later."""
+
+    kind = "not-yet"
+    title = "Not yet"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 2) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
@@ -71,9 +120,15 @@ class Conflict(AppError):
 class TooLarge(AppError):
     """The upload is larger than this service accepts."""
 
+    kind = "too-large"
+    title = "Too large"
+
 
 class Unavailable(AppError):
     """A server quern depends on did not answer; try again later."""
+
+    kind = "unavailable"
+    title = "Service unavailable"
 
     def __init__(self, detail: str | None = None, retry_after: int = 5) -> None:
         super().__init__(detail)

@@ -20,7 +20,7 @@ import structlog
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from shared.errors import AppError, Conflict, NotFound, Unavailable
+from shared.errors import AppError, Duplicate, NotFound, Unavailable
 from shared.models import (
     ApiKey,
     Archive,
@@ -53,7 +53,7 @@ def _translated(what: str) -> Iterator[None]:
     try:
         yield
     except DuplicateKeyError as exc:
-        raise Conflict(f"{what}: already exists") from exc
+        raise Duplicate(f"{what}: already exists") from exc
     except PyMongoError as exc:
         raise Unavailable(f"MongoDB did not answer ({what})") from exc
 
@@ -549,6 +549,13 @@ class MongoStore:
             },
         )
 
+    async def keep_logs_of_ended(self, job_id: str, *, worker: str, logs: dict[str, str]) -> Job | None:
+        """Attach the logs of a run whose job was forced to an end meanwhile; None unless it is ended and unpackaged."""
+        ended = [state.value for state in JobState if state.terminal]
+        return await self._transition(
+            {"_id": job_id, "worker": worker, "state": {"$in": ended}, "archive": None}, {"logs": logs}
+        )
+
     async def set_archive(self, job_id: str, archive: Archive) -> Job | None:
         """Attach the packaged archive unless one is attached already; None if it was."""
         return await self._transition({"_id": job_id, "archive": None}, {"archive": archive.model_dump()})
@@ -687,7 +694,7 @@ class MongoStore:
             with _translated("idempotency key"):
                 await self._idempotency.insert_one(doc)
             return None
-        except Conflict:
+        except Duplicate:
             with _translated("idempotency key"):
                 held: Document | None = await self._idempotency.find_one({"_id": doc["_id"]})
             return (
@@ -711,7 +718,7 @@ class MongoStore:
                 found = await self._queues.find_one_and_update(
                     match, {"$setOnInsert": doc}, upsert=True, return_document=ReturnDocument.AFTER
                 )
-        except Conflict:  # a concurrent upsert created it first
+        except Duplicate:  # a concurrent upsert created it first
             with _translated(f"queue {queue.name}"):
                 found = await self._queues.find_one(match)
         if found is None:

@@ -24,6 +24,7 @@ import pytest
 
 from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, wait_until
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
+from services.gateway.problems import problem_types
 from shared.settings import Settings, load
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
@@ -178,12 +179,15 @@ def s3(servers: Stack) -> Iterator[Any]:
     client.close()
 
 
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with ``status``; returns its body."""
+def problem(response: httpx.Response, status: int, kind: str | None = None) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with ``status``, of a documented type (``urn:quern:problem:<kind>`` if given)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"].startswith("urn:quern:")
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert problem_types().get(body["type"]) == status, body["type"]
+    if kind is not None:
+        assert body["type"] == f"urn:quern:problem:{kind}"
     return body
 
 

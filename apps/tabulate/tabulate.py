@@ -103,7 +103,13 @@ def main() -> None:
         found = tables_of(args.control)
     else:
         fail(f"{args.control} is neither a file nor a directory")
-    tables = {written: summarise(path) for written, path in found[:MAX_TABLES]}
+    found = found[:MAX_TABLES]
+    tables = {}
+    for number, (written, path) in enumerate(found, start=1):
+        tables[written] = summarise(path)
+        # The step is quoted, as the runner's progress marker requires; the marker cannot hold a newline.
+        step = f"summarised {written} ({number}/{len(found)})".replace("\n", " ")
+        print(f'##quern progress {100 * number // len(found)} "{step}"', flush=True)
     Path("summary.json").write_text(json.dumps({"control": args.control.name, "tables": tables}, indent=2) + "\n")
     with Path("summary.csv").open("w", newline="") as handle:
         out = csv.writer(handle)
@@ -114,7 +120,6 @@ def main() -> None:
                 out.writerow(
                     [written, name, column["count"], *("" if v is None else f"{v:.{args.digits}g}" for v in numbers)]
                 )
-    print(f"##quern progress 100 summarised {len(tables)} tables")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.gateway.problems import problem_response, status_of
-from shared.errors import AppError, Unauthorized
+from services.gateway.problems import render, status_of
+from shared.errors import AppError, BadCredentials, Unauthorized
 from shared.models import ApiKey, Role, User, new_id, utcnow
 from shared.mongo import MongoStore
 
@@ -88,11 +88,11 @@ def read_token(token: str, *, secret: str) -> str:
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp", "typ"]})
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("the token has expired; log in again") from None
+        raise BadCredentials("the token has expired; log in again") from None
     except jwt.PyJWTError:
-        raise Unauthorized("the token is not valid") from None
+        raise BadCredentials("the token is not valid") from None
     if claims["typ"] != "access":
-        raise Unauthorized("the token is not valid")
+        raise BadCredentials("the token is not valid")
     return str(claims["sub"])
 
 
@@ -108,16 +108,16 @@ def new_api_key(owner: str, name: str) -> tuple[ApiKey, str]:
 async def _key_owner(store: MongoStore, credential: str) -> str:
     key_id, _, secret = credential.removeprefix(KEY_PREFIX).partition(".")
     if not key_id or not secret:
-        raise Unauthorized("the API key is malformed")
+        raise BadCredentials("the API key is malformed")
     try:
         key = await store.get_key(key_id)
     except AppError as exc:
         if status_of(exc) == 404:
-            raise Unauthorized("the API key is not valid") from None
+            raise BadCredentials("the API key is not valid") from None
         raise
     digest = hashlib.sha256(secret.encode()).hexdigest()
     if key.revoked is not None or not hmac.compare_digest(digest, key.secret_sha256):
-        raise Unauthorized("the API key is not valid")
+        raise BadCredentials("the API key is not valid")
     return key.owner
 
 
@@ -137,7 +137,7 @@ class Authenticator:
             user = await self.store.get_user(user_id)
         except AppError as exc:
             if status_of(exc) == 404:
-                raise Unauthorized("the user no longer exists") from None
+                raise BadCredentials("the user no longer exists") from None
             raise
         self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
         return user
@@ -156,7 +156,7 @@ class Authenticator:
             user_id = read_token(credential, secret=self.secret)
         user = await self.user(user_id)
         if user.disabled:
-            raise Unauthorized("this account is disabled")
+            raise BadCredentials("this account is disabled")
         return Principal(user_id=user.id, username=user.username, role=user.role)
 
 
@@ -174,9 +174,7 @@ class Authentication:
         try:
             who = await authenticator.principal(scope)
         except AppError as exc:
-            status = status_of(exc)
-            headers = {"WWW-Authenticate": 'Bearer realm="quern"'} if status == 401 else {"Retry-After": "5"}
-            await problem_response(Request(scope), status, exc.detail, headers=headers)(scope, receive, send)
+            await render(Request(scope), exc)(scope, receive, send)
             return
         scope["state"]["principal"] = who
         structlog.contextvars.bind_contextvars(user=who.username)

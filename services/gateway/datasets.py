@@ -26,7 +26,7 @@ from services.gateway.bodies import read_model
 from services.gateway.bundles import BLOCK, MAX_VIOLATIONS, Bundle, BundleLimits, inspect_bundle, iter_members
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
-from shared.errors import BadRequest, Conflict, Invalid, TooLarge, Violation
+from shared.errors import BadRequest, Conflict, Duplicate, Invalid, NotYet, TooLarge, Violation
 from shared.models import Dataset, DatasetMember, StoredFile, dataset_prefix, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
@@ -121,7 +121,7 @@ async def create_dataset(
     if file.size > settings.dataset_max_bytes + settings.dataset_max_members * 4096 + 2**20:
         raise TooLarge(f"the bundle is larger than a dataset may unpack to ({settings.dataset_max_bytes} bytes)")
     if await store.dataset_name_taken(owner, request.name):
-        raise Conflict(f"you already have a dataset named {request.name!r}")
+        raise Duplicate(f"you already have a dataset named {request.name!r}")
     dataset_id = new_id()
     prefix = dataset_prefix(dataset_id)
     scratch = Path(await run_in_threadpool(tempfile.mkdtemp, prefix="quern-dataset-", dir=settings.scratch_dir))
@@ -167,7 +167,7 @@ async def update_dataset(*, store: MongoStore, dataset_id: str, changes: Dataset
     dataset = await store.get_dataset(dataset_id, owner=owner)
     renamed = fields.get("name", dataset.name) != dataset.name
     if renamed and await store.dataset_name_taken(dataset.owner, fields["name"]):
-        raise Conflict(f"there is already a dataset named {fields['name']!r}")
+        raise Duplicate(f"there is already a dataset named {fields['name']!r}")
     if not fields:
         return dataset
     return await store.update_dataset(dataset.id, fields, owner=owner)
@@ -177,7 +177,7 @@ async def delete_dataset(*, store: MongoStore, storage: ObjectStorage, dataset_i
     """Delete the dataset's objects and record, unless a QUEUED or RUNNING job reads it."""
     dataset = await store.get_dataset(dataset_id, owner=owner)
     if await store.dataset_in_use(dataset.id):
-        raise Conflict(f"dataset {dataset.id} is an input of a job that has not finished", retry_after=10)
+        raise NotYet(f"dataset {dataset.id} is an input of a job that has not finished", retry_after=10)
     await run_in_threadpool(storage.delete_prefix, dataset.prefix)
     await store.delete_dataset(dataset.id)
     log.info("dataset_deleted", dataset_id=dataset.id)

@@ -17,7 +17,7 @@ from services.gateway.forms import file_part
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag, timestamp
 from services.gateway.state import deps
-from shared.errors import BadRequest, Conflict, TooLarge
+from shared.errors import BadRequest, NotYet, TooLarge
 from shared.models import StoredFile, new_id, utcnow
 from shared.mongo import FileFilter, MongoStore
 from shared.storage import ObjectSink, ObjectStorage
@@ -216,7 +216,9 @@ async def download(request: Request) -> Response:
 async def _refuse_if_in_use(store: MongoStore, file: StoredFile) -> None:
     jobs = await store.active_jobs_using(file.id, owner=file.owner)
     if jobs:
-        raise Conflict(f"file {file.id} is an input of queued or running jobs ({', '.join(jobs)}); delete it later")
+        raise NotYet(
+            f"file {file.id} is an input of queued or running jobs ({', '.join(jobs)}); delete it later", retry_after=10
+        )
 
 
 async def delete_file(*, store: MongoStore, storage: ObjectStorage, file_id: str, owner: str | None) -> StoredFile:

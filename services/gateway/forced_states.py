@@ -12,8 +12,8 @@ from services.gateway.bodies import read_model
 from services.gateway.jobs import render_job
 from services.gateway.state import deps
 from services.gateway.users import require_admin
-from shared.errors import Conflict
-from shared.models import Job, JobState, StateChange, utcnow
+from shared.errors import Conflict, NotYet
+from shared.models import Job, JobState, StateChange, job_event, state_event, utcnow
 from shared.mongo import MongoStore
 
 log = structlog.get_logger()
@@ -36,7 +36,10 @@ async def force_state(*, store: MongoStore, job: Job, wanted: ForcedState, by: s
     )
     forced = await store.force_state(job, change)
     if forced is None:
-        raise Conflict(f"job {job.id} changed state meanwhile; look at it again", retry_after=1)
+        raise NotYet(f"job {job.id} changed state meanwhile; look at it again", retry_after=1)
+    # Followers of the job's events see the forced state too, with the admin's reason, not the run's.
+    data = state_event(forced).data | {"reason": wanted.reason, "forced_by": by}
+    await store.record_events([job_event(forced, "state", data)])
     log.warning("job_state_forced", job_id=job.id, state_from=job.state.value, state_to=wanted.state.value, by=by)
     return forced
 

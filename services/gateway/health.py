@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from services.gateway.problems import problem_response
 from services.gateway.state import Deps, deps
 from services.gateway.users import ensure_admin
-from shared.errors import AppError
+from shared.errors import AppError, Unavailable
 
 log = structlog.get_logger()
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -57,4 +57,6 @@ async def readyz(request: Request) -> Response:
             await finish_setup(d)
         return JSONResponse({"status": "ready", "checks": checks})
     failing = ", ".join(name for name, result in checks.items() if result != "ok")
-    return problem_response(request, 503, f"not ready: {failing}", headers={"Retry-After": "5"}, checks=checks)
+    detail, headers = f"not ready: {failing}", {"Retry-After": "5"}
+    kind, title = Unavailable.kind, Unavailable.title
+    return problem_response(request, 503, detail, kind=kind, title=title, headers=headers, checks=checks)

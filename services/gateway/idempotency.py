@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from shared.errors import BadRequest, Conflict, NotFound
+from shared.errors import BadRequest, Duplicate, NotFound, NotYet
 from shared.models import new_id
 from shared.mongo import MongoStore
 
@@ -65,11 +65,11 @@ async def submit_once(
                 await store.release_idempotency_key(owner=owner, key=key)
                 raise
         if held["fingerprint"] != digest:
-            raise Conflict("this Idempotency-Key was already used with a different request")
+            raise Duplicate("this Idempotency-Key was already used with a different request")
         try:
             return await replay(held["job_id"]), True
         except NotFound:
             pass  # the first request is still submitting, or failed and released the key
         if time.monotonic() > deadline:
-            raise Conflict("a request with this Idempotency-Key is still being processed", retry_after=1)
+            raise NotYet("a request with this Idempotency-Key is still being processed", retry_after=1)
         await asyncio.sleep(0.1)

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from services.gateway.auth import principal
 from services.gateway.jobs import cancel_job
 from services.gateway.state import deps
-from shared.errors import Conflict
+from shared.errors import NotYet
 from shared.models import Job, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -46,7 +46,7 @@ async def delete_job(*, store: MongoStore, storage: ObjectStorage, job_id: str, 
     job = await cancel_job(store=store, job_id=job_id, owner=owner, who=who)
     reason = still_busy(job)
     if reason is not None:
-        raise Conflict(reason, retry_after=2)
+        raise NotYet(reason, retry_after=2)
     removed = await run_in_threadpool(storage.delete_prefix, job_prefix(job.id))
     await store.delete_job(job.id)
     log.info("job_deleted", job_id=job.id, objects=removed)

@@ -21,7 +21,7 @@ from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
-from shared.errors import Conflict, Invalid, NotFound, Violation
+from shared.errors import Conflict, Invalid, NotFound, NotYet, Violation
 from shared.models import (
     DEFAULT_QUEUE,
     DatasetInput,
@@ -243,7 +243,7 @@ async def archive_link(
     job = await store.get_job(job_id, owner=owner)
     if job.archive is None:
         waiting = "is packaged" if job.state.terminal else f"finishes (it is {job.state.value})"
-        raise Conflict(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
+        raise NotYet(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
     url, expires_at = await run_in_threadpool(
         storage.presign_get, job.archive.key, expires_in=expires_in, filename=f"{job.id}.tar.gz"
     )

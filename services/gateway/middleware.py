@@ -11,7 +11,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.gateway.problems import problem_response
+from services.gateway.problems import internal_error
 
 log = structlog.get_logger()
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -50,7 +50,7 @@ class RequestLog:
             if responding:
                 raise
             detail = "quern failed to handle this request; it has been logged under its X-Request-ID"
-            await problem_response(Request(scope), 500, detail)(scope, receive, send_with_id)
+            await internal_error(Request(scope), detail)(scope, receive, send_with_id)
         finally:
             log.info(
                 "request",

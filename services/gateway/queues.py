@@ -17,7 +17,7 @@ from services.gateway.jobs import QueueName, cancel_job, check_queues
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.state import deps
-from shared.errors import Conflict, Invalid, Violation
+from shared.errors import Conflict, Duplicate, Invalid, NotYet, Violation
 from shared.models import DEFAULT_QUEUE, Job, JobState, Queue, StateChange, new_id, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -75,8 +75,8 @@ async def create(request: Request) -> Response:
     queue = Queue(id=new_id(), owner=owner, name=body.name, description=body.description, created=now, updated=now)
     try:
         await store.insert_queue(queue)
-    except Conflict:
-        raise Conflict(f"you already have a queue called {body.name!r}") from None
+    except Duplicate:
+        raise Duplicate(f"you already have a queue called {body.name!r}") from None
     log.info("queue_created", queue_id=queue.id, name=queue.name)
     rendered = render_queue(request, queue, {})
     return JSONResponse(rendered, status_code=201, headers={"Location": rendered["url"]})
@@ -136,7 +136,7 @@ async def delete_queue(*, store: MongoStore, storage: ObjectStorage, queue: Queu
     jobs = [await cancel_job(store=store, job_id=job_id, owner=queue.owner, who=who) for job_id in remaining]
     busy = [job.id for job in jobs if still_busy(job) is not None]
     if busy:
-        raise Conflict(f"{len(busy)} jobs of queue {queue.name!r} are being stopped; ask again", retry_after=2)
+        raise NotYet(f"{len(busy)} jobs of queue {queue.name!r} are being stopped; ask again", retry_after=2)
     for job in jobs:
         if job.started is not None:
             await run_in_threadpool(storage.delete_prefix, job_prefix(job.id))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from services.gateway.problems import BLANK, problem_types
 from shared.models import JobState, Role
 
 
@@ -24,11 +25,19 @@ class ProblemError(Out):
     detail: str
 
 
+# Every type URI an answer may carry; the suite's schemathesis run checks each real answer against it.
+PROBLEM_TYPES: list[JsonValue] = [*problem_types(), BLANK]
+
+
 class Problem(Out):
     """RFC 9457 problem details."""
 
     model_config = ConfigDict(extra="allow")
-    type: str
+    type: str = Field(
+        description=f"A stable URI per kind of problem, each explained in docs/problems.md; {BLANK} only for an "
+        "HTTP error with no kind of its own",
+        json_schema_extra={"enum": PROBLEM_TYPES},
+    )
     title: str
     status: int
     detail: str

@@ -29,7 +29,7 @@ from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body, read_model
 from services.gateway.files import check_name, render_file
 from services.gateway.state import deps
-from shared.errors import AppError, BadRequest, Conflict, Invalid, NotFound, TooLarge, Violation
+from shared.errors import AppError, BadRequest, Conflict, Duplicate, Invalid, NotFound, NotYet, TooLarge, Violation
 from shared.models import PendingUpload, StoredFile, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
@@ -172,7 +172,7 @@ async def _claim(store: MongoStore, upload_id: str, owner: str | None) -> Pendin
         except NotFound:
             raise NotFound(f"no pending upload {upload_id}") from None
         raise Conflict(f"upload {upload_id} is complete already: it is file {file.id}") from None
-    raise Conflict(f"upload {upload_id} is being completed by another request", retry_after=2)
+    raise NotYet(f"upload {upload_id} is being completed by another request", retry_after=2)
 
 
 async def _assemble(storage: ObjectStorage, upload: PendingUpload, parts: list[PartRef] | None) -> int:
@@ -181,9 +181,7 @@ async def _assemble(storage: ObjectStorage, upload: PendingUpload, parts: list[P
         return await run_in_threadpool(storage.size, upload.key)
     except NotFound:
         if upload.multipart_id is None or upload.part_size is None:
-            raise Conflict(
-                f"nothing was uploaded yet: PUT the file to the presigned URL of upload {upload.id}"
-            ) from None
+            raise NotYet(f"nothing was uploaded yet: PUT the file to the presigned URL of upload {upload.id}") from None
     _, count = plan_parts(upload.size, min_part_size=upload.part_size)
     try:
         await run_in_threadpool(storage.complete_multipart, upload.key, upload.multipart_id, check_parts(parts, count))
@@ -206,7 +204,7 @@ async def _record(store: MongoStore, upload: PendingUpload) -> StoredFile:
     )
     try:
         await store.insert_file(file)
-    except Conflict:
+    except Duplicate:
         return await store.get_file(upload.id)
     except BaseException:
         await store.release_upload(upload.id)

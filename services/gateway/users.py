@@ -13,7 +13,7 @@ from services.gateway.auth import Principal, hash_password, issue_token, new_api
 from services.gateway.bodies import read_model
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
-from shared.errors import Conflict, Forbidden, NotFound, Unauthorized
+from shared.errors import BadCredentials, Conflict, Duplicate, Forbidden, NotFound
 from shared.models import ApiKey, Role, User, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import USERNAME
@@ -50,8 +50,8 @@ async def create_user(*, store: MongoStore, username: str, password: str, role: 
     user = User(id=new_id(), username=username, password_hash=hash_password(password), role=role, created=utcnow())
     try:
         await store.insert_user(user)
-    except Conflict:
-        raise Conflict(f"the username {username!r} is taken") from None
+    except Duplicate:
+        raise Duplicate(f"the username {username!r} is taken") from None
     log.info("user_created", user_id=user.id, username=username, role=role.value)
     return user
 
@@ -61,7 +61,7 @@ async def ensure_admin(*, store: MongoStore, username: str, password: str) -> No
     if await store.find_user(username) is None:
         try:
             await create_user(store=store, username=username, password=password, role=Role.ADMIN)
-        except Conflict:
+        except Duplicate:
             pass  # another gateway replica created it first
 
 
@@ -94,7 +94,7 @@ async def login(request: Request) -> Response:
     user = await d.store.find_user(body.username)
     if not password_matches(user, body.password.get_secret_value()) or user is None or user.disabled:
         log.info("login_refused", username=body.username)
-        raise Unauthorized("wrong username or password")
+        raise BadCredentials("wrong username or password")
     token, expires = issue_token(
         user, secret=d.settings.auth_secret.get_secret_value(), ttl_seconds=d.settings.token_ttl_seconds
     )

@@ -238,7 +238,11 @@ async def execute_job(
         if state is JobState.SUCCEEDED or not settings.keep_failed_dirs:
             await asyncio.to_thread(sandbox.remove)
     if finished is None:
+        # An admin forced the job to another state while it ran. A forced end stands, but its
+        # logs are still kept and packaged, or its archive would be awaited forever.
         log.warning("job_finish_lost", job_id=job.id, state=state.value)
+        if await store.keep_logs_of_ended(job.id, worker=worker, logs=logs) is not None:
+            await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job.id)
         return
     await store.record_events([state_event(finished)])
     log.info(

@@ -46,7 +46,7 @@ def test_every_endpoint_but_health_and_login_needs_credentials(env: dict[str, st
             if path in PUBLIC_PATHS:
                 assert response.status_code != 401, path
                 continue
-            assert problem(response, 401)["title"] == "Unauthorized", (method, path)
+            assert problem(response, 401, "unauthorized")["title"] == "Unauthorized", (method, path)
             assert response.headers["www-authenticate"].startswith("Bearer")
 
 
@@ -54,7 +54,8 @@ def test_wrong_password_and_unknown_user_are_the_same_401(stack: Stack, make_use
     with httpx.Client(base_url=stack.gateway_url) as client:
         wrong = client.post("/v1/auth/login", json={"username": stack.admin_username, "password": "not-it-at-all"})
         unknown = client.post("/v1/auth/login", json={"username": "nobody-here", "password": "not-it-at-all"})
-    assert problem(wrong, 401)["detail"] == problem(unknown, 401)["detail"] == "wrong username or password"
+    same = problem(wrong, 401, "bad-credentials")["detail"] == problem(unknown, 401, "bad-credentials")["detail"]
+    assert same and wrong.json()["detail"] == "wrong username or password"
 
 
 def test_login_answers_a_token_with_its_expiry(stack: Stack, make_user: UserFactory) -> None:
@@ -80,7 +81,7 @@ def test_expired_and_forged_tokens_are_refused(stack: Stack, make_user: UserFact
     with httpx.Client(base_url=stack.gateway_url) as client:
         for token, detail in ((expired, "expired"), (forged, "not valid"), ("garbage", "not valid")):
             response = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
-            assert detail in problem(response, 401)["detail"]
+            assert detail in problem(response, 401, "bad-credentials")["detail"]
 
 
 def test_api_key_works_until_revoked_and_its_secret_is_shown_once(stack: Stack, make_user: UserFactory) -> None:
@@ -96,23 +97,23 @@ def test_api_key_works_until_revoked_and_its_secret_is_shown_once(stack: Stack, 
         assert service.get("/v1/me", headers={"X-API-Key": secret}).status_code == 200
         assert problem(service.get("/v1/me", headers={"X-API-Key": secret[:-2] + "xx"}), 401)
         assert user.delete(f"/v1/keys/{created.json()['id']}").json()["revoked"] is not None
-        assert problem(service.get("/v1/me", headers={"X-API-Key": secret}), 401)
+        assert problem(service.get("/v1/me", headers={"X-API-Key": secret}), 401, "bad-credentials")
 
 
 def test_users_cannot_manage_users(make_user: UserFactory) -> None:
     user = make_user()
     problem(user.post("/v1/users", json={"username": "mallory", "password": "p" * 16}), 403)
-    problem(user.get("/v1/users"), 403)
+    problem(user.get("/v1/users"), 403, "forbidden")
 
 
 def test_username_taken_is_409_and_disabled_user_cannot_log_in(stack: Stack, admin: httpx.Client) -> None:
     body = {"username": "carol-dup", "password": "a-long-password"}
     created = admin.post("/v1/users", json=body)
     assert created.status_code == 201
-    problem(admin.post("/v1/users", json=body), 409)
+    problem(admin.post("/v1/users", json=body), 409, "duplicate")
     assert admin.delete(f"/v1/users/{created.json()['id']}").json()["disabled"] is True
     with httpx.Client(base_url=stack.gateway_url) as client:
-        problem(client.post("/v1/auth/login", json=body), 401)
+        problem(client.post("/v1/auth/login", json=body), 401, "bad-credentials")
 
 
 def test_weak_passwords_and_bad_usernames_are_422(admin: httpx.Client) -> None:

@@ -166,7 +166,7 @@ def test_input_of_a_queued_or_running_job_cannot_be_deleted(api: httpx.Client, p
     grid = upload(api, "valley.csv", (project / "apps/flood/example/valley.csv").read_bytes())
     body = {"app": "flood", "params": {"steps": 100000}, "inputs": {"elevation": grid["id"]}, "timeout_seconds": 3}
     job = api.post("/v1/jobs", json=body).json()
-    assert job["id"] in problem(api.delete(f"/v1/files/{grid['id']}"), 409)["detail"]
+    assert job["id"] in problem(api.delete(f"/v1/files/{grid['id']}"), 409, "not-yet")["detail"]
     assert api.get(f"/v1/files/{grid['id']}").status_code == 200
     deadline = time.monotonic() + 60
     while api.get(f"/v1/jobs/{job['id']}").json()["state"] in {"QUEUED", "RUNNING"}:
@@ -252,12 +252,12 @@ def test_completing_twice_is_409_naming_the_file(api: httpx.Client) -> None:
     upload = announce(api, b"once")
     put(upload, b"once")
     assert api.post(upload["complete"]).status_code == 201
-    assert f"file {upload['id']}" in problem(api.post(upload["complete"]), 409)["detail"]
+    assert f"file {upload['id']}" in problem(api.post(upload["complete"]), 409, "conflict")["detail"]
 
 
 def test_completing_before_the_bytes_arrive_is_409_and_can_be_retried(api: httpx.Client) -> None:
     upload = announce(api, b"later")
-    assert "PUT" in problem(api.post(upload["complete"]), 409)["detail"]
+    assert "PUT" in problem(api.post(upload["complete"]), 409, "not-yet")["detail"]
     put(upload, b"later")
     assert api.post(upload["complete"]).status_code == 201
 
@@ -322,7 +322,7 @@ def test_expired_upload_cannot_be_completed(api: httpx.Client, stack: Stack, s3:
         client[stack.database]["uploads"].update_one(
             {"_id": upload["id"]}, {"$set": {"expires": now() - timedelta(seconds=1)}}
         )
-    assert "expired" in problem(api.post(upload["complete"]), 409)["detail"]
+    assert "expired" in problem(api.post(upload["complete"]), 409, "conflict")["detail"]
     assert nothing_stored(s3, stack, upload["id"])
     problem(api.post(upload["complete"]), 404)
 

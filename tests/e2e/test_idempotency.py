@@ -51,7 +51,7 @@ def test_the_same_key_with_another_request_is_409(body: tuple[httpx.Client, dict
     user, request = body
     key = uuid.uuid4().hex
     assert submit(user, request, key).status_code == 201
-    problem(submit(user, request | {"params": {"steps": 3}}, key), 409)
+    problem(submit(user, request | {"params": {"steps": 3}}, key), 409, "duplicate")
 
 
 def test_a_failed_submission_releases_its_key(body: tuple[httpx.Client, dict[str, Any]]) -> None:

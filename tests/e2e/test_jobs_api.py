@@ -195,7 +195,7 @@ def test_deleting_a_running_job_stops_it_first(make_user: UserFactory, project: 
     user = make_user()
     job = long_job(user, project)
     wait_for_app(job["id"])
-    refused = problem(user.delete(f"/v1/jobs/{job['id']}"), 409)
+    refused = problem(user.delete(f"/v1/jobs/{job['id']}"), 409, "not-yet")
     assert "being stopped" in refused["detail"]
     assert user.get(f"/v1/jobs/{job['id']}").json()["cancel_requested"]
     deadline = time.monotonic() + 60
@@ -301,7 +301,7 @@ def test_rerun_of_a_version_no_longer_installed_is_409(make_user: UserFactory, p
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(stack.env()["MONGO_URL"], tz_aware=True) as client:
         client[stack.database]["jobs"].update_one({"_id": old["id"]}, {"$set": {"app_version": "0.0.1-gone"}})
-    detail = problem(user.post(f"/v1/jobs/{old['id']}/rerun"), 409)["detail"]
+    detail = problem(user.post(f"/v1/jobs/{old['id']}/rerun"), 409, "conflict")["detail"]
     assert "0.0.1-gone" in detail and "is installed now" in detail
 
 
@@ -350,7 +350,8 @@ def test_forcing_a_running_job_to_an_end_stops_its_app(
 def test_forcing_the_state_a_job_is_in_is_409(make_user: UserFactory, admin: httpx.Client, project: Path) -> None:
     user = make_user()
     job = wait_for(user, submit(user, grid(user, project))["id"])
-    problem(admin.post(f"/v1/jobs/{job['id']}/state", json={"state": job["state"], "reason": "again"}), 409)
+    body = {"state": job["state"], "reason": "again"}
+    problem(admin.post(f"/v1/jobs/{job['id']}/state", json=body), 409, "conflict")
     assert user.get(f"/v1/jobs/{job['id']}").json()["history"] == []
 
 

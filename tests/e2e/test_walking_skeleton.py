@@ -185,7 +185,8 @@ def test_unknown_app_is_404(api: httpx.Client) -> None:
 def test_unknown_job_and_route_are_404_problems(api: httpx.Client) -> None:
     problem(api.get("/v1/jobs/01nosuchjob"), 404)
     problem(api.get("/v1/jobs/01nosuchjob/archive"), 404)
-    problem(api.get("/v1/nothing-here"), 404)
+    problem(api.get("/v1/nothing-here"), 404, "not-found")
+    problem(api.put("/v1/me"), 405, "method-not-allowed")
 
 
 def test_archive_is_409_with_retry_after_until_packaged_and_timeouts_end_jobs(api: httpx.Client, project: Path) -> None:
@@ -194,7 +195,7 @@ def test_archive_is_409_with_retry_after_until_packaged_and_timeouts_end_jobs(ap
         api, {"app": "flood", "params": {"steps": 100000}, "inputs": {"elevation": grid["id"]}, "timeout_seconds": 2}
     ).json()
     response = api.get(f"/v1/jobs/{job['id']}/archive")
-    problem(response, 409)
+    problem(response, 409, "not-yet")
     assert int(response.headers["retry-after"]) > 0
     finished = wait_for(api, job["id"])
     assert finished["state"] == "TIMED_OUT"
@@ -247,7 +248,7 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing_behind(api: httpx.Clien
 
     before = open_multipart_uploads(s3, stack.bucket)
     response = api.post("/v1/files", params={"name": "huge.bin"}, content=body())
-    problem(response, 413)
+    problem(response, 413, "too-large")
     assert open_multipart_uploads(s3, stack.bucket) <= before
 
 
