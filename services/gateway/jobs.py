@@ -19,7 +19,7 @@ from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.state import deps
-from shared.apps import AppSpec, validate_request
+from shared.apps import validate_request
 from shared.broker import Broker
 from shared.errors import Conflict, Invalid, NotFound, Unavailable, Violation
 from shared.models import DatasetInput, InputValue, Job, JobState, job_event, new_id, state_event, utcnow
@@ -91,14 +91,13 @@ async def submit_job(
     *,
     store: MongoStore,
     broker: Broker,
-    apps: dict[str, AppSpec],
     request: JobRequest,
     owner: str,
     rerun_of: str | None = None,
     job_id: str | None = None,
 ) -> Job:
     """Validate against the app, check the inputs exist and are the owner's, store the job, then dispatch it."""
-    spec = find_app(apps, request.app)
+    spec = await find_app(store, request.app)
     params = validate_request(spec, request.params, request.inputs)
     timeout = request.timeout_seconds or spec.timeout.default
     if timeout > spec.timeout.max:
@@ -232,9 +231,7 @@ async def submit(request: Request) -> Response:
     job_request: JobRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES))
 
     async def submit(job_id: str | None = None) -> Job:
-        return await submit_job(
-            store=d.store, broker=d.broker, apps=d.apps, request=job_request, owner=owner, job_id=job_id
-        )
+        return await submit_job(store=d.store, broker=d.broker, request=job_request, owner=owner, job_id=job_id)
 
     key = request.headers.get("idempotency-key")
     if key is None:

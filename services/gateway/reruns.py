@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from services.gateway.apps import find_app
 from services.gateway.auth import principal
 from services.gateway.bodies import read_body
 from services.gateway.datasets import Name, Tag
@@ -15,7 +16,7 @@ from services.gateway.jobs import MAX_BODY_BYTES, MAX_TAGS, JobRequest, parse_jo
 from services.gateway.state import deps
 from shared.apps import AppSpec
 from shared.broker import Broker
-from shared.errors import Conflict
+from shared.errors import Conflict, NotFound
 from shared.models import InputValue, Job
 from shared.mongo import MongoStore
 
@@ -32,13 +33,14 @@ class RerunRequest(BaseModel):
     priority: int | None = Field(default=None, ge=0, le=9)
 
 
-def _installed(apps: dict[str, AppSpec], job: Job) -> AppSpec:
-    spec = apps.get(job.app)
-    if spec is None:
-        raise Conflict(f"job {job.id} ran app {job.app}, which is no longer installed; submit a new job instead")
+async def _installed(store: MongoStore, job: Job) -> AppSpec:
+    try:
+        spec = await find_app(store, job.app)
+    except NotFound:
+        raise Conflict(f"job {job.id} ran app {job.app}, which is no longer registered") from None
     if spec.version != job.app_version:
         raise Conflict(
-            f"job {job.id} ran {job.app} {job.app_version}, but {spec.version} is installed now; "
+            f"job {job.id} ran {job.app} {job.app_version}, but {spec.version} is its current version now; "
             "submit a new job to run the new version"
         )
     return spec
@@ -61,7 +63,6 @@ async def rerun_job(
     *,
     store: MongoStore,
     broker: Broker,
-    apps: dict[str, AppSpec],
     job_id: str,
     owner: str | None,
     raw: bytes,
@@ -69,9 +70,9 @@ async def rerun_job(
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
     job = await store.get_job(job_id, owner=owner)
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
-    _installed(apps, job)
+    await _installed(store, job)
     return await submit_job(
-        store=store, broker=broker, apps=apps, request=clone_request(job, changes), owner=job.owner, rerun_of=job.id
+        store=store, broker=broker, request=clone_request(job, changes), owner=job.owner, rerun_of=job.id
     )
 
 
@@ -81,7 +82,6 @@ async def rerun(request: Request) -> Response:
     job = await rerun_job(
         store=d.store,
         broker=d.broker,
-        apps=d.apps,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
         raw=await read_body(request, MAX_BODY_BYTES),
