@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,11 +255,17 @@ class RegisteredApp(Record):
     @field_validator("spec", mode="before")
     @classmethod
     def _parse(cls, value: object) -> object:
-        return json.loads(value) if isinstance(value, str | bytes) else value
+        return _parsed(value) if isinstance(value, str) else value
 
     @field_serializer("spec")
     def _text(self, spec: AppSpec) -> str:
         return canonical(spec)
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> AppSpec:
+    # Checking a definition (its JSON Schema above all) takes milliseconds; a stored one is read on every submission.
+    return AppSpec.model_validate(json.loads(text))
 
 
 def version_id(name: str, version: str) -> str:
