@@ -25,6 +25,7 @@ from shared.mongo import MongoStore
 
 log = structlog.get_logger()
 MAX_SPEC_BYTES = 256 * 1024
+MAX_TOGGLE_BYTES = 4096
 DIRECTORY = "app-directory"  # registered_by of definitions read from APPS_DIR
 
 
@@ -35,19 +36,8 @@ class AppToggle(BaseModel):
     version: str | None = Field(default=None, min_length=1, max_length=64)
 
 
-async def register(
-    *, store: MongoStore, spec: AppSpec, source: AppSource, by: str, new_app: bool | None = None
-) -> RegisteredApp:
-    """Record a version of an app; Conflict if registered already, or if ``new_app`` and the app is not new.
-
-    ``new_app`` False asks for a new version of an app that must exist (NotFound otherwise).
-    """
-    if new_app is not None:
-        current = await store.current_app(spec.name)
-        if new_app and current is not None:
-            raise Conflict(f"app {spec.name} exists; register a new version at /v1/apps/{spec.name}/versions")
-        if not new_app and current is None:
-            raise NotFound(f"no app {spec.name!r}")
+async def register(*, store: MongoStore, spec: AppSpec, source: AppSource, by: str) -> RegisteredApp:
+    """Record a version of an app; Conflict if that version is registered already."""
     app = RegisteredApp(
         id=version_id(spec.name, spec.version),
         name=spec.name,
@@ -63,6 +53,24 @@ async def register(
         raise Conflict(f"app {spec.name} version {spec.version} is registered already; versions never change") from None
     log.info("app_registered", app=spec.name, app_version=spec.version, source=source, by=by)
     return app
+
+
+async def register_app(*, store: MongoStore, spec: AppSpec, by: str) -> RegisteredApp:
+    """Register a new app through the API; Conflict if one of that name exists."""
+    if await store.current_app(spec.name) is not None:
+        raise Conflict(f"app {spec.name} exists; register a new version at /v1/apps/{spec.name}/versions")
+    return await register(store=store, spec=spec, source="api", by=by)
+
+
+async def register_version(*, store: MongoStore, name: str, spec: AppSpec, by: str) -> RegisteredApp:
+    """Register a new version of app ``name`` through the API; NotFound if there is no such app."""
+    if spec.name != name:
+        raise Invalid(
+            f"this definition is of app {spec.name!r}, not {name!r}", [Violation("/name", f"must be {name!r}")]
+        )
+    if await store.current_app(name) is None:
+        raise NotFound(f"no app {name!r}")
+    return await register(store=store, spec=spec, source="api", by=by)
 
 
 async def register_directory(*, store: MongoStore, apps: dict[str, AppSpec]) -> None:
@@ -108,22 +116,15 @@ def _created(request: Request, app: RegisteredApp) -> Response:
 async def add_app(request: Request) -> Response:
     """POST /v1/apps (admin): register a new app from its definition."""
     spec = await _read_spec(request)
-    app = await register(
-        store=deps(request).store, spec=spec, source="api", by=principal(request).username, new_app=True
-    )
+    app = await register_app(store=deps(request).store, spec=spec, by=principal(request).username)
     return _created(request, app)
 
 
 async def add_version(request: Request) -> Response:
     """POST /v1/apps/{name}/versions (admin): register a new version of an existing app."""
-    name = request.path_params["name"]
     spec = await _read_spec(request)
-    if spec.name != name:
-        raise Invalid(
-            f"this definition is of app {spec.name!r}, not {name!r}", [Violation("/name", f"must be {name!r}")]
-        )
-    app = await register(
-        store=deps(request).store, spec=spec, source="api", by=principal(request).username, new_app=False
+    app = await register_version(
+        store=deps(request).store, name=request.path_params["name"], spec=spec, by=principal(request).username
     )
     return _created(request, app)
 
@@ -131,7 +132,7 @@ async def add_version(request: Request) -> Response:
 async def _toggle(request: Request, *, disable: bool) -> Response:
     who = principal(request)
     require_admin(who)
-    raw = await read_body(request, 4096)
+    raw = await read_body(request, MAX_TOGGLE_BYTES)
     wanted = parse_model(raw, AppToggle) if raw.strip() else AppToggle()
     app = await set_disabled(
         store=deps(request).store,
