@@ -154,7 +154,7 @@ def _from_doc(cls: type[R], doc: Document) -> R:
 
 
 class MongoStore:
-    """Users, API keys, files, pending uploads, datasets, jobs and their events in one database."""
+    """Users, API keys, files, pending uploads, datasets, apps, jobs and their events in one database."""
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._client = client
