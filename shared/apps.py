@@ -1,12 +1,16 @@
-"""The app registry: declarative definitions of the science programs quern may run.
+"""App definitions: declarative descriptions of the science programs quern may run.
 
-An app lives in ``$APPS_DIR/<name>/app.json`` beside its program. The gateway validates
-submissions against it; the runner builds argv from it. A definition that is wrong in any way
-stops the process at start, naming the file, rather than failing a user's job later.
+The registry itself is the ``apps`` collection in Mongo, holding every version of every app
+(``RegisteredApp``). Definitions come from ``$APPS_DIR/<name>/app.json`` beside the program,
+registered by the gateway at start, or from admins through the API. The gateway validates
+submissions against the latest enabled version; the runner builds argv from the exact version
+a job recorded. A definition on disk that is wrong in any way stops the process at start,
+naming the file, rather than failing a user's job later.
 
 The ``command`` is an argv template. Each element is literal text with placeholders:
-``{params.NAME}``, ``{inputs.SLOT}`` (the staged file's path), ``{app_dir}`` and ``{python}``
-(the interpreter the runner itself uses, for apps written in Python).
+``{params.NAME}``, ``{inputs.SLOT}`` (the staged file's path), ``{app_dir}`` (the runner's
+``$APPS_DIR/<name>``) and ``{python}`` (the interpreter the runner itself uses, for apps
+written in Python).
 """
 
 from __future__ import annotations
@@ -14,14 +18,26 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import Invalid, Violation
+from shared.models import Record
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
 BUILTINS = frozenset({"app_dir", "python"})
@@ -86,7 +102,6 @@ class AppSpec(BaseModel):
     limits: Limits = Limits()
     env: dict[str, str] = {}
     example: Example | None = None
-    directory: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("parameters")
     @classmethod
@@ -138,12 +153,15 @@ class AppSpec(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _example(self) -> AppSpec:
+    def _example(self, info: ValidationInfo) -> AppSpec:
+        # Read from disk (context: its directory), example files must be there; a definition
+        # registered through the API or read back from the registry has no directory to look in.
+        directory = (info.context or {}).get("directory")
         if self.example is not None:
             for slot, relative in self.example.inputs.items():
                 if Path(relative).is_absolute() or ".." in Path(relative).parts:
                     raise ValueError(f"example input {slot!r}: {relative} must be a path inside the app's directory")
-                if not (self.directory / relative).is_file():
+                if directory is not None and not (Path(directory) / relative).is_file():
                     raise ValueError(f"example input {slot!r}: {relative} is not a file beside app.json")
             try:
                 validate_request(self, self.example.params, dict.fromkeys(self.example.inputs, "example"))
@@ -192,14 +210,64 @@ class AppConfigError(SystemExit):
 
 
 def load_apps(directory: Path) -> dict[str, AppSpec]:
-    """Read every ``*/app.json`` under ``directory``; exit naming the first bad file."""
+    """Read every ``*/app.json`` under ``directory``; exit naming the first bad file.
+
+    Each folder must be named after its app, because ``{app_dir}`` is ``$APPS_DIR/<name>``
+    on whichever runner runs it.
+    """
     apps: dict[str, AppSpec] = {}
     for path in sorted(directory.glob("*/app.json")):
         try:
-            spec = AppSpec.model_validate({**json.loads(path.read_text()), "directory": path.parent.resolve()})
+            spec = AppSpec.model_validate(json.loads(path.read_text()), context={"directory": path.parent.resolve()})
         except (OSError, json.JSONDecodeError, ValidationError) as exc:
             raise AppConfigError(f"app definition {path}: {exc}") from None
-        if spec.name in apps:
-            raise AppConfigError(f"app definition {path}: app {spec.name!r} is defined twice")
+        if spec.name != path.parent.name:
+            raise AppConfigError(f"app definition {path}: app {spec.name!r} must live in a folder named {spec.name}")
         apps[spec.name] = spec
     return apps
+
+
+AppSource = Literal["directory", "api"]
+
+
+def canonical(spec: AppSpec) -> str:
+    """The definition as JSON text with sorted keys: two equal definitions give equal text."""
+    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+class RegisteredApp(Record):
+    """One version of an app in the registry. A version never changes; only ``disabled`` does.
+
+    The definition is stored as JSON text: its JSON Schema may hold keys (``$defs``, dotted
+    names) that cannot be Mongo field names.
+    """
+
+    id: str  # "name@version"
+    name: str
+    version: str
+    spec: AppSpec
+    source: AppSource
+    registered: datetime
+    registered_by: str
+    disabled: datetime | None = None
+    disabled_by: str | None = None
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> object:
+        return _parsed(value) if isinstance(value, str) else value
+
+    @field_serializer("spec")
+    def _text(self, spec: AppSpec) -> str:
+        return canonical(spec)
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> AppSpec:
+    # Checking a definition (its JSON Schema above all) takes milliseconds; a stored one is read on every submission.
+    return AppSpec.model_validate(json.loads(text))
+
+
+def version_id(name: str, version: str) -> str:
+    """The registry id of one version of an app."""
+    return f"{name}@{version}"

@@ -20,6 +20,7 @@ import structlog
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from shared.apps import RegisteredApp
 from shared.errors import AppError, Duplicate, NotFound, Unavailable
 from shared.models import (
     ApiKey,
@@ -161,12 +162,13 @@ def _from_doc(cls: type[R], doc: Document) -> R:
 
 
 class MongoStore:
-    """Users, API keys, files, pending uploads, datasets, jobs and their events in one database."""
+    """Users, API keys, files, pending uploads, datasets, apps, jobs and their events in one database."""
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._client = client
         self._db = client[database]
         self._files = self._db["files"]
+        self._apps = self._db["apps"]
         self._jobs = self._db["jobs"]
         self._users = self._db["users"]
         self._keys = self._db["api_keys"]
@@ -213,6 +215,7 @@ class MongoStore:
             await self._idempotency.create_index("created", expireAfterSeconds=24 * 3600)
             await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._apps.create_index([("name", ASCENDING), ("registered", DESCENDING)])
             await self._jobs.create_index([("datasets", ASCENDING), ("state", ASCENDING)])
             # The list filters: each narrows one owner's jobs, which are then read in id order.
             # (owner, state, _id) also serves the (owner, state) lookups of active jobs.
@@ -464,6 +467,51 @@ class MongoStore:
         busy = [JobState.QUEUED.value, JobState.RUNNING.value]
         with _translated(f"jobs using dataset {dataset_id}"):
             return await self._jobs.find_one({"datasets": dataset_id, "state": {"$in": busy}}, {"_id": 1}) is not None
+
+    # Apps
+
+    async def insert_app(self, app: RegisteredApp) -> None:
+        """Record one version of an app; Conflict if that version is registered already."""
+        with _translated(f"app {app.id}"):
+            await self._apps.insert_one(_to_doc(app))
+
+    async def get_app(self, name: str, version: str) -> RegisteredApp:
+        """One version of an app, enabled or not, or NotFound."""
+        with _translated(f"app {name}@{version}"):
+            doc = await self._apps.find_one({"name": name, "version": version})
+        if doc is None:
+            raise NotFound(f"no app {name!r} version {version!r}")
+        return _from_doc(RegisteredApp, doc)
+
+    async def current_app(self, name: str) -> RegisteredApp | None:
+        """The latest enabled version of an app, else its latest version (disabled), else None."""
+        newest = [("registered", DESCENDING), ("_id", DESCENDING)]
+        with _translated(f"app {name}"):
+            doc = await self._apps.find_one({"name": name, "disabled": None}, sort=newest)
+            if doc is None:
+                doc = await self._apps.find_one({"name": name}, sort=newest)
+        return None if doc is None else _from_doc(RegisteredApp, doc)
+
+    async def app_versions(self, name: str | None = None) -> list[RegisteredApp]:
+        """Every version of one app (or of all apps), by name, newest first."""
+        order = [("name", ASCENDING), ("registered", DESCENDING), ("_id", DESCENDING)]
+        with _translated("list apps"):
+            docs = await self._apps.find({} if name is None else {"name": name}).sort(order).to_list(None)
+        return [_from_doc(RegisteredApp, doc) for doc in docs]
+
+    async def set_app_disabled(self, name: str, version: str | None, *, by: str | None) -> None:
+        """Disable (``by`` someone) or enable (``by`` None) one version of an app, or every version.
+
+        A version disabled already keeps the time and name of whoever disabled it first.
+        """
+        match: Document = {"name": name} | ({} if version is None else {"version": version})
+        if by is None:
+            update: Document = {"$set": {"disabled": None, "disabled_by": None}}
+        else:
+            match["disabled"] = None
+            update = {"$set": {"disabled": utcnow(), "disabled_by": by}}
+        with _translated(f"app {name}"):
+            await self._apps.update_many(match, update)
 
     # Jobs
 

@@ -25,6 +25,7 @@ from services.gateway import (
     job_deletion,
     jobs,
     queues,
+    registrations,
     reruns,
     uploads,
     users,
@@ -49,7 +50,7 @@ UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within thi
 
 def create_app(settings: GatewaySettings) -> Starlette:
     """The gateway ASGI app; clients open in its lifespan, so nothing connects at import."""
-    registry = load_apps(settings.apps_dir)
+    directory_apps = load_apps(settings.apps_dir)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
@@ -67,7 +68,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         )
         d = Deps(
             settings=settings,
-            apps=registry,
+            directory_apps=directory_apps,
             store=store,
             storage=storage,
             broker=broker,
@@ -79,7 +80,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         except AppError as exc:
             # Start anyway: /readyz reports what is missing and finishes setup once it answers.
             log.warning("backend_not_ready_at_start", detail=exc.detail)
-        log.info("gateway_started", apps=sorted(registry), bucket=settings.s3_bucket)
+        log.info("gateway_started", directory_apps=sorted(directory_apps), bucket=settings.s3_bucket)
         background = [
             asyncio.create_task(
                 uploads.sweep_forever(store=store, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)
@@ -131,7 +132,12 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/datasets/{dataset_id}", datasets.change, methods=["PATCH"]),
                 Route("/datasets/{dataset_id}", datasets.remove, methods=["DELETE"]),
                 Route("/apps", apps.list_apps),
+                Route("/apps", registrations.add_app, methods=["POST"]),
                 Route("/apps/{name}", apps.describe_app, name="app"),
+                Route("/apps/{name}/versions", apps.list_versions),
+                Route("/apps/{name}/versions", registrations.add_version, methods=["POST"]),
+                Route("/apps/{name}/disable", registrations.disable_app, methods=["POST"]),
+                Route("/apps/{name}/enable", registrations.enable_app, methods=["POST"]),
                 Route("/jobs", jobs.submit, methods=["POST"]),
                 Route("/jobs", jobs.list_jobs, name="jobs"),
                 Route("/jobs/batch", batches.submit, methods=["POST"]),

@@ -24,7 +24,7 @@ from services.gateway.jobs import (
 )
 from services.gateway.state import deps
 from shared.apps import AppSpec
-from shared.errors import AppError, Invalid, NotFound, Violation
+from shared.errors import AppError, Conflict, Invalid, NotFound, Violation
 from shared.models import Batch, Job, new_id, state_event, utcnow
 from shared.mongo import MongoStore
 
@@ -41,15 +41,26 @@ class BatchRequest(BaseModel):
     jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH, description="each as POST /v1/jobs takes it")
 
 
-def build_jobs(apps: dict[str, AppSpec], batch: BatchRequest, *, owner: str, batch_id: str) -> list[Job]:
+async def find_apps(store: MongoStore, batch: BatchRequest) -> dict[str, AppSpec | AppError]:
+    """The current version of every app the batch names, or why it cannot be used."""
+    found: dict[str, AppSpec | AppError] = {}
+    for name in sorted({item.app for item in batch.jobs}):
+        try:
+            found[name] = await find_app(store, name)
+        except (NotFound, Conflict) as exc:
+            found[name] = exc
+    return found
+
+
+def build_jobs(apps: dict[str, AppSpec | AppError], batch: BatchRequest, *, owner: str, batch_id: str) -> list[Job]:
     """Every job of the batch, or Invalid pointing into ``/jobs/N`` at each of the first 100 problems."""
     jobs, violations = [], []
     for index, item in enumerate(batch.jobs):
+        spec = apps[item.app]
         try:
-            job = build_job(find_app(apps, item.app), item, owner=owner)
-            jobs.append(job.model_copy(update={"batch": batch_id}))
-        except NotFound as exc:
-            violations.append(Violation(f"/jobs/{index}/app", exc.detail))
+            if isinstance(spec, AppError):
+                raise Invalid(spec.detail, [Violation("/app", spec.detail)])
+            jobs.append(build_job(spec, item, owner=owner).model_copy(update={"batch": batch_id}))
         except Invalid as exc:
             violations += [Violation(f"/jobs/{index}{v.pointer}", v.detail) for v in exc.violations]
         if len(violations) >= MAX_VIOLATIONS:
@@ -62,7 +73,6 @@ def build_jobs(apps: dict[str, AppSpec], batch: BatchRequest, *, owner: str, bat
 async def submit_batch(
     *,
     store: MongoStore,
-    apps: dict[str, AppSpec],
     batch: BatchRequest,
     owner: str,
     wake: Callable[[], None],
@@ -73,7 +83,7 @@ async def submit_batch(
     If storing fails part way, what was stored is deleted again (and, should that fail too, the
     dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
     """
-    jobs = build_jobs(apps, batch, owner=owner, batch_id=batch_id)
+    jobs = build_jobs(await find_apps(store, batch), batch, owner=owner, batch_id=batch_id)
     await check_inputs(store, [item.inputs for item in batch.jobs], owner=owner)
     await check_queues(store, {job.queue for job in jobs}, owner=owner)
     await check_dependencies(store, {dep for job in jobs for dep in job.depends_on}, owner=owner)
@@ -117,9 +127,7 @@ async def submit(request: Request) -> Response:
     batch: BatchRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES), BatchRequest)
 
     async def submit(batch_id: str) -> list[Job]:
-        return await submit_batch(
-            store=d.store, apps=d.apps, batch=batch, owner=owner, wake=d.dispatcher.wake, batch_id=batch_id
-        )
+        return await submit_batch(store=d.store, batch=batch, owner=owner, wake=d.dispatcher.wake, batch_id=batch_id)
 
     key = request.headers.get("idempotency-key")
     if key is None:

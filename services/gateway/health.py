@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.problems import problem_response
+from services.gateway.registrations import register_directory
 from services.gateway.state import Deps, deps
 from services.gateway.users import ensure_admin
 from shared.errors import AppError, Unavailable
@@ -20,7 +21,10 @@ CHECK_TIMEOUT_SECONDS = 3.0
 
 
 async def finish_setup(d: Deps) -> None:
-    """Create the bucket (when configured), the indexes and the first admin; done once, at start or when ready."""
+    """Create the bucket (when configured), the indexes, the first admin and the app directory's apps.
+
+    Done once, at start or, if a backend was down then, when ready.
+    """
     if d.settings.s3_create_bucket:
         await run_in_threadpool(d.storage.ensure_bucket)
     await d.store.ensure_indexes(event_retention_seconds=d.settings.event_retention_days * 86400)
@@ -28,6 +32,7 @@ async def finish_setup(d: Deps) -> None:
         await ensure_admin(
             store=d.store, username=d.settings.admin_username, password=d.settings.admin_password.get_secret_value()
         )
+    await register_directory(store=d.store, apps=d.directory_apps)
     d.setup_done = True
 
 

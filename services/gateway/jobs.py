@@ -167,7 +167,6 @@ async def check_dependencies(store: MongoStore, job_ids: set[str], *, owner: str
 async def submit_job(
     *,
     store: MongoStore,
-    apps: dict[str, AppSpec],
     request: JobRequest,
     owner: str,
     wake: Callable[[], None],
@@ -179,7 +178,7 @@ async def submit_job(
     The dispatcher (woken by ``wake``) sends it to RabbitMQ once it may start; a stored job is
     accepted even while RabbitMQ is down, and waits for it.
     """
-    job = build_job(find_app(apps, request.app), request, owner=owner, job_id=job_id, rerun_of=rerun_of)
+    job = build_job(await find_app(store, request.app), request, owner=owner, job_id=job_id, rerun_of=rerun_of)
     await check_inputs(store, [request.inputs], owner=owner)
     await check_queues(store, {job.queue}, owner=owner)
     await check_dependencies(store, set(job.depends_on), owner=owner)
@@ -294,9 +293,7 @@ async def submit(request: Request) -> Response:
     job_request: JobRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES))
 
     async def submit(job_id: str | None = None) -> Job:
-        return await submit_job(
-            store=d.store, apps=d.apps, request=job_request, owner=owner, wake=d.dispatcher.wake, job_id=job_id
-        )
+        return await submit_job(store=d.store, request=job_request, owner=owner, wake=d.dispatcher.wake, job_id=job_id)
 
     key = request.headers.get("idempotency-key")
     if key is None:

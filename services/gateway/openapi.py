@@ -24,9 +24,11 @@ from services.gateway.datasets import DatasetChanges, DatasetRequest
 from services.gateway.forced_states import ForcedState
 from services.gateway.jobs import JobRequest
 from services.gateway.queues import QueueRequest, RetryRequest
+from services.gateway.registrations import AppToggle
 from services.gateway.reruns import RerunRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser
+from shared.apps import AppSpec
 from shared.models import JobState
 
 META_PATHS = frozenset({"/openapi.json", "/docs"})
@@ -216,9 +218,55 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/cluster"): Operation(
         "Workers, queue depths and active jobs (the caller's; an admin's: all)", "cluster", 200, schemas.Cluster
     ),
-    ("GET", "/v1/apps"): Operation("The apps that can run", "apps", 200, schemas.AppList),
+    ("GET", "/v1/apps"): Operation(
+        "The apps that can run, each in its current version (admins also see disabled apps)",
+        "apps",
+        200,
+        schemas.AppList,
+    ),
+    ("POST", "/v1/apps"): Operation(
+        "Register a new app from its definition (admin; 409 if an app of that name exists)",
+        "apps",
+        201,
+        schemas.AppOut,
+        body=AppSpec,
+        errors=(403, 409),
+    ),
     ("GET", "/v1/apps/{name}"): Operation(
-        "An app: parameter schema, inputs, outputs, limits", "apps", 200, schemas.AppOut
+        "An app: parameter schema, inputs, outputs, limits; its latest enabled version unless `version` is given",
+        "apps",
+        200,
+        schemas.AppOut,
+        query=(Param("version", "This version instead of the current one"),),
+    ),
+    ("GET", "/v1/apps/{name}/versions"): Operation(
+        "Every version of an app, newest first", "apps", 200, schemas.AppList
+    ),
+    ("POST", "/v1/apps/{name}/versions"): Operation(
+        "Register a new version of an app (admin); new jobs use it from now on (409 if that version exists)",
+        "apps",
+        201,
+        schemas.AppOut,
+        body=AppSpec,
+        errors=(403, 409),
+    ),
+    ("POST", "/v1/apps/{name}/disable"): Operation(
+        "Disable an app, or one version of it (admin): no new job may use it; queued and running jobs go on",
+        "apps",
+        200,
+        schemas.AppOut,
+        body=AppToggle,
+        body_optional=True,
+        errors=(403,),
+    ),
+    ("POST", "/v1/apps/{name}/enable"): Operation(
+        "Enable an app, or one version of it, again (admin)",
+        "apps",
+        200,
+        schemas.AppOut,
+        body=AppToggle,
+        body_optional=True,
+        errors=(403,),
     ),
     ("POST", "/v1/jobs"): Operation(
         "Submit a job; with Idempotency-Key, the same key and body answer the same job (200), never a second",
@@ -332,7 +380,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("POST", "/v1/jobs/{job_id}/rerun"): Operation(
         "Submit a new job like this one (same app and version), with optional overrides; "
-        "409 if that app version is no longer installed",
+        "409 if that version is no longer the app's current one, or the app is disabled",
         "jobs",
         201,
         schemas.JobOut,

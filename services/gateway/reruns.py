@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from services.gateway.apps import find_app
 from services.gateway.auth import principal
 from services.gateway.bodies import read_body
 from services.gateway.datasets import Name, Tag
@@ -23,7 +24,7 @@ from services.gateway.jobs import (
 )
 from services.gateway.state import deps
 from shared.apps import AppSpec
-from shared.errors import Conflict
+from shared.errors import Conflict, NotFound
 from shared.models import InputValue, Job
 from shared.mongo import MongoStore
 
@@ -41,13 +42,14 @@ class RerunRequest(BaseModel):
     queue: QueueName | None = None
 
 
-def _installed(apps: dict[str, AppSpec], job: Job) -> AppSpec:
-    spec = apps.get(job.app)
-    if spec is None:
-        raise Conflict(f"job {job.id} ran app {job.app}, which is no longer installed; submit a new job instead")
+async def _installed(store: MongoStore, job: Job) -> AppSpec:
+    try:
+        spec = await find_app(store, job.app)
+    except NotFound:
+        raise Conflict(f"job {job.id} ran app {job.app}, which is no longer registered") from None
     if spec.version != job.app_version:
         raise Conflict(
-            f"job {job.id} ran {job.app} {job.app_version}, but {spec.version} is installed now; "
+            f"job {job.id} ran {job.app} {job.app_version}, but {spec.version} is its current version now; "
             "submit a new job to run the new version"
         )
     return spec
@@ -70,7 +72,6 @@ def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
 async def rerun_job(
     *,
     store: MongoStore,
-    apps: dict[str, AppSpec],
     wake: Callable[[], None],
     job_id: str,
     owner: str | None,
@@ -79,9 +80,9 @@ async def rerun_job(
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
     job = await store.get_job(job_id, owner=owner)
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
-    _installed(apps, job)
+    await _installed(store, job)
     return await submit_job(
-        store=store, apps=apps, request=clone_request(job, changes), owner=job.owner, wake=wake, rerun_of=job.id
+        store=store, request=clone_request(job, changes), owner=job.owner, wake=wake, rerun_of=job.id
     )
 
 
@@ -90,7 +91,6 @@ async def rerun(request: Request) -> Response:
     d = deps(request)
     job = await rerun_job(
         store=d.store,
-        apps=d.apps,
         wake=d.dispatcher.wake,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,

@@ -152,6 +152,10 @@ class AppSummary(Out):
     url: str
     version: str
     description: str
+    disabled: bool = Field(description="This version takes no new jobs (for an app: none of its versions does)")
+    source: Literal["directory", "api"] = Field(description="Registered from the app directory or through the API")
+    registered: str
+    registered_by: str
 
 
 class AppOut(AppSummary):
@@ -162,6 +166,8 @@ class AppOut(AppSummary):
     limits: dict[str, int | None]
     command: list[str]
     example: dict[str, Any] | None
+    disabled_at: str | None
+    disabled_by: str | None
 
 
 class AppList(Out):

@@ -1,4 +1,4 @@
-"""What the lifespan opens and every handler uses: settings, clients and the app registry."""
+"""What the lifespan opens and every handler uses: settings, clients and the app directory's definitions."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class Deps:
     """The gateway's collaborators, opened once per process by the lifespan."""
 
     settings: GatewaySettings
-    apps: dict[str, AppSpec]
+    directory_apps: dict[str, AppSpec]  # read from APPS_DIR at start; registered in Mongo by finish_setup
     store: MongoStore
     storage: ObjectStorage
     broker: Broker

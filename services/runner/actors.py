@@ -8,7 +8,7 @@ import dramatiq
 import structlog
 
 from services.runner.runs import ActiveRuns, execute_job
-from shared.apps import load_apps
+from services.runner.specs import AppVersions
 from shared.broker import Broker
 from shared.errors import Invalid, NotFound
 from shared.settings import RunnerSettings
@@ -29,7 +29,7 @@ def register(broker: Broker, resources: Resources) -> Drain:
     failures. Shutdown is handled by the drain rather than by interrupting the actor.
     """
     settings = cast(RunnerSettings, resources.settings)
-    apps = load_apps(settings.apps_dir)
+    apps = AppVersions()
     active = ActiveRuns()
 
     async def run_job(job_id: str) -> None:

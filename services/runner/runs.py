@@ -17,7 +17,7 @@ import structlog
 
 from services.runner.follow import follow_app
 from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
-from shared.apps import AppSpec
+from services.runner.specs import AppVersions
 from shared.broker import Broker
 from shared.errors import AppError, NotFound, Unavailable
 from shared.models import DatasetInput, Job, JobError, JobState, OutputFile, state_event
@@ -198,7 +198,7 @@ async def execute_job(
     store: MongoStore,
     storage: ObjectStorage,
     broker: Broker,
-    apps: dict[str, AppSpec],
+    apps: AppVersions,
     settings: RunnerSettings,
     active: ActiveRuns,
 ) -> None:
@@ -276,17 +276,16 @@ async def _run(
     *,
     store: MongoStore,
     storage: ObjectStorage,
-    apps: dict[str, AppSpec],
+    apps: AppVersions,
     settings: RunnerSettings,
     active: ActiveRuns,
 ) -> tuple[JobState, int | None, JobError | None, list[OutputFile]]:
     """Stage, run and collect; every failure becomes an outcome, never an exception."""
     try:
         await asyncio.to_thread(sandbox.create)
-        spec = apps.get(job.app)
-        if spec is None or spec.version != job.app_version:
-            raise Unavailable(f"app {job.app} {job.app_version} is not installed on worker {settings.runner_id}")
-        argv = build_argv(spec, job.params, await stage_inputs(store, storage, job, sandbox), python=sys.executable)
+        spec = await apps.get(store, job.app, job.app_version)
+        inputs = await stage_inputs(store, storage, job, sandbox)
+        argv = build_argv(spec, job.params, inputs, python=sys.executable, app_dir=settings.apps_dir / spec.name)
         exit = await follow_app(
             run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop),
             job=job,

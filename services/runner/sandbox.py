@@ -49,9 +49,11 @@ def render_value(value: Any) -> str:
     raise Invalid(f"parameter value {value!r} cannot be placed on a command line")
 
 
-def build_argv(spec: AppSpec, params: dict[str, Any], inputs: dict[str, Path], *, python: str) -> list[str]:
+def build_argv(
+    spec: AppSpec, params: dict[str, Any], inputs: dict[str, Path], *, python: str, app_dir: Path
+) -> list[str]:
     """Fill the app's command template; each template element becomes exactly one argument."""
-    builtins = {"app_dir": str(spec.directory), "python": python}
+    builtins = {"app_dir": str(app_dir), "python": python}
 
     def fill(match: Any) -> str:
         kind, name = match.group(1), match.group(2)

@@ -302,7 +302,7 @@ def test_rerun_of_a_version_no_longer_installed_is_409(make_user: UserFactory, p
     with pymongo.MongoClient(stack.env()["MONGO_URL"], tz_aware=True) as client:
         client[stack.database]["jobs"].update_one({"_id": old["id"]}, {"$set": {"app_version": "0.0.1-gone"}})
     detail = problem(user.post(f"/v1/jobs/{old['id']}/rerun"), 409, "conflict")["detail"]
-    assert "0.0.1-gone" in detail and "is installed now" in detail
+    assert "0.0.1-gone" in detail and "is its current version now" in detail
 
 
 def test_rerun_of_another_users_job_is_404(make_user: UserFactory, project: Path) -> None:

@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 from devstack.stack import Stack
 from services.gateway.openapi import EVENT_STREAM, OPERATIONS
 from tests.conftest import UserFactory, make_dataset
+from tests.e2e.test_apps import flood_copy
 from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
@@ -35,9 +36,15 @@ def api_schema(stack: Stack) -> Any:
 
 
 @pytest.fixture(scope="session")
-def seeded(make_user: UserFactory, project: Path) -> tuple[str, dict[str, str]]:
-    """A user's token and the ids of things they own, so answers are checked with real content too."""
+def seeded(make_user: UserFactory, admin: httpx.Client, project: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Tokens by operation tag and the ids of things their holders own, so answers are checked with real content too.
+
+    The app operations run as an admin (most of them are admin-only), on an app of their own,
+    so the apps other tests use are never disabled or given new versions.
+    """
     user = make_user()
+    definition = flood_copy(project, name="schemathesis-app")
+    admin.post("/v1/apps", json=definition).raise_for_status()
     grid = (project / "apps/flood/example/valley.csv").read_bytes()
     file = user.post("/v1/files", params={"name": "valley.csv"}, content=grid).json()
     body = {"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": file["id"]}}
@@ -60,8 +67,9 @@ def seeded(make_user: UserFactory, project: Path) -> tuple[str, dict[str, str]]:
     }
     doomed_queue_id = user.post("/v1/queues", json={"name": "doomed"}).json()["id"]
     # DELETE gets a job (and a queue) of its own, so the operations after it still see a real one.
-    return str(user.headers["Authorization"]), ids | {
-        "name": "flood",
+    tokens = {"user": str(user.headers["Authorization"]), "apps": str(admin.headers["Authorization"])}
+    return tokens, ids | {
+        "name": definition["name"],
         "DELETE job_id": doomed_job_id,
         "DELETE queue_id": doomed_queue_id,
     }
@@ -69,9 +77,10 @@ def seeded(make_user: UserFactory, project: Path) -> tuple[str, dict[str, str]]:
 
 @pytest.mark.parametrize(("method", "path"), sorted(OPERATIONS))
 def test_every_answer_matches_the_published_schema(
-    method: str, path: str, api_schema: Any, seeded: tuple[str, dict[str, str]], stack: Stack
+    method: str, path: str, api_schema: Any, seeded: tuple[dict[str, str], dict[str, str]], stack: Stack
 ) -> None:
-    token, ids = seeded
+    tokens, ids = seeded
+    token = tokens.get(OPERATIONS[(method, path)].tag, tokens["user"])
     operation = api_schema[path][method]
     real = {name: ids.get(f"{method} {name}", ids[name]) for name in re.findall(r"{(\w+)}", path)}
     # The caller's event stream stays open for ``wait`` seconds once quiet: keep that short.

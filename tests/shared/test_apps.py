@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.apps import AppConfigError, AppSpec, load_apps, validate_request
+from shared.apps import AppConfigError, AppSpec, RegisteredApp, canonical, load_apps, validate_request, version_id
 from shared.errors import Invalid
+from shared.models import utcnow
 
 
 def make_spec(**overrides: Any) -> AppSpec:
@@ -114,11 +115,45 @@ def test_broken_definition_stops_loading_naming_the_file(tmp_path: Path) -> None
         load_apps(tmp_path)
 
 
-def test_two_apps_with_one_name_are_refused(tmp_path: Path, project: Path) -> None:
-    definition = (project / "apps" / "linfit" / "app.json").read_text()
-    for folder in ("one", "two"):
-        (tmp_path / folder / "example").mkdir(parents=True)
-        (tmp_path / folder / "app.json").write_text(definition)
-        (tmp_path / folder / "example" / "river_samples.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(AppConfigError, match="defined twice"):
+def test_an_app_in_a_folder_not_named_after_it_is_refused(tmp_path: Path, project: Path) -> None:
+    (tmp_path / "fit" / "example").mkdir(parents=True)
+    (tmp_path / "fit" / "app.json").write_text((project / "apps" / "linfit" / "app.json").read_text())
+    (tmp_path / "fit" / "example" / "river_samples.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(AppConfigError, match="must live in a folder named linfit"):
         load_apps(tmp_path)
+
+
+def test_example_input_must_exist_beside_a_definition_on_disk(tmp_path: Path) -> None:
+    example = {"params": {"mode": "fast"}, "inputs": {"table": "example/t.csv"}}
+    with pytest.raises(ValidationError, match=r"not a file beside app\.json"):
+        AppSpec.model_validate(make_spec(example=example).model_dump(), context={"directory": tmp_path})
+    (tmp_path / "example").mkdir()
+    (tmp_path / "example" / "t.csv").write_text("a\n1\n")
+    AppSpec.model_validate(make_spec(example=example).model_dump(), context={"directory": tmp_path})
+
+
+def test_example_input_may_not_leave_the_app_directory() -> None:
+    with pytest.raises(ValidationError, match="must be a path inside"):
+        make_spec(example={"params": {"mode": "fast"}, "inputs": {"table": "../../etc/passwd"}})
+
+
+def test_a_registered_version_round_trips_through_its_stored_text() -> None:
+    spec = make_spec(parameters=make_spec().parameters | {"$defs": {"x": {"type": "string"}}})
+    app = RegisteredApp(
+        id=version_id(spec.name, spec.version),
+        name=spec.name,
+        version=spec.version,
+        spec=spec,
+        source="api",
+        registered=utcnow(),
+        registered_by="admin",
+    )
+    stored = app.model_dump()
+    assert stored["spec"] == canonical(spec) and stored["id"] == "grid@2.1"
+    assert RegisteredApp.model_validate(stored) == app
+
+
+def test_equal_definitions_have_equal_canonical_text() -> None:
+    shuffled = dict(reversed(list(make_spec().model_dump().items())))
+    assert canonical(AppSpec.model_validate(shuffled)) == canonical(make_spec())
+    assert canonical(make_spec(description="other")) != canonical(make_spec())

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from shared.apps import AppSpec, RegisteredApp, version_id
 from shared.errors import Conflict, NotFound, Unavailable
 from shared.models import (
     Archive,
@@ -96,6 +97,66 @@ def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings:
         return seen
 
     assert in_store(settings, scenario) == [False, True, True, False]
+
+
+def make_app(name: str, version: str, **overrides: Any) -> RegisteredApp:
+    spec = AppSpec.model_validate(
+        {
+            "name": name,
+            "version": version,
+            "description": "test app",
+            "command": ["true"],
+            "parameters": {"type": "object", "additionalProperties": False, "$defs": {"a.b": {"type": "string"}}},
+            "outputs": ["*"],
+            "timeout": {"default": 5, "max": 5},
+        }
+    )
+    fields: dict[str, Any] = {
+        "id": version_id(name, version),
+        "name": name,
+        "version": version,
+        "spec": spec,
+        "source": "api",
+        "registered": utcnow(),
+        "registered_by": "admin",
+    }
+    return RegisteredApp(**(fields | overrides))
+
+
+def test_the_current_app_version_is_the_latest_enabled_one(settings: Settings) -> None:
+    name = f"a{new_id()[-12:]}"
+
+    async def scenario(store: MongoStore) -> list[tuple[str, bool] | None]:
+        seen: list[RegisteredApp | None] = [await store.current_app(name)]
+        await store.insert_app(make_app(name, "1", registered=utcnow() - timedelta(seconds=2)))
+        await store.insert_app(make_app(name, "2"))
+        seen.append(await store.current_app(name))
+        await store.set_app_disabled(name, "2", by="admin")
+        seen.append(await store.current_app(name))
+        await store.set_app_disabled(name, None, by="admin")
+        seen.append(await store.current_app(name))
+        await store.set_app_disabled(name, "1", by=None)
+        seen.append(await store.current_app(name))
+        return [None if app is None else (app.version, app.disabled is not None) for app in seen]
+
+    assert in_store(settings, scenario) == [None, ("2", False), ("1", False), ("2", True), ("1", False)]
+
+
+def test_an_app_version_is_registered_once_and_read_back_whole(settings: Settings) -> None:
+    name = f"a{new_id()[-12:]}"
+
+    async def scenario(store: MongoStore) -> tuple[RegisteredApp, list[str]]:
+        await store.insert_app(make_app(name, "1"))
+        with pytest.raises(Conflict):
+            await store.insert_app(make_app(name, "1", registered_by="someone-else"))
+        with pytest.raises(NotFound):
+            await store.get_app(name, "9")
+        await store.insert_app(make_app(name, "2"))
+        return await store.get_app(name, "1"), [app.version for app in await store.app_versions(name)]
+
+    app, versions = in_store(settings, scenario)
+    assert app.registered_by == "admin" and "a.b" in app.spec.parameters["$defs"]
+    assert versions == ["2", "1"]
 
 
 def test_only_one_of_many_concurrent_claims_wins(settings: Settings) -> None:

@@ -34,7 +34,6 @@ def make_spec(tmp_path: Path, **overrides: Any) -> AppSpec:
         "inputs": {"data": {"description": "input"}},
         "outputs": ["*.txt", "out/**/*.dat"],
         "timeout": {"default": 10, "max": 10},
-        "directory": tmp_path,
     }
     definition.update(overrides)
     return AppSpec.model_validate(definition)
@@ -42,7 +41,9 @@ def make_spec(tmp_path: Path, **overrides: Any) -> AppSpec:
 
 def test_argv_has_one_element_per_template_element(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
-    argv = build_argv(spec, {"rate": 2.5, "label": "a b; rm -rf /"}, {"data": Path("/w/in/x.csv")}, python="/py")
+    argv = build_argv(
+        spec, {"rate": 2.5, "label": "a b; rm -rf /"}, {"data": Path("/w/in/x.csv")}, python="/py", app_dir=tmp_path
+    )
     assert argv == ["/py", f"{tmp_path}/probe.py", "--rate=2.5", "a b; rm -rf /", "/w/in/x.csv"]
 
 
@@ -54,7 +55,9 @@ def test_values_are_spelled_as_json_scalars() -> None:
 
 def test_placeholder_syntax_in_a_value_is_not_expanded_again(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
-    argv = build_argv(spec, {"rate": 1, "label": "{inputs.data}"}, {"data": Path("/in")}, python="/py")
+    argv = build_argv(
+        spec, {"rate": 1, "label": "{inputs.data}"}, {"data": Path("/in")}, python="/py", app_dir=tmp_path
+    )
     assert argv[3] == "{inputs.data}"
 
 
@@ -68,7 +71,8 @@ def run(spec: AppSpec, sandbox: Sandbox, timeout: float = 10, stop_after: float 
         stop = asyncio.Event()
         if stop_after is not None:
             asyncio.get_running_loop().call_later(stop_after, stop.set)
-        argv = [sys.executable, str(spec.directory / "probe.py")]
+        app_dir = sandbox.root.parent.parent  # the sandbox fixture is tmp_path/work/job1, beside probe.py
+        argv = [sys.executable, str(app_dir / "probe.py")]
         return await run_app(argv, sandbox=sandbox, spec=spec, timeout=timeout, stop=stop)
 
     return asyncio.run(main())
