@@ -17,7 +17,7 @@ from services.gateway.jobs import QueueName, cancel_job, check_queues
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.state import deps
-from shared.errors import Conflict, Duplicate, Invalid, NotYet, Violation
+from shared.errors import Conflict, Duplicate, Invalid, NotFound, NotYet, Violation
 from shared.models import DEFAULT_QUEUE, Job, JobState, Queue, StateChange, new_id, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -62,6 +62,19 @@ def render_queue(request: Request, queue: Queue, counts: dict[str, int]) -> dict
     }
 
 
+async def find_queue(request: Request) -> Queue:
+    """The queue in the path: by id (the caller's, or anyone's for an admin), else by the caller's own queue name."""
+    who, store = principal(request), deps(request).store
+    ref = request.path_params["queue_id"]
+    try:
+        return await store.get_queue(ref, owner=who.owner_filter)
+    except NotFound:
+        by_name = await store.find_queue(owner=who.user_id, name=ref)
+        if by_name is None:
+            raise
+        return by_name
+
+
 async def _render(request: Request, store: MongoStore, queue: Queue) -> dict[str, Any]:
     counts = await store.queue_counts([queue])
     return render_queue(request, queue, counts[queue.id])
@@ -94,16 +107,13 @@ async def list_queues(request: Request) -> Response:
 
 async def describe(request: Request) -> Response:
     """GET /v1/queues/{queue_id}."""
-    store = deps(request).store
-    queue = await store.get_queue(request.path_params["queue_id"], owner=principal(request).owner_filter)
-    return JSONResponse(await _render(request, store, queue))
+    queue = await find_queue(request)
+    return JSONResponse(await _render(request, deps(request).store, queue))
 
 
 async def _set_paused(request: Request, paused: bool) -> Response:
     store = deps(request).store
-    queue = await store.set_queue_paused(
-        request.path_params["queue_id"], owner=principal(request).owner_filter, paused=paused
-    )
+    queue = await store.set_queue_paused((await find_queue(request)).id, owner=None, paused=paused)
     log.info("queue_paused" if paused else "queue_resumed", queue_id=queue.id)
     if not paused:
         deps(request).dispatcher.wake()
@@ -149,7 +159,7 @@ async def remove(request: Request) -> Response:
     """DELETE /v1/queues/{queue_id}[?force=true]: 204."""
     d, who = deps(request), principal(request)
     force = flag(request, "force")
-    queue = await d.store.get_queue(request.path_params["queue_id"], owner=who.owner_filter)
+    queue = await find_queue(request)
     await delete_queue(store=d.store, storage=d.storage, queue=queue, force=force, who=who.username)
     return Response(status_code=204)
 
@@ -187,7 +197,7 @@ async def retry_jobs(
 async def retry(request: Request) -> Response:
     """POST /v1/queues/{queue_id}/retry: failed jobs (or those in ``states``) go back to QUEUED."""
     d, who = deps(request), principal(request)
-    queue = await d.store.get_queue(request.path_params["queue_id"], owner=who.owner_filter)
+    queue = await find_queue(request)
     raw = await read_body(request, MAX_BODY_BYTES)
     wanted = parse_model(raw, RetryRequest) if raw.strip() else RetryRequest()
     for i, state in enumerate(wanted.states):
@@ -219,7 +229,7 @@ async def recover_jobs(
 async def recover(request: Request) -> Response:
     """POST /v1/queues/{queue_id}/recover: RUNNING jobs whose worker stopped heartbeating go back to QUEUED."""
     d, who = deps(request), principal(request)
-    queue = await d.store.get_queue(request.path_params["queue_id"], owner=who.owner_filter)
+    queue = await find_queue(request)
     result = await recover_jobs(
         store=d.store,
         storage=d.storage,

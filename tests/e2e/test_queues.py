@@ -36,6 +36,15 @@ def new_queue(user: httpx.Client, name: str) -> dict[str, Any]:
     return answer.json()  # type: ignore[no-any-return]
 
 
+def orphan(stack: Stack, job_id: str, *, worker: str) -> None:
+    """Make the job look RUNNING on a worker that died mid-run (and so never heartbeats again)."""
+    mongo: MongoClient[dict[str, Any]]
+    with MongoClient(stack.env()["MONGO_URL"], tz_aware=True) as mongo:
+        mongo[stack.database]["jobs"].update_one(
+            {"_id": job_id}, {"$set": {"state": "RUNNING", "worker": worker, "started": datetime.now(UTC)}}
+        )
+
+
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -138,11 +147,7 @@ def test_recover_requeues_running_jobs_whose_worker_is_gone(make_user: UserFacto
     queue = new_queue(user, "orphans")
     user.post(f"{queue['url']}/pause")
     job = fit(user, queue="orphans")
-    mongo: MongoClient[dict[str, Any]]
-    with MongoClient(f"mongodb://127.0.0.1:{stack.ports.mongo}") as mongo:  # a worker that died mid-run
-        mongo[stack.database]["jobs"].update_one(
-            {"_id": job["id"]}, {"$set": {"state": "RUNNING", "worker": "ghost-1", "started": datetime.now(UTC)}}
-        )
+    orphan(stack, job["id"], worker="ghost-1")
     alive = fit(user, queue="default")
     assert user.post(f"{queue['url']}/recover").json() == {"recovered": [job["id"]]}
     recovered = user.get(job["url"]).json()

@@ -25,6 +25,7 @@ from devstack.stack import Stack
 from tests.conftest import UserFactory, upload
 from tests.e2e.test_cancel import long_job, queued_behind_busy_slots, wait_for_app
 from tests.e2e.test_events import read_stream
+from tests.e2e.test_queues import orphan
 from tests.e2e.test_runner_shutdown import processes_mentioning
 from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
@@ -307,3 +308,55 @@ def wait_for_running(api: httpx.Client, job_id: str) -> bool:
         assert time.monotonic() < deadline, "the waiting job never started"
         time.sleep(0.1)
     return True
+
+
+def test_qdo_queue_batch_add_filter_pause_resume_retry_recover(make_user: UserFactory, stack: Stack) -> None:
+    """QDO: a named queue of many tasks, added in one call, followed by state and exit code, and repaired."""
+    user = make_user()
+    queue = user.post("/v1/queues", json={"name": "sky-survey", "description": "one fit per tile"}).json()
+    assert user.get("/v1/queues/sky-survey").json()["id"] == queue["id"]  # by name, as QDO addresses queues
+    assert user.post("/v1/queues/sky-survey/pause").json()["paused"] is True
+    table = user.post("/v1/files", params={"name": "tile.csv"}, content=b"x,y\n1,2\n2,4\n3,6\n").json()
+    tasks = [
+        {
+            "app": "linfit",
+            "params": {"x": "x", "y": "y" if i % 4 else "missing"},  # every fourth task fails
+            "inputs": {"table": table["id"]},
+            "queue": "sky-survey",
+            "name": f"tile-{i:03d}",
+        }
+        for i in range(8)
+    ]
+    batch = user.post("/v1/jobs/batch", json={"jobs": tasks})
+    assert batch.status_code == 201, batch.text
+    assert user.get("/v1/queues/sky-survey").json()["counts"]["QUEUED"] == 8
+    time.sleep(1)  # paused: nothing starts
+    assert ids(user, queue="sky-survey", state="QUEUED") == {item["id"] for item in batch.json()["items"]}
+
+    user.post("/v1/queues/sky-survey/resume")
+    for item in batch.json()["items"]:
+        wait_for(user, item["id"])
+    counts = user.get("/v1/queues/sky-survey").json()["counts"]
+    assert counts["SUCCEEDED"] == 6 and counts["FAILED"] == 2
+    failed = ids(user, queue="sky-survey", state="FAILED")
+    assert ids(user, queue="sky-survey", exit_code="0") | failed == {item["id"] for item in batch.json()["items"]}
+    codes = {user.get(f"/v1/jobs/{job_id}").json()["exit_code"] for job_id in failed}
+    assert len(codes) == 1 and codes != {0}
+    assert ids(user, queue="sky-survey", state="FAILED", exit_code=str(codes.pop())) == failed
+
+    deadline = time.monotonic() + 30
+    retried: list[str] = []
+    while len(retried) < 2:  # jobs still being packaged are skipped: ask again
+        retried += user.post("/v1/queues/sky-survey/retry").json()["retried"]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert set(retried) == failed
+    for job_id in failed:
+        assert wait_for(user, job_id)["history"][-1]["reason"] == "retried in queue sky-survey"
+
+    user.post("/v1/queues/sky-survey/pause")
+    stuck = submitted(user, tasks[1] | {"name": "tile-stuck"})
+    orphan(stack, stuck["id"], worker="gone-host-1")  # its worker vanished mid-task
+    assert user.post("/v1/queues/sky-survey/recover").json() == {"recovered": [stuck["id"]]}
+    user.post("/v1/queues/sky-survey/resume")
+    assert wait_for(user, stuck["id"])["state"] == "SUCCEEDED"

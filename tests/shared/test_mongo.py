@@ -38,6 +38,7 @@ def make_job(**overrides: Any) -> Job:
         "inputs": {"elevation": "f1"},
         "timeout_seconds": 60,
         "created": utcnow(),
+        "dispatched": utcnow(),  # as if the dispatcher had sent it; claims need that
     }
     return Job(**(fields | overrides))
 

@@ -1,0 +1,135 @@
+"""The dispatcher against a real Mongo and RabbitMQ: what may start, in which order, and how many."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.gateway.dispatcher import Dispatcher, settle_dependencies
+from shared.broker import Broker
+from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
+from shared.mongo import MongoStore
+from shared.settings import Settings
+from shared.tasks import RUNNER_SERVICE
+from tests.shared.test_mongo import in_store, make_job
+
+
+def undispatched(**overrides: Any) -> Any:
+    return make_job(owner=overrides.pop("owner", new_id()), dispatched=None, **overrides)
+
+
+def runner(concurrency: int) -> WorkerInfo:
+    now = utcnow()
+    return WorkerInfo(
+        id=new_id(),
+        service=RUNNER_SERVICE,
+        host="h",
+        pid=1,
+        concurrency=concurrency,
+        busy=0,
+        queues=[],
+        started=now,
+        heartbeat=now,
+    )
+
+
+def test_a_job_not_dispatched_is_not_claimed(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> Any:
+        job = undispatched()
+        await store.insert_job(job)
+        refused = await store.claim_job(job.id, worker="w")
+        assert await store.lease_dispatch(job.id, until=utcnow())  # leased: its message may already be out
+        return refused, await store.claim_job(job.id, worker="w")
+
+    refused, claimed = in_store(settings, scenario)
+    assert refused is None and claimed.state is JobState.RUNNING
+
+
+def test_only_one_of_concurrent_leases_wins(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[bool]:
+        job = undispatched()
+        await store.insert_job(job)
+        later = utcnow().replace(year=utcnow().year + 1)
+        return list(await asyncio.gather(*(store.lease_dispatch(job.id, until=later) for _ in range(8))))
+
+    assert sorted(in_store(settings, scenario)) == [False] * 7 + [True]
+
+
+def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[str]:
+        owner = new_id()
+        now = utcnow()
+        await store.insert_batch(Batch(id="b1", owner=owner, size=1, created=now), [])
+        jobs = {
+            "low": undispatched(owner=owner, priority=1),
+            "high": undispatched(owner=owner, priority=9),
+            "mid-old": undispatched(owner=owner, priority=5),
+            "mid-new": undispatched(owner=owner, priority=5),
+            "paused": undispatched(owner=owner, priority=9, queue="held"),
+            "waiting": undispatched(owner=owner, priority=9, depends_on=["x"], waiting_on=["x"]),
+            "storing": undispatched(owner=owner, priority=9, batch="b1"),
+            "sent": undispatched(owner=owner, priority=9).model_copy(update={"dispatched": now}),
+        }
+        for job in jobs.values():
+            await store.insert_job(job)
+        names = {job.id: name for name, job in jobs.items()}
+        found = await store.dispatch_candidates(
+            limit=100, skip_owners=[], paused=[(owner, "held")], storing=await store.uncommitted_batches()
+        )
+        return [names[job.id] for job in found if job.id in names]
+
+    assert in_store(settings, scenario) == ["high", "mid-old", "mid-new", "low"]
+
+
+def test_dependencies_are_released_on_success_and_fail_their_dependents_otherwise(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> dict[str, Any]:
+        owner = new_id()
+        ok = undispatched(owner=owner, state=JobState.SUCCEEDED)
+        bad = undispatched(owner=owner, state=JobState.CANCELED)
+        after_ok = undispatched(owner=owner, depends_on=[ok.id], waiting_on=[ok.id])
+        after_bad = undispatched(owner=owner, depends_on=[ok.id, bad.id], waiting_on=[ok.id, bad.id])
+        after_after = undispatched(owner=owner, depends_on=[after_bad.id], waiting_on=[after_bad.id])
+        after_gone = undispatched(owner=owner, depends_on=["gone"], waiting_on=["gone"])
+        for job in (ok, bad, after_ok, after_bad, after_after, after_gone):
+            await store.insert_job(job)
+        await settle_dependencies(store)
+        return {
+            name: await store.get_job(job.id)
+            for name, job in {
+                "after_ok": after_ok,
+                "after_bad": after_bad,
+                "after_after": after_after,
+                "after_gone": after_gone,
+            }.items()
+        }
+
+    jobs = in_store(settings, scenario)
+    assert jobs["after_ok"].state is JobState.QUEUED and jobs["after_ok"].waiting_on == []
+    assert jobs["after_bad"].state is JobState.FAILED and "ended CANCELED" in jobs["after_bad"].error.reason
+    assert jobs["after_after"].state is JobState.FAILED and jobs["after_bad"].id in jobs["after_after"].error.reason
+    assert jobs["after_gone"].error.reason == "dependency gone was deleted; this job did not run"
+
+
+def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[int]:
+        broker = Broker(settings)
+        try:
+            greedy, other = new_id(), new_id()
+            for owner in (greedy, greedy, greedy, other):
+                await store.insert_job(undispatched(owner=owner))
+            dispatcher = Dispatcher(
+                store=store, broker=broker, interval=1, ahead=0, user_max_running=2, heartbeat_seconds=10
+            )
+            sent = [await dispatcher.dispatch_once()]  # no runner: nowhere to run
+            await store.heartbeat(runner(concurrency=1))
+            sent.append(await dispatcher.dispatch_once())
+            sent.append(await dispatcher.dispatch_once())  # the one slot is taken by the message sent
+            await store.heartbeat(runner(concurrency=10))
+            sent.append(await dispatcher.dispatch_once())  # greedy may have two in flight, other one
+            return sent
+        finally:
+            await asyncio.to_thread(broker.close)
+
+    # A database of its own: this test counts every job in flight and every runner's slots.
+    alone = settings.model_copy(update={"mongo_database": f"dispatch_{new_id()}"})
+    assert in_store(alone, scenario) == [0, 1, 0, 2]
