@@ -656,15 +656,13 @@ class MongoStore:
             docs = await self._workers.find({}).sort([("service", ASCENDING), ("_id", ASCENDING)]).to_list(None)
         return [_from_doc(WorkerInfo, doc) for doc in docs]
 
-    async def count_active_jobs(self, *, owner: str | None) -> dict[str, dict[str, int]]:
-        """Jobs QUEUED and RUNNING per app: {app: {state: count}}."""
+    async def count_active_jobs(self, *, owner: str | None) -> list[Document]:
+        """QUEUED and RUNNING jobs counted per owner, queue, app and state: ``[{owner, queue, app, state, n}]``."""
         match = {"state": {"$in": [JobState.QUEUED.value, JobState.RUNNING.value]}, **_mine(owner)}
-        pipeline = [{"$match": match}, {"$group": {"_id": {"app": "$app", "state": "$state"}, "n": {"$sum": 1}}}]
-        counts: dict[str, dict[str, int]] = {}
+        key = {"owner": "$owner", "queue": "$queue", "app": "$app", "state": "$state"}
+        pipeline = [{"$match": match}, {"$group": {"_id": key, "n": {"$sum": 1}}}]
         with _translated("count jobs"):
-            async for row in await self._jobs.aggregate(pipeline):
-                counts.setdefault(row["_id"]["app"], {})[row["_id"]["state"]] = row["n"]
-        return counts
+            return [row["_id"] | {"n": row["n"]} async for row in await self._jobs.aggregate(pipeline)]
 
     # Cancel
 

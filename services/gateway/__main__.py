@@ -1,13 +1,22 @@
-"""Start the gateway: ``python -m services.gateway``."""
+"""Start the gateway (``python -m services.gateway``), or create an admin (``... create-admin NAME``)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import ctypes
+import getpass
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from services.gateway.app import create_app
+from services.gateway.users import NewUser, create_user
+from shared.errors import AppError
 from shared.logging import configure_logging
+from shared.models import Role
+from shared.mongo import MongoStore
 from shared.settings import GatewaySettings, load
 
 M_MMAP_THRESHOLD = -3
@@ -26,10 +35,50 @@ def return_large_buffers_to_the_os() -> bool:
         return False
 
 
-def main() -> None:
-    """Read settings, set up logging, serve."""
+def read_password() -> str:
+    """The new password: one line of stdin when piped, else asked for twice on the terminal."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password (at least 12 characters): ")
+    if getpass.getpass("Again: ") != first:
+        raise SystemExit("the passwords differ")
+    return first
+
+
+async def create_admin(settings: GatewaySettings, username: str, password: str) -> int:
+    """Create an admin user in the configured database; 1 if the name is taken or Mongo does not answer."""
+    try:
+        wanted = NewUser(username=username, password=password, role=Role.ADMIN)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    store = MongoStore.connect(settings, appname="quern-create-admin")
+    try:
+        await store.ensure_indexes(event_retention_seconds=settings.event_retention_days * 86400)
+        user = await create_user(
+            store=store, username=wanted.username, password=wanted.password.get_secret_value(), role=Role.ADMIN
+        )
+    except AppError as exc:
+        print(exc.detail, file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"created admin {user.username} ({user.id})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Read settings, set up logging, then serve or run the command given."""
+    parser = argparse.ArgumentParser(prog="python -m services.gateway")
+    commands = parser.add_subparsers(dest="command")
+    admin = commands.add_parser("create-admin", help="create an admin user; the password is read from stdin")
+    admin.add_argument("username")
+    args = parser.parse_args(argv)
     settings = load(GatewaySettings)
     configure_logging(settings)
+    if args.command == "create-admin":
+        sys.exit(asyncio.run(create_admin(settings, args.username, read_password())))
     return_large_buffers_to_the_os()
     uvicorn.run(
         create_app(settings),

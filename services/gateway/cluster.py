@@ -1,4 +1,4 @@
-"""What the cluster is doing (the OpenQuake server's cluster info): workers, queue depths, active jobs."""
+"""What the cluster is doing (the OpenQuake server's cluster info): workers, queue depths, jobs per app and queue."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.state import deps
-from shared.models import WorkerInfo, utcnow
+from shared.models import DEFAULT_QUEUE, WorkerInfo, utcnow
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
 
@@ -37,16 +37,24 @@ async def cluster(request: Request) -> Response:
     d, who = deps(request), principal(request)
     workers = await d.store.list_workers()
     queues = await run_in_threadpool(d.broker.queue_stats, [RUN_JOB, PACKAGE_RESULTS])
-    by_app = await d.store.count_active_jobs(owner=who.owner_filter)
+    rows = await d.store.count_active_jobs(owner=who.owner_filter)
+    by_app: dict[str, dict[str, int]] = {}
+    by_queue: dict[str, dict[str, int]] = {}
+    for row in rows:
+        queue = row.get("queue") or DEFAULT_QUEUE
+        queue = f"{row['owner']}/{queue}" if who.is_admin else queue  # an admin sees every user's queues
+        for counts, key in ((by_app, row["app"]), (by_queue, queue)):
+            counts.setdefault(key, {})[row["state"]] = counts.get(key, {}).get(row["state"], 0) + row["n"]
     return JSONResponse(
         {
             "workers": [render_worker(worker, d.settings.worker_heartbeat_seconds) for worker in workers],
             "queues": queues,
             "jobs": {
                 "scope": "all" if who.is_admin else "mine",
-                "queued": sum(states.get("QUEUED", 0) for states in by_app.values()),
-                "running": sum(states.get("RUNNING", 0) for states in by_app.values()),
+                "queued": sum(row["n"] for row in rows if row["state"] == "QUEUED"),
+                "running": sum(row["n"] for row in rows if row["state"] == "RUNNING"),
                 "by_app": by_app,
+                "by_queue": by_queue,
             },
         }
     )

@@ -279,6 +279,7 @@ class JobCounts(Out):
     queued: int
     running: int
     by_app: dict[str, dict[str, int]]
+    by_queue: dict[str, dict[str, int]] = Field(description="queue name (an admin's: OWNER_ID/name) -> state -> count")
 
 
 class Cluster(Out):

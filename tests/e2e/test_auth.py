@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +50,24 @@ def test_every_endpoint_but_health_and_login_needs_credentials(env: dict[str, st
                 continue
             assert problem(response, 401, "unauthorized")["title"] == "Unauthorized", (method, path)
             assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def create_admin(stack: Stack, username: str, password: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "services.gateway", "create-admin", username]
+    return subprocess.run(command, input=password + "\n", env=stack.env(), capture_output=True, text=True, timeout=60)
+
+
+def test_an_admin_can_be_created_from_the_command_line(stack: Stack) -> None:
+    done = create_admin(stack, "carol-admin", "a long enough secret")
+    assert done.returncode == 0, done.stderr
+    assert "created admin carol-admin" in done.stdout
+    with client_for(stack.gateway_url, "carol-admin", "a long enough secret") as carol:
+        assert carol.get("/v1/me").json()["role"] == "admin"
+        assert carol.get("/v1/users").status_code == 200
+    taken = create_admin(stack, "carol-admin", "another long secret")
+    assert taken.returncode == 1 and "taken" in taken.stderr
+    short = create_admin(stack, "dave-admin", "short")
+    assert short.returncode == 2 and "password" in short.stderr
 
 
 def test_wrong_password_and_unknown_user_are_the_same_401(stack: Stack, make_user: UserFactory) -> None:

@@ -38,9 +38,11 @@ def test_active_job_counts_are_the_callers_own(make_user: UserFactory, admin: ht
         time.sleep(0.05)
     mine = alice.get("/v1/cluster").json()["jobs"]
     assert mine["scope"] == "mine" and mine["running"] == 1 and mine["by_app"] == {"flood": {"RUNNING": 1}}
+    assert mine["by_queue"] == {"default": {"RUNNING": 1}}
     assert bob.get("/v1/cluster").json()["jobs"]["running"] == 0
     overall = admin.get("/v1/cluster").json()["jobs"]
     assert overall["scope"] == "all" and overall["running"] >= 1
+    assert overall["by_queue"][f"{job['owner']}/default"]["RUNNING"] == 1
     deadline = time.monotonic() + 10
     while max(w["busy"] for w in alice.get("/v1/cluster").json()["workers"] if w["service"] == "quern-runner") < 1:
         assert time.monotonic() < deadline, "the runner's heartbeat never showed a busy slot"

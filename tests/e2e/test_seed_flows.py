@@ -286,7 +286,13 @@ def test_openquake_lists_running_and_past_jobs_outputs_stops_one_and_shows_the_c
         time.sleep(0.2)
     assert info["queues"][jobs_queue]["messages"] >= 1 and info["queues"][jobs_queue]["consumers"] >= 1
     by_app = {"flood": {"QUEUED": 1, "RUNNING": 2}}
-    assert info["jobs"] == {"scope": "mine", "queued": 1, "running": 2, "by_app": by_app}
+    assert info["jobs"] == {
+        "scope": "mine",
+        "queued": 1,
+        "running": 2,
+        "by_app": by_app,
+        "by_queue": {"default": by_app["flood"]},
+    }
 
     # Stop a running job; the waiting one takes its slot, and is stopped too.
     stopped, other = busy
