@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import structlog
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.apps import RegisteredApp
-from shared.errors import AppError, Duplicate, NotFound, Unavailable
+from shared.errors import AppError, Duplicate, NotFound, TooLarge, Unavailable
 from shared.models import (
     ApiKey,
     Archive,
@@ -55,6 +56,8 @@ def _translated(what: str) -> Iterator[None]:
         yield
     except DuplicateKeyError as exc:
         raise Duplicate(f"{what}: already exists") from exc
+    except InvalidDocument as exc:  # DocumentTooLarge too: past MongoDB's 16 MiB per document or command
+        raise TooLarge(f"{what}: too large to store") from exc
     except PyMongoError as exc:
         raise Unavailable(f"MongoDB did not answer ({what})") from exc
 
@@ -232,6 +235,8 @@ class MongoStore:
             await self._jobs.create_index([("waiting_on", ASCENDING), ("state", ASCENDING)])
             await self._jobs.create_index([("batch", ASCENDING), ("_id", ASCENDING)])
             await self._batches.create_index([("committed", ASCENDING), ("created", ASCENDING)])
+            # Jobs stored before queues and dependencies existed wait on nothing.
+            await self._jobs.update_many({"waiting_on": {"$exists": False}}, {"$set": {"waiting_on": []}})
             await self._queues.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._queues.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
 
@@ -604,9 +609,14 @@ class MongoStore:
             {"_id": job_id, "worker": worker, "state": {"$in": ended}, "archive": None}, {"logs": logs}
         )
 
-    async def set_archive(self, job_id: str, archive: Archive) -> Job | None:
-        """Attach the packaged archive unless one is attached already; None if it was."""
-        return await self._transition({"_id": job_id, "archive": None}, {"archive": archive.model_dump()})
+    async def set_archive(self, job_id: str, archive: Archive, *, finished: datetime | None) -> Job | None:
+        """Attach the archive of the run that ended at ``finished``, unless one is attached already.
+
+        None if one was, or if the job was run again since (retried): that archive is of an old run.
+        """
+        return await self._transition(
+            {"_id": job_id, "archive": None, "finished": finished}, {"archive": archive.model_dump()}
+        )
 
     async def set_progress(self, job_id: str, progress: JobProgress) -> None:
         """Record the app's latest progress report on its job."""
@@ -621,8 +631,6 @@ class MongoStore:
         so its runner stops the app rather than running on for a job that is over.
         """
         changes: Document = {"state": change.to.value}
-        if change.to is JobState.QUEUED:  # back to the dispatcher, which sends it again
-            changes |= {"dispatched": None, "dispatch_lease": None, "worker": None}
         if change.to.terminal and job.finished is None:
             changes["finished"] = change.at
         if change.to.terminal and change.from_ is JobState.RUNNING and job.cancel_requested is None:
@@ -679,12 +687,18 @@ class MongoStore:
             {"_id": job_id, "state": JobState.RUNNING.value, **_mine(owner)}, {"cancel_requested": utcnow()}
         )
 
-    async def cancel_requests(self, job_ids: list[str]) -> list[str]:
-        """Which of these jobs have been asked to stop."""
+    async def cancel_requests(self, job_ids: list[str], *, worker: str) -> list[str]:
+        """Which of these jobs ``worker`` runs should stop: asked to, or no longer RUNNING on it (recovered, forced)."""
+        match = {
+            "_id": {"$in": job_ids},
+            "$or": [
+                {"cancel_requested": {"$ne": None}},
+                {"state": {"$ne": JobState.RUNNING.value}},
+                {"worker": {"$ne": worker}},
+            ],
+        }
         with _translated("find cancel requests"):
-            docs = await self._jobs.find(
-                {"_id": {"$in": job_ids}, "cancel_requested": {"$ne": None}}, {"_id": 1}
-            ).to_list(None)
+            docs = await self._jobs.find(match, {"_id": 1}).to_list(None)
         return [doc["_id"] for doc in docs]
 
     # Events
@@ -872,15 +886,23 @@ class MongoStore:
                 await self._jobs.insert_many([_to_doc(job) for job in jobs[start : start + 1000]], ordered=True)
 
     async def commit_batch(self, batch_id: str) -> None:
-        """Let the dispatcher see a batch that is fully stored."""
+        """Let the dispatcher see a batch that is fully stored; Unavailable if it was swept away as abandoned."""
         with _translated(f"batch {batch_id}"):
-            await self._batches.update_one({"_id": batch_id}, {"$set": {"committed": True}})
+            result = await self._batches.update_one(
+                {"_id": batch_id, "committed": False}, {"$set": {"committed": True}}
+            )
+        if not result.modified_count:
+            raise Unavailable(f"batch {batch_id} took too long to store and was discarded")
 
     async def delete_batch(self, batch_id: str) -> None:
-        """Forget a batch that was never accepted, with its jobs (storing it failed part way)."""
+        """Forget an uncommitted batch with its jobs (storing it failed, or was abandoned); a committed one stays.
+
+        The record goes first, so a commit racing with this fails rather than release half a batch.
+        """
         with _translated(f"batch {batch_id}"):
-            await self._jobs.delete_many({"batch": batch_id})
-            await self._batches.delete_one({"_id": batch_id})
+            result = await self._batches.delete_one({"_id": batch_id, "committed": False})
+            if result.deleted_count:
+                await self._jobs.delete_many({"batch": batch_id})
 
     async def uncommitted_batches(self, *, created_before: datetime | None = None) -> list[str]:
         """Ids of batches still being stored (or, with ``created_before``, abandoned while being stored)."""
@@ -924,11 +946,11 @@ class MongoStore:
         with _translated(f"queue {name!r}"):
             return await self._queues.find_one({"owner": owner, "name": name, "paused": True}, {"_id": 1}) is not None
 
-    async def in_flight(self) -> dict[str, int]:
-        """Per owner, jobs RUNNING or sent to RabbitMQ and not started yet."""
+    async def in_flight(self, *, live_workers: list[str]) -> dict[str, int]:
+        """Per owner, jobs RUNNING on a live worker, or sent to RabbitMQ and not started yet."""
         match = {
             "$or": [
-                {"state": JobState.RUNNING.value},
+                {"state": JobState.RUNNING.value, "worker": {"$in": live_workers}},
                 {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}},
             ]
         }
@@ -981,10 +1003,16 @@ class MongoStore:
             result = await self._jobs.update_one(match, {"$set": {"dispatch_lease": until}})
         return bool(result.modified_count)
 
-    async def mark_dispatched(self, job_id: str) -> None:
-        """Record that the job's message is in RabbitMQ."""
+    async def mark_dispatched(self, job_id: str, *, lease: datetime) -> None:
+        """Record that the job's message is in RabbitMQ, if the job is still as this dispatcher leased it.
+
+        A runner may have started it already (the claim keeps the lease), or handed it back (the
+        lease is cleared): then there is nothing to mark.
+        """
         with _translated(f"job {job_id}"):
-            await self._jobs.update_one({"_id": job_id}, {"$set": {"dispatched": utcnow(), "dispatch_lease": None}})
+            await self._jobs.update_one(
+                {"_id": job_id, "dispatch_lease": lease}, {"$set": {"dispatched": utcnow(), "dispatch_lease": None}}
+            )
 
     async def undispatch(self, job_id: str) -> bool:
         """Take a QUEUED job back from RabbitMQ (its lease too), so it is dispatched again later."""
@@ -995,6 +1023,15 @@ class MongoStore:
             )
         return bool(result.modified_count)
 
+    async def undispatch_stale(self, *, dispatched_before: datetime) -> int:
+        """Take back QUEUED jobs sent before then and never claimed: their messages were lost (dead-lettered)."""
+        with _translated("stale dispatches"):
+            result = await self._jobs.update_many(
+                {"state": JobState.QUEUED.value, "dispatched": {"$lt": dispatched_before}},
+                {"$set": {"dispatched": None, "dispatch_lease": None}},
+            )
+        return int(result.modified_count)
+
     async def waited_on(self) -> list[str]:
         """Ids that QUEUED jobs are still waiting on."""
         with _translated("dependencies"):
@@ -1003,9 +1040,13 @@ class MongoStore:
 
     async def job_states(self, job_ids: list[str], *, owner: str | None = None) -> dict[str, JobState]:
         """The state of each of these jobs (of ``owner``, unless None) that still exists."""
+        states: dict[str, JobState] = {}
         with _translated("job states"):
-            docs = await self._jobs.find({"_id": {"$in": job_ids}, **_mine(owner)}, {"state": 1}).to_list(None)
-        return {doc["_id"]: JobState(doc["state"]) for doc in docs}
+            for start in range(0, len(job_ids), 1000):
+                chunk = job_ids[start : start + 1000]
+                docs = await self._jobs.find({"_id": {"$in": chunk}, **_mine(owner)}, {"state": 1}).to_list(None)
+                states |= {doc["_id"]: JobState(doc["state"]) for doc in docs}
+        return states
 
     async def stop_waiting(self, job_ids: list[str]) -> None:
         """These jobs succeeded: nobody waits on them any more."""

@@ -84,9 +84,13 @@ async def submit_batch(
     dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
     """
     jobs = build_jobs(await find_apps(store, batch), batch, owner=owner, batch_id=batch_id)
+    dependencies = {dep for job in jobs for dep in job.depends_on}
+    if len(dependencies) > MAX_BATCH:
+        detail = f"a batch may depend on at most {MAX_BATCH} distinct jobs, not {len(dependencies)}"
+        raise Invalid(detail, [Violation("/jobs", detail)])
     await check_inputs(store, [item.inputs for item in batch.jobs], owner=owner)
     await check_queues(store, {job.queue for job in jobs}, owner=owner)
-    await check_dependencies(store, {dep for job in jobs for dep in job.depends_on}, owner=owner)
+    await check_dependencies(store, dependencies, owner=owner)
     try:
         await store.insert_batch(Batch(id=batch_id, owner=owner, size=len(jobs), created=utcnow()), jobs)
         await store.commit_batch(batch_id)
@@ -126,23 +130,25 @@ async def submit(request: Request) -> Response:
     d, owner = deps(request), principal(request).user_id
     batch: BatchRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES), BatchRequest)
 
-    async def submit(batch_id: str) -> list[Job]:
-        return await submit_batch(store=d.store, batch=batch, owner=owner, wake=d.dispatcher.wake, batch_id=batch_id)
+    async def submit(batch_id: str) -> tuple[str, list[Job]]:
+        jobs = await submit_batch(store=d.store, batch=batch, owner=owner, wake=d.dispatcher.wake, batch_id=batch_id)
+        return batch_id, jobs
+
+    async def replay(batch_id: str) -> tuple[str, list[Job]]:
+        return batch_id, await d.store.batch_jobs(batch_id, owner=owner)  # those of its jobs not deleted since
 
     key = request.headers.get("idempotency-key")
     if key is None:
-        batch_id = new_id()
-        jobs, replayed = await submit(batch_id), False
+        (batch_id, jobs), replayed = await submit(new_id()), False
     else:
-        jobs, replayed = await submit_once(
+        (batch_id, jobs), replayed = await submit_once(
             store=d.store,
             owner=owner,
             key=check_key(key),
             request={"batch": batch.model_dump(mode="json")},
             submit=submit,
-            replay=lambda batch_id: d.store.batch_jobs(batch_id, owner=owner),
+            replay=replay,
         )
-        batch_id = jobs[0].batch or ""
     body = render_batch(request, batch_id, jobs)
     if replayed:
         return JSONResponse(body, headers={"Idempotent-Replayed": "true"})

@@ -30,7 +30,9 @@ from shared.tasks import RUN_JOB, RUNNER_SERVICE
 log = structlog.get_logger()
 LEASE_SECONDS = 60
 ABANDONED_BATCH_SECONDS = 600
-SWEEP_SECONDS = 60  # abandoned batches are looked for this often
+SWEEP_SECONDS = 60  # abandoned batches and lost messages are looked for this often
+STALE_DISPATCH_SECONDS = 300
+MIN_GAP_SECONDS = 0.05  # between passes, however often submissions wake the dispatcher
 BAD_ENDS = {JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED}
 
 
@@ -59,17 +61,21 @@ class Dispatcher:
             try:
                 if started - self._last_sweep > SWEEP_SECONDS:
                     await self.sweep_abandoned_batches()
+                    await self.sweep_lost_messages()
                     self._last_sweep = started
                 await self.dispatch_once()
             except AppError as exc:
                 log.warning("dispatch_failed", detail=exc.detail)
+            except Exception:  # a bug must not end dispatching for this gateway: log it and go on
+                log.exception("dispatch_crashed")
             # A slow pass (a database under load) is not repeated at once: rest at least as long as it took.
-            rest = max(self.interval, loop.time() - started)
+            took = loop.time() - started
             try:
-                await asyncio.wait_for(self._wake.wait(), rest)
+                await asyncio.wait_for(self._wake.wait(), max(self.interval, took))
             except TimeoutError:
                 pass
             self._wake.clear()
+            await asyncio.sleep(max(0.0, MIN_GAP_SECONDS - (loop.time() - started)))
 
     async def sweep_abandoned_batches(self) -> None:
         """Delete batches whose gateway died while storing them: they were never acknowledged to anyone."""
@@ -78,11 +84,27 @@ class Dispatcher:
             await self.store.delete_batch(batch_id)
             log.warning("batch_abandoned", batch=batch_id)
 
+    async def sweep_lost_messages(self) -> None:
+        """Send again the jobs whose message went missing (dead-lettered after its retries, or purged).
+
+        Only while no ``run_job`` message waits in RabbitMQ: then a job sent minutes ago and still
+        not claimed has no message left. Should one turn up after all, the claim drops the duplicate.
+        """
+        depth = await run_in_threadpool(self.broker.queue_stats, [RUN_JOB])
+        if any(stats["messages"] for stats in depth.values()):
+            return
+        before = utcnow() - timedelta(seconds=STALE_DISPATCH_SECONDS)
+        if taken_back := await self.store.undispatch_stale(dispatched_before=before):
+            log.warning("lost_messages_resent", jobs=taken_back)
+
     async def dispatch_once(self) -> int:
         """One pass: settle dependencies, then send what may start; returns how many jobs were sent."""
         await settle_dependencies(self.store)
-        in_flight = await self.store.in_flight()
-        budget = await self._free_slots(sum(in_flight.values()))
+        live = [w for w in await self.store.list_workers() if w.alive(self.heartbeat_seconds)]
+        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
+        in_flight = await self.store.in_flight(live_workers=[w.id for w in live])
+        capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)
+        budget = 0 if capacity == 0 else capacity + self.ahead - sum(in_flight.values())
         if budget <= 0:
             return 0
         limit = self.user_max_running
@@ -104,16 +126,9 @@ class Dispatcher:
                 in_flight[job.owner] = in_flight.get(job.owner, 0) + 1
         return sent
 
-    async def _free_slots(self, in_flight: int) -> int:
-        """Slots of live runners not taken by RUNNING jobs or by messages already waiting, plus the look-ahead."""
-        workers = await self.store.list_workers()
-        capacity = sum(
-            w.concurrency for w in workers if w.service == RUNNER_SERVICE and w.alive(self.heartbeat_seconds)
-        )
-        return 0 if capacity == 0 else capacity + self.ahead - in_flight
-
     async def _send(self, job: Job) -> bool:
-        if not await self.store.lease_dispatch(job.id, until=utcnow() + timedelta(seconds=LEASE_SECONDS)):
+        lease = utcnow() + timedelta(seconds=LEASE_SECONDS)
+        if not await self.store.lease_dispatch(job.id, until=lease):
             return False  # another dispatcher has it
         try:
             message_id = await run_in_threadpool(self.broker.send, RUN_JOB, job.id)
@@ -121,7 +136,7 @@ class Dispatcher:
             await self.store.undispatch(job.id)
             log.warning("job_dispatch_failed", job_id=job.id, detail=exc.detail)
             return False
-        await self.store.mark_dispatched(job.id)
+        await self.store.mark_dispatched(job.id, lease=lease)
         log.info("job_dispatched", job_id=job.id, priority=job.priority, queue=job.queue, message_id=message_id)
         return True
 

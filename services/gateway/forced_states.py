@@ -9,12 +9,15 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.bodies import read_model
+from services.gateway.job_deletion import still_busy
 from services.gateway.jobs import render_job
+from services.gateway.requeues import requeue
 from services.gateway.state import deps
 from services.gateway.users import require_admin
 from shared.errors import Conflict, NotYet
 from shared.models import Job, JobState, StateChange, job_event, state_event, utcnow
 from shared.mongo import MongoStore
+from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
 
@@ -27,10 +30,16 @@ class ForcedState(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
 
 
-async def force_state(*, store: MongoStore, job: Job, wanted: ForcedState, by: str) -> Job:
-    """Move ``job`` to ``wanted.state`` and record who did it and why; 409 if it is there already or moved meanwhile."""
+async def force_state(*, store: MongoStore, storage: ObjectStorage, job: Job, wanted: ForcedState, by: str) -> Job:
+    """Move ``job`` to ``wanted.state`` and record who did it and why; 409 if it is there already or moved meanwhile.
+
+    Forcing QUEUED runs the job again from scratch, as a queue retry does; a RUNNING job must be
+    ended first, so two runs never overlap.
+    """
     if job.state is wanted.state:
         raise Conflict(f"job {job.id} is already {job.state.value}")
+    if wanted.state is JobState.QUEUED:
+        return await _force_queued(store=store, storage=storage, job=job, wanted=wanted, by=by)
     change = StateChange.model_validate(
         {"at": utcnow(), "from": job.state, "to": wanted.state, "by": by, "reason": wanted.reason}
     )
@@ -44,11 +53,26 @@ async def force_state(*, store: MongoStore, job: Job, wanted: ForcedState, by: s
     return forced
 
 
+async def _force_queued(*, store: MongoStore, storage: ObjectStorage, job: Job, wanted: ForcedState, by: str) -> Job:
+    if job.state is JobState.RUNNING:
+        raise Conflict(f"job {job.id} is RUNNING: force it to FAILED or CANCELED first, then to QUEUED")
+    busy = still_busy(job)
+    if busy is not None:
+        raise NotYet(busy, retry_after=2)
+    requeued = await requeue(store=store, storage=storage, job=job, by=by, reason=wanted.reason)
+    if requeued is None:
+        raise NotYet(f"job {job.id} changed state meanwhile; look at it again", retry_after=1)
+    log.warning("job_state_forced", job_id=job.id, state_from=job.state.value, state_to="QUEUED", by=by)
+    return requeued
+
+
 async def force(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin."""
     who = principal(request)
-    store = deps(request).store
-    job = await store.get_job(request.path_params["job_id"], owner=who.owner_filter)
+    d = deps(request)
+    job = await d.store.get_job(request.path_params["job_id"], owner=who.owner_filter)
     require_admin(who)
     wanted = await read_model(request, ForcedState)
-    return JSONResponse(render_job(request, await force_state(store=store, job=job, wanted=wanted, by=who.username)))
+    forced = await force_state(store=d.store, storage=d.storage, job=job, wanted=wanted, by=who.username)
+    d.dispatcher.wake()
+    return JSONResponse(render_job(request, forced))

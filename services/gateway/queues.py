@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -16,14 +17,16 @@ from services.gateway.job_deletion import job_prefix, still_busy
 from services.gateway.jobs import QueueName, cancel_job, check_queues
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
+from services.gateway.requeues import requeue
 from services.gateway.state import deps
 from shared.errors import Conflict, Duplicate, Invalid, NotFound, NotYet, Violation
-from shared.models import DEFAULT_QUEUE, Job, JobState, Queue, StateChange, new_id, state_event, utcnow
+from shared.models import DEFAULT_QUEUE, JobState, Queue, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
 MAX_BODY_BYTES = 64 * 1024
+ID_SHAPED = re.compile(r"^[0-9a-z]{26}$")
 RETRYABLE = (JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED)
 
 
@@ -69,6 +72,8 @@ async def find_queue(request: Request) -> Queue:
     try:
         return await store.get_queue(ref, owner=who.owner_filter)
     except NotFound:
+        if ref == DEFAULT_QUEUE:
+            await check_queues(store, {DEFAULT_QUEUE}, owner=who.user_id)  # everyone has one, made on first use
         by_name = await store.find_queue(owner=who.user_id, name=ref)
         if by_name is None:
             raise
@@ -84,6 +89,9 @@ async def create(request: Request) -> Response:
     """POST /v1/queues: 201, or 409 if the caller has a queue of that name."""
     store, owner = deps(request).store, principal(request).user_id
     body = parse_model(await read_body(request, MAX_BODY_BYTES), QueueRequest)
+    if ID_SHAPED.match(body.name):  # queues are addressed by id or name: a name must never read as an id
+        detail = "must not look like an id (26 lowercase letters and digits)"
+        raise Invalid(f"name {detail}", [Violation("/name", detail)])
     now = utcnow()
     queue = Queue(id=new_id(), owner=owner, name=body.name, description=body.description, created=now, updated=now)
     try:
@@ -164,18 +172,6 @@ async def remove(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _requeue(*, store: MongoStore, storage: ObjectStorage, job: Job, by: str, reason: str) -> Job | None:
-    """Clear what the job's last run left in S3, then put it back to QUEUED; None if it moved meanwhile."""
-    await run_in_threadpool(storage.delete_prefix, job_prefix(job.id))
-    change = StateChange.model_validate(
-        {"at": utcnow(), "from": job.state, "to": JobState.QUEUED, "by": by, "reason": reason}
-    )
-    requeued = await store.requeue_job(job, change)
-    if requeued is not None:
-        await store.record_events([state_event(requeued)])
-    return requeued
-
-
 async def retry_jobs(
     *, store: MongoStore, storage: ObjectStorage, queue: Queue, wanted: RetryRequest, by: str
 ) -> dict[str, Any]:
@@ -188,7 +184,7 @@ async def retry_jobs(
         if still_busy(job) is not None:
             skipped.append(job_id)
             continue
-        done = await _requeue(store=store, storage=storage, job=job, by=by, reason=f"retried in queue {queue.name}")
+        done = await requeue(store=store, storage=storage, job=job, by=by, reason=f"retried in queue {queue.name}")
         (retried if done is not None else skipped).append(job_id)
     log.info("queue_retried", queue_id=queue.id, retried=len(retried), skipped=len(skipped))
     return {"retried": retried, "skipped": skipped, "more": len(ids) > wanted.limit}
@@ -220,7 +216,7 @@ async def recover_jobs(
         if job.worker in live:
             continue
         reason = f"recovered: worker {job.worker} is gone"
-        if await _requeue(store=store, storage=storage, job=job, by=by, reason=reason) is not None:
+        if await requeue(store=store, storage=storage, job=job, by=by, reason=reason) is not None:
             recovered.append(job_id)
     log.info("queue_recovered", queue_id=queue.id, recovered=len(recovered))
     return {"recovered": recovered}

@@ -34,8 +34,9 @@ async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStor
         raise Conflict(f"job {job_id} is {job.state.value}; it is packaged once it finishes")
     key, size, sha256 = await asyncio.to_thread(build_archive, storage, job)
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
-    if await store.set_archive(job_id, archive) is None:
-        log.info("archive_raced", job_id=job_id)  # another packager won; the bytes are identical
+    if await store.set_archive(job_id, archive, finished=job.finished) is None:
+        # Another packager won (the bytes are identical), or the job was retried and this run's archive is stale.
+        log.info("archive_raced", job_id=job_id)
         return
     await store.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
     log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)

@@ -30,7 +30,7 @@ def register(broker: Broker, resources: Resources) -> Drain:
     """
     settings = cast(RunnerSettings, resources.settings)
     apps = AppVersions()
-    active = ActiveRuns()
+    active = ActiveRuns(settings.runner_id)
 
     async def run_job(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):

@@ -37,7 +37,8 @@ CANCEL_POLL_SECONDS = 1.0
 class ActiveRuns:
     """The jobs this worker is running, each with an event that asks its app to stop, and why."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
         self._stops: dict[str, asyncio.Event] = {}
         self._reasons: dict[str, str] = {}
         self._idle = asyncio.Event()
@@ -83,10 +84,14 @@ class ActiveRuns:
         await self._idle.wait()
 
     async def _watch(self, store: MongoStore) -> None:
-        """While runs are active, look for cancel requests once a second (one query for all of them)."""
+        """While runs are active, look for cancel requests once a second (one query for all of them).
+
+        A job that is no longer RUNNING on this worker (recovered while Mongo could not reach us, or
+        forced to another state) is stopped too: someone else owns it now.
+        """
         while self._stops:
             try:
-                for job_id in await store.cancel_requests(list(self._stops)):
+                for job_id in await store.cancel_requests(list(self._stops), worker=self.worker):
                     log.info("job_cancel_requested", job_id=job_id)
                     self.stop(job_id, "canceled")
             except AppError as exc:

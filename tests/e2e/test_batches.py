@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import UserFactory, problem
 from tests.e2e.test_queues import TABLE, new_queue
-from tests.e2e.test_walking_skeleton import wait_for
+from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
 
@@ -78,3 +78,9 @@ def test_the_same_idempotency_key_gives_one_batch(make_user: UserFactory) -> Non
     assert answers[0].json()["batch"] == answers[1].json()["batch"]
     assert len(user.get("/v1/jobs", params={"limit": 50}).json()["items"]) == 5
     problem(user.post("/v1/jobs/batch", json={"jobs": body["jobs"][:4]}, headers=headers), 409)
+    for item in answers[0].json()["items"]:
+        wait_for_archive(user, item["id"])
+        assert user.delete(item["url"]).status_code == 204
+    replayed = user.post("/v1/jobs/batch", json=body, headers=headers)  # its jobs are gone: the batch is empty
+    assert replayed.status_code == 200 and replayed.json()["batch"] == answers[0].json()["batch"]
+    assert replayed.json()["count"] == 0

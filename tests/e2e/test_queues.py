@@ -191,9 +191,10 @@ def test_depends_on_waits_for_success_and_fails_clearly_otherwise(make_user: Use
     first_done, second_done = wait_for(user, first["id"]), wait_for(user, second["id"])
     assert second_done["state"] == "SUCCEEDED" and second_done["waiting_on"] == []
     assert second_done["started"] > first_done["finished"]
-    problem(user.post("/v1/jobs", json={"app": "linfit", "depends_on": ["01aaaaaaaaaaaaaaaaaaaaaaaa"]}), 422)
     table = user.post("/v1/files", params={"name": "t.csv"}, content=TABLE).json()
     body = {"app": "linfit", "params": {"x": "x", "y": "y"}, "inputs": {"table": table["id"]}}
+    bad = problem(user.post("/v1/jobs", json=body | {"depends_on": [""]}), 422)
+    assert [error["pointer"] for error in bad["errors"]] == ["/depends_on/0"]
     problem(user.post("/v1/jobs", json=body | {"depends_on": ["01aaaaaaaaaaaaaaaaaaaaaaaa"]}), 404)
     assert (
         "could never start" in problem(user.post("/v1/jobs", json=body | {"depends_on": [doomed["id"]]}), 409)["detail"]
@@ -211,3 +212,47 @@ def test_another_users_job_cannot_be_depended_on(make_user: UserFactory) -> None
         "depends_on": [job["id"]],
     }
     problem(bob.post("/v1/jobs", json=body), 404)
+
+
+def test_queue_names_are_the_callers_own_and_never_look_like_ids(make_user: UserFactory) -> None:
+    alice, bob = make_user(), make_user()
+    mine = new_queue(alice, "shared-name")
+    theirs = new_queue(bob, "shared-name")
+    assert alice.get("/v1/queues/shared-name").json()["id"] == mine["id"]
+    assert bob.get("/v1/queues/shared-name").json()["id"] == theirs["id"]
+    assert alice.get("/v1/queues/default").json()["owner"] != bob.get("/v1/queues/default").json()["owner"]
+    problem(bob.post(f"/v1/queues/{mine['id']}/pause"), 404)
+    assert alice.get(mine["url"]).json()["paused"] is False
+    problem(alice.post("/v1/queues", json={"name": "01aaaaaaaaaaaaaaaaaaaaaaaa"}), 422)
+
+
+def test_recover_leaves_jobs_of_live_workers_alone(make_user: UserFactory, project: Path) -> None:
+    user = make_user()
+    job = long_job(user, project)
+    wait_for_app(job["id"])
+    assert user.post("/v1/queues/default/recover").json() == {"recovered": []}
+    assert user.get(job["url"]).json()["state"] == "RUNNING"
+    user.post(f"{job['url']}/cancel")
+    assert wait_for(user, job["id"])["state"] == "CANCELED"
+
+
+def test_an_admin_forcing_queued_runs_a_finished_job_again(
+    make_user: UserFactory, admin: httpx.Client, project: Path
+) -> None:
+    user = make_user()
+    failed = wait_for(user, fit(user, y="nope")["id"])
+    eventually(lambda: user.get(failed["url"]).json()["archive"] is not None, "never packaged")
+    forced = admin.post(f"{failed['url']}/state", json={"state": "QUEUED", "reason": "input fixed upstream"})
+    assert forced.status_code == 200, forced.text
+    assert (
+        forced.json()["state"] == "QUEUED" and forced.json()["archive"] is None and forced.json()["exit_code"] is None
+    )
+    again = wait_for(user, failed["id"])
+    assert again["state"] == "FAILED" and again["started"] != failed["started"]
+    eventually(lambda: user.get(failed["url"]).json()["archive"] is not None, "the new run was never packaged")
+    running = long_job(user, project)
+    wait_for_app(running["id"])
+    refused = admin.post(f"{running['url']}/state", json={"state": "QUEUED", "reason": "again"})
+    assert "RUNNING" in problem(refused, 409)["detail"]
+    user.post(f"{running['url']}/cancel")
+    wait_for(user, running["id"])

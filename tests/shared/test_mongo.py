@@ -44,8 +44,11 @@ def make_job(**overrides: Any) -> Job:
 
 
 def in_store(settings: Settings, scenario: Any) -> Any:
+    """Run ``scenario`` on a database of its own, so its jobs never reach the test stack's dispatcher."""
+    own = settings.model_copy(update={"mongo_database": f"store_{new_id()}"})
+
     async def main() -> Any:
-        store = MongoStore.connect(settings, appname="quern-tests")
+        store = MongoStore.connect(own, appname="quern-tests")
         try:
             return await scenario(store)
         finally:
@@ -201,14 +204,27 @@ def test_archive_is_attached_once(settings: Settings) -> None:
         first = Archive(key="a", size=1, sha256="x", created=utcnow())
         second = Archive(key="b", size=2, sha256="y", created=utcnow())
         return (
-            await store.set_archive(job.id, first),
-            await store.set_archive(job.id, second),
+            await store.set_archive(job.id, first, finished=job.finished),
+            await store.set_archive(job.id, second, finished=job.finished),
             await store.get_job(job.id),
         )
 
     first, second, stored = in_store(settings, scenario)
     assert first is not None and second is None
     assert stored.archive is not None and stored.archive.key == "a"
+
+
+def test_the_archive_of_an_earlier_run_is_not_attached_to_a_retried_job(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> Job | None:
+        job = make_job(state=JobState.FAILED, started=utcnow(), finished=utcnow())
+        await store.insert_job(job)
+        change = forced(job, JobState.QUEUED, "retried")
+        assert await store.requeue_job(job, change) is not None
+        return await store.set_archive(
+            job.id, Archive(key="a", size=1, sha256="x", created=utcnow()), finished=job.finished
+        )
+
+    assert in_store(settings, scenario) is None
 
 
 def forced(job: Job, to: JobState, reason: str) -> StateChange:

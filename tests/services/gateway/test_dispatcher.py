@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
+
+import pika
 
 from services.gateway.dispatcher import Dispatcher, settle_dependencies
 from shared.broker import Broker
 from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import Settings
-from shared.tasks import RUNNER_SERVICE
+from shared.tasks import RUN_JOB, RUNNER_SERVICE
 from tests.shared.test_mongo import in_store, make_job
 
 
@@ -49,7 +52,7 @@ def test_only_one_of_concurrent_leases_wins(settings: Settings) -> None:
     async def scenario(store: MongoStore) -> list[bool]:
         job = undispatched()
         await store.insert_job(job)
-        later = utcnow().replace(year=utcnow().year + 1)
+        later = utcnow() + timedelta(days=1)
         return list(await asyncio.gather(*(store.lease_dispatch(job.id, until=later) for _ in range(8))))
 
     assert sorted(in_store(settings, scenario)) == [False] * 7 + [True]
@@ -59,7 +62,8 @@ def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(setting
     async def scenario(store: MongoStore) -> list[str]:
         owner = new_id()
         now = utcnow()
-        await store.insert_batch(Batch(id="b1", owner=owner, size=1, created=now), [])
+        storing = new_id()
+        await store.insert_batch(Batch(id=storing, owner=owner, size=1, created=now), [])
         jobs = {
             "low": undispatched(owner=owner, priority=1),
             "high": undispatched(owner=owner, priority=9),
@@ -67,7 +71,7 @@ def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(setting
             "mid-new": undispatched(owner=owner, priority=5),
             "paused": undispatched(owner=owner, priority=9, queue="held"),
             "waiting": undispatched(owner=owner, priority=9, depends_on=["x"], waiting_on=["x"]),
-            "storing": undispatched(owner=owner, priority=9, batch="b1"),
+            "storing": undispatched(owner=owner, priority=9, batch=storing),
             "sent": undispatched(owner=owner, priority=9).model_copy(update={"dispatched": now}),
         }
         for job in jobs.values():
@@ -112,7 +116,7 @@ def test_dependencies_are_released_on_success_and_fail_their_dependents_otherwis
 
 def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(settings: Settings) -> None:
     async def scenario(store: MongoStore) -> list[int]:
-        broker = Broker(settings)
+        broker = Broker(alone)
         try:
             greedy, other = new_id(), new_id()
             for owner in (greedy, greedy, greedy, other):
@@ -130,6 +134,51 @@ def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(setting
         finally:
             await asyncio.to_thread(broker.close)
 
-    # A database of its own: this test counts every job in flight and every runner's slots.
-    alone = settings.model_copy(update={"mongo_database": f"dispatch_{new_id()}"})
-    assert in_store(alone, scenario) == [0, 1, 0, 2]
+    # A database and queues of its own: this test counts every job in flight and every runner's slots,
+    # and its messages must not reach the test stack's runner.
+    alone = settings.model_copy(update={"mongo_database": f"dispatch_{new_id()}", "queue_namespace": f"d{new_id()}"})
+    try:
+        assert in_store(alone, scenario) == [0, 1, 0, 2]
+    finally:
+        connection = pika.BlockingConnection(pika.URLParameters(alone.rabbitmq_url.get_secret_value()))
+        try:
+            for suffix in ("", ".DQ", ".XQ"):
+                connection.channel().queue_delete(RUN_JOB.queue_name(alone.queue_namespace) + suffix)
+        finally:
+            connection.close()
+
+
+def test_a_hand_back_during_sending_is_not_overwritten(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> Any:
+        job = undispatched()
+        await store.insert_job(job)
+        lease = utcnow() + timedelta(minutes=1)
+        await store.lease_dispatch(job.id, until=lease)
+        await store.undispatch(job.id)  # the runner saw its queue paused before the dispatcher marked it sent
+        await store.mark_dispatched(job.id, lease=lease)
+        return await store.get_job(job.id)
+
+    job = in_store(settings, scenario)
+    assert job.dispatched is None and job.dispatch_lease is None
+
+
+def test_jobs_whose_message_was_lost_are_sent_again(settings: Settings) -> None:
+    alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})  # an empty run_job queue
+
+    async def scenario(store: MongoStore) -> Any:
+        lost = undispatched().model_copy(update={"dispatched": utcnow() - timedelta(hours=1)})
+        fresh = undispatched().model_copy(update={"dispatched": utcnow()})
+        for job in (lost, fresh):
+            await store.insert_job(job)
+        broker = Broker(alone)
+        try:
+            dispatcher = Dispatcher(
+                store=store, broker=broker, interval=1, ahead=0, user_max_running=0, heartbeat_seconds=10
+            )
+            await dispatcher.sweep_lost_messages()
+        finally:
+            await asyncio.to_thread(broker.close)
+        return await store.get_job(lost.id), await store.get_job(fresh.id)
+
+    lost, fresh = in_store(alone, scenario)
+    assert lost.dispatched is None and fresh.dispatched is not None
