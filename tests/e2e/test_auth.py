@@ -61,9 +61,12 @@ def test_an_admin_can_be_created_from_the_command_line(stack: Stack) -> None:
     done = create_admin(stack, "carol-admin", "a long enough secret")
     assert done.returncode == 0, done.stderr
     assert "created admin carol-admin" in done.stdout
-    with client_for(stack.gateway_url, "carol-admin", "a long enough secret") as carol:
+    carol = client_for(stack.gateway_url, "carol-admin", "a long enough secret")
+    try:
         assert carol.get("/v1/me").json()["role"] == "admin"
         assert carol.get("/v1/users").status_code == 200
+    finally:
+        carol.close()
     taken = create_admin(stack, "carol-admin", "another long secret")
     assert taken.returncode == 1 and "taken" in taken.stderr
     short = create_admin(stack, "dave-admin", "short")
