@@ -286,6 +286,7 @@ class Job(Record):
     history: list[StateChange] = Field(default=[], description="forced state changes, oldest first")
     progress: JobProgress | None = None
     queue: str = DEFAULT_QUEUE
+    attempt: int = Field(default=1, description="which run this is: recovery from a dead worker adds one")
     depends_on: list[str] = Field(default=[], description="jobs that must succeed before this one starts")
     waiting_on: list[str] = Field(default=[], description="those of depends_on that have not succeeded yet")
     batch: str | None = Field(default=None, description="the batch it was submitted in")

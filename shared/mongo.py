@@ -848,10 +848,11 @@ class MongoStore:
             docs = await self._jobs.find(match, {"_id": 1}).sort("_id", ASCENDING).to_list(None)
         return [doc["_id"] for doc in docs]
 
-    async def requeue_job(self, job: Job, change: StateChange) -> Job | None:
+    async def requeue_job(self, job: Job, change: StateChange, *, attempt: int = 1) -> Job | None:
         """Put a finished (retry) or orphaned RUNNING (recover) job back to QUEUED as if new, recording why.
 
         None if the job moved meanwhile. Its dependencies are waited on again; its last run's outcome is cleared.
+        ``attempt`` is the number of the run to come (a recovery counts on; a retry starts over).
         """
         match: Document = {"_id": job.id, "state": change.from_.value}
         if change.from_ is JobState.RUNNING:
@@ -871,6 +872,7 @@ class MongoStore:
             "dispatched": None,
             "dispatch_lease": None,
             "waiting_on": job.depends_on,
+            "attempt": attempt,
         }
         entry = change.model_dump(mode="python", by_alias=True)
         entry["from"], entry["to"] = change.from_.value, change.to.value
@@ -1022,6 +1024,20 @@ class MongoStore:
                 {"$set": {"dispatched": None, "dispatch_lease": None}},
             )
         return bool(result.modified_count)
+
+    async def orphaned_jobs(self, *, live_workers: list[str], started_before: datetime) -> list[Job]:
+        """RUNNING jobs whose worker is not among the live ones (and that did not start just now)."""
+        match = {"state": JobState.RUNNING.value, "worker": {"$nin": live_workers}, "started": {"$lt": started_before}}
+        with _translated("orphaned jobs"):
+            docs = await self._jobs.find(match).to_list(None)
+        return [_from_doc(Job, doc) for doc in docs]
+
+    async def fail_orphan(self, job: Job, *, reason: str) -> Job | None:
+        """RUNNING on a dead worker -> FAILED with ``reason``; None if it moved meanwhile."""
+        return await self._transition(
+            {"_id": job.id, "state": JobState.RUNNING.value, "worker": job.worker},
+            {"state": JobState.FAILED.value, "finished": utcnow(), "error": {"reason": reason, "stderr_tail": ""}},
+        )
 
     async def undispatch_stale(self, *, dispatched_before: datetime) -> int:
         """Take back QUEUED jobs sent before then and never claimed: their messages were lost (dead-lettered)."""

@@ -135,6 +135,7 @@ class GatewaySettings(Settings):
     dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     dispatch_ahead: int = Field(default=2, ge=0, le=10_000)
     user_max_running: int = Field(default=0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
 
     @field_validator("scratch_dir")
     @classmethod

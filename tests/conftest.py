@@ -77,12 +77,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def _delete_queues(stack: Stack) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(stack.rabbitmq_url))
     try:
-        for task in (RUN_JOB, PACKAGE_RESULTS):
-            base = task.queue_name(stack.namespace)
-            for name in (base, f"{base}.DQ", f"{base}.XQ"):
-                channel = connection.channel()
-                channel.queue_delete(name)
-                channel.close()
+        # The session's namespace and those of the tests' own stacks (test_runner_shutdown).
+        for namespace in (stack.namespace, f"{stack.namespace}-own", f"{stack.namespace}-ct"):
+            for task in (RUN_JOB, PACKAGE_RESULTS):
+                base = task.queue_name(namespace)
+                for name in (base, f"{base}.DQ", f"{base}.XQ"):
+                    channel = connection.channel()
+                    channel.queue_delete(name)
+                    channel.close()
     finally:
         connection.close()
 

@@ -60,11 +60,13 @@ def create_app(settings: GatewaySettings) -> Starlette:
         authenticator = Authenticator(store, settings.auth_secret.get_secret_value())
         dispatcher = Dispatcher(
             store=store,
+            storage=storage,
             broker=broker,
             interval=settings.dispatch_interval_seconds,
             ahead=settings.dispatch_ahead,
             user_max_running=settings.user_max_running,
             heartbeat_seconds=settings.worker_heartbeat_seconds,
+            max_attempts=settings.max_attempts,
         )
         d = Deps(
             settings=settings,

@@ -21,10 +21,12 @@ from datetime import timedelta
 import structlog
 from starlette.concurrency import run_in_threadpool
 
+from services.gateway.requeues import recover
 from shared.broker import Broker
 from shared.errors import AppError
-from shared.models import Job, JobState, state_event, utcnow
+from shared.models import MISSED_BEATS, Job, JobState, state_event, utcnow
 from shared.mongo import MongoStore
+from shared.storage import ObjectStorage
 from shared.tasks import RUN_JOB, RUNNER_SERVICE
 
 log = structlog.get_logger()
@@ -41,11 +43,13 @@ class Dispatcher:
     """Sends startable jobs to RabbitMQ, on a timer and whenever woken (a job was submitted)."""
 
     store: MongoStore
+    storage: ObjectStorage
     broker: Broker
     interval: float
     ahead: int
     user_max_running: int
     heartbeat_seconds: float
+    max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
 
@@ -97,10 +101,33 @@ class Dispatcher:
         if taken_back := await self.store.undispatch_stale(dispatched_before=before):
             log.warning("lost_messages_resent", jobs=taken_back)
 
+    async def reap(self, live: list[str]) -> None:
+        """Recover the RUNNING jobs of workers that stopped heartbeating: run again, or FAILED after the last attempt.
+
+        A job claimed within the last three heartbeats is left alone: its worker may not have
+        reported yet. The app of a dead runner died with it (the kernel kills it), and a runner
+        that was only cut off stops the app once it sees the job is no longer its own.
+        """
+        started_before = utcnow() - timedelta(seconds=MISSED_BEATS * self.heartbeat_seconds)
+        for job in await self.store.orphaned_jobs(live_workers=live, started_before=started_before):
+            outcome = await recover(
+                store=self.store,
+                storage=self.storage,
+                broker=self.broker,
+                job=job,
+                by="reaper",
+                max_attempts=self.max_attempts,
+            )
+            if outcome is not None:
+                log.warning(
+                    "job_reaped", job_id=job.id, worker=job.worker, state=outcome.state.value, attempt=outcome.attempt
+                )
+
     async def dispatch_once(self) -> int:
         """One pass: settle dependencies, then send what may start; returns how many jobs were sent."""
         await settle_dependencies(self.store)
         live = [w for w in await self.store.list_workers() if w.alive(self.heartbeat_seconds)]
+        await self.reap([w.id for w in live])
         # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
         in_flight = await self.store.in_flight(live_workers=[w.id for w in live])
         capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)

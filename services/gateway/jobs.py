@@ -222,6 +222,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "history": [change.model_dump(mode="json", by_alias=True) for change in job.history],
         "progress": None if job.progress is None else job.progress.model_dump(mode="json"),
         "queue": job.queue,
+        "attempt": job.attempt,
         "batch": job.batch,
         "depends_on": job.depends_on,
         "waiting_on": job.waiting_on,

@@ -216,7 +216,8 @@ async def recover_jobs(
         if job.worker in live:
             continue
         reason = f"recovered: worker {job.worker} is gone"
-        if await requeue(store=store, storage=storage, job=job, by=by, reason=reason) is not None:
+        requeued = await requeue(store=store, storage=storage, job=job, by=by, reason=reason, attempt=job.attempt + 1)
+        if requeued is not None:
             recovered.append(job_id)
     log.info("queue_recovered", queue_id=queue.id, recovered=len(recovered))
     return {"recovered": recovered}

@@ -1,16 +1,20 @@
-"""Putting a job back to QUEUED (queue retry and recover, an admin forcing QUEUED), as if it were new."""
+"""Putting a job back to QUEUED (queue retry, an admin forcing QUEUED, recovery from a dead worker)."""
 
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.job_deletion import job_prefix
+from shared.broker import Broker
 from shared.models import Job, JobState, StateChange, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.tasks import PACKAGE_RESULTS
 
 
-async def requeue(*, store: MongoStore, storage: ObjectStorage, job: Job, by: str, reason: str) -> Job | None:
+async def requeue(
+    *, store: MongoStore, storage: ObjectStorage, job: Job, by: str, reason: str, attempt: int = 1
+) -> Job | None:
     """Clear what the job's last run left in S3, then put it back to QUEUED with a history entry.
 
     None if the job moved meanwhile. Its dependencies are waited on again and the dispatcher
@@ -21,7 +25,25 @@ async def requeue(*, store: MongoStore, storage: ObjectStorage, job: Job, by: st
     change = StateChange.model_validate(
         {"at": utcnow(), "from": job.state, "to": JobState.QUEUED, "by": by, "reason": reason}
     )
-    requeued = await store.requeue_job(job, change)
+    requeued = await store.requeue_job(job, change, attempt=attempt)
     if requeued is not None:
         await store.record_events([state_event(requeued)])
     return requeued
+
+
+async def recover(
+    *, store: MongoStore, storage: ObjectStorage, broker: Broker, job: Job, by: str, max_attempts: int
+) -> Job | None:
+    """A RUNNING job whose worker is gone: QUEUED again for its next attempt, or FAILED after the last one.
+
+    None if the job moved meanwhile (its worker came back and finished it, say).
+    """
+    if job.attempt < max_attempts:
+        reason = f"worker {job.worker} stopped heartbeating; attempt {job.attempt + 1} of {max_attempts}"
+        return await requeue(store=store, storage=storage, job=job, by=by, reason=reason, attempt=job.attempt + 1)
+    reason = f"worker {job.worker} stopped heartbeating during attempt {job.attempt} of {max_attempts}; giving up"
+    failed = await store.fail_orphan(job, reason=reason)
+    if failed is not None:
+        await store.record_events([state_event(failed)])
+        await run_in_threadpool(broker.send, PACKAGE_RESULTS, job.id)  # whatever it left is packaged as for any end
+    return failed

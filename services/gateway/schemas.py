@@ -240,6 +240,7 @@ class JobOut(Out):
     history: list[StateChangeOut] = Field(description="forced state changes, oldest first")
     progress: ProgressOut | None = Field(description='the app\'s latest ##quern progress PERCENT "STEP" line')
     queue: str
+    attempt: int = Field(ge=1, description="which run this is; recovery from a dead worker adds one")
     batch: str | None = Field(description="the batch it was submitted in")
     depends_on: list[str] = Field(description="jobs that must succeed before this one starts")
     waiting_on: list[str] = Field(description="those of depends_on that have not succeeded yet")

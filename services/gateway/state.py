@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypedDict, cast
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from starlette.requests import Request
 
 from services.gateway.auth import Authenticator
-from services.gateway.dispatcher import Dispatcher
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
+
+if TYPE_CHECKING:  # the dispatcher's module reaches the handlers, which import this one
+    from services.gateway.dispatcher import Dispatcher
 
 
 @dataclass

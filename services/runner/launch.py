@@ -7,10 +7,14 @@ process: the limits are set before the app's first instruction, and ``exec`` kee
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
+import signal
 import sys
+
+PR_SET_PDEATHSIG = 1
 
 _LIMITS = {
     "memory_mb": (resource.RLIMIT_AS, 2**20),
@@ -20,10 +24,25 @@ _LIMITS = {
 }
 
 
+def die_with_the_runner(runner: int) -> None:
+    """Have the kernel kill this process (and so the app it becomes) if the runner dies, even by SIGKILL.
+
+    A runner killed outright cannot stop its apps; without this they would run on, unowned,
+    while the job is recovered and run again elsewhere. The setting survives ``exec``.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the runner's own stop is all there is
+        return
+    if os.getppid() != runner:  # the runner died before the setting took effect
+        os._exit(137)
+
+
 def main(args: list[str]) -> None:
     """Set limits, drop core dumps, exec the app; exit 127 if it cannot be started."""
     if len(args) < 3 or args[1] != "--":
         sys.exit("usage: python -m services.runner.launch LIMITS_JSON -- ARGV...")
+    die_with_the_runner(os.getppid())
     limits: dict[str, int | None] = json.loads(args[0])
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for name, value in limits.items():

@@ -13,7 +13,8 @@ from shared.broker import Broker
 from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import Settings
-from shared.tasks import RUN_JOB, RUNNER_SERVICE
+from shared.storage import ObjectStorage
+from shared.tasks import PACKAGE_RESULTS, RUN_JOB, RUNNER_SERVICE
 from tests.shared.test_mongo import in_store, make_job
 
 
@@ -34,6 +35,28 @@ def runner(concurrency: int) -> WorkerInfo:
         started=now,
         heartbeat=now,
     )
+
+
+def delete_queues(settings: Settings) -> None:
+    """Remove the RabbitMQ queues a test made in its own namespace."""
+    connection = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq_url.get_secret_value()))
+    try:
+        for task in (RUN_JOB, PACKAGE_RESULTS):
+            for suffix in ("", ".DQ", ".XQ"):
+                connection.channel().queue_delete(task.queue_name(settings.queue_namespace) + suffix)
+    finally:
+        connection.close()
+
+
+def make_dispatcher(store: MongoStore, broker: Broker, settings: Settings, **overrides: Any) -> Dispatcher:
+    options: dict[str, Any] = {
+        "interval": 1,
+        "ahead": 0,
+        "user_max_running": 0,
+        "heartbeat_seconds": 10,
+        "max_attempts": 3,
+    } | overrides
+    return Dispatcher(store=store, storage=ObjectStorage(settings), broker=broker, **options)
 
 
 def test_a_job_not_dispatched_is_not_claimed(settings: Settings) -> None:
@@ -121,9 +144,7 @@ def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(setting
             greedy, other = new_id(), new_id()
             for owner in (greedy, greedy, greedy, other):
                 await store.insert_job(undispatched(owner=owner))
-            dispatcher = Dispatcher(
-                store=store, broker=broker, interval=1, ahead=0, user_max_running=2, heartbeat_seconds=10
-            )
+            dispatcher = make_dispatcher(store, broker, alone, user_max_running=2)
             sent = [await dispatcher.dispatch_once()]  # no runner: nowhere to run
             await store.heartbeat(runner(concurrency=1))
             sent.append(await dispatcher.dispatch_once())
@@ -140,12 +161,7 @@ def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(setting
     try:
         assert in_store(alone, scenario) == [0, 1, 0, 2]
     finally:
-        connection = pika.BlockingConnection(pika.URLParameters(alone.rabbitmq_url.get_secret_value()))
-        try:
-            for suffix in ("", ".DQ", ".XQ"):
-                connection.channel().queue_delete(RUN_JOB.queue_name(alone.queue_namespace) + suffix)
-        finally:
-            connection.close()
+        delete_queues(alone)
 
 
 def test_a_hand_back_during_sending_is_not_overwritten(settings: Settings) -> None:
@@ -172,13 +188,42 @@ def test_jobs_whose_message_was_lost_are_sent_again(settings: Settings) -> None:
             await store.insert_job(job)
         broker = Broker(alone)
         try:
-            dispatcher = Dispatcher(
-                store=store, broker=broker, interval=1, ahead=0, user_max_running=0, heartbeat_seconds=10
-            )
-            await dispatcher.sweep_lost_messages()
+            await make_dispatcher(store, broker, alone).sweep_lost_messages()
         finally:
             await asyncio.to_thread(broker.close)
         return await store.get_job(lost.id), await store.get_job(fresh.id)
 
     lost, fresh = in_store(alone, scenario)
     assert lost.dispatched is None and fresh.dispatched is not None
+
+
+def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settings: Settings, stack: Any) -> None:
+    alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})
+
+    async def scenario(store: MongoStore) -> Any:
+        long_ago = utcnow() - timedelta(hours=1)
+        running = {"state": JobState.RUNNING, "worker": "dead-1", "started": long_ago}
+        first = undispatched(**running)
+        last = undispatched(**running, attempt=3)
+        just_claimed = undispatched(**running | {"started": utcnow()})  # its worker may not have reported yet
+        alive = undispatched(**running | {"worker": "alive-1"})
+        for job in (first, last, just_claimed, alive):
+            await store.insert_job(job)
+        await store.heartbeat(runner(concurrency=1).model_copy(update={"id": "alive-1"}))
+        broker = Broker(alone)
+        try:
+            await make_dispatcher(store, broker, alone).dispatch_once()
+        finally:
+            await asyncio.to_thread(broker.close)
+        return [await store.get_job(job.id) for job in (first, last, just_claimed, alive)]
+
+    try:
+        first, last, just_claimed, alive = in_store(alone, scenario)
+    finally:
+        delete_queues(alone)
+    assert first.state is JobState.QUEUED and first.attempt == 2 and first.worker is None
+    assert first.history[-1].by == "reaper" and first.history[-1].reason.startswith(
+        "worker dead-1 stopped heartbeating"
+    )
+    assert last.state is JobState.FAILED and "attempt 3 of 3; giving up" in last.error.reason
+    assert just_claimed.state is JobState.RUNNING and alive.state is JobState.RUNNING
