@@ -78,7 +78,7 @@ def _delete_queues(stack: Stack) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(stack.rabbitmq_url))
     try:
         # The session's namespace and those of the tests' own stacks (test_runner_shutdown).
-        for namespace in (stack.namespace, f"{stack.namespace}-own", f"{stack.namespace}-ct"):
+        for namespace in (stack.namespace, f"{stack.namespace}-own"):
             for task in (RUN_JOB, PACKAGE_RESULTS):
                 base = task.queue_name(namespace)
                 for name in (base, f"{base}.DQ", f"{base}.XQ"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -102,48 +101,3 @@ def test_a_runner_killed_mid_job_takes_its_app_along_and_the_job_runs_again(own_
         assert recovery["reason"] == f"worker {os.uname().nodename}-{pid} stopped heartbeating; attempt 2 of 3"
     finally:
         api.close()
-
-
-def rabbit_consumer_timeout(milliseconds: int | None = None) -> int:
-    """RabbitMQ's consumer_timeout (read, or set for channels opened from now on); returns the value before."""
-    read = subprocess.run(
-        ["rabbitmqctl", "eval", "application:get_env(rabbit, consumer_timeout)."],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    before = int(read.stdout.strip().removeprefix("{ok,").removesuffix("}"))
-    if milliseconds is not None:
-        command = f"application:set_env(rabbit, consumer_timeout, {milliseconds})."
-        subprocess.run(["rabbitmqctl", "eval", command], capture_output=True, check=True)
-    return before
-
-
-def test_a_job_outliving_the_consumer_timeout_runs_once_to_the_end(
-    servers: Stack, tmp_path: Path, project: Path
-) -> None:
-    """RabbitMQ closes the channel of a delivery held past consumer_timeout; the job must not notice."""
-    stack = replace(
-        servers,
-        state_dir=tmp_path,
-        ports=replace(servers.ports, gateway=free_port()),
-        namespace=f"{servers.namespace}-ct",
-        database=f"{servers.database}_ct_{uuid.uuid4().hex[:6]}",
-    )
-    before = rabbit_consumer_timeout(2000)  # only the channels of the runner started now get it
-    try:
-        stack.start_services()
-    finally:
-        rabbit_consumer_timeout(before)
-    api = client_for(stack.gateway_url, stack.admin_username, stack.admin_password)
-    try:
-        job = run_flood(api, project, steps=30000)  # several times the timeout
-        assert wait_for(api, job["id"], timeout=120)["state"] == "SUCCEEDED"
-        log = [line for line in stack.services()[1].logfile.read_text().splitlines() if job["id"] in line]
-        assert sum('"event": "job_started"' in line for line in log) == 1
-        # The broker did time the delivery out: the message came back and was dropped as already taken.
-        assert any('"event": "job_claim_skipped"' in line for line in log), "\n".join(log)
-    finally:
-        api.close()
-        for process in reversed(stack.services()):
-            process.stop()
