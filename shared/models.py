@@ -79,6 +79,9 @@ class User(Record):
     role: Role = Role.USER
     created: datetime
     disabled: bool = False
+    max_running: int | None = Field(
+        default=None, description="jobs running or dispatched at once; None: USER_MAX_RUNNING"
+    )
 
 
 class ApiKey(Record):

@@ -297,6 +297,22 @@ class MongoStore:
             raise NotFound(f"no user {user_id}")
         return _from_doc(User, doc)
 
+    async def set_user_limit(self, user_id: str, max_running: int | None) -> User:
+        """Set (or clear, with None) a user's own limit of jobs running at once; NotFound if there is none."""
+        with _translated(f"user {user_id}"):
+            doc = await self._users.find_one_and_update(
+                {"_id": user_id}, {"$set": {"max_running": max_running}}, return_document=ReturnDocument.AFTER
+            )
+        if doc is None:
+            raise NotFound(f"no user {user_id}")
+        return _from_doc(User, doc)
+
+    async def user_limits(self) -> dict[str, int]:
+        """The users that have a limit of their own, and that limit."""
+        with _translated("user limits"):
+            docs = await self._users.find({"max_running": {"$ne": None}}, {"max_running": 1}).to_list(None)
+        return {doc["_id"]: int(doc["max_running"]) for doc in docs}
+
     async def insert_key(self, key: ApiKey) -> None:
         """Record a new API key."""
         with _translated(f"api key {key.id}"):

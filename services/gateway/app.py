@@ -114,6 +114,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/users", users.list_users),
                 Route("/users/{user_id}", users.describe_user, name="user"),
                 Route("/users/{user_id}", users.disable_user, methods=["DELETE"]),
+                Route("/users/{user_id}", users.change_user, methods=["PATCH"]),
                 Route("/keys", users.add_key, methods=["POST"]),
                 Route("/keys", users.list_keys),
                 Route("/keys/{key_id}", users.describe_key, name="key"),

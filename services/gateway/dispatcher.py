@@ -134,11 +134,15 @@ class Dispatcher:
         budget = 0 if capacity == 0 else capacity + self.ahead - sum(in_flight.values())
         if budget <= 0:
             return 0
-        limit = self.user_max_running
-        full = [owner for owner, n in in_flight.items() if limit and n >= limit]
+        limits = await self.store.user_limits()
+
+        def full(owner: str) -> bool:
+            limit = limits.get(owner, self.user_max_running or None)
+            return limit is not None and in_flight.get(owner, 0) >= limit
+
         candidates = await self.store.dispatch_candidates(
             limit=budget * 4 + 20,
-            skip_owners=full,
+            skip_owners=[owner for owner in in_flight | limits if full(owner)],
             paused=await self.store.paused_queues(),
             storing=await self.store.uncommitted_batches(),
         )
@@ -146,7 +150,7 @@ class Dispatcher:
         for job in candidates:
             if sent >= budget:
                 break
-            if limit and in_flight.get(job.owner, 0) >= limit:
+            if full(job.owner):
                 continue
             if await self._send(job):
                 sent += 1

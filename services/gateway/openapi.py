@@ -27,7 +27,7 @@ from services.gateway.queues import QueueRequest, RetryRequest
 from services.gateway.registrations import AppToggle
 from services.gateway.reruns import RerunRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
-from services.gateway.users import Login, NewKey, NewUser
+from services.gateway.users import Login, NewKey, NewUser, UserChanges
 from shared.apps import AppSpec
 from shared.models import JobState
 
@@ -129,6 +129,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("DELETE", "/v1/users/{user_id}"): Operation(
         "Disable a user (admin)", "users", 200, schemas.UserOut, errors=(403, 409)
+    ),
+    ("PATCH", "/v1/users/{user_id}"): Operation(
+        "Set a user's own limit of jobs running or dispatched at once (admin; null: the deployment's USER_MAX_RUNNING)",
+        "users",
+        200,
+        schemas.UserOut,
+        body=UserChanges,
+        errors=(403,),
     ),
     ("POST", "/v1/keys"): Operation(
         "Create an API key; its secret is shown once", "keys", 201, schemas.KeyCreated, body=NewKey

@@ -66,6 +66,7 @@ class UserOut(Out):
     username: str
     role: Role
     disabled: bool
+    max_running: int | None = Field(description="the user's own limit of jobs at once; null: the deployment's")
     created: str
 
 

@@ -34,6 +34,15 @@ class NewUser(BaseModel):
     role: Role = Role.USER
 
 
+class UserChanges(BaseModel):
+    """The body of PATCH /v1/users/{id} (admin)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_running: int | None = Field(
+        ge=0, le=100_000, description="jobs running or dispatched at once (0: none start); null: USER_MAX_RUNNING"
+    )
+
+
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
@@ -72,6 +81,7 @@ def render_user(request: Request, user: User) -> dict[str, Any]:
         "username": user.username,
         "role": user.role.value,
         "disabled": user.disabled,
+        "max_running": user.max_running,
         "created": user.created.isoformat(),
     }
 
@@ -144,6 +154,19 @@ async def disable_user(request: Request) -> Response:
         raise Conflict("an admin cannot disable their own account")
     user = await deps(request).store.set_user_disabled(user_id, True)
     log.info("user_disabled", user_id=user.id)
+    return JSONResponse(render_user(request, user))
+
+
+async def change_user(request: Request) -> Response:
+    """PATCH /v1/users/{user_id} (admin): the user's own concurrency limit."""
+    who, user_id = principal(request), request.path_params["user_id"]
+    if not who.is_admin and user_id != who.user_id:
+        raise NotFound(f"no user {user_id}")
+    require_admin(who)
+    changes = await read_model(request, UserChanges)
+    user = await deps(request).store.set_user_limit(user_id, changes.max_running)
+    log.info("user_limit_set", user_id=user.id, max_running=user.max_running)
+    deps(request).dispatcher.wake()
     return JSONResponse(render_user(request, user))
 
 

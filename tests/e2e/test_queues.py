@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -256,3 +257,21 @@ def test_an_admin_forcing_queued_runs_a_finished_job_again(
     assert "RUNNING" in problem(refused, 409)["detail"]
     user.post(f"{running['url']}/cancel")
     wait_for(user, running["id"])
+
+
+def test_a_users_own_limit_holds_their_jobs_to_that_many_at_once(make_user: UserFactory, admin: httpx.Client) -> None:
+    user = make_user()
+    me = user.get("/v1/me").json()
+    assert admin.patch(me["url"], json={"max_running": 0}).json()["max_running"] == 0
+    held = fit(user)
+    time.sleep(1)
+    assert user.get(held["url"]).json()["dispatched"] is None  # a limit of 0: nothing starts
+    assert admin.patch(me["url"], json={"max_running": 1}).status_code == 200
+    jobs = [held] + [fit(user) for _ in range(2)]
+    done = sorted((wait_for(user, job["id"]) for job in jobs), key=lambda job: job["started"])
+    assert all(job["state"] == "SUCCEEDED" for job in done)
+    for before, after in itertools.pairwise(done):
+        assert after["started"] >= before["finished"], "two of the user's jobs ran at once"
+    problem(user.patch(me["url"], json={"max_running": 5}), 403)
+    problem(admin.patch(me["url"], json={"max_running": -1}), 422)
+    assert admin.patch(me["url"], json={"max_running": None}).json()["max_running"] is None
