@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 from ulid import ULID
 
 
@@ -251,6 +251,21 @@ class Queue(Record):
     updated: datetime
 
 
+class RetryPolicy(BaseModel):
+    """When an app's own failure is worth another run: these exit codes, up to ``attempts`` runs in all."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    exit_codes: list[int] = Field(min_length=1, max_length=20, description="exit codes (1-255) that mean: try again")
+    attempts: int = Field(ge=2, le=10, description="runs in all, the first included")
+
+    @field_validator("exit_codes")
+    @classmethod
+    def _codes(cls, codes: list[int]) -> list[int]:
+        if any(not 1 <= code <= 255 for code in codes):
+            raise ValueError("exit codes are 1 to 255")
+        return sorted(set(codes))
+
+
 class Batch(Record):
     """Jobs submitted in one call; its jobs are not dispatched until it is ``committed`` (all of it stored)."""
 
@@ -290,6 +305,7 @@ class Job(Record):
     progress: JobProgress | None = None
     queue: str = DEFAULT_QUEUE
     attempt: int = Field(default=1, description="which run this is: recovery from a dead worker adds one")
+    retry: RetryPolicy | None = None
     depends_on: list[str] = Field(default=[], description="jobs that must succeed before this one starts")
     waiting_on: list[str] = Field(default=[], description="those of depends_on that have not succeeded yet")
     batch: str | None = Field(default=None, description="the batch it was submitted in")

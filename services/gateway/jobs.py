@@ -29,6 +29,7 @@ from shared.models import (
     Job,
     JobState,
     Queue,
+    RetryPolicy,
     job_event,
     new_id,
     state_event,
@@ -64,6 +65,7 @@ class JobRequest(BaseModel):
     depends_on: list[JobId] = Field(
         default=[], max_length=MAX_DEPENDENCIES, description="jobs that must succeed before this one starts"
     )
+    retry: RetryPolicy | None = Field(default=None, description="run again when the app exits with one of these codes")
 
 
 def _input_violation(violation: Violation) -> Violation:
@@ -138,6 +140,7 @@ def build_job(
         queue=request.queue,
         depends_on=depends_on,
         waiting_on=depends_on,
+        retry=request.retry,
     )
 
 
@@ -223,6 +226,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "progress": None if job.progress is None else job.progress.model_dump(mode="json"),
         "queue": job.queue,
         "attempt": job.attempt,
+        "retry": None if job.retry is None else job.retry.model_dump(),
         "batch": job.batch,
         "depends_on": job.depends_on,
         "waiting_on": job.waiting_on,

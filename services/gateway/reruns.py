@@ -66,6 +66,7 @@ def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
         tags=changes.tags if changes.tags is not None else job.tags,
         priority=changes.priority if changes.priority is not None else job.priority,
         queue=changes.queue or job.queue,
+        retry=job.retry,
     )
 
 

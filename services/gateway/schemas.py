@@ -215,6 +215,11 @@ class ProgressOut(Out):
     at: str
 
 
+class RetryPolicyOut(Out):
+    exit_codes: list[int]
+    attempts: int
+
+
 class JobOut(Out):
     id: str
     url: str
@@ -242,6 +247,7 @@ class JobOut(Out):
     progress: ProgressOut | None = Field(description='the app\'s latest ##quern progress PERCENT "STEP" line')
     queue: str
     attempt: int = Field(ge=1, description="which run this is; recovery from a dead worker adds one")
+    retry: RetryPolicyOut | None = Field(description="exit codes that mean: run again, and the most runs in all")
     batch: str | None = Field(description="the batch it was submitted in")
     depends_on: list[str] = Field(description="jobs that must succeed before this one starts")
     waiting_on: list[str] = Field(description="those of depends_on that have not succeeded yet")

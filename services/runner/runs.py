@@ -20,7 +20,7 @@ from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
 from services.runner.specs import AppVersions
 from shared.broker import Broker
 from shared.errors import AppError, NotFound, Unavailable
-from shared.models import DatasetInput, Job, JobError, JobState, OutputFile, state_event
+from shared.models import DatasetInput, Job, JobError, JobState, OutputFile, StateChange, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
@@ -234,6 +234,8 @@ async def execute_job(
         state, exit_code, error, outputs = await _run(
             job, sandbox, stop, store=store, storage=storage, apps=apps, settings=settings, active=active
         )
+        if await _run_again(store, job, state, exit_code):
+            return
         logs = await _upload_logs(storage, job, sandbox)
         finished = await finish(
             store, job, worker, state=state, exit_code=exit_code, error=error, outputs=outputs, logs=logs
@@ -259,6 +261,25 @@ async def execute_job(
         outputs=len(outputs),
     )
     await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job.id)
+
+
+async def _run_again(store: MongoStore, job: Job, state: JobState, exit_code: int | None) -> bool:
+    """Put the job back to QUEUED for its next attempt if it asked for that on this exit code."""
+    policy = job.retry
+    if state is not JobState.FAILED or policy is None or exit_code not in policy.exit_codes:
+        return False
+    if job.attempt >= policy.attempts:
+        return False  # the last attempt's failure is final
+    reason = f"exit code {exit_code} asks for another run; attempt {job.attempt + 1} of {policy.attempts}"
+    change = StateChange.model_validate(
+        {"at": utcnow(), "from": JobState.RUNNING, "to": JobState.QUEUED, "by": "runner", "reason": reason}
+    )
+    requeued = await store.requeue_job(job, change, attempt=job.attempt + 1)
+    if requeued is None:
+        return False  # forced or recovered meanwhile: record the outcome as usual
+    await store.record_events([state_event(requeued)])
+    log.info("job_retrying", job_id=job.id, exit_code=exit_code, attempt=requeued.attempt)
+    return True
 
 
 async def _hand_back_if_paused(store: MongoStore, job_id: str) -> bool:

@@ -275,3 +275,23 @@ def test_a_users_own_limit_holds_their_jobs_to_that_many_at_once(make_user: User
     problem(user.patch(me["url"], json={"max_running": 5}), 403)
     problem(admin.patch(me["url"], json={"max_running": -1}), 422)
     assert admin.patch(me["url"], json={"max_running": None}).json()["max_running"] is None
+
+
+def test_a_declared_exit_code_runs_the_job_again_up_to_its_attempts(make_user: UserFactory) -> None:
+    user = make_user()
+    flaky = wait_for(user, fit(user, y="nope", retry={"exit_codes": [2, 75], "attempts": 3})["id"])
+    assert flaky["state"] == "FAILED" and flaky["exit_code"] == 2 and flaky["attempt"] == 3
+    assert [(h["by"], h["reason"]) for h in flaky["history"]] == [
+        ("runner", "exit code 2 asks for another run; attempt 2 of 3"),
+        ("runner", "exit code 2 asks for another run; attempt 3 of 3"),
+    ]
+    final = wait_for(user, fit(user, y="nope", retry={"exit_codes": [75], "attempts": 3})["id"])
+    assert final["state"] == "FAILED" and final["attempt"] == 1 and final["history"] == []
+    table = user.post("/v1/files", params={"name": "t.csv"}, content=TABLE).json()
+    body = {"app": "linfit", "params": {"x": "x", "y": "y"}, "inputs": {"table": table["id"]}}
+    for bad, pointer in (
+        ({"exit_codes": [0], "attempts": 2}, "/retry/exit_codes"),
+        ({"exit_codes": [2], "attempts": 1}, "/retry/attempts"),
+    ):
+        errors = problem(user.post("/v1/jobs", json=body | {"retry": bad}), 422)["errors"]
+        assert [error["pointer"] for error in errors] == [pointer]
