@@ -179,6 +179,23 @@ def _pointer(*parts: object) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+MAX_ARGUMENT_BYTES = 100_000  # Linux refuses a single argument of 128 KiB or more (MAX_ARG_STRLEN)
+
+
+def _unplaceable(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """The parameters that cannot become one command-line argument each, and why."""
+    found = []
+    for name, value in sorted(params.items()):
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append((name, "must not contain NUL characters: a command line cannot carry them"))
+            elif len(value.encode()) > MAX_ARGUMENT_BYTES:
+                found.append((name, f"is longer than the {MAX_ARGUMENT_BYTES} bytes one argument may hold"))
+        elif not isinstance(value, bool | int | float):
+            found.append((name, "must be a string, number or boolean: it becomes one command-line argument"))
+    return found
+
+
 def validate_request(spec: AppSpec, params: dict[str, Any], inputs: Mapping[str, object]) -> dict[str, Any]:
     """Check parameters and input slots; return the parameters with defaults filled in.
 
@@ -190,6 +207,8 @@ def validate_request(spec: AppSpec, params: dict[str, Any], inputs: Mapping[str,
         Violation(_pointer("params", *error.absolute_path), error.message)
         for error in sorted(validator.iter_errors(complete), key=lambda e: [str(p) for p in e.absolute_path])
     ]
+    if not violations:
+        violations += [Violation(_pointer("params", name), why) for name, why in _unplaceable(complete)]
     for slot in sorted(set(inputs) - set(spec.inputs)):
         violations.append(Violation(_pointer("inputs", slot), f"{spec.name} has no input slot {slot!r}"))
     for slot, declared in spec.inputs.items():
