@@ -141,6 +141,17 @@ class ObjectStorage:
         with _translated(f"head {key}"):
             return self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
 
+    def read_range(self, key: str, *, start: int, length: int) -> tuple[bytes, int]:
+        """Up to ``length`` bytes of ``key`` from ``start`` (negative: from the end), and its whole size."""
+        size = self.size(key)
+        first = max(0, size + start) if start < 0 else start
+        last = min(size, first + length) - 1
+        if first >= size or last < first:
+            return b"", size
+        with _translated(f"read {key}"):
+            body: Any = self._s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={first}-{last}")["Body"]
+            return bytes(body.read()), size
+
     def presign_get(self, key: str, *, expires_in: int, filename: str) -> tuple[str, datetime]:
         """A URL on the public endpoint that downloads ``key`` as ``filename``, and when it stops working."""
         with _translated(f"presign {key}"):

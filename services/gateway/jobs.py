@@ -236,6 +236,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
             "app": str(request.url_for("app", name=job.app)),
             "archive": str(request.url_for("job_archive", job_id=job.id)),
             "events": str(request.url_for("job_events", job_id=job.id)),
+            "logs": {name: str(request.url_for("job_log", job_id=job.id, name=name)) for name in sorted(job.logs)},
         },
     }
 

@@ -207,6 +207,7 @@ class JobLinks(Out):
     app: str
     archive: str
     events: str
+    logs: dict[str, str] = Field(description="log name -> its byte-range reader, once the job has ended")
 
 
 class ProgressOut(Out):
@@ -253,6 +254,14 @@ class JobOut(Out):
     waiting_on: list[str] = Field(description="those of depends_on that have not succeeded yet")
     dispatched: str | None = Field(description="when it was sent to the runners (null while it waits)")
     links: JobLinks
+
+
+class LogSlice(Out):
+    name: str
+    offset: int = Field(description="where this slice starts")
+    size: int = Field(description="the whole log's size in bytes")
+    next_offset: int = Field(description="where the next slice starts (size once at the end)")
+    text: str = Field(description="the bytes as UTF-8 (invalid sequences replaced)")
 
 
 class ArchiveLink(Out):

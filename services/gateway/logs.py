@@ -1,0 +1,71 @@
+"""A job's full logs, a byte range at a time (OpenQuake's log slices); live lines come as events."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.auth import principal
+from services.gateway.state import deps
+from shared.errors import BadRequest, NotFound, NotYet
+from shared.mongo import MongoStore
+from shared.storage import ObjectStorage
+
+DEFAULT_LENGTH = 64 * 1024
+MAX_LENGTH = 1 * 2**20
+_INTEGER = re.compile(r"^-?\d{1,15}$")
+
+
+def _integer(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.match(raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+async def log_slice(
+    *, store: MongoStore, storage: ObjectStorage, job_id: str, owner: str | None, name: str, start: int, length: int
+) -> dict[str, Any]:
+    """Bytes ``start``.. of the job's ``name`` log (a negative start counts from the end), decoded as UTF-8."""
+    job = await store.get_job(job_id, owner=owner)
+    key = job.logs.get(name)
+    if key is None:
+        if not job.state.terminal:
+            raise NotYet(
+                f"job {job.id} is {job.state.value}: its logs are stored when it ends; "
+                f"its events carry the live lines meanwhile",
+                retry_after=5,
+            )
+        raise NotFound(f"job {job.id} has no {name} log")
+    data, size = await run_in_threadpool(storage.read_range, key, start=start, length=length)
+    offset = max(0, size + start) if start < 0 else min(start, size)
+    return {
+        "name": name,
+        "offset": offset,
+        "size": size,
+        "next_offset": offset + len(data),
+        "text": data.decode("utf-8", errors="replace"),
+    }
+
+
+async def read(request: Request) -> Response:
+    """GET /v1/jobs/{job_id}/logs/{name}?offset=&length=."""
+    d = deps(request)
+    start = _integer(request, "offset", 0, low=-(2**40), high=2**40)
+    length = _integer(request, "length", DEFAULT_LENGTH, low=1, high=MAX_LENGTH)
+    body = await log_slice(
+        store=d.store,
+        storage=d.storage,
+        job_id=request.path_params["job_id"],
+        owner=principal(request).owner_filter,
+        name=request.path_params["name"],
+        start=start,
+        length=length,
+    )
+    return JSONResponse(body)
