@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import UserFactory
-from tests.e2e.test_runner_shutdown import processes_mentioning
+from tests.e2e.test_runner_shutdown import processes_mentioning, wait_for_app
 from tests.e2e.test_walking_skeleton import run_flood, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -23,13 +23,6 @@ def long_job(user: httpx.Client, project: Path) -> dict[str, Any]:
     answer = user.post("/v1/jobs", json=body)
     assert answer.status_code == 201, answer.text
     return answer.json()  # type: ignore[no-any-return]
-
-
-def wait_for_app(job_id: str) -> None:
-    deadline = time.monotonic() + 30
-    while not processes_mentioning(job_id):
-        assert time.monotonic() < deadline, "the app never started"
-        time.sleep(0.05)
 
 
 def queued_behind_busy_slots(user: httpx.Client, project: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.conftest import UserFactory
-from tests.e2e.test_cancel import long_job, wait_for_app
+from tests.e2e.test_cancel import long_job
+from tests.e2e.test_runner_shutdown import wait_for_app
 from tests.e2e.test_walking_skeleton import run_flood, wait_for
 
 pytestmark = pytest.mark.e2e

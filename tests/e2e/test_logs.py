@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import UserFactory, problem
-from tests.e2e.test_cancel import long_job, wait_for_app
+from tests.e2e.test_cancel import long_job
 from tests.e2e.test_queues import fit
+from tests.e2e.test_runner_shutdown import wait_for_app
 from tests.e2e.test_seed_flows import archive_members
 from tests.e2e.test_walking_skeleton import wait_for
 

@@ -15,7 +15,8 @@ from pymongo import MongoClient
 
 from devstack.stack import Stack
 from tests.conftest import UserFactory, problem
-from tests.e2e.test_cancel import long_job, wait_for_app
+from tests.e2e.test_cancel import long_job
+from tests.e2e.test_runner_shutdown import wait_for_app
 from tests.e2e.test_walking_skeleton import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -49,15 +49,19 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def wait_for_app(job_id: str) -> None:
+    """RUNNING is recorded at the claim, before inputs are staged: wait for the app's process itself."""
+    deadline = time.monotonic() + 30
+    while not processes_mentioning(job_id):
+        assert time.monotonic() < deadline, "the app never started"
+        time.sleep(0.05)
+
+
 def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: Stack, project: Path) -> None:
     api = client_for(own_stack.gateway_url, own_stack.admin_username, own_stack.admin_password)
     try:
         job = run_flood(api, project, steps=100000)
-        deadline = time.monotonic() + 30
-        # RUNNING is recorded at the claim, before inputs are staged: wait for the app itself.
-        while not processes_mentioning(job["id"]):
-            assert time.monotonic() < deadline, "the app never started"
-            time.sleep(0.05)
+        wait_for_app(job["id"])
         assert api.get(f"/v1/jobs/{job['id']}").json()["state"] == "RUNNING"
 
         runner = own_stack.services()[1]
@@ -80,10 +84,7 @@ def test_a_runner_killed_mid_job_takes_its_app_along_and_the_job_runs_again(own_
     api = client_for(own_stack.gateway_url, own_stack.admin_username, own_stack.admin_password)
     try:
         job = run_flood(api, project, steps=15000)
-        deadline = time.monotonic() + 30
-        while not processes_mentioning(job["id"]):
-            assert time.monotonic() < deadline, "the app never started"
-            time.sleep(0.05)
+        wait_for_app(job["id"])
         runner = own_stack.services()[1]
         pid = runner.pid()
         assert pid is not None

@@ -23,10 +23,10 @@ import pytest
 
 from devstack.stack import Stack
 from tests.conftest import UserFactory, upload
-from tests.e2e.test_cancel import long_job, queued_behind_busy_slots, wait_for_app
+from tests.e2e.test_cancel import long_job, queued_behind_busy_slots
 from tests.e2e.test_events import read_stream
 from tests.e2e.test_queues import orphan
-from tests.e2e.test_runner_shutdown import processes_mentioning
+from tests.e2e.test_runner_shutdown import processes_mentioning, wait_for_app
 from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
