@@ -57,3 +57,7 @@ check: lint test
 # Measure against bare baselines in the same run
 bench: install
     {{bin}}/python -m bench.upload_rss
+
+# Kill runners mid-job and stop RabbitMQ during submissions, then count lost, stuck and doubly run jobs
+chaos *args: install
+    {{bin}}/python -m devstack.chaos {{args}}
