@@ -2,7 +2,9 @@
 
 The app writes stdout and stderr straight to files (no pipes), so the runner reads what each
 file grew by since the last tick, at most ``read_bytes`` per file per tick. A line
-``##quern progress PERCENT "STEP"`` is a progress report, never a log line. Other lines are
+``##quern progress PERCENT "STEP"`` is a progress report, never a log line; so is each new
+content of the progress file (``$QUERN_PROGRESS_FILE``, JSON ``{"percent": P, "step": S}``),
+for apps that would rather not print markers. Other lines are
 kept up to ``max_lines`` and ``max_bytes`` per tick across both files (the rest are counted as
 dropped; the complete logs are uploaded when the job ends), each cut to ``max_line_bytes``.
 """
@@ -10,6 +12,7 @@ dropped; the complete logs are uploaded when the job ends), each cut to ``max_li
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -73,12 +76,15 @@ class Follower:
         self,
         files: dict[str, Path],
         *,
+        progress_file: Path | None = None,
         max_lines: int = MAX_LINES,
         max_bytes: int = MAX_BYTES,
         max_line_bytes: int = MAX_LINE_BYTES,
         read_bytes: int = READ_BYTES,
     ) -> None:
         self._streams = {name: _Stream(path) for name, path in files.items()}
+        self._progress_file = progress_file
+        self._progress_seen = b""
         self._max_lines = max_lines
         self._max_bytes = max_bytes
         self._max_line_bytes = max_line_bytes
@@ -87,6 +93,8 @@ class Follower:
     def tick(self, *, final: bool = False) -> Tick:
         """Read what was appended; ``final`` reads to the end and ends an unterminated last line."""
         tick = Tick()
+        if (reported := self._read_progress_file()) is not None:
+            tick.progress.append(reported)
         budget = [self._max_lines, self._max_bytes]
         for name, stream in self._streams.items():
             while True:
@@ -96,6 +104,27 @@ class Follower:
                 if not final or not chunk:
                     break
         return tick
+
+    def _read_progress_file(self) -> Progress | None:
+        """The progress file's report, if it changed since the last tick and is well formed."""
+        if self._progress_file is None:
+            return None
+        try:
+            with self._progress_file.open("rb") as handle:
+                raw = handle.read(MAX_LINE_BYTES + 1)
+        except OSError:
+            return None
+        if raw == self._progress_seen:
+            return None
+        self._progress_seen = raw
+        try:
+            report = json.loads(raw)
+            percent, step = float(report["percent"]), str(report["step"])
+        except (ValueError, TypeError, KeyError):
+            return None  # half written, or not ours to read: the next change may be whole
+        if not 0 <= percent <= 100:
+            return None
+        return Progress(percent=percent, step=step[:MAX_LINE_BYTES])
 
     def _read(self, stream: _Stream) -> bytes:
         try:
@@ -145,10 +174,16 @@ class Follower:
 
 
 async def follow_app(
-    exit: Awaitable[T], *, job: Job, files: dict[str, Path], store: MongoStore, every: float = TICK_SECONDS
+    exit: Awaitable[T],
+    *,
+    job: Job,
+    files: dict[str, Path],
+    store: MongoStore,
+    progress_file: Path | None = None,
+    every: float = TICK_SECONDS,
 ) -> T:
     """Await the app's end, recording its progress and log lines about every ``every`` seconds meanwhile."""
-    follower = Follower(files)
+    follower = Follower(files, progress_file=progress_file)
     running = asyncio.ensure_future(exit)
     try:
         while not running.done():

@@ -317,6 +317,7 @@ async def _run(
             job=job,
             files={"stdout": sandbox.stdout, "stderr": sandbox.stderr},
             store=store,
+            progress_file=sandbox.progress_file,
         )
         tail = await asyncio.to_thread(sandbox.stderr_tail)
         state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))

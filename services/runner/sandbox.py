@@ -6,7 +6,7 @@ Layout of a job's directory under ``WORK_DIR``::
     <job_id>/inputs/<slot>/<member path> a dataset input: every member, in the bundle's layout
     <job_id>/run/                        the app's working directory; outputs are globbed here
     <job_id>/logs/stdout.txt, stderr.txt
-    <job_id>/tmp/                        TMPDIR
+    <job_id>/tmp/                        TMPDIR, and progress.json ($QUERN_PROGRESS_FILE)
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class Sandbox:
         self.tmp = self.root / "tmp"
         self.stdout = self.logs / "stdout.txt"
         self.stderr = self.logs / "stderr.txt"
+        self.progress_file = self.tmp / "progress.json"  # outside run/, so never taken for an output
 
     def create(self) -> None:
         """Start from empty, even if an earlier attempt left a tree behind."""
@@ -109,7 +110,13 @@ class Sandbox:
 
     def environment(self, spec: AppSpec) -> dict[str, str]:
         """Only what every program needs plus what the app declares; nothing of the worker's own."""
-        return {**BASE_ENV, "HOME": str(self.run), "TMPDIR": str(self.tmp), **spec.env}
+        return {
+            **BASE_ENV,
+            "HOME": str(self.run),
+            "TMPDIR": str(self.tmp),
+            "QUERN_PROGRESS_FILE": str(self.progress_file),
+            **spec.env,
+        }
 
     def stderr_tail(self) -> str:
         """The last bytes the app wrote to stderr, as text."""

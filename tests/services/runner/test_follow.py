@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from services.runner.follow import Follower, Progress, parse_progress
 
 
-def follower(tmp_path: Path, **limits: int) -> tuple[Follower, Path, Path]:
+def follower(tmp_path: Path, **limits: Any) -> tuple[Follower, Path, Path]:
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     out.touch()
     err.touch()
@@ -97,3 +98,17 @@ def test_the_final_tick_reads_to_the_end(tmp_path: Path) -> None:
     append(out, 'aaaaa\n##quern progress 100 "x"\n')
     tick = follow.tick(final=True)
     assert tick.lines == {"stdout": ["aaaaa"]} and tick.progress == [Progress(100, "x")]
+
+
+def test_each_new_content_of_the_progress_file_is_one_report(tmp_path: Path) -> None:
+    progress = tmp_path / "progress.json"
+    follow = Follower({}, progress_file=progress)
+    assert follow.tick().progress == []  # no file yet
+    progress.write_text('{"percent": 12.5, "step": "meshing"}')
+    assert follow.tick().progress == [Progress(12.5, "meshing")]
+    assert follow.tick().progress == []  # unchanged: not reported again
+    for broken in ('{"percent": 30', '{"percent": 130, "step": "x"}', '{"step": "x"}', "[]"):
+        progress.write_text(broken)
+        assert follow.tick().progress == [], broken
+    progress.write_text('{"percent": 100, "step": "done"}')
+    assert follow.tick().progress == [Progress(100, "done")]
