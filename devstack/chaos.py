@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pika
 from pymongo import MongoClient
 
 from devstack.processes import PROJECT, ensure_rabbitmq, free_port, port_open
 from devstack.stack import Ports, Stack
+from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELED"}
 TABLE = b"x,y\n1,2\n2,4\n3,6.5\n4,8.1\n"
@@ -153,6 +155,19 @@ def settle(stack: Stack, api: httpx.Client, job_ids: list[str], timeout: float) 
     }
 
 
+def delete_queues(stack: Stack) -> None:
+    """Remove the RabbitMQ queues of the chaos stack's namespace."""
+    connection = pika.BlockingConnection(pika.URLParameters(stack.rabbitmq_url))
+    try:
+        for task in (RUN_JOB, PACKAGE_RESULTS):
+            for suffix in ("", ".DQ", ".XQ"):
+                channel = connection.channel()
+                channel.queue_delete(task.queue_name(stack.namespace) + suffix)
+                channel.close()
+    finally:
+        connection.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both scenarios against a stack of its own; 0 only if nothing was lost, stuck or run twice."""
     parser = argparse.ArgumentParser(prog="python -m devstack.chaos")
@@ -186,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             process.stop()
         if not port_open("127.0.0.1", 5672):
             ensure_rabbitmq()
+        delete_queues(stack)
     lost = outcome["lost"] + refused
     print(
         f"chaos: states {outcome['by_state']}; run again after a kill {outcome['rerun']}; refused {refused}", flush=True
