@@ -10,12 +10,12 @@ from typing import Any
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.forms import file_part
 from services.gateway.pages import page_request, page_response
-from services.gateway.params import flag, timestamp
+from services.gateway.params import flag, link_response, timestamp
 from services.gateway.state import deps
 from shared.errors import BadRequest, NotYet, TooLarge
 from shared.models import StoredFile, new_id, utcnow
@@ -200,7 +200,7 @@ async def download_link(
 async def download(request: Request) -> Response:
     """GET /v1/files/{file_id}/download[?redirect=1]."""
     d = deps(request)
-    redirect = flag(request, "redirect")
+    flag(request, "redirect")  # a bad value is 400 before any work
     link = await download_link(
         store=d.store,
         storage=d.storage,
@@ -208,9 +208,7 @@ async def download(request: Request) -> Response:
         owner=principal(request).owner_filter,
         expires_in=d.settings.presign_expiry_seconds,
     )
-    if redirect:
-        return RedirectResponse(link["url"], status_code=302)
-    return JSONResponse(link)
+    return link_response(request, link)
 
 
 async def _refuse_if_in_use(store: MongoStore, file: StoredFile) -> None:

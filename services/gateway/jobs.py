@@ -9,7 +9,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from services.gateway.apps import find_app
 from services.gateway.auth import principal
@@ -18,7 +18,7 @@ from services.gateway.datasets import Name, Tag
 from services.gateway.idempotency import check_key, submit_once
 from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
-from services.gateway.params import flag
+from services.gateway.params import flag, link_response
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.errors import Conflict, Invalid, NotFound, NotYet, Violation
@@ -342,7 +342,7 @@ async def list_jobs(request: Request) -> Response:
 async def archive(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/archive[?redirect=1]."""
     d = deps(request)
-    redirect = flag(request, "redirect")
+    flag(request, "redirect")  # a bad value is 400 before any work
     link = await archive_link(
         store=d.store,
         storage=d.storage,
@@ -350,6 +350,4 @@ async def archive(request: Request) -> Response:
         owner=principal(request).owner_filter,
         expires_in=d.settings.presign_expiry_seconds,
     )
-    if redirect:
-        return RedirectResponse(link["url"], status_code=302)
-    return JSONResponse(link)
+    return link_response(request, link)

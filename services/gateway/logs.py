@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -10,23 +9,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
+from services.gateway.params import integer
 from services.gateway.state import deps
-from shared.errors import BadRequest, NotFound, NotYet
+from shared.errors import NotFound, NotYet
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 
 DEFAULT_LENGTH = 64 * 1024
 MAX_LENGTH = 1 * 2**20
-_INTEGER = re.compile(r"^-?\d{1,15}$")
-
-
-def _integer(request: Request, name: str, default: int, *, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not _INTEGER.match(raw) or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
 
 
 async def log_slice(
@@ -57,8 +47,8 @@ async def log_slice(
 async def read(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/logs/{name}?offset=&length=."""
     d = deps(request)
-    start = _integer(request, "offset", 0, low=-(2**40), high=2**40)
-    length = _integer(request, "length", DEFAULT_LENGTH, low=1, high=MAX_LENGTH)
+    start = integer(request, "offset", 0, low=-(2**40), high=2**40)
+    length = integer(request, "length", DEFAULT_LENGTH, low=1, high=MAX_LENGTH)
     body = await log_slice(
         store=d.store,
         storage=d.storage,

@@ -1,15 +1,18 @@
-"""Query parameters shared by several endpoints: yes/no flags and ISO 8601 timestamps, or 400."""
+"""Query parameters shared by several endpoints: yes/no flags, whole numbers and ISO 8601 timestamps, or 400."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from shared.errors import BadRequest
 
 _SPACED_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)$")
+_INTEGER = re.compile(r"^-?\d{1,15}$")
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
@@ -36,3 +39,20 @@ def timestamp(request: Request, name: str) -> datetime | None:
     """``?name=`` as an ISO 8601 timestamp, if given."""
     value = request.query_params.get(name)
     return None if value is None else parse_timestamp(name, value)
+
+
+def integer(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    """``?name=N``, a whole number from ``low`` to ``high``; absent is ``default``."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.match(raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def link_response(request: Request, link: dict[str, Any]) -> Response:
+    """A presigned link as JSON, or with ``?redirect=1`` a 302 to its URL."""
+    if flag(request, "redirect"):
+        return RedirectResponse(link["url"], status_code=302)
+    return JSONResponse(link)
