@@ -42,6 +42,24 @@ def queued_behind_busy_slots(user: httpx.Client, project: Path) -> tuple[list[di
     return busy, waiting
 
 
+def free_slots_then_expect(
+    user: httpx.Client, stack: Any, busy: list[dict[str, Any]], waiting: dict[str, Any], logged: str, what: str
+) -> None:
+    """Cancel the jobs holding the slots; the runner then logs ``logged`` for the waiting job and never starts it."""
+    for job in busy:
+        user.post(f"/v1/jobs/{job['id']}/cancel")
+    for job in busy:
+        assert wait_for(user, job["id"], timeout=30)["state"] == "CANCELED"
+    runner_log = stack.services()[1].logfile
+    deadline = time.monotonic() + 20
+    while logged not in runner_log.read_text():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+    assert '"event": "job_started"' not in "".join(
+        line for line in runner_log.read_text().splitlines() if waiting["id"] in line
+    )
+
+
 def test_cancelling_a_running_job_stops_its_app_within_seconds(make_user: UserFactory, project: Path) -> None:
     user = make_user()
     job = long_job(user, project)
@@ -65,19 +83,9 @@ def test_cancelling_a_queued_job_ends_it_at_once_and_it_never_runs(
     canceled = user.post(f"/v1/jobs/{waiting['id']}/cancel").json()
     assert canceled["state"] == "CANCELED" and canceled["finished"]
     assert "before it started" in canceled["error"]["reason"]
-    for job in busy:
-        user.post(f"/v1/jobs/{job['id']}/cancel")
-    for job in busy:
-        assert wait_for(user, job["id"], timeout=30)["state"] == "CANCELED"
-    runner_log = stack.services()[1].logfile
-    deadline = time.monotonic() + 20
-    while f'"job_id": "{waiting["id"]}", "state": "CANCELED", "worker": null, "event": "job_claim_skipped"' not in (
-        runner_log.read_text()
-    ):
-        assert time.monotonic() < deadline, "the canceled job's message was never seen by the runner"
-        time.sleep(0.2)
-    assert '"event": "job_started"' not in "".join(
-        line for line in runner_log.read_text().splitlines() if waiting["id"] in line
+    marker = f'"job_id": "{waiting["id"]}", "state": "CANCELED", "worker": null, "event": "job_claim_skipped"'
+    free_slots_then_expect(
+        user, stack, busy, waiting, marker, "the canceled job's message was never seen by the runner"
     )
 
 

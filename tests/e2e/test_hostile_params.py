@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,27 +19,32 @@ pytestmark = pytest.mark.e2e
 ECHO = "import json, os, sys; json.dump(dict(argv=sys.argv[1:], cwd=os.getcwd()), open('argv.json', 'w'))"
 
 
-def echo_app(admin: httpx.Client) -> str:
-    name = f"argv-echo-{uuid.uuid4().hex[:8]}"
+def script_app(admin: httpx.Client, script: str, *, args: list[str], text_param: bool, outputs: list[str]) -> str:
+    """Register ``python -c script ARGS...`` as an app under a fresh name (optionally with a string ``text``)."""
+    name = f"script-{uuid.uuid4().hex[:8]}"
+    parameters: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+    if text_param:
+        parameters |= {"required": ["text"], "properties": {"text": {"type": "string"}}}
     definition = {
         "name": name,
         "version": "1.0.0",
-        "description": "Writes its arguments to argv.json.",
-        "command": ["{python}", "-c", ECHO, "{params.text}", "--flag={params.text}"],
-        "parameters": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["text"],
-            "properties": {"text": {"type": "string"}},
-        },
+        "description": "A test script.",
+        "command": ["{python}", "-c", script, *args],
+        "parameters": parameters,
         "inputs": {},
-        "outputs": ["argv.json"],
+        "outputs": outputs,
         "timeout": {"default": 60, "max": 60},
         "limits": {"memory_mb": 1024, "cpu_seconds": 60, "file_size_mb": 16, "open_files": 64},
     }
     answer = admin.post("/v1/apps", json=definition)
     assert answer.status_code == 201, answer.text
     return name
+
+
+def echo_app(admin: httpx.Client) -> str:
+    """An app that writes the two arguments it got, ``TEXT`` and ``--flag=TEXT``, to argv.json."""
+    args = ["{params.text}", "--flag={params.text}"]
+    return script_app(admin, ECHO, args=args, text_param=True, outputs=["argv.json"])
 
 
 def test_shell_syntax_and_paths_arrive_verbatim_as_one_argument(

@@ -13,7 +13,7 @@ import pytest
 from devstack.stack import Stack
 from services.gateway.schemas import JobOut
 from tests.conftest import UserFactory, problem, upload
-from tests.e2e.test_cancel import long_job, queued_behind_busy_slots
+from tests.e2e.test_cancel import free_slots_then_expect, long_job, queued_behind_busy_slots
 from tests.e2e.test_runner_shutdown import processes_mentioning, wait_for_app
 from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
@@ -217,18 +217,8 @@ def test_deleting_a_queued_job_cancels_and_removes_it_at_once(
     answer = user.delete(f"/v1/jobs/{waiting['id']}")
     assert answer.status_code == 204, answer.text
     problem(user.get(f"/v1/jobs/{waiting['id']}"), 404)
-    for job in busy:
-        user.post(f"/v1/jobs/{job['id']}/cancel")
-    for job in busy:
-        assert wait_for(user, job["id"], timeout=30)["state"] == "CANCELED"
-    runner_log = stack.services()[1].logfile
-    deadline = time.monotonic() + 20
-    while f'"job_id": "{waiting["id"]}", "event": "job_gone"' not in runner_log.read_text():
-        assert time.monotonic() < deadline, "the deleted job's message was never seen by the runner"
-        time.sleep(0.2)
-    assert '"event": "job_started"' not in "".join(
-        line for line in runner_log.read_text().splitlines() if waiting["id"] in line
-    )
+    marker = f'"job_id": "{waiting["id"]}", "event": "job_gone"'
+    free_slots_then_expect(user, stack, busy, waiting, marker, "the deleted job's message was never seen by the runner")
 
 
 def test_deleting_another_users_job_is_404_and_keeps_it(make_user: UserFactory, project: Path) -> None:
