@@ -200,7 +200,7 @@ async def download_link(
 async def download(request: Request) -> Response:
     """GET /v1/files/{file_id}/download[?redirect=1]."""
     d = deps(request)
-    flag(request, "redirect")  # a bad value is 400 before any work
+    redirect = flag(request, "redirect")
     link = await download_link(
         store=d.store,
         storage=d.storage,
@@ -208,7 +208,7 @@ async def download(request: Request) -> Response:
         owner=principal(request).owner_filter,
         expires_in=d.settings.presign_expiry_seconds,
     )
-    return link_response(request, link)
+    return link_response(link, redirect=redirect)
 
 
 async def _refuse_if_in_use(store: MongoStore, file: StoredFile) -> None:

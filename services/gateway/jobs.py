@@ -342,7 +342,7 @@ async def list_jobs(request: Request) -> Response:
 async def archive(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/archive[?redirect=1]."""
     d = deps(request)
-    flag(request, "redirect")  # a bad value is 400 before any work
+    redirect = flag(request, "redirect")
     link = await archive_link(
         store=d.store,
         storage=d.storage,
@@ -350,4 +350,4 @@ async def archive(request: Request) -> Response:
         owner=principal(request).owner_filter,
         expires_in=d.settings.presign_expiry_seconds,
     )
-    return link_response(request, link)
+    return link_response(link, redirect=redirect)

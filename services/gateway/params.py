@@ -51,8 +51,8 @@ def integer(request: Request, name: str, default: int, *, low: int, high: int) -
     return int(raw)
 
 
-def link_response(request: Request, link: dict[str, Any]) -> Response:
-    """A presigned link as JSON, or with ``?redirect=1`` a 302 to its URL."""
-    if flag(request, "redirect"):
+def link_response(link: dict[str, Any], *, redirect: bool) -> Response:
+    """A presigned link as JSON, or (``?redirect=1``) a 302 to its URL."""
+    if redirect:
         return RedirectResponse(link["url"], status_code=302)
     return JSONResponse(link)
