@@ -45,6 +45,8 @@ SCALARS = frozenset({"string", "integer", "number", "boolean"})
 MAX_TIMEOUT = 7 * 24 * 3600
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _SLOT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+# A container image reference: [registry[:port]/]path[:tag][@digest], never an option ("-...").
+_IMAGE = r"^[a-z0-9][A-Za-z0-9._/:@+-]{0,254}$"
 
 
 class InputSlot(BaseModel):
@@ -77,6 +79,7 @@ class Limits(BaseModel):
     cpu_seconds: int | None = Field(default=None, ge=1)
     file_size_mb: int | None = Field(default=4096, ge=1)
     open_files: int | None = Field(default=1024, ge=16)
+    processes: int | None = Field(default=None, ge=1)
 
 
 class Example(BaseModel):
@@ -102,6 +105,8 @@ class AppSpec(BaseModel):
     limits: Limits = Limits()
     env: dict[str, str] = {}
     example: Example | None = None
+    driver: Literal["local", "docker"] = "local"
+    image: str | None = Field(default=None, pattern=_IMAGE)
 
     @field_validator("parameters")
     @classmethod
@@ -150,6 +155,20 @@ class AppSpec(BaseModel):
                         raise ValueError(f"command parameter {name!r} needs a default or must be required")
                     continue
                 raise ValueError(f"command placeholder {{{kind}{'.' + name if name else ''}}} names nothing")
+        return self
+
+    @model_validator(mode="after")
+    def _driver(self) -> AppSpec:
+        if self.driver == "local" and self.image is not None:
+            raise ValueError('image is for container drivers; set "driver": "docker" or drop it')
+        if self.driver != "local":
+            if self.image is None:
+                raise ValueError(f"driver {self.driver} needs an image")
+            # The runner's interpreter and app directory are paths on the runner, not in the image.
+            for element in self.command:
+                for kind, _ in PLACEHOLDER.findall(element):
+                    if kind in BUILTINS:
+                        raise ValueError(f"{{{kind}}} names a path on the runner; a {self.driver} app cannot use it")
         return self
 
     @model_validator(mode="after")

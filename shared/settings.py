@@ -22,6 +22,7 @@ _DEFAULT_SECRETS = frozenset({"minioadmin", "changeme", "password", "secret", "g
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 USERNAME = r"^[a-z][a-z0-9._-]{1,63}$"
+DRIVERS = frozenset({"local", "docker"})
 
 
 def _require_scheme(url: str, schemes: tuple[str, ...], name: str) -> str:
@@ -163,6 +164,31 @@ class RunnerSettings(Settings):
     keep_failed_dirs: bool = False
     max_output_bytes: int = Field(default=16 * 2**30, ge=1)
     runner_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    runner_drivers: str = "local"
+    docker_command: str = "docker"
+    docker_host: str | None = None
+    run_as_user: str | None = None
+
+    @field_validator("runner_drivers")
+    @classmethod
+    def _drivers(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = sorted(set(names) - DRIVERS)
+        if not names or unknown:
+            raise ValueError(f"must list drivers among {', '.join(sorted(DRIVERS))} (unknown: {', '.join(unknown)})")
+        return ",".join(sorted(set(names)))
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir(cls, value: Path) -> Path:
+        # The docker driver names these paths in --mount options, where ',' separates fields.
+        if "," in str(value):
+            raise ValueError("must not contain ','")
+        return value.absolute()
+
+    def drivers(self) -> frozenset[str]:
+        """The execution drivers this runner offers."""
+        return frozenset(self.runner_drivers.split(","))
 
 
 class ResultsSettings(Settings):

@@ -166,6 +166,8 @@ class AppOut(AppSummary):
     timeout: dict[str, int]
     limits: dict[str, int | None]
     command: list[str]
+    driver: Literal["local", "docker"] = Field(description="How runners start the app: a local process or a container")
+    image: str | None = Field(description="The container image (docker apps)")
     example: dict[str, Any] | None
     disabled_at: str | None
     disabled_by: str | None

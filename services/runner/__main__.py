@@ -7,6 +7,7 @@ import ctypes
 import structlog
 
 from services.runner.actors import register
+from services.runner.drivers import offered
 from shared.logging import configure_logging
 from shared.settings import RunnerSettings, load
 from shared.tasks import RUNNER_SERVICE
@@ -33,6 +34,8 @@ def main() -> None:
     if not protect_credentials():
         log.warning("runner_dumpable", detail="prctl(PR_SET_DUMPABLE, 0) failed; apps may read the runner's environ")
     settings.work_dir.mkdir(parents=True, exist_ok=True)
+    drivers = offered(settings)  # exits here, before any job, if RUN_AS_USER cannot work
+    log.info("runner_drivers", drivers=sorted(drivers), run_as=settings.run_as_user)
     serve(
         settings,
         appname=RUNNER_SERVICE,

@@ -7,6 +7,7 @@ from typing import cast
 import dramatiq
 import structlog
 
+from services.runner.drivers import offered
 from services.runner.runs import ActiveRuns, execute_job
 from services.runner.specs import AppVersions
 from shared.broker import Broker
@@ -31,6 +32,7 @@ def register(broker: Broker, resources: Resources) -> Drain:
     settings = cast(RunnerSettings, resources.settings)
     apps = AppVersions()
     active = ActiveRuns(settings.runner_id)
+    drivers = offered(settings)
 
     async def run_job(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
@@ -42,6 +44,7 @@ def register(broker: Broker, resources: Resources) -> Drain:
                 apps=apps,
                 settings=settings,
                 active=active,
+                drivers=drivers,
             )
 
     dramatiq.actor(

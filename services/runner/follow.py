@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import stat
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,11 +111,15 @@ class Follower:
         """The progress file's report, if it changed since the last tick and is well formed."""
         if self._progress_file is None:
             return None
+        # The app owns tmp/: never follow a link it planted, nor block on a FIFO it made.
         try:
-            with self._progress_file.open("rb") as handle:
-                raw = handle.read(MAX_LINE_BYTES + 1)
+            fd = os.open(self._progress_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            raw = handle.read(MAX_LINE_BYTES + 1)
         if raw == self._progress_seen:
             return None
         self._progress_seen = raw

@@ -1,8 +1,9 @@
-"""Apply an app's resource limits to this process, then become the app.
+"""Apply an app's resource limits and user to this process, then become the app.
 
-Run as ``python -m services.runner.launch LIMITS_JSON -- ARGV...``. The runner starts apps
-through this small program instead of a ``preexec_fn``, which is unsafe in a threaded
-process: the limits are set before the app's first instruction, and ``exec`` keeps them.
+Run as ``python -m services.runner.launch OPTIONS_JSON -- ARGV...``, where the options are
+``{"limits": {...}, "user": [uid, gid] or null}``. The runner starts apps through this small
+program instead of a ``preexec_fn``, which is unsafe in a threaded process: the limits and the
+user are set before the app's first instruction, and ``exec`` keeps them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _LIMITS = {
     "cpu_seconds": (resource.RLIMIT_CPU, 1),
     "file_size_mb": (resource.RLIMIT_FSIZE, 2**20),
     "open_files": (resource.RLIMIT_NOFILE, 1),
+    "processes": (resource.RLIMIT_NPROC, 1),
 }
 
 
@@ -28,7 +30,8 @@ def die_with_the_runner(runner: int) -> None:
     """Have the kernel kill this process (and so the app it becomes) if the runner dies, even by SIGKILL.
 
     A runner killed outright cannot stop its apps; without this they would run on, unowned,
-    while the job is recovered and run again elsewhere. The setting survives ``exec``.
+    while the job is recovered and run again elsewhere. The setting survives ``exec`` but not a
+    change of user, so it is made after ``become``.
     """
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -38,17 +41,27 @@ def die_with_the_runner(runner: int) -> None:
         os._exit(137)
 
 
+def become(uid: int, gid: int) -> None:
+    """Drop to the run-as user: no supplementary groups, then the group, then the user (the order matters)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
 def main(args: list[str]) -> None:
-    """Set limits, drop core dumps, exec the app; exit 127 if it cannot be started."""
+    """Set limits, drop core dumps and privileges, exec the app; exit 127 if it cannot be started."""
     if len(args) < 3 or args[1] != "--":
-        sys.exit("usage: python -m services.runner.launch LIMITS_JSON -- ARGV...")
-    die_with_the_runner(os.getppid())
-    limits: dict[str, int | None] = json.loads(args[0])
+        sys.exit("usage: python -m services.runner.launch OPTIONS_JSON -- ARGV...")
+    runner = os.getppid()
+    options = json.loads(args[0])
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for name, value in limits.items():
+    for name, value in options.get("limits", {}).items():
         if value is not None:
             which, unit = _LIMITS[name]
             resource.setrlimit(which, (value * unit, value * unit))
+    if options.get("user") is not None:
+        become(*options["user"])
+    die_with_the_runner(runner)
     argv = args[2:]
     try:
         os.execvp(argv[0], argv)

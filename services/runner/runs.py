@@ -11,15 +11,17 @@ import asyncio
 import hashlib
 import mimetypes
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 
+from services.runner.drivers import Driver
 from services.runner.follow import follow_app
 from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
 from services.runner.specs import AppVersions
 from shared.broker import Broker
-from shared.errors import AppError, NotFound, Unavailable
+from shared.errors import AppError, Invalid, NotFound, Unavailable
 from shared.models import DatasetInput, Job, JobError, JobState, OutputFile, StateChange, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
@@ -206,6 +208,7 @@ async def execute_job(
     apps: AppVersions,
     settings: RunnerSettings,
     active: ActiveRuns,
+    drivers: Mapping[str, Driver],
 ) -> None:
     """Claim the job, run its app in a sandbox, upload outputs and logs, record the end, ask for packaging."""
     worker = settings.runner_id
@@ -232,7 +235,15 @@ async def execute_job(
     state = JobState.FAILED
     try:
         state, exit_code, error, outputs = await _run(
-            job, sandbox, stop, store=store, storage=storage, apps=apps, settings=settings, active=active
+            job,
+            sandbox,
+            stop,
+            store=store,
+            storage=storage,
+            apps=apps,
+            settings=settings,
+            active=active,
+            drivers=drivers,
         )
         if await _run_again(store, job, state, exit_code):
             return
@@ -305,15 +316,22 @@ async def _run(
     apps: AppVersions,
     settings: RunnerSettings,
     active: ActiveRuns,
+    drivers: Mapping[str, Driver],
 ) -> tuple[JobState, int | None, JobError | None, list[OutputFile]]:
     """Stage, run and collect; every failure becomes an outcome, never an exception."""
     try:
         await asyncio.to_thread(sandbox.create)
         spec = await apps.get(store, job.app, job.app_version)
+        driver = drivers.get(spec.driver)
+        if driver is None:
+            offers = settings.runner_drivers
+            raise Invalid(f"this runner does not offer the {spec.driver} driver (RUNNER_DRIVERS={offers})")
         inputs = await stage_inputs(store, storage, job, sandbox)
+        if driver.owner is not None:
+            await asyncio.to_thread(sandbox.hand_over, *driver.owner)
         argv = build_argv(spec, job.params, inputs, python=sys.executable, app_dir=settings.apps_dir / spec.name)
         exit = await follow_app(
-            run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop),
+            run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop, driver=driver),
             job=job,
             files={"stdout": sandbox.stdout, "stderr": sandbox.stderr},
             store=store,

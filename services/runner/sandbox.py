@@ -18,13 +18,15 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.apps import PLACEHOLDER, AppSpec
 from shared.errors import Invalid
+
+if TYPE_CHECKING:
+    from services.runner.drivers import Driver
 
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 TERM_GRACE_SECONDS = 5.0
@@ -70,6 +72,7 @@ class Sandbox:
     """One job's private directory tree."""
 
     def __init__(self, work_dir: Path, job_id: str) -> None:
+        self.job_id = job_id
         self.root = work_dir / job_id
         self.inputs = self.root / "inputs"
         self.run = self.root / "run"
@@ -86,6 +89,20 @@ class Sandbox:
             directory.mkdir(parents=True, mode=0o700)
         self.stdout.touch()
         self.stderr.touch()
+
+    def hand_over(self, uid: int, gid: int) -> None:
+        """Let the run-as user work in run/ and tmp/ and read inputs/; the rest stays the runner's.
+
+        The root stays the runner's (traversable, not writable), so the app cannot swap logs/ for
+        a tree of links that the runner, reading the logs, would follow.
+        """
+        os.chmod(self.root, 0o711)
+        for directory in (self.run, self.tmp):
+            os.chown(directory, uid, gid)
+        for top, _, names in os.walk(self.inputs):
+            os.chmod(top, 0o755)
+            for name in names:
+                os.chmod(Path(top, name), 0o644, follow_symlinks=False)
 
     def input_path(self, slot: str, name: str) -> Path:
         """Where the file for ``slot`` is staged (its directory is created)."""
@@ -176,22 +193,20 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-async def run_app(argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: float, stop: asyncio.Event) -> Exit:
-    """Run argv in its own session and process group until it exits, times out or ``stop`` is set.
+async def run_app(
+    argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: float, stop: asyncio.Event, driver: Driver
+) -> Exit:
+    """Run argv through ``driver`` in its own session and process group until it exits, times out or ``stop`` is set.
 
-    On timeout or stop the whole group gets SIGTERM, then SIGKILL after a grace period.
+    On timeout or stop the whole group gets SIGTERM, then SIGKILL after a grace period; then
+    the driver removes whatever of the run outlived the group (a container).
     """
-    limits = json.dumps(spec.limits.model_dump())
+    await driver.clean_up(sandbox.job_id)  # a leftover of an earlier attempt on this machine
     with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.runner.launch",
-            limits,
-            "--",
-            *argv,
+            *driver.command(argv, sandbox=sandbox, spec=spec),
             cwd=sandbox.run,
-            env=sandbox.environment(spec),
+            env=driver.environment(sandbox, spec),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -209,3 +224,4 @@ async def run_app(argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: 
         stopping.cancel()
         # Whatever the app left running in its group dies with it.
         _kill_group(process.pid, signal.SIGKILL)
+        await driver.clean_up(sandbox.job_id)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.runner.drivers import LocalDriver
 from services.runner.sandbox import Sandbox, build_argv, render_value, run_app
 from shared.apps import AppSpec
 from shared.errors import Invalid
@@ -73,7 +74,7 @@ def run(spec: AppSpec, sandbox: Sandbox, timeout: float = 10, stop_after: float 
             asyncio.get_running_loop().call_later(stop_after, stop.set)
         app_dir = sandbox.root.parent.parent  # the sandbox fixture is tmp_path/work/job1, beside probe.py
         argv = [sys.executable, str(app_dir / "probe.py")]
-        return await run_app(argv, sandbox=sandbox, spec=spec, timeout=timeout, stop=stop)
+        return await run_app(argv, sandbox=sandbox, spec=spec, timeout=timeout, stop=stop, driver=LocalDriver())
 
     return asyncio.run(main())
 
@@ -175,7 +176,14 @@ def test_memory_limit_applies_to_the_app(tmp_path: Path, sandbox: Sandbox) -> No
 def test_missing_program_exits_127(tmp_path: Path, sandbox: Sandbox) -> None:
     spec = make_spec(tmp_path, command=["no-such-program-anywhere"])
     result = asyncio.run(
-        run_app(["no-such-program-anywhere"], sandbox=sandbox, spec=spec, timeout=10, stop=asyncio.Event())
+        run_app(
+            ["no-such-program-anywhere"],
+            sandbox=sandbox,
+            spec=spec,
+            timeout=10,
+            stop=asyncio.Event(),
+            driver=LocalDriver(),
+        )
     )
     assert result.code == 127
     assert "cannot start no-such-program-anywhere" in sandbox.stderr_tail()

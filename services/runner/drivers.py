@@ -1,0 +1,217 @@
+"""Execution drivers: how an app's filled-in argv becomes a running process, directly or in a container.
+
+``local`` starts the argv itself. ``docker`` starts ``docker run`` with the job's ``inputs/``
+(read-only), ``run/`` and ``tmp/`` bind-mounted at the same paths, so the argv means the same
+inside the container. Both start through ``services.runner.launch`` (limits, user, death with
+the runner). An app picks its driver in its definition; a runner offers those listed in
+``RUNNER_DRIVERS``. With ``RUN_AS_USER``, apps run as that user under either driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from services.runner.sandbox import BASE_ENV, Sandbox
+from shared.apps import AppSpec
+from shared.settings import ConfigError, RunnerSettings
+
+log = structlog.get_logger()
+CLEAN_UP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The user apps run as, instead of the runner's own."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def resolve(cls, user: str) -> RunAs:
+        """Look the user up by name or uid; exit if it is unknown, root, or out of the runner's reach."""
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"configuration error:\n  RUN_AS_USER: no user {user!r} on this machine") from None
+        if entry.pw_uid == 0:
+            raise ConfigError("configuration error:\n  RUN_AS_USER: apps must not run as root")
+        if os.geteuid() not in (0, entry.pw_uid):
+            raise ConfigError("configuration error:\n  RUN_AS_USER: only a runner started as root can change user")
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+    def check_reachable(self, directory: Path) -> None:
+        """Exit unless this user may pass through ``directory`` and every directory above it."""
+        for step in (directory, *directory.parents):
+            info = step.stat()
+            if info.st_uid == self.uid:
+                needed = stat.S_IXUSR
+            elif info.st_gid == self.gid:
+                needed = stat.S_IXGRP
+            else:
+                needed = stat.S_IXOTH
+            if not info.st_mode & needed:
+                raise ConfigError(
+                    f"configuration error:\n  WORK_DIR: {self.name} cannot enter {step}; "
+                    "apps run there as RUN_AS_USER (chmod o+x, or pick another WORK_DIR)"
+                )
+
+
+class Driver(Protocol):
+    """Starts an app's argv somewhere; says how to remove what may outlive the started process."""
+
+    name: str
+    owner: tuple[int, int] | None  # who the job's directory is handed to before the app starts; None: the runner
+
+    def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
+        """The command the runner starts, in its own process group, for this run."""
+        ...
+
+    def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
+        """The environment of that command."""
+        ...
+
+    async def clean_up(self, job_id: str) -> None:
+        """Remove whatever of this job's run may outlive the started process (before and after a run)."""
+        ...
+
+
+def _launch(options: dict[str, object], command: list[str]) -> list[str]:
+    return [sys.executable, "-m", "services.runner.launch", json.dumps(options), "--", *command]
+
+
+class LocalDriver:
+    """The app is a child process of the runner."""
+
+    name = "local"
+
+    def __init__(self, run_as: RunAs | None = None) -> None:
+        self.run_as = run_as
+        self.owner = None if run_as is None else (run_as.uid, run_as.gid)
+
+    def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
+        user = None if self.run_as is None else [self.run_as.uid, self.run_as.gid]
+        return _launch({"limits": spec.limits.model_dump(), "user": user}, argv)
+
+    def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
+        return sandbox.environment(spec)
+
+    async def clean_up(self, job_id: str) -> None:
+        return None  # the process group is all there is, and the runner kills it
+
+
+class DockerDriver:
+    """The app runs in a container of the app's image, through the docker command line."""
+
+    name = "docker"
+
+    def __init__(self, executable: str = "docker", *, run_as: RunAs | None = None, host: str | None = None) -> None:
+        self.executable = executable
+        self.host = host
+        # Files the app writes into the bind mounts belong to this user, so the runner can read and remove them.
+        self.owner = None if run_as is None else (run_as.uid, run_as.gid)
+        self.user = self.owner or (os.getuid(), os.getgid())
+
+    @staticmethod
+    def container(job_id: str) -> str:
+        """The container's name: one per job, so a leftover of an earlier attempt can be found and removed."""
+        return f"quern-{job_id.lower()}"
+
+    def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
+        limits = spec.limits
+        docker = [
+            self.executable,
+            "run",
+            "--rm",
+            "--name",
+            self.container(sandbox.job_id),
+            "--label",
+            f"quern.job={sandbox.job_id}",
+            "--init",  # a PID 1 that forwards SIGTERM on cancel and timeout, and reaps the app's children
+            "--network",
+            "none",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--user",
+            f"{self.user[0]}:{self.user[1]}",
+            "--workdir",
+            str(sandbox.run),
+            "--mount",
+            f"type=bind,source={sandbox.inputs},target={sandbox.inputs},readonly",
+            "--mount",
+            f"type=bind,source={sandbox.run},target={sandbox.run}",
+            "--mount",
+            f"type=bind,source={sandbox.tmp},target={sandbox.tmp}",
+            "--ulimit",
+            "core=0",
+        ]
+        if limits.memory_mb is not None:
+            docker += ["--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m"]
+        if limits.cpu_seconds is not None:
+            docker += ["--ulimit", f"cpu={limits.cpu_seconds}:{limits.cpu_seconds}"]
+        if limits.file_size_mb is not None:
+            size = limits.file_size_mb * 2**20
+            docker += ["--ulimit", f"fsize={size}:{size}"]
+        if limits.open_files is not None:
+            docker += ["--ulimit", f"nofile={limits.open_files}:{limits.open_files}"]
+        if limits.processes is not None:
+            docker += ["--pids-limit", str(limits.processes)]
+        # The image's own PATH stays unless the app declares one.
+        env = {key: value for key, value in sandbox.environment(spec).items() if key != "PATH" or key in spec.env}
+        for key, value in env.items():
+            docker += ["--env", f"{key}={value}"]
+        assert spec.image is not None  # AppSpec requires one for this driver
+        docker += ["--entrypoint", argv[0], spec.image, *argv[1:]]
+        return _launch({"limits": {}, "user": None}, docker)
+
+    def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
+        env = {"PATH": BASE_ENV["PATH"], "HOME": str(sandbox.tmp)}
+        if self.host is not None:
+            env["DOCKER_HOST"] = self.host
+        return env
+
+    async def clean_up(self, job_id: str) -> None:
+        env = {"PATH": BASE_ENV["PATH"], **({"DOCKER_HOST": self.host} if self.host else {})}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.executable,
+                "rm",
+                "--force",
+                self.container(job_id),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(process.communicate(), CLEAN_UP_SECONDS)
+        except (OSError, TimeoutError) as exc:
+            log.warning("container_clean_up_failed", job_id=job_id, error=repr(exc))
+            return
+        if process.returncode != 0 and b"No such container" not in err:
+            log.warning("container_clean_up_failed", job_id=job_id, error=err.decode(errors="replace")[-500:])
+
+
+def offered(settings: RunnerSettings) -> dict[str, Driver]:
+    """The drivers this runner offers, by name; exits if ``RUN_AS_USER`` cannot work here."""
+    run_as = RunAs.resolve(settings.run_as_user) if settings.run_as_user else None
+    if run_as is not None:
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+        run_as.check_reachable(settings.work_dir)
+    drivers: dict[str, Driver] = {}
+    if "local" in settings.drivers():
+        drivers["local"] = LocalDriver(run_as)
+    if "docker" in settings.drivers():
+        drivers["docker"] = DockerDriver(settings.docker_command, run_as=run_as, host=settings.docker_host)
+    return drivers

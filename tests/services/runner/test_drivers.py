@@ -1,0 +1,256 @@
+"""Execution drivers: the exact command lines they build, and apps run as another user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from services.runner.drivers import DockerDriver, LocalDriver, RunAs, offered
+from services.runner.sandbox import Sandbox, run_app
+from shared.apps import AppSpec
+from shared.settings import ConfigError, RunnerSettings
+
+NOBODY = RunAs("nobody", 65534, 65534)
+
+
+def spec_of(**overrides: Any) -> AppSpec:
+    definition: dict[str, Any] = {
+        "name": "probe",
+        "version": "1",
+        "description": "test app",
+        "command": ["/usr/bin/python3", "-c", "print(1)", "{params.label}"],
+        "parameters": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"label": {"type": "string", "default": "x"}},
+        },
+        "outputs": ["*.txt"],
+        "timeout": {"default": 10, "max": 10},
+    }
+    return AppSpec.model_validate(definition | overrides)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    box = Sandbox(tmp_path / "work", "01JOB")
+    box.create()
+    return box
+
+
+@pytest.fixture
+def root() -> None:
+    """Switching users needs root: CI runs as root, so there a missing root fails instead of skipping."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the run-as tests switch users and must run as root")
+        pytest.skip("switching users needs root")
+
+
+def launch_options(command: list[str]) -> tuple[dict[str, Any], list[str]]:
+    assert command[:3] == [sys.executable, "-m", "services.runner.launch"]
+    assert command[4] == "--"
+    return json.loads(command[3]), command[5:]
+
+
+def test_the_local_driver_launches_the_argv_with_the_apps_limits_and_user(sandbox: Sandbox) -> None:
+    spec = spec_of(limits={"memory_mb": 512, "processes": 64})
+    options, argv = launch_options(LocalDriver(NOBODY).command(["/bin/app", "a b"], sandbox=sandbox, spec=spec))
+    assert argv == ["/bin/app", "a b"]
+    assert options == {
+        "limits": {"memory_mb": 512, "cpu_seconds": None, "file_size_mb": 4096, "open_files": 1024, "processes": 64},
+        "user": [65534, 65534],
+    }
+    assert LocalDriver().command(["/bin/app"], sandbox=sandbox, spec=spec)[3].endswith('"user": null}')
+
+
+def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_argv_whole(sandbox: Sandbox) -> None:
+    spec = spec_of(
+        driver="docker",
+        image="ghcr.io/example/model:2.1",
+        env={"OMP_NUM_THREADS": "2"},
+        limits={"memory_mb": 512, "cpu_seconds": 60, "file_size_mb": 8, "open_files": 256, "processes": 32},
+    )
+    driver = DockerDriver("/opt/docker", run_as=NOBODY)
+    options, docker = launch_options(
+        driver.command(["/usr/bin/python3", "-c", "print(1)", "x; rm -rf /"], sandbox=sandbox, spec=spec)
+    )
+    assert options == {"limits": {}, "user": None}  # the docker CLI itself runs as the runner
+    r, run, tmp = sandbox.inputs, sandbox.run, sandbox.tmp
+    assert docker == [
+        "/opt/docker", "run", "--rm", "--name", "quern-01job", "--label", "quern.job=01JOB", "--init",
+        "--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--user", "65534:65534", "--workdir", str(run),
+        "--mount", f"type=bind,source={r},target={r},readonly",
+        "--mount", f"type=bind,source={run},target={run}",
+        "--mount", f"type=bind,source={tmp},target={tmp}",
+        "--ulimit", "core=0", "--memory", "512m", "--memory-swap", "512m", "--ulimit", "cpu=60:60",
+        "--ulimit", f"fsize={8 * 2**20}:{8 * 2**20}", "--ulimit", "nofile=256:256", "--pids-limit", "32",
+        "--env", "LANG=C.UTF-8", "--env", "LC_ALL=C.UTF-8", "--env", f"HOME={run}", "--env", f"TMPDIR={tmp}",
+        "--env", f"QUERN_PROGRESS_FILE={sandbox.progress_file}", "--env", "OMP_NUM_THREADS=2",
+        "--entrypoint", "/usr/bin/python3", "ghcr.io/example/model:2.1", "-c", "print(1)", "x; rm -rf /",
+    ]  # fmt: skip
+
+
+def test_the_docker_driver_runs_containers_as_the_runner_without_a_run_as_user(sandbox: Sandbox) -> None:
+    spec = spec_of(driver="docker", image="busybox", limits={"memory_mb": None, "file_size_mb": None})
+    _, docker = launch_options(DockerDriver().command(["/bin/true"], sandbox=sandbox, spec=spec))
+    assert docker[docker.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+    assert "--memory" not in docker
+    assert not any(value.startswith("fsize=") for value in docker)
+    assert DockerDriver().environment(sandbox, spec) == {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(sandbox.tmp),
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"driver": "docker"}, "driver docker needs an image"),
+        ({"image": "busybox"}, "image is for container drivers"),
+        ({"driver": "docker", "image": "--privileged"}, "image"),
+        ({"driver": "docker", "image": "busybox", "command": ["{python}", "x.py"]}, "{python} names a path"),
+        ({"driver": "docker", "image": "busybox", "command": ["{app_dir}/run"]}, "{app_dir} names a path"),
+        ({"driver": "podman", "image": "busybox"}, "driver"),
+        ({"limits": {"processes": 0}}, "processes"),
+    ],
+)
+def test_definitions_that_cannot_run_under_their_driver_are_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        spec_of(**overrides)
+
+
+def test_runner_drivers_must_be_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    base: dict[str, Any] = {"rabbitmq_url": "amqp://h", "mongo_url": "mongodb://h", "s3_bucket": "quern"}
+    assert RunnerSettings(**base, runner_drivers="docker, local").drivers() == {"local", "docker"}
+    with pytest.raises(ValidationError, match="unknown: podman"):
+        RunnerSettings(**base, runner_drivers="local,podman")
+
+
+def test_run_as_must_name_a_user_other_than_root() -> None:
+    with pytest.raises(ConfigError, match="no user 'no-such-user-here'"):
+        RunAs.resolve("no-such-user-here")
+    with pytest.raises(ConfigError, match="must not run as root"):
+        RunAs.resolve("0")
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory the run-as user can enter (pytest's own tmp_path is private to root)."""
+    directory = Path(tempfile.mkdtemp(prefix="quern-run-as-"))
+    directory.chmod(0o711)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_a_work_dir_the_run_as_user_cannot_enter_is_refused(open_dir: Path) -> None:
+    closed = open_dir / "closed"
+    (closed / "work").mkdir(parents=True)
+    closed.chmod(0o700)
+    with pytest.raises(ConfigError, match=f"nobody cannot enter {closed}"):
+        NOBODY.check_reachable(closed / "work")
+    closed.chmod(0o711)
+    NOBODY.check_reachable(closed / "work")
+
+
+PROBE = """
+import json, os
+secret = "unread"
+try:
+    open(os.environ["SECRET"]).read()
+    secret = "read"
+except PermissionError:
+    pass
+try:
+    open("../logs/stdout.txt", "a")
+    logs = "writable"
+except PermissionError:
+    logs = "closed"
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    fork = "allowed"
+except OSError:
+    fork = "refused"
+open("who.json", "w").write(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "secret": secret, "logs": logs, "fork": fork,
+    "input": open(os.environ["INPUT"]).read(),
+}))
+"""
+
+
+def run_probe(directory: Path, limits: dict[str, Any]) -> dict[str, Any]:
+    secret = directory / "secret.txt"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    box = Sandbox(directory / "work", "01JOB")
+    box.create()
+    staged = box.input_path("data", "in.txt")
+    staged.write_text("staged input")
+    staged.chmod(0o600)  # as a strict umask would leave it
+    spec = spec_of(env={"SECRET": str(secret), "INPUT": str(staged)}, limits=limits)
+    box.hand_over(NOBODY.uid, NOBODY.gid)
+    driver = LocalDriver(NOBODY)
+    argv = ["/usr/bin/python3", "-c", PROBE]
+    exit = asyncio.run(run_app(argv, sandbox=box, spec=spec, timeout=20, stop=asyncio.Event(), driver=driver))
+    assert exit.code == 0, box.stderr_tail()
+    assert (box.run / "who.json").stat().st_uid == NOBODY.uid
+    report: dict[str, Any] = json.loads((box.run / "who.json").read_text())
+    return report
+
+
+@pytest.mark.usefixtures("root")
+def test_an_app_runs_as_the_run_as_user_and_cannot_read_the_runners_files(open_dir: Path) -> None:
+    report = run_probe(open_dir, {"processes": None})
+    assert report == {
+        "uid": 65534,
+        "gid": 65534,
+        "groups": [],
+        "secret": "unread",
+        "logs": "closed",
+        "fork": "allowed",
+        "input": "staged input",
+    }
+
+
+@pytest.mark.usefixtures("root")
+def test_the_process_limit_applies_to_the_run_as_user(open_dir: Path) -> None:
+    assert run_probe(open_dir, {"processes": 1})["fork"] == "refused"
+
+
+@pytest.mark.usefixtures("root")
+def test_handing_over_keeps_the_job_root_and_logs_the_runners(sandbox: Sandbox) -> None:
+    sandbox.hand_over(NOBODY.uid, NOBODY.gid)
+    assert stat.S_IMODE(sandbox.root.stat().st_mode) == 0o711
+    assert sandbox.root.stat().st_uid == os.getuid()
+    assert sandbox.logs.stat().st_uid == os.getuid()
+    assert stat.S_IMODE(sandbox.logs.stat().st_mode) == 0o700
+    assert sandbox.run.stat().st_uid == sandbox.tmp.stat().st_uid == NOBODY.uid
+
+
+def test_offered_drivers_follow_the_settings(tmp_path: Path) -> None:
+    base: dict[str, Any] = {
+        "rabbitmq_url": "amqp://h",
+        "mongo_url": "mongodb://h",
+        "s3_bucket": "quern",
+        "work_dir": tmp_path,
+    }
+    assert sorted(offered(RunnerSettings(**base))) == ["local"]
+    drivers = offered(RunnerSettings(**base, runner_drivers="local,docker", docker_command="/opt/docker"))
+    assert isinstance(drivers["docker"], DockerDriver)
+    assert drivers["docker"].executable == "/opt/docker"
