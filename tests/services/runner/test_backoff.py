@@ -1,7 +1,7 @@
-"""Runs ride out an S3 outage while staging and uploading, give up clearly, and stop promptly meanwhile.
+"""Runs ride out an S3 or Mongo outage while staging and uploading, give up clearly, and stop promptly meanwhile.
 
-S3 is the test stack's moto_server seen through a TCP proxy that the tests take down and up;
-Mongo is the test stack's, in a database of each test's own. boto3 retries a refused
+The servers are the test stack's own (moto_server, and Mongo in a database of each test's
+own), reached through a TCP proxy that the tests take down and up. boto3 retries a refused
 connection itself (3 attempts, up to about 3 s), so each outage lasts longer than that.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from services.runner.backoff import Backoff
@@ -41,7 +42,16 @@ def test_pauses_double_from_the_first_up_to_the_cap() -> None:
 
 @pytest.fixture
 def proxy(env: dict[str, str]) -> Iterator[TcpProxy]:
+    """S3, switchable."""
     port = int(env["S3_ENDPOINT_URL"].rsplit(":", 1)[1])
+    with TcpProxy("127.0.0.1", port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def mongo_proxy(env: dict[str, str]) -> Iterator[TcpProxy]:
+    """Mongo, switchable."""
+    port = int(env["MONGO_URL"].rsplit(":", 1)[1])
     with TcpProxy("127.0.0.1", port) as proxy:
         yield proxy
 
@@ -84,7 +94,9 @@ Scenario = Callable[[Harness], Awaitable[Any]]
 def in_run(env: dict[str, str], proxy: TcpProxy, tmp_path: Path) -> Callable[..., Any]:
     """Run ``scenario(harness)`` for a job of an app running ``script`` on one input file holding b"payload"."""
 
-    def run(scenario: Scenario, *, script: str, retries: int = 6, backoff: float = 0.5) -> Any:
+    def run(
+        scenario: Scenario, *, script: str, retries: int = 6, backoff: float = 0.5, mongo: TcpProxy | None = None
+    ) -> Any:
         settings = load(RunnerSettings).model_copy(
             update={
                 "mongo_database": f"backoff_{new_id()}",
@@ -94,14 +106,18 @@ def in_run(env: dict[str, str], proxy: TcpProxy, tmp_path: Path) -> Callable[...
             }
         )
         proxied = settings.model_copy(update={"s3_endpoint_url": proxy.url})
+        if mongo is not None:
+            url = SecretStr(f"mongodb://127.0.0.1:{mongo.port}")
+            proxied = proxied.model_copy(update={"mongo_url": url, "mongo_timeout_seconds": 1.0})
 
         async def main() -> Any:
-            store = MongoStore.connect(settings, appname="quern-tests")
+            setup = MongoStore.connect(settings, appname="quern-tests")
+            store = MongoStore.connect(proxied, appname="quern-tests") if mongo is not None else setup
             direct, storage = ObjectStorage(settings), ObjectStorage(proxied)
             active = ActiveRuns(settings.runner_id)
             try:
                 direct.ensure_bucket()
-                job = await claimed_job(store, direct, settings, script, tmp_path)
+                job = await claimed_job(setup, direct, settings, script, tmp_path)
                 stop = active.start(job.id, store)
                 sandbox = Sandbox(settings.work_dir, job.id)
                 return await scenario(Harness(job, sandbox, store, storage, direct, settings, active, stop))
@@ -109,7 +125,9 @@ def in_run(env: dict[str, str], proxy: TcpProxy, tmp_path: Path) -> Callable[...
                 active.end(job.id)
                 direct.close()
                 storage.close()
-                await store.close()
+                await setup.close()
+                if store is not setup:
+                    await store.close()
 
         return asyncio.run(main())
 
@@ -187,6 +205,19 @@ def test_staging_rides_out_a_short_s3_outage(in_run: Callable[..., Any], proxy: 
     in_run(scenario, script=COPY)
 
 
+def test_staging_rides_out_a_short_mongo_outage(in_run: Callable[..., Any], mongo_proxy: TcpProxy) -> None:
+    async def scenario(run: Harness) -> None:
+        mongo_proxy.down()
+        asyncio.get_running_loop().call_later(2.5, mongo_proxy.up)
+        with capture_logs() as logs:
+            state, _, error, outputs = await run.run()
+        assert (state, error) == (JobState.SUCCEEDED, None)
+        assert "MongoDB did not answer" in events(logs, "job_stage_retrying")[0]["detail"]
+        assert run.direct.open(outputs[0].key).read() == b"payload"
+
+    in_run(scenario, script=COPY, mongo=mongo_proxy)
+
+
 def test_uploading_outputs_rides_out_a_short_s3_outage(in_run: Callable[..., Any], proxy: TcpProxy) -> None:
     async def scenario(run: Harness) -> None:
         with capture_logs() as logs:
@@ -249,3 +280,22 @@ def test_a_cancel_during_the_staging_backoff_ends_the_job_canceled_at_once(
 
     # The first pause is 30 s: only the stop can end it this soon.
     assert in_run(scenario, script=COPY, retries=3, backoff=30) < 1
+
+
+def test_a_shutdown_during_the_staging_backoff_fails_the_job_at_once(
+    in_run: Callable[..., Any], proxy: TcpProxy
+) -> None:
+    async def scenario(run: Harness) -> None:
+        proxy.down()
+        with capture_logs() as logs:
+            running = asyncio.ensure_future(run.run())
+            while not events(logs, "job_stage_retrying"):
+                await asyncio.sleep(0.05)
+            stopping = asyncio.ensure_future(run.active.stop_all())
+            state, _, error, _ = await asyncio.wait_for(running, 1)
+        assert state is JobState.FAILED
+        assert error is not None and error.reason == "the worker shut down while the job ran"
+        run.active.end(run.job.id)
+        await asyncio.wait_for(stopping, 1)
+
+    in_run(scenario, script=COPY, retries=3, backoff=30)
