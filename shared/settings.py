@@ -163,6 +163,8 @@ class RunnerSettings(Settings):
     runner_concurrency: int = Field(default=2, ge=1, le=256)
     keep_failed_dirs: bool = False
     max_output_bytes: int = Field(default=16 * 2**30, ge=1)
+    infra_retries: int = Field(default=6, ge=0, le=100)
+    infra_backoff_seconds: float = Field(default=1.0, gt=0, le=300)
     runner_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
     runner_drivers: str = "local"
     docker_command: str = "docker"

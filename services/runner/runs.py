@@ -8,21 +8,22 @@ finished job still lacks its archive (that message may have been the one that wa
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import mimetypes
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 
+from services.runner.backoff import Backoff, persist
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
 from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
 from services.runner.specs import AppVersions
+from services.runner.transfers import stage_inputs, upload_logs, upload_outputs
+from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.errors import AppError, Invalid, NotFound, Unavailable
-from shared.models import DatasetInput, Job, JobError, JobState, OutputFile, StateChange, state_event, utcnow
+from shared.models import Job, JobError, JobState, OutputFile, StateChange, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
@@ -101,39 +102,6 @@ class ActiveRuns:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(2**20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def upload_outputs(storage: ObjectStorage, job: Job, files: list[tuple[str, Path]]) -> list[OutputFile]:
-    """Upload each output under ``jobs/<id>/outputs/`` and describe it."""
-    outputs = []
-    for relative, path in files:
-        key = f"jobs/{job.id}/outputs/{relative}"
-        content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
-        checksum = sha256_of(path)
-        storage.upload_file(path, key, content_type=content_type)
-        outputs.append(
-            OutputFile(path=relative, size=path.stat().st_size, sha256=checksum, content_type=content_type, key=key)
-        )
-    return outputs
-
-
-def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, str]:
-    """Upload stdout and stderr; returns name -> key."""
-    logs = {}
-    for name, path in (("stdout", sandbox.stdout), ("stderr", sandbox.stderr)):
-        key = f"jobs/{job.id}/logs/{name}.txt"
-        storage.upload_file(path, key, content_type="text/plain; charset=utf-8")
-        logs[name] = key
-    return logs
-
-
 def judge(
     exit: Exit, timeout: int, stderr_tail: str, stop_reason: str | None = None
 ) -> tuple[JobState, JobError | None]:
@@ -149,43 +117,6 @@ def judge(
     code = exit.code if exit.code is not None else -1
     reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return JobState.FAILED, JobError(reason=reason, stderr_tail=stderr_tail)
-
-
-async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, Path]:
-    """Download every input into the sandbox; returns slot -> the path its placeholder becomes.
-
-    A file input is staged as ``inputs/<slot>/<name>``; a dataset input as ``inputs/<slot>/``
-    holding every member at its path, so a member's relative references to its siblings work.
-    """
-    file_ids = sorted({value for value in job.inputs.values() if isinstance(value, str)})
-    files = await store.get_files(file_ids) if file_ids else {}
-    staged = {}
-    for slot, value in job.inputs.items():
-        if isinstance(value, DatasetInput):
-            staged[slot] = await _stage_dataset(store, storage, slot, value, sandbox)
-            continue
-        stored = files.get(value)
-        if stored is None:
-            raise NotFound(f"input {slot!r}: file {value} no longer exists")
-        staged[slot] = sandbox.input_path(slot, stored.name)
-        await asyncio.to_thread(storage.download_file, stored.key, staged[slot])
-    return staged
-
-
-async def _stage_dataset(
-    store: MongoStore, storage: ObjectStorage, slot: str, value: DatasetInput, sandbox: Sandbox
-) -> Path:
-    datasets = await store.get_datasets([value.dataset])
-    dataset = datasets.get(value.dataset)
-    if dataset is None:
-        raise NotFound(f"input {slot!r}: dataset {value.dataset} no longer exists")
-    if value.path is not None and value.path not in {member.path for member in dataset.members}:
-        raise NotFound(f"input {slot!r}: dataset {dataset.id} no longer holds {value.path}")
-    directory = sandbox.input_dir(slot)
-    for member in dataset.members:
-        target = sandbox.member_path(slot, member.path)
-        await asyncio.to_thread(storage.download_file, dataset.prefix + member.path, target)
-    return directory if value.path is None else sandbox.member_path(slot, value.path)
 
 
 async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:
@@ -247,7 +178,7 @@ async def execute_job(
         )
         if await _run_again(store, job, state, exit_code):
             return
-        logs = await _upload_logs(storage, job, sandbox)
+        logs = await _upload_logs(storage, job, sandbox, backoff=Backoff.of(settings), stop=stop)
         finished = await finish(
             store, job, worker, state=state, exit_code=exit_code, error=error, outputs=outputs, logs=logs
         )
@@ -318,15 +249,30 @@ async def _run(
     active: ActiveRuns,
     drivers: Mapping[str, Driver],
 ) -> tuple[JobState, int | None, JobError | None, list[OutputFile]]:
-    """Stage, run and collect; every failure becomes an outcome, never an exception."""
+    """Stage, run and collect; every failure becomes an outcome, never an exception.
+
+    Staging and uploading ride out an outage of S3 or Mongo (``INFRA_RETRIES``); a stop while
+    they wait ends the job as its reason says (canceled, or the worker shutting down).
+    """
+    backoff = Backoff.of(settings)
+
+    async def prepare() -> tuple[AppSpec, dict[str, Path]]:
+        spec = await apps.get(store, job.app, job.app_version)
+        return spec, await stage_inputs(store, storage, job, sandbox)
+
+    async def upload(files: list[tuple[str, Path]]) -> list[OutputFile]:
+        return await asyncio.to_thread(upload_outputs, storage, job, files)
+
+    step = "prepare the run"
     try:
         await asyncio.to_thread(sandbox.create)
-        spec = await apps.get(store, job.app, job.app_version)
+        step = "stage the inputs"
+        spec, inputs = await persist(prepare, backoff=backoff, stop=stop, event="job_stage_retrying", job_id=job.id)
+        step = "start the app"
         driver = drivers.get(spec.driver)
         if driver is None:
             offers = settings.runner_drivers
             raise Invalid(f"this runner does not offer the {spec.driver} driver (RUNNER_DRIVERS={offers})")
-        inputs = await stage_inputs(store, storage, job, sandbox)
         if driver.owner is not None:
             await asyncio.to_thread(sandbox.hand_over, *driver.owner)
         argv = build_argv(spec, job.params, inputs, python=sys.executable, app_dir=settings.apps_dir / spec.name)
@@ -339,19 +285,35 @@ async def _run(
         )
         tail = await asyncio.to_thread(sandbox.stderr_tail)
         state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))
+        step = "collect the outputs"
         files = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
-        return state, exit.code, error, await asyncio.to_thread(upload_outputs, storage, job, files)
+        step = "upload the outputs"
+        outputs = await persist(
+            lambda: upload(files), backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id
+        )
+        return state, exit.code, error, outputs
     except AppError as exc:
-        return JobState.FAILED, None, JobError(reason=f"quern could not run the job: {exc.detail}"), []
+        if stop.is_set():
+            # Stopped while quern waited on a server: the stop decides the outcome, as it would have mid-run.
+            state, error = judge(Exit(code=None, stopped=True), job.timeout_seconds, "", active.reason(job.id))
+            return state, None, error, []
+        return JobState.FAILED, None, JobError(reason=f"quern could not {step}: {exc.detail}"), []
     except Exception as exc:
         # A bug of ours, or the disk, must still end the job rather than leave it RUNNING.
         log.exception("job_crashed", job_id=job.id)
         return JobState.FAILED, None, JobError(reason=f"quern failed internally ({type(exc).__name__})"), []
 
 
-async def _upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, str]:
-    try:
+async def _upload_logs(
+    storage: ObjectStorage, job: Job, sandbox: Sandbox, *, backoff: Backoff, stop: asyncio.Event
+) -> dict[str, str]:
+    """Upload the logs, riding out an outage; a job still ends without them (with a warning) if S3 stays away."""
+
+    async def upload() -> dict[str, str]:
         return await asyncio.to_thread(upload_logs, storage, job, sandbox)
+
+    try:
+        return await persist(upload, backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id)
     except Exception as exc:
         log.warning("job_logs_lost", job_id=job.id, error=repr(exc))
         return {}

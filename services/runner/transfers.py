@@ -1,0 +1,88 @@
+"""Moving a job's files: inputs from S3 into its sandbox, outputs and logs from the sandbox to S3.
+
+Each function may be called again after an outage (see ``backoff.py``): a re-staged input
+overwrites its file, a re-uploaded output or log overwrites its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+from pathlib import Path
+
+from services.runner.sandbox import Sandbox
+from shared.errors import NotFound
+from shared.models import DatasetInput, Job, OutputFile
+from shared.mongo import MongoStore
+from shared.storage import ObjectStorage
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def upload_outputs(storage: ObjectStorage, job: Job, files: list[tuple[str, Path]]) -> list[OutputFile]:
+    """Upload each output under ``jobs/<id>/outputs/`` and describe it."""
+    outputs = []
+    for relative, path in files:
+        key = f"jobs/{job.id}/outputs/{relative}"
+        content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
+        checksum = sha256_of(path)
+        storage.upload_file(path, key, content_type=content_type)
+        outputs.append(
+            OutputFile(path=relative, size=path.stat().st_size, sha256=checksum, content_type=content_type, key=key)
+        )
+    return outputs
+
+
+def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, str]:
+    """Upload stdout and stderr; returns name -> key."""
+    logs = {}
+    for name, path in (("stdout", sandbox.stdout), ("stderr", sandbox.stderr)):
+        key = f"jobs/{job.id}/logs/{name}.txt"
+        storage.upload_file(path, key, content_type="text/plain; charset=utf-8")
+        logs[name] = key
+    return logs
+
+
+async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, Path]:
+    """Download every input into the sandbox; returns slot -> the path its placeholder becomes.
+
+    A file input is staged as ``inputs/<slot>/<name>``; a dataset input as ``inputs/<slot>/``
+    holding every member at its path, so a member's relative references to its siblings work.
+    """
+    file_ids = sorted({value for value in job.inputs.values() if isinstance(value, str)})
+    files = await store.get_files(file_ids) if file_ids else {}
+    staged = {}
+    for slot, value in job.inputs.items():
+        if isinstance(value, DatasetInput):
+            staged[slot] = await _stage_dataset(store, storage, slot, value, sandbox)
+            continue
+        stored = files.get(value)
+        if stored is None:
+            raise NotFound(f"input {slot!r}: file {value} no longer exists")
+        staged[slot] = sandbox.input_path(slot, stored.name)
+        await asyncio.to_thread(storage.download_file, stored.key, staged[slot])
+    return staged
+
+
+async def _stage_dataset(
+    store: MongoStore, storage: ObjectStorage, slot: str, value: DatasetInput, sandbox: Sandbox
+) -> Path:
+    datasets = await store.get_datasets([value.dataset])
+    dataset = datasets.get(value.dataset)
+    if dataset is None:
+        raise NotFound(f"input {slot!r}: dataset {value.dataset} no longer exists")
+    if value.path is not None and value.path not in {member.path for member in dataset.members}:
+        raise NotFound(f"input {slot!r}: dataset {dataset.id} no longer holds {value.path}")
+    directory = sandbox.input_dir(slot)
+    for member in dataset.members:
+        target = sandbox.member_path(slot, member.path)
+        await asyncio.to_thread(storage.download_file, dataset.prefix + member.path, target)
+    return directory if value.path is None else sandbox.member_path(slot, value.path)
