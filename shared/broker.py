@@ -2,6 +2,11 @@
 
 Every service builds its broker here. The gateway only publishes; the runner and results
 workers also register actors on ``broker.dramatiq`` and consume.
+
+A job's message is acked when the job ends, so a job longer than RabbitMQ's ``consumer_timeout``
+(30 minutes by default) gets its channel closed and its message redelivered; the claim in Mongo
+drops the redelivery. Dramatiq then acks the first delivery on the consumer's new channel, where
+delivery tags start again at 1, so ``_OwnDeliveriesConsumer`` settles only deliveries it made.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import dramatiq
 import pika
 import pika.exceptions
 import structlog
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, default_middleware
 
@@ -23,6 +29,47 @@ from shared.tasks import Task
 log = structlog.get_logger()
 
 
+class _OwnDeliveriesConsumer(_RabbitmqConsumer):
+    """A consumer that acks or nacks only the messages it delivered itself.
+
+    Without this, a message delivered on a channel that has since closed carries a tag that may
+    name another message on the new channel, which Dramatiq would settle in its place.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._delivered: dict[int, MessageProxy] = {}
+
+    def __next__(self) -> MessageProxy | None:
+        message: MessageProxy | None = super().__next__()  # type: ignore[no-untyped-call]
+        if message is not None:
+            self._delivered[message._tag] = message
+        return message
+
+    def _own(self, message: MessageProxy) -> bool:
+        tag: int = message._tag
+        if self._delivered.get(tag) is not message:
+            # Its channel is gone and RabbitMQ has requeued it: there is nothing left to settle.
+            log.warning("stale_delivery_not_settled", message_id=message.message_id, actor=message.actor_name)
+            return False
+        del self._delivered[tag]
+        return True
+
+    def ack(self, message: MessageProxy) -> None:
+        if self._own(message):
+            super().ack(message)  # type: ignore[no-untyped-call]
+
+    def nack(self, message: MessageProxy) -> None:
+        if self._own(message):
+            super().nack(message)  # type: ignore[no-untyped-call]
+
+
+class _Rabbitmq(RabbitmqBroker):
+    @property
+    def consumer_class(self) -> type[_OwnDeliveriesConsumer]:
+        return _OwnDeliveriesConsumer
+
+
 class Broker:
     """A Dramatiq RabbitMQ broker for one deployment's namespace."""
 
@@ -30,7 +77,7 @@ class Broker:
         self.namespace = settings.queue_namespace
         self._url = settings.rabbitmq_url.get_secret_value()
         stack: list[Middleware] = [m() for m in default_middleware]
-        self.dramatiq = RabbitmqBroker(url=self._url, confirm_delivery=True, middleware=stack + (middleware or []))
+        self.dramatiq = _Rabbitmq(url=self._url, confirm_delivery=True, middleware=stack + (middleware or []))
 
     def queue(self, task: Task) -> str:
         """The namespaced queue name of a task."""
