@@ -125,6 +125,13 @@ class ObjectStorage:
                 str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
             )
 
+    def upload_fileobj(self, handle: BinaryIO, key: str, *, content_type: str) -> None:
+        """Upload what an open binary file holds from its current position (multipart when large)."""
+        with _translated(f"upload {key}"):
+            self._s3.upload_fileobj(
+                handle, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
+            )
+
     def download_file(self, key: str, path: Path) -> None:
         """Download ``key`` to a local file."""
         with _translated(f"download {key}"):

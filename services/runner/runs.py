@@ -261,7 +261,7 @@ async def _run(
         return spec, await stage_inputs(store, storage, job, sandbox)
 
     async def upload(files: list[tuple[str, Path]]) -> list[OutputFile]:
-        return await asyncio.to_thread(upload_outputs, storage, job, files)
+        return await asyncio.to_thread(upload_outputs, storage, job, sandbox, files)
 
     step = "prepare the run"
     try:

@@ -17,10 +17,11 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.apps import PLACEHOLDER, AppSpec
 from shared.errors import Invalid
@@ -166,6 +167,30 @@ class Sandbox:
         if sum(path.stat().st_size for _, path in found) > max_bytes:
             raise Invalid(f"the outputs exceed the limit of {max_bytes} bytes")
         return sorted(found)
+
+    def open_output(self, relative: str) -> BinaryIO:
+        """Open an output found by ``collect`` for reading, one path component at a time, never through a link.
+
+        The run directory is the app's: a process the app left behind could swap a file, or a
+        directory above it, for a link between ``collect`` and the upload. Walking with
+        ``O_NOFOLLOW`` from the run directory makes the runner read only what lies inside it.
+        """
+        *parents, name = relative.split("/")
+        directory = os.open(self.run, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for part in parents:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+                os.close(directory)
+                directory = inner
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+        except OSError as exc:
+            raise Invalid(f"output {relative} changed after the run ({exc.strerror})") from None
+        finally:
+            os.close(directory)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Invalid(f"output {relative} changed after the run (no longer a regular file)")
+        return os.fdopen(fd, "rb")
 
 
 @dataclass(frozen=True)

@@ -18,25 +18,23 @@ from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(2**20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def upload_outputs(storage: ObjectStorage, job: Job, files: list[tuple[str, Path]]) -> list[OutputFile]:
-    """Upload each output under ``jobs/<id>/outputs/`` and describe it."""
+def upload_outputs(
+    storage: ObjectStorage, job: Job, sandbox: Sandbox, files: list[tuple[str, Path]]
+) -> list[OutputFile]:
+    """Upload each output under ``jobs/<id>/outputs/`` and describe it; checksum and upload read the same open file."""
     outputs = []
-    for relative, path in files:
+    for relative, _ in files:
         key = f"jobs/{job.id}/outputs/{relative}"
         content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
-        checksum = sha256_of(path)
-        storage.upload_file(path, key, content_type=content_type)
+        with sandbox.open_output(relative) as handle:
+            digest, size = hashlib.sha256(), 0
+            while block := handle.read(2**20):
+                digest.update(block)
+                size += len(block)
+            handle.seek(0)
+            storage.upload_fileobj(handle, key, content_type=content_type)
         outputs.append(
-            OutputFile(path=relative, size=path.stat().st_size, sha256=checksum, content_type=content_type, key=key)
+            OutputFile(path=relative, size=size, sha256=digest.hexdigest(), content_type=content_type, key=key)
         )
     return outputs
 

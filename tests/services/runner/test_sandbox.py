@@ -233,3 +233,31 @@ def test_a_member_path_that_leaves_its_slot_is_refused(tmp_path: Path, member: s
     sandbox.create()
     with pytest.raises(Invalid, match="outside its input directory"):
         sandbox.member_path("model", member)
+
+
+def test_an_output_swapped_for_a_link_after_collect_is_not_read(tmp_path: Path, sandbox: Sandbox) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host file")
+    (sandbox.run / "out").mkdir()
+    (sandbox.run / "out" / "result.txt").write_text("mine")
+    (sandbox.run / "top.txt").write_text("mine too")
+    found = sandbox.collect(["**/*.txt"], max_bytes=100)
+    assert [relative for relative, _ in found] == ["out/result.txt", "top.txt"]
+    with sandbox.open_output("out/result.txt") as handle:
+        assert handle.read() == b"mine"
+    # What a process the app left behind could do between collect and upload:
+    (sandbox.run / "top.txt").unlink()
+    os.symlink(secret, sandbox.run / "top.txt")
+    with pytest.raises(Invalid, match=r"output top\.txt changed after the run"):
+        sandbox.open_output("top.txt")
+    (sandbox.run / "out").rename(sandbox.run / "elsewhere")
+    os.symlink(tmp_path, sandbox.run / "out")
+    (tmp_path / "result.txt").write_text("host file")
+    with pytest.raises(Invalid, match=r"output out/result\.txt changed after the run"):
+        sandbox.open_output("out/result.txt")
+
+
+def test_an_output_swapped_for_a_fifo_is_refused_without_blocking(sandbox: Sandbox) -> None:
+    os.mkfifo(sandbox.run / "pipe.txt")
+    with pytest.raises(Invalid, match="no longer a regular file"):
+        sandbox.open_output("pipe.txt")
