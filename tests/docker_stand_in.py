@@ -5,7 +5,7 @@ arguments (one JSON line per call in ``$DOCKER_STAND_IN_LOG``), then does on the
 container would do with them: take the ``--user``, enter the ``--workdir``, keep only the
 ``--env`` variables (plus a ``PATH``, as an image has) and exec ``--entrypoint`` with the
 arguments after the image. ``rm`` is recorded and answers like docker for an absent container.
-An option it does not know fails like docker (exit 125), so a changed command line is noticed.
+An option it does not know fails the run (exit 1), so a changed command line is noticed.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def run(args: list[str]) -> None:
         elif option in VALUED and rest:
             options.setdefault(option, []).append(rest.pop(0))
         else:
-            sys.exit(f"docker: unknown flag: {option}")  # exit status 1; docker says 125
+            sys.exit(f"docker: unknown flag: {option}")
     if not rest:
         sys.exit("docker: 'docker run' requires at least 1 argument")
     arguments = rest[1:]  # rest[0] is the image, which the host stands in for

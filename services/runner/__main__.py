@@ -33,8 +33,7 @@ def main() -> None:
     configure_logging(settings)
     if not protect_credentials():
         log.warning("runner_dumpable", detail="prctl(PR_SET_DUMPABLE, 0) failed; apps may read the runner's environ")
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
-    drivers = offered(settings)  # exits here, before any job, if RUN_AS_USER cannot work
+    drivers = offered(settings)  # exits here, before any job, if WORK_DIR or RUN_AS_USER cannot work
     log.info("runner_drivers", drivers=sorted(drivers), run_as=settings.run_as_user)
     serve(
         settings,

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import pwd
+import signal
 import stat
 import sys
 from dataclasses import dataclass
@@ -87,7 +88,32 @@ class Driver(Protocol):
 
 
 def _launch(options: dict[str, object], command: list[str]) -> list[str]:
-    return [sys.executable, "-m", "services.runner.launch", json.dumps(options), "--", *command]
+    # -I: the launcher runs as root until it drops to the app's user, so it must not import from
+    # its working directory, nor heed PYTHON* variables an app definition may declare.
+    return [sys.executable, "-I", "-m", "services.runner.launch", json.dumps(options), "--", *command]
+
+
+def kill_processes_of(uid: int) -> int:
+    """SIGKILL every process running as ``uid`` (real or effective), until none is left; returns how many."""
+    killed = 0
+    for _ in range(10):  # a process forking while it is killed may leave a child for the next round
+        found = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                uids = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                continue
+            if str(uid) in uids.split()[1:3]:
+                found.append(int(status.parent.name))
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 class LocalDriver:
@@ -98,16 +124,28 @@ class LocalDriver:
     def __init__(self, run_as: RunAs | None = None) -> None:
         self.run_as = run_as
         self.owner = None if run_as is None else (run_as.uid, run_as.gid)
+        self._running: set[str] = set()
 
     def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
+        self._running.add(sandbox.job_id)
         user = None if self.run_as is None else [self.run_as.uid, self.run_as.gid]
-        return _launch({"limits": spec.limits.model_dump(), "user": user}, argv)
+        options: dict[str, object] = {"limits": spec.limits.model_dump(), "user": user, "cwd": str(sandbox.run)}
+        return _launch(options, argv)
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
         return sandbox.environment(spec)
 
     async def clean_up(self, job_id: str) -> None:
-        return None  # the process group is all there is, and the runner kills it
+        """Kill what an app detached from its process group, once no app of this runner is running.
+
+        An app may leave its group (``setsid``, a double fork) and so escape the group kill. With
+        ``RUN_AS_USER`` every process of that user is an app's, so when this runner has no run in
+        progress, any such process is a leftover. This runs in the event loop's thread without
+        awaiting, so no run of this runner starts while it looks.
+        """
+        self._running.discard(job_id)
+        if self.run_as is not None and not self._running and (killed := kill_processes_of(self.run_as.uid)):
+            log.warning("leftover_processes_killed", job_id=job_id, user=self.run_as.name, processes=killed)
 
 
 class DockerDriver:
@@ -174,10 +212,11 @@ class DockerDriver:
             docker += ["--env", f"{key}={value}"]
         assert spec.image is not None  # AppSpec requires one for this driver
         docker += ["--entrypoint", argv[0], spec.image, *argv[1:]]
-        return _launch({"limits": {}, "user": None}, docker)
+        return _launch({"limits": {}, "user": None, "cwd": str(sandbox.root)}, docker)
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
-        env = {"PATH": BASE_ENV["PATH"], "HOME": str(sandbox.tmp)}
+        # The CLI reads ~/.docker/config.json (credential helpers, proxies): never from a directory the app owns.
+        env = {"PATH": BASE_ENV["PATH"], "HOME": str(sandbox.root)}
         if self.host is not None:
             env["DOCKER_HOST"] = self.host
         return env
@@ -195,19 +234,40 @@ class DockerDriver:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )
-            _, err = await asyncio.wait_for(process.communicate(), CLEAN_UP_SECONDS)
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:
             log.warning("container_clean_up_failed", job_id=job_id, error=repr(exc))
+            return
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), CLEAN_UP_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            log.warning("container_clean_up_failed", job_id=job_id, error=f"docker rm took over {CLEAN_UP_SECONDS} s")
             return
         if process.returncode != 0 and b"No such container" not in err:
             log.warning("container_clean_up_failed", job_id=job_id, error=err.decode(errors="replace")[-500:])
 
 
+def own_work_dir(work_dir: Path) -> None:
+    """Create ``WORK_DIR`` (0711: apps may pass, not list it) or exit unless it is the runner's alone.
+
+    The runner makes, hands over and removes job directories there; in a directory another user
+    could write to (a ``/tmp/quern-work`` made in advance), that user could redirect those steps.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    info = work_dir.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise ConfigError(
+            f"configuration error:\n  WORK_DIR: {work_dir} must belong to the runner's user and be writable by it alone"
+        )
+    work_dir.chmod(0o711)
+
+
 def offered(settings: RunnerSettings) -> dict[str, Driver]:
     """The drivers this runner offers, by name; exits if ``RUN_AS_USER`` cannot work here."""
     run_as = RunAs.resolve(settings.run_as_user) if settings.run_as_user else None
+    own_work_dir(settings.work_dir)
     if run_as is not None:
-        settings.work_dir.mkdir(parents=True, exist_ok=True)
         run_as.check_reachable(settings.work_dir)
     drivers: dict[str, Driver] = {}
     if "local" in settings.drivers():

@@ -1,7 +1,7 @@
 """Apply an app's resource limits and user to this process, then become the app.
 
 Run as ``python -m services.runner.launch OPTIONS_JSON -- ARGV...``, where the options are
-``{"limits": {...}, "user": [uid, gid] or null}``. The runner starts apps through this small
+``{"limits": {...}, "user": [uid, gid] or null, "cwd": path or null}``. The runner starts apps through this small
 program instead of a ``preexec_fn``, which is unsafe in a threaded process: the limits and the
 user are set before the app's first instruction, and ``exec`` keeps them.
 """
@@ -61,6 +61,8 @@ def main(args: list[str]) -> None:
             resource.setrlimit(which, (value * unit, value * unit))
     if options.get("user") is not None:
         become(*options["user"])
+    if options.get("cwd") is not None:
+        os.chdir(options["cwd"])
     die_with_the_runner(runner)
     argv = args[2:]
     try:

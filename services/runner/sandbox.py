@@ -230,7 +230,7 @@ async def run_app(
     with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
         process = await asyncio.create_subprocess_exec(
             *driver.command(argv, sandbox=sandbox, spec=spec),
-            cwd=sandbox.run,
+            cwd=sandbox.root,  # the runner's; the launcher enters run/ once it is the app's user
             env=driver.environment(sandbox, spec),
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -8,9 +8,7 @@ entrypoint on the host with the container's user, directory and environment.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ import pytest
 from devstack.processes import free_port
 from devstack.stack import Stack
 from tests.conftest import client_for
+from tests.e2e.test_runner_shutdown import processes_mentioning
 from tests.e2e.test_seed_flows import archive_members
 from tests.e2e.test_walking_skeleton import wait_for
 
@@ -184,8 +183,4 @@ def test_canceling_a_docker_job_stops_the_app_and_removes_its_container(
     job = wait_for(api, job_id, timeout=30)
     assert job["state"] == "CANCELED"
     assert [args[0] for args in docker_calls(calls, job_id)] == ["rm", "run", "rm"]
-    assert not any(
-        "##quern progress 10" in path.read_text(errors="replace")
-        for path in Path("/proc").glob("[0-9]*/cmdline")
-        if path.exists() and os.access(path, os.R_OK) and stat.S_ISREG(path.stat().st_mode)
-    )
+    assert not [pid for pid in processes_mentioning("##quern progress 10")]

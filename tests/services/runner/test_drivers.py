@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.runner.drivers import DockerDriver, LocalDriver, RunAs, offered
+from services.runner.drivers import DockerDriver, LocalDriver, RunAs, offered, own_work_dir
 from services.runner.sandbox import Sandbox, run_app
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
@@ -58,9 +58,9 @@ def root() -> None:
 
 
 def launch_options(command: list[str]) -> tuple[dict[str, Any], list[str]]:
-    assert command[:3] == [sys.executable, "-m", "services.runner.launch"]
-    assert command[4] == "--"
-    return json.loads(command[3]), command[5:]
+    assert command[:4] == [sys.executable, "-I", "-m", "services.runner.launch"]
+    assert command[5] == "--"
+    return json.loads(command[4]), command[6:]
 
 
 def test_the_local_driver_launches_the_argv_with_the_apps_limits_and_user(sandbox: Sandbox) -> None:
@@ -70,8 +70,9 @@ def test_the_local_driver_launches_the_argv_with_the_apps_limits_and_user(sandbo
     assert options == {
         "limits": {"memory_mb": 512, "cpu_seconds": None, "file_size_mb": 4096, "open_files": 1024, "processes": 64},
         "user": [65534, 65534],
+        "cwd": str(sandbox.run),
     }
-    assert LocalDriver().command(["/bin/app"], sandbox=sandbox, spec=spec)[3].endswith('"user": null}')
+    assert launch_options(LocalDriver().command(["/bin/app"], sandbox=sandbox, spec=spec))[0]["user"] is None
 
 
 def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_argv_whole(sandbox: Sandbox) -> None:
@@ -85,7 +86,7 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
     options, docker = launch_options(
         driver.command(["/usr/bin/python3", "-c", "print(1)", "x; rm -rf /"], sandbox=sandbox, spec=spec)
     )
-    assert options == {"limits": {}, "user": None}  # the docker CLI itself runs as the runner
+    assert options == {"limits": {}, "user": None, "cwd": str(sandbox.root)}  # the docker CLI runs as the runner
     r, run, tmp = sandbox.inputs, sandbox.run, sandbox.tmp
     assert docker == [
         "/opt/docker", "run", "--rm", "--name", "quern-01job", "--label", "quern.job=01JOB", "--init",
@@ -108,9 +109,10 @@ def test_the_docker_driver_runs_containers_as_the_runner_without_a_run_as_user(s
     assert docker[docker.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
     assert "--memory" not in docker
     assert not any(value.startswith("fsize=") for value in docker)
+    # The CLI reads its config from the job root, which the app cannot write to.
     assert DockerDriver().environment(sandbox, spec) == {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(sandbox.tmp),
+        "HOME": str(sandbox.root),
     }
 
 
@@ -254,3 +256,58 @@ def test_offered_drivers_follow_the_settings(tmp_path: Path) -> None:
     drivers = offered(RunnerSettings(**base, runner_drivers="local,docker", docker_command="/opt/docker"))
     assert isinstance(drivers["docker"], DockerDriver)
     assert drivers["docker"].executable == "/opt/docker"
+
+
+DETACH = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open("daemon.pid", "w").write(str(os.getpid()))
+        time.sleep(120)
+    os._exit(0)
+time.sleep(0.5)
+"""
+
+
+@pytest.mark.usefixtures("root")
+def test_a_process_the_app_detached_does_not_outlive_the_run(open_dir: Path) -> None:
+    box = Sandbox(open_dir / "work", "01JOB")
+    box.create()
+    box.hand_over(NOBODY.uid, NOBODY.gid)
+    spec = spec_of(limits={"processes": None})
+    driver = LocalDriver(NOBODY)
+    argv = ["/usr/bin/python3", "-c", DETACH]
+    exit = asyncio.run(run_app(argv, sandbox=box, spec=spec, timeout=20, stop=asyncio.Event(), driver=driver))
+    assert exit.code == 0, box.stderr_tail()
+    daemon = int((box.run / "daemon.pid").read_text())
+    assert not Path(f"/proc/{daemon}").exists() or "zombie" in Path(f"/proc/{daemon}/status").read_text()
+
+
+def test_a_launcher_in_the_apps_directory_is_never_imported(sandbox: Sandbox) -> None:
+    # The launcher runs as root before it becomes the app's user; the app's directory is the app's.
+    planted = sandbox.run / "services" / "runner"
+    planted.mkdir(parents=True)
+    for package in (sandbox.run / "services", planted):
+        (package / "__init__.py").write_text("")
+    (planted / "launch.py").write_text("open('pwned', 'w').write('root')\n")
+    (sandbox.run / "json.py").write_text("open('pwned', 'w').write('root')\n")
+    argv = [sys.executable, "-c", "print('ran')"]
+    spec = spec_of(env={"PYTHONPATH": str(sandbox.run)})
+    exit = asyncio.run(
+        run_app(argv, sandbox=sandbox, spec=spec, timeout=20, stop=asyncio.Event(), driver=LocalDriver())
+    )
+    assert exit.code == 0, sandbox.stderr_tail()
+    assert sandbox.stdout.read_text() == "ran\n"
+    assert not (sandbox.run / "pwned").exists()
+
+
+def test_a_work_dir_others_may_write_to_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(ConfigError, match="writable by it alone"):
+        own_work_dir(shared)
+    fresh = tmp_path / "fresh"
+    own_work_dir(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o711
