@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from shared.errors import Invalid, Violation
-from shared.models import Record
+from shared.models import OutputFile, Record
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
 BUILTINS = frozenset({"app_dir", "python"})
@@ -309,3 +309,17 @@ def _parsed(text: str) -> AppSpec:
 def version_id(name: str, version: str) -> str:
     """The registry id of one version of an app."""
     return f"{name}@{version}"
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob over relative POSIX paths: ``*`` and ``?`` stay within a name, ``**/`` spans directories."""
+    out = []
+    for part in re.split(r"(\*\*/|\*|\?)", pattern):
+        out.append({"**/": "(?:.+/)?", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part)))
+    return re.compile("".join(out) + r"\Z")
+
+
+def matching_outputs(outputs: list[OutputFile], globs: list[str]) -> list[OutputFile]:
+    """The outputs whose path matches any of ``globs``, in the same glob syntax as an app's ``outputs``."""
+    patterns = [glob_regex(glob) for glob in globs]
+    return [output for output in outputs if any(pattern.match(output.path) for pattern in patterns)]

@@ -199,6 +199,14 @@ class Archive(Record):
     created: datetime
 
 
+class Selection(Record):
+    """A selective archive asked for by its globs (``?include=``): packaged on demand, then kept with the job."""
+
+    include: list[str] = Field(description="the globs, sorted and without duplicates")
+    requested: datetime = Field(description="when packaging was last asked for")
+    archive: Archive | None = None
+
+
 class JobError(Record):
     """Why a job did not succeed, in a sentence, with the end of what it wrote to stderr."""
 
@@ -297,6 +305,7 @@ class Job(Record):
     outputs: list[OutputFile] = []
     logs: dict[str, str] = Field(default={}, description="log name (stdout, stderr) -> S3 key")
     archive: Archive | None = None
+    selections: dict[str, Selection] = Field(default={}, description="sha256 of the sorted globs -> its archive")
     name: str | None = None
     tags: list[str] = []
     priority: int = 5

@@ -37,6 +37,7 @@ from shared.models import (
     PendingUpload,
     Queue,
     Record,
+    Selection,
     StateChange,
     StoredFile,
     User,
@@ -884,6 +885,7 @@ class MongoStore:
             "outputs": [],
             "logs": {},
             "archive": None,
+            "selections": {},
             "progress": None,
             "dispatched": None,
             "dispatch_lease": None,
@@ -1099,4 +1101,41 @@ class MongoStore:
         return await self._transition(
             {"_id": job_id, "state": JobState.QUEUED.value},
             {"state": JobState.FAILED.value, "finished": utcnow(), "error": {"reason": reason, "stderr_tail": ""}},
+        )
+
+    # Selective archives: ``selections.<digest>`` on a job, asked for by the gateway, filled by the results worker
+
+    async def request_selection(self, job: Job, digest: str, selection: Selection, *, resend_before: datetime) -> bool:
+        """Record that ``selection`` is wanted; True if this caller won the right to enqueue its packaging.
+
+        False if it is packaged already, or was asked for after ``resend_before`` (a packager is on it),
+        or the job ran again since ``job`` was read.
+        """
+        field = f"selections.{digest}"
+        match: Document = {
+            "_id": job.id,
+            "finished": job.finished,
+            "$or": [
+                {field: {"$exists": False}},
+                {f"{field}.archive": None, f"{field}.requested": {"$lt": resend_before}},
+            ],
+        }
+        return await self._transition(match, {field: selection.model_dump()}) is not None
+
+    async def release_selection(self, job_id: str, digest: str, *, requested: datetime) -> None:
+        """Forget a request whose packaging could not be enqueued, so the next caller tries again."""
+        field = f"selections.{digest}"
+        with _translated(f"job {job_id}"):
+            await self._jobs.update_one(
+                {"_id": job_id, f"{field}.requested": requested, f"{field}.archive": None}, {"$unset": {field: ""}}
+            )
+
+    async def set_selection_archive(
+        self, job_id: str, digest: str, archive: Archive, *, finished: datetime | None
+    ) -> Job | None:
+        """Attach a selection's archive, unless one is attached already or the job ran again since ``finished``."""
+        field = f"selections.{digest}"
+        return await self._transition(
+            {"_id": job_id, "finished": finished, f"{field}.requested": {"$exists": True}, f"{field}.archive": None},
+            {f"{field}.archive": archive.model_dump()},
         )

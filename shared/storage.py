@@ -169,6 +169,14 @@ class ObjectStorage:
             )
         return url, _after(expires_in)
 
+    def presign_head(self, key: str, *, expires_in: int) -> tuple[str, datetime]:
+        """A URL on the public endpoint for HEAD requests on ``key`` (S3 signs the method: a GET URL will not do)."""
+        with _translated(f"presign {key}"):
+            url = self._presigner.generate_presigned_url(
+                "head_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        return url, _after(expires_in)
+
     def presign_put(self, key: str, *, size: int, content_type: str, expires_in: int) -> tuple[str, datetime]:
         """A URL on the public endpoint that accepts one PUT of ``key``: ``size`` bytes of this Content-Type."""
         with _translated(f"presign {key}"):

@@ -27,6 +27,9 @@ RUN_JOB = Task(actor="run_job", queue="jobs")
 PACKAGE_RESULTS = Task(actor="package_results", queue="results")
 """Results: stream a finished job's outputs into a tar.gz in S3. Args: ``(job_id,)``."""
 
+PACKAGE_SELECTION = Task(actor="package_selection", queue="results")
+"""Results: package only the outputs a job's selection matches (``?include=``). Args: ``(job_id, digest)``."""
+
 RUNNER_SERVICE = "quern-runner"
 """How runners name themselves in their heartbeats; the dispatcher counts their free slots."""
 

@@ -33,6 +33,9 @@ def still_busy(job: Job) -> str | None:
     being_packaged = job.started is not None and job.archive is None
     if being_packaged and (job.finished is None or utcnow() - job.finished < PACKAGING_GRACE):
         return f"job {job.id} is being packaged; ask again in a moment"
+    selecting = [s for s in job.selections.values() if s.archive is None and utcnow() - s.requested < PACKAGING_GRACE]
+    if selecting:
+        return f"a selective archive of job {job.id} is being packaged; ask again in a moment"
     return None
 
 

@@ -19,6 +19,7 @@ from services.gateway.idempotency import check_key, submit_once
 from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag, link_response
+from services.gateway.selections import include_globs, selection_link
 from services.gateway.state import deps
 from shared.apps import AppSpec, validate_request
 from shared.errors import Conflict, Invalid, NotFound, NotYet, Violation
@@ -235,6 +236,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
             "self": url,
             "app": str(request.url_for("app", name=job.app)),
             "archive": str(request.url_for("job_archive", job_id=job.id)),
+            "outputs": str(request.url_for("job_outputs", job_id=job.id)),
             "events": str(request.url_for("job_events", job_id=job.id)),
             "logs": {name: str(request.url_for("job_log", job_id=job.id, name=name)) for name in sorted(job.logs)},
         },
@@ -258,6 +260,7 @@ async def archive_link(
         "size": job.archive.size,
         "sha256": job.archive.sha256,
         "created": job.archive.created.isoformat(),
+        "include": None,
     }
 
 
@@ -340,14 +343,25 @@ async def list_jobs(request: Request) -> Response:
 
 
 async def archive(request: Request) -> Response:
-    """GET /v1/jobs/{job_id}/archive[?redirect=1]."""
+    """GET /v1/jobs/{job_id}/archive[?include=GLOB...][&redirect=1]: the full archive, or one of only some outputs."""
     d = deps(request)
     redirect = flag(request, "redirect")
-    link = await archive_link(
-        store=d.store,
-        storage=d.storage,
-        job_id=request.path_params["job_id"],
-        owner=principal(request).owner_filter,
-        expires_in=d.settings.presign_expiry_seconds,
+    include = include_globs(request)
+    job_id, owner, expires_in = (
+        request.path_params["job_id"],
+        principal(request).owner_filter,
+        d.settings.presign_expiry_seconds,
     )
+    if include:
+        link = await selection_link(
+            store=d.store,
+            storage=d.storage,
+            broker=d.broker,
+            job_id=job_id,
+            owner=owner,
+            include=include,
+            expires_in=expires_in,
+        )
+    else:
+        link = await archive_link(store=d.store, storage=d.storage, job_id=job_id, owner=owner, expires_in=expires_in)
     return link_response(link, redirect=redirect)

@@ -436,7 +436,39 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         errors=(400, 409),
     ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
-        "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)
+        "A presigned link to the job's tar.gz; with `include`, to one of only the outputs the globs match, "
+        "packaged on the first request (409 with Retry-After until it is ready) and kept for the same globs",
+        "jobs",
+        200,
+        schemas.ArchiveLink,
+        query=(
+            *REDIRECT,
+            Param(
+                "include",
+                "Only outputs matching these globs (repeat it; `*` and `?` within a name, `**/` across directories)",
+                {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "maxItems": 20,
+                },
+            ),
+        ),
+        errors=(302, 409, 422),
+    ),
+    ("GET", "/v1/jobs/{job_id}/outputs"): Operation(
+        "The outputs of a finished job, with size, sha256 and content type (409 while it runs)",
+        "jobs",
+        200,
+        schemas.OutputList,
+        errors=(409,),
+    ),
+    ("GET", "/v1/jobs/{job_id}/outputs/{path}"): Operation(
+        "Presigned GET and HEAD links to one output of a finished job (409 while it runs)",
+        "jobs",
+        200,
+        schemas.OutputLink,
+        query=REDIRECT,
+        errors=(302, 409),
     ),
 }
 
@@ -452,7 +484,8 @@ def _served(routes: list[BaseRoute]) -> set[tuple[str, str]]:
         prefix = route.path if isinstance(route, Mount) else ""
         for sub in inner:
             if isinstance(sub, Route) and prefix + sub.path not in META_PATHS:
-                served |= {(m, prefix + sub.path) for m in (sub.methods or set()) if m != "HEAD"}
+                path = re.sub(r"{(\w+):\w+}", r"{\1}", prefix + sub.path)  # {path:path} is {path} in OpenAPI
+                served |= {(m, path) for m in (sub.methods or set()) if m != "HEAD"}
     return served
 
 

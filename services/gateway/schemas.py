@@ -208,6 +208,7 @@ class JobLinks(Out):
     self: str
     app: str
     archive: str
+    outputs: str
     events: str
     logs: dict[str, str] = Field(description="log name -> its byte-range reader, once the job has ended")
 
@@ -272,6 +273,33 @@ class ArchiveLink(Out):
     size: int
     sha256: str
     created: str
+    include: list[str] | None = Field(description="a selective archive's globs, sorted; null for the full archive")
+
+
+# Outputs: listed, and downloaded one at a time
+
+
+class ListedOutput(Out):
+    path: str = Field(description="relative to the app's working directory")
+    size: int
+    sha256: str
+    content_type: str
+    url: str = Field(description="the route that hands out this output's download link")
+
+
+class OutputList(Out):
+    job_id: str
+    items: list[ListedOutput] = Field(description="every output of the job (not paginated)")
+
+
+class OutputLink(Out):
+    path: str
+    url: str = Field(description="presigned GET; saves as the output's base name")
+    head_url: str = Field(description="presigned HEAD (S3 signs the method, so the GET URL will not do)")
+    expires_at: str
+    size: int
+    sha256: str
+    content_type: str
 
 
 class WorkerOut(Out):

@@ -13,7 +13,7 @@ from shared.errors import Conflict, NotFound
 from shared.models import Archive, job_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
-from shared.tasks import PACKAGE_RESULTS
+from shared.tasks import PACKAGE_RESULTS, PACKAGE_SELECTION
 from shared.worker import Drain, Resources
 
 log = structlog.get_logger()
@@ -42,8 +42,32 @@ async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStor
     log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
 
 
+async def package_selection(job_id: str, digest: str, *, store: MongoStore, storage: ObjectStorage) -> None:
+    """Package one selective archive of a finished job once; gone or packaged already, it is left alone."""
+    try:
+        job = await store.get_job(job_id)
+    except NotFound:
+        log.info("job_gone", job_id=job_id)
+        return
+    selection = job.selections.get(digest)
+    if selection is None or selection.archive is not None:
+        log.info("selection_settled", job_id=job_id, digest=digest, packaged=selection is not None)
+        return
+    key, size, sha256 = await asyncio.to_thread(build_archive, storage, job, selection=(digest, selection.include))
+    archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
+    if await store.set_selection_archive(job_id, digest, archive, finished=job.finished) is None:
+        # Another packager won (identical bytes), or the job was retried or deleted meanwhile.
+        try:
+            await store.get_job(job_id)
+        except NotFound:
+            await asyncio.to_thread(storage.delete, key)  # deleted while packaging: leave nothing under its prefix
+        log.info("selection_raced", job_id=job_id, digest=digest)
+        return
+    log.info("selection_packaged", job_id=job_id, digest=digest, size=size, sha256=sha256, include=selection.include)
+
+
 def register(broker: Broker, resources: Resources) -> Drain | None:
-    """Declare ``package_results``: five retries with backoff for backends that did not answer.
+    """Declare ``package_results`` and ``package_selection``: five retries with backoff when a backend fails.
 
     No drain: an archive in progress is finished at shutdown (or redone by the redelivered message).
     """
@@ -62,4 +86,19 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
         time_limit=ACTOR_TIME_LIMIT_MS,
         throws=(NotFound,),
     )(package)
+
+    async def package_some(job_id: str, digest: str) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job_id):
+            await package_selection(job_id, digest, store=resources.store, storage=resources.storage)
+
+    dramatiq.actor(
+        broker=broker.dramatiq,
+        actor_name=PACKAGE_SELECTION.actor,
+        queue_name=broker.queue(PACKAGE_SELECTION),
+        max_retries=5,
+        min_backoff=2000,
+        max_backoff=300000,
+        time_limit=ACTOR_TIME_LIMIT_MS,
+        throws=(NotFound,),
+    )(package_some)
     return None

@@ -8,6 +8,9 @@ the same job write identical archives. Layout::
     <job_id>/outputs/...      the files the app produced
     <job_id>/logs/stdout.txt, stderr.txt
     <job_id>/manifest.json    written last, once every member's sha256 is known
+
+A selective archive (``include`` globs) holds only the outputs the globs match, with the logs and
+a manifest listing exactly what is inside (and the globs, as ``include``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import tarfile
 from typing import Any, BinaryIO
 
+from shared.apps import matching_outputs
 from shared.errors import Conflict
 from shared.models import Job
 from shared.storage import ObjectStorage
@@ -56,7 +60,7 @@ def _copy(tar: tarfile.TarFile, storage: ObjectStorage, key: str, info: tarfile.
     return reader.digest.hexdigest()
 
 
-def manifest(job: Job, files: list[dict[str, Any]]) -> dict[str, Any]:
+def manifest(job: Job, files: list[dict[str, Any]], include: list[str] | None = None) -> dict[str, Any]:
     """What the archive holds and where it came from."""
     return {
         "job_id": job.id,
@@ -70,20 +74,28 @@ def manifest(job: Job, files: list[dict[str, Any]]) -> dict[str, Any]:
         "started": None if job.started is None else job.started.isoformat(),
         "finished": None if job.finished is None else job.finished.isoformat(),
         "files": files,
-    }
+    } | ({} if include is None else {"include": include})
 
 
-def build_archive(storage: ObjectStorage, job: Job) -> tuple[str, int, str]:
-    """Write ``jobs/<id>/archive.tar.gz``; returns its key, size and sha256."""
+def build_archive(
+    storage: ObjectStorage, job: Job, *, selection: tuple[str, list[str]] | None = None
+) -> tuple[str, int, str]:
+    """Write ``jobs/<id>/archive.tar.gz``; returns its key, size and sha256.
+
+    A ``selection`` ``(digest, globs)`` goes to ``jobs/<id>/archives/<digest>.tar.gz`` instead.
+    """
     mtime = (job.finished or job.created).timestamp()
-    sink = storage.sink(f"jobs/{job.id}/archive.tar.gz", content_type="application/gzip")
+    include = None if selection is None else selection[1]
+    outputs = job.outputs if include is None else matching_outputs(job.outputs, include)
+    where = "archive" if selection is None else f"archives/{selection[0]}"
+    sink = storage.sink(f"jobs/{job.id}/{where}.tar.gz", content_type="application/gzip")
     files: list[dict[str, Any]] = []
     try:
         with (
             gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0, filename="") as gz,
             tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for output in job.outputs:
+            for output in outputs:
                 path = f"outputs/{output.path}"
                 digest = _copy(tar, storage, output.key, _member(f"{job.id}/{path}", output.size, mtime))
                 if digest != output.sha256:
@@ -93,7 +105,7 @@ def build_archive(storage: ObjectStorage, job: Job) -> tuple[str, int, str]:
                 path, size = f"logs/{name}.txt", storage.size(key)
                 digest = _copy(tar, storage, key, _member(f"{job.id}/{path}", size, mtime))
                 files.append({"path": path, "size": size, "sha256": digest, "content_type": "text/plain"})
-            document = json.dumps(manifest(job, files), indent=2).encode() + b"\n"
+            document = json.dumps(manifest(job, files, include), indent=2).encode() + b"\n"
             tar.addfile(_member(f"{job.id}/manifest.json", len(document), mtime), io.BytesIO(document))
         sink.finish()
     except BaseException:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import stat
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from shared.apps import PLACEHOLDER, AppSpec
+from shared.apps import PLACEHOLDER, AppSpec, glob_regex
 from shared.errors import Invalid
 
 if TYPE_CHECKING:
@@ -33,14 +32,6 @@ BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL":
 TERM_GRACE_SECONDS = 5.0
 TAIL_BYTES = 2000
 MAX_SCANNED_FILES = 100_000
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob over relative POSIX paths: ``*`` and ``?`` stay within a name, ``**/`` spans directories."""
-    out = []
-    for part in re.split(r"(\*\*/|\*|\?)", pattern):
-        out.append({"**/": "(?:.+/)?", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part)))
-    return re.compile("".join(out) + r"\Z")
 
 
 def render_value(value: Any) -> str:

@@ -64,6 +64,7 @@ def seeded(make_user: UserFactory, admin: httpx.Client, project: Path) -> tuple[
         "dataset_id": make_dataset(user, "schemathesis"),
         "user_id": user.get("/v1/me").json()["id"],
         "queue_id": user.post("/v1/queues", json={"name": "schemathesis"}).json()["id"],
+        "path": "depth.csv",  # one of the flood job's outputs
     }
     doomed_queue_id = user.post("/v1/queues", json={"name": "doomed"}).json()["id"]
     # DELETE gets a job (and a queue) of its own, so the operations after it still see a real one.

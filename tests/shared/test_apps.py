@@ -7,9 +7,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.apps import AppConfigError, AppSpec, RegisteredApp, canonical, load_apps, validate_request, version_id
+from shared.apps import (
+    AppConfigError,
+    AppSpec,
+    RegisteredApp,
+    canonical,
+    load_apps,
+    matching_outputs,
+    validate_request,
+    version_id,
+)
 from shared.errors import Invalid
-from shared.models import utcnow
+from shared.models import OutputFile, utcnow
 
 
 def make_spec(**overrides: Any) -> AppSpec:
@@ -157,3 +166,14 @@ def test_equal_definitions_have_equal_canonical_text() -> None:
     shuffled = dict(reversed(list(make_spec().model_dump().items())))
     assert canonical(AppSpec.model_validate(shuffled)) == canonical(make_spec())
     assert canonical(make_spec(description="other")) != canonical(make_spec())
+
+
+def output(path: str) -> OutputFile:
+    return OutputFile(path=path, size=1, sha256="0" * 64, content_type="text/plain", key=f"jobs/j/outputs/{path}")
+
+
+def test_output_globs_keep_stars_within_a_name_and_double_stars_across_directories() -> None:
+    outputs = [output(p) for p in ("a.csv", "maps/b.csv", "maps/x/c.csv", "d.json")]
+    assert [o.path for o in matching_outputs(outputs, ["*.csv"])] == ["a.csv"]
+    assert [o.path for o in matching_outputs(outputs, ["**/*.csv"])] == ["a.csv", "maps/b.csv", "maps/x/c.csv"]
+    assert [o.path for o in matching_outputs(outputs, ["maps/?.csv", "d.*"])] == ["maps/b.csv", "d.json"]

@@ -19,6 +19,7 @@ from shared.models import (
     Job,
     JobState,
     PendingUpload,
+    Selection,
     StateChange,
     job_event,
     new_id,
@@ -342,3 +343,69 @@ def test_events_come_back_in_order_after_an_id_per_job_and_per_owner(settings: S
     ids, after, owned, other = in_store(settings, scenario)
     assert ids == sorted(ids) and after == ids[2:]
     assert owned == [other]
+
+
+# Selective archives
+
+
+def test_of_concurrent_requests_for_one_selection_only_one_enqueues_its_packaging(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[bool]:
+        job = make_job(state=JobState.SUCCEEDED, started=utcnow(), finished=utcnow())
+        await store.insert_job(job)
+        now = utcnow()
+        selection = Selection(include=["*.csv"], requested=now)
+        racing = [
+            store.request_selection(job, "d1", selection, resend_before=now - timedelta(minutes=15)) for _ in range(4)
+        ]
+        return list(await asyncio.gather(*racing))
+
+    assert sorted(in_store(settings, scenario)) == [False, False, False, True]
+
+
+def test_a_selection_asked_for_long_ago_and_never_packaged_is_enqueued_again(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[bool, bool]:
+        job = make_job(state=JobState.SUCCEEDED, started=utcnow(), finished=utcnow())
+        await store.insert_job(job)
+        old = Selection(include=["*.csv"], requested=utcnow() - timedelta(hours=1))
+        await store.request_selection(job, "d1", old, resend_before=utcnow() - timedelta(hours=2))
+        now = utcnow()
+        fresh = Selection(include=["*.csv"], requested=now)
+        return (
+            await store.request_selection(job, "d1", fresh, resend_before=now - timedelta(hours=2)),
+            await store.request_selection(job, "d1", fresh, resend_before=now - timedelta(minutes=15)),
+        )
+
+    assert in_store(settings, scenario) == (False, True)
+
+
+def test_a_released_selection_may_be_asked_for_again(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[bool, Job]:
+        job = make_job(state=JobState.SUCCEEDED, started=utcnow(), finished=utcnow())
+        await store.insert_job(job)
+        now = utcnow()
+        selection = Selection(include=["*.csv"], requested=now)
+        await store.request_selection(job, "d1", selection, resend_before=now - timedelta(minutes=15))
+        await store.release_selection(job.id, "d1", requested=now)
+        stored = await store.get_job(job.id)
+        return await store.request_selection(job, "d1", selection, resend_before=now), stored
+
+    again, released = in_store(settings, scenario)
+    assert released.selections == {} and again is True
+
+
+def test_a_selections_archive_is_attached_once_and_cleared_when_the_job_is_retried(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[Job | None, Job | None, Job | None]:
+        job = make_job(state=JobState.FAILED, started=utcnow(), finished=utcnow())
+        await store.insert_job(job)
+        now = utcnow()
+        selection = Selection(include=["*.csv"], requested=now)
+        await store.request_selection(job, "d1", selection, resend_before=now)
+        first = Archive(key="a", size=1, sha256="x", created=utcnow())
+        attached = await store.set_selection_archive(job.id, "d1", first, finished=job.finished)
+        twice = await store.set_selection_archive(job.id, "d1", first, finished=job.finished)
+        return attached, twice, await store.requeue_job(job, forced(job, JobState.QUEUED, "retried"))
+
+    attached, twice, retried = in_store(settings, scenario)
+    assert attached is not None and attached.selections["d1"].archive is not None
+    assert twice is None
+    assert retried is not None and retried.selections == {}

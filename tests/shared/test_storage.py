@@ -95,6 +95,26 @@ def test_presigned_url_downloads_with_the_given_filename(storage: ObjectStorage,
     assert response.headers["content-disposition"] == "attachment; filename=\"job.tar.gz\"; filename*=UTF-8''job.tar.gz"
 
 
+def test_presigned_head_url_answers_the_size_without_the_bytes(storage: ObjectStorage) -> None:
+    sink = storage.sink("t/head-me.bin", content_type="application/octet-stream")
+    sink.write(b"12345")
+    sink.finish()
+    url, _ = storage.presign_head("t/head-me.bin", expires_in=60)
+    response = httpx.head(url)
+    assert response.status_code == 200 and response.headers["content-length"] == "5" and response.content == b""
+
+
+def test_presigned_links_are_signed_for_the_public_endpoint(settings: Settings) -> None:
+    public = settings.model_copy(update={"s3_public_endpoint_url": "https://files.example.org"})
+    storage = ObjectStorage(public)
+    try:
+        head, _ = storage.presign_head("t/x.bin", expires_in=60)
+        get, _ = storage.presign_get("t/x.bin", expires_in=60, filename="x.bin")
+    finally:
+        storage.close()
+    assert urlsplit(head).netloc == urlsplit(get).netloc == "files.example.org"
+
+
 def test_attachment_names_have_an_ascii_fallback_and_the_exact_utf8_name() -> None:
     assert attachment('Ström "a\\b".csv') == (
         "attachment; filename=\"Strom _a_b_.csv\"; filename*=UTF-8''Str%C3%B6m%20%22a%5Cb%22.csv"

@@ -1,0 +1,101 @@
+"""Selective archives: ``GET /v1/jobs/{id}/archive?include=GLOB`` packages only the matching outputs, on demand.
+
+A selection is named by the sha256 of its sorted, de-duplicated globs, so the same globs in any
+order find the same archive (``jobs/<id>/archives/<digest>.tar.gz``, recorded in the job's
+``selections``). The first request records the selection and enqueues its packaging for the
+results service; every request answers 409 (Retry-After) until the archive is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from shared.apps import matching_outputs
+from shared.broker import Broker
+from shared.errors import Invalid, NotYet, Unavailable, Violation
+from shared.models import Job, Selection, utcnow
+from shared.mongo import MongoStore
+from shared.storage import ObjectStorage
+from shared.tasks import PACKAGE_SELECTION
+
+log = structlog.get_logger()
+MAX_GLOBS = 20
+MAX_GLOB_CHARS = 200
+# A selection asked for this long ago and still not packaged is enqueued again (its message was lost,
+# or its packager gave up); a second packager of the same selection writes the same bytes.
+RESEND_AFTER = timedelta(minutes=15)
+
+
+def include_globs(request: Request) -> list[str]:
+    """The ``include`` globs (repeatable), sorted and without duplicates; none for the full archive."""
+    globs = request.query_params.getlist("include")
+    if len(globs) > MAX_GLOBS:
+        detail = f"at most {MAX_GLOBS} globs"
+        raise Invalid(f"include: {detail}, got {len(globs)}", [Violation("/include", detail)])
+    for index, glob in enumerate(globs):
+        if not 1 <= len(glob) <= MAX_GLOB_CHARS:
+            detail = f"a glob must be 1 to {MAX_GLOB_CHARS} characters"
+            raise Invalid(f"include: {detail}", [Violation(f"/include/{index}", detail)])
+    return sorted(set(globs))
+
+
+def selection_digest(include: list[str]) -> str:
+    """The name of a selection: the sha256 of its sorted globs."""
+    return hashlib.sha256(json.dumps(sorted(set(include))).encode()).hexdigest()
+
+
+async def request_packaging(*, store: MongoStore, broker: Broker, job: Job, digest: str, include: list[str]) -> None:
+    """Record the selection and enqueue its packaging, unless it is recorded already (then its packager is on it)."""
+    requested = utcnow()
+    selection = Selection(include=include, requested=requested)
+    if not await store.request_selection(job, digest, selection, resend_before=requested - RESEND_AFTER):
+        return
+    try:
+        await run_in_threadpool(broker.send, PACKAGE_SELECTION, job.id, digest)
+    except Unavailable:
+        await store.release_selection(job.id, digest, requested=requested)  # the next request tries again
+        raise
+    log.info("selection_requested", job_id=job.id, digest=digest, include=include)
+
+
+async def selection_link(
+    *,
+    store: MongoStore,
+    storage: ObjectStorage,
+    broker: Broker,
+    job_id: str,
+    owner: str | None,
+    include: list[str],
+    expires_in: int,
+) -> dict[str, Any]:
+    """A presigned download of the archive of the outputs ``include`` matches; NotYet while it is being packaged."""
+    job = await store.get_job(job_id, owner=owner)
+    if not job.state.terminal:
+        raise NotYet(f"job {job.id} is {job.state.value}; its outputs can be selected once it finishes", retry_after=5)
+    if not matching_outputs(job.outputs, include):
+        detail = "matches none of the job's outputs"
+        raise Invalid(f"include {include} {detail}", [Violation("/include", detail)])
+    digest = selection_digest(include)
+    selection = job.selections.get(digest)
+    if selection is None or selection.archive is None:
+        await request_packaging(store=store, broker=broker, job=job, digest=digest, include=include)
+        raise NotYet(f"the archive of job {job.id} with include {include} is being packaged; ask again", retry_after=2)
+    archive = selection.archive
+    url, expires_at = await run_in_threadpool(
+        storage.presign_get, archive.key, expires_in=expires_in, filename=f"{job.id}-{digest[:12]}.tar.gz"
+    )
+    return {
+        "url": url,
+        "expires_at": expires_at.isoformat(),
+        "size": archive.size,
+        "sha256": archive.sha256,
+        "created": archive.created.isoformat(),
+        "include": include,
+    }
