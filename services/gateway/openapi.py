@@ -39,6 +39,7 @@ ERROR_TEXT = {
     403: "Admins only",
     404: "No such resource (or not yours)",
     409: "Not in a state that allows this (see Retry-After)",
+    410: "Deleted for good: the job's retention ran out",
     413: "Too large",
     422: "Breaks the rules; every violation listed with a JSON pointer",
     503: "A backend did not answer (see Retry-After)",
