@@ -394,7 +394,9 @@ def test_a_requeued_job_forgets_its_expiry(settings: Settings) -> None:
     async def scenario(store: MongoStore) -> Job | None:
         job = ended(5, expires=utcnow(), expired=utcnow(), state=JobState.FAILED)
         await store.insert_job(job)
-        change = StateChange(at=utcnow(), from_=JobState.FAILED, to=JobState.QUEUED, by="admin", reason="again")
+        change = StateChange.model_validate(
+            {"at": utcnow(), "from": JobState.FAILED, "to": JobState.QUEUED, "by": "admin", "reason": "again"}
+        )
         return await store.requeue_job(job, change)
 
     requeued = in_store(settings, scenario)
