@@ -7,6 +7,9 @@ worker boot. Blocking work (boto3, tar, subprocess waits) leaves the loop via
 CLI so that settings are read once in ``__main__`` and passed down, and no client is created
 at import time.
 
+A service may also run one ``background`` coroutine (the results service's retention sweep)
+on that loop, beside the heartbeat, from boot until shutdown.
+
 Prefetch equals the thread count: a worker never holds messages it cannot start, so a long
 job does not sit on work another worker could take.
 """

@@ -426,7 +426,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         media_type=EVENT_STREAM,
     ),
     ("GET", "/v1/jobs/{job_id}/logs/{name}"): Operation(
-        "A byte range of the job's stored stdout or stderr (409 until it ends: follow its events meanwhile)",
+        "A byte range of the job's stored stdout or stderr (409 until it ends: follow its events meanwhile; "
+        "410 once its retention ran out)",
         "jobs",
         200,
         schemas.LogSlice,
@@ -434,10 +435,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             Param("offset", "First byte (default 0); negative counts from the end", {"type": "integer"}),
             Param("length", "Bytes to read, 1 to 1 MiB (default 64 KiB)", {"type": "integer", "minimum": 1}),
         ),
-        errors=(400, 409),
+        errors=(400, 409, 410),
     ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
-        "A presigned link to the job's tar.gz", "jobs", 200, schemas.ArchiveLink, query=REDIRECT, errors=(302, 409)
+        "A presigned link to the job's tar.gz (409 until it is packaged; 410 once its retention ran out)",
+        "jobs",
+        200,
+        schemas.ArchiveLink,
+        query=REDIRECT,
+        errors=(302, 409, 410),
     ),
 }
 
