@@ -43,6 +43,7 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
 BUILTINS = frozenset({"app_dir", "python"})
 SCALARS = frozenset({"string", "integer", "number", "boolean"})
 MAX_TIMEOUT = 7 * 24 * 3600
+MAX_RETENTION = 100 * 365 * 24 * 3600
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 _SLOT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 # A container image reference: [registry[:port]/]path[:tag][@digest], never an option ("-...").
@@ -107,6 +108,9 @@ class AppSpec(BaseModel):
     example: Example | None = None
     driver: Literal["local", "docker"] = "local"
     image: str | None = Field(default=None, pattern=_IMAGE)
+    retention_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_RETENTION, description="keep a job's results this long after it ends"
+    )
 
     @field_validator("parameters")
     @classmethod

@@ -10,6 +10,7 @@
     ├── Conflict            the resource is not in a state that allows this
     │   ├── Duplicate       a name or key that must be unique is taken
     │   └── NotYet          not yet: the same request can succeed later (carries retry_after)
+    ├── Gone                the resource existed but its retention ran out: its data were deleted
     ├── TooLarge            the upload or bundle is larger than the configured maximum
     └── Unavailable         a server we depend on (Mongo, S3, RabbitMQ) did not answer
 
@@ -115,6 +116,13 @@ class NotYet(Conflict):
     def __init__(self, detail: str | None = None, retry_after: int = 2) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class Gone(AppError):
+    """Its retention ran out: the data were deleted for good."""
+
+    kind = "gone"
+    title = "Gone"
 
 
 class TooLarge(AppError):

@@ -5,7 +5,7 @@ Ids are ULID strings: unique, sortable by creation time, and readable in URLs an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -169,6 +169,11 @@ def dataset_prefix(dataset_id: str) -> str:
     return f"datasets/{dataset_id}/"
 
 
+def job_prefix(job_id: str) -> str:
+    """The S3 prefix of a job's outputs, logs and archive: everything it owns in S3."""
+    return f"jobs/{job_id}/"
+
+
 class DatasetInput(BaseModel):
     """A job input taken from a dataset: the whole dataset, staged as a directory, or one member of it."""
 
@@ -320,6 +325,12 @@ class Job(Record):
     batch: str | None = Field(default=None, description="the batch it was submitted in")
     dispatched: datetime | None = Field(default=None, description="when its message went to RabbitMQ")
     dispatch_lease: datetime | None = Field(default=None, description="a dispatcher is sending it until then")
+    # Retention: how long its outputs, logs and archive are kept once it ends (None: for ever)
+    retention_seconds: int | None = Field(default=None, description="kept this long after it ends; None: for ever")
+    expires: datetime | None = Field(default=None, description="finished + retention, stamped by the sweeper")
+    expired: datetime | None = Field(default=None, description="when its objects were deleted for good")
+    expiry_lease: datetime | None = Field(default=None, description="a sweeper is deleting its objects until then")
+    packaging_resent: datetime | None = Field(default=None, description="when a lost packaging was last asked again")
 
     @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset
     @property
@@ -333,6 +344,13 @@ class Job(Record):
             slot: value if isinstance(value, str) else value.model_dump(exclude_none=True)
             for slot, value in self.inputs.items()
         }
+
+    @property
+    def expiry(self) -> datetime | None:
+        """When its objects are (or were) due for deletion: stamped, or reckoned from its end and retention."""
+        if self.expires is not None or self.finished is None or self.retention_seconds is None:
+            return self.expires
+        return self.finished + timedelta(seconds=self.retention_seconds)
 
     @property
     def elapsed_seconds(self) -> float | None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -240,6 +240,9 @@ class MongoStore:
             await self._jobs.update_many({"waiting_on": {"$exists": False}}, {"$set": {"waiting_on": []}})
             await self._queues.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._queues.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            # The retention sweeper's scans: ended jobs not yet expired, by when they expire or ended.
+            await self._jobs.create_index([("expired", ASCENDING), ("expires", ASCENDING)])
+            await self._jobs.create_index([("expired", ASCENDING), ("finished", ASCENDING)])
 
     async def _page(
         self,
@@ -632,7 +635,7 @@ class MongoStore:
         None if one was, or if the job was run again since (retried): that archive is of an old run.
         """
         return await self._transition(
-            {"_id": job_id, "archive": None, "finished": finished}, {"archive": archive.model_dump()}
+            {"_id": job_id, "archive": None, "finished": finished, "expired": None}, {"archive": archive.model_dump()}
         )
 
     async def set_progress(self, job_id: str, progress: JobProgress) -> None:
@@ -891,6 +894,10 @@ class MongoStore:
             "dispatch_lease": None,
             "waiting_on": job.depends_on,
             "attempt": attempt,
+            "expires": None,
+            "expired": None,
+            "expiry_lease": None,
+            "packaging_resent": None,
         }
         entry = change.model_dump(mode="python", by_alias=True)
         entry["from"], entry["to"] = change.from_.value, change.to.value
@@ -1133,9 +1140,95 @@ class MongoStore:
     async def set_selection_archive(
         self, job_id: str, digest: str, archive: Archive, *, finished: datetime | None
     ) -> Job | None:
-        """Attach a selection's archive, unless one is attached already or the job ran again since ``finished``."""
+        """Attach a selection's archive unless one is, or the job ran again since ``finished``, or it expired."""
         field = f"selections.{digest}"
         return await self._transition(
-            {"_id": job_id, "finished": finished, f"{field}.requested": {"$exists": True}, f"{field}.archive": None},
+            {
+                "_id": job_id,
+                "finished": finished,
+                "expired": None,
+                f"{field}.requested": {"$exists": True},
+                f"{field}.archive": None,
+            },
             {f"{field}.archive": archive.model_dump()},
         )
+
+    # Retention: ended jobs whose time is up lose their S3 objects; the sweeper claims each before deleting
+
+    async def stamp_expiry(self, *, limit: int) -> int:
+        """Set ``expires`` (its end plus its retention) on up to ``limit`` ended jobs that have none yet."""
+        match = {
+            "expired": None,
+            "expires": None,
+            "finished": {"$ne": None},
+            "retention_seconds": {"$ne": None},
+        }
+        stamped = 0
+        with _translated("stamp expiry"):
+            docs = await self._jobs.find(match, {"finished": 1, "retention_seconds": 1}).limit(limit).to_list(None)
+            for doc in docs:
+                expires = doc["finished"] + timedelta(seconds=doc["retention_seconds"])
+                result = await self._jobs.update_one(
+                    {"_id": doc["_id"], "finished": doc["finished"], "expires": None}, {"$set": {"expires": expires}}
+                )
+                stamped += result.modified_count
+        return stamped
+
+    async def due_for_expiry(self, *, now: datetime, packaged_by: datetime, limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs whose ``expires`` is past and that nothing will write to any more.
+
+        A job that ran is taken once it is packaged, or once it ended before ``packaged_by`` (its
+        packaging is then lost or done for): deleting earlier would race with the packager.
+        """
+        match = {
+            "expired": None,
+            "expires": {"$lt": now},
+            "$or": [{"archive": {"$ne": None}}, {"started": None}, {"finished": {"$lt": packaged_by}}],
+        }
+        with _translated("jobs due for expiry"):
+            docs = await self._jobs.find(match, {"_id": 1}).sort("expires", ASCENDING).limit(limit).to_list(None)
+        return [doc["_id"] for doc in docs]
+
+    async def claim_expiry(self, job_id: str, *, until: datetime) -> Job | None:
+        """Take the right to delete an expired job's objects until ``until``; None if another sweeper holds it."""
+        now = utcnow()
+        return await self._transition(
+            {
+                "_id": job_id,
+                "expired": None,
+                "expires": {"$lt": now},
+                "$or": [{"expiry_lease": None}, {"expiry_lease": {"$lt": now}}],
+            },
+            {"expiry_lease": until},
+        )
+
+    async def mark_expired(self, job_id: str, *, lease: datetime) -> Job | None:
+        """Record that the job's objects are deleted; None if this sweeper's lease was lost meanwhile."""
+        return await self._transition(
+            {"_id": job_id, "expiry_lease": lease, "expired": None}, {"expired": utcnow(), "expiry_lease": None}
+        )
+
+    async def unpackaged_jobs(self, *, finished_before: datetime, resent_before: datetime, limit: int) -> list[str]:
+        """Ids of jobs that ran and ended before then without an archive, not asked again since ``resent_before``."""
+        match = {
+            "expired": None,
+            "finished": {"$lt": finished_before},
+            "started": {"$ne": None},
+            "archive": None,
+            "$or": [{"packaging_resent": None}, {"packaging_resent": {"$lt": resent_before}}],
+        }
+        with _translated("unpackaged jobs"):
+            docs = await self._jobs.find(match, {"_id": 1}).sort("finished", ASCENDING).limit(limit).to_list(None)
+        return [doc["_id"] for doc in docs]
+
+    async def claim_packaging_resend(self, job_id: str, *, resent_before: datetime) -> bool:
+        """Take the right to ask for this job's packaging again; False if another sweeper did since then."""
+        match = {
+            "_id": job_id,
+            "archive": None,
+            "expired": None,
+            "$or": [{"packaging_resent": None}, {"packaging_resent": {"$lt": resent_before}}],
+        }
+        with _translated(f"job {job_id}"):
+            result = await self._jobs.update_one(match, {"$set": {"packaging_resent": utcnow()}})
+        return bool(result.modified_count)

@@ -137,6 +137,8 @@ class GatewaySettings(Settings):
     dispatch_ahead: int = Field(default=2, ge=0, le=10_000)
     user_max_running: int = Field(default=0, ge=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
+    results_retention_days: int = Field(default=0, ge=0, le=36500)
+    max_retention_days: int = Field(default=0, ge=0, le=36500)
 
     @field_validator("scratch_dir")
     @classmethod
@@ -197,6 +199,7 @@ class ResultsSettings(Settings):
     """A worker that packages results."""
 
     results_concurrency: int = Field(default=2, ge=1, le=64)
+    retention_sweep_seconds: float = Field(default=300, gt=0, le=24 * 3600)
 
 
 S = TypeVar("S", bound=Settings)

@@ -7,6 +7,9 @@ worker boot. Blocking work (boto3, tar, subprocess waits) leaves the loop via
 CLI so that settings are read once in ``__main__`` and passed down, and no client is created
 at import time.
 
+A service may also run one ``background`` coroutine (the results service's retention sweep)
+on that loop, beside the heartbeat, from boot until shutdown.
+
 Prefetch equals the thread count: a worker never holds messages it cannot start, so a long
 job does not sit on work another worker could take.
 """
@@ -18,7 +21,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +42,8 @@ from shared.storage import ObjectStorage
 log = structlog.get_logger()
 Drain = Callable[[], Awaitable[None]]
 """Stops a service's work in progress cleanly; run on the event loop before the worker stops."""
+Background = Callable[["Resources"], Coroutine[Any, Any, None]]
+"""A service's periodic task (a sweep), run on the event loop from boot until shutdown."""
 
 
 @dataclass
@@ -82,16 +87,22 @@ class Busy(Middleware):
 class OpenClients(Middleware):
     """Open the Mongo client on the event-loop thread at boot and heartbeat from there; close both at shutdown."""
 
-    def __init__(self, resources: Resources, presence: WorkerInfo, busy: Busy) -> None:
+    def __init__(
+        self, resources: Resources, presence: WorkerInfo, busy: Busy, background: Background | None = None
+    ) -> None:
         self.resources = resources
         self.presence = presence
         self.busy = busy
+        self.background = background
         self._beating: asyncio.Task[None] | None = None
+        self._sweeping: asyncio.Task[None] | None = None
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         async def open_store() -> None:
             self.resources._store = MongoStore.connect(self.resources.settings, appname=self.resources.appname)
             self._beating = asyncio.create_task(self._heartbeat(self.resources._store))
+            if self.background is not None:
+                self._sweeping = asyncio.create_task(self.background(self.resources))
 
         _loop().run_coroutine(open_store())
 
@@ -106,8 +117,9 @@ class OpenClients(Middleware):
     def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
         # Runs before AsyncIO's own after_worker_shutdown (Dramatiq calls these in reverse), so the loop is alive.
         async def close() -> None:
-            if self._beating is not None:
-                self._beating.cancel()
+            for task in (self._beating, self._sweeping):
+                if task is not None:
+                    task.cancel()
             if self.resources._store is not None:
                 try:
                     await self.resources._store.remove_worker(self.presence.id)
@@ -133,6 +145,7 @@ def serve(
     worker_id: str | None = None,
     register: Callable[[Broker, Resources], Drain | None],
     grace_seconds: int = 30,
+    background: Background | None = None,
 ) -> None:
     """Run a worker until SIGTERM or SIGINT; then drain the service's work and stop."""
     broker = Broker(settings, middleware=[AsyncIO(), MessageContext()])
@@ -152,7 +165,7 @@ def serve(
         heartbeat=utcnow(),
     )
     broker.dramatiq.add_middleware(busy)
-    broker.dramatiq.add_middleware(OpenClients(resources, presence, busy))
+    broker.dramatiq.add_middleware(OpenClients(resources, presence, busy, background))
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -35,6 +35,7 @@ DATASET_MAX_MEMBERS = 20
 DATASET_MAX_BYTES = 8 * 2**20
 DATASET_MAX_RATIO = 50
 DATASET_RATIO_AFTER_BYTES = 2**20
+RETENTION_SWEEP_SECONDS = 1  # the results workers' sweep, so retention tests see expiry within seconds
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "DATASET_MAX_BYTES": str(DATASET_MAX_BYTES),
             "DATASET_MAX_RATIO": str(DATASET_MAX_RATIO),
             "DATASET_RATIO_AFTER_BYTES": str(DATASET_RATIO_AFTER_BYTES),
+            "RETENTION_SWEEP_SECONDS": str(RETENTION_SWEEP_SECONDS),
         },
     )
     s3, mongo = stack.servers()

@@ -22,6 +22,7 @@ from services.gateway.jobs import (
     check_queues,
     parse_job_request,
 )
+from services.gateway.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.state import deps
 from shared.apps import AppSpec
 from shared.errors import AppError, Conflict, Invalid, NotFound, Violation
@@ -52,7 +53,14 @@ async def find_apps(store: MongoStore, batch: BatchRequest) -> dict[str, AppSpec
     return found
 
 
-def build_jobs(apps: dict[str, AppSpec | AppError], batch: BatchRequest, *, owner: str, batch_id: str) -> list[Job]:
+def build_jobs(
+    apps: dict[str, AppSpec | AppError],
+    batch: BatchRequest,
+    *,
+    owner: str,
+    batch_id: str,
+    retention: RetentionPolicy = KEEP_FOREVER,
+) -> list[Job]:
     """Every job of the batch, or Invalid pointing into ``/jobs/N`` at each of the first 100 problems."""
     jobs, violations = [], []
     for index, item in enumerate(batch.jobs):
@@ -60,7 +68,8 @@ def build_jobs(apps: dict[str, AppSpec | AppError], batch: BatchRequest, *, owne
         try:
             if isinstance(spec, AppError):
                 raise Invalid(spec.detail, [Violation("/app", spec.detail)])
-            jobs.append(build_job(spec, item, owner=owner).model_copy(update={"batch": batch_id}))
+            job = build_job(spec, item, owner=owner, retention=retention)
+            jobs.append(job.model_copy(update={"batch": batch_id}))
         except Invalid as exc:
             violations += [Violation(f"/jobs/{index}{v.pointer}", v.detail) for v in exc.violations]
         if len(violations) >= MAX_VIOLATIONS:
@@ -77,13 +86,14 @@ async def submit_batch(
     owner: str,
     wake: Callable[[], None],
     batch_id: str,
+    retention: RetentionPolicy = KEEP_FOREVER,
 ) -> list[Job]:
     """Validate every job, store them all, then commit the batch, which lets the dispatcher see them.
 
     If storing fails part way, what was stored is deleted again (and, should that fail too, the
     dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
     """
-    jobs = build_jobs(await find_apps(store, batch), batch, owner=owner, batch_id=batch_id)
+    jobs = build_jobs(await find_apps(store, batch), batch, owner=owner, batch_id=batch_id, retention=retention)
     dependencies = {dep for job in jobs for dep in job.depends_on}
     if len(dependencies) > MAX_BATCH:
         detail = f"a batch may depend on at most {MAX_BATCH} distinct jobs, not {len(dependencies)}"
@@ -131,7 +141,14 @@ async def submit(request: Request) -> Response:
     batch: BatchRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES), BatchRequest)
 
     async def submit(batch_id: str) -> tuple[str, list[Job]]:
-        jobs = await submit_batch(store=d.store, batch=batch, owner=owner, wake=d.dispatcher.wake, batch_id=batch_id)
+        jobs = await submit_batch(
+            store=d.store,
+            batch=batch,
+            owner=owner,
+            wake=d.dispatcher.wake,
+            batch_id=batch_id,
+            retention=RetentionPolicy.of(d.settings),
+        )
         return batch_id, jobs
 
     async def replay(batch_id: str) -> tuple[str, list[Job]]:

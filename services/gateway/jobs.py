@@ -19,9 +19,10 @@ from services.gateway.idempotency import check_key, submit_once
 from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag, link_response
+from services.gateway.retention import KEEP_FOREVER, RetentionPolicy, require_not_expired
 from services.gateway.selections import include_globs, selection_link
 from services.gateway.state import deps
-from shared.apps import AppSpec, validate_request
+from shared.apps import MAX_RETENTION, AppSpec, validate_request
 from shared.errors import Conflict, Invalid, NotFound, NotYet, Violation
 from shared.models import (
     DEFAULT_QUEUE,
@@ -67,6 +68,12 @@ class JobRequest(BaseModel):
         default=[], max_length=MAX_DEPENDENCIES, description="jobs that must succeed before this one starts"
     )
     retry: RetryPolicy | None = Field(default=None, description="run again when the app exits with one of these codes")
+    retention_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETENTION,
+        description="keep its outputs, logs and archive this long after it ends (default: the app's, or the server's)",
+    )
 
 
 def _input_violation(violation: Violation) -> Violation:
@@ -114,7 +121,13 @@ async def check_inputs(store: MongoStore, inputs: list[dict[str, InputValue]], *
 
 
 def build_job(
-    spec: AppSpec, request: JobRequest, *, owner: str, job_id: str | None = None, rerun_of: str | None = None
+    spec: AppSpec,
+    request: JobRequest,
+    *,
+    owner: str,
+    job_id: str | None = None,
+    rerun_of: str | None = None,
+    retention: RetentionPolicy = KEEP_FOREVER,
 ) -> Job:
     """The job ``request`` describes, validated against its app (422 pointing at what is wrong)."""
     params = validate_request(spec, request.params, request.inputs)
@@ -142,6 +155,7 @@ def build_job(
         depends_on=depends_on,
         waiting_on=depends_on,
         retry=request.retry,
+        retention_seconds=retention.for_job(spec, request.retention_seconds),
     )
 
 
@@ -176,13 +190,15 @@ async def submit_job(
     wake: Callable[[], None],
     rerun_of: str | None = None,
     job_id: str | None = None,
+    retention: RetentionPolicy = KEEP_FOREVER,
 ) -> Job:
     """Validate against the app, check inputs, queue and dependencies are the owner's, then store the job.
 
     The dispatcher (woken by ``wake``) sends it to RabbitMQ once it may start; a stored job is
     accepted even while RabbitMQ is down, and waits for it.
     """
-    job = build_job(await find_app(store, request.app), request, owner=owner, job_id=job_id, rerun_of=rerun_of)
+    spec = await find_app(store, request.app)
+    job = build_job(spec, request, owner=owner, job_id=job_id, rerun_of=rerun_of, retention=retention)
     await check_inputs(store, [request.inputs], owner=owner)
     await check_queues(store, {job.queue}, owner=owner)
     await check_dependencies(store, set(job.depends_on), owner=owner)
@@ -232,6 +248,9 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "depends_on": job.depends_on,
         "waiting_on": job.waiting_on,
         "dispatched": iso(job.dispatched),
+        "retention_seconds": job.retention_seconds,
+        "expires": iso(job.expiry),
+        "expired": iso(job.expired),
         "links": {
             "self": url,
             "app": str(request.url_for("app", name=job.app)),
@@ -248,6 +267,7 @@ async def archive_link(
 ) -> dict[str, Any]:
     """A presigned download of the job's archive, or Conflict while it is not packaged yet."""
     job = await store.get_job(job_id, owner=owner)
+    require_not_expired(job)
     if job.archive is None:
         waiting = "is packaged" if job.state.terminal else f"finishes (it is {job.state.value})"
         raise NotYet(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
@@ -302,7 +322,14 @@ async def submit(request: Request) -> Response:
     job_request: JobRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES))
 
     async def submit(job_id: str | None = None) -> Job:
-        return await submit_job(store=d.store, request=job_request, owner=owner, wake=d.dispatcher.wake, job_id=job_id)
+        return await submit_job(
+            store=d.store,
+            request=job_request,
+            owner=owner,
+            wake=d.dispatcher.wake,
+            job_id=job_id,
+            retention=RetentionPolicy.of(d.settings),
+        )
 
     key = request.headers.get("idempotency-key")
     if key is None:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.params import integer
+from services.gateway.retention import require_not_expired
 from services.gateway.state import deps
 from shared.errors import NotFound, NotYet
 from shared.mongo import MongoStore
@@ -24,6 +25,7 @@ async def log_slice(
 ) -> dict[str, Any]:
     """Bytes ``start``.. of the job's ``name`` log (a negative start counts from the end), decoded as UTF-8."""
     job = await store.get_job(job_id, owner=owner)
+    require_not_expired(job)
     key = job.logs.get(name)
     if key is None:
         if not job.state.terminal:

@@ -39,6 +39,7 @@ ERROR_TEXT = {
     403: "Admins only",
     404: "No such resource (or not yours)",
     409: "Not in a state that allows this (see Retry-After)",
+    410: "Deleted for good: the job's retention ran out",
     413: "Too large",
     422: "Breaks the rules; every violation listed with a JSON pointer",
     503: "A backend did not answer (see Retry-After)",
@@ -425,7 +426,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         media_type=EVENT_STREAM,
     ),
     ("GET", "/v1/jobs/{job_id}/logs/{name}"): Operation(
-        "A byte range of the job's stored stdout or stderr (409 until it ends: follow its events meanwhile)",
+        "A byte range of the job's stored stdout or stderr (409 until it ends: follow its events meanwhile; "
+        "410 once its retention ran out)",
         "jobs",
         200,
         schemas.LogSlice,
@@ -433,11 +435,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             Param("offset", "First byte (default 0); negative counts from the end", {"type": "integer"}),
             Param("length", "Bytes to read, 1 to 1 MiB (default 64 KiB)", {"type": "integer", "minimum": 1}),
         ),
-        errors=(400, 409),
+        errors=(400, 409, 410),
     ),
     ("GET", "/v1/jobs/{job_id}/archive"): Operation(
         "A presigned link to the job's tar.gz; with `include`, to one of only the outputs the globs match, "
-        "packaged on the first request (409 with Retry-After until it is ready) and kept for the same globs",
+        "packaged on the first request (409 with Retry-After until it is ready) and kept for the same globs; "
+        "410 once the job's retention ran out",
         "jobs",
         200,
         schemas.ArchiveLink,
@@ -453,14 +456,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 },
             ),
         ),
-        errors=(302, 409, 422),
+        errors=(302, 409, 410, 422),
     ),
     ("GET", "/v1/jobs/{job_id}/outputs"): Operation(
         "The outputs of a finished job, with size, sha256 and content type (409 while it runs)",
         "jobs",
         200,
         schemas.OutputList,
-        errors=(409,),
+        errors=(409, 410),
     ),
     ("GET", "/v1/jobs/{job_id}/outputs/{path}"): Operation(
         "Presigned GET and HEAD links to one output of a finished job (409 while it runs)",
@@ -468,7 +471,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         schemas.OutputLink,
         query=REDIRECT,
-        errors=(302, 409),
+        errors=(302, 409, 410),
     ),
 }
 

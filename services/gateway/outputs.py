@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.params import flag, link_response
+from services.gateway.retention import require_not_expired
 from services.gateway.state import deps
 from shared.errors import NotFound, NotYet
 from shared.models import Job, OutputFile
@@ -25,6 +26,7 @@ from shared.storage import ObjectStorage
 async def finished_job(store: MongoStore, job_id: str, *, owner: str | None) -> Job:
     """The job, once it has finished and its outputs are known; NotYet before."""
     job = await store.get_job(job_id, owner=owner)
+    require_not_expired(job)
     if not job.state.terminal:
         raise NotYet(f"job {job.id} is {job.state.value}: its outputs are known once it finishes", retry_after=5)
     return job

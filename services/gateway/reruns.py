@@ -22,8 +22,9 @@ from services.gateway.jobs import (
     render_job,
     submit_job,
 )
+from services.gateway.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.state import deps
-from shared.apps import AppSpec
+from shared.apps import MAX_RETENTION, AppSpec
 from shared.errors import Conflict, NotFound
 from shared.models import InputValue, Job
 from shared.mongo import MongoStore
@@ -40,6 +41,7 @@ class RerunRequest(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     priority: int | None = Field(default=None, ge=0, le=9)
     queue: QueueName | None = None
+    retention_seconds: int | None = Field(default=None, ge=1, le=MAX_RETENTION)
 
 
 async def _installed(store: MongoStore, job: Job) -> AppSpec:
@@ -67,6 +69,7 @@ def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
         priority=changes.priority if changes.priority is not None else job.priority,
         queue=changes.queue or job.queue,
         retry=job.retry,
+        retention_seconds=changes.retention_seconds or job.retention_seconds,
     )
 
 
@@ -77,13 +80,19 @@ async def rerun_job(
     job_id: str,
     owner: str | None,
     raw: bytes,
+    retention: RetentionPolicy = KEEP_FOREVER,
 ) -> Job:
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
     job = await store.get_job(job_id, owner=owner)
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
     await _installed(store, job)
     return await submit_job(
-        store=store, request=clone_request(job, changes), owner=job.owner, wake=wake, rerun_of=job.id
+        store=store,
+        request=clone_request(job, changes),
+        owner=job.owner,
+        wake=wake,
+        rerun_of=job.id,
+        retention=retention,
     )
 
 
@@ -96,6 +105,7 @@ async def rerun(request: Request) -> Response:
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
         raw=await read_body(request, MAX_BODY_BYTES),
+        retention=RetentionPolicy.of(d.settings),
     )
     body = render_job(request, job)
     return JSONResponse(body, status_code=201, headers={"Location": body["url"]})

@@ -256,6 +256,9 @@ class JobOut(Out):
     depends_on: list[str] = Field(description="jobs that must succeed before this one starts")
     waiting_on: list[str] = Field(description="those of depends_on that have not succeeded yet")
     dispatched: str | None = Field(description="when it was sent to the runners (null while it waits)")
+    retention_seconds: int | None = Field(description="its results are kept this long after it ends (null: for ever)")
+    expires: str | None = Field(description="when its outputs, logs and archive are deleted (null: not set, or never)")
+    expired: str | None = Field(description="when they were deleted; its archive, logs and outputs then answer 410")
     links: JobLinks
 
 

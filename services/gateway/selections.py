@@ -17,6 +17,7 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from services.gateway.retention import require_not_expired
 from shared.apps import matching_outputs
 from shared.broker import Broker
 from shared.errors import Invalid, NotYet, Unavailable, Violation
@@ -77,6 +78,7 @@ async def selection_link(
 ) -> dict[str, Any]:
     """A presigned download of the archive of the outputs ``include`` matches; NotYet while it is being packaged."""
     job = await store.get_job(job_id, owner=owner)
+    require_not_expired(job)
     if not job.state.terminal:
         raise NotYet(f"job {job.id} is {job.state.value}; its outputs can be selected once it finishes", retry_after=5)
     if not matching_outputs(job.outputs, include):

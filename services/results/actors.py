@@ -30,13 +30,19 @@ async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStor
     if job.archive is not None:
         log.info("archive_exists", job_id=job_id)
         return
+    if job.expired is not None or job.expiry_lease is not None:
+        log.info("job_expired_unpackaged", job_id=job_id)  # its retention ran out: nothing is kept any more
+        return
     if not job.state.terminal:
         raise Conflict(f"job {job_id} is {job.state.value}; it is packaged once it finishes")
     key, size, sha256 = await asyncio.to_thread(build_archive, storage, job)
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
     if await store.set_archive(job_id, archive, finished=job.finished) is None:
-        # Another packager won (the bytes are identical), or the job was retried and this run's archive is stale.
+        # Another packager won (the bytes are identical), or the job was retried and this run's archive is stale,
+        # or it expired meanwhile: then the archive just written must not outlive the sweeper's deletion.
         log.info("archive_raced", job_id=job_id)
+        if (await store.get_job(job_id)).expired is not None:
+            await asyncio.to_thread(storage.delete, key)
         return
     await store.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
     log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
@@ -49,6 +55,9 @@ async def package_selection(job_id: str, digest: str, *, store: MongoStore, stor
     except NotFound:
         log.info("job_gone", job_id=job_id)
         return
+    if job.expired is not None or job.expiry_lease is not None:
+        log.info("job_expired_unpackaged", job_id=job_id, digest=digest)
+        return
     selection = job.selections.get(digest)
     if selection is None or selection.archive is not None:
         log.info("selection_settled", job_id=job_id, digest=digest, packaged=selection is not None)
@@ -56,11 +65,13 @@ async def package_selection(job_id: str, digest: str, *, store: MongoStore, stor
     key, size, sha256 = await asyncio.to_thread(build_archive, storage, job, selection=(digest, selection.include))
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
     if await store.set_selection_archive(job_id, digest, archive, finished=job.finished) is None:
-        # Another packager won (identical bytes), or the job was retried or deleted meanwhile.
+        # Another packager won (identical bytes), or the job was retried, deleted or expired meanwhile.
         try:
-            await store.get_job(job_id)
+            current = await store.get_job(job_id)
         except NotFound:
-            await asyncio.to_thread(storage.delete, key)  # deleted while packaging: leave nothing under its prefix
+            current = None
+        if current is None or current.expired is not None:
+            await asyncio.to_thread(storage.delete, key)  # leave nothing under a deleted or expired job's prefix
         log.info("selection_raced", job_id=job_id, digest=digest)
         return
     log.info("selection_packaged", job_id=job_id, digest=digest, size=size, sha256=sha256, include=selection.include)

@@ -409,3 +409,85 @@ def test_a_selections_archive_is_attached_once_and_cleared_when_the_job_is_retri
     assert attached is not None and attached.selections["d1"].archive is not None
     assert twice is None
     assert retried is not None and retried.selections == {}
+
+
+# Retention
+
+
+def ended(seconds_ago: float, **overrides: Any) -> Job:
+    """A job that ran and ended ``seconds_ago``."""
+    at = utcnow() - timedelta(seconds=seconds_ago)
+    fields: dict[str, Any] = {"state": JobState.SUCCEEDED, "started": at, "finished": at}
+    return make_job(**(fields | overrides))
+
+
+def test_expiry_is_stamped_as_the_end_plus_the_retention(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[Job, Job]:
+        job, kept = ended(5, retention_seconds=60), ended(5)
+        await store.insert_job(job)
+        await store.insert_job(kept)
+        await store.stamp_expiry(limit=10)
+        return await store.get_job(job.id), await store.get_job(kept.id)
+
+    job, kept = in_store(settings, scenario)
+    assert job.finished is not None and job.expires == job.finished + timedelta(seconds=60)
+    assert kept.expires is None
+
+
+def test_an_unpackaged_job_is_not_due_for_expiry_until_its_packaging_is_given_up(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[str]:
+        now = utcnow()
+        fresh, old = ended(5, expires=now), ended(600, expires=now)
+        for job in (fresh, old):
+            await store.insert_job(job)
+        due = await store.due_for_expiry(now=utcnow(), packaged_by=now - timedelta(seconds=60), limit=10)
+        return [{fresh.id: "fresh", old.id: "old"}[job_id] for job_id in due]
+
+    assert in_store(settings, scenario) == ["old"]
+
+
+def test_only_one_of_concurrent_expiry_claims_wins(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> list[Job | None]:
+        job = ended(5, expires=utcnow() - timedelta(seconds=1))
+        await store.insert_job(job)
+        later = utcnow() + timedelta(minutes=10)
+        return list(await asyncio.gather(*(store.claim_expiry(job.id, until=later) for _ in range(8))))
+
+    claims = in_store(settings, scenario)
+    assert sum(claim is not None for claim in claims) == 1
+
+
+def test_a_requeued_job_forgets_its_expiry(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> Job | None:
+        job = ended(5, expires=utcnow(), expired=utcnow(), state=JobState.FAILED)
+        await store.insert_job(job)
+        change = StateChange.model_validate(
+            {"at": utcnow(), "from": JobState.FAILED, "to": JobState.QUEUED, "by": "admin", "reason": "again"}
+        )
+        return await store.requeue_job(job, change)
+
+    requeued = in_store(settings, scenario)
+    assert requeued is not None and requeued.expires is None and requeued.expired is None
+
+
+def test_an_expired_job_gets_no_archive(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> Job | None:
+        job = ended(5, expired=utcnow())
+        await store.insert_job(job)
+        archive = Archive(key="k", size=1, sha256="0" * 64, created=utcnow())
+        return await store.set_archive(job.id, archive, finished=job.finished)
+
+    assert in_store(settings, scenario) is None
+
+
+def test_only_one_of_concurrent_packaging_resends_wins(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[list[str], list[bool]]:
+        job = ended(3600)
+        await store.insert_job(job)
+        before = utcnow() - timedelta(minutes=10)
+        lost = await store.unpackaged_jobs(finished_before=before, resent_before=before, limit=10)
+        claims = await asyncio.gather(*(store.claim_packaging_resend(job.id, resent_before=before) for _ in range(4)))
+        return lost, list(claims)
+
+    lost, claims = in_store(settings, scenario)
+    assert len(lost) == 1 and claims.count(True) == 1

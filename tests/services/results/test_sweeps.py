@@ -1,0 +1,122 @@
+"""The results service's sweep against real Mongo, S3 and RabbitMQ: expiry once, lost packagings asked again once."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from services.results.actors import package_results
+from services.results.sweeps import Sweeper
+from shared.broker import Broker
+from shared.models import Job, JobState, new_id, utcnow
+from shared.mongo import MongoStore
+from shared.settings import Settings
+from shared.storage import ObjectStorage
+from shared.tasks import PACKAGE_RESULTS
+from tests.services.gateway.test_dispatcher import delete_queues
+from tests.shared.test_mongo import ended, in_store
+
+
+@pytest.fixture
+def own(settings: Settings) -> Iterator[Settings]:
+    """Settings with a queue namespace of the test's own, so the stack's results worker never sees its messages."""
+    mine = settings.model_copy(update={"queue_namespace": f"sweep-{new_id()}", "s3_create_bucket": True})
+    yield mine
+    delete_queues(mine)
+
+
+@pytest.fixture
+def storage(own: Settings) -> Iterator[ObjectStorage]:
+    client = ObjectStorage(own)
+    client.ensure_bucket()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def broker(own: Settings) -> Iterator[Broker]:
+    client = Broker(own)
+    yield client
+    client.close()
+
+
+def stored_job(storage: ObjectStorage, **overrides: Any) -> Job:
+    """An ended job with one log in S3."""
+    job = ended(**overrides)
+    key = f"jobs/{job.id}/logs/stdout.txt"
+    storage.upload_fileobj(io.BytesIO(b"hello\n"), key, content_type="text/plain")
+    return job.model_copy(update={"logs": {"stdout": key}})
+
+
+def keys(s3: Any, settings: Settings, job: Job) -> list[str]:
+    """What S3 holds under the job's prefix."""
+    listing = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"jobs/{job.id}/")
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def sweepers(store: MongoStore, storage: ObjectStorage, broker: Broker) -> list[Sweeper]:
+    """Two sweepers, as two results workers run them (sharing clients, which changes nothing for their claims)."""
+    return [Sweeper(store=store, storage=storage, broker=broker, interval=1) for _ in range(2)]
+
+
+def test_two_sweepers_at_once_expire_a_job_once_and_leave_no_object(
+    own: Settings, storage: ObjectStorage, broker: Broker, s3: Any
+) -> None:
+    job = stored_job(storage, seconds_ago=120, retention_seconds=1)  # ended past the packaging grace
+
+    async def scenario(store: MongoStore) -> tuple[list[int], Job]:
+        await store.insert_job(job)
+        await store.stamp_expiry(limit=10)
+        done = await asyncio.gather(*(sweeper.expire_due() for sweeper in sweepers(store, storage, broker)))
+        return list(done), await store.get_job(job.id)
+
+    done, after = in_store(own, scenario)
+    assert sorted(done) == [0, 1]
+    assert after.expired is not None and after.state is JobState.SUCCEEDED
+    assert keys(s3, own, job) == []
+
+
+def test_a_job_within_its_retention_is_left_alone(
+    own: Settings, storage: ObjectStorage, broker: Broker, s3: Any
+) -> None:
+    job = stored_job(storage, seconds_ago=5, retention_seconds=3600)
+
+    async def scenario(store: MongoStore) -> int:
+        await store.insert_job(job)
+        expired, _ = await sweepers(store, storage, broker)[0].sweep_once()
+        return expired
+
+    assert in_store(own, scenario) == 0
+    assert keys(s3, own, job) == [f"jobs/{job.id}/logs/stdout.txt"]
+
+
+def test_a_lost_packaging_is_asked_again_once_by_two_sweepers(
+    own: Settings, storage: ObjectStorage, broker: Broker
+) -> None:
+    job = stored_job(storage, seconds_ago=3600)
+
+    async def scenario(store: MongoStore) -> list[int]:
+        await store.insert_job(job)
+        return list(
+            await asyncio.gather(*(sweeper.resend_unpackaged() for sweeper in sweepers(store, storage, broker)))
+        )
+
+    assert sorted(in_store(own, scenario)) == [0, 1]
+    assert broker.queue_stats([PACKAGE_RESULTS])[broker.queue(PACKAGE_RESULTS)]["messages"] == 1
+
+
+def test_an_expired_job_is_not_packaged(own: Settings, storage: ObjectStorage, s3: Any) -> None:
+    job = stored_job(storage, seconds_ago=3600, expired=utcnow() - timedelta(seconds=1))
+
+    async def scenario(store: MongoStore) -> Job:
+        await store.insert_job(job)
+        await package_results(job.id, store=store, storage=storage)
+        return await store.get_job(job.id)
+
+    assert in_store(own, scenario).archive is None
+    assert keys(s3, own, job) == [f"jobs/{job.id}/logs/stdout.txt"]
