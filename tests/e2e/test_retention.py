@@ -57,6 +57,9 @@ def test_an_expired_job_answers_410_and_leaves_nothing_in_s3(
     assert objects(s3, stack, job["id"]) == []
     problem(user.get(f"/v1/jobs/{job['id']}/archive"), 410, "gone")
     problem(user.get(f"/v1/jobs/{job['id']}/logs/stdout"), 410, "gone")
+    problem(user.get(f"/v1/jobs/{job['id']}/outputs"), 410, "gone")
+    problem(user.get(f"/v1/jobs/{job['id']}/outputs/{job['outputs'][0]['path']}"), 410, "gone")
+    problem(user.get(f"/v1/jobs/{job['id']}/archive", params={"include": "*"}), 410, "gone")
 
 
 def test_an_expired_job_can_still_be_deleted(make_user: UserFactory, project: Path) -> None:
