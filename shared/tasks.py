@@ -27,6 +27,9 @@ RUN_JOB = Task(actor="run_job", queue="jobs")
 PACKAGE_RESULTS = Task(actor="package_results", queue="results")
 """Results: stream a finished job's outputs into a tar.gz in S3. Args: ``(job_id,)``."""
 
+DELIVER_WEBHOOK = Task(actor="deliver_webhook", queue="webhooks")
+"""Results: POST one signed webhook event, again with backoff until a 2xx or the last try. Args: ``(delivery_id,)``."""
+
 RUNNER_SERVICE = "quern-runner"
 """How runners name themselves in their heartbeats; the dispatcher counts their free slots."""
 

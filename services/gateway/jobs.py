@@ -20,6 +20,7 @@ from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag, link_response
 from services.gateway.state import deps
+from services.gateway.webhooks import check_webhooks
 from shared.apps import AppSpec, validate_request
 from shared.errors import Conflict, Invalid, NotFound, NotYet, Violation
 from shared.models import (
@@ -30,12 +31,14 @@ from shared.models import (
     JobState,
     Queue,
     RetryPolicy,
+    WebhookTarget,
     job_event,
     new_id,
     state_event,
     utcnow,
 )
 from shared.mongo import MongoStore
+from shared.outbound import Network
 from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
@@ -66,6 +69,9 @@ class JobRequest(BaseModel):
         default=[], max_length=MAX_DEPENDENCIES, description="jobs that must succeed before this one starts"
     )
     retry: RetryPolicy | None = Field(default=None, description="run again when the app exits with one of these codes")
+    webhook: WebhookTarget | None = Field(
+        default=None, description="POST the job's terminal event here (instead of to the owner's registered webhooks)"
+    )
 
 
 def _input_violation(violation: Violation) -> Violation:
@@ -141,6 +147,7 @@ def build_job(
         depends_on=depends_on,
         waiting_on=depends_on,
         retry=request.retry,
+        webhook=request.webhook,
     )
 
 
@@ -175,6 +182,7 @@ async def submit_job(
     wake: Callable[[], None],
     rerun_of: str | None = None,
     job_id: str | None = None,
+    networks: tuple[Network, ...] = (),
 ) -> Job:
     """Validate against the app, check inputs, queue and dependencies are the owner's, then store the job.
 
@@ -185,6 +193,8 @@ async def submit_job(
     await check_inputs(store, [request.inputs], owner=owner)
     await check_queues(store, {job.queue}, owner=owner)
     await check_dependencies(store, set(job.depends_on), owner=owner)
+    if job.webhook is not None:
+        await check_webhooks(store, [("/webhook", job.webhook)], owner=owner, networks=networks)
     await store.insert_job(job)
     await store.record_events([state_event(job)])
     wake()
@@ -231,11 +241,13 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "depends_on": job.depends_on,
         "waiting_on": job.waiting_on,
         "dispatched": iso(job.dispatched),
+        "webhook": None if job.webhook is None else job.webhook.model_dump(),
         "links": {
             "self": url,
             "app": str(request.url_for("app", name=job.app)),
             "archive": str(request.url_for("job_archive", job_id=job.id)),
             "events": str(request.url_for("job_events", job_id=job.id)),
+            "deliveries": str(request.url_for("job_deliveries", job_id=job.id)),
             "logs": {name: str(request.url_for("job_log", job_id=job.id, name=name)) for name in sorted(job.logs)},
         },
     }
@@ -299,7 +311,14 @@ async def submit(request: Request) -> Response:
     job_request: JobRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES))
 
     async def submit(job_id: str | None = None) -> Job:
-        return await submit_job(store=d.store, request=job_request, owner=owner, wake=d.dispatcher.wake, job_id=job_id)
+        return await submit_job(
+            store=d.store,
+            request=job_request,
+            owner=owner,
+            wake=d.dispatcher.wake,
+            job_id=job_id,
+            networks=d.settings.allowed_networks(),
+        )
 
     key = request.headers.get("idempotency-key")
     if key is None:

@@ -25,8 +25,9 @@ from services.gateway.jobs import (
 from services.gateway.state import deps
 from shared.apps import AppSpec
 from shared.errors import Conflict, NotFound
-from shared.models import InputValue, Job
+from shared.models import InputValue, Job, WebhookTarget
 from shared.mongo import MongoStore
+from shared.outbound import Network
 
 
 class RerunRequest(BaseModel):
@@ -40,6 +41,7 @@ class RerunRequest(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     priority: int | None = Field(default=None, ge=0, le=9)
     queue: QueueName | None = None
+    webhook: WebhookTarget | None = Field(default=None, description="a URL for the new job's terminal event")
 
 
 async def _installed(store: MongoStore, job: Job) -> AppSpec:
@@ -67,6 +69,7 @@ def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
         priority=changes.priority if changes.priority is not None else job.priority,
         queue=changes.queue or job.queue,
         retry=job.retry,
+        webhook=changes.webhook or job.webhook,
     )
 
 
@@ -77,13 +80,19 @@ async def rerun_job(
     job_id: str,
     owner: str | None,
     raw: bytes,
+    networks: tuple[Network, ...] = (),
 ) -> Job:
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
     job = await store.get_job(job_id, owner=owner)
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
     await _installed(store, job)
     return await submit_job(
-        store=store, request=clone_request(job, changes), owner=job.owner, wake=wake, rerun_of=job.id
+        store=store,
+        request=clone_request(job, changes),
+        owner=job.owner,
+        wake=wake,
+        rerun_of=job.id,
+        networks=networks,
     )
 
 
@@ -96,6 +105,7 @@ async def rerun(request: Request) -> Response:
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
         raw=await read_body(request, MAX_BODY_BYTES),
+        networks=d.settings.allowed_networks(),
     )
     body = render_job(request, job)
     return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
