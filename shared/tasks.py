@@ -30,6 +30,9 @@ PACKAGE_RESULTS = Task(actor="package_results", queue="results")
 DELIVER_WEBHOOK = Task(actor="deliver_webhook", queue="webhooks")
 """Results: POST one signed webhook event, again with backoff until a 2xx or the last try. Args: ``(delivery_id,)``."""
 
+ANNOUNCE_END = Task(actor="announce_job_end", queue="webhooks")
+"""Results: record and send the webhook deliveries of a job that ended without a run to package. Args: ``(job_id,)``."""
+
 RUNNER_SERVICE = "quern-runner"
 """How runners name themselves in their heartbeats; the dispatcher counts their free slots."""
 

@@ -20,8 +20,9 @@ from services.gateway.job_filters import job_query
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag, link_response
 from services.gateway.state import deps
-from services.gateway.webhooks import check_webhooks
+from services.gateway.webhooks import announce_end, check_webhooks
 from shared.apps import AppSpec, validate_request
+from shared.broker import Broker
 from shared.errors import Conflict, Invalid, NotFound, NotYet, Violation
 from shared.models import (
     DEFAULT_QUEUE,
@@ -273,16 +274,21 @@ async def archive_link(
     }
 
 
-async def cancel_job(*, store: MongoStore, job_id: str, owner: str | None, who: str) -> Job:
+async def cancel_job(
+    *, store: MongoStore, job_id: str, owner: str | None, who: str, broker: Broker | None = None
+) -> Job:
     """Cancel: a QUEUED job at once; a RUNNING one is flagged for its runner, which stops the app within seconds.
 
-    A finished job is left as it is: cancelling it is a no-op answered with its state.
+    A finished job is left as it is: cancelling it is a no-op answered with its state. With ``broker``,
+    the end of a job canceled while QUEUED is announced to its webhooks (a job about to be deleted has none).
     """
     job = await store.get_job(job_id, owner=owner)
     if job.state is JobState.QUEUED:
         canceled = await store.cancel_queued(job_id, owner=owner, reason=f"canceled by {who} before it started")
         if canceled is not None:
             await store.record_events([state_event(canceled)])
+            if broker is not None:
+                await announce_end(broker, canceled)
             log.info("job_canceled", job_id=job_id, state="QUEUED")
             return canceled
         job = await store.get_job(job_id, owner=owner)  # it started meanwhile
@@ -300,7 +306,11 @@ async def cancel(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/cancel: the job, CANCELED, being stopped (cancel_requested set), or already finished."""
     who = principal(request)
     job = await cancel_job(
-        store=deps(request).store, job_id=request.path_params["job_id"], owner=who.owner_filter, who=who.username
+        store=deps(request).store,
+        job_id=request.path_params["job_id"],
+        owner=who.owner_filter,
+        who=who.username,
+        broker=deps(request).broker,
     )
     return JSONResponse(render_job(request, job))
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from pydantic import ConfigDict
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -21,10 +22,12 @@ from services.gateway.auth import principal
 from services.gateway.bodies import read_model
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
-from shared.errors import Conflict, Invalid, Violation
-from shared.models import Delivery, Webhook, WebhookSecret, WebhookTarget, new_id, utcnow
+from shared.broker import Broker
+from shared.errors import Conflict, Invalid, Unavailable, Violation
+from shared.models import Delivery, Job, Webhook, WebhookSecret, WebhookTarget, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.outbound import Network, literal_host_allowed
+from shared.tasks import ANNOUNCE_END
 
 log = structlog.get_logger()
 SECRET_PREFIX = "whsec_"
@@ -50,6 +53,17 @@ async def check_webhooks(
             raise Invalid(f"the webhook URL is refused: {detail}", [Violation(f"{pointer}/url", detail)])
     if targets and await store.get_webhook_secret(owner) is None:
         raise Conflict(NO_SECRET)
+
+
+async def announce_end(broker: Broker, job: Job) -> None:
+    """Have the results service announce the end of a job no packager will see (it never ran, or had ended already).
+
+    Best effort: with RabbitMQ down, the end stands and its webhook event is lost (and logged).
+    """
+    try:
+        await run_in_threadpool(broker.send, ANNOUNCE_END, job.id)
+    except Unavailable as exc:
+        log.warning("webhook_announce_lost", job_id=job.id, state=job.state.value, detail=exc.detail)
 
 
 async def rotate_secret(*, store: MongoStore, owner: str) -> WebhookSecret:

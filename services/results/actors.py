@@ -15,7 +15,7 @@ from shared.models import Archive, Job, job_event, utcnow
 from shared.mongo import MongoStore
 from shared.settings import ResultsSettings
 from shared.storage import ObjectStorage
-from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS
+from shared.tasks import ANNOUNCE_END, DELIVER_WEBHOOK, PACKAGE_RESULTS
 from shared.worker import Drain, Resources
 
 log = structlog.get_logger()
@@ -52,6 +52,17 @@ async def _announce(job: Job, *, store: MongoStore, broker: Broker) -> None:
         await asyncio.to_thread(broker.send, DELIVER_WEBHOOK, delivery_id)
 
     await announce(job, store=store, send=send)
+
+
+async def announce_job_end(job_id: str, *, store: MongoStore, broker: Broker) -> None:
+    """Announce the end of a job that no packager will see (it never ran); a job deleted or run again is left alone."""
+    try:
+        job = await store.get_job(job_id)
+    except NotFound:
+        log.info("job_gone", job_id=job_id)
+        return
+    if job.state.terminal:
+        await _announce(job, store=store, broker=broker)
 
 
 def register(broker: Broker, resources: Resources) -> Drain | None:
@@ -96,4 +107,19 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
         time_limit=int((settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS) * 1000),
         throws=(NotFound,),
     )(deliver_webhook)
+
+    async def announce_end(job_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job_id):
+            await announce_job_end(job_id, store=resources.store, broker=broker)
+
+    dramatiq.actor(
+        broker=broker.dramatiq,
+        actor_name=ANNOUNCE_END.actor,
+        queue_name=broker.queue(ANNOUNCE_END),
+        max_retries=5,
+        min_backoff=2000,
+        max_backoff=300000,
+        time_limit=60_000,
+        throws=(NotFound,),
+    )(announce_end)
     return None

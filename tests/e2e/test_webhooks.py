@@ -139,3 +139,28 @@ def test_a_malformed_webhook_url_is_422_pointing_at_it(user: httpx.Client, url: 
 def test_the_secret_is_shown_once_and_a_new_one_replaces_it(user: httpx.Client) -> None:
     first, second = signing_secret(user), signing_secret(user)
     assert first.startswith("whsec_") and first != second
+
+
+def test_a_job_canceled_before_it_ran_is_announced_too(user: httpx.Client, project: Path) -> None:
+    secret = signing_secret(user)
+    queue = user.post("/v1/queues", json={"name": "held"}).json()
+    assert user.post(f"/v1/queues/{queue['id']}/pause").status_code == 200
+    with receiver() as hook:
+        job = flood_job(user, project, queue="held", webhook={"url": hook.url})
+        assert user.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "CANCELED"
+        (request,) = hook.wait_for(1)
+        (delivery,) = wait_for_deliveries(user, job["id"])
+    event = verify(secret, request)
+    assert event["type"] == "job.canceled" and event["job"]["started"] is None and event["job"]["archive"] is None
+    assert delivery["state"] == "succeeded" and len(delivery["attempts"]) == 1
+
+
+def test_a_job_failed_by_its_dependency_is_announced_too(user: httpx.Client, project: Path) -> None:
+    signing_secret(user)
+    with receiver() as hook:
+        failing = flood_job(user, project, data=b"not a grid\n")
+        waiting = flood_job(user, project, depends_on=[failing["id"]], webhook={"url": hook.url})
+        (request,) = hook.wait_for(1)
+    event = json.loads(request.body)
+    assert event["type"] == "job.failed" and event["job"]["id"] == waiting["id"]
+    assert "dependency" in event["job"]["error"]["reason"]
