@@ -81,7 +81,8 @@ async def resolve(host: str, port: int, networks: tuple[Network, ...]) -> IPAddr
         raise Refused(f"{host} does not resolve")
     for address in addresses:
         if not address_allowed(address, networks):
-            raise Refused(f"{host} resolves to {address}, which is not a public address")
+            named = "" if host.strip("[]") == str(address) else f"{host} resolves to "
+            raise Refused(f"{named}{address}: not a public address")
     return addresses[0]
 
 

@@ -147,17 +147,30 @@ async def describe(request: Request) -> Response:
     return JSONResponse(render_webhook(request, webhook))
 
 
-async def remove(request: Request) -> Response:
-    """DELETE /v1/webhooks/{webhook_id}: no new deliveries go to it; those under way go on."""
-    store = deps(request).store
-    webhook = await store.get_webhook(request.path_params["webhook_id"], owner=principal(request).owner_filter)
+async def delete_webhook(*, store: MongoStore, webhook_id: str, owner: str | None) -> None:
+    """Forget a registered webhook (NotFound unless ``owner``'s); deliveries under way go on."""
+    webhook = await store.get_webhook(webhook_id, owner=owner)
     await store.delete_webhook(webhook.id)
     log.info("webhook_deleted", webhook_id=webhook.id)
+
+
+async def deliveries_of(*, store: MongoStore, job_id: str, owner: str | None) -> list[Delivery]:
+    """The deliveries of a job's events (NotFound unless it is ``owner``'s), oldest first."""
+    job = await store.get_job(job_id, owner=owner)
+    return await store.job_deliveries(job.id)
+
+
+async def remove(request: Request) -> Response:
+    """DELETE /v1/webhooks/{webhook_id}: no new deliveries go to it; those under way go on."""
+    await delete_webhook(
+        store=deps(request).store, webhook_id=request.path_params["webhook_id"], owner=principal(request).owner_filter
+    )
     return Response(status_code=204)
 
 
 async def job_deliveries(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/deliveries: every delivery of the job's events, with its attempts."""
-    store = deps(request).store
-    job = await store.get_job(request.path_params["job_id"], owner=principal(request).owner_filter)
-    return JSONResponse({"items": [render_delivery(delivery) for delivery in await store.job_deliveries(job.id)]})
+    deliveries = await deliveries_of(
+        store=deps(request).store, job_id=request.path_params["job_id"], owner=principal(request).owner_filter
+    )
+    return JSONResponse({"items": [render_delivery(delivery) for delivery in deliveries]})

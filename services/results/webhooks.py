@@ -104,7 +104,7 @@ async def announce(job: Job, *, store: MongoStore, send: Callable[[str], Awaitab
             await send(delivery.id)
             sent.append(delivery.id)
     if sent:
-        log.info("webhook_announced", job_id=job.id, event=event, deliveries=sent)
+        log.info("webhook_announced", job_id=job.id, event_type=event, deliveries=sent)
     return sent
 
 
