@@ -28,6 +28,9 @@ from shared.models import (
     Archive,
     Batch,
     Dataset,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
     Event,
     Job,
     JobError,
@@ -41,6 +44,8 @@ from shared.models import (
     StateChange,
     StoredFile,
     User,
+    Webhook,
+    WebhookSecret,
     WorkerInfo,
     utcnow,
 )
@@ -183,6 +188,9 @@ class MongoStore:
         self._events = self._db["events"]
         self._queues = self._db["queues"]
         self._batches = self._db["batches"]
+        self._webhooks = self._db["webhooks"]
+        self._webhook_secrets = self._db["webhook_secrets"]
+        self._deliveries = self._db["deliveries"]
 
     @classmethod
     def connect(cls, settings: Settings, *, appname: str) -> MongoStore:
@@ -243,6 +251,8 @@ class MongoStore:
             # The retention sweeper's scans: ended jobs not yet expired, by when they expire or ended.
             await self._jobs.create_index([("expired", ASCENDING), ("expires", ASCENDING)])
             await self._jobs.create_index([("expired", ASCENDING), ("finished", ASCENDING)])
+            await self._webhooks.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._deliveries.create_index([("job_id", ASCENDING), ("_id", ASCENDING)])
 
     async def _page(
         self,
@@ -635,7 +645,8 @@ class MongoStore:
         None if one was, or if the job was run again since (retried): that archive is of an old run.
         """
         return await self._transition(
-            {"_id": job_id, "archive": None, "finished": finished, "expired": None}, {"archive": archive.model_dump()}
+            {"_id": job_id, "archive": None, "finished": finished, "expired": None, "expiry_lease": None},
+            {"archive": archive.model_dump()},
         )
 
     async def set_progress(self, job_id: str, progress: JobProgress) -> None:
@@ -1147,6 +1158,7 @@ class MongoStore:
                 "_id": job_id,
                 "finished": finished,
                 "expired": None,
+                "expiry_lease": None,
                 f"{field}.requested": {"$exists": True},
                 f"{field}.archive": None,
             },
@@ -1232,3 +1244,106 @@ class MongoStore:
         with _translated(f"job {job_id}"):
             result = await self._jobs.update_one(match, {"$set": {"packaging_resent": utcnow()}})
         return bool(result.modified_count)
+
+    async def release_packaging_resend(self, job_id: str) -> None:
+        """Forget a claim whose message could not be sent, so the next pass asks again."""
+        with _translated(f"job {job_id}"):
+            await self._jobs.update_one({"_id": job_id, "archive": None}, {"$set": {"packaging_resent": None}})
+
+    # Webhooks: registered URLs, each user's signing secret, and every delivery with its attempts
+
+    async def insert_webhook(self, webhook: Webhook) -> None:
+        """Record a registered webhook."""
+        with _translated(f"webhook {webhook.id}"):
+            await self._webhooks.insert_one(_to_doc(webhook))
+
+    async def get_webhook(self, webhook_id: str, *, owner: str | None = None) -> Webhook:
+        """One registered webhook (of ``owner``, unless None), or NotFound."""
+        with _translated(f"webhook {webhook_id}"):
+            doc = await self._webhooks.find_one({"_id": webhook_id, **_mine(owner)})
+        if doc is None:
+            raise NotFound(f"no webhook {webhook_id}")
+        return _from_doc(Webhook, doc)
+
+    async def list_webhooks(self, *, owner: str | None, limit: int, after: str | None) -> Page[Webhook]:
+        """Registered webhooks, newest first."""
+        return await self._page(self._webhooks, Webhook, _mine(owner), limit=limit, after=after)
+
+    async def owner_webhooks(self, owner: str) -> list[Webhook]:
+        """Every webhook ``owner`` registered, oldest first."""
+        with _translated(f"webhooks of {owner}"):
+            docs = await self._webhooks.find({"owner": owner}).sort("_id", ASCENDING).to_list(None)
+        return [_from_doc(Webhook, doc) for doc in docs]
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        """Forget a registered webhook (its deliveries are kept)."""
+        with _translated(f"webhook {webhook_id}"):
+            await self._webhooks.delete_one({"_id": webhook_id})
+
+    async def set_webhook_secret(self, secret: WebhookSecret) -> None:
+        """Store (or replace) a user's signing secret."""
+        doc = _to_doc(secret)
+        with _translated(f"webhook secret of {secret.id}"):
+            await self._webhook_secrets.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    async def get_webhook_secret(self, owner: str) -> WebhookSecret | None:
+        """A user's signing secret, or None if they have not made one."""
+        with _translated(f"webhook secret of {owner}"):
+            doc = await self._webhook_secrets.find_one({"_id": owner})
+        return None if doc is None else _from_doc(WebhookSecret, doc)
+
+    async def add_delivery(self, delivery: Delivery) -> Delivery:
+        """Record a delivery unless one of that id exists; either way, the stored one."""
+        doc = _to_doc(delivery)
+        with _translated(f"delivery {delivery.id}"):
+            await self._deliveries.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
+        return await self.get_delivery(delivery.id)
+
+    async def get_delivery(self, delivery_id: str, *, owner: str | None = None) -> Delivery:
+        """One delivery (of ``owner``, unless None), or NotFound."""
+        with _translated(f"delivery {delivery_id}"):
+            doc = await self._deliveries.find_one({"_id": delivery_id, **_mine(owner)})
+        if doc is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        return _from_doc(Delivery, doc)
+
+    async def job_deliveries(self, job_id: str) -> list[Delivery]:
+        """A job's deliveries, oldest first."""
+        with _translated(f"deliveries of {job_id}"):
+            docs = await self._deliveries.find({"job_id": job_id}).sort("_id", ASCENDING).to_list(None)
+        return [_from_doc(Delivery, doc) for doc in docs]
+
+    async def lease_delivery(self, delivery_id: str, *, now: datetime, until: datetime) -> Delivery | None:
+        """Take a pending delivery for one attempt until ``until``; None if it is done or another worker holds it."""
+        with _translated(f"delivery {delivery_id}"):
+            doc = await self._deliveries.find_one_and_update(
+                {
+                    "_id": delivery_id,
+                    "state": DeliveryState.PENDING.value,
+                    "$or": [{"lease": None}, {"lease": {"$lt": now}}],
+                },
+                {"$set": {"lease": until}},
+                return_document=ReturnDocument.AFTER,
+            )
+        return None if doc is None else _from_doc(Delivery, doc)
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: DeliveryAttempt,
+        *,
+        lease: datetime,
+        state: DeliveryState,
+        next_attempt: datetime | None,
+    ) -> Delivery | None:
+        """Append an attempt made under ``lease`` and move the delivery to ``state``; None if the lease was lost."""
+        with _translated(f"delivery {delivery_id}"):
+            doc = await self._deliveries.find_one_and_update(
+                {"_id": delivery_id, "state": DeliveryState.PENDING.value, "lease": lease},
+                {
+                    "$push": {"attempts": attempt.model_dump()},
+                    "$set": {"state": state.value, "lease": None, "next_attempt": next_attempt},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+        return None if doc is None else _from_doc(Delivery, doc)

@@ -7,6 +7,7 @@ nothing else reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     apps_dir: Path = Path("apps")
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
 
+    # Webhooks: the networks outbound requests may reach although they are not public (the SSRF guard).
+    webhook_allowed_networks: str = ""
+
     @field_validator("rabbitmq_url")
     @classmethod
     def _amqp(cls, value: SecretStr) -> SecretStr:
@@ -97,6 +101,21 @@ class Settings(BaseSettings):
         if not value.is_dir():
             raise ValueError(f"{value} is not a directory")
         return value.resolve()
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for cidr in value.split(","):
+            if cidr.strip():
+                try:
+                    ipaddress.ip_network(cidr.strip())
+                except ValueError as exc:
+                    raise ValueError(f"{cidr.strip()!r} is not a network (CIDR, e.g. 127.0.0.0/8)") from exc
+        return value
+
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The private networks webhooks may reach (WEBHOOK_ALLOWED_NETWORKS)."""
+        return tuple(ipaddress.ip_network(c.strip()) for c in self.webhook_allowed_networks.split(",") if c.strip())
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
@@ -200,6 +219,9 @@ class ResultsSettings(Settings):
 
     results_concurrency: int = Field(default=2, ge=1, le=64)
     retention_sweep_seconds: float = Field(default=300, gt=0, le=24 * 3600)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
 S = TypeVar("S", bound=Settings)

@@ -259,7 +259,14 @@ class ObjectStorage:
             for page in pages:
                 keys: list[ObjectIdentifierTypeDef] = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
                 if keys:
-                    self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    answer = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    if failed := answer.get("Errors"):
+                        # S3 answers 200 and lists what it could not delete: that is not deleted.
+                        first = failed[0]
+                        raise Unavailable(
+                            f"object storage kept {len(failed)} object(s) under {prefix} "
+                            f"({first.get('Key')}: {first.get('Code')})"
+                        )
                     deleted += len(keys)
         return deleted
 

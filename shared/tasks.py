@@ -29,6 +29,11 @@ PACKAGE_RESULTS = Task(actor="package_results", queue="results")
 
 PACKAGE_SELECTION = Task(actor="package_selection", queue="results")
 """Results: package only the outputs a job's selection matches (``?include=``). Args: ``(job_id, digest)``."""
+DELIVER_WEBHOOK = Task(actor="deliver_webhook", queue="webhooks")
+"""Results: POST one signed webhook event, again with backoff until a 2xx or the last try. Args: ``(delivery_id,)``."""
+
+ANNOUNCE_END = Task(actor="announce_job_end", queue="webhooks")
+"""Results: record and send the webhook deliveries of a job that ended without a run to package. Args: ``(job_id,)``."""
 
 RUNNER_SERVICE = "quern-runner"
 """How runners name themselves in their heartbeats; the dispatcher counts their free slots."""

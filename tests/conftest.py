@@ -26,7 +26,7 @@ from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, w
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
 from services.gateway.problems import problem_types
 from shared.settings import Settings, load
-from shared.tasks import PACKAGE_RESULTS, RUN_JOB
+from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS, RUN_JOB
 
 MAX_UPLOAD_BYTES = 48 * 2**20
 SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
@@ -36,6 +36,8 @@ DATASET_MAX_BYTES = 8 * 2**20
 DATASET_MAX_RATIO = 50
 DATASET_RATIO_AFTER_BYTES = 2**20
 RETENTION_SWEEP_SECONDS = 1  # the results workers' sweep, so retention tests see expiry within seconds
+WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8"
+WEBHOOK_TIMEOUT_SECONDS = 1.0
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +63,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "DATASET_MAX_RATIO": str(DATASET_MAX_RATIO),
             "DATASET_RATIO_AFTER_BYTES": str(DATASET_RATIO_AFTER_BYTES),
             "RETENTION_SWEEP_SECONDS": str(RETENTION_SWEEP_SECONDS),
+            # The webhook receivers of the tests listen on loopback, which the SSRF guard refuses unless allowed.
+            "WEBHOOK_ALLOWED_NETWORKS": WEBHOOK_ALLOWED_NETWORKS,
+            "WEBHOOK_BACKOFF_SECONDS": "0.2",
+            "WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
         },
     )
     s3, mongo = stack.servers()
@@ -81,7 +87,7 @@ def _delete_queues(stack: Stack) -> None:
     try:
         # The session's namespace and those of the tests' own stacks (test_runner_shutdown).
         for namespace in (stack.namespace, f"{stack.namespace}-own"):
-            for task in (RUN_JOB, PACKAGE_RESULTS):
+            for task in (RUN_JOB, PACKAGE_RESULTS, DELIVER_WEBHOOK):
                 base = task.queue_name(namespace)
                 for name in (base, f"{base}.DQ", f"{base}.XQ"):
                     channel = connection.channel()

@@ -31,6 +31,7 @@ from services.gateway import (
     reruns,
     uploads,
     users,
+    webhooks,
 )
 from services.gateway.auth import Authentication, Authenticator
 from services.gateway.dispatcher import Dispatcher
@@ -165,6 +166,12 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 Route("/queues/{queue_id}/resume", queues.resume, methods=["POST"]),
                 Route("/queues/{queue_id}/retry", queues.retry, methods=["POST"]),
                 Route("/queues/{queue_id}/recover", queues.recover, methods=["POST"]),
+                Route("/webhook-secret", webhooks.new_secret, methods=["POST"]),
+                Route("/webhooks", webhooks.create, methods=["POST"]),
+                Route("/webhooks", webhooks.list_webhooks),
+                Route("/webhooks/{webhook_id}", webhooks.describe, name="webhook"),
+                Route("/webhooks/{webhook_id}", webhooks.remove, methods=["DELETE"]),
+                Route("/jobs/{job_id}/deliveries", webhooks.job_deliveries, name="job_deliveries"),
             ],
         ),
     ]

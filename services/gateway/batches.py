@@ -24,10 +24,12 @@ from services.gateway.jobs import (
 )
 from services.gateway.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.state import deps
+from services.gateway.webhooks import check_webhooks
 from shared.apps import AppSpec
 from shared.errors import AppError, Conflict, Invalid, NotFound, Violation
 from shared.models import Batch, Job, new_id, state_event, utcnow
 from shared.mongo import MongoStore
+from shared.outbound import Network
 
 log = structlog.get_logger()
 MAX_BATCH = 10_000
@@ -87,6 +89,7 @@ async def submit_batch(
     wake: Callable[[], None],
     batch_id: str,
     retention: RetentionPolicy = KEEP_FOREVER,
+    networks: tuple[Network, ...] = (),
 ) -> list[Job]:
     """Validate every job, store them all, then commit the batch, which lets the dispatcher see them.
 
@@ -101,6 +104,8 @@ async def submit_batch(
     await check_inputs(store, [item.inputs for item in batch.jobs], owner=owner)
     await check_queues(store, {job.queue for job in jobs}, owner=owner)
     await check_dependencies(store, dependencies, owner=owner)
+    webhooks = [(f"/jobs/{index}/webhook", job.webhook) for index, job in enumerate(jobs) if job.webhook is not None]
+    await check_webhooks(store, webhooks, owner=owner, networks=networks)
     try:
         await store.insert_batch(Batch(id=batch_id, owner=owner, size=len(jobs), created=utcnow()), jobs)
         await store.commit_batch(batch_id)
@@ -148,6 +153,7 @@ async def submit(request: Request) -> Response:
             wake=d.dispatcher.wake,
             batch_id=batch_id,
             retention=RetentionPolicy.of(d.settings),
+            networks=d.settings.allowed_networks(),
         )
         return batch_id, jobs
 

@@ -22,6 +22,7 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.requeues import recover
+from services.gateway.webhooks import announce_end
 from shared.broker import Broker
 from shared.errors import AppError
 from shared.models import MISSED_BEATS, Job, JobState, state_event, utcnow
@@ -125,7 +126,7 @@ class Dispatcher:
 
     async def dispatch_once(self) -> int:
         """One pass: settle dependencies, then send what may start; returns how many jobs were sent."""
-        await settle_dependencies(self.store)
+        await settle_dependencies(self.store, broker=self.broker)
         live = [w for w in await self.store.list_workers() if w.alive(self.heartbeat_seconds)]
         await self.reap([w.id for w in live])
         # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
@@ -172,7 +173,7 @@ class Dispatcher:
         return True
 
 
-async def settle_dependencies(store: MongoStore) -> None:
+async def settle_dependencies(store: MongoStore, *, broker: Broker | None = None) -> None:
     """Stop waiting on jobs that succeeded; fail the jobs that wait on one that failed, was canceled or is gone."""
     while waited := await store.waited_on():
         states = await store.job_states(waited)
@@ -189,5 +190,7 @@ async def settle_dependencies(store: MongoStore) -> None:
             failed = await store.fail_queued(job.id, reason=f"dependency {culprit} {why}; this job did not run")
             if failed is not None:
                 await store.record_events([state_event(failed)])
+                if broker is not None:
+                    await announce_end(broker, failed)
                 log.info("job_dependency_failed", job_id=job.id, dependency=culprit)
         # Loop: the jobs failed now may be waited on in turn.

@@ -14,6 +14,8 @@ from services.gateway.jobs import render_job
 from services.gateway.requeues import requeue
 from services.gateway.state import deps
 from services.gateway.users import require_admin
+from services.gateway.webhooks import announce_end
+from shared.broker import Broker
 from shared.errors import Conflict, NotYet
 from shared.models import Job, JobState, StateChange, job_event, state_event, utcnow
 from shared.mongo import MongoStore
@@ -30,7 +32,9 @@ class ForcedState(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, pattern=r"\S")
 
 
-async def force_state(*, store: MongoStore, storage: ObjectStorage, job: Job, wanted: ForcedState, by: str) -> Job:
+async def force_state(
+    *, store: MongoStore, storage: ObjectStorage, job: Job, wanted: ForcedState, by: str, broker: Broker | None = None
+) -> Job:
     """Move ``job`` to ``wanted.state`` and record who did it and why; 409 if it is there already or moved meanwhile.
 
     Forcing QUEUED runs the job again from scratch, as a queue retry does; a RUNNING job must be
@@ -50,6 +54,8 @@ async def force_state(*, store: MongoStore, storage: ObjectStorage, job: Job, wa
     data = state_event(forced).data | {"reason": wanted.reason, "forced_by": by}
     await store.record_events([job_event(forced, "state", data)])
     log.warning("job_state_forced", job_id=job.id, state_from=job.state.value, state_to=wanted.state.value, by=by)
+    if broker is not None and forced.state.terminal and job.state is not JobState.RUNNING:
+        await announce_end(broker, forced)  # a forced end of a running job is announced once its run is packaged
     return forced
 
 
@@ -73,6 +79,8 @@ async def force(request: Request) -> Response:
     job = await d.store.get_job(request.path_params["job_id"], owner=who.owner_filter)
     require_admin(who)
     wanted = await read_model(request, ForcedState)
-    forced = await force_state(store=d.store, storage=d.storage, job=job, wanted=wanted, by=who.username)
+    forced = await force_state(
+        store=d.store, storage=d.storage, job=job, wanted=wanted, by=who.username, broker=d.broker
+    )
     d.dispatcher.wake()
     return JSONResponse(render_job(request, forced))

@@ -13,17 +13,12 @@ from services.gateway.auth import principal
 from services.gateway.jobs import cancel_job
 from services.gateway.state import deps
 from shared.errors import NotYet
-from shared.models import Job, utcnow
+from shared.models import Job, job_prefix, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
 PACKAGING_GRACE = timedelta(seconds=60)  # a job that ran is packaged within this long of finishing, or never
-
-
-def job_prefix(job_id: str) -> str:
-    """The S3 prefix of a job's outputs, logs and archive."""
-    return f"jobs/{job_id}/"
 
 
 def still_busy(job: Job) -> str | None:

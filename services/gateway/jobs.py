@@ -22,7 +22,9 @@ from services.gateway.params import flag, link_response
 from services.gateway.retention import KEEP_FOREVER, RetentionPolicy, require_not_expired
 from services.gateway.selections import include_globs, selection_link
 from services.gateway.state import deps
+from services.gateway.webhooks import announce_end, check_webhooks
 from shared.apps import MAX_RETENTION, AppSpec, validate_request
+from shared.broker import Broker
 from shared.errors import Conflict, Invalid, NotFound, NotYet, Violation
 from shared.models import (
     DEFAULT_QUEUE,
@@ -32,12 +34,14 @@ from shared.models import (
     JobState,
     Queue,
     RetryPolicy,
+    WebhookTarget,
     job_event,
     new_id,
     state_event,
     utcnow,
 )
 from shared.mongo import MongoStore
+from shared.outbound import Network
 from shared.storage import ObjectStorage
 
 log = structlog.get_logger()
@@ -73,6 +77,9 @@ class JobRequest(BaseModel):
         ge=1,
         le=MAX_RETENTION,
         description="keep its outputs, logs and archive this long after it ends (default: the app's, or the server's)",
+    )
+    webhook: WebhookTarget | None = Field(
+        default=None, description="POST the job's terminal event here (instead of to the owner's registered webhooks)"
     )
 
 
@@ -156,6 +163,7 @@ def build_job(
         waiting_on=depends_on,
         retry=request.retry,
         retention_seconds=retention.for_job(spec, request.retention_seconds),
+        webhook=request.webhook,
     )
 
 
@@ -191,6 +199,7 @@ async def submit_job(
     rerun_of: str | None = None,
     job_id: str | None = None,
     retention: RetentionPolicy = KEEP_FOREVER,
+    networks: tuple[Network, ...] = (),
 ) -> Job:
     """Validate against the app, check inputs, queue and dependencies are the owner's, then store the job.
 
@@ -202,6 +211,8 @@ async def submit_job(
     await check_inputs(store, [request.inputs], owner=owner)
     await check_queues(store, {job.queue}, owner=owner)
     await check_dependencies(store, set(job.depends_on), owner=owner)
+    if job.webhook is not None:
+        await check_webhooks(store, [("/webhook", job.webhook)], owner=owner, networks=networks)
     await store.insert_job(job)
     await store.record_events([state_event(job)])
     wake()
@@ -251,12 +262,14 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "retention_seconds": job.retention_seconds,
         "expires": iso(job.expiry),
         "expired": iso(job.expired),
+        "webhook": None if job.webhook is None else job.webhook.model_dump(),
         "links": {
             "self": url,
             "app": str(request.url_for("app", name=job.app)),
             "archive": str(request.url_for("job_archive", job_id=job.id)),
             "outputs": str(request.url_for("job_outputs", job_id=job.id)),
             "events": str(request.url_for("job_events", job_id=job.id)),
+            "deliveries": str(request.url_for("job_deliveries", job_id=job.id)),
             "logs": {name: str(request.url_for("job_log", job_id=job.id, name=name)) for name in sorted(job.logs)},
         },
     }
@@ -284,16 +297,21 @@ async def archive_link(
     }
 
 
-async def cancel_job(*, store: MongoStore, job_id: str, owner: str | None, who: str) -> Job:
+async def cancel_job(
+    *, store: MongoStore, job_id: str, owner: str | None, who: str, broker: Broker | None = None
+) -> Job:
     """Cancel: a QUEUED job at once; a RUNNING one is flagged for its runner, which stops the app within seconds.
 
-    A finished job is left as it is: cancelling it is a no-op answered with its state.
+    A finished job is left as it is: cancelling it is a no-op answered with its state. With ``broker``,
+    the end of a job canceled while QUEUED is announced to its webhooks (a job about to be deleted has none).
     """
     job = await store.get_job(job_id, owner=owner)
     if job.state is JobState.QUEUED:
         canceled = await store.cancel_queued(job_id, owner=owner, reason=f"canceled by {who} before it started")
         if canceled is not None:
             await store.record_events([state_event(canceled)])
+            if broker is not None:
+                await announce_end(broker, canceled)
             log.info("job_canceled", job_id=job_id, state="QUEUED")
             return canceled
         job = await store.get_job(job_id, owner=owner)  # it started meanwhile
@@ -311,7 +329,11 @@ async def cancel(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/cancel: the job, CANCELED, being stopped (cancel_requested set), or already finished."""
     who = principal(request)
     job = await cancel_job(
-        store=deps(request).store, job_id=request.path_params["job_id"], owner=who.owner_filter, who=who.username
+        store=deps(request).store,
+        job_id=request.path_params["job_id"],
+        owner=who.owner_filter,
+        who=who.username,
+        broker=deps(request).broker,
     )
     return JSONResponse(render_job(request, job))
 
@@ -329,6 +351,7 @@ async def submit(request: Request) -> Response:
             wake=d.dispatcher.wake,
             job_id=job_id,
             retention=RetentionPolicy.of(d.settings),
+            networks=d.settings.allowed_networks(),
         )
 
     key = request.headers.get("idempotency-key")

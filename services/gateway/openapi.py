@@ -28,6 +28,7 @@ from services.gateway.registrations import AppToggle
 from services.gateway.reruns import RerunRequest
 from services.gateway.uploads import CompleteRequest, UploadRequest
 from services.gateway.users import Login, NewKey, NewUser, UserChanges
+from services.gateway.webhooks import NewWebhook
 from shared.apps import AppSpec
 from shared.models import JobState
 
@@ -472,6 +473,39 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         schemas.OutputLink,
         query=REDIRECT,
         errors=(302, 409, 410),
+    ),
+    # Webhooks
+    ("POST", "/v1/webhook-secret"): Operation(
+        "Create (or replace) your webhook signing secret; it is shown in this answer only",
+        "webhooks",
+        201,
+        schemas.WebhookSecretOut,
+    ),
+    ("POST", "/v1/webhooks"): Operation(
+        "Register a URL for the terminal events of your jobs that carry no webhook of their own "
+        "(409 without a signing secret, or beyond 10 webhooks; 422 for a private address)",
+        "webhooks",
+        201,
+        schemas.WebhookOut,
+        body=NewWebhook,
+        errors=(409,),
+    ),
+    ("GET", "/v1/webhooks"): Operation(
+        "The caller's webhooks (an admin's: everyone's), newest first",
+        "webhooks",
+        200,
+        schemas.WebhookPage,
+        query=PAGED,
+    ),
+    ("GET", "/v1/webhooks/{webhook_id}"): Operation("A registered webhook", "webhooks", 200, schemas.WebhookOut),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Operation(
+        "Delete a webhook: no new deliveries go to it; those under way go on", "webhooks", 204, None
+    ),
+    ("GET", "/v1/jobs/{job_id}/deliveries"): Operation(
+        "The webhook deliveries of the job's events, oldest first, each with every attempt",
+        "webhooks",
+        200,
+        schemas.DeliveryList,
     ),
 }
 

@@ -13,14 +13,14 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body
-from services.gateway.job_deletion import job_prefix, still_busy
+from services.gateway.job_deletion import still_busy
 from services.gateway.jobs import QueueName, cancel_job, check_queues
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.requeues import requeue
 from services.gateway.state import deps
 from shared.errors import Conflict, Duplicate, Invalid, NotFound, NotYet, Violation
-from shared.models import DEFAULT_QUEUE, JobState, Queue, new_id, utcnow
+from shared.models import DEFAULT_QUEUE, JobState, Queue, job_prefix, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 
-from services.gateway.job_deletion import job_prefix
 from shared.broker import Broker
-from shared.models import Job, JobState, StateChange, state_event, utcnow
+from shared.models import Job, JobState, StateChange, job_prefix, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 from shared.tasks import PACKAGE_RESULTS

@@ -26,8 +26,9 @@ from services.gateway.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.state import deps
 from shared.apps import MAX_RETENTION, AppSpec
 from shared.errors import Conflict, NotFound
-from shared.models import InputValue, Job
+from shared.models import InputValue, Job, WebhookTarget
 from shared.mongo import MongoStore
+from shared.outbound import Network
 
 
 class RerunRequest(BaseModel):
@@ -42,6 +43,7 @@ class RerunRequest(BaseModel):
     priority: int | None = Field(default=None, ge=0, le=9)
     queue: QueueName | None = None
     retention_seconds: int | None = Field(default=None, ge=1, le=MAX_RETENTION)
+    webhook: WebhookTarget | None = Field(default=None, description="a URL for the new job's terminal event")
 
 
 async def _installed(store: MongoStore, job: Job) -> AppSpec:
@@ -57,8 +59,11 @@ async def _installed(store: MongoStore, job: Job) -> AppSpec:
     return spec
 
 
-def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
+def clone_request(job: Job, changes: RerunRequest, *, retention: RetentionPolicy = KEEP_FOREVER) -> JobRequest:
     """The submission that repeats ``job`` with ``changes`` applied."""
+    kept = job.retention_seconds
+    if kept is not None and retention.max_seconds is not None:
+        kept = min(kept, retention.max_seconds)  # the old job's retention, not an ask: a lowered maximum cuts it
     return JobRequest(
         app=job.app,
         params=job.params | changes.params,
@@ -69,7 +74,8 @@ def clone_request(job: Job, changes: RerunRequest) -> JobRequest:
         priority=changes.priority if changes.priority is not None else job.priority,
         queue=changes.queue or job.queue,
         retry=job.retry,
-        retention_seconds=changes.retention_seconds or job.retention_seconds,
+        retention_seconds=changes.retention_seconds if changes.retention_seconds is not None else kept,
+        webhook=changes.webhook or job.webhook,
     )
 
 
@@ -81,6 +87,7 @@ async def rerun_job(
     owner: str | None,
     raw: bytes,
     retention: RetentionPolicy = KEEP_FOREVER,
+    networks: tuple[Network, ...] = (),
 ) -> Job:
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
     job = await store.get_job(job_id, owner=owner)
@@ -88,11 +95,12 @@ async def rerun_job(
     await _installed(store, job)
     return await submit_job(
         store=store,
-        request=clone_request(job, changes),
+        request=clone_request(job, changes, retention=retention),
         owner=job.owner,
         wake=wake,
         rerun_of=job.id,
         retention=retention,
+        networks=networks,
     )
 
 
@@ -106,6 +114,7 @@ async def rerun(request: Request) -> Response:
         owner=principal(request).owner_filter,
         raw=await read_body(request, MAX_BODY_BYTES),
         retention=RetentionPolicy.of(d.settings),
+        networks=d.settings.allowed_networks(),
     )
     body = render_job(request, job)
     return JSONResponse(body, status_code=201, headers={"Location": body["url"]})

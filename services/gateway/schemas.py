@@ -211,6 +211,7 @@ class JobLinks(Out):
     outputs: str
     events: str
     logs: dict[str, str] = Field(description="log name -> its byte-range reader, once the job has ended")
+    deliveries: str = Field(description="the webhook deliveries of its events")
 
 
 class ProgressOut(Out):
@@ -222,6 +223,10 @@ class ProgressOut(Out):
 class RetryPolicyOut(Out):
     exit_codes: list[int]
     attempts: int
+
+
+class WebhookTargetOut(Out):
+    url: str
 
 
 class JobOut(Out):
@@ -259,6 +264,7 @@ class JobOut(Out):
     retention_seconds: int | None = Field(description="its results are kept this long after it ends (null: for ever)")
     expires: str | None = Field(description="when its outputs, logs and archive are deleted (null: not set, or never)")
     expired: str | None = Field(description="when they were deleted; its archive, logs and outputs then answer 410")
+    webhook: WebhookTargetOut | None = Field(description="its own receiver of its terminal event, if it has one")
     links: JobLinks
 
 
@@ -413,3 +419,47 @@ class BatchOut(Out):
     count: int
     items: list[BatchItem]
     links: BatchLinks
+
+
+# Webhooks
+
+
+class WebhookSecretOut(Out):
+    secret: str = Field(description="whsec_...: shown in this answer only; every delivery to you is signed with it")
+    created: str
+
+
+class WebhookOut(Out):
+    id: str
+    url: str = Field(description="this webhook's own URL in the API")
+    target: str = Field(description="where events are POSTed")
+    owner: str
+    created: str
+
+
+class WebhookPage(PageOut):
+    items: list[WebhookOut]
+
+
+class DeliveryAttemptOut(Out):
+    at: str
+    status_code: int | None = Field(description="the receiver's answer; null when there was none")
+    error: str | None = Field(description="why there was no answer (refused address, timeout, connection error)")
+    duration_ms: int
+
+
+class DeliveryOut(Out):
+    id: str
+    job_id: str
+    webhook: str | None = Field(description="the registered webhook; null: the job's own URL")
+    url: str
+    event: Literal["job.succeeded", "job.failed", "job.timed_out", "job.canceled"]
+    body: str = Field(description="the exact JSON text POSTed and signed")
+    state: Literal["pending", "succeeded", "failed"]
+    created: str
+    next_attempt: str | None = Field(description="when the next attempt is due, while pending")
+    attempts: list[DeliveryAttemptOut]
+
+
+class DeliveryList(Out):
+    items: list[DeliveryOut]

@@ -8,20 +8,22 @@ import dramatiq
 import structlog
 
 from services.results.archives import build_archive
+from services.results.webhooks import LEASE_MARGIN_SECONDS, announce, deliver
 from shared.broker import Broker
 from shared.errors import Conflict, NotFound
-from shared.models import Archive, job_event, utcnow
+from shared.models import Archive, Job, job_event, utcnow
 from shared.mongo import MongoStore
+from shared.settings import ResultsSettings
 from shared.storage import ObjectStorage
-from shared.tasks import PACKAGE_RESULTS, PACKAGE_SELECTION
+from shared.tasks import ANNOUNCE_END, DELIVER_WEBHOOK, PACKAGE_RESULTS, PACKAGE_SELECTION
 from shared.worker import Drain, Resources
 
 log = structlog.get_logger()
 ACTOR_TIME_LIMIT_MS = 6 * 3600 * 1000
 
 
-async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStorage) -> None:
-    """Package a finished job once; a job already packaged, or deleted meanwhile, is left alone."""
+async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStorage, broker: Broker) -> None:
+    """Package a finished job once, then announce its end to its webhooks; a job deleted meanwhile is left alone."""
     try:
         job = await store.get_job(job_id)
     except NotFound:
@@ -29,23 +31,54 @@ async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStor
         return
     if job.archive is not None:
         log.info("archive_exists", job_id=job_id)
+        await _announce(job, store=store, broker=broker)  # idempotent: a packager may have stopped before it
         return
     if job.expired is not None or job.expiry_lease is not None:
         log.info("job_expired_unpackaged", job_id=job_id)  # its retention ran out: nothing is kept any more
+        await _announce(job, store=store, broker=broker)  # its end is still news to its webhooks
         return
     if not job.state.terminal:
         raise Conflict(f"job {job_id} is {job.state.value}; it is packaged once it finishes")
     key, size, sha256 = await asyncio.to_thread(build_archive, storage, job)
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
-    if await store.set_archive(job_id, archive, finished=job.finished) is None:
+    packaged = await store.set_archive(job_id, archive, finished=job.finished)
+    if packaged is None:
         # Another packager won (the bytes are identical), or the job was retried and this run's archive is stale,
-        # or it expired meanwhile: then the archive just written must not outlive the sweeper's deletion.
+        # or it was deleted or expired meanwhile: then the archive just written must not outlive that deletion.
         log.info("archive_raced", job_id=job_id)
-        if (await store.get_job(job_id)).expired is not None:
-            await asyncio.to_thread(storage.delete, key)
+        await _drop_if_gone(job_id, key, store=store, storage=storage)
         return
     await store.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
     log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
+    await _announce(packaged, store=store, broker=broker)
+
+
+async def _drop_if_gone(job_id: str, key: str, *, store: MongoStore, storage: ObjectStorage) -> None:
+    """Delete an archive just written if its job was deleted, or is being or was expired, meanwhile."""
+    try:
+        current = await store.get_job(job_id)
+    except NotFound:
+        current = None
+    if current is None or current.expired is not None or current.expiry_lease is not None:
+        await asyncio.to_thread(storage.delete, key)
+
+
+async def _announce(job: Job, *, store: MongoStore, broker: Broker) -> None:
+    async def send(delivery_id: str) -> None:
+        await asyncio.to_thread(broker.send, DELIVER_WEBHOOK, delivery_id)
+
+    await announce(job, store=store, send=send)
+
+
+async def announce_job_end(job_id: str, *, store: MongoStore, broker: Broker) -> None:
+    """Announce the end of a job that no packager will see (it never ran); a job deleted or run again is left alone."""
+    try:
+        job = await store.get_job(job_id)
+    except NotFound:
+        log.info("job_gone", job_id=job_id)
+        return
+    if job.state.terminal:
+        await _announce(job, store=store, broker=broker)
 
 
 async def package_selection(job_id: str, digest: str, *, store: MongoStore, storage: ObjectStorage) -> None:
@@ -66,26 +99,23 @@ async def package_selection(job_id: str, digest: str, *, store: MongoStore, stor
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
     if await store.set_selection_archive(job_id, digest, archive, finished=job.finished) is None:
         # Another packager won (identical bytes), or the job was retried, deleted or expired meanwhile.
-        try:
-            current = await store.get_job(job_id)
-        except NotFound:
-            current = None
-        if current is None or current.expired is not None:
-            await asyncio.to_thread(storage.delete, key)  # leave nothing under a deleted or expired job's prefix
+        await _drop_if_gone(job_id, key, store=store, storage=storage)
         log.info("selection_raced", job_id=job_id, digest=digest)
         return
     log.info("selection_packaged", job_id=job_id, digest=digest, size=size, sha256=sha256, include=selection.include)
 
 
 def register(broker: Broker, resources: Resources) -> Drain | None:
-    """Declare ``package_results`` and ``package_selection``: five retries with backoff when a backend fails.
+    """Declare ``package_results``, ``package_selection``, ``deliver_webhook`` and ``announce_job_end``.
+
+    Packaging retries five times with backoff when a backend fails; webhook deliveries follow their own schedule.
 
     No drain: an archive in progress is finished at shutdown (or redone by the redelivered message).
     """
 
     async def package(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
-            await package_results(job_id, store=resources.store, storage=resources.storage)
+            await package_results(job_id, store=resources.store, storage=resources.storage, broker=broker)
 
     dramatiq.actor(
         broker=broker.dramatiq,
@@ -112,4 +142,41 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
         time_limit=ACTOR_TIME_LIMIT_MS,
         throws=(NotFound,),
     )(package_some)
+
+    settings = resources.settings
+    if not isinstance(settings, ResultsSettings):
+        raise TypeError("the results service runs with ResultsSettings")
+
+    async def deliver_webhook(delivery_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
+            delay = await deliver(delivery_id, store=resources.store, settings=settings)
+        if delay is not None:
+            raise dramatiq.Retry(delay=int(delay * 1000))  # the next attempt, on the delivery's own schedule
+
+    # Retries: the attempts themselves, plus a few for Mongo not answering (those back off 1 s to 1 min).
+    dramatiq.actor(
+        broker=broker.dramatiq,
+        actor_name=DELIVER_WEBHOOK.actor,
+        queue_name=broker.queue(DELIVER_WEBHOOK),
+        max_retries=settings.webhook_max_attempts + 5,
+        min_backoff=1000,
+        max_backoff=60000,
+        time_limit=int((settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS) * 1000),
+        throws=(NotFound,),
+    )(deliver_webhook)
+
+    async def announce_end(job_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job_id):
+            await announce_job_end(job_id, store=resources.store, broker=broker)
+
+    dramatiq.actor(
+        broker=broker.dramatiq,
+        actor_name=ANNOUNCE_END.actor,
+        queue_name=broker.queue(ANNOUNCE_END),
+        max_retries=5,
+        min_backoff=2000,
+        max_backoff=300000,
+        time_limit=60_000,
+        throws=(NotFound,),
+    )(announce_end)
     return None

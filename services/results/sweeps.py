@@ -22,7 +22,7 @@ from datetime import timedelta
 import structlog
 
 from shared.broker import Broker
-from shared.errors import AppError
+from shared.errors import AppError, Unavailable
 from shared.models import job_prefix, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
@@ -74,6 +74,8 @@ class Sweeper:
                 continue  # another sweeper has it, or it was deleted or re-run meanwhile
             removed = await asyncio.to_thread(self.storage.delete_prefix, job_prefix(job_id))
             if await self.store.mark_expired(job_id, lease=lease) is not None:
+                # A packager that started before the lease may have written meanwhile; none can attach now.
+                removed += await asyncio.to_thread(self.storage.delete_prefix, job_prefix(job_id))
                 expired += 1
                 log.info("job_expired", job_id=job_id, objects=removed)
         return expired
@@ -95,7 +97,11 @@ class Sweeper:
         for job_id in lost:
             if not await self.store.claim_packaging_resend(job_id, resent_before=resent_before):
                 continue
-            await asyncio.to_thread(self.broker.send, PACKAGE_RESULTS, job_id)
+            try:
+                await asyncio.to_thread(self.broker.send, PACKAGE_RESULTS, job_id)
+            except Unavailable:
+                await self.store.release_packaging_resend(job_id)  # ask again at the next pass, not in an hour
+                raise
             resent += 1
             log.warning("packaging_resent", job_id=job_id)
         return resent

@@ -188,6 +188,7 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         "dataset_id": make_dataset(alice, "alices-data"),
         "user_id": alice.get("/v1/me").json()["id"],
         "queue_id": alice.post("/v1/queues", json={"name": "alices-queue"}).json()["id"],
+        "webhook_id": alice_webhook(alice),
     }
     walked = 0
     for method, template in every_endpoint(env, fill=False):
@@ -212,6 +213,13 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         assert alice.get(path.format(ids[name])).status_code == 200, name
     assert alice.get(f"/v1/queues/{ids['queue_id']}").json()["paused"] is False
     assert alice.get(f"/v1/keys/{ids['key_id']}").json()["revoked"] is None
+    assert alice.get(f"/v1/webhooks/{ids['webhook_id']}").status_code == 200
+
+
+def alice_webhook(alice: httpx.Client) -> str:
+    assert alice.post("/v1/webhook-secret").status_code == 201
+    webhook_id: str = alice.post("/v1/webhooks", json={"url": "https://hooks.example.com/alice"}).json()["id"]
+    return webhook_id
 
 
 def test_lists_are_paginated_with_an_opaque_cursor(make_user: UserFactory) -> None:

@@ -48,6 +48,11 @@ def seeded(make_user: UserFactory, admin: httpx.Client, project: Path) -> tuple[
     grid = (project / "apps/flood/example/valley.csv").read_bytes()
     file = user.post("/v1/files", params={"name": "valley.csv"}, content=grid).json()
     body = {"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": file["id"]}}
+    # The jobs' events go to a registered webhook where nothing listens, so their deliveries hold failed attempts.
+    user.post("/v1/webhook-secret").raise_for_status()
+    webhook_id, doomed_webhook_id = (
+        user.post("/v1/webhooks", json={"url": f"http://127.0.0.1:9/{n}"}).json()["id"] for n in range(2)
+    )
     job_id, doomed_job_id = (user.post("/v1/jobs", json=body).json()["id"] for _ in range(2))
     for each in (job_id, doomed_job_id):
         wait_for(user, each)
@@ -65,6 +70,7 @@ def seeded(make_user: UserFactory, admin: httpx.Client, project: Path) -> tuple[
         "user_id": user.get("/v1/me").json()["id"],
         "queue_id": user.post("/v1/queues", json={"name": "schemathesis"}).json()["id"],
         "path": "depth.csv",  # one of the flood job's outputs
+        "webhook_id": webhook_id,
     }
     doomed_queue_id = user.post("/v1/queues", json={"name": "doomed"}).json()["id"]
     # DELETE gets a job (and a queue) of its own, so the operations after it still see a real one.
@@ -73,6 +79,7 @@ def seeded(make_user: UserFactory, admin: httpx.Client, project: Path) -> tuple[
         "name": definition["name"],
         "DELETE job_id": doomed_job_id,
         "DELETE queue_id": doomed_queue_id,
+        "DELETE webhook_id": doomed_webhook_id,
     }
 
 

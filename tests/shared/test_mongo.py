@@ -437,7 +437,7 @@ def test_expiry_is_stamped_as_the_end_plus_the_retention(settings: Settings) -> 
 def test_an_unpackaged_job_is_not_due_for_expiry_until_its_packaging_is_given_up(settings: Settings) -> None:
     async def scenario(store: MongoStore) -> list[str]:
         now = utcnow()
-        fresh, old = ended(5, expires=now), ended(600, expires=now)
+        fresh, old = ended(5, expires=now - timedelta(seconds=1)), ended(600, expires=now - timedelta(seconds=1))
         for job in (fresh, old):
             await store.insert_job(job)
         due = await store.due_for_expiry(now=utcnow(), packaged_by=now - timedelta(seconds=60), limit=10)

@@ -13,7 +13,7 @@ import pytest
 from services.results.actors import package_results
 from services.results.sweeps import Sweeper
 from shared.broker import Broker
-from shared.models import Job, JobState, new_id, utcnow
+from shared.models import Archive, Job, JobState, new_id, utcnow
 from shared.mongo import MongoStore
 from shared.settings import Settings
 from shared.storage import ObjectStorage
@@ -110,13 +110,29 @@ def test_a_lost_packaging_is_asked_again_once_by_two_sweepers(
     assert broker.queue_stats([PACKAGE_RESULTS])[broker.queue(PACKAGE_RESULTS)]["messages"] == 1
 
 
-def test_an_expired_job_is_not_packaged(own: Settings, storage: ObjectStorage, s3: Any) -> None:
+def test_an_expired_job_is_not_packaged(own: Settings, storage: ObjectStorage, broker: Broker, s3: Any) -> None:
     job = stored_job(storage, seconds_ago=3600, expired=utcnow() - timedelta(seconds=1))
 
     async def scenario(store: MongoStore) -> Job:
         await store.insert_job(job)
-        await package_results(job.id, store=store, storage=storage)
+        await package_results(job.id, store=store, storage=storage, broker=broker)
         return await store.get_job(job.id)
 
     assert in_store(own, scenario).archive is None
     assert keys(s3, own, job) == [f"jobs/{job.id}/logs/stdout.txt"]
+
+
+def test_no_archive_is_attached_while_a_sweeper_holds_the_job(own: Settings, storage: ObjectStorage) -> None:
+    job = stored_job(storage, seconds_ago=3600, retention_seconds=60, expires=utcnow() - timedelta(minutes=59))
+    archive = Archive(key=f"jobs/{job.id}/archive.tar.gz", size=1, sha256="0" * 64, created=utcnow())
+
+    async def scenario(store: MongoStore) -> tuple[Job | None, Job | None]:
+        await store.insert_job(job)
+        lease = utcnow() + timedelta(minutes=10)
+        assert await store.claim_expiry(job.id, until=lease) is not None
+        # A packager that read the job before the lease must not attach what it wrote meanwhile.
+        refused = await store.set_archive(job.id, archive, finished=job.finished)
+        await store.mark_expired(job.id, lease=lease)
+        return refused, await store.set_archive(job.id, archive, finished=job.finished)
+
+    assert in_store(own, scenario) == (None, None)

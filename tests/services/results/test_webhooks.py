@@ -1,0 +1,114 @@
+"""Webhook signatures, the delivery schedule, and deliveries against a real Mongo and receiver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+from services.results.webhooks import announce, backoff_seconds, deliver, sign
+from shared.models import Delivery, DeliveryState, Job, JobState, WebhookSecret, WebhookTarget, new_id, utcnow
+from shared.mongo import MongoStore
+from shared.settings import ResultsSettings, load
+from tests.receiver import receiver
+
+T = TypeVar("T")
+
+
+def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+    # A fixed vector: anyone can check it with `printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac whsec_test`.
+    header = sign("whsec_test", 1700000000, '{"a":1}')
+    assert header == "t=1700000000,v1=38877139021993b830af32feea6e18a8da83eb2f6e49ee50bd9e4cf4ca4d3789"
+
+
+def test_attempts_back_off_exponentially_up_to_six_hours() -> None:
+    assert [backoff_seconds(n, 10) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
+    assert backoff_seconds(40, 10) == 6 * 3600
+
+
+@pytest.fixture
+def results_settings(env: dict[str, str]) -> ResultsSettings:
+    """Loopback allowed, quick attempts; a database of its own, so nothing reaches the test stack."""
+    settings = load(ResultsSettings)
+    return settings.model_copy(
+        update={"mongo_database": f"hooks_{new_id()}", "webhook_max_attempts": 3, "webhook_timeout_seconds": 2.0}
+    )
+
+
+def in_store(settings: ResultsSettings, scenario: Callable[[MongoStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = MongoStore.connect(settings, appname="quern-tests")
+        try:
+            await store.set_webhook_secret(WebhookSecret(id="u1", secret="whsec_test", created=utcnow()))
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def ended_job(url: str) -> Job:
+    return Job(
+        id=new_id(),
+        owner="u1",
+        app="flood",
+        app_version="1",
+        params={},
+        inputs={},
+        timeout_seconds=60,
+        created=utcnow(),
+        state=JobState.SUCCEEDED,
+        finished=utcnow(),
+        webhook=WebhookTarget(url=url),
+    )
+
+
+def test_announcing_an_end_twice_records_and_sends_one_delivery(results_settings: ResultsSettings) -> None:
+    sent: list[str] = []
+
+    async def send(delivery_id: str) -> None:
+        sent.append(delivery_id)
+
+    async def scenario(store: MongoStore) -> list[Delivery]:
+        job = ended_job("https://hooks.example.com/")
+        await announce(job, store=store, send=send)
+        await deliver(
+            sent[0], store=store, settings=results_settings.model_copy(update={"webhook_allowed_networks": ""})
+        )
+        await announce(job, store=store, send=send)
+        return await store.job_deliveries(job.id)
+
+    (delivery,) = in_store(results_settings, scenario)
+    assert sent == [delivery.id] and len(delivery.attempts) == 1
+
+
+def test_concurrent_attempts_at_one_delivery_succeed_once(results_settings: ResultsSettings) -> None:
+    async def scenario(store: MongoStore) -> list[Delivery]:
+        job = ended_job(hook.url)
+        (delivery_id,) = await announce(job, store=store, send=lambda _: asyncio.sleep(0))
+        await asyncio.gather(*(deliver(delivery_id, store=store, settings=results_settings) for _ in range(5)))
+        await deliver(delivery_id, store=store, settings=results_settings)
+        return await store.job_deliveries(job.id)
+
+    with receiver(("sleep", 0.3, 200)) as hook:
+        (delivery,) = in_store(results_settings, scenario)
+        assert len(hook.received) == 1
+    assert delivery.state is DeliveryState.SUCCEEDED and [a.status_code for a in delivery.attempts] == [200]
+
+
+def test_a_refused_address_fails_after_the_last_attempt_without_a_request(results_settings: ResultsSettings) -> None:
+    guarded = results_settings.model_copy(update={"webhook_allowed_networks": "", "webhook_backoff_seconds": 10.0})
+
+    async def scenario(store: MongoStore) -> tuple[list[float | None], Delivery]:
+        (delivery_id,) = await announce(ended_job(hook.url), store=store, send=lambda _: asyncio.sleep(0))
+        delays = [await deliver(delivery_id, store=store, settings=guarded) for _ in range(4)]
+        return delays, await store.get_delivery(delivery_id)
+
+    with receiver() as hook:
+        delays, delivery = in_store(results_settings, scenario)
+        assert hook.received == []
+    assert delays == [10.0, 20.0, None, None] and delivery.state is DeliveryState.FAILED
+    assert all("not a public address" in (attempt.error or "") for attempt in delivery.attempts)
+    assert len(delivery.attempts) == 3
