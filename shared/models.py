@@ -400,10 +400,11 @@ WEBHOOK_URL_MAX = 2048
 
 
 class WebhookTarget(BaseModel):
-    """Where a job's terminal event is POSTed: an http(s) URL without credentials in it."""
+    """Where a job's terminal event (and, if asked for, its progress) is POSTed: an http(s) URL without credentials."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     url: str = Field(min_length=1, max_length=WEBHOOK_URL_MAX, description="http or https; no user:password@")
+    progress: bool = Field(default=False, description="also POST job.progress events while the job runs")
 
     @field_validator("url")
     @classmethod
@@ -433,6 +434,7 @@ class Webhook(Record):
     id: str
     owner: str
     url: str
+    progress: bool = False
     created: datetime
 
 

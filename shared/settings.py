@@ -191,6 +191,7 @@ class RunnerSettings(Settings):
     docker_command: str = "docker"
     docker_host: str | None = None
     run_as_user: str | None = None
+    webhook_progress_seconds: float = Field(default=30.0, ge=0, le=24 * 3600)
 
     @field_validator("runner_drivers")
     @classmethod

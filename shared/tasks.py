@@ -35,6 +35,9 @@ DELIVER_WEBHOOK = Task(actor="deliver_webhook", queue="webhooks")
 ANNOUNCE_END = Task(actor="announce_job_end", queue="webhooks")
 """Results: record and send the webhook deliveries of a job that ended without a run to package. Args: ``(job_id,)``."""
 
+ANNOUNCE_PROGRESS = Task(actor="announce_job_progress", queue="webhooks")
+"""Results: record and send the ``job.progress`` deliveries of a running job. Args: ``(job_id, event_id)``."""
+
 RUNNER_SERVICE = "quern-runner"
 """How runners name themselves in their heartbeats; the dispatcher counts their free slots."""
 

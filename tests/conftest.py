@@ -67,6 +67,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "WEBHOOK_ALLOWED_NETWORKS": WEBHOOK_ALLOWED_NETWORKS,
             "WEBHOOK_BACKOFF_SECONDS": "0.2",
             "WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
+            "WEBHOOK_PROGRESS_SECONDS": "0",  # every tick's latest report, so a short job shows several
         },
     )
     s3, mongo = stack.servers()

@@ -227,6 +227,7 @@ class RetryPolicyOut(Out):
 
 class WebhookTargetOut(Out):
     url: str
+    progress: bool = Field(description="whether job.progress events are POSTed too")
 
 
 class JobOut(Out):
@@ -433,6 +434,7 @@ class WebhookOut(Out):
     id: str
     url: str = Field(description="this webhook's own URL in the API")
     target: str = Field(description="where events are POSTed")
+    progress: bool = Field(description="whether job.progress events are POSTed too")
     owner: str
     created: str
 

@@ -81,7 +81,7 @@ async def register_webhook(
     await check_webhooks(store, [("", target)], owner=owner, networks=networks)
     if len(await store.owner_webhooks(owner)) >= MAX_WEBHOOKS:
         raise Conflict(f"at most {MAX_WEBHOOKS} webhooks per user; delete one first")
-    webhook = Webhook(id=new_id(), owner=owner, url=target.url, created=utcnow())
+    webhook = Webhook(id=new_id(), owner=owner, url=target.url, progress=target.progress, created=utcnow())
     await store.insert_webhook(webhook)
     log.info("webhook_registered", webhook_id=webhook.id)
     return webhook
@@ -93,6 +93,7 @@ def render_webhook(request: Request, webhook: Webhook) -> dict[str, Any]:
         "id": webhook.id,
         "url": str(request.url_for("webhook", webhook_id=webhook.id)),
         "target": webhook.url,
+        "progress": webhook.progress,
         "owner": webhook.owner,
         "created": webhook.created.isoformat(),
     }
@@ -121,7 +122,7 @@ async def new_secret(request: Request) -> Response:
 
 
 async def create(request: Request) -> Response:
-    """POST /v1/webhooks {url}."""
+    """POST /v1/webhooks {url, progress?}."""
     d = deps(request)
     body = await read_model(request, NewWebhook)
     webhook = await register_webhook(

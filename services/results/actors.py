@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import dramatiq
 import structlog
 
 from services.results.archives import build_archive
-from services.results.webhooks import LEASE_MARGIN_SECONDS, announce, deliver
+from services.results.webhooks import LEASE_MARGIN_SECONDS, announce, announce_progress, deliver
 from shared.broker import Broker
 from shared.errors import Conflict, NotFound
 from shared.models import Archive, Job, job_event, utcnow
 from shared.mongo import MongoStore
 from shared.settings import ResultsSettings
 from shared.storage import ObjectStorage
-from shared.tasks import ANNOUNCE_END, DELIVER_WEBHOOK, PACKAGE_RESULTS, PACKAGE_SELECTION
+from shared.tasks import ANNOUNCE_END, ANNOUNCE_PROGRESS, DELIVER_WEBHOOK, PACKAGE_RESULTS, PACKAGE_SELECTION
 from shared.worker import Drain, Resources
 
 log = structlog.get_logger()
@@ -63,11 +64,25 @@ async def _drop_if_gone(job_id: str, key: str, *, store: MongoStore, storage: Ob
         await asyncio.to_thread(storage.delete, key)
 
 
-async def _announce(job: Job, *, store: MongoStore, broker: Broker) -> None:
+def _sender(broker: Broker) -> Callable[[str], Awaitable[None]]:
     async def send(delivery_id: str) -> None:
         await asyncio.to_thread(broker.send, DELIVER_WEBHOOK, delivery_id)
 
-    await announce(job, store=store, send=send)
+    return send
+
+
+async def _announce(job: Job, *, store: MongoStore, broker: Broker) -> None:
+    await announce(job, store=store, send=_sender(broker))
+
+
+async def announce_job_progress(job_id: str, event_id: str, *, store: MongoStore, broker: Broker) -> None:
+    """Announce a running job's latest progress to the receivers that asked for it; a job gone is left alone."""
+    try:
+        job = await store.get_job(job_id)
+    except NotFound:
+        log.info("job_gone", job_id=job_id)
+        return
+    await announce_progress(job, event_id, store=store, send=_sender(broker))
 
 
 async def announce_job_end(job_id: str, *, store: MongoStore, broker: Broker) -> None:
@@ -106,7 +121,7 @@ async def package_selection(job_id: str, digest: str, *, store: MongoStore, stor
 
 
 def register(broker: Broker, resources: Resources) -> Drain | None:
-    """Declare ``package_results``, ``package_selection``, ``deliver_webhook`` and ``announce_job_end``.
+    """Declare the packaging actors and the webhook ones (deliver, announce an end, announce progress).
 
     Packaging retries five times with backoff when a backend fails; webhook deliveries follow their own schedule.
 
@@ -179,4 +194,20 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
         time_limit=60_000,
         throws=(NotFound,),
     )(announce_end)
+
+    async def progress(job_id: str, event_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job_id):
+            await announce_job_progress(job_id, event_id, store=resources.store, broker=broker)
+
+    # Few retries: a progress report held up for long is stale, and the next one replaces it.
+    dramatiq.actor(
+        broker=broker.dramatiq,
+        actor_name=ANNOUNCE_PROGRESS.actor,
+        queue_name=broker.queue(ANNOUNCE_PROGRESS),
+        max_retries=2,
+        min_backoff=1000,
+        max_backoff=10000,
+        time_limit=60_000,
+        throws=(NotFound,),
+    )(progress)
     return None

@@ -1,10 +1,12 @@
-"""Webhook deliveries: a finished job's event, signed and POSTed to its receivers until one answers 2xx.
+"""Webhook deliveries: a job's events, signed and POSTed to its receivers until one answers 2xx.
 
 A job's terminal event is announced once its archive is attached: one delivery per receiver
 (the job's own URL, or else each webhook its owner registered), with a deterministic id so a
-packager run twice records it once. Each attempt is made under a lease and appended to the
-delivery; the first 2xx ends it (``succeeded``), and after ``WEBHOOK_MAX_ATTEMPTS`` it is
-``failed``. Attempts are ``WEBHOOK_BACKOFF_SECONDS`` x 2^(n-1) apart, at most six hours.
+packager run twice records it once. Receivers that asked for progress also get ``job.progress``
+while the job runs (the runner asks at most every ``WEBHOOK_PROGRESS_SECONDS``); those are
+tried at most three times, since a later report soon replaces them. Each attempt is made
+under a lease and appended to the delivery; the first 2xx ends it (``succeeded``), and after
+``WEBHOOK_MAX_ATTEMPTS`` it is ``failed``. Attempts are ``WEBHOOK_BACKOFF_SECONDS`` x 2^(n-1) apart, at most six hours.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import structlog
 
 from shared.errors import NotFound
-from shared.models import Delivery, DeliveryAttempt, DeliveryState, Job, utcnow
+from shared.models import Delivery, DeliveryAttempt, DeliveryState, Job, JobState, utcnow
 from shared.mongo import MongoStore
 from shared.outbound import Outcome, post
 from shared.settings import ResultsSettings
@@ -28,6 +30,8 @@ from shared.settings import ResultsSettings
 log = structlog.get_logger()
 LEASE_MARGIN_SECONDS = 30  # beyond the request timeout, before another worker may try the same delivery
 MAX_DELAY_SECONDS = 6 * 3600
+PROGRESS_EVENT = "job.progress"
+PROGRESS_ATTEMPTS = 3
 NO_SECRET = "its owner has no signing secret: create one with POST /v1/webhook-secret"
 
 
@@ -53,7 +57,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def event_body(job: Job, *, delivery: str, event: str) -> str:
-    """The JSON text POSTed (and signed) for ``job``'s end."""
+    """The JSON text POSTed (and signed) for ``event`` of ``job``'s: its end, or its latest progress."""
     payload: dict[str, Any] = {
         "id": delivery,
         "type": event,
@@ -74,6 +78,7 @@ def event_body(job: Job, *, delivery: str, event: str) -> str:
             "started": _iso(job.started),
             "finished": _iso(job.finished),
             "archive": None if job.archive is None else {"size": job.archive.size, "sha256": job.archive.sha256},
+            "progress": None if job.progress is None else job.progress.model_dump(mode="json"),
         },
     }
     return json.dumps(payload, separators=(",", ":"), sort_keys=True)
@@ -85,17 +90,50 @@ async def announce(job: Job, *, store: MongoStore, send: Callable[[str], Awaitab
         targets: list[tuple[str | None, str]] = [(None, job.webhook.url)]
     else:
         targets = [(webhook.id, webhook.url) for webhook in await store.owner_webhooks(job.owner)]
-    event, sent = event_type(job), []
+    event = event_type(job)
+    return await _record(job, targets, event=event, key=lambda target: delivery_id(job, target), store=store, send=send)
+
+
+async def announce_progress(
+    job: Job, event_id: str, *, store: MongoStore, send: Callable[[str], Awaitable[None]]
+) -> list[str]:
+    """Record a running job's latest progress for each receiver that asked for progress; returns the ids sent.
+
+    A job no longer running is left alone: its terminal event is the news now, and a progress
+    report arriving after it would only confuse a receiver.
+    """
+    if job.state is not JobState.RUNNING or job.progress is None:
+        return []
+    if job.webhook is not None:
+        targets: list[tuple[str | None, str]] = [(None, job.webhook.url)] if job.webhook.progress else []
+    else:
+        targets = [(w.id, w.url) for w in await store.owner_webhooks(job.owner) if w.progress]
+    return await _record(
+        job, targets, event=PROGRESS_EVENT, key=lambda target: f"{job.id}-{event_id}-{target}", store=store, send=send
+    )
+
+
+async def _record(
+    job: Job,
+    targets: list[tuple[str | None, str]],
+    *,
+    event: str,
+    key: Callable[[str], str],
+    store: MongoStore,
+    send: Callable[[str], Awaitable[None]],
+) -> list[str]:
+    """One delivery of ``event`` per receiver, recorded once whoever asks twice; the new ones are sent off."""
+    sent = []
     for webhook, url in targets:
-        key = delivery_id(job, webhook or "job")
+        delivery_key = key(webhook or "job")
         fresh = Delivery(
-            id=key,
+            id=delivery_key,
             owner=job.owner,
             job_id=job.id,
             webhook=webhook,
             url=url,
             event=event,
-            body=event_body(job, delivery=key, event=event),
+            body=event_body(job, delivery=delivery_key, event=event),
             created=utcnow(),
         )
         delivery = await store.add_delivery(fresh)
@@ -106,6 +144,13 @@ async def announce(job: Job, *, store: MongoStore, send: Callable[[str], Awaitab
     if sent:
         log.info("webhook_announced", job_id=job.id, event_type=event, deliveries=sent)
     return sent
+
+
+def attempts_allowed(delivery: Delivery, settings: ResultsSettings) -> int:
+    """How many attempts a delivery gets: a progress report soon goes stale, so at most three."""
+    if delivery.event == PROGRESS_EVENT:
+        return min(PROGRESS_ATTEMPTS, settings.webhook_max_attempts)
+    return settings.webhook_max_attempts
 
 
 def backoff_seconds(attempts: int, base: float) -> float:
@@ -136,7 +181,7 @@ async def deliver(delivery_id: str, *, store: MongoStore, settings: ResultsSetti
     succeeded = outcome.status_code is not None and 200 <= outcome.status_code < 300
     if succeeded:
         state, delay = DeliveryState.SUCCEEDED, None
-    elif made >= settings.webhook_max_attempts:
+    elif made >= attempts_allowed(leased, settings):
         state, delay = DeliveryState.FAILED, None
     else:
         state, delay = DeliveryState.PENDING, backoff_seconds(made, settings.webhook_backoff_seconds)

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -187,21 +187,31 @@ async def follow_app(
     store: MongoStore,
     progress_file: Path | None = None,
     every: float = TICK_SECONDS,
+    on_progress: Callable[[str], Awaitable[None]] | None = None,
 ) -> T:
-    """Await the app's end, recording its progress and log lines about every ``every`` seconds meanwhile."""
+    """Await the app's end, recording its progress and log lines about every ``every`` seconds meanwhile.
+
+    ``on_progress`` is called with the id of each tick's latest progress event once it is stored.
+    """
     follower = Follower(files, progress_file=progress_file)
     running = asyncio.ensure_future(exit)
     try:
         while not running.done():
             await asyncio.wait({running}, timeout=every)
-            await _report(await asyncio.to_thread(follower.tick, final=running.done()), job=job, store=store)
+            tick = await asyncio.to_thread(follower.tick, final=running.done())
+            latest = await _report(tick, job=job, store=store)
+            if latest is not None and on_progress is not None:
+                await on_progress(latest)
     finally:
         running.cancel()  # no-op once it is done; otherwise the app must not outlive its follower
     return running.result()
 
 
-async def _report(tick: Tick, *, job: Job, store: MongoStore) -> None:
-    """Record a tick's progress (on the job, and as events) and log lines; a database hiccup loses only these."""
+async def _report(tick: Tick, *, job: Job, store: MongoStore) -> str | None:
+    """Record a tick's progress (on the job, and as events) and log lines; a database hiccup loses only these.
+
+    Returns the id of the latest progress event stored, if the tick had one.
+    """
     events = [job_event(job, "progress", {"percent": p.percent, "step": p.step}) for p in tick.progress]
     for name, lines in tick.lines.items():
         events.append(job_event(job, "log", {"stream": name, "lines": lines}))
@@ -216,3 +226,5 @@ async def _report(tick: Tick, *, job: Job, store: MongoStore) -> None:
         await store.insert_events(events)
     except AppError as exc:
         log.warning("job_events_lost", job_id=job.id, detail=exc.detail, events=len(events))
+        return None
+    return events[len(tick.progress) - 1].id if tick.progress else None

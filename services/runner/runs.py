@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from services.runner.announcements import ProgressAnnouncer
 from services.runner.backoff import Backoff, persist
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
@@ -162,6 +163,9 @@ async def execute_job(
     log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=worker)
     await store.record_events([state_event(job)])
     sandbox = Sandbox(settings.work_dir, job.id)
+    announcer = await ProgressAnnouncer.for_run(
+        job, store=store, broker=broker, every=settings.webhook_progress_seconds
+    )
     stop = active.start(job.id, store)
     state = JobState.FAILED
     try:
@@ -175,6 +179,7 @@ async def execute_job(
             settings=settings,
             active=active,
             drivers=drivers,
+            announcer=announcer,
         )
         if await _run_again(store, job, state, exit_code):
             return
@@ -248,6 +253,7 @@ async def _run(
     settings: RunnerSettings,
     active: ActiveRuns,
     drivers: Mapping[str, Driver],
+    announcer: ProgressAnnouncer | None = None,
 ) -> tuple[JobState, int | None, JobError | None, list[OutputFile]]:
     """Stage, run and collect; every failure becomes an outcome, never an exception.
 
@@ -282,6 +288,7 @@ async def _run(
             files={"stdout": sandbox.stdout, "stderr": sandbox.stderr},
             store=store,
             progress_file=sandbox.progress_file,
+            on_progress=announcer,
         )
         tail = await asyncio.to_thread(sandbox.stderr_tail)
         state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))

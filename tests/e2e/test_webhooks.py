@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import UserFactory, problem, upload
+from tests.e2e.test_hostile_params import script_app
 from tests.e2e.test_walking_skeleton import wait_for
 from tests.receiver import Received, receiver
 
@@ -65,7 +66,7 @@ def test_a_receiver_answering_500_twice_gets_one_signed_successful_delivery(user
     secret = signing_secret(user)
     with receiver(500, 500) as hook:
         job = flood_job(user, project, webhook={"url": hook.url})
-        assert job["webhook"] == {"url": hook.url}
+        assert job["webhook"] == {"url": hook.url, "progress": False}
         (delivery,) = wait_for_deliveries(user, job["id"])
         time.sleep(1)  # nothing more arrives once it succeeded
         requests = list(hook.received)
@@ -164,3 +165,49 @@ def test_a_job_failed_by_its_dependency_is_announced_too(user: httpx.Client, pro
     event = json.loads(request.body)
     assert event["type"] == "job.failed" and event["job"]["id"] == waiting["id"]
     assert "dependency" in event["job"]["error"]["reason"]
+
+
+# No braces in the script: the app's command would read them as placeholders.
+STEPS = """
+import time
+for percent in (25, 50, 75):
+    print('##quern progress %d "part %d"' % (percent, percent), flush=True)
+    time.sleep(1.3)
+open("done.txt", "w").write("done")
+"""
+
+
+def test_a_receiver_that_asked_for_progress_gets_signed_progress_then_the_end(
+    user: httpx.Client, admin: httpx.Client
+) -> None:
+    secret = signing_secret(user)
+    app = script_app(admin, STEPS, args=[], text_param=False, outputs=["done.txt"])
+    with receiver() as hook:
+        answer = user.post("/v1/jobs", json={"app": app, "webhook": {"url": hook.url, "progress": True}})
+        assert answer.status_code == 201, answer.text
+        job = answer.json()
+        assert job["webhook"] == {"url": hook.url, "progress": True}
+        ended = wait_for(user, job["id"])
+        assert ended["state"] == "SUCCEEDED", ended["error"]
+        deliveries = wait_for_deliveries(user, job["id"], done=4)
+        events = [verify(secret, request) for request in hook.wait_for(4)]
+    progress = [event for event in events if event["type"] == "job.progress"]
+    assert [event["job"]["progress"]["percent"] for event in progress] == [25, 50, 75]
+    assert all(event["job"]["state"] == "RUNNING" for event in progress)
+    assert [event["type"] for event in events].count("job.succeeded") == 1
+    assert {delivery["event"] for delivery in deliveries} == {"job.progress", "job.succeeded"}
+
+
+def test_a_registered_webhook_without_progress_gets_only_the_end(user: httpx.Client, admin: httpx.Client) -> None:
+    signing_secret(user)
+    app = script_app(admin, STEPS, args=[], text_param=False, outputs=["done.txt"])
+    with receiver() as quiet, receiver() as chatty:
+        for hook, progress in ((quiet, False), (chatty, True)):
+            created = user.post("/v1/webhooks", json={"url": hook.url, "progress": progress}).json()
+            assert created["progress"] is progress
+        job = user.post("/v1/jobs", json={"app": app}).json()
+        wait_for_deliveries(user, job["id"], done=5)
+        (end,) = quiet.received
+        kinds = [json.loads(request.body)["type"] for request in chatty.received]
+    assert json.loads(end.body)["type"] == "job.succeeded"
+    assert sorted(kinds) == ["job.progress"] * 3 + ["job.succeeded"]

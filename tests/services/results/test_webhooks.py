@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 
-from services.results.webhooks import announce, backoff_seconds, deliver, sign
-from shared.models import Delivery, DeliveryState, Job, JobState, WebhookSecret, WebhookTarget, new_id, utcnow
+from services.results.webhooks import announce, announce_progress, backoff_seconds, deliver, sign
+from shared.models import (
+    Delivery,
+    DeliveryState,
+    Job,
+    JobProgress,
+    JobState,
+    Webhook,
+    WebhookSecret,
+    WebhookTarget,
+    new_id,
+    utcnow,
+)
 from shared.mongo import MongoStore
 from shared.settings import ResultsSettings, load
 from tests.receiver import receiver
@@ -112,3 +124,67 @@ def test_a_refused_address_fails_after_the_last_attempt_without_a_request(result
     assert delays == [10.0, 20.0, None, None] and delivery.state is DeliveryState.FAILED
     assert all("not a public address" in (attempt.error or "") for attempt in delivery.attempts)
     assert len(delivery.attempts) == 3
+
+
+def running_job(target: WebhookTarget | None, *, percent: float = 40.0) -> Job:
+    return ended_job("https://unused.example.com/").model_copy(
+        update={
+            "state": JobState.RUNNING,
+            "finished": None,
+            "webhook": target,
+            "progress": JobProgress(percent=percent, step="routing", at=utcnow()),
+        }
+    )
+
+
+def test_progress_goes_only_to_receivers_that_asked_for_it(results_settings: ResultsSettings) -> None:
+    async def scenario(store: MongoStore) -> tuple[list[str], list[Delivery]]:
+        for url, progress in (("https://a.example.com/", True), ("https://b.example.com/", False)):
+            await store.insert_webhook(Webhook(id=new_id(), owner="u1", url=url, progress=progress, created=utcnow()))
+        job = running_job(None)
+        sent = await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+        sent += await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))  # redelivered
+        # (sent again while it has no attempt, which is harmless: the lease lets one attempt through)
+        return sent, await store.job_deliveries(job.id)
+
+    sent, deliveries = in_store(results_settings, scenario)
+    (delivery,) = deliveries
+    assert set(sent) == {delivery.id} and delivery.url == "https://a.example.com/" and delivery.event == "job.progress"
+    body = json.loads(delivery.body)
+    assert body["type"] == "job.progress" and body["job"]["state"] == "RUNNING"
+    assert body["job"]["progress"]["percent"] == 40.0 and body["job"]["progress"]["step"] == "routing"
+
+
+def test_a_jobs_own_webhook_gets_progress_only_when_it_asked(results_settings: ResultsSettings) -> None:
+    async def scenario(store: MongoStore) -> tuple[list[str], list[str]]:
+        quiet = running_job(WebhookTarget(url="https://hooks.example.com/"))
+        chatty = running_job(WebhookTarget(url="https://hooks.example.com/", progress=True))
+        nothing = await announce_progress(quiet, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+        return nothing, await announce_progress(chatty, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+
+    nothing, sent = in_store(results_settings, scenario)
+    assert nothing == [] and len(sent) == 1
+
+
+def test_progress_of_a_job_that_has_ended_is_not_sent(results_settings: ResultsSettings) -> None:
+    async def scenario(store: MongoStore) -> list[str]:
+        job = running_job(WebhookTarget(url="https://hooks.example.com/", progress=True))
+        ended = job.model_copy(update={"state": JobState.SUCCEEDED, "finished": utcnow()})
+        return await announce_progress(ended, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+
+    assert in_store(results_settings, scenario) == []
+
+
+def test_a_progress_delivery_gives_up_after_three_attempts(results_settings: ResultsSettings) -> None:
+    patient = results_settings.model_copy(update={"webhook_max_attempts": 8, "webhook_backoff_seconds": 0.01})
+
+    async def scenario(store: MongoStore) -> tuple[list[float | None], Delivery]:
+        job = running_job(WebhookTarget(url=hook.url, progress=True))
+        (delivery_id,) = await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+        delays = [await deliver(delivery_id, store=store, settings=patient) for _ in range(4)]
+        return delays, await store.get_delivery(delivery_id)
+
+    with receiver(500, 500, 500, 500) as hook:
+        delays, delivery = in_store(results_settings, scenario)
+        assert len(hook.received) == 3
+    assert delays[2:] == [None, None] and delivery.state is DeliveryState.FAILED
