@@ -28,7 +28,7 @@ from services.gateway.problems import problem_types
 from shared.settings import Settings, load
 from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS, RUN_JOB
 
-MAX_UPLOAD_BYTES = 48 * 2**20
+MAX_UPLOAD_BYTES = 200 * 2**20  # room for the CLI's 200 MB upload
 SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
 # Small dataset limits, so the hostile-bundle tests stay quick.
 DATASET_MAX_MEMBERS = 20

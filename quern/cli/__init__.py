@@ -1,0 +1,191 @@
+"""The ``quern`` command line, built only on the SDK (``quern.client``).
+
+Exit status: 0 success; 1 a job that did not succeed; 2 a bad command line; 3 the service
+refused or failed the request; 4 the service could not be reached; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+
+import click
+from click.shell_completion import get_completion_class
+from rich.markup import escape
+
+from quern.cli import data, jobs, manage
+from quern.cli.render import done, record
+from quern.cli.session import (
+    EXIT_INTERRUPTED,
+    EXIT_SERVICE,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Session,
+    load_config,
+    pass_session,
+    save_config,
+)
+from quern.client import Client
+from quern.errors import ApiError, QuernError, Unreachable
+
+HELP = """Drive a quern job service: upload data, run apps, follow jobs, fetch results.
+
+\b
+Start here:
+  quern login --url https://quern.example.org     # stores a token for later commands
+  quern apps list                                   # what can run
+  quern apps describe flood                         # its parameters and inputs
+  quern run flood -p rain_mm=80 -i elevation=@valley.csv --wait --download results/
+
+Every command takes --help. QUERN_URL and QUERN_TOKEN (a token or an API key) override what
+`quern login` stored. Add --json before the command for machine-readable output.
+"""
+
+
+@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--url", envvar="QUERN_URL", help="The gateway (default: what `quern login` stored, or 127.0.0.1:8000).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of tables.")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, as_json: bool) -> None:
+    ctx.obj = ctx.with_resource(_closing(Session.build(url=url, as_json=as_json)))
+
+
+class _closing:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def __enter__(self) -> Session:
+        return self.session
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.close()
+
+
+@cli.command()
+@click.option("--username", "-u", prompt=True, help="Your user name (asked for when not given).")
+@click.option(
+    "--password", prompt=True, hide_input=True, help="Asked for when not given (safer than the command line)."
+)
+@pass_session
+def login(session: Session, username: str, password: str) -> None:
+    """Log in and store the token (0600, in your config directory) for later commands."""
+    token = session.client.login(username, password)
+    where = save_config({"url": session.url, "token": token.access_token, "expires_at": token.expires_at.isoformat()})
+    done(session, f"logged in to {session.url} as {username}; token in {where} until {token.expires_at:%Y-%m-%d %H:%M}",
+         url=session.url, expires_at=token.expires_at, config=str(where))  # fmt: skip
+
+
+@cli.command()
+@pass_session
+def logout(session: Session) -> None:
+    """Forget the stored token."""
+    stored = load_config()
+    stored.pop("token", None)
+    stored.pop("expires_at", None)
+    done(session, f"logged out (token removed from {save_config(stored)})", logged_out=True)
+
+
+@cli.command()
+@pass_session
+def whoami(session: Session) -> None:
+    """Who the stored token or QUERN_TOKEN logs in as."""
+    record(session, session.client.me(), ("id", "username", "role"))
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: add `eval "$(quern completion bash)"` to ~/.bashrc."""
+    cls = get_completion_class(shell)
+    if cls is None:  # pragma: no cover  # click ships all three
+        raise click.UsageError(f"no completion for {shell}")
+    click.echo(cls(cli, {}, "quern", "_QUERN_COMPLETE").source())
+
+
+@cli.command(hidden=True)
+@click.argument("app", default="flood")
+@click.option("--apps-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("apps"))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--username", envvar="QUERN_USERNAME")
+@click.option("--password", envvar="QUERN_PASSWORD")
+@pass_session
+def example(session: Session, app: str, apps_dir: Path, out: Path, username: str | None, password: str | None) -> int:
+    """Run an app's shipped example end to end (what `just up` does)."""
+    if username and not session.token:
+        session.client.login(username, password or "")
+    described = session.client.apps.get(app)
+    sample = described.model_extra.get("example") if described.model_extra else None
+    if not sample:
+        raise click.UsageError(f"app {app} ships no example")
+    root = (apps_dir / app).resolve()
+    inputs = []
+    for slot, relative in sample["inputs"].items():
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):  # the server names the file: never upload from outside the app
+            raise click.UsageError(f"example input {slot} ({relative}) is outside {root}")
+        inputs.append(f"{slot}=@{path}")
+    params = [f"{key}={value}" for key, value in sample["params"].items()]
+    code: int = session_invoke(jobs.run, app=app, params=params, inputs=inputs, download=out)
+    listing = sorted(out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    if code == 0 and listing:
+        for path in sorted(listing[-1].parent.rglob("*")):
+            if path.is_file():
+                session.console.print(f"  {path.stat().st_size:>10}  {escape(str(path.relative_to(out)))}")
+    return code
+
+
+def session_invoke(command: click.Command, **values: object) -> int:
+    """Run another command with these parameters (defaults for the rest)."""
+    ctx = click.get_current_context()
+    defaults = {p.name: p.get_default(ctx) for p in command.params if p.name is not None and p.name not in values}
+    return int(ctx.invoke(command, **{**defaults, **values}) or 0)
+
+
+cli.add_command(jobs.run)
+cli.add_command(jobs.jobs)
+cli.add_command(data.files)
+cli.add_command(data.datasets)
+cli.add_command(manage.apps)
+cli.add_command(manage.queues)
+cli.add_command(manage.cluster)
+cli.add_command(manage.admin)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``quern`` console script; returns the exit status."""
+    errors = Session(url="", token=None, as_json=False).errors
+    try:
+        result = cli.main(args=argv, prog_name="quern", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return EXIT_USAGE
+    except click.Abort:
+        errors.print("aborted")
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_SERVICE
+    except ApiError as exc:
+        errors.print(f"[red]quern: {escape(str(exc))}[/red]")
+        if exc.status == 401:
+            errors.print("log in with `quern login`, or set QUERN_TOKEN")
+        return EXIT_SERVICE
+    except Unreachable as exc:
+        errors.print(f"[red]quern: cannot reach the service: {escape(str(exc))}[/red]")
+        return EXIT_UNREACHABLE
+    except (QuernError, tarfile.TarError) as exc:
+        errors.print(f"[red]quern: {escape(str(exc))}[/red]")
+        return EXIT_SERVICE
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else 0
+
+
+__all__ = ["Client", "cli", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())
