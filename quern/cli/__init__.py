@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from click.shell_completion import get_completion_class
 from rich.markup import escape
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from quern.cli import data, jobs, manage
 from quern.cli.render import done, record
@@ -28,6 +29,7 @@ from quern.cli.session import (
 )
 from quern.client import Client
 from quern.errors import ApiError, QuernError, Unreachable
+from quern.transport import Retries
 
 HELP = """Drive a quern job service: upload data, run apps, follow jobs, fetch results.
 
@@ -46,9 +48,14 @@ Every command takes --help. QUERN_URL and QUERN_TOKEN (a token or an API key) ov
 @click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--url", envvar="QUERN_URL", help="The gateway (default: what `quern login` stored, or 127.0.0.1:8000).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of tables.")
+@click.option(
+    "--retries", envvar="QUERN_RETRIES", type=click.IntRange(1, 50), default=6, show_default=True,
+    help="Attempts per request when the service is busy (429/503) or cannot be reached.",
+)  # fmt: skip
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, as_json: bool) -> None:
-    ctx.obj = ctx.with_resource(_closing(Session.build(url=url, as_json=as_json)))
+def cli(ctx: click.Context, url: str | None, as_json: bool, retries: int) -> None:
+    session = Session.build(url=url, as_json=as_json, retries=Retries(attempts=retries))
+    ctx.obj = ctx.with_resource(_closing(session))
 
 
 class _closing:
@@ -126,20 +133,13 @@ def example(session: Session, app: str, apps_dir: Path, out: Path, username: str
             raise click.UsageError(f"example input {slot} ({relative}) is outside {root}")
         inputs.append(f"{slot}=@{path}")
     params = [f"{key}={value}" for key, value in sample["params"].items()]
-    code: int = session_invoke(jobs.run, app=app, params=params, inputs=inputs, download=out)
+    code = jobs.submit(session, app, params, inputs, {}, wait=True, logs=True, into=out)
     listing = sorted(out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     if code == 0 and listing:
         for path in sorted(listing[-1].parent.rglob("*")):
             if path.is_file():
                 session.console.print(f"  {path.stat().st_size:>10}  {escape(str(path.relative_to(out)))}")
     return code
-
-
-def session_invoke(command: click.Command, **values: object) -> int:
-    """Run another command with these parameters (defaults for the rest)."""
-    ctx = click.get_current_context()
-    defaults = {p.name: p.get_default(ctx) for p in command.params if p.name is not None and p.name not in values}
-    return int(ctx.invoke(command, **{**defaults, **values}) or 0)
 
 
 cli.add_command(jobs.run)
@@ -152,9 +152,35 @@ cli.add_command(manage.cluster)
 cli.add_command(manage.admin)
 
 
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Session).as_json = True  # type: ignore[union-attr]  # the group made it
+
+
+def _json_everywhere(group: click.Group) -> None:
+    """Accept ``--json`` after any command too (``quern jobs ls --json``), not only before it."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _json_everywhere(command)
+        elif command.name != "completion":
+            command.params.append(
+                click.Option(["--json"], is_flag=True, expose_value=False, callback=_json_flag, help="Print JSON.")
+            )
+
+
+_json_everywhere(cli)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``quern`` console script; returns the exit status."""
     errors = Session(url="", token=None, as_json=False).errors
+
+    def retrying(details: RetryDetails) -> None:
+        # One dim line on stderr rather than stamina's default log output, which would land on stdout.
+        cause = escape(str(details.caused_by) or type(details.caused_by).__name__)
+        errors.print(f"[dim]{cause}; trying again in {details.wait_for:.1f} s[/dim]")
+
+    set_on_retry_hooks([retrying])
     try:
         result = cli.main(args=argv, prog_name="quern", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -8,7 +8,7 @@ import click
 
 from quern.cli.jobs import upload_file
 from quern.cli.progress import transfer
-from quern.cli.render import done, record, table
+from quern.cli.render import done, record, removed, table
 from quern.cli.session import Session, pass_session
 
 FILE_COLUMNS = ("id", "name", "size", "sha256", "created")
@@ -59,9 +59,7 @@ def get(session: Session, file_id: str, dest: Path) -> None:
 @pass_session
 def remove(session: Session, file_ids: tuple[str, ...]) -> None:
     """Delete files (refused while a queued or running job reads one)."""
-    for file_id in file_ids:
-        session.client.files.delete(file_id)
-        done(session, f"file {file_id} deleted", id=file_id, deleted=True)
+    removed(session, "file", file_ids, session.client.files.delete)
 
 
 @click.group()
@@ -109,6 +107,4 @@ def show(session: Session, dataset_id: str) -> None:
 @pass_session
 def remove_dataset(session: Session, dataset_ids: tuple[str, ...]) -> None:
     """Delete datasets (refused while a queued or running job reads one)."""
-    for dataset_id in dataset_ids:
-        session.client.datasets.delete(dataset_id)
-        done(session, f"dataset {dataset_id} deleted", id=dataset_id, deleted=True)
+    removed(session, "dataset", dataset_ids, session.client.datasets.delete)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from quern.cli.progress import JobWatch, transfer
-from quern.cli.render import done, record, table
+from quern.cli.render import done, record, removed, table
 from quern.cli.session import EXIT_JOB_FAILED, Session, pass_session
 from quern.errors import ApiError
 from quern.models import App, Job
@@ -80,7 +80,7 @@ def follow(session: Session, job: Job, *, logs: bool) -> Job:
 def download(session: Session, job: Job, directory: Path) -> Path:
     """Fetch the job's archive with a progress bar and unpack it under ``directory``."""
     link = session.client.jobs.archive_link(job.id)
-    with transfer(session, f"download {job.id}.tar.gz", link.size) as moved:
+    with transfer(session, "download results", link.size) as moved:
         session.client.jobs.download_archive(job.id, directory, extract=True, progress=moved)
     session.say(f"results in {directory / job.id}")
     return directory / job.id
@@ -127,26 +127,39 @@ def run(
       quern run tabulate -i control=dataset:DATASET_ID:model/run.tcf
     Exit status: 0 once submitted (with --wait: once it SUCCEEDED), 1 if the job did not succeed.
     """
+    options = {
+        "name": name,
+        "tags": list(tags),
+        "queue": queue,
+        "priority": priority,
+        "timeout_seconds": timeout_seconds,
+    }
+    return submit(session, app, params, inputs, options, wait=wait or download is not None, logs=logs, into=download)
+
+
+def submit(
+    session: Session,
+    app: str,
+    params: tuple[str, ...] | list[str],
+    inputs: tuple[str, ...] | list[str],
+    options: dict[str, Any],
+    *,
+    wait: bool,
+    logs: bool,
+    into: Path | None,
+) -> int:
+    """Upload the inputs, submit the job and, with ``wait``, follow it and unpack its results ``into`` a directory."""
     described = session.client.apps.get(app)  # new jobs run its latest enabled version
     values = dict(parse_param(described, text) for text in params)
     slots = dict(parse_input(session, text) for text in inputs)
-    job = session.client.jobs.submit(
-        app,
-        params=values,
-        inputs=slots,
-        name=name,
-        tags=list(tags),
-        queue=queue,
-        priority=priority,
-        timeout_seconds=timeout_seconds,
-    )
+    job = session.client.jobs.submit(app, params=values, inputs=slots, **options)
     session.say(f"job {job.id} submitted ({job.app} {job.app_version}, queue {job.queue})")
-    if not (wait or download):
+    if not wait:
         record(session, job, ("id", "state", "app", "app_version", "queue"))
         return 0
     ended = follow(session, job, logs=logs)
-    if download is not None:
-        fetch_results(session, ended, download)
+    if into is not None:
+        fetch_results(session, ended, into)
     if session.as_json:
         record(session, ended)
     return 0 if ended.succeeded else EXIT_JOB_FAILED
@@ -256,9 +269,7 @@ def cancel(session: Session, job_ids: tuple[str, ...]) -> None:
 @pass_session
 def remove(session: Session, job_ids: tuple[str, ...]) -> None:
     """Delete jobs and everything they stored (a running one is canceled first)."""
-    for job_id in job_ids:
-        session.client.jobs.delete(job_id)
-        done(session, f"job {job_id} deleted", id=job_id, deleted=True)
+    removed(session, "job", job_ids, session.client.jobs.delete)
 
 
 @jobs.command("rerun")
@@ -290,7 +301,7 @@ def download_cmd(session: Session, job_id: str, directory: Path, include: tuple[
         if exc.status == 410:
             raise click.ClickException(f"job {job_id}'s results have expired") from exc
         raise
-    with transfer(session, f"download {job_id}.tar.gz", link.size) as moved:
+    with transfer(session, "download results", link.size) as moved:
         where = session.client.jobs.download_archive(
             job_id, directory, include=list(include) or None, extract=not no_extract, progress=moved
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -79,3 +79,10 @@ def done(session: Session, message: str, **data: Any) -> None:
         session.console.print_json(json.dumps(plain(data)))
     else:
         session.console.print(escape(message))
+
+
+def removed(session: Session, kind: str, ids: Iterable[str], delete: Callable[[str], None]) -> None:
+    """Delete each of ``ids`` with ``delete``, saying so for each."""
+    for item in ids:
+        delete(item)
+        done(session, f"{kind} {item} deleted", id=item, deleted=True)

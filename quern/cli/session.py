@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 
 from quern.client import Client
-from quern.transport import DEFAULT_URL
+from quern.transport import DEFAULT_URL, Retries
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1  # the job ran (or was meant to) and did not succeed
@@ -62,22 +62,23 @@ class Session:
     url: str
     token: str | None
     as_json: bool
-    console: Console = field(default_factory=lambda: Console(highlight=False))
-    errors: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    retries: Retries = field(default_factory=Retries)
+    console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    errors: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
     _client: Client | None = None
 
     @classmethod
-    def build(cls, *, url: str | None, as_json: bool) -> Session:
+    def build(cls, *, url: str | None, as_json: bool, retries: Retries | None = None) -> Session:
         """Settle the URL and token: ``--url``, then the environment, then ``quern login``'s file."""
         stored = load_config()
         chosen = url or os.environ.get("QUERN_URL") or stored.get("url") or DEFAULT_URL
         token = os.environ.get("QUERN_TOKEN") or (stored.get("token") if stored.get("url") == chosen else None)
-        return cls(url=chosen.rstrip("/"), token=token, as_json=as_json)
+        return cls(url=chosen.rstrip("/"), token=token, as_json=as_json, retries=retries or Retries())
 
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.url, token=self.token)
+            self._client = Client(self.url, token=self.token, retries=self.retries)
         return self._client
 
     def close(self) -> None:

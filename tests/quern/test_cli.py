@@ -115,8 +115,9 @@ def test_usage_service_and_connection_errors_have_their_own_codes(cli_env: dict[
     assert usage.returncode == 2 and "KEY=VALUE" in usage.stderr
     missing = quern(cli_env, "jobs", "show", "01jzzzzzzzzzzzzzzzzzzzzzzz")
     assert missing.returncode == 3 and "404" in missing.stderr
-    unreachable = quern(cli_env | {"QUERN_URL": "http://127.0.0.1:9"}, "jobs", "ls")
+    unreachable = quern(cli_env | {"QUERN_URL": "http://127.0.0.1:9", "QUERN_RETRIES": "2"}, "jobs", "ls")
     assert unreachable.returncode == 4 and "cannot reach" in unreachable.stderr
+    assert "trying again" in unreachable.stderr  # one retry, said on stderr
 
 
 def test_jobs_logs_follow_streams_lines_while_the_job_runs(
@@ -190,7 +191,7 @@ def test_files_and_jobs_listings_as_json(cli_env: dict[str, str], user: httpx.Cl
     saved = as_json(quern(cli_env, "--json", "files", "get", grid["id"], str(tmp_path)))
     assert sha256(Path(saved["path"])) == grid["sha256"]
     job = as_json(quern(cli_env, "--json", "run", "flood", "-p", "steps=2", "-i", f"elevation={grid['id']}", "-w"))
-    listed = as_json(quern(cli_env, "--json", "jobs", "ls", "--state", "SUCCEEDED"))
+    listed = as_json(quern(cli_env, "jobs", "ls", "--state", "SUCCEEDED", "--json"))  # --json after the command too
     assert [item["id"] for item in listed] == [job["id"]]
     logs = quern(cli_env, "jobs", "logs", job["id"])
     assert logs.returncode == 0 and "flooded" in logs.stdout.splitlines()[-1]

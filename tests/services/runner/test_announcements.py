@@ -6,22 +6,13 @@ import asyncio
 import time
 
 from services.runner.announcements import ProgressAnnouncer
-from shared.models import Job, JobState, WebhookTarget, new_id, utcnow
+from shared.models import Job, JobState
+from tests.services.results.test_webhooks import ended_job
 
 
 def job() -> Job:
-    return Job(
-        id=new_id(),
-        owner="u1",
-        app="flood",
-        app_version="1",
-        params={},
-        inputs={},
-        timeout_seconds=60,
-        created=utcnow(),
-        state=JobState.RUNNING,
-        webhook=WebhookTarget(url="https://hooks.example.com/", progress=True),
-    )
+    running = {"state": JobState.RUNNING, "finished": None}
+    return ended_job("https://hooks.example.com/").model_copy(update=running | {"webhook": None})
 
 
 def announced(announcer_of: ProgressAnnouncer, events: list[str], pause: float = 0.0) -> None:

@@ -1,0 +1,85 @@
+"""The SDK's retry policy, errors and waiting, against a scripted stand-in server (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from quern.client import Client
+from quern.errors import ApiError, Unreachable
+from quern.transport import Retries
+
+FAST = Retries(attempts=4, timeout=10, wait_initial=0.01, wait_max=0.05)
+
+
+def scripted(*answers: httpx.Response | type[Exception]) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A stand-in server answering each request with the next of ``answers`` (an exception type is raised)."""
+    script, seen = list(answers), []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = script.pop(0)
+        if isinstance(answer, type):
+            raise answer("scripted failure", request=request)  # type: ignore[call-arg]
+        return answer
+
+    return httpx.MockTransport(handle), seen
+
+
+JOB = {"id": "j1", "app": "flood", "app_version": "1", "state": "QUEUED", "created": "2026-01-01T00:00:00Z"}
+
+
+def test_503_and_429_are_retried_honouring_retry_after() -> None:
+    busy = httpx.Response(503, headers={"Retry-After": "0"}, json={"title": "Unavailable", "detail": "busy"})
+    slow = httpx.Response(429, headers={"Retry-After": "0"}, json={"title": "Too Many Requests", "detail": "x"})
+    transport, seen = scripted(busy, slow, httpx.Response(200, json=JOB))
+    with Client("http://quern.test", transport=transport, retries=FAST) as client:
+        assert client.jobs.get("j1").state == "QUEUED"
+    assert len(seen) == 3
+
+
+def test_a_submission_is_retried_after_a_lost_answer_under_one_idempotency_key() -> None:
+    transport, seen = scripted(httpx.ReadTimeout, httpx.Response(201, json=JOB))
+    with Client("http://quern.test", transport=transport, retries=FAST) as client:
+        client.jobs.submit("flood")
+    keys = {request.headers["Idempotency-Key"] for request in seen}
+    assert len(seen) == 2 and len(keys) == 1
+
+
+def test_a_post_without_an_idempotency_key_is_not_repeated_after_a_read_timeout() -> None:
+    transport, seen = scripted(httpx.ReadTimeout, httpx.Response(200, json=JOB))
+    with Client("http://quern.test", transport=transport, retries=FAST) as client, pytest.raises(Unreachable):
+        client.jobs.cancel("j1")
+    assert len(seen) == 1
+
+
+def test_a_4xx_is_raised_at_once_with_the_problem_fields() -> None:
+    problem = {
+        "type": "urn:quern:problem:invalid",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": "bad",
+        "instance": "/v1/jobs",
+        "errors": [{"pointer": "/params/steps", "detail": "must be at least 1"}],
+    }
+    transport, seen = scripted(httpx.Response(422, json=problem))
+    with Client("http://quern.test", transport=transport, retries=FAST) as client, pytest.raises(ApiError) as caught:
+        client.jobs.submit("flood", params={"steps": 0})
+    error = caught.value
+    assert (error.status, error.type, error.instance) == (422, "urn:quern:problem:invalid", "/v1/jobs")
+    assert error.errors[0]["pointer"] == "/params/steps" and "/params/steps" in str(error)
+    assert len(seen) == 1
+
+
+def test_wait_falls_back_to_polling_when_the_event_stream_fails() -> None:
+    running = httpx.Response(200, json=JOB | {"state": "RUNNING"})
+    broken = httpx.Response(502, json={"title": "Bad Gateway", "detail": "proxy"})
+    ended = httpx.Response(200, json=JOB | {"state": "SUCCEEDED", "exit_code": 0})
+    transport, seen = scripted(running, broken, ended)
+    with Client("http://quern.test", transport=transport, retries=Retries(attempts=1)) as client:
+        job = client.jobs.wait("j1", poll_interval=0.01)
+    assert job.succeeded and [request.url.path for request in seen] == [
+        "/v1/jobs/j1",
+        "/v1/jobs/j1/events",
+        "/v1/jobs/j1",
+    ]
