@@ -48,10 +48,9 @@ from quern.models import (
     Webhook,
 )
 from quern.transfers import PathLike, ProgressCallback
-from quern.transport import DEFAULT_URL, Retries, checked, items, parsed, query
+from quern.transport import DEFAULT_URL, STREAM_TIMEOUT, Retries, checked, items, parsed, query
 
 M = TypeVar("M", bound=BaseModel)
-STREAM_TIMEOUT = httpx.Timeout(30.0, read=60.0)  # the gateway sends a keep-alive every 10 s
 
 
 class Client:

@@ -91,34 +91,40 @@ def upload(
             "/v1/files",
             params={"name": name},
             body=lambda: read_range(source, 0, size, meter),
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             timeout=TRANSFER_TIMEOUT,
         )
         return File.model_validate(answer.json())
     pending = client.request(
         "POST", "/v1/uploads", json={"name": name, "size": size, "sha256": sha256_of(source)}
     ).json()
-    if pending.get("put") is not None:
-        put = pending["put"]
-        _put(put["url"], put["headers"], lambda: read_range(source, 0, size, meter))
-        completion: dict[str, Any] | None = None
-    else:
-        parts = []
-        for part in pending["parts"]:
-            start = (part["number"] - 1) * pending["part_size"]
-            etag = _put(part["url"], {}, lambda s=start, n=part["size"]: read_range(source, s, n, meter))  # type: ignore[misc]
-            parts.append({"number": part["number"], "etag": etag})
-        completion = {"parts": parts}
+    completion = put_presigned(pending, source, size, meter)
     done = client.request("POST", f"/v1/uploads/{pending['id']}/complete", json=completion, timeout=TRANSFER_TIMEOUT)
     return File.model_validate(done.json())
 
 
-def _put(url: str, headers: dict[str, str], body: Callable[[], Iterator[bytes]]) -> str:
+def put_presigned(pending: dict[str, Any], source: Path, size: int, meter: Meter) -> dict[str, Any] | None:
+    """PUT ``source`` to an announced upload's presigned URL(s) (blocking); the body its completion takes."""
+    if pending.get("put") is not None:
+        put = pending["put"]
+        _put(put["url"], put["headers"], size, lambda: read_range(source, 0, size, meter))
+        return None
+    parts = []
+    for part in pending["parts"]:
+        start, length = (part["number"] - 1) * pending["part_size"], part["size"]
+        etag = _put(part["url"], {}, length, lambda s=start, n=length: read_range(source, s, n, meter))  # type: ignore[misc]
+        parts.append({"number": part["number"], "etag": etag})
+    return {"parts": parts}
+
+
+def _put(url: str, headers: dict[str, str], length: int, body: Callable[[], Iterator[bytes]]) -> str:
     """PUT to a presigned URL (three tries; S3 does not need our token); the ETag S3 answered."""
     failure: Exception | None = None
     for _ in range(3):
         try:
-            response = httpx.put(url, content=body(), headers=headers, timeout=TRANSFER_TIMEOUT)
+            # With its length given, a streamed body is not sent chunked, which S3 refuses (411) for a PUT.
+            sized = {**headers, "Content-Length": str(length)}
+            response = httpx.put(url, content=body(), headers=sized, timeout=TRANSFER_TIMEOUT)
             if response.status_code < 300:
                 return str(response.headers.get("ETag", ""))
             failure = QuernError(f"S3 refused the upload: {response.status_code} {response.text[:300]}")

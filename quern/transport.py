@@ -21,6 +21,7 @@ M = TypeVar("M", bound=BaseModel)
 RETRY_STATUSES = frozenset({429, 503})
 SAFE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 DEFAULT_URL = "http://127.0.0.1:8000"
+STREAM_TIMEOUT = httpx.Timeout(30.0, read=60.0)  # the gateway sends a keep-alive every 10 s on event streams
 
 
 @dataclass(frozen=True)

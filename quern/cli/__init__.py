@@ -41,7 +41,11 @@ Start here:
   quern run flood -p rain_mm=80 -i elevation=@valley.csv --wait --download results/
 
 Every command takes --help. QUERN_URL and QUERN_TOKEN (a token or an API key) override what
-`quern login` stored. Add --json before the command for machine-readable output.
+`quern login` stored. Add --json for machine-readable output on stdout.
+
+\b
+Exit status: 0 success, 1 a job that did not succeed, 2 a bad command line,
+3 the service refused or failed the request, 4 the service could not be reached.
 """
 
 
