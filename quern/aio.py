@@ -25,7 +25,6 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import stamina
 from httpx_sse import aconnect_sse
 
 from quern import transfers
@@ -99,15 +98,8 @@ class AsyncClient:
         ``body`` makes the request content afresh for each attempt (an async file stream, say).
         """
         headers = kwargs.pop("headers", {})
-        on = self.retries.hook(method, headers)
         try:
-            async for attempt in stamina.retry_context(
-                on=on,
-                attempts=self.retries.attempts,
-                timeout=self.retries.timeout,
-                wait_initial=self.retries.wait_initial,
-                wait_max=self.retries.wait_max,
-            ):
+            async for attempt in self.retries.attempts_at(method, headers):
                 with attempt:
                     content = None if body is None else body()
                     return checked(await self.http.request(method, path, headers=headers, content=content, **kwargs))

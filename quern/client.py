@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-import stamina
 from httpx_sse import connect_sse
 from pydantic import BaseModel
 
@@ -97,15 +96,8 @@ class Client:
         ``body`` makes the request content afresh for each attempt (a file stream, say).
         """
         headers = kwargs.pop("headers", {})
-        on = self.retries.hook(method, headers)
         try:
-            for attempt in stamina.retry_context(
-                on=on,
-                attempts=self.retries.attempts,
-                timeout=self.retries.timeout,
-                wait_initial=self.retries.wait_initial,
-                wait_max=self.retries.wait_max,
-            ):
+            for attempt in self.retries.attempts_at(method, headers):
                 with attempt:
                     content = None if body is None else body()
                     return checked(self.http.request(method, path, headers=headers, content=content, **kwargs))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+import stamina
 from pydantic import BaseModel
 
 from quern.errors import ApiError
@@ -32,6 +33,16 @@ class Retries:
     timeout: float = 120.0
     wait_initial: float = 0.5
     wait_max: float = 15.0
+
+    def attempts_at(self, method: str, headers: httpx.Headers | dict[str, str]) -> Any:
+        """stamina's retry context for one request: iterate it with ``for`` (sync) or ``async for``."""
+        return stamina.retry_context(
+            on=self.hook(method, headers),
+            attempts=self.attempts,
+            timeout=self.timeout,
+            wait_initial=self.wait_initial,
+            wait_max=self.wait_max,
+        )
 
     def hook(self, method: str, headers: httpx.Headers | dict[str, str]) -> Callable[[Exception], bool | float]:
         """The ``on`` hook for stamina: whether (or after how long) to retry this request after ``exc``."""
