@@ -56,8 +56,7 @@ check: lint test
 
 # Measure against bare baselines in the same run
 bench: install
-    {{bin}}/python -m bench.upload_rss
-    {{bin}}/python -m bench.package_rss
+    {{bin}}/python -m bench
 
 # Kill runners mid-job and stop RabbitMQ during submissions, then count lost, stuck and doubly run jobs
 chaos *args: install

@@ -25,9 +25,9 @@ from typing import Any
 import boto3
 import psutil
 
+from bench.harness import bench_stack
 from bench.upload_rss import PeakRss
-from devstack.processes import ensure_rabbitmq, free_port
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
+from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 from shared.broker import Broker
 from shared.models import Job, JobState, OutputFile, utcnow
 from shared.mongo import MongoStore
@@ -88,77 +88,66 @@ async def wait_for_archive(settings: Settings, job_id: str, timeout: float) -> J
         await store.close()
 
 
-def measure(size_mb: int, work: Path) -> list[dict[str, Any]]:
-    ensure_rabbitmq()
-    stack = Stack(
-        state_dir=work / "stack",
-        ports=Ports(s3=free_port(), mongo=free_port(), gateway=free_port()),
-        namespace=f"quern-bench-{uuid.uuid4().hex[:8]}",
-        database="quern_bench",
-        bucket="quern-bench",
-    )
+def measure(stack: Stack, size_mb: int, work: Path) -> list[dict[str, Any]]:
+    """Packaging rows, measured on a running ``stack``."""
     outputs_dir = work / "outputs"
     sums = make_outputs(outputs_dir, size_mb * 2**20)
     size = sum(path.stat().st_size for path in outputs_dir.iterdir())
-    try:
-        stack.start()
-        settings = settings_of(stack)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=stack.s3_url,
-            region_name="us-east-1",
-            aws_access_key_id=LOCAL_S3_KEY,
-            aws_secret_access_key=LOCAL_S3_SECRET,
-        )
-        job_id = uuid.uuid4().hex[:26]
-        outputs = []
-        for name, sha256 in sorted(sums.items()):
-            key = f"jobs/{job_id}/outputs/{name}"
-            s3.upload_file(str(outputs_dir / name), stack.bucket, key)
-            content_type = "text/csv" if name.endswith(".csv") else "application/octet-stream"
-            file_size = (outputs_dir / name).stat().st_size
-            outputs.append(OutputFile(path=name, size=file_size, sha256=sha256, content_type=content_type, key=key))
-        now = utcnow()
-        job = Job(
-            id=job_id,
-            owner="bench",
-            app="bench",
-            app_version="1",
-            params={},
-            inputs={},
-            timeout_seconds=60,
-            state=JobState.SUCCEEDED,
-            created=now,
-            started=now,
-            finished=now,
-            exit_code=0,
-            outputs=outputs,
-        )
-        asyncio.run(record_job(settings, job))
+    settings = settings_of(stack)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id=LOCAL_S3_KEY,
+        aws_secret_access_key=LOCAL_S3_SECRET,
+    )
+    job_id = uuid.uuid4().hex[:26]
+    outputs = []
+    for name, sha256 in sorted(sums.items()):
+        key = f"jobs/{job_id}/outputs/{name}"
+        s3.upload_file(str(outputs_dir / name), stack.bucket, key)
+        content_type = "text/csv" if name.endswith(".csv") else "application/octet-stream"
+        file_size = (outputs_dir / name).stat().st_size
+        outputs.append(OutputFile(path=name, size=file_size, sha256=sha256, content_type=content_type, key=key))
+    now = utcnow()
+    job = Job(
+        id=job_id,
+        owner="bench",
+        app="bench",
+        app_version="1",
+        params={},
+        inputs={},
+        timeout_seconds=60,
+        state=JobState.SUCCEEDED,
+        created=now,
+        started=now,
+        finished=now,
+        exit_code=0,
+        outputs=outputs,
+    )
+    asyncio.run(record_job(settings, job))
 
-        # Baseline: the same files through tar czf on local disk, then one boto3 upload of the tarball.
-        tarball = work / "baseline.tar.gz"
-        started = time.perf_counter()
-        subprocess.run(["tar", "czf", str(tarball), "-C", str(outputs_dir), "."], check=True)
-        tar_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        s3.upload_file(str(tarball), stack.bucket, "baseline/outputs.tar.gz")
-        upload_seconds = time.perf_counter() - started
-        s3.close()
+    # Baseline: the same files through tar czf on local disk, then one boto3 upload of the tarball.
+    tarball = work / "baseline.tar.gz"
+    started = time.perf_counter()
+    subprocess.run(["tar", "czf", str(tarball), "-C", str(outputs_dir), "."], check=True)
+    tar_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    s3.upload_file(str(tarball), stack.bucket, "baseline/outputs.tar.gz")
+    upload_seconds = time.perf_counter() - started
+    s3.close()
 
-        results = stack.services()[2]
-        pid = results.pid()
-        assert pid is not None
-        idle_rss = psutil.Process(pid).memory_info().rss
-        broker = Broker(settings)
-        with PeakRss(pid) as rss:
-            started = time.perf_counter()
-            broker.send(PACKAGE_RESULTS, job_id)
-            packaged = asyncio.run(wait_for_archive(settings, job_id, timeout=1800))
-            quern_seconds = time.perf_counter() - started
-        broker.close()
-    finally:
-        stack.stop()
+    results = stack.services()[2]
+    pid = results.pid()
+    assert pid is not None
+    idle_rss = psutil.Process(pid).memory_info().rss
+    broker = Broker(settings)
+    with PeakRss(pid) as rss:
+        started = time.perf_counter()
+        broker.send(PACKAGE_RESULTS, job_id)
+        packaged = asyncio.run(wait_for_archive(settings, job_id, timeout=1800))
+        quern_seconds = time.perf_counter() - started
+    broker.close()
     assert packaged.archive is not None
     mib = size / 2**20
     baseline_seconds = tar_seconds + upload_seconds
@@ -194,8 +183,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="quern-bench-") as work:
-        rows = measure(args.size_mb, Path(work))
+    with tempfile.TemporaryDirectory(prefix="quern-bench-") as work, bench_stack(Path(work)) as stack:
+        rows = measure(stack, args.size_mb, Path(work))
     print(f"{'figure':46} {'quern':>10} {'baseline':>10} {'ratio':>7}  {'goal':>10}  met")
     for row in rows:
         print(

@@ -13,7 +13,6 @@ import platform
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import boto3
 import httpx
 import psutil
 
-from devstack.processes import ensure_rabbitmq, free_port
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
+from bench.harness import bench_stack
+from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 
 RSS_GOAL_MB = 150
 THROUGHPUT_GOAL = 0.8
@@ -84,20 +83,12 @@ def form(path: Path) -> Iterator[bytes]:
     yield b"\r\n--quern-bench-boundary--\r\n"
 
 
-def measure(size_mb: int, work: Path) -> list[dict[str, Any]]:
-    ensure_rabbitmq()
-    stack = Stack(
-        state_dir=work / "stack",
-        ports=Ports(s3=free_port(), mongo=free_port(), gateway=free_port()),
-        namespace=f"quern-bench-{uuid.uuid4().hex[:8]}",
-        database="quern_bench",
-        bucket="quern-bench",
-    )
+def measure(stack: Stack, size_mb: int, work: Path) -> list[dict[str, Any]]:
+    """Upload rows, measured on a running ``stack``."""
     data = work / "upload.bin"
     make_file(data, size_mb * 2**20)
     size = data.stat().st_size
     try:
-        stack.start()
         gateway = stack.services()[0]
         pid = gateway.pid()
         assert pid is not None
@@ -128,7 +119,7 @@ def measure(size_mb: int, work: Path) -> list[dict[str, Any]]:
         response.raise_for_status()
         assert response.json()["size"] == size
     finally:
-        stack.stop()
+        data.unlink()
     mib_s = size / 2**20
     ratio = baseline / through_gateway
     return [
@@ -163,8 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="quern-bench-") as work:
-        rows = measure(args.size_mb, Path(work))
+    with tempfile.TemporaryDirectory(prefix="quern-bench-") as work, bench_stack(Path(work)) as stack:
+        rows = measure(stack, args.size_mb, Path(work))
     print(f"{'figure':40} {'quern':>10} {'baseline':>10} {'ratio':>7}  {'goal':>10}  met")
     for row in rows:
         print(

@@ -1,0 +1,43 @@
+"""``just bench``: every measurement against its bare baseline, one table, ``bench/results.json``.
+
+``python -m bench`` runs them at full size; ``--quick`` at tiny sizes (the smoke test's), where
+the figures mean nothing but every path runs. The last line is ``bench: goals met K/N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import latency, package_rss, upload_rss
+from bench.harness import RESULTS, bench_stack, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check that every measurement runs")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    jobs, upload_mb, package_mb = (5, 8, 8) if args.quick else (200, 1024, 1024)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="quern-bench-") as work, bench_stack(Path(work)) as stack:
+        # Latency first, while the stack is idle; then the bulk transfers.
+        measurements: list[tuple[str, Callable[[Path], list[dict[str, Any]]]]] = [
+            ("latency", lambda where: latency.measure(stack, jobs, where)),
+            ("upload", lambda where: upload_rss.measure(stack, upload_mb, where)),
+            ("package", lambda where: package_rss.measure(stack, package_mb, where)),
+        ]
+        for name, measure in measurements:
+            where = Path(work) / name
+            where.mkdir()
+            print(f"bench: measuring {name}", flush=True)
+            rows += measure(where)
+    print(report(rows, args.results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
