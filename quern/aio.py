@@ -208,10 +208,29 @@ class Files:
         completion = await asyncio.to_thread(
             transfers.put_presigned, pending, source, size, Meter(size, _on_loop(progress))
         )
-        done = await self._c.request(
-            "POST", f"/v1/uploads/{pending['id']}/complete", json=completion, timeout=TRANSFER_TIMEOUT
-        )
+        try:
+            done = await self._c.request(
+                "POST", f"/v1/uploads/{pending['id']}/complete", json=completion, timeout=TRANSFER_TIMEOUT
+            )
+        except (Unreachable, ApiError) as exc:
+            if isinstance(exc, ApiError) and exc.status != 409:
+                raise
+            return await self._wait_for_file(pending["id"], exc)  # the answer may just have been lost
         return File.model_validate(done.json())
+
+    async def _wait_for_file(self, file_id: str, cause: Exception) -> File:
+        deadline = time.monotonic() + transfers.completion_pending(cause)
+        while True:
+            try:
+                return await self.get(file_id)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            except Unreachable:
+                pass
+            if time.monotonic() >= deadline:
+                raise cause
+            await asyncio.sleep(2)
 
     def list(self, **filters: Any) -> AsyncIterator[File]:
         """The caller's files, newest first (``name_prefix``, ``content_type``, ``created_after``...)."""
@@ -268,12 +287,13 @@ class Apps:
         return await self._c.get(App, f"/v1/apps/{name}", version=version)
 
     async def register(self, definition: dict[str, Any]) -> App:
-        """Admins: a new app, or (when it exists) a new version of it."""
+        """Admins: a new app, or (when one of that name exists) a new version of it."""
         try:
-            return await self._c.post(App, "/v1/apps", definition)
+            await self.get(str(definition.get("name", "")))
         except ApiError as exc:
-            if exc.status != 409 or exc.type != "urn:quern:problem:duplicate":
+            if exc.status != 404:
                 raise
+            return await self._c.post(App, "/v1/apps", definition)
         return await self._c.post(App, f"/v1/apps/{definition['name']}/versions", definition)
 
     async def disable(self, name: str, *, version: str | None = None) -> App:

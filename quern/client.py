@@ -14,6 +14,7 @@ problem document's fields. ``quern.aio.AsyncClient`` is the same API for asyncio
 from __future__ import annotations
 
 import builtins
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -214,12 +215,13 @@ class Apps:
         return self._c.get(App, f"/v1/apps/{name}", version=version)
 
     def register(self, definition: dict[str, Any]) -> App:
-        """Admins: a new app, or (when it exists) a new version of it."""
+        """Admins: a new app, or (when one of that name exists) a new version of it."""
         try:
-            return self._c.post(App, "/v1/apps", definition)
+            self.get(str(definition.get("name", "")))
         except ApiError as exc:
-            if exc.status != 409 or exc.type != "urn:quern:problem:duplicate":
+            if exc.status != 404:
                 raise
+            return self._c.post(App, "/v1/apps", definition)
         return self._c.post(App, f"/v1/apps/{definition['name']}/versions", definition)
 
     def disable(self, name: str, *, version: str | None = None) -> App:
@@ -279,16 +281,33 @@ class Jobs:
         """Admins: put the job in ``state``, recording ``reason``."""
         return self._c.post(Job, f"/v1/jobs/{job_id}/state", {"state": state, "reason": reason})
 
-    def events(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
-        """The job's events as they happen (Server-Sent Events), ending with its terminal state."""
+    def events(self, job_id: str, *, after: str | None = None, until: float | None = None) -> Iterator[Event]:
+        """The job's events as they happen (Server-Sent Events), ending with its terminal state.
+
+        ``until`` (a ``time.monotonic()`` instant) ends the stream then, even while no event comes.
+        """
         headers = {} if after is None else {"Last-Event-ID": after}
-        with connect_sse(
-            self._c.http, "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=STREAM_TIMEOUT
-        ) as source:
+        path = f"/v1/jobs/{job_id}/events"
+        with connect_sse(self._c.http, "GET", path, headers=headers, timeout=STREAM_TIMEOUT) as source:
+            if source.response.is_error:
+                source.response.read()  # a streamed answer's problem document is not read yet
             checked(source.response)
-            for message in source.iter_sse():
-                if message.data:
-                    yield Event.model_validate_json(message.data)
+            # Keep-alives are comments that never reach this loop: only closing the answer stops a quiet stream.
+            watchdog = None
+            if until is not None:
+                watchdog = threading.Timer(max(until - time.monotonic(), 0.0), source.response.close)
+                watchdog.daemon = True
+                watchdog.start()
+            try:
+                for message in source.iter_sse():
+                    if message.data:
+                        yield Event.model_validate_json(message.data)
+            except (httpx.StreamError, httpx.TransportError):
+                if until is None or time.monotonic() < until:
+                    raise  # the watchdog closed it only once ``until`` had come
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
 
     def wait(
         self,
@@ -309,24 +328,18 @@ class Jobs:
             job = self.get(job_id)
             if job.done:
                 return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} has not ended after {timeout} s")
             try:
-                for event in self._events_until(job_id, last, deadline):
+                for event in self.events(job_id, after=last, until=deadline):
                     last = event.id
                     if on_event is not None:
                         on_event(event)
-            except (httpx.TransportError, ApiError) as exc:
+            except (httpx.TransportError, httpx.StreamError, ApiError) as exc:
                 if isinstance(exc, ApiError) and exc.status == 404:
                     raise
                 # The stream broke (a proxy cut it, the gateway restarted): poll for a while instead.
                 time.sleep(poll_interval)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} has not ended after {timeout} s")
-
-    def _events_until(self, job_id: str, after: str | None, deadline: float | None) -> Iterator[Event]:
-        for event in self.events(job_id, after=after):
-            yield event
-            if deadline is not None and time.monotonic() > deadline:
-                return
 
     def logs(self, job_id: str, name: str = "stdout", *, offset: int = 0, length: int | None = None) -> LogSlice:
         """A byte range of a finished job's log (a negative offset counts from the end)."""

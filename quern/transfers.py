@@ -14,13 +14,14 @@ import hashlib
 import os
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from quern.errors import QuernError
+from quern.errors import ApiError, QuernError, Unreachable
 from quern.models import File, Link
 
 if TYPE_CHECKING:
@@ -99,8 +100,39 @@ def upload(
         "POST", "/v1/uploads", json={"name": name, "size": size, "sha256": sha256_of(source)}
     ).json()
     completion = put_presigned(pending, source, size, meter)
-    done = client.request("POST", f"/v1/uploads/{pending['id']}/complete", json=completion, timeout=TRANSFER_TIMEOUT)
+    try:
+        done = client.request(
+            "POST", f"/v1/uploads/{pending['id']}/complete", json=completion, timeout=TRANSFER_TIMEOUT
+        )
+    except (Unreachable, ApiError) as exc:
+        if isinstance(exc, ApiError) and exc.status != 409:
+            raise
+        # The answer was lost (or another call is completing it): the upload's id becomes the file's id.
+        return wait_for_file(client, pending["id"], exc)
     return File.model_validate(done.json())
+
+
+def completion_pending(exc: Exception) -> float:
+    """How long to look for the file after a completion failed with ``exc``: its answer may just have been lost."""
+    if isinstance(exc, Unreachable) or (isinstance(exc, ApiError) and exc.type == "urn:quern:problem:not-yet"):
+        return 900.0  # the gateway may still be checking a large file's sha256
+    return 0.0  # completed already (or expired): one look says which
+
+
+def wait_for_file(client: Client, file_id: str, cause: Exception) -> File:
+    """The file a completion turned the upload into, once the gateway has checked it; ``cause`` if it never does."""
+    deadline = time.monotonic() + completion_pending(cause)
+    while True:
+        try:
+            return client.files.get(file_id)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        except Unreachable:
+            pass
+        if time.monotonic() >= deadline:
+            raise cause
+        time.sleep(2)
 
 
 def put_presigned(pending: dict[str, Any], source: Path, size: int, meter: Meter) -> dict[str, Any] | None:
@@ -159,6 +191,9 @@ def download(link: Link, dest: PathLike, *, name: str, progress: ProgressCallbac
         if link.sha256 is not None and digest.hexdigest() != link.sha256:
             raise IntegrityError(f"{name}: sha256 {digest.hexdigest()} is not the expected {link.sha256}")
         os.replace(scratch, target)
+    except httpx.TransportError as exc:
+        Path(scratch).unlink(missing_ok=True)
+        raise Unreachable(f"downloading {name} from S3 failed: {exc or type(exc).__name__}") from exc
     except BaseException:
         Path(scratch).unlink(missing_ok=True)
         raise

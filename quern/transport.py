@@ -22,6 +22,7 @@ M = TypeVar("M", bound=BaseModel)
 RETRY_STATUSES = frozenset({429, 503})
 SAFE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 DEFAULT_URL = "http://127.0.0.1:8000"
+MAX_RETRY_AFTER = 300.0  # a Retry-After is honoured up to five minutes
 STREAM_TIMEOUT = httpx.Timeout(30.0, read=60.0)  # the gateway sends a keep-alive every 10 s on event streams
 
 
@@ -52,7 +53,7 @@ class Retries:
             if isinstance(exc, ApiError):
                 if exc.status not in RETRY_STATUSES:
                     return False
-                return min(exc.retry_after, self.wait_max) if exc.retry_after is not None else True
+                return min(exc.retry_after, MAX_RETRY_AFTER) if exc.retry_after is not None else True
             if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
                 return True  # never reached the service: always safe to send again
             return repeatable and isinstance(exc, httpx.TransportError)

@@ -1,7 +1,8 @@
 """The ``quern`` command line, built only on the SDK (``quern.client``).
 
 Exit status: 0 success; 1 a job that did not succeed; 2 a bad command line; 3 the service
-refused or failed the request; 4 the service could not be reached; 130 interrupted.
+refused or failed the request; 4 the service could not be reached; 5 a local file could not be
+read or written; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import click
+import httpx
 from click.shell_completion import get_completion_class
 from rich.markup import escape
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
@@ -19,6 +21,7 @@ from quern.cli import data, jobs, manage
 from quern.cli.render import done, record
 from quern.cli.session import (
     EXIT_INTERRUPTED,
+    EXIT_LOCAL,
     EXIT_SERVICE,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
@@ -45,7 +48,8 @@ Every command takes --help. QUERN_URL and QUERN_TOKEN (a token or an API key) ov
 
 \b
 Exit status: 0 success, 1 a job that did not succeed, 2 a bad command line,
-3 the service refused or failed the request, 4 the service could not be reached.
+3 the service refused or failed the request, 4 the service could not be reached,
+5 a local file could not be read or written.
 """
 
 
@@ -206,9 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     except Unreachable as exc:
         errors.print(f"[red]quern: cannot reach the service: {escape(str(exc))}[/red]")
         return EXIT_UNREACHABLE
-    except (QuernError, tarfile.TarError) as exc:
+    except httpx.TransportError as exc:  # a stream broke part-way (the SDK's own requests say Unreachable)
+        errors.print(f"[red]quern: the connection to the service broke: {escape(str(exc) or type(exc).__name__)}[/red]")
+        return EXIT_UNREACHABLE
+    except (QuernError, tarfile.TarError, TimeoutError) as exc:
         errors.print(f"[red]quern: {escape(str(exc))}[/red]")
         return EXIT_SERVICE
+    except OSError as exc:
+        errors.print(f"[red]quern: {escape(str(exc))}[/red]")
+        return EXIT_LOCAL
     except KeyboardInterrupt:
         errors.print("interrupted")
         return EXIT_INTERRUPTED

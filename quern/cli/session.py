@@ -24,6 +24,7 @@ EXIT_JOB_FAILED = 1  # the job ran (or was meant to) and did not succeed
 EXIT_USAGE = 2  # click's own code for a bad command line
 EXIT_SERVICE = 3  # the service refused or failed the request
 EXIT_UNREACHABLE = 4  # the service could not be reached
+EXIT_LOCAL = 5  # a local file could not be read or written (a full disk, a missing directory)
 EXIT_INTERRUPTED = 130
 
 
@@ -71,7 +72,7 @@ class Session:
     def build(cls, *, url: str | None, as_json: bool, retries: Retries | None = None) -> Session:
         """Settle the URL and token: ``--url``, then the environment, then ``quern login``'s file."""
         stored = load_config()
-        chosen = url or os.environ.get("QUERN_URL") or stored.get("url") or DEFAULT_URL
+        chosen = (url or os.environ.get("QUERN_URL") or stored.get("url") or DEFAULT_URL).rstrip("/")
         token = os.environ.get("QUERN_TOKEN") or (stored.get("token") if stored.get("url") == chosen else None)
         return cls(url=chosen.rstrip("/"), token=token, as_json=as_json, retries=retries or Retries())
 

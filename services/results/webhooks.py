@@ -176,12 +176,17 @@ async def deliver(delivery_id: str, *, store: MongoStore, settings: ResultsSetti
         if current.state is not DeliveryState.PENDING or current.lease is None:
             return None
         return max((current.lease - utcnow()).total_seconds(), 1.0)  # another worker is trying it: look again then
-    outcome = await _attempt(leased, store=store, settings=settings)
+    stale = await _stale(leased, store)
+    outcome = (
+        Outcome(status_code=None, error=stale, duration_ms=0)
+        if stale
+        else await _attempt(leased, store=store, settings=settings)
+    )
     made = len(leased.attempts) + 1
     succeeded = outcome.status_code is not None and 200 <= outcome.status_code < 300
     if succeeded:
         state, delay = DeliveryState.SUCCEEDED, None
-    elif made >= attempts_allowed(leased, settings):
+    elif stale or made >= attempts_allowed(leased, settings):
         state, delay = DeliveryState.FAILED, None
     else:
         state, delay = DeliveryState.PENDING, backoff_seconds(made, settings.webhook_backoff_seconds)
@@ -202,6 +207,17 @@ async def deliver(delivery_id: str, *, store: MongoStore, settings: ResultsSetti
         lease_lost=recorded is None,
     )
     return None if recorded is None else delay
+
+
+async def _stale(delivery: Delivery, store: MongoStore) -> str | None:
+    """Why a progress report is no longer worth sending (its job has ended or is gone), if it is not."""
+    if delivery.event != PROGRESS_EVENT:
+        return None
+    try:
+        job = await store.get_job(delivery.job_id)
+    except NotFound:
+        return "not sent: the job is gone"
+    return None if job.state is JobState.RUNNING else f"not sent: the job has ended ({job.state.value})"
 
 
 async def _attempt(delivery: Delivery, *, store: MongoStore, settings: ResultsSettings) -> Outcome:

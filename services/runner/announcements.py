@@ -2,7 +2,7 @@
 
 Only jobs with a receiver that asked for progress (the job's own webhook, or else one its owner
 registered) are announced, and at most once every ``WEBHOOK_PROGRESS_SECONDS``: a report
-within that time of the last one sent is skipped, since the next one carries newer news.
+within that time of the last one sent waits for the interval to end (replaced by any newer one).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from shared.mongo import MongoStore
 from shared.tasks import ANNOUNCE_PROGRESS
 
 log = structlog.get_logger()
+SEND_TIMEOUT_SECONDS = 10.0
 
 
 class ProgressAnnouncer:
@@ -32,6 +33,8 @@ class ProgressAnnouncer:
         self._every = every
         self.wanted = wanted
         self._last: float | None = None
+        self._pending: str | None = None
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def for_run(cls, job: Job, *, store: MongoStore, broker: Broker, every: float) -> ProgressAnnouncer:
@@ -46,13 +49,32 @@ class ProgressAnnouncer:
             wanted = False
         return cls(job, send, every=every, wanted=wanted)
 
-    async def __call__(self, event_id: str) -> None:
-        """Announce the progress event ``event_id`` unless one was sent less than ``every`` seconds ago."""
-        now = time.monotonic()
-        if not self.wanted or (self._last is not None and now - self._last < self._every):
+    async def __call__(self, event_id: str | None) -> None:
+        """Called every tick with the tick's latest progress event (or None): announce the newest one not yet sent.
+
+        Within ``every`` seconds of the last announcement a report waits, replaced by any newer one,
+        and goes once the interval is over, so receivers never stay on a stale figure. Sending runs
+        beside the run: a slow or refusing broker never holds up the app or its log.
+        """
+        if not self.wanted:
             return
-        self._last = now
+        if event_id is not None:
+            self._pending = event_id
+        now = time.monotonic()
+        if self._pending is None or (self._last is not None and now - self._last < self._every):
+            return
+        self._last, pending, self._pending = now, self._pending, None
+        task = asyncio.create_task(self._send_quietly(pending))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def close(self) -> None:
+        """Wait for the announcements under way (each gives up after ``SEND_TIMEOUT_SECONDS``)."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _send_quietly(self, event_id: str) -> None:
         try:
-            await asyncio.to_thread(self._send, event_id)
-        except AppError as exc:
-            log.warning("webhook_progress_lost", job_id=self._job.id, detail=exc.detail)
+            await asyncio.wait_for(asyncio.to_thread(self._send, event_id), SEND_TIMEOUT_SECONDS)
+        except Exception as exc:  # a lost progress report must never touch the run
+            log.warning("webhook_progress_lost", job_id=self._job.id, error=repr(exc))

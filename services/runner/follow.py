@@ -187,11 +187,12 @@ async def follow_app(
     store: MongoStore,
     progress_file: Path | None = None,
     every: float = TICK_SECONDS,
-    on_progress: Callable[[str], Awaitable[None]] | None = None,
+    on_progress: Callable[[str | None], Awaitable[None]] | None = None,
 ) -> T:
     """Await the app's end, recording its progress and log lines about every ``every`` seconds meanwhile.
 
-    ``on_progress`` is called with the id of each tick's latest progress event once it is stored.
+    ``on_progress`` is called every tick with the id of the tick's latest progress event once it is
+    stored, or None when there was none.
     """
     follower = Follower(files, progress_file=progress_file)
     running = asyncio.ensure_future(exit)
@@ -200,7 +201,7 @@ async def follow_app(
             await asyncio.wait({running}, timeout=every)
             tick = await asyncio.to_thread(follower.tick, final=running.done())
             latest = await _report(tick, job=job, store=store)
-            if latest is not None and on_progress is not None:
+            if on_progress is not None:
                 await on_progress(latest)
     finally:
         running.cancel()  # no-op once it is done; otherwise the app must not outlive its follower

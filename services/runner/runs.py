@@ -290,6 +290,8 @@ async def _run(
             progress_file=sandbox.progress_file,
             on_progress=announcer,
         )
+        if announcer is not None:
+            await announcer.close()
         tail = await asyncio.to_thread(sandbox.stderr_tail)
         state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))
         step = "collect the outputs"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import pytest
 
 from quern.client import Client
 from quern.errors import ApiError, Unreachable
+from quern.transfers import wait_for_file
 from quern.transport import Retries
 
 FAST = Retries(attempts=4, timeout=10, wait_initial=0.01, wait_max=0.05)
@@ -83,3 +89,67 @@ def test_wait_falls_back_to_polling_when_the_event_stream_fails() -> None:
         "/v1/jobs/j1/events",
         "/v1/jobs/j1",
     ]
+
+
+class QuietEvents(BaseHTTPRequestHandler):
+    """A stand-in gateway whose job keeps RUNNING and whose event stream sends only keep-alives."""
+
+    def do_GET(self) -> None:
+        if self.path.endswith("/events"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b": keep-alive\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass  # the client hung up, as it should
+            return
+        body = json.dumps(JOB | {"state": "RUNNING"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_wait_gives_up_at_its_timeout_while_the_stream_stays_quiet() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), QuietEvents)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with Client(url, retries=FAST) as client, pytest.raises(TimeoutError):
+            started = time.monotonic()
+            client.jobs.wait("j1", timeout=0.5, poll_interval=0.05)
+        assert time.monotonic() - started < 3  # the stream alone would have kept it for 10 s
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+FILE = {"id": "u1", "name": "big.bin", "size": 3, "sha256": "0" * 64, "created": "2026-01-01T00:00:00Z"}
+
+
+def test_a_lost_completion_answer_finds_the_file_once_the_gateway_has_checked_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    missing = httpx.Response(404, json={"type": "urn:quern:problem:not-found", "title": "Not Found", "detail": "no"})
+    transport, seen = scripted(missing, missing, httpx.Response(200, json=FILE))
+    with Client("http://quern.test", transport=transport, retries=FAST) as client:
+        found = wait_for_file(client, "u1", Unreachable("the answer was lost"))
+    assert found.id == "u1" and len(seen) == 3
+
+
+def test_a_completion_refused_as_expired_is_raised_after_one_look() -> None:
+    expired = ApiError(409, {"type": "urn:quern:problem:conflict", "title": "Conflict", "detail": "expired"})
+    missing = httpx.Response(404, json={"type": "urn:quern:problem:not-found", "title": "Not Found", "detail": "no"})
+    transport, seen = scripted(missing)
+    with Client("http://quern.test", transport=transport, retries=FAST) as client, pytest.raises(ApiError) as caught:
+        wait_for_file(client, "u1", expired)
+    assert caught.value is expired and len(seen) == 1

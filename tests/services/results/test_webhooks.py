@@ -180,6 +180,7 @@ def test_a_progress_delivery_gives_up_after_three_attempts(results_settings: Res
 
     async def scenario(store: MongoStore) -> tuple[list[float | None], Delivery]:
         job = running_job(WebhookTarget(url=hook.url, progress=True))
+        await store.insert_job(job)  # still running: every attempt is made
         (delivery_id,) = await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))
         delays = [await deliver(delivery_id, store=store, settings=patient) for _ in range(4)]
         return delays, await store.get_delivery(delivery_id)
@@ -188,3 +189,19 @@ def test_a_progress_delivery_gives_up_after_three_attempts(results_settings: Res
         delays, delivery = in_store(results_settings, scenario)
         assert len(hook.received) == 3
     assert delays[2:] == [None, None] and delivery.state is DeliveryState.FAILED
+
+
+def test_a_progress_delivery_whose_job_has_ended_is_not_sent(results_settings: ResultsSettings) -> None:
+    async def scenario(store: MongoStore) -> Delivery:
+        job = running_job(WebhookTarget(url=hook.url, progress=True))
+        (delivery_id,) = await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+        await store.insert_job(job.model_copy(update={"state": JobState.SUCCEEDED, "finished": utcnow()}))
+        assert await deliver(delivery_id, store=store, settings=results_settings) is None
+        return await store.get_delivery(delivery_id)
+
+    with receiver() as hook:
+        delivery = in_store(results_settings, scenario)
+        assert hook.received == []
+    assert delivery.state is DeliveryState.FAILED and "the job has ended (SUCCEEDED)" in (
+        delivery.attempts[0].error or ""
+    )

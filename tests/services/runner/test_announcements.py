@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import structlog
+
 from services.runner.announcements import ProgressAnnouncer
 from shared.models import Job, JobState
 from tests.services.results.test_webhooks import ended_job
@@ -15,22 +17,35 @@ def job() -> Job:
     return ended_job("https://hooks.example.com/").model_copy(update=running | {"webhook": None})
 
 
-def announced(announcer_of: ProgressAnnouncer, events: list[str], pause: float = 0.0) -> None:
+def announced(announcer: ProgressAnnouncer, events: list[str | None]) -> None:
+    """Feed ``events`` as ticks would, then let the sends finish."""
+
     async def main() -> None:
         for event_id in events:
-            await announcer_of(event_id)
-            await asyncio.sleep(pause)
+            await announcer(event_id)
+        await announcer.close()
 
     asyncio.run(main())
 
 
-def test_reports_within_the_interval_of_the_last_one_sent_are_skipped() -> None:
+def test_reports_within_the_interval_wait_and_the_newest_goes_when_it_ends() -> None:
     sent: list[str] = []
     announcer = ProgressAnnouncer(job(), sent.append, every=0.3, wanted=True)
     announced(announcer, ["e1", "e2", "e3"])
+    assert sent == ["e1"]
     time.sleep(0.35)
-    announced(announcer, ["e4", "e5"])
-    assert sent == ["e1", "e4"]
+    announced(announcer, [None])  # a quiet tick after the interval: e3, the newest, goes now
+    assert sent == ["e1", "e3"]
+
+
+def test_a_send_that_fails_loses_only_that_report() -> None:
+    def refuse(event_id: str) -> None:
+        raise RuntimeError("broker gone")
+
+    with structlog.testing.capture_logs() as logs:
+        announced(ProgressAnnouncer(job(), refuse, every=0, wanted=True), ["e1", "e2"])
+    lost = [entry for entry in logs if entry["event"] == "webhook_progress_lost"]
+    assert len(lost) == 2 and "broker gone" in lost[0]["error"]
 
 
 def test_an_interval_of_zero_sends_every_report() -> None:
