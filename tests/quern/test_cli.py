@@ -211,3 +211,21 @@ def test_help_names_every_command(cli_env: dict[str, str]) -> None:
     shown = quern(cli_env, "--help").stdout
     for command in ("login", "run", "jobs", "files", "datasets", "apps", "queues", "cluster", "admin"):
         assert command in shown
+
+
+def test_admin_apps_register_adds_an_app_then_a_new_version(
+    stack: Stack, admin: httpx.Client, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    definition = json.loads((PROJECT / "apps/linfit/app.json").read_text())
+    name = f"linfit-{os.urandom(3).hex()}"
+    definition |= {
+        "name": name,
+        "command": ["{python}", str(PROJECT / "apps/linfit/linfit.py"), *definition["command"][2:]],
+    }
+    path = tmp_path / "app.json"
+    env = cli_env | {"QUERN_TOKEN": admin.headers["Authorization"].removeprefix("Bearer ")}
+    for version in ("1.0.0", "1.1.0"):
+        path.write_text(json.dumps(definition | {"version": version}))
+        registered = as_json(quern(env, "--json", "admin", "apps", "register", str(path)))
+        assert registered == {"name": name, "version": version}
+    assert as_json(quern(env, "--json", "apps", "describe", name))["version"] == "1.1.0"
