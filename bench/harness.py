@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 
 from devstack.processes import ensure_rabbitmq, free_port
-from devstack.stack import Ports, Stack
+from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
 
 RESULTS = Path(__file__).parent / "results.json"
 
@@ -55,6 +56,17 @@ def bench_stack(work: Path, **env: str) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+
+
+def s3_client(stack: Stack) -> Any:
+    """A boto3 client on the stack's S3 stand-in, for the baselines."""
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id=LOCAL_S3_KEY,
+        aws_secret_access_key=LOCAL_S3_SECRET,
+    )
 
 
 def admin_client(stack: Stack) -> httpx.Client:

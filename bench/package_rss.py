@@ -22,12 +22,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psutil
 
-from bench.harness import bench_stack
+from bench.harness import bench_stack, s3_client
 from bench.upload_rss import PeakRss
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
+from devstack.stack import Stack
 from shared.broker import Broker
 from shared.models import Job, JobState, OutputFile, utcnow
 from shared.mongo import MongoStore
@@ -94,13 +93,7 @@ def measure(stack: Stack, size_mb: int, work: Path) -> list[dict[str, Any]]:
     sums = make_outputs(outputs_dir, size_mb * 2**20)
     size = sum(path.stat().st_size for path in outputs_dir.iterdir())
     settings = settings_of(stack)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.s3_url,
-        region_name="us-east-1",
-        aws_access_key_id=LOCAL_S3_KEY,
-        aws_secret_access_key=LOCAL_S3_SECRET,
-    )
+    s3 = s3_client(stack)
     job_id = uuid.uuid4().hex[:26]
     outputs = []
     for name, sha256 in sorted(sums.items()):

@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import psutil
 
-from bench.harness import bench_stack
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
+from bench.harness import bench_stack, s3_client
+from devstack.stack import Stack
 
 RSS_GOAL_MB = 150
 THROUGHPUT_GOAL = 0.8
@@ -92,13 +91,7 @@ def measure(stack: Stack, size_mb: int, work: Path) -> list[dict[str, Any]]:
         gateway = stack.services()[0]
         pid = gateway.pid()
         assert pid is not None
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=stack.s3_url,
-            region_name="us-east-1",
-            aws_access_key_id=LOCAL_S3_KEY,
-            aws_secret_access_key=LOCAL_S3_SECRET,
-        )
+        s3 = s3_client(stack)
         started = time.perf_counter()
         s3.upload_file(str(data), stack.bucket, "baseline/upload.bin")
         baseline = time.perf_counter() - started
