@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,31 +59,68 @@ def quern_latencies(stack: Stack, count: int) -> tuple[list[float], list[float]]
     return running, done
 
 
-def bare_latencies(stack: Stack, count: int, work: Path) -> tuple[list[float], list[float]]:
-    """The same through a bare Dramatiq actor in a worker process of its own."""
-    queue, out = f"quern-bench-bare-{uuid.uuid4().hex[:6]}", work / "bare.txt"
-    out.write_text("")
-    env = os.environ | {"BENCH_RABBITMQ_URL": stack.rabbitmq_url, "BENCH_QUEUE": queue, "BENCH_OUT": str(out)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "dramatiq", "bench.bare_dramatiq", "--processes", "1", "--threads", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    broker = RabbitmqBroker(url=stack.rabbitmq_url)
+class Bare:
+    """A bare Dramatiq worker process on the stack's RabbitMQ, and the readings its actor wrote."""
+
+    def __init__(self, stack: Stack, work: Path, threads: int) -> None:
+        self.queue, self.out = f"quern-bench-bare-{uuid.uuid4().hex[:6]}", work / f"bare-{uuid.uuid4().hex[:6]}.txt"
+        self.out.write_text("")
+        env = os.environ | {
+            "BENCH_RABBITMQ_URL": stack.rabbitmq_url,
+            "BENCH_QUEUE": self.queue,
+            "BENCH_OUT": str(self.out),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "bench.bare_dramatiq",
+            "--processes",
+            "1",
+            "--threads",
+            str(threads),
+        ]
+        self.worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.broker = RabbitmqBroker(url=stack.rabbitmq_url)
+
+    def send(self) -> None:
+        """Enqueue one message stamped with the time now."""
+        message: dramatiq.Message[None] = dramatiq.Message(
+            queue_name=self.queue, actor_name="run_true", args=(time.time(),), kwargs={}, options={}
+        )
+        self.broker.enqueue(message)
+
+    def readings(self) -> list[tuple[float, float]]:
+        """(enqueue -> start, enqueue -> end) of every message done so far."""
+        assert self.worker.poll() is None, "the bare worker died"
+        return [(float(a), float(b)) for a, b in (line.split() for line in self.out.read_text().splitlines())]
+
+    def close(self) -> None:
+        self.broker.close()
+        self.worker.terminate()
+        self.worker.wait(timeout=30)
+
+
+@contextmanager
+def bare_worker(stack: Stack, work: Path, *, threads: int = 2) -> Iterator[Bare]:
+    """A running ``Bare`` worker, stopped afterwards."""
+    bare = Bare(stack, work, threads)
     try:
-        for n in range(count + 5):  # the first few warm the worker up and are not counted
-            broker.enqueue(dramatiq.Message(queue_name=queue, actor_name="run_true", args=(time.time(),), kwargs={},
-                                            options={}))  # fmt: skip
-            deadline = time.monotonic() + 30
-            while len(out.read_text().splitlines()) <= n:
-                assert time.monotonic() < deadline and worker.poll() is None, "the bare worker does not answer"
-                time.sleep(0.002)
+        yield bare
     finally:
-        broker.close()
-        worker.terminate()
-        worker.wait(timeout=30)
-    lines = [tuple(map(float, line.split())) for line in out.read_text().splitlines()[5:]]
+        bare.close()
+
+
+def bare_latencies(stack: Stack, count: int, work: Path) -> tuple[list[float], list[float]]:
+    """The same through a bare Dramatiq actor in a worker process of its own, one message at a time."""
+    with bare_worker(stack, work) as bare:
+        for n in range(count + 5):  # the first few warm the worker up and are not counted
+            bare.send()
+            deadline = time.monotonic() + 30
+            while len(bare.readings()) <= n:
+                assert time.monotonic() < deadline, "the bare worker does not answer"
+                time.sleep(0.002)
+        lines = bare.readings()[5:]
     return [start for start, _ in lines], [end for _, end in lines]
 
 

@@ -25,4 +25,5 @@ def test_the_quick_bench_runs_every_measurement_and_ends_with_the_goals_line(tmp
     figures = {entry["figure"] for entry in rows}
     assert {"submit -> RUNNING p50 (ms)", "gateway peak RSS during upload (MB)"} <= figures
     assert any(figure.startswith("package ") for figure in figures)
+    assert any(figure.startswith("trivial jobs per second") for figure in figures)
     assert all({"quern", "baseline", "ratio", "goal", "met"} <= set(entry) for entry in rows)
