@@ -5,6 +5,7 @@ Ids are ULID strings: unique, sortable by creation time, and readable in URLs an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -436,6 +437,19 @@ class Webhook(Record):
     url: str
     progress: bool = False
     created: datetime
+
+
+def webhook_receivers(
+    job: Job, registered: Iterable[Webhook], *, progress: bool = False
+) -> list[tuple[str | None, str]]:
+    """(webhook id, or None for the job's own, and URL) of each receiver of ``job``'s events.
+
+    The job's own webhook if it has one, else every webhook its owner ``registered``; with
+    ``progress``, only those that asked for progress events.
+    """
+    if job.webhook is not None:
+        return [(None, job.webhook.url)] if not progress or job.webhook.progress else []
+    return [(webhook.id, webhook.url) for webhook in registered if not progress or webhook.progress]
 
 
 class WebhookSecret(Record):

@@ -79,8 +79,7 @@ def follow(session: Session, job: Job, *, logs: bool) -> Job:
 
 def download(session: Session, job: Job, directory: Path) -> Path:
     """Fetch the job's archive with a progress bar and unpack it under ``directory``."""
-    link = session.client.jobs.archive_link(job.id)
-    with transfer(session, "download results", link.size) as moved:
+    with transfer(session, "download results", None) as moved:  # the size arrives with the first report
         session.client.jobs.download_archive(job.id, directory, extract=True, progress=moved)
     session.say(f"results in {directory / job.id}")
     return directory / job.id
@@ -296,13 +295,12 @@ def rerun(session: Session, job_id: str, params: tuple[str, ...], queue: str | N
 def download_cmd(session: Session, job_id: str, directory: Path, include: tuple[str, ...], no_extract: bool) -> None:
     """Fetch a finished job's results archive (checked against its sha256) and unpack it."""
     try:
-        link = session.client.jobs.archive_link(job_id, include=list(include) or None)
+        with transfer(session, "download results", None) as moved:  # the size arrives with the first report
+            where = session.client.jobs.download_archive(
+                job_id, directory, include=list(include) or None, extract=not no_extract, progress=moved
+            )
     except ApiError as exc:
         if exc.status == 410:
             raise click.ClickException(f"job {job_id}'s results have expired") from exc
         raise
-    with transfer(session, "download results", link.size) as moved:
-        where = session.client.jobs.download_archive(
-            job_id, directory, include=list(include) or None, extract=not no_extract, progress=moved
-        )
     done(session, f"saved in {where}", path=str(where))

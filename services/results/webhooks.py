@@ -6,7 +6,8 @@ packager run twice records it once. Receivers that asked for progress also get `
 while the job runs (the runner asks at most every ``WEBHOOK_PROGRESS_SECONDS``); those are
 tried at most three times, since a later report soon replaces them. Each attempt is made
 under a lease and appended to the delivery; the first 2xx ends it (``succeeded``), and after
-``WEBHOOK_MAX_ATTEMPTS`` it is ``failed``. Attempts are ``WEBHOOK_BACKOFF_SECONDS`` x 2^(n-1) apart, at most six hours.
+``WEBHOOK_MAX_ATTEMPTS`` it is ``failed``. Attempts are ``WEBHOOK_BACKOFF_SECONDS`` x 2^(n-1)
+apart, at most six hours.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import structlog
 
 from shared.errors import NotFound
-from shared.models import Delivery, DeliveryAttempt, DeliveryState, Job, JobState, utcnow
+from shared.models import Delivery, DeliveryAttempt, DeliveryState, Job, JobState, Webhook, utcnow, webhook_receivers
 from shared.mongo import MongoStore
 from shared.outbound import Outcome, post
 from shared.settings import ResultsSettings
@@ -86,10 +87,7 @@ def event_body(job: Job, *, delivery: str, event: str) -> str:
 
 async def announce(job: Job, *, store: MongoStore, send: Callable[[str], Awaitable[None]]) -> list[str]:
     """Record the job's terminal event for each receiver and send the new ones off; returns their ids."""
-    if job.webhook is not None:
-        targets: list[tuple[str | None, str]] = [(None, job.webhook.url)]
-    else:
-        targets = [(webhook.id, webhook.url) for webhook in await store.owner_webhooks(job.owner)]
+    targets = webhook_receivers(job, await _registered(job, store))
     event = event_type(job)
     return await _record(job, targets, event=event, key=lambda target: delivery_id(job, target), store=store, send=send)
 
@@ -104,13 +102,15 @@ async def announce_progress(
     """
     if job.state is not JobState.RUNNING or job.progress is None:
         return []
-    if job.webhook is not None:
-        targets: list[tuple[str | None, str]] = [(None, job.webhook.url)] if job.webhook.progress else []
-    else:
-        targets = [(w.id, w.url) for w in await store.owner_webhooks(job.owner) if w.progress]
+    targets = webhook_receivers(job, await _registered(job, store), progress=True)
     return await _record(
         job, targets, event=PROGRESS_EVENT, key=lambda target: f"{job.id}-{event_id}-{target}", store=store, send=send
     )
+
+
+async def _registered(job: Job, store: MongoStore) -> list[Webhook]:
+    """The owner's registered webhooks, looked up only when the job has no webhook of its own."""
+    return [] if job.webhook is not None else await store.owner_webhooks(job.owner)
 
 
 async def _record(

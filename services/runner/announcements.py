@@ -16,7 +16,7 @@ import structlog
 
 from shared.broker import Broker
 from shared.errors import AppError
-from shared.models import Job
+from shared.models import Job, webhook_receivers
 from shared.mongo import MongoStore
 from shared.tasks import ANNOUNCE_PROGRESS
 
@@ -40,13 +40,12 @@ class ProgressAnnouncer:
     async def for_run(cls, job: Job, *, store: MongoStore, broker: Broker, every: float) -> ProgressAnnouncer:
         """An announcer that sends only if some receiver of ``job`` asked for progress (looked up once per run)."""
         send = functools.partial(broker.send, ANNOUNCE_PROGRESS, job.id)
-        if job.webhook is not None:
-            return cls(job, send, every=every, wanted=job.webhook.progress)
         try:
-            wanted = any(webhook.progress for webhook in await store.owner_webhooks(job.owner))
+            registered = [] if job.webhook is not None else await store.owner_webhooks(job.owner)
         except AppError as exc:
             log.warning("webhook_progress_lookup_failed", job_id=job.id, detail=exc.detail)
-            wanted = False
+            return cls(job, send, every=every, wanted=False)
+        wanted = bool(webhook_receivers(job, registered, progress=True))
         return cls(job, send, every=every, wanted=wanted)
 
     async def __call__(self, event_id: str | None) -> None:

@@ -218,14 +218,14 @@ async def _report(tick: Tick, *, job: Job, store: MongoStore) -> str | None:
         events.append(job_event(job, "log", {"stream": name, "lines": lines}))
     if tick.dropped:
         log.info("job_log_lines_dropped", job_id=job.id, dropped=tick.dropped)
+    latest = events[len(tick.progress) - 1] if tick.progress else None
     try:
-        if tick.progress:
-            last = events[len(tick.progress) - 1]
+        if latest is not None:
             await store.set_progress(
-                job.id, JobProgress(percent=last.data["percent"], step=last.data["step"], at=last.at)
+                job.id, JobProgress(percent=latest.data["percent"], step=latest.data["step"], at=latest.at)
             )
         await store.insert_events(events)
     except AppError as exc:
         log.warning("job_events_lost", job_id=job.id, detail=exc.detail, events=len(events))
         return None
-    return events[len(tick.progress) - 1].id if tick.progress else None
+    return None if latest is None else latest.id
