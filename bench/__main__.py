@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import latency, package_rss, throughput, upload_rss
+from bench import latency, package_rss, read_path, scale, throughput, upload_rss
 from bench.harness import RESULTS, bench_stack, report
 
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Throughput runs 500 jobs, not issue 7's 2,000: at today's ~4-8 jobs/s, 2,000 alone would take the budget.
     jobs, many, upload_mb, package_mb = (5, 20, 8, 8) if args.quick else (200, 500, 1024, 1024)
+    stored, batch, read_seconds = (300, 100, 0.5) if args.quick else (100_000, 10_000, 5.0)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="quern-bench-") as work, bench_stack(Path(work)) as stack:
         # Latency first, while the stack is idle; then the bulk transfers.
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             ("throughput", lambda where: throughput.measure(stack, many, where)),
             ("upload", lambda where: upload_rss.measure(stack, upload_mb, where)),
             ("package", lambda where: package_rss.measure(stack, package_mb, where)),
+            ("read_path", lambda where: read_path.measure(stack, where, seconds=read_seconds)),
+            # Last: it leaves 100,000 jobs in the store and a paused queue of 10,000.
+            ("scale", lambda where: scale.measure(stack, where, count=stored, batch=batch)),
         ]
         for name, measure in measurements:
             where = Path(work) / name

@@ -95,6 +95,31 @@ class Broker:
         log.debug("message_sent", actor=task.actor, message_id=message.message_id)
         return message.message_id
 
+    def send_all(self, task: Task, ids: list[str]) -> dict[str, str]:
+        """Publish one ``task`` message per id, in order: {id: message id} of those sent before any failure."""
+        sent = {}
+        for one in ids:
+            try:
+                sent[one] = self.send(task, one)
+            except Unavailable as exc:
+                log.warning(
+                    "send_interrupted", actor=task.actor, sent=len(sent), unsent=len(ids) - len(sent), detail=exc.detail
+                )
+                break
+        return sent
+
+    def waiting(self, task: Task) -> int:
+        """Messages ready (not yet delivered) in ``task``'s queue; on this thread's open connection, cheap to poll."""
+        try:
+            frame = self.dramatiq.channel.queue_declare(self.queue(task), passive=True)
+        except pika.exceptions.ChannelClosedByBroker:  # 404: no worker declared it yet
+            del self.dramatiq.channel
+            return 0
+        except (BrokerConnectionError, pika.exceptions.AMQPError, OSError) as exc:
+            del self.dramatiq.connection
+            raise Unavailable("RabbitMQ does not answer") from exc
+        return int(frame.method.message_count)
+
     def ping(self) -> None:
         """Open and close a connection; raise Unavailable if RabbitMQ does not answer."""
         failure: Exception | None = None

@@ -326,7 +326,7 @@ class Job(Record):
     waiting_on: list[str] = Field(default=[], description="those of depends_on that have not succeeded yet")
     batch: str | None = Field(default=None, description="the batch it was submitted in")
     dispatched: datetime | None = Field(default=None, description="when its message went to RabbitMQ")
-    dispatch_lease: datetime | None = Field(default=None, description="a dispatcher is sending it until then")
+    dispatch_lease: datetime | None = Field(default=None, description="a dispatcher took it to send until then")
     # Retention: how long its outputs, logs and archive are kept once it ends (None: for ever)
     retention_seconds: int | None = Field(default=None, description="kept this long after it ends; None: for ever")
     expires: datetime | None = Field(default=None, description="finished + retention, stamped by the sweeper")

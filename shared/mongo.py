@@ -4,6 +4,12 @@ PyMongo's ``AsyncMongoClient`` (the official successor of the deprecated motor) 
 event loop it first runs on: the gateway opens one in its lifespan; Dramatiq workers open one on
 the event-loop thread of the ``AsyncIO`` middleware, where their async actors run.
 Ids are strings (ULIDs), stored as ``_id``. Driver errors leave this module as ``shared.errors``.
+
+Queries keep to field-level operators (``{"lease": {"$not": {"$gte": now}}}`` rather than an
+``$or`` of "unset or past"), and a change that returns the changed document is an update then a
+read by ``_id`` rather than a findAndModify: the MongoDB stand-in of the tests and benchmarks
+(secantusdb) plans a top-level ``$or``/``$and``/``$nor``, and every findAndModify, as a scan
+of the whole collection. On MongoDB both forms use the same indexes.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ from shared.models import (
 from shared.settings import Settings
 
 log = structlog.get_logger()
+# Up to this many documents are changed one update_one each: the stand-in's update_many costs as much as two or three.
+FEW = 2
 R = TypeVar("R", bound=Record)
 Document = dict[str, Any]
 
@@ -75,6 +83,23 @@ def _to_doc(record: Record) -> Document:
         if hasattr(doc.get(name), "value"):
             doc[name] = doc[name].value
     return doc
+
+
+def _unset_or_before(moment: datetime) -> Document:
+    """Matches a lease or stamp that is unset (None, missing) or earlier than ``moment``."""
+    return {"$not": {"$gte": moment}}
+
+
+async def _update_and_read(collection: Any, match: Document, update: Document) -> Document | None:
+    """Apply ``update`` to the document ``match`` finds by ``_id``; it as read right after, or None if none matched.
+
+    A change made by someone else in between shows in the document read: it is the latest, never an older one.
+    """
+    result = await collection.update_one(match, update)
+    if not result.matched_count:
+        return None
+    found: Document | None = await collection.find_one({"_id": match["_id"]})
+    return found
 
 
 def _mine(owner: str | None) -> Document:
@@ -304,9 +329,7 @@ class MongoStore:
     async def set_user_disabled(self, user_id: str, disabled: bool) -> User:
         """Disable (or re-enable) a user; NotFound if there is none."""
         with _translated(f"user {user_id}"):
-            doc = await self._users.find_one_and_update(
-                {"_id": user_id}, {"$set": {"disabled": disabled}}, return_document=ReturnDocument.AFTER
-            )
+            doc = await _update_and_read(self._users, {"_id": user_id}, {"$set": {"disabled": disabled}})
         if doc is None:
             raise NotFound(f"no user {user_id}")
         return _from_doc(User, doc)
@@ -314,9 +337,7 @@ class MongoStore:
     async def set_user_limit(self, user_id: str, max_running: int | None) -> User:
         """Set (or clear, with None) a user's own limit of jobs running at once; NotFound if there is none."""
         with _translated(f"user {user_id}"):
-            doc = await self._users.find_one_and_update(
-                {"_id": user_id}, {"$set": {"max_running": max_running}}, return_document=ReturnDocument.AFTER
-            )
+            doc = await _update_and_read(self._users, {"_id": user_id}, {"$set": {"max_running": max_running}})
         if doc is None:
             raise NotFound(f"no user {user_id}")
         return _from_doc(User, doc)
@@ -401,20 +422,14 @@ class MongoStore:
 
     async def claim_upload(self, upload_id: str, *, owner: str | None, stale_before: datetime) -> PendingUpload | None:
         """Mark an upload as being completed; None if another request holds it (since ``stale_before``)."""
-        match = {
-            "_id": upload_id,
-            **_mine(owner),
-            "$or": [{"completing": None}, {"completing": {"$lt": stale_before}}],
-        }
+        match = {"_id": upload_id, **_mine(owner), "completing": _unset_or_before(stale_before)}
         with _translated(f"upload {upload_id}"):
-            doc = await self._uploads.find_one_and_update(
-                match, {"$set": {"completing": utcnow()}}, return_document=ReturnDocument.AFTER
-            )
+            doc = await _update_and_read(self._uploads, match, {"$set": {"completing": utcnow()}})
         return None if doc is None else _from_doc(PendingUpload, doc)
 
     async def expired_uploads(self, *, before: datetime, stale_before: datetime, limit: int) -> list[PendingUpload]:
         """Up to ``limit`` uploads expired before ``before`` that no request began completing since ``stale_before``."""
-        match = {"expires": {"$lt": before}, "$or": [{"completing": None}, {"completing": {"$lt": stale_before}}]}
+        match = {"expires": {"$lt": before}, "completing": _unset_or_before(stale_before)}
         with _translated("expired uploads"):
             docs = await self._uploads.find(match).limit(limit).to_list(None)
         return [_from_doc(PendingUpload, doc) for doc in docs]
@@ -483,10 +498,8 @@ class MongoStore:
     async def update_dataset(self, dataset_id: str, changes: Document, *, owner: str | None) -> Dataset:
         """Set ``changes`` (and ``updated``); NotFound if not ``owner``'s, Conflict if the new name is taken."""
         with _translated(f"dataset {dataset_id}"):
-            doc = await self._datasets.find_one_and_update(
-                {"_id": dataset_id, **_mine(owner)},
-                {"$set": {**changes, "updated": utcnow()}},
-                return_document=ReturnDocument.AFTER,
+            doc = await _update_and_read(
+                self._datasets, {"_id": dataset_id, **_mine(owner)}, {"$set": {**changes, "updated": utcnow()}}
             )
         if doc is None:
             raise NotFound(f"no dataset {dataset_id}")
@@ -595,14 +608,11 @@ class MongoStore:
     async def claim_job(self, job_id: str, *, worker: str) -> Job | None:
         """Move a dispatched job from QUEUED to RUNNING for ``worker``; None if someone else got there first.
 
-        A job taken back from RabbitMQ (no dispatch, no lease) is not claimed: its stale message is dropped.
+        A job taken back from RabbitMQ (its lease cleared) is not claimed: its stale message is dropped.
+        A dispatcher's lease stays once the message is sent, so a runner may claim before the send is recorded.
         """
         return await self._transition(
-            {
-                "_id": job_id,
-                "state": JobState.QUEUED.value,
-                "$or": [{"dispatched": {"$ne": None}}, {"dispatch_lease": {"$ne": None}}],
-            },
+            {"_id": job_id, "state": JobState.QUEUED.value, "dispatch_lease": {"$ne": None}},
             {"state": JobState.RUNNING.value, "worker": worker, "started": utcnow()},
         )
 
@@ -673,7 +683,7 @@ class MongoStore:
     async def _transition(self, match: Document, changes: Document, *, push: Document | None = None) -> Job | None:
         update: Document = {"$set": changes} | ({"$push": push} if push else {})
         with _translated(f"job {match['_id']}"):
-            doc = await self._jobs.find_one_and_update(match, update, return_document=ReturnDocument.AFTER)
+            doc = await _update_and_read(self._jobs, match, update)
         return None if doc is None else _from_doc(Job, doc)
 
     # Workers and cluster counts
@@ -720,17 +730,17 @@ class MongoStore:
 
     async def cancel_requests(self, job_ids: list[str], *, worker: str) -> list[str]:
         """Which of these jobs ``worker`` runs should stop: asked to, or no longer RUNNING on it (recovered, forced)."""
-        match = {
-            "_id": {"$in": job_ids},
-            "$or": [
-                {"cancel_requested": {"$ne": None}},
-                {"state": {"$ne": JobState.RUNNING.value}},
-                {"worker": {"$ne": worker}},
-            ],
-        }
+        fields = {"cancel_requested": 1, "state": 1, "worker": 1}
         with _translated("find cancel requests"):
-            docs = await self._jobs.find(match, {"_id": 1}).to_list(None)
-        return [doc["_id"] for doc in docs]
+            docs = await self._jobs.find({"_id": {"$in": job_ids}}, fields).to_list(None)
+        # Judged here rather than in an $or: see the module docstring.
+        return [
+            doc["_id"]
+            for doc in docs
+            if doc.get("cancel_requested") is not None
+            or doc.get("state") != JobState.RUNNING.value
+            or doc.get("worker") != worker
+        ]
 
     # Events
 
@@ -842,10 +852,8 @@ class MongoStore:
     async def set_queue_paused(self, queue_id: str, *, owner: str | None, paused: bool) -> Queue:
         """Pause or resume a queue; NotFound if it is not the owner's."""
         with _translated(f"queue {queue_id}"):
-            doc = await self._queues.find_one_and_update(
-                {"_id": queue_id, **_mine(owner)},
-                {"$set": {"paused": paused, "updated": utcnow()}},
-                return_document=ReturnDocument.AFTER,
+            doc = await _update_and_read(
+                self._queues, {"_id": queue_id, **_mine(owner)}, {"$set": {"paused": paused, "updated": utcnow()}}
             )
         if doc is None:
             raise NotFound(f"no queue {queue_id}")
@@ -861,13 +869,16 @@ class MongoStore:
         if not queues:
             return {}
         by_key = {(q.owner, q.name): q.id for q in queues}
-        match = {"$or": [{"owner": q.owner, "queue": q.name} for q in queues]}
+        # Owners and names separately, not an $or of pairs (see the module docstring); other pairs are dropped below.
+        owners, names = sorted({q.owner for q in queues}), sorted({q.name for q in queues})
+        match = {"owner": {"$in": owners}, "queue": {"$in": names}}
         group = {"_id": {"owner": "$owner", "queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}
         counts: dict[str, dict[str, int]] = {q.id: {} for q in queues}
         with _translated("count queue jobs"):
             async for row in await self._jobs.aggregate([{"$match": match}, {"$group": group}]):
-                key = (row["_id"]["owner"], row["_id"]["queue"])
-                counts[by_key[key]][row["_id"]["state"]] = row["n"]
+                queue_id = by_key.get((row["_id"]["owner"], row["_id"]["queue"]))
+                if queue_id is not None:
+                    counts[queue_id][row["_id"]["state"]] = row["n"]
         return counts
 
     async def queue_job_ids(self, queue: Queue, *, states: list[JobState] | None = None) -> list[str]:
@@ -986,18 +997,15 @@ class MongoStore:
 
     async def in_flight(self, *, live_workers: list[str]) -> dict[str, int]:
         """Per owner, jobs RUNNING on a live worker, or sent to RabbitMQ and not started yet."""
-        match = {
-            "$or": [
-                {"state": JobState.RUNNING.value, "worker": {"$in": live_workers}},
-                {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}},
-            ]
-        }
+        running = {"state": JobState.RUNNING.value, "worker": {"$in": live_workers}}
+        sent = {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}}
         counts: dict[str, int] = {}
         with _translated("count jobs in flight"):
-            async for row in await self._jobs.aggregate(
-                [{"$match": match}, {"$group": {"_id": "$owner", "n": {"$sum": 1}}}]
-            ):
-                counts[row["_id"]] = row["n"]
+            for match in (running, sent):
+                async for row in await self._jobs.aggregate(
+                    [{"$match": match}, {"$group": {"_id": "$owner", "n": {"$sum": 1}}}]
+                ):
+                    counts[row["_id"]] = counts.get(row["_id"], 0) + row["n"]
         return counts
 
     async def dispatch_candidates(
@@ -1006,51 +1014,67 @@ class MongoStore:
         """QUEUED jobs that may start: not sent yet, waiting on nothing, not in a paused queue or unstored batch.
 
         Highest priority first, then oldest; jobs a dispatcher is already sending are left to it.
+        Jobs of paused queues are passed over here rather than in the query (an ``$nor`` of pairs,
+        see the module docstring); pausing is rare, and only a paused queue's own jobs are read past.
         """
         match: Document = {
             "state": JobState.QUEUED.value,
             "dispatched": None,
             "waiting_on": {"$size": 0},
-            "$or": [{"dispatch_lease": None}, {"dispatch_lease": {"$lt": utcnow()}}],
+            "dispatch_lease": _unset_or_before(utcnow()),
         }
-        exclude: list[Document] = [{"owner": owner, "queue": name} for owner, name in paused]
         if skip_owners:
-            exclude.append({"owner": {"$in": skip_owners}})
+            match["owner"] = {"$nin": skip_owners}
         if storing:
-            exclude.append({"batch": {"$in": storing}})
-        if exclude:
-            match["$nor"] = exclude
+            match["batch"] = {"$nin": storing}
+        held = set(paused)
+        found: list[Job] = []
         with _translated("dispatch candidates"):
-            docs = (
-                await self._jobs.find(match)
-                .sort([("priority", DESCENDING), ("_id", ASCENDING)])
-                .limit(limit)
-                .to_list(None)
-            )
-        return [_from_doc(Job, doc) for doc in docs]
+            cursor = self._jobs.find(match).sort([("priority", DESCENDING), ("_id", ASCENDING)])
+            if not held:
+                cursor = cursor.limit(limit)
+            async for doc in cursor.batch_size(min(limit, 1000)):
+                if (doc["owner"], doc.get("queue")) in held:
+                    continue
+                found.append(_from_doc(Job, doc))
+                if len(found) >= limit:
+                    break
+            await cursor.close()
+        return found
 
-    async def lease_dispatch(self, job_id: str, *, until: datetime) -> bool:
-        """Take the right to send this job until ``until``; False if it was sent, started or leased meanwhile."""
-        match = {
-            "_id": job_id,
-            "state": JobState.QUEUED.value,
-            "dispatched": None,
-            "$or": [{"dispatch_lease": None}, {"dispatch_lease": {"$lt": utcnow()}}],
-        }
-        with _translated(f"job {job_id}"):
-            result = await self._jobs.update_one(match, {"$set": {"dispatch_lease": until}})
-        return bool(result.modified_count)
-
-    async def mark_dispatched(self, job_id: str, *, lease: datetime) -> None:
-        """Record that the job's message is in RabbitMQ, if the job is still as this dispatcher leased it.
-
-        A runner may have started it already (the claim keeps the lease), or handed it back (the
-        lease is cleared): then there is nothing to mark.
+    async def lease_dispatches(self, job_ids: list[str], *, until: datetime) -> list[str]:
+        """Take the right to send these jobs until ``until``; returns those taken, the others being sent, started
+        or leased meanwhile. ``until`` tells this caller's leases from another's, so it should be unique to the call.
         """
-        with _translated(f"job {job_id}"):
-            await self._jobs.update_one(
-                {"_id": job_id, "dispatch_lease": lease}, {"$set": {"dispatched": utcnow(), "dispatch_lease": None}}
-            )
+        match = {"state": JobState.QUEUED.value, "dispatched": None, "dispatch_lease": _unset_or_before(utcnow())}
+        with _translated(f"lease {len(job_ids)} jobs"):
+            if len(job_ids) <= FEW:
+                taken = set()
+                for job_id in job_ids:
+                    result = await self._jobs.update_one({"_id": job_id, **match}, {"$set": {"dispatch_lease": until}})
+                    if result.modified_count:
+                        taken.add(job_id)
+            else:
+                await self._jobs.update_many({"_id": {"$in": job_ids}, **match}, {"$set": {"dispatch_lease": until}})
+                ours = {"_id": {"$in": job_ids}, "dispatch_lease": until}
+                taken = {doc["_id"] for doc in await self._jobs.find(ours, {"_id": 1}).to_list(None)}
+        return [job_id for job_id in job_ids if job_id in taken]
+
+    async def mark_dispatched(self, job_ids: list[str], *, lease: datetime) -> None:
+        """Record that these jobs' messages are in RabbitMQ, for each still as this dispatcher leased it.
+
+        A runner may have started one already (the claim keeps the lease), or handed it back (the
+        lease is cleared): then there is nothing to mark. The lease stays: it is what the claim looks for.
+        """
+        now = utcnow()
+        with _translated(f"{len(job_ids)} dispatched jobs"):
+            if len(job_ids) <= FEW:
+                for job_id in job_ids:
+                    await self._jobs.update_one({"_id": job_id, "dispatch_lease": lease}, {"$set": {"dispatched": now}})
+            else:
+                await self._jobs.update_many(
+                    {"_id": {"$in": job_ids}, "dispatch_lease": lease}, {"$set": {"dispatched": now}}
+                )
 
     async def undispatch(self, job_id: str) -> bool:
         """Take a QUEUED job back from RabbitMQ (its lease too), so it is dispatched again later."""
@@ -1130,13 +1154,12 @@ class MongoStore:
         or the job ran again since ``job`` was read.
         """
         field = f"selections.{digest}"
+        # Not asked for yet (no archive, no request), or asked for before ``resend_before`` and still unpackaged.
         match: Document = {
             "_id": job.id,
             "finished": job.finished,
-            "$or": [
-                {field: {"$exists": False}},
-                {f"{field}.archive": None, f"{field}.requested": {"$lt": resend_before}},
-            ],
+            f"{field}.archive": None,
+            f"{field}.requested": _unset_or_before(resend_before),
         }
         return await self._transition(match, {field: selection.model_dump()}) is not None
 
@@ -1192,14 +1215,15 @@ class MongoStore:
         A job that ran is taken once it is packaged, or once it ended before ``packaged_by`` (its
         packaging is then lost or done for): deleting earlier would race with the packager.
         """
-        match = {
-            "expired": None,
-            "expires": {"$lt": now},
-            "$or": [{"archive": {"$ne": None}}, {"started": None}, {"finished": {"$lt": packaged_by}}],
-        }
+        due = {"expired": None, "expires": {"$lt": now}}
+        # Three queries rather than an $or (see the module docstring), merged by when each expired.
+        ways = ({"archive": {"$ne": None}}, {"started": None}, {"finished": {"$lt": packaged_by}})
+        found: dict[str, datetime] = {}
         with _translated("jobs due for expiry"):
-            docs = await self._jobs.find(match, {"_id": 1}).sort("expires", ASCENDING).limit(limit).to_list(None)
-        return [doc["_id"] for doc in docs]
+            for way in ways:
+                cursor = self._jobs.find(due | way, {"expires": 1}).sort("expires", ASCENDING).limit(limit)
+                found |= {doc["_id"]: doc["expires"] for doc in await cursor.to_list(None)}
+        return sorted(found, key=lambda job_id: (found[job_id], job_id))[:limit]
 
     async def claim_expiry(self, job_id: str, *, until: datetime) -> Job | None:
         """Take the right to delete an expired job's objects until ``until``; None if another sweeper holds it."""
@@ -1209,7 +1233,7 @@ class MongoStore:
                 "_id": job_id,
                 "expired": None,
                 "expires": {"$lt": now},
-                "$or": [{"expiry_lease": None}, {"expiry_lease": {"$lt": now}}],
+                "expiry_lease": _unset_or_before(now),
             },
             {"expiry_lease": until},
         )
@@ -1227,7 +1251,7 @@ class MongoStore:
             "finished": {"$lt": finished_before},
             "started": {"$ne": None},
             "archive": None,
-            "$or": [{"packaging_resent": None}, {"packaging_resent": {"$lt": resent_before}}],
+            "packaging_resent": _unset_or_before(resent_before),
         }
         with _translated("unpackaged jobs"):
             docs = await self._jobs.find(match, {"_id": 1}).sort("finished", ASCENDING).limit(limit).to_list(None)
@@ -1239,7 +1263,7 @@ class MongoStore:
             "_id": job_id,
             "archive": None,
             "expired": None,
-            "$or": [{"packaging_resent": None}, {"packaging_resent": {"$lt": resent_before}}],
+            "packaging_resent": _unset_or_before(resent_before),
         }
         with _translated(f"job {job_id}"):
             result = await self._jobs.update_one(match, {"$set": {"packaging_resent": utcnow()}})
@@ -1316,14 +1340,10 @@ class MongoStore:
     async def lease_delivery(self, delivery_id: str, *, now: datetime, until: datetime) -> Delivery | None:
         """Take a pending delivery for one attempt until ``until``; None if it is done or another worker holds it."""
         with _translated(f"delivery {delivery_id}"):
-            doc = await self._deliveries.find_one_and_update(
-                {
-                    "_id": delivery_id,
-                    "state": DeliveryState.PENDING.value,
-                    "$or": [{"lease": None}, {"lease": {"$lt": now}}],
-                },
+            doc = await _update_and_read(
+                self._deliveries,
+                {"_id": delivery_id, "state": DeliveryState.PENDING.value, "lease": _unset_or_before(now)},
                 {"$set": {"lease": until}},
-                return_document=ReturnDocument.AFTER,
             )
         return None if doc is None else _from_doc(Delivery, doc)
 
@@ -1338,12 +1358,12 @@ class MongoStore:
     ) -> Delivery | None:
         """Append an attempt made under ``lease`` and move the delivery to ``state``; None if the lease was lost."""
         with _translated(f"delivery {delivery_id}"):
-            doc = await self._deliveries.find_one_and_update(
+            doc = await _update_and_read(
+                self._deliveries,
                 {"_id": delivery_id, "state": DeliveryState.PENDING.value, "lease": lease},
                 {
                     "$push": {"attempts": attempt.model_dump()},
                     "$set": {"state": state.value, "lease": None, "next_attempt": next_attempt},
                 },
-                return_document=ReturnDocument.AFTER,
             )
         return None if doc is None else _from_doc(Delivery, doc)

@@ -121,6 +121,11 @@ class ObjectStorage:
     def upload_file(self, path: Path, key: str, *, content_type: str) -> None:
         """Upload a local file (multipart when large)."""
         with _translated(f"upload {key}"):
+            if path.stat().st_size < self._transfer.multipart_threshold:
+                # One PUT: the transfer manager's threads and futures cost more than a small file's upload.
+                with path.open("rb") as handle:
+                    self._s3.put_object(Bucket=self.bucket, Key=key, Body=handle, ContentType=content_type)
+                return
             self._s3.upload_file(
                 str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
             )

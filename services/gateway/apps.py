@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
+from services.gateway.links import link
 from services.gateway.state import deps
 from shared.apps import AppSpec, RegisteredApp
 from shared.errors import Conflict, NotFound
@@ -29,7 +30,7 @@ def render_app(request: Request, app: RegisteredApp, *, full: bool) -> dict[str,
     spec = app.spec
     body: dict[str, Any] = {
         "name": spec.name,
-        "url": str(request.url_for("app", name=spec.name)),
+        "url": link(request, "app", name=spec.name),
         "version": spec.version,
         "description": spec.description,
         "disabled": app.disabled is not None,

@@ -22,6 +22,7 @@ from services.gateway.jobs import (
     check_queues,
     parse_job_request,
 )
+from services.gateway.links import link
 from services.gateway.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.state import deps
 from services.gateway.webhooks import check_webhooks
@@ -129,7 +130,7 @@ def render_batch(request: Request, batch_id: str, jobs: list[Job]) -> dict[str, 
         "items": [
             {
                 "id": job.id,
-                "url": str(request.url_for("job", job_id=job.id)),
+                "url": link(request, "job", job_id=job.id),
                 "state": job.state.value,
                 "name": job.name,
                 "queue": job.queue,

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from services.gateway.auth import principal
 from services.gateway.bodies import read_model
 from services.gateway.bundles import BLOCK, MAX_VIOLATIONS, Bundle, BundleLimits, inspect_bundle, iter_members
+from services.gateway.links import link
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadRequest, Conflict, Duplicate, Invalid, NotYet, TooLarge, Violation
@@ -187,7 +188,7 @@ def render_dataset(request: Request, dataset: Dataset, *, members: bool = True) 
     """The public view of a dataset; lists leave the members out."""
     body: dict[str, Any] = {
         "id": dataset.id,
-        "url": str(request.url_for("dataset", dataset_id=dataset.id)),
+        "url": link(request, "dataset", dataset_id=dataset.id),
         "owner": dataset.owner,
         "name": dataset.name,
         "description": dataset.description,

@@ -2,21 +2,29 @@
 
 A job may start when its batch (if any) is fully stored, its queue is not paused, every
 job it depends on succeeded, and its owner is under ``USER_MAX_RUNNING``. Jobs go highest
-priority first, then oldest, and only as many as the live runners have free slots (plus
-``DISPATCH_AHEAD`` waiting in RabbitMQ), so priorities decide what starts next.
+priority first, then oldest, and only as many as the live runners have free slots plus a
+look-ahead waiting in RabbitMQ, so priorities decide what starts next.
 
-Several gateways may dispatch at once: a job is leased with a compare-and-set before its message
-is sent, and marked dispatched after, so no two dispatchers send it. A dispatcher that dies
-between the two leaves a lease that expires, and the job is sent again; the runner's claim is a
-compare-and-set too, so a second message never runs the job twice. A job accepted while RabbitMQ
-is down simply stays undispatched (the outbox is the jobs collection) until RabbitMQ is back.
+The look-ahead is ``DISPATCH_AHEAD`` while jobs take longer than a pass (the usual case). When
+runners empty RabbitMQ faster than passes refill it (many short jobs), it doubles, up to
+``MAX_AHEAD``, and the dispatcher watches the queue's depth to pass again as it runs low; once
+messages wait longer than a pass it halves back. A job of higher priority waits behind at most
+the look-ahead, which is large only while jobs go through in fractions of a second.
+
+Several gateways may dispatch at once: a job is leased with a compare-and-set (one update for
+the whole pass) before its message is sent, and marked dispatched after, so no two dispatchers
+send it. A dispatcher that dies between the two leaves a lease that expires, and the job is
+sent again; the runner's claim is a compare-and-set too, so a second message never runs the
+job twice. A job accepted while RabbitMQ is down simply stays undispatched (the outbox is the
+jobs collection) until RabbitMQ is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -25,7 +33,7 @@ from services.gateway.requeues import recover
 from services.gateway.webhooks import announce_end
 from shared.broker import Broker
 from shared.errors import AppError
-from shared.models import MISSED_BEATS, Job, JobState, state_event, utcnow
+from shared.models import MISSED_BEATS, Job, JobState, WorkerInfo, state_event, utcnow
 from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
 from shared.tasks import RUN_JOB, RUNNER_SERVICE
@@ -36,6 +44,8 @@ ABANDONED_BATCH_SECONDS = 600
 SWEEP_SECONDS = 60  # abandoned batches and lost messages are looked for this often
 STALE_DISPATCH_SECONDS = 300
 MIN_GAP_SECONDS = 0.05  # between passes, however often submissions wake the dispatcher
+MAX_AHEAD = 1000
+DEPTH_POLL_SECONDS = 0.05  # how often RabbitMQ's depth is read while a backlog waits
 BAD_ENDS = {JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED}
 
 
@@ -53,6 +63,12 @@ class Dispatcher:
     max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
+    _ahead: int = -1  # the look-ahead now: ``ahead`` until runners outpace the passes
+    _left: int = 0  # run_job messages the last pass left waiting in RabbitMQ
+    _backlog: bool = False  # the last pass left startable jobs behind: the budget ran out
+
+    def __post_init__(self) -> None:
+        self._ahead = max(self._ahead, self.ahead)
 
     def wake(self) -> None:
         """Look for startable jobs now rather than at the next tick."""
@@ -76,11 +92,34 @@ class Dispatcher:
             # A slow pass (a database under load) is not repeated at once: rest at least as long as it took.
             took = loop.time() - started
             try:
-                await asyncio.wait_for(self._wake.wait(), max(self.interval, took))
+                await asyncio.wait_for(self._rest(), max(self.interval, took))
             except TimeoutError:
                 pass
             self._wake.clear()
             await asyncio.sleep(max(0.0, MIN_GAP_SECONDS - (loop.time() - started)))
+
+    async def _rest(self) -> None:
+        """Return when woken, or (while a backlog waits) once RabbitMQ holds less than a quarter of the look-ahead."""
+        if not self._backlog:
+            await self._wake.wait()
+            return
+        while not self._wake.is_set():
+            try:
+                if await run_in_threadpool(self.broker.waiting, RUN_JOB) <= self._ahead // 4:
+                    return
+            except AppError:
+                pass  # RabbitMQ's trouble shows in the next pass; until then, rest the whole interval
+            try:
+                await asyncio.wait_for(self._wake.wait(), DEPTH_POLL_SECONDS)
+            except TimeoutError:
+                pass
+
+    def _adapt(self, waiting: int) -> None:
+        """Grow the look-ahead if runners ran dry with work left behind; shrink it while messages wait a whole pass."""
+        if self._backlog and waiting == 0 and self._left > 0:
+            self._ahead = min(MAX_AHEAD, max(2 * self._ahead, 4))
+        elif waiting > self._ahead // 2:
+            self._ahead = max(self.ahead, self._ahead // 2)
 
     async def sweep_abandoned_batches(self) -> None:
         """Delete batches whose gateway died while storing them: they were never acknowledged to anyone."""
@@ -125,17 +164,34 @@ class Dispatcher:
                 )
 
     async def dispatch_once(self) -> int:
-        """One pass: settle dependencies, then send what may start; returns how many jobs were sent."""
-        await settle_dependencies(self.store, broker=self.broker)
+        """One pass: send what may start, then settle dependencies and recover the jobs of dead workers.
+
+        Sending comes first, as it is what a submission waits for. Jobs that stop waiting on a
+        dependency wake the dispatcher for another pass; recovered jobs go at the next.
+        Returns how many jobs were sent.
+        """
         live = [w for w in await self.store.list_workers() if w.alive(self.heartbeat_seconds)]
+        sent = await self._dispatch(live)
+        if await settle_dependencies(self.store, broker=self.broker):
+            self.wake()
         await self.reap([w.id for w in live])
+        return sent
+
+    async def _dispatch(self, live: list[WorkerInfo]) -> int:
         # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
-        in_flight = await self.store.in_flight(live_workers=[w.id for w in live])
+        in_flight, waiting, limits, paused, storing = await asyncio.gather(
+            self.store.in_flight(live_workers=[w.id for w in live]),
+            run_in_threadpool(self.broker.waiting, RUN_JOB),
+            self.store.user_limits(),
+            self.store.paused_queues(),
+            self.store.uncommitted_batches(),
+        )
         capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)
-        budget = 0 if capacity == 0 else capacity + self.ahead - sum(in_flight.values())
+        self._adapt(waiting)
+        budget = 0 if capacity == 0 else capacity + self._ahead - sum(in_flight.values())
+        self._backlog, self._left = False, waiting
         if budget <= 0:
             return 0
-        limits = await self.store.user_limits()
 
         def full(owner: str) -> bool:
             limit = limits.get(owner, self.user_max_running or None)
@@ -144,45 +200,62 @@ class Dispatcher:
         candidates = await self.store.dispatch_candidates(
             limit=budget * 4 + 20,
             skip_owners=[owner for owner in in_flight | limits if full(owner)],
-            paused=await self.store.paused_queues(),
-            storing=await self.store.uncommitted_batches(),
+            paused=paused,
+            storing=storing,
         )
-        sent = 0
+        chosen: list[Job] = []
         for job in candidates:
-            if sent >= budget:
+            if len(chosen) >= budget:
+                self._backlog = True
                 break
-            if full(job.owner):
-                continue
-            if await self._send(job):
-                sent += 1
+            if not full(job.owner):
+                chosen.append(job)
                 in_flight[job.owner] = in_flight.get(job.owner, 0) + 1
+        # Milliseconds at random make this pass's lease its own: two gateways leasing in the same
+        # millisecond would both send the job, and the runner's claim would drop the second message.
+        lease = utcnow() + timedelta(seconds=LEASE_SECONDS, milliseconds=random.randrange(1000))
+        taken = set(await self.store.lease_dispatches([job.id for job in chosen], until=lease)) if chosen else set()
+        leased = [job for job in chosen if job.id in taken]  # the rest went to another dispatcher
+        sent = await self._send(leased, lease)
+        self._left += sent
         return sent
 
-    async def _send(self, job: Job) -> bool:
-        lease = utcnow() + timedelta(seconds=LEASE_SECONDS)
-        if not await self.store.lease_dispatch(job.id, until=lease):
-            return False  # another dispatcher has it
-        try:
-            message_id = await run_in_threadpool(self.broker.send, RUN_JOB, job.id)
-        except AppError as exc:
-            await self.store.undispatch(job.id)
-            log.warning("job_dispatch_failed", job_id=job.id, detail=exc.detail)
-            return False
-        await self.store.mark_dispatched(job.id, lease=lease)
-        log.info("job_dispatched", job_id=job.id, priority=job.priority, queue=job.queue, message_id=message_id)
-        return True
+    async def _send(self, leased: list[Job], lease: datetime) -> int:
+        """Publish the leased jobs' messages; those RabbitMQ did not take are given back to the next pass."""
+        if not leased:
+            return 0
+        message_ids = await run_in_threadpool(self.broker.send_all, RUN_JOB, [job.id for job in leased])
+        for job in leased:
+            if job.id not in message_ids:
+                await self.store.undispatch(job.id)
+        await self.store.mark_dispatched(list(message_ids), lease=lease)
+        for job in leased:
+            if job.id in message_ids:
+                log.info(
+                    "job_dispatched",
+                    job_id=job.id,
+                    priority=job.priority,
+                    queue=job.queue,
+                    message_id=message_ids[job.id],
+                )
+        return len(message_ids)
 
 
-async def settle_dependencies(store: MongoStore, *, broker: Broker | None = None) -> None:
-    """Stop waiting on jobs that succeeded; fail the jobs that wait on one that failed, was canceled or is gone."""
+async def settle_dependencies(store: MongoStore, *, broker: Broker | None = None) -> bool:
+    """Stop waiting on jobs that succeeded; fail the jobs that wait on one that failed, was canceled or is gone.
+
+    Returns whether any job stopped waiting on one that succeeded (it may be able to start now).
+    """
+    released = False
     while waited := await store.waited_on():
         states = await store.job_states(waited)
         succeeded = [i for i in waited if states.get(i) is JobState.SUCCEEDED]
         ended_badly = {i: states.get(i) for i in waited if i not in states or states[i] in BAD_ENDS}
         if succeeded:
             await store.stop_waiting(succeeded)
+            released = True
         if not ended_badly:
-            return
+            return released
         for job in await store.jobs_waiting_on(list(ended_badly)):
             culprit = next(i for i in job.waiting_on if i in ended_badly)
             state = ended_badly[culprit]
@@ -194,3 +267,4 @@ async def settle_dependencies(store: MongoStore, *, broker: Broker | None = None
                     await announce_end(broker, failed)
                 log.info("job_dependency_failed", job_id=job.id, dependency=culprit)
         # Loop: the jobs failed now may be waited on in turn.
+    return released

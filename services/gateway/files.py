@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.forms import file_part
+from services.gateway.links import link
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag, link_response, timestamp
 from services.gateway.state import deps
@@ -111,7 +112,7 @@ def render_file(request: Request, file: StoredFile) -> dict[str, Any]:
     """The public view of a file."""
     return {
         "id": file.id,
-        "url": str(request.url_for("file", file_id=file.id)),
+        "url": link(request, "file", file_id=file.id),
         "owner": file.owner,
         "name": file.name,
         "size": file.size,

@@ -17,6 +17,7 @@ from services.gateway.bodies import parse_model, read_body
 from services.gateway.datasets import Name, Tag
 from services.gateway.idempotency import check_key, submit_once
 from services.gateway.job_filters import job_query
+from services.gateway.links import link
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag, link_response
 from services.gateway.retention import KEEP_FOREVER, RetentionPolicy, require_not_expired
@@ -226,7 +227,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
     def iso(value: Any) -> str | None:
         return None if value is None else str(value.isoformat())
 
-    url = str(request.url_for("job", job_id=job.id))
+    url = link(request, "job", job_id=job.id)
     return {
         "id": job.id,
         "url": url,
@@ -265,12 +266,12 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
         "webhook": None if job.webhook is None else job.webhook.model_dump(),
         "links": {
             "self": url,
-            "app": str(request.url_for("app", name=job.app)),
-            "archive": str(request.url_for("job_archive", job_id=job.id)),
-            "outputs": str(request.url_for("job_outputs", job_id=job.id)),
-            "events": str(request.url_for("job_events", job_id=job.id)),
-            "deliveries": str(request.url_for("job_deliveries", job_id=job.id)),
-            "logs": {name: str(request.url_for("job_log", job_id=job.id, name=name)) for name in sorted(job.logs)},
+            "app": link(request, "app", name=job.app),
+            "archive": link(request, "job_archive", job_id=job.id),
+            "outputs": link(request, "job_outputs", job_id=job.id),
+            "events": link(request, "job_events", job_id=job.id),
+            "deliveries": link(request, "job_deliveries", job_id=job.id),
+            "logs": {name: link(request, "job_log", job_id=job.id, name=name) for name in sorted(job.logs)},
         },
     }
 

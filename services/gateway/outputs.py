@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
+from services.gateway.links import link
 from services.gateway.params import flag, link_response
 from services.gateway.retention import require_not_expired
 from services.gateway.state import deps
@@ -57,7 +58,7 @@ async def output_link(
 def render_output(request: Request, job_id: str, output: OutputFile) -> dict[str, Any]:
     """An output as listed, with the route that hands out its download link."""
     # Output paths are whatever the app wrote: quoted, so '?', '#' or '%' in a name stay part of the path.
-    url = str(request.url_for("job_outputs", job_id=job_id)) + "/" + quote(output.path, safe="/")
+    url = link(request, "job_outputs", job_id=job_id) + "/" + quote(output.path, safe="/")
     return output.model_dump(exclude={"key"}) | {"url": url}
 
 

@@ -15,6 +15,7 @@ from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body
 from services.gateway.job_deletion import still_busy
 from services.gateway.jobs import QueueName, cancel_job, check_queues
+from services.gateway.links import link
 from services.gateway.pages import page_request, page_response
 from services.gateway.params import flag
 from services.gateway.requeues import requeue
@@ -48,7 +49,7 @@ class RetryRequest(BaseModel):
 
 def render_queue(request: Request, queue: Queue, counts: dict[str, int]) -> dict[str, Any]:
     """The public view of a queue, with its jobs counted per state."""
-    url = str(request.url_for("queue", queue_id=queue.id))
+    url = link(request, "queue", queue_id=queue.id)
     by_state = {state.value: counts.get(state.value, 0) for state in JobState}
     return {
         "id": queue.id,

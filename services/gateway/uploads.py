@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from services.gateway.auth import principal
 from services.gateway.bodies import parse_model, read_body, read_model
 from services.gateway.files import check_name, render_file
+from services.gateway.links import link
 from services.gateway.state import deps
 from shared.errors import AppError, BadRequest, Conflict, Duplicate, Invalid, NotFound, NotYet, TooLarge, Violation
 from shared.models import PendingUpload, StoredFile, new_id, utcnow
@@ -279,7 +280,7 @@ async def sweep_forever(*, store: MongoStore, storage: ObjectStorage, every_seco
 
 def render_upload(request: Request, upload: PendingUpload, urls: dict[str, Any]) -> dict[str, Any]:
     """The public view of a pending upload, with where to send the bytes and how to finish."""
-    url = str(request.url_for("upload", upload_id=upload.id))
+    url = link(request, "upload", upload_id=upload.id)
     return {
         "id": upload.id,
         "url": url,
@@ -291,7 +292,7 @@ def render_upload(request: Request, upload: PendingUpload, urls: dict[str, Any])
         "created": upload.created.isoformat(),
         "expires_at": upload.expires.isoformat(),
         **urls,
-        "complete": str(request.url_for("upload_complete", upload_id=upload.id)),
+        "complete": link(request, "upload_complete", upload_id=upload.id),
     }
 
 

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import Principal, hash_password, issue_token, new_api_key, password_matches, principal
 from services.gateway.bodies import read_model
+from services.gateway.links import link
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadCredentials, Conflict, Duplicate, Forbidden, NotFound
@@ -77,7 +78,7 @@ async def ensure_admin(*, store: MongoStore, username: str, password: str) -> No
 def render_user(request: Request, user: User) -> dict[str, Any]:
     return {
         "id": user.id,
-        "url": str(request.url_for("user", user_id=user.id)),
+        "url": link(request, "user", user_id=user.id),
         "username": user.username,
         "role": user.role.value,
         "disabled": user.disabled,
@@ -89,7 +90,7 @@ def render_user(request: Request, user: User) -> dict[str, Any]:
 def render_key(request: Request, key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.id,
-        "url": str(request.url_for("key", key_id=key.id)),
+        "url": link(request, "key", key_id=key.id),
         "name": key.name,
         "owner": key.owner,
         "created": key.created.isoformat(),

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.bodies import read_model
+from services.gateway.links import link
 from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.broker import Broker
@@ -91,7 +92,7 @@ def render_webhook(request: Request, webhook: Webhook) -> dict[str, Any]:
     """The public view of a registered webhook."""
     return {
         "id": webhook.id,
-        "url": str(request.url_for("webhook", webhook_id=webhook.id)),
+        "url": link(request, "webhook", webhook_id=webhook.id),
         "target": webhook.url,
         "progress": webhook.progress,
         "owner": webhook.owner,

@@ -39,7 +39,9 @@ def make_job(**overrides: Any) -> Job:
         "inputs": {"elevation": "f1"},
         "timeout_seconds": 60,
         "created": utcnow(),
-        "dispatched": utcnow(),  # as if the dispatcher had sent it; claims need that
+        # As if the dispatcher had sent it: claims look for its lease, which stays once sent.
+        "dispatched": utcnow(),
+        "dispatch_lease": utcnow(),
     }
     return Job(**(fields | overrides))
 

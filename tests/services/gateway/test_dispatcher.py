@@ -19,7 +19,7 @@ from tests.shared.test_mongo import in_store, make_job
 
 
 def undispatched(**overrides: Any) -> Any:
-    return make_job(owner=overrides.pop("owner", new_id()), dispatched=None, **overrides)
+    return make_job(owner=overrides.pop("owner", new_id()), dispatched=None, dispatch_lease=None, **overrides)
 
 
 def runner(concurrency: int) -> WorkerInfo:
@@ -64,7 +64,7 @@ def test_a_job_not_dispatched_is_not_claimed(settings: Settings) -> None:
         job = undispatched()
         await store.insert_job(job)
         refused = await store.claim_job(job.id, worker="w")
-        assert await store.lease_dispatch(job.id, until=utcnow())  # leased: its message may already be out
+        assert await store.lease_dispatches([job.id], until=utcnow()) == [job.id]  # its message may be out
         return refused, await store.claim_job(job.id, worker="w")
 
     refused, claimed = in_store(settings, scenario)
@@ -76,7 +76,8 @@ def test_only_one_of_concurrent_leases_wins(settings: Settings) -> None:
         job = undispatched()
         await store.insert_job(job)
         later = utcnow() + timedelta(days=1)
-        return list(await asyncio.gather(*(store.lease_dispatch(job.id, until=later) for _ in range(8))))
+        leases = [store.lease_dispatches([job.id], until=later + timedelta(milliseconds=n)) for n in range(8)]
+        return [bool(taken) for taken in await asyncio.gather(*leases)]
 
     assert sorted(in_store(settings, scenario)) == [False] * 7 + [True]
 
@@ -169,9 +170,9 @@ def test_a_hand_back_during_sending_is_not_overwritten(settings: Settings) -> No
         job = undispatched()
         await store.insert_job(job)
         lease = utcnow() + timedelta(minutes=1)
-        await store.lease_dispatch(job.id, until=lease)
+        await store.lease_dispatches([job.id], until=lease)
         await store.undispatch(job.id)  # the runner saw its queue paused before the dispatcher marked it sent
-        await store.mark_dispatched(job.id, lease=lease)
+        await store.mark_dispatched([job.id], lease=lease)
         return await store.get_job(job.id)
 
     job = in_store(settings, scenario)

@@ -179,6 +179,7 @@ async def claimed_job(
         timeout_seconds=30,
         created=utcnow(),
         dispatched=utcnow(),
+        dispatch_lease=utcnow(),
     )
     await store.insert_job(job)
     claimed = await store.claim_job(job.id, worker=settings.runner_id)
