@@ -12,6 +12,7 @@ from dramatiq.broker import Consumer, MessageProxy
 
 from shared.broker import Broker
 from shared.settings import Settings
+from shared.tasks import Task
 
 
 @pytest.fixture
@@ -68,3 +69,11 @@ def test_a_message_from_a_closed_channel_is_not_settled_in_place_of_another(brok
     finally:
         connection.close()
     assert (next_job.args, waiting) == (("next",), 1)  # still unacked, so back in the queue
+
+
+def test_waiting_counts_the_messages_ready_in_a_queue(broker: Broker, queue: str, settings: Settings) -> None:
+    task = Task(actor="x", queue=queue.removeprefix(f"{settings.queue_namespace}."))
+    assert broker.waiting(task) == 0  # not declared yet
+    sent = broker.send_all(task, ["a", "b", "c"])
+    assert list(sent) == ["a", "b", "c"] and len(set(sent.values())) == 3
+    assert broker.waiting(task) == 3

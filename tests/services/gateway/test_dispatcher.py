@@ -8,7 +8,7 @@ from typing import Any
 
 import pika
 
-from services.gateway.dispatcher import Dispatcher, settle_dependencies
+from services.gateway.dispatcher import MAX_AHEAD, Dispatcher, settle_dependencies
 from shared.broker import Broker
 from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
 from shared.mongo import MongoStore
@@ -228,3 +228,52 @@ def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settin
     )
     assert last.state is JobState.FAILED and "attempt 3 of 3; giving up" in last.error.reason
     assert just_claimed.state is JobState.RUNNING and alive.state is JobState.RUNNING
+
+
+def test_a_pass_leases_only_what_no_other_dispatcher_holds(settings: Settings) -> None:
+    async def scenario(store: MongoStore) -> tuple[list[str], list[str]]:
+        jobs = [undispatched() for _ in range(5)]
+        for job in jobs:
+            await store.insert_job(job)
+        ids = [job.id for job in jobs]
+        other = await store.lease_dispatches([ids[1]], until=utcnow() + timedelta(minutes=1))
+        return other, await store.lease_dispatches(ids, until=utcnow() + timedelta(minutes=1, milliseconds=7))
+
+    other, mine = in_store(settings, scenario)
+    assert len(other) == 1 and sorted(mine) == sorted(set(mine)) and other[0] not in mine and len(mine) == 4
+
+
+def look_ahead(ahead: int) -> Dispatcher:
+    # The look-ahead is arithmetic on the dispatcher's own fields: no collaborator is called.
+    return Dispatcher(
+        store=None,  # type: ignore[arg-type]
+        storage=None,  # type: ignore[arg-type]
+        broker=None,  # type: ignore[arg-type]
+        interval=1,
+        ahead=ahead,
+        user_max_running=0,
+        heartbeat_seconds=10,
+        max_attempts=3,
+    )
+
+
+def test_the_look_ahead_doubles_while_runners_run_dry_with_work_left_behind() -> None:
+    dispatcher = look_ahead(2)
+    seen = []
+    for _ in range(12):
+        dispatcher._backlog, dispatcher._left = True, dispatcher._ahead
+        dispatcher._adapt(waiting=0)
+        seen.append(dispatcher._ahead)
+    assert seen[:4] == [4, 8, 16, 32] and seen[-1] == MAX_AHEAD
+
+
+def test_the_look_ahead_stays_without_a_backlog_and_halves_back_while_messages_wait() -> None:
+    dispatcher = look_ahead(2)
+    dispatcher._adapt(waiting=0)  # runners idle, nothing left behind: no reason to send more
+    assert dispatcher._ahead == 2
+    dispatcher._ahead = 64
+    seen = []
+    for _ in range(6):
+        dispatcher._adapt(waiting=dispatcher._ahead)  # a whole look-ahead still waits
+        seen.append(dispatcher._ahead)
+    assert seen == [32, 16, 8, 4, 2, 2]
