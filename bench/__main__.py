@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON results")
     args = parser.parse_args(argv)
     # Throughput runs 500 jobs, not issue 7's 2,000: at today's ~4-8 jobs/s, 2,000 alone would take the budget.
-    jobs, many, upload_mb, package_mb = (5, 20, 8, 8) if args.quick else (200, 500, 1024, 1024)
+    jobs, many, upload_mb, package_mb = (5, 20, 8, 8) if args.quick else (100, 500, 1024, 1024)
     stored, batch, read_seconds = (300, 100, 0.5) if args.quick else (100_000, 10_000, 5.0)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="quern-bench-") as work, bench_stack(Path(work)) as stack:

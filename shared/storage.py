@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,9 +282,13 @@ class ObjectSink:
     """Writes a stream into one S3 object with a bounded buffer, hashing as it goes.
 
     Small streams become one PUT on ``finish``; larger ones a multipart upload whose part size
-    grows every thousand parts, so S3's 10,000-part cap allows objects of hundreds of GiB. ``abort``
-    leaves nothing behind. Not thread-safe: one writer at a time.
+    grows every thousand parts, so S3's 10,000-part cap allows objects of hundreds of GiB. Up to
+    ``PARTS_IN_FLIGHT`` parts upload at once while the next one fills (a write waits for the
+    oldest beyond that), so memory stays at a few parts. ``abort`` leaves nothing behind. Not
+    thread-safe: one writer at a time.
     """
+
+    PARTS_IN_FLIGHT = 2
 
     def __init__(self, s3: S3Client, bucket: str, key: str, *, content_type: str, part_size: int) -> None:
         self.key = key
@@ -293,6 +299,9 @@ class ObjectSink:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._sent = 0  # parts handed to the pool, done or not
+        self._pool: ThreadPoolExecutor | None = None
+        self._uploading: deque[Future[dict[str, Any]]] = deque()
 
     @property
     def sha256(self) -> str:
@@ -329,35 +338,66 @@ class ObjectSink:
         else:
             if self._buffer:
                 self._upload_part(bytes(self._buffer))
+            self._settle(0)
+            parts: Any = sorted(self._parts, key=lambda part: part["PartNumber"])
             with _translated(f"complete {self.key}"):
                 self._s3.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=self.key,
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                    Bucket=self._bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
                 )
+            self._close_pool()
         self._buffer = bytearray()
 
     def abort(self) -> None:
         """Drop the upload and every part sent so far."""
         self._buffer.clear()
+        for uploading in self._uploading:
+            uploading.cancel()
+        self._close_pool()  # waits for the parts already on their way, so none lands after the abort
+        self._uploading.clear()
         if self._upload_id is not None:
-            with _translated(f"abort {self.key}"):
-                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
+            try:
+                with _translated(f"abort {self.key}"):
+                    self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self.key, UploadId=self._upload_id)
+            except NotFound:
+                pass  # the upload is gone already: nothing is left behind
             self._upload_id = None
 
     def _part_size(self) -> int:
-        return self._base_part_size * (1 + len(self._parts) // 1000)
+        return self._base_part_size * (1 + self._sent // 1000)
 
     def _upload_part(self, data: bytes) -> None:
-        with _translated(f"upload part of {self.key}"):
-            if self._upload_id is None:
+        if self._upload_id is None:
+            with _translated(f"upload part of {self.key}"):
+                # Each part carries its CRC32 (zlib's, cheap beside the upload), so S3 checks every part's
+                # bytes; without one, the S3 stand-in hashes the whole object again in Python at completion.
                 created = self._s3.create_multipart_upload(
-                    Bucket=self._bucket, Key=self.key, ContentType=self._content_type
+                    Bucket=self._bucket, Key=self.key, ContentType=self._content_type, ChecksumAlgorithm="CRC32"
                 )
-                self._upload_id = created["UploadId"]
-            number = len(self._parts) + 1
+            self._upload_id = created["UploadId"]
+            self._pool = ThreadPoolExecutor(self.PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        self._settle(self.PARTS_IN_FLIGHT - 1)
+        self._sent += 1
+        assert self._pool is not None
+        self._uploading.append(self._pool.submit(self._send_part, self._sent, data))
+
+    def _send_part(self, number: int, data: bytes) -> dict[str, Any]:
+        with _translated(f"upload part of {self.key}"):
             answer = self._s3.upload_part(
-                Bucket=self._bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=data
+                Bucket=self._bucket,
+                Key=self.key,
+                UploadId=self._upload_id or "",
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="CRC32",
             )
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC32": answer["ChecksumCRC32"]}
+
+    def _settle(self, keep: int) -> None:
+        """Wait until at most ``keep`` parts are still uploading; a part's failure is raised here."""
+        while len(self._uploading) > keep:
+            self._parts.append(self._uploading.popleft().result())
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

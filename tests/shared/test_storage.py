@@ -10,7 +10,7 @@ import boto3
 import httpx
 import pytest
 
-from shared.errors import NotFound
+from shared.errors import AppError, NotFound
 from shared.settings import Settings
 from shared.storage import ObjectStorage, attachment
 from tests.conftest import open_multipart_uploads
@@ -82,6 +82,20 @@ def test_abort_leaves_no_object_and_no_parts(storage: ObjectStorage, s3: Any, se
     with pytest.raises(NotFound):
         storage.size("t/aborted.bin")
     assert [key for key, _ in open_multipart_uploads(s3, settings.s3_bucket) if key == "t/aborted.bin"] == []
+
+
+def test_a_part_that_fails_while_others_upload_fails_the_stream(
+    storage: ObjectStorage, s3: Any, settings: Settings
+) -> None:
+    sink = storage.sink("t/broken.bin", content_type="application/octet-stream")
+    sink.write(os.urandom(storage.part_size))
+    (upload_id,) = [upload for key, upload in open_multipart_uploads(s3, settings.s3_bucket) if key == "t/broken.bin"]
+    s3.abort_multipart_upload(Bucket=settings.s3_bucket, Key="t/broken.bin", UploadId=upload_id)
+    with pytest.raises(AppError):
+        for _ in range(3):  # parts sent in the background: the failure surfaces at a later write or at the end
+            sink.write(os.urandom(storage.part_size))
+        sink.finish()
+    sink.abort()
 
 
 def test_presigned_url_downloads_with_the_given_filename(storage: ObjectStorage, settings: Settings) -> None:
