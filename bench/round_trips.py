@@ -1,0 +1,87 @@
+"""The Mongo round trips between a submission and its job's RUNNING, each timed on the stack's Mongo.
+
+``python -m bench.round_trips [--reps N]`` starts a stack of its own, writes 1,000 ended jobs
+into a database of its own there, and times every store call the submit -> RUNNING path makes,
+in the order it makes them: the gateway's insert, the dispatcher's pass, the runner's checks
+and claim. The sum is the floor that the path's latency sits on, before any HTTP or RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from bench.harness import bench_stack
+from shared.models import Job, JobState, new_id, utcnow
+from shared.mongo import MongoStore
+
+
+def job(**overrides: Any) -> Job:
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "owner": "bench",
+        "app": "bench-true",
+        "app_version": "1.0.0",
+        "params": {},
+        "inputs": {},
+        "timeout_seconds": 60,
+        "created": utcnow(),
+    }
+    return Job(**(fields | overrides))
+
+
+async def timings(url: str, reps: int) -> list[tuple[str, str, float]]:
+    """(who, call, mean ms) for each call on the path."""
+    store = MongoStore(AsyncMongoClient(url, tz_aware=True), f"round_trips_{new_id()}")
+    await store.ensure_indexes()
+    for _ in range(1000):
+        await store.insert_job(job(state=JobState.SUCCEEDED, finished=utcnow()))
+    queued = [job() for _ in range(reps)]
+    rows: list[tuple[str, str, float]] = []
+
+    async def timed(who: str, call: str, make: Callable[[int], Awaitable[Any]]) -> None:
+        started = time.perf_counter()
+        for n in range(reps):
+            await make(n)
+        rows.append((who, call, (time.perf_counter() - started) / reps * 1000))
+
+    lease = utcnow() + timedelta(minutes=1)
+    await timed("gateway", "insert_job", lambda n: store.insert_job(queued[n]))
+    await timed("dispatcher", "list_workers", lambda n: store.list_workers())
+    await timed("dispatcher", "in_flight (beside three smaller reads)", lambda n: store.in_flight(live_workers=["w"]))
+    await timed(
+        "dispatcher",
+        "dispatch_candidates",
+        lambda n: store.dispatch_candidates(limit=28, skip_owners=[], paused=[], storing=[]),
+    )
+    await timed("dispatcher", "lease_dispatches", lambda n: store.lease_dispatches([queued[n].id], until=lease))
+    await timed("dispatcher", "mark_dispatched", lambda n: store.mark_dispatched([queued[n].id], lease=lease))
+    await timed("runner", "get_job (paused check)", lambda n: store.get_job(queued[n].id))
+    await timed("runner", "queue_paused", lambda n: store.queue_paused(owner="bench", name="default"))
+    await timed("runner", "claim_job", lambda n: store.claim_job(queued[n].id, worker="w"))
+    await store.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.round_trips", description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=50)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="quern-trips-") as work, bench_stack(Path(work)) as stack:
+        rows = asyncio.run(timings(f"mongodb://127.0.0.1:{stack.ports.mongo}", args.reps))
+    for who, call, ms in rows:
+        print(f"{who:10} {call:36} {ms:6.2f} ms")
+    print(f"{'':10} {'sum':36} {sum(ms for _, _, ms in rows):6.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
