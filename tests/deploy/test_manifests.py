@@ -1,0 +1,166 @@
+"""The deployment files: every manifest parses and is complete, and every setting they name is one the code reads.
+
+A structural check (no engine or cluster here): a renamed setting, a probe on the wrong path, a
+service without resources or a secret given a default fails these tests.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import GatewaySettings, ResultsSettings, RunnerSettings, Settings
+
+SERVICES: dict[str, type[Settings]] = {"gateway": GatewaySettings, "runner": RunnerSettings, "results": ResultsSettings}
+SECRETS = {"RABBITMQ_URL", "MONGO_URL", "S3_SECRET_ACCESS_KEY", "AUTH_SECRET", "ADMIN_PASSWORD"}
+GATEWAY_ONLY = {"AUTH_SECRET", "ADMIN_USERNAME", "ADMIN_PASSWORD"}  # runners run other people's code
+SECRET_FILES = {"quern-secrets": "secrets.env", "quern-gateway-secrets": "gateway-secrets.env"}
+
+
+def names(settings: type[Settings]) -> set[str]:
+    return {name.upper() for name in settings.model_fields}
+
+
+def required(settings: type[Settings]) -> set[str]:
+    return {name.upper() for name, field in settings.model_fields.items() if field.is_required()}
+
+
+def k8s_documents(project: Path) -> dict[str, list[dict[str, Any]]]:
+    folder = project / "deploy" / "k8s"
+    return {path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc] for path in folder.glob("*.yaml")}
+
+
+def k8s_objects(project: Path, kind: str) -> list[dict[str, Any]]:
+    return [doc for docs in k8s_documents(project).values() for doc in docs if doc.get("kind") == kind]
+
+
+def secret_keys(project: Path, secret: str) -> set[str]:
+    lines = (project / "deploy" / "k8s" / f"{SECRET_FILES[secret]}.example").read_text().splitlines()
+    return {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
+
+
+def environment(project: Path, container: dict[str, Any]) -> set[str]:
+    """Every variable a container gets: its ConfigMap's and Secrets' keys, and its own env."""
+    (config,) = k8s_objects(project, "ConfigMap")
+    keys = {variable["name"] for variable in container.get("env", [])}
+    for source in container["envFrom"]:
+        if "configMapRef" in source:
+            keys |= set(config["data"])
+        else:
+            keys |= secret_keys(project, source["secretRef"]["name"])
+    return keys
+
+
+def test_every_manifest_parses_and_names_its_kind(project: Path) -> None:
+    for file, docs in k8s_documents(project).items():
+        assert docs, file
+        for doc in docs:
+            assert doc.get("apiVersion") and doc.get("kind"), file
+            assert doc["kind"] == "Kustomization" or doc["metadata"]["name"], file
+
+
+def test_the_kustomization_lists_every_manifest_and_only_those(project: Path) -> None:
+    folder = project / "deploy" / "k8s"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert set(kustomization["resources"]) == {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
+    assert {gen["name"]: gen["envs"] for gen in kustomization["secretGenerator"]} == {
+        name: [file] for name, file in SECRET_FILES.items()
+    }
+    assert [image["name"] for image in kustomization["images"]] == ["quern"]
+
+
+def test_each_service_runs_its_module_with_resources_and_the_shared_configuration(project: Path) -> None:
+    deployments = {doc["metadata"]["name"]: doc for doc in k8s_objects(project, "Deployment")}
+    assert set(deployments) == {f"quern-{service}" for service in SERVICES}
+    for service in SERVICES:
+        spec = deployments[f"quern-{service}"]["spec"]
+        assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+        pod = spec["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        assert container["image"] == "quern"
+        assert container["command"] == ["python", "-m", f"services.{service}"]
+        assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+        assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+        refs = [next(iter(source.values()))["name"] for source in container["envFrom"]]
+        gateway_only = ["quern-gateway-secrets"] if service == "gateway" else []
+        assert refs == ["quern-config", "quern-secrets", *gateway_only]
+
+
+def test_the_gateway_is_probed_on_healthz_and_readyz_at_the_port_it_listens_on(project: Path) -> None:
+    (gateway,) = [d for d in k8s_objects(project, "Deployment") if d["metadata"]["name"] == "quern-gateway"]
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    (port,) = container["ports"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    (config,) = k8s_objects(project, "ConfigMap")
+    assert int(config["data"]["GATEWAY_PORT"]) == port["containerPort"]
+    (service,) = k8s_objects(project, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    assert service["spec"]["selector"] == gateway["spec"]["selector"]["matchLabels"]
+
+
+def test_kubernetes_settings_are_ones_each_service_reads_and_cover_what_it_requires(project: Path) -> None:
+    for deployment in k8s_objects(project, "Deployment"):
+        service = deployment["metadata"]["name"].removeprefix("quern-")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        keys, settings = environment(project, container), SERVICES[service]
+        assert required(settings) <= keys, (service, required(settings) - keys)
+        # Shared keys may serve another service; what only the gateway reads goes to the gateway alone.
+        everything = set().union(*(names(other) for other in SERVICES.values()))
+        assert keys <= everything, keys - everything
+        assert service == "gateway" or not keys & GATEWAY_ONLY, service
+    (config,) = k8s_objects(project, "ConfigMap")
+    assert not SECRETS & set(config["data"]), "secrets belong in a Secret, not the ConfigMap"
+    assert SECRETS <= secret_keys(project, "quern-secrets") | secret_keys(project, "quern-gateway-secrets")
+
+
+@pytest.fixture
+def compose(project: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((project / "deploy" / "compose.yml").read_text())
+    return loaded
+
+
+def test_compose_settings_are_ones_the_code_reads_and_cover_what_each_service_requires(
+    compose: dict[str, Any],
+) -> None:
+    for service, settings in SERVICES.items():
+        definition = compose["services"][service]
+        assert definition["command"] == ["python", "-m", f"services.{service}"]
+        variables = set(definition["environment"])
+        assert variables <= names(settings), (service, variables - names(settings))
+        assert required(settings) <= variables
+
+
+def test_compose_takes_secrets_from_the_environment_without_defaults(compose: dict[str, Any]) -> None:
+    variables = compose["services"]["gateway"]["environment"]
+    assert SECRETS <= set(variables)
+    for name in SECRETS:
+        assert re.search(r"\$\{[A-Z_]+:\?[^}]*\}", variables[name]), f"{name} must be ${{VAR:?}}"
+
+
+def test_compose_starts_quern_only_once_its_servers_are_healthy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for server in ("rabbitmq", "minio", "mongo"):
+        assert services[server]["healthcheck"]["test"], server
+    for service in SERVICES:
+        conditions = {name: dep["condition"] for name, dep in services[service]["depends_on"].items()}
+        assert conditions == {
+            "rabbitmq": "service_healthy",
+            "mongo": "service_healthy",
+            "minio-bucket": "service_completed_successfully",
+        }
+    assert services["minio-bucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
+
+
+def test_the_image_sets_only_settings_the_code_reads(project: Path) -> None:
+    dockerfile = (project / "deploy" / "Dockerfile").read_text()
+    block = re.search(r"^ENV (.*?)(?=^\S)", dockerfile, flags=re.MULTILINE | re.DOTALL)
+    assert block is not None
+    variables = set(re.findall(r"([A-Z][A-Z0-9_]*)=", block.group(1))) - {"PYTHONUNBUFFERED"}
+    everything = set().union(*(names(settings) for settings in SERVICES.values()))
+    assert variables and variables <= everything, variables - everything
