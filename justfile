@@ -54,6 +54,10 @@ test *args: install
 # Lint, then test
 check: lint test
 
+# As root: gateway and two runners on hosts of their own (network namespaces), one runner host cut off mid-run
+multihost: install
+    {{bin}}/python -m devstack.multihost
+
 # Measure against bare baselines in the same run
 bench: install
     {{bin}}/python -m bench

@@ -6,7 +6,10 @@ service without resources or a secret given a default fails these tests.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +167,47 @@ def test_the_image_sets_only_settings_the_code_reads(project: Path) -> None:
     variables = set(re.findall(r"([A-Z][A-Z0-9_]*)=", block.group(1))) - {"PYTHONUNBUFFERED"}
     everything = set().union(*(names(settings) for settings in SERVICES.values()))
     assert variables and variables <= everything, variables - everything
+
+
+COMPOSE_SECRETS = {
+    "RABBITMQ_PASSWORD": "r" * 16,
+    "MINIO_ROOT_PASSWORD": "m" * 16,
+    "MONGO_PASSWORD": "g" * 16,
+    "AUTH_SECRET": "a" * 40,
+    "ADMIN_PASSWORD": "p" * 16,
+}
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> str:
+    """Debian's docker-compose (it parses and validates a compose file without an engine), installed if absent."""
+    found = shutil.which("docker-compose")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False, timeout=300)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "docker-compose"], capture_output=True, check=True, timeout=600
+        )
+        found = shutil.which("docker-compose")
+    if found is None:
+        pytest.fail("docker-compose is needed to validate deploy/compose.yml: apt-get install docker-compose")
+    return found
+
+
+def compose_config(docker_compose: str, project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {key: value for key, value in os.environ.items() if key not in COMPOSE_SECRETS}
+    command = [docker_compose, "-p", "quern", "-f", str(project / "deploy" / "compose.yml"), "config"]
+    return subprocess.run(command, env=clean | env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_docker_compose_accepts_the_file_once_its_secrets_are_set(docker_compose: str, project: Path) -> None:
+    done = compose_config(docker_compose, project, COMPOSE_SECRETS)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    assert resolved["services"]["runner"]["environment"]["MONGO_URL"].startswith("mongodb://quern:gggg")
+    assert "AUTH_SECRET" not in resolved["services"]["runner"]["environment"]
+
+
+@pytest.mark.parametrize("missing", sorted(COMPOSE_SECRETS))
+def test_docker_compose_refuses_to_start_without_each_secret(docker_compose: str, project: Path, missing: str) -> None:
+    done = compose_config(docker_compose, project, {k: v for k, v in COMPOSE_SECRETS.items() if k != missing})
+    assert done.returncode != 0 and missing in done.stderr, done.stderr
