@@ -1,10 +1,10 @@
 """Where the CPU goes: ``python -m bench.cpu_split [--jobs N] [--py-spy DIR]``.
 
-Runs N trivial jobs (``TRUE_APP``) through a stack of its own, as the throughput measurement
-does, and prints the CPU seconds each process spent per job: quern's three services (with the
-apps they started), the Mongo and S3 stand-ins and RabbitMQ. With ``--py-spy DIR`` it also
-records a py-spy profile of each quern service and stand-in into DIR (``py-spy record``,
-flame-graph SVGs). This is the profile behind BENCHMARKS.md's explanations.
+Runs N trivial jobs through a stack of its own with the throughput measurement's own code
+(``bench.throughput.quern_seconds``), and prints the CPU seconds each process spent per job:
+quern's three services (with the apps they started), the Mongo and S3 stand-ins and RabbitMQ.
+With ``--py-spy DIR`` it also records a py-spy profile of each quern service and stand-in into
+DIR (``py-spy record``, flame-graph SVGs). This is the profile behind BENCHMARKS.md's explanations.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import itertools
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 
-from bench.harness import admin_client, bench_stack
-from bench.latency import TRUE_APP
+from bench import throughput
+from bench.harness import bench_stack
 from devstack.processes import venv_bin
 from devstack.stack import Stack
 
@@ -60,28 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="quern-cpu-") as work, bench_stack(Path(work)) as stack:
         found = processes(stack)
-        with admin_client(stack) as client:
-            assert client.post("/v1/apps", json=TRUE_APP).status_code in (201, 409)
-            queue = client.post("/v1/queues", json={"name": "cpu-split"}).json()
-            before = {role: cpu_seconds(process) for role, process in found.items()}
-            spies = []
-            if args.py_spy is not None:
-                args.py_spy.mkdir(parents=True, exist_ok=True)
-                for role, process in found.items():
-                    if role != "rabbitmq":
-                        out = args.py_spy / f"{role.replace(' ', '-')}.svg"
-                        command = [venv_bin("py-spy"), "record", "-o", str(out), "-p", str(process.pid), "-r", "50"]
-                        spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            started = time.perf_counter()
-            jobs = [{"app": TRUE_APP["name"], "queue": queue["name"]}] * args.jobs
-            assert client.post("/v1/jobs/batch", json={"jobs": jobs}, timeout=600).status_code == 201
-            while client.get(queue["url"]).json()["counts"].get("SUCCEEDED", 0) < args.jobs:
-                time.sleep(0.5)
-            took = time.perf_counter() - started
-            after = {role: cpu_seconds(process) for role, process in found.items()}
-            for spy in spies:
-                spy.send_signal(2)
-                spy.wait(timeout=120)
+        before = {role: cpu_seconds(process) for role, process in found.items()}
+        spies = []
+        if args.py_spy is not None:
+            args.py_spy.mkdir(parents=True, exist_ok=True)
+            for role, process in found.items():
+                if role != "rabbitmq":
+                    out = args.py_spy / f"{role.replace(' ', '-')}.svg"
+                    command = [venv_bin("py-spy"), "record", "-o", str(out), "-p", str(process.pid), "-r", "50"]
+                    spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        took = throughput.quern_seconds(stack, args.jobs)  # the throughput measurement's own run
+        after = {role: cpu_seconds(process) for role, process in found.items()}
+        for spy in spies:
+            spy.send_signal(2)
+            spy.wait(timeout=120)
     print(f"{args.jobs} jobs in {took:.1f} s: {args.jobs / took:.1f} jobs/s on {os.cpu_count()} cores")
     total = 0.0
     for role in sorted(after, key=lambda r: before[r] - after[r]):

@@ -102,6 +102,20 @@ async def _update_and_read(collection: Any, match: Document, update: Document) -
     return found
 
 
+async def _update_by_ids(collection: Any, ids: list[str], match: Document, update: Document) -> int:
+    """Apply ``update`` to the documents of these ids that also match ``match``; how many changed.
+
+    ``FEW`` ids or fewer go one ``update_one`` each, more in one ``update_many``.
+    """
+    if len(ids) <= FEW:
+        changed = 0
+        for one in ids:
+            changed += (await collection.update_one({"_id": one, **match}, update)).modified_count
+        return changed
+    result = await collection.update_many({"_id": {"$in": ids}, **match}, update)
+    return int(result.modified_count)
+
+
 def _mine(owner: str | None) -> Document:
     """The filter that keeps a user to their own documents; None (an admin) sees all."""
     return {} if owner is None else {"owner": owner}
@@ -1046,18 +1060,15 @@ class MongoStore:
         """Take the right to send these jobs until ``until``; returns those taken, the others being sent, started
         or leased meanwhile. ``until`` tells this caller's leases from another's, so it should be unique to the call.
         """
+        if not job_ids:
+            return []
         match = {"state": JobState.QUEUED.value, "dispatched": None, "dispatch_lease": _unset_or_before(utcnow())}
         with _translated(f"lease {len(job_ids)} jobs"):
-            if len(job_ids) <= FEW:
-                taken = set()
-                for job_id in job_ids:
-                    result = await self._jobs.update_one({"_id": job_id, **match}, {"$set": {"dispatch_lease": until}})
-                    if result.modified_count:
-                        taken.add(job_id)
-            else:
-                await self._jobs.update_many({"_id": {"$in": job_ids}, **match}, {"$set": {"dispatch_lease": until}})
-                ours = {"_id": {"$in": job_ids}, "dispatch_lease": until}
-                taken = {doc["_id"] for doc in await self._jobs.find(ours, {"_id": 1}).to_list(None)}
+            changed = await _update_by_ids(self._jobs, job_ids, match, {"$set": {"dispatch_lease": until}})
+            if changed in (0, len(job_ids)):  # none or all: no need to read which
+                return list(job_ids) if changed else []
+            ours = {"_id": {"$in": job_ids}, "dispatch_lease": until}
+            taken = {doc["_id"] for doc in await self._jobs.find(ours, {"_id": 1}).to_list(None)}
         return [job_id for job_id in job_ids if job_id in taken]
 
     async def mark_dispatched(self, job_ids: list[str], *, lease: datetime) -> None:
@@ -1066,15 +1077,8 @@ class MongoStore:
         A runner may have started one already (the claim keeps the lease), or handed it back (the
         lease is cleared): then there is nothing to mark. The lease stays: it is what the claim looks for.
         """
-        now = utcnow()
         with _translated(f"{len(job_ids)} dispatched jobs"):
-            if len(job_ids) <= FEW:
-                for job_id in job_ids:
-                    await self._jobs.update_one({"_id": job_id, "dispatch_lease": lease}, {"$set": {"dispatched": now}})
-            else:
-                await self._jobs.update_many(
-                    {"_id": {"$in": job_ids}, "dispatch_lease": lease}, {"$set": {"dispatched": now}}
-                )
+            await _update_by_ids(self._jobs, job_ids, {"dispatch_lease": lease}, {"$set": {"dispatched": utcnow()}})
 
     async def undispatch(self, job_id: str) -> bool:
         """Take a QUEUED job back from RabbitMQ (its lease too), so it is dispatched again later."""

@@ -63,12 +63,12 @@ class Dispatcher:
     max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
-    _ahead: int = -1  # the look-ahead now: ``ahead`` until runners outpace the passes
+    _ahead: int = field(init=False)  # the look-ahead now: ``ahead`` until runners outpace the passes
     _left: int = 0  # run_job messages the last pass left waiting in RabbitMQ
     _backlog: bool = False  # the last pass left startable jobs behind: the budget ran out
 
     def __post_init__(self) -> None:
-        self._ahead = max(self._ahead, self.ahead)
+        self._ahead = self.ahead
 
     def wake(self) -> None:
         """Look for startable jobs now rather than at the next tick."""
@@ -214,7 +214,7 @@ class Dispatcher:
         # Milliseconds at random make this pass's lease its own: two gateways leasing in the same
         # millisecond would both send the job, and the runner's claim would drop the second message.
         lease = utcnow() + timedelta(seconds=LEASE_SECONDS, milliseconds=random.randrange(1000))
-        taken = set(await self.store.lease_dispatches([job.id for job in chosen], until=lease)) if chosen else set()
+        taken = set(await self.store.lease_dispatches([job.id for job in chosen], until=lease))
         leased = [job for job in chosen if job.id in taken]  # the rest went to another dispatcher
         sent = await self._send(leased, lease)
         self._left += sent
