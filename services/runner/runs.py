@@ -18,7 +18,8 @@ from services.runner.announcements import ProgressAnnouncer
 from services.runner.backoff import Backoff, persist
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
-from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
+from services.runner.processes import Exit, build_argv, run_app
+from services.runner.sandbox import Sandbox
 from services.runner.specs import AppVersions
 from services.runner.transfers import stage_inputs, upload_logs, upload_outputs
 from shared.apps import AppSpec
