@@ -31,7 +31,7 @@ from quern.cli.session import (
     save_config,
 )
 from quern.client import Client
-from quern.errors import ApiError, QuernError, Unreachable
+from quern.errors import ApiError, QuernError, Unauthorized, Unreachable
 from quern.transport import Retries
 
 HELP = """Drive a quern job service: upload data, run apps, follow jobs, fetch results.
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SERVICE
     except ApiError as exc:
         errors.print(f"[red]quern: {escape(str(exc))}[/red]")
-        if exc.status == 401:
+        if isinstance(exc, Unauthorized):
             errors.print("log in with `quern login`, or set QUERN_TOKEN")
         return EXIT_SERVICE
     except Unreachable as exc:
