@@ -1,0 +1,54 @@
+# Generated from quern/_async/client.py by scripts/unasync.py: edit that file, then run `just fmt`.
+"""``Client``: the connection to a gateway with one namespace per kind of resource."""
+
+from __future__ import annotations
+
+import httpx
+
+from quern._sync.accounts import Keys, Users
+from quern._sync.apps import Apps
+from quern._sync.connection import Connection
+from quern._sync.datasets import Datasets
+from quern._sync.files import Files
+from quern._sync.jobs import Jobs
+from quern._sync.queues import Queues
+from quern._sync.webhooks import Webhooks
+from quern.models import Cluster, Token, User
+from quern.transport import DEFAULT_URL, Retries
+
+
+class Client(Connection):
+    """A connection to one quern gateway, authenticated by a token or an API key (``qk_...``)."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        retries: Retries | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(url, token=token, timeout=timeout, retries=retries, transport=transport)
+        self.files = Files(self)
+        self.datasets = Datasets(self)
+        self.apps = Apps(self)
+        self.jobs = Jobs(self)
+        self.queues = Queues(self)
+        self.users = Users(self)
+        self.keys = Keys(self)
+        self.webhooks = Webhooks(self)
+
+    def login(self, username: str, password: str) -> Token:
+        """Exchange a username and password for a token that every later call sends."""
+        token = self.post(Token, "/v1/auth/login", {"username": username, "password": password})
+        self.http.headers["Authorization"] = f"Bearer {token.access_token}"
+        return token
+
+    def me(self) -> User:
+        """The caller."""
+        return self.get(User, "/v1/me")
+
+    def cluster(self) -> Cluster:
+        """Workers, queue depths and job counts."""
+        return self.get(Cluster, "/v1/cluster")
