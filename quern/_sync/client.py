@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import httpx
+from functools import cached_property
 
 from quern._sync.accounts import Keys, Users
 from quern._sync.apps import Apps
@@ -14,30 +14,20 @@ from quern._sync.jobs import Jobs
 from quern._sync.queues import Queues
 from quern._sync.webhooks import Webhooks
 from quern.models import Cluster, Token, User
-from quern.transport import DEFAULT_URL, Retries
 
 
 class Client(Connection):
     """A connection to one quern gateway, authenticated by a token or an API key (``qk_...``)."""
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        token: str | None = None,
-        timeout: float = 60.0,
-        retries: Retries | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(url, token=token, timeout=timeout, retries=retries, transport=transport)
-        self.files = Files(self)
-        self.datasets = Datasets(self)
-        self.apps = Apps(self)
-        self.jobs = Jobs(self)
-        self.queues = Queues(self)
-        self.users = Users(self)
-        self.keys = Keys(self)
-        self.webhooks = Webhooks(self)
+    # Each namespace is made on first use and kept: ``client.files`` is always the same ``Files``.
+    files = cached_property(Files)
+    datasets = cached_property(Datasets)
+    apps = cached_property(Apps)
+    jobs = cached_property(Jobs)
+    queues = cached_property(Queues)
+    users = cached_property(Users)
+    keys = cached_property(Keys)
+    webhooks = cached_property(Webhooks)
 
     def login(self, username: str, password: str) -> Token:
         """Exchange a username and password for a token that every later call sends."""

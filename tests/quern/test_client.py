@@ -79,11 +79,18 @@ def test_a_4xx_is_raised_at_once_with_the_problem_fields() -> None:
     assert len(seen) == 1
 
 
-def test_wait_falls_back_to_polling_when_the_event_stream_fails() -> None:
+def stream_failing_gateway(stream: httpx.Response) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A gateway whose job is RUNNING, whose event stream is ``stream``, and whose job has SUCCEEDED when polled."""
     running = httpx.Response(200, json=JOB | {"state": "RUNNING"})
-    broken = httpx.Response(502, json={"title": "Bad Gateway", "detail": "proxy"})
     ended = httpx.Response(200, json=JOB | {"state": "SUCCEEDED", "exit_code": 0})
-    transport, seen = scripted(running, broken, ended)
+    return scripted(running, stream, ended)
+
+
+BAD_GATEWAY = {"title": "Bad Gateway", "detail": "proxy"}
+
+
+def test_wait_falls_back_to_polling_when_the_event_stream_fails() -> None:
+    transport, seen = stream_failing_gateway(httpx.Response(502, json=BAD_GATEWAY))
     with Client("http://quern.test", transport=transport, retries=Retries(attempts=1)) as client:
         job = client.jobs.wait("j1", poll_interval=0.01)
     assert job.succeeded and [request.url.path for request in seen] == [
@@ -175,10 +182,8 @@ class BrokenStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 
 
 def stream_breaking_gateway() -> tuple[httpx.MockTransport, list[httpx.Request]]:
-    running = httpx.Response(200, json=JOB | {"state": "RUNNING"})
     broken = httpx.Response(200, headers={"Content-Type": "text/event-stream"}, stream=BrokenStream())
-    ended = httpx.Response(200, json=JOB | {"state": "SUCCEEDED", "exit_code": 0})
-    return scripted(running, broken, ended)
+    return stream_failing_gateway(broken)
 
 
 def test_wait_polls_when_the_stream_breaks_with_a_stream_error() -> None:
@@ -200,10 +205,7 @@ def test_async_wait_polls_when_the_stream_breaks_with_a_stream_error() -> None:
 
 
 def test_async_wait_falls_back_to_polling_when_the_event_stream_fails() -> None:
-    running = httpx.Response(200, json=JOB | {"state": "RUNNING"})
-    broken = httpx.Response(502, json={"title": "Bad Gateway", "detail": "proxy"})
-    ended = httpx.Response(200, json=JOB | {"state": "SUCCEEDED", "exit_code": 0})
-    transport, seen = scripted(running, broken, ended)
+    transport, seen = stream_failing_gateway(httpx.Response(502, json=BAD_GATEWAY))
 
     async def scenario() -> bool:
         async with AsyncClient("http://quern.test", transport=transport, retries=Retries(attempts=1)) as client:
