@@ -27,8 +27,14 @@ from services.gateway.state import deps
 from shared.apps import MAX_RETENTION, AppSpec
 from shared.errors import Conflict, NotFound
 from shared.models import InputValue, Job, WebhookTarget
-from shared.mongo import MongoStore
 from shared.outbound import Network
+from shared.store.apps import AppStore
+from shared.store.datasets import DatasetStore
+from shared.store.events import EventStore
+from shared.store.files import FileStore
+from shared.store.jobs import JobStore
+from shared.store.queues import QueueStore
+from shared.store.webhooks import WebhookStore
 
 
 class RerunRequest(BaseModel):
@@ -46,9 +52,9 @@ class RerunRequest(BaseModel):
     webhook: WebhookTarget | None = Field(default=None, description="a URL for the new job's terminal event")
 
 
-async def _installed(store: MongoStore, job: Job) -> AppSpec:
+async def _installed(job: Job, *, apps: AppStore) -> AppSpec:
     try:
-        spec = await find_app(store, job.app)
+        spec = await find_app(job.app, apps=apps)
     except NotFound:
         raise Conflict(f"job {job.id} ran app {job.app}, which is no longer registered") from None
     if spec.version != job.app_version:
@@ -81,7 +87,13 @@ def clone_request(job: Job, changes: RerunRequest, *, retention: RetentionPolicy
 
 async def rerun_job(
     *,
-    store: MongoStore,
+    apps: AppStore,
+    files: FileStore,
+    datasets: DatasetStore,
+    queues: QueueStore,
+    jobs: JobStore,
+    webhooks: WebhookStore,
+    events: EventStore,
     wake: Callable[[], None],
     job_id: str,
     owner: str | None,
@@ -90,11 +102,17 @@ async def rerun_job(
     networks: tuple[Network, ...] = (),
 ) -> Job:
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
-    job = await store.get_job(job_id, owner=owner)
+    job = await jobs.get_job(job_id, owner=owner)
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
-    await _installed(store, job)
+    await _installed(job, apps=apps)
     return await submit_job(
-        store=store,
+        apps=apps,
+        files=files,
+        datasets=datasets,
+        queues=queues,
+        jobs=jobs,
+        webhooks=webhooks,
+        events=events,
         request=clone_request(job, changes, retention=retention),
         owner=job.owner,
         wake=wake,
@@ -108,7 +126,13 @@ async def rerun(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/rerun."""
     d = deps(request)
     job = await rerun_job(
-        store=d.store,
+        apps=d.stores.apps,
+        files=d.stores.files,
+        datasets=d.stores.datasets,
+        queues=d.stores.queues,
+        jobs=d.stores.jobs,
+        webhooks=d.stores.webhooks,
+        events=d.stores.events,
         wake=d.dispatcher.wake,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
