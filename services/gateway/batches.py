@@ -16,6 +16,7 @@ from services.gateway.bodies import read_body
 from services.gateway.idempotency import check_key, submit_once
 from services.gateway.jobs import (
     JobRequest,
+    SubmissionStores,
     build_job,
     check_dependencies,
     check_inputs,
@@ -32,12 +33,6 @@ from shared.models import Batch, Job, new_id, state_event, utcnow
 from shared.outbound import Network
 from shared.store.apps import AppStore
 from shared.store.batches import BatchStore
-from shared.store.datasets import DatasetStore
-from shared.store.events import EventStore
-from shared.store.files import FileStore
-from shared.store.jobs import JobStore
-from shared.store.queues import QueueStore
-from shared.store.webhooks import WebhookStore
 
 log = structlog.get_logger()
 MAX_BATCH = 10_000
@@ -91,14 +86,8 @@ def build_jobs(
 
 async def submit_batch(
     *,
-    apps: AppStore,
-    files: FileStore,
-    datasets: DatasetStore,
-    queues: QueueStore,
-    jobs: JobStore,
-    webhooks: WebhookStore,
+    stores: SubmissionStores,
     batches: BatchStore,
-    events: EventStore,
     batch: BatchRequest,
     owner: str,
     wake: Callable[[], None],
@@ -111,29 +100,31 @@ async def submit_batch(
     If storing fails part way, what was stored is deleted again (and, should that fail too, the
     dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
     """
-    built = build_jobs(await find_apps(batch, apps=apps), batch, owner=owner, batch_id=batch_id, retention=retention)
-    dependencies = {dep for job in built for dep in job.depends_on}
+    jobs = build_jobs(
+        await find_apps(batch, apps=stores.apps), batch, owner=owner, batch_id=batch_id, retention=retention
+    )
+    dependencies = {dep for job in jobs for dep in job.depends_on}
     if len(dependencies) > MAX_BATCH:
         detail = f"a batch may depend on at most {MAX_BATCH} distinct jobs, not {len(dependencies)}"
         raise Invalid(detail, [Violation("/jobs", detail)])
-    await check_inputs([item.inputs for item in batch.jobs], owner=owner, files=files, datasets=datasets)
-    await check_queues({job.queue for job in built}, owner=owner, queues=queues)
-    await check_dependencies(dependencies, owner=owner, jobs=jobs)
-    targets = [(f"/jobs/{index}/webhook", job.webhook) for index, job in enumerate(built) if job.webhook is not None]
-    await check_webhooks(targets, owner=owner, networks=networks, webhooks=webhooks)
+    await check_inputs([item.inputs for item in batch.jobs], owner=owner, files=stores.files, datasets=stores.datasets)
+    await check_queues({job.queue for job in jobs}, owner=owner, queues=stores.queues)
+    await check_dependencies(dependencies, owner=owner, jobs=stores.jobs)
+    webhooks = [(f"/jobs/{index}/webhook", job.webhook) for index, job in enumerate(jobs) if job.webhook is not None]
+    await check_webhooks(webhooks, owner=owner, networks=networks, webhooks=stores.webhooks)
     try:
-        await batches.insert_batch(Batch(id=batch_id, owner=owner, size=len(built), created=utcnow()), built)
+        await batches.insert_batch(Batch(id=batch_id, owner=owner, size=len(jobs), created=utcnow()), jobs)
         await batches.commit_batch(batch_id)
     except AppError:
         try:
             await batches.delete_batch(batch_id)
         except AppError:
-            log.warning("batch_rollback_failed", batch=batch_id, jobs=len(built))
+            log.warning("batch_rollback_failed", batch=batch_id, jobs=len(jobs))
         raise
-    await events.record_events([state_event(job) for job in built])
+    await stores.events.record_events([state_event(job) for job in jobs])
     wake()
-    log.info("batch_submitted", batch=batch_id, jobs=len(built))
-    return built
+    log.info("batch_submitted", batch=batch_id, jobs=len(jobs))
+    return jobs
 
 
 def render_batch(request: Request, batch_id: str, jobs: list[Job]) -> dict[str, Any]:
@@ -162,14 +153,8 @@ async def submit(request: Request) -> Response:
 
     async def submit(batch_id: str) -> tuple[str, list[Job]]:
         jobs = await submit_batch(
-            apps=d.stores.apps,
-            files=d.stores.files,
-            datasets=d.stores.datasets,
-            queues=d.stores.queues,
-            jobs=d.stores.jobs,
-            webhooks=d.stores.webhooks,
+            stores=SubmissionStores.of(d.stores),
             batches=d.stores.batches,
-            events=d.stores.events,
             batch=batch,
             owner=owner,
             wake=d.dispatcher.wake,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import structlog
@@ -43,6 +44,7 @@ from shared.models import (
 )
 from shared.outbound import Network
 from shared.storage import ObjectStorage
+from shared.store import Stores
 from shared.store.apps import AppStore
 from shared.store.datasets import DatasetStore
 from shared.store.events import EventStore
@@ -199,15 +201,29 @@ async def check_dependencies(job_ids: set[str], *, owner: str, jobs: JobStore) -
             raise Conflict(f"depends_on: job {job_id} ended {state.value}, so this job could never start")
 
 
+@dataclass(frozen=True)
+class SubmissionStores:
+    """The stores a submission is checked against (app, inputs, queue, dependencies, webhook) and recorded in."""
+
+    apps: AppStore
+    files: FileStore
+    datasets: DatasetStore
+    queues: QueueStore
+    jobs: JobStore
+    webhooks: WebhookStore
+    events: EventStore
+
+    @classmethod
+    def of(cls, stores: Stores) -> SubmissionStores:
+        """Those of ``stores``."""
+        return cls(
+            stores.apps, stores.files, stores.datasets, stores.queues, stores.jobs, stores.webhooks, stores.events
+        )
+
+
 async def submit_job(
     *,
-    apps: AppStore,
-    files: FileStore,
-    datasets: DatasetStore,
-    queues: QueueStore,
-    jobs: JobStore,
-    webhooks: WebhookStore,
-    events: EventStore,
+    stores: SubmissionStores,
     request: JobRequest,
     owner: str,
     wake: Callable[[], None],
@@ -221,15 +237,15 @@ async def submit_job(
     The dispatcher (woken by ``wake``) sends it to RabbitMQ once it may start; a stored job is
     accepted even while RabbitMQ is down, and waits for it.
     """
-    spec = await find_app(request.app, apps=apps)
+    spec = await find_app(request.app, apps=stores.apps)
     job = build_job(spec, request, owner=owner, job_id=job_id, rerun_of=rerun_of, retention=retention)
-    await check_inputs([request.inputs], owner=owner, files=files, datasets=datasets)
-    await check_queues({job.queue}, owner=owner, queues=queues)
-    await check_dependencies(set(job.depends_on), owner=owner, jobs=jobs)
+    await check_inputs([request.inputs], owner=owner, files=stores.files, datasets=stores.datasets)
+    await check_queues({job.queue}, owner=owner, queues=stores.queues)
+    await check_dependencies(set(job.depends_on), owner=owner, jobs=stores.jobs)
     if job.webhook is not None:
-        await check_webhooks([("/webhook", job.webhook)], owner=owner, networks=networks, webhooks=webhooks)
-    await jobs.insert_job(job)
-    await events.record_events([state_event(job)])
+        await check_webhooks([("/webhook", job.webhook)], owner=owner, networks=networks, webhooks=stores.webhooks)
+    await stores.jobs.insert_job(job)
+    await stores.events.record_events([state_event(job)])
     wake()
     log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version, queue=job.queue)
     return job
@@ -361,13 +377,7 @@ async def submit(request: Request) -> Response:
 
     async def submit(job_id: str | None = None) -> Job:
         return await submit_job(
-            apps=d.stores.apps,
-            files=d.stores.files,
-            datasets=d.stores.datasets,
-            queues=d.stores.queues,
-            jobs=d.stores.jobs,
-            webhooks=d.stores.webhooks,
-            events=d.stores.events,
+            stores=SubmissionStores.of(d.stores),
             request=job_request,
             owner=owner,
             wake=d.dispatcher.wake,

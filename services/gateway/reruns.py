@@ -18,6 +18,7 @@ from services.gateway.jobs import (
     MAX_TAGS,
     JobRequest,
     QueueName,
+    SubmissionStores,
     parse_job_request,
     render_job,
     submit_job,
@@ -29,12 +30,6 @@ from shared.errors import Conflict, NotFound
 from shared.models import InputValue, Job, WebhookTarget
 from shared.outbound import Network
 from shared.store.apps import AppStore
-from shared.store.datasets import DatasetStore
-from shared.store.events import EventStore
-from shared.store.files import FileStore
-from shared.store.jobs import JobStore
-from shared.store.queues import QueueStore
-from shared.store.webhooks import WebhookStore
 
 
 class RerunRequest(BaseModel):
@@ -87,13 +82,7 @@ def clone_request(job: Job, changes: RerunRequest, *, retention: RetentionPolicy
 
 async def rerun_job(
     *,
-    apps: AppStore,
-    files: FileStore,
-    datasets: DatasetStore,
-    queues: QueueStore,
-    jobs: JobStore,
-    webhooks: WebhookStore,
-    events: EventStore,
+    stores: SubmissionStores,
     wake: Callable[[], None],
     job_id: str,
     owner: str | None,
@@ -102,17 +91,11 @@ async def rerun_job(
     networks: tuple[Network, ...] = (),
 ) -> Job:
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
-    job = await jobs.get_job(job_id, owner=owner)
+    job = await stores.jobs.get_job(job_id, owner=owner)
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
-    await _installed(job, apps=apps)
+    await _installed(job, apps=stores.apps)
     return await submit_job(
-        apps=apps,
-        files=files,
-        datasets=datasets,
-        queues=queues,
-        jobs=jobs,
-        webhooks=webhooks,
-        events=events,
+        stores=stores,
         request=clone_request(job, changes, retention=retention),
         owner=job.owner,
         wake=wake,
@@ -126,13 +109,7 @@ async def rerun(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/rerun."""
     d = deps(request)
     job = await rerun_job(
-        apps=d.stores.apps,
-        files=d.stores.files,
-        datasets=d.stores.datasets,
-        queues=d.stores.queues,
-        jobs=d.stores.jobs,
-        webhooks=d.stores.webhooks,
-        events=d.stores.events,
+        stores=SubmissionStores.of(d.stores),
         wake=d.dispatcher.wake,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING
 
-from shared.errors import NotFound
 from shared.models import ApiKey, User, utcnow
 from shared.store.database import (
     Database,
+    Document,
     Page,
+    change_one,
     from_document,
     owner_filter,
+    read_one,
     read_page,
     to_document,
     translated,
-    update_and_read,
 )
 
 
@@ -38,11 +39,7 @@ class AccountStore:
 
     async def get_user(self, user_id: str) -> User:
         """One user by id, or NotFound."""
-        with translated(f"user {user_id}"):
-            doc = await self._users.find_one({"_id": user_id})
-        if doc is None:
-            raise NotFound(f"no user {user_id}")
-        return from_document(User, doc)
+        return await read_one(self._users, User, {"_id": user_id}, what=f"user {user_id}", missing=f"no user {user_id}")
 
     async def find_user(self, username: str) -> User | None:
         """The user with this username, if any."""
@@ -56,19 +53,17 @@ class AccountStore:
 
     async def set_user_disabled(self, user_id: str, disabled: bool) -> User:
         """Disable (or re-enable) a user; NotFound if there is none."""
-        with translated(f"user {user_id}"):
-            doc = await update_and_read(self._users, {"_id": user_id}, {"$set": {"disabled": disabled}})
-        if doc is None:
-            raise NotFound(f"no user {user_id}")
-        return from_document(User, doc)
+        return await self._change_user(user_id, {"disabled": disabled})
 
     async def set_user_limit(self, user_id: str, max_running: int | None) -> User:
         """Set (or clear, with None) a user's own limit of jobs running at once; NotFound if there is none."""
-        with translated(f"user {user_id}"):
-            doc = await update_and_read(self._users, {"_id": user_id}, {"$set": {"max_running": max_running}})
-        if doc is None:
-            raise NotFound(f"no user {user_id}")
-        return from_document(User, doc)
+        return await self._change_user(user_id, {"max_running": max_running})
+
+    async def _change_user(self, user_id: str, changes: Document) -> User:
+        update = {"$set": changes}
+        return await change_one(
+            self._users, User, {"_id": user_id}, update, what=f"user {user_id}", missing=f"no user {user_id}"
+        )
 
     async def user_limits(self) -> dict[str, int]:
         """The users that have a limit of their own, and that limit."""
@@ -83,11 +78,8 @@ class AccountStore:
 
     async def get_key(self, key_id: str, *, owner: str | None = None) -> ApiKey:
         """One API key (of ``owner``, unless None), or NotFound."""
-        with translated(f"api key {key_id}"):
-            doc = await self._keys.find_one({"_id": key_id, **owner_filter(owner)})
-        if doc is None:
-            raise NotFound(f"no API key {key_id}")
-        return from_document(ApiKey, doc)
+        match = {"_id": key_id, **owner_filter(owner)}
+        return await read_one(self._keys, ApiKey, match, what=f"api key {key_id}", missing=f"no API key {key_id}")
 
     async def list_keys(self, *, owner: str | None, limit: int, after: str | None) -> Page[ApiKey]:
         """API keys, newest first."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pymongo import ASCENDING, DESCENDING
 
 from shared.apps import RegisteredApp
-from shared.errors import NotFound
 from shared.models import utcnow
-from shared.store.database import Database, Document, from_document, to_document, translated
+from shared.store.database import Database, Document, from_document, read_one, to_document, translated
 
 
 class AppStore:
@@ -28,11 +27,9 @@ class AppStore:
 
     async def get_app(self, name: str, version: str) -> RegisteredApp:
         """One version of an app, enabled or not, or NotFound."""
-        with translated(f"app {name}@{version}"):
-            doc = await self._apps.find_one({"name": name, "version": version})
-        if doc is None:
-            raise NotFound(f"no app {name!r} version {version!r}")
-        return from_document(RegisteredApp, doc)
+        match = {"name": name, "version": version}
+        missing = f"no app {name!r} version {version!r}"
+        return await read_one(self._apps, RegisteredApp, match, what=f"app {name}@{version}", missing=missing)
 
     async def current_app(self, name: str) -> RegisteredApp | None:
         """The latest enabled version of an app, else its latest version (disabled), else None."""

@@ -26,7 +26,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from shared.errors import Duplicate, TooLarge, Unavailable
+from shared.errors import Duplicate, NotFound, TooLarge, Unavailable
 from shared.models import Record
 from shared.settings import Settings
 
@@ -113,6 +113,16 @@ def starting_with(prefix: str) -> Document:
     return {"$regex": "^" + re.escape(prefix)}
 
 
+def named_and_created(name_prefix: str | None, after: datetime | None, before: datetime | None) -> Document:
+    """Matches a record whose ``name`` starts with ``name_prefix`` and that was created in between (each if given)."""
+    query: Document = {}
+    if name_prefix:
+        query["name"] = starting_with(name_prefix)
+    if created := between(after, before):
+        query["created"] = created
+    return query
+
+
 def between(after: datetime | None, before: datetime | None) -> Document:
     """Matches a time after ``after`` and before ``before`` (either may be open); empty if both are."""
     span: Document = {}
@@ -146,6 +156,26 @@ async def update_by_ids(collection: Collection, ids: list[str], match: Document,
         return changed
     result = await collection.update_many({"_id": {"$in": ids}, **match}, update)
     return int(result.modified_count)
+
+
+async def read_one(collection: Collection, cls: type[R], match: Document, *, what: str, missing: str) -> R:
+    """The record ``match`` finds, or NotFound saying ``missing``; ``what`` names the read if the server fails."""
+    with translated(what):
+        doc = await collection.find_one(match)
+    if doc is None:
+        raise NotFound(missing)
+    return from_document(cls, doc)
+
+
+async def change_one(
+    collection: Collection, cls: type[R], match: Document, update: Document, *, what: str, missing: str
+) -> R:
+    """The record ``match`` finds by ``_id``, changed by ``update`` and read back; NotFound saying ``missing``."""
+    with translated(what):
+        doc = await update_and_read(collection, match, update)
+    if doc is None:
+        raise NotFound(missing)
+    return from_document(cls, doc)
 
 
 @dataclass(frozen=True)

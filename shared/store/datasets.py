@@ -13,14 +13,13 @@ from shared.store.database import (
     Database,
     Document,
     Page,
-    between,
+    change_one,
     from_document,
+    named_and_created,
     owner_filter,
     read_page,
-    starting_with,
     to_document,
     translated,
-    update_and_read,
 )
 
 
@@ -44,13 +43,9 @@ class DatasetUpdate:
 
 
 def _matching(where: DatasetFilter) -> Document:
-    query: Document = {}
-    if where.name_prefix:
-        query["name"] = starting_with(where.name_prefix)
+    query = named_and_created(where.name_prefix, where.created_after, where.created_before)
     if where.tag is not None:
         query["tags"] = where.tag
-    if created := between(where.created_after, where.created_before):
-        query["created"] = created
     return query
 
 
@@ -99,15 +94,10 @@ class DatasetStore:
     async def update_dataset(self, dataset_id: str, changes: DatasetUpdate, *, owner: str | None) -> Dataset:
         """Apply ``changes`` (and stamp ``updated``); NotFound if not ``owner``'s, Conflict if the new name is taken."""
         fields = {name: value for name, value in vars(changes).items() if value is not None}
-        with translated(f"dataset {dataset_id}"):
-            doc = await update_and_read(
-                self._datasets,
-                {"_id": dataset_id, **owner_filter(owner)},
-                {"$set": {**fields, "updated": utcnow()}},
-            )
-        if doc is None:
-            raise NotFound(f"no dataset {dataset_id}")
-        return from_document(Dataset, doc)
+        match = {"_id": dataset_id, **owner_filter(owner)}
+        update = {"$set": {**fields, "updated": utcnow()}}
+        what, missing = f"dataset {dataset_id}", f"no dataset {dataset_id}"
+        return await change_one(self._datasets, Dataset, match, update, what=what, missing=missing)
 
     async def delete_dataset(self, dataset_id: str) -> None:
         """Forget a dataset (its S3 objects are the caller's business)."""

@@ -13,11 +13,11 @@ from shared.store.database import (
     Database,
     Document,
     Page,
-    between,
     from_document,
+    named_and_created,
     owner_filter,
+    read_one,
     read_page,
-    starting_with,
     to_document,
     translated,
     unset_or_before,
@@ -36,13 +36,9 @@ class FileFilter:
 
 
 def _matching(where: FileFilter) -> Document:
-    query: Document = {}
-    if where.name_prefix:
-        query["name"] = starting_with(where.name_prefix)
+    query = named_and_created(where.name_prefix, where.created_after, where.created_before)
     if where.content_type is not None:
         query["content_type"] = where.content_type
-    if created := between(where.created_after, where.created_before):
-        query["created"] = created
     return query
 
 
@@ -96,11 +92,9 @@ class FileStore:
 
     async def get_upload(self, upload_id: str, *, owner: str | None = None) -> PendingUpload:
         """One pending upload (of ``owner``, unless None), or NotFound."""
-        with translated(f"upload {upload_id}"):
-            doc = await self._uploads.find_one({"_id": upload_id, **owner_filter(owner)})
-        if doc is None:
-            raise NotFound(f"no pending upload {upload_id}")
-        return from_document(PendingUpload, doc)
+        match = {"_id": upload_id, **owner_filter(owner)}
+        what, missing = f"upload {upload_id}", f"no pending upload {upload_id}"
+        return await read_one(self._uploads, PendingUpload, match, what=what, missing=missing)
 
     async def claim_upload(self, upload_id: str, *, owner: str | None, stale_before: datetime) -> PendingUpload | None:
         """Mark an upload as being completed; None if another request holds it (since ``stale_before``)."""

@@ -11,7 +11,6 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING
 
-from shared.errors import NotFound
 from shared.models import DEFAULT_QUEUE, Job, JobError, JobProgress, JobState, OutputFile, StateChange, utcnow
 from shared.store.database import (
     Collection,
@@ -20,9 +19,10 @@ from shared.store.database import (
     Page,
     between,
     from_document,
+    named_and_created,
     owner_filter,
+    read_one,
     read_page,
-    starting_with,
     to_document,
     translated,
     update_and_read,
@@ -62,10 +62,7 @@ def _matching(where: JobFilter) -> Document:
         query["app"] = where.app
     if where.tag is not None:
         query["tags"] = where.tag
-    if where.name_prefix:
-        query["name"] = starting_with(where.name_prefix)
-    if created := between(where.created_after, where.created_before):
-        query["created"] = created
+    query |= named_and_created(where.name_prefix, where.created_after, where.created_before)
     if finished := between(where.finished_after, where.finished_before):
         query["finished"] = finished
     return query
@@ -130,11 +127,8 @@ class JobStore:
 
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job:
         """One job (of ``owner``, unless None), or NotFound."""
-        with translated(f"job {job_id}"):
-            doc = await self._jobs.find_one({"_id": job_id, **owner_filter(owner)})
-        if doc is None:
-            raise NotFound(f"no job {job_id}")
-        return from_document(Job, doc)
+        match = {"_id": job_id, **owner_filter(owner)}
+        return await read_one(self._jobs, Job, match, what=f"job {job_id}", missing=f"no job {job_id}")
 
     async def list_jobs(
         self,

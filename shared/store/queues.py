@@ -10,12 +10,13 @@ from shared.store.database import (
     Database,
     Document,
     Page,
+    change_one,
     from_document,
     owner_filter,
+    read_one,
     read_page,
     to_document,
     translated,
-    update_and_read,
 )
 
 
@@ -55,11 +56,8 @@ class QueueStore:
 
     async def get_queue(self, queue_id: str, *, owner: str | None = None) -> Queue:
         """One queue (of ``owner``, unless None), or NotFound."""
-        with translated(f"queue {queue_id}"):
-            doc = await self._queues.find_one({"_id": queue_id, **owner_filter(owner)})
-        if doc is None:
-            raise NotFound(f"no queue {queue_id}")
-        return from_document(Queue, doc)
+        match = {"_id": queue_id, **owner_filter(owner)}
+        return await read_one(self._queues, Queue, match, what=f"queue {queue_id}", missing=f"no queue {queue_id}")
 
     async def find_queue(self, *, owner: str, name: str) -> Queue | None:
         """The owner's queue called ``name``, if any."""
@@ -73,15 +71,11 @@ class QueueStore:
 
     async def set_queue_paused(self, queue_id: str, *, owner: str | None, paused: bool) -> Queue:
         """Pause or resume a queue; NotFound if it is not the owner's."""
-        with translated(f"queue {queue_id}"):
-            doc = await update_and_read(
-                self._queues,
-                {"_id": queue_id, **owner_filter(owner)},
-                {"$set": {"paused": paused, "updated": utcnow()}},
-            )
-        if doc is None:
-            raise NotFound(f"no queue {queue_id}")
-        return from_document(Queue, doc)
+        match = {"_id": queue_id, **owner_filter(owner)}
+        update = {"$set": {"paused": paused, "updated": utcnow()}}
+        return await change_one(
+            self._queues, Queue, match, update, what=f"queue {queue_id}", missing=f"no queue {queue_id}"
+        )
 
     async def paused_queues(self) -> list[tuple[str, str]]:
         """(owner, name) of every paused queue."""

@@ -6,13 +6,13 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING
 
-from shared.errors import NotFound
 from shared.models import Delivery, DeliveryAttempt, DeliveryState, Webhook, WebhookSecret
 from shared.store.database import (
     Database,
     Page,
     from_document,
     owner_filter,
+    read_one,
     read_page,
     to_document,
     translated,
@@ -42,11 +42,9 @@ class WebhookStore:
 
     async def get_webhook(self, webhook_id: str, *, owner: str | None = None) -> Webhook:
         """One registered webhook (of ``owner``, unless None), or NotFound."""
-        with translated(f"webhook {webhook_id}"):
-            doc = await self._webhooks.find_one({"_id": webhook_id, **owner_filter(owner)})
-        if doc is None:
-            raise NotFound(f"no webhook {webhook_id}")
-        return from_document(Webhook, doc)
+        match = {"_id": webhook_id, **owner_filter(owner)}
+        what, missing = f"webhook {webhook_id}", f"no webhook {webhook_id}"
+        return await read_one(self._webhooks, Webhook, match, what=what, missing=missing)
 
     async def list_webhooks(self, *, owner: str | None, limit: int, after: str | None) -> Page[Webhook]:
         """Registered webhooks, newest first."""
@@ -84,11 +82,9 @@ class WebhookStore:
 
     async def get_delivery(self, delivery_id: str, *, owner: str | None = None) -> Delivery:
         """One delivery (of ``owner``, unless None), or NotFound."""
-        with translated(f"delivery {delivery_id}"):
-            doc = await self._deliveries.find_one({"_id": delivery_id, **owner_filter(owner)})
-        if doc is None:
-            raise NotFound(f"no delivery {delivery_id}")
-        return from_document(Delivery, doc)
+        match = {"_id": delivery_id, **owner_filter(owner)}
+        what, missing = f"delivery {delivery_id}", f"no delivery {delivery_id}"
+        return await read_one(self._deliveries, Delivery, match, what=what, missing=missing)
 
     async def job_deliveries(self, job_id: str) -> list[Delivery]:
         """A job's deliveries, oldest first."""
