@@ -181,7 +181,7 @@ class Follower:
 
 
 async def follow_app(
-    exit: Awaitable[T],
+    app: Awaitable[T],
     *,
     job: Job,
     files: dict[str, Path],
@@ -197,7 +197,7 @@ async def follow_app(
     stored, or None when there was none.
     """
     follower = Follower(files, progress_file=progress_file)
-    running = asyncio.ensure_future(exit)
+    running = asyncio.ensure_future(app)
     try:
         while not running.done():
             await asyncio.wait({running}, timeout=every)

@@ -15,10 +15,11 @@ from pathlib import Path
 import structlog
 
 from services.runner.announcements import ProgressAnnouncer
-from services.runner.backoff import Backoff, persist
+from services.runner.backoff import Backoff, retry_on_outage
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
-from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
+from services.runner.processes import Exit, build_argv, run_app
+from services.runner.sandbox import Sandbox
 from services.runner.specs import AppVersions
 from services.runner.transfers import stage_inputs, upload_logs, upload_outputs
 from shared.apps import AppSpec
@@ -110,19 +111,19 @@ class ActiveRuns:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
 
 
-def judge(
-    exit: Exit, timeout: int, stderr_tail: str, stop_reason: str | None = None
+def outcome_of(
+    ended: Exit, timeout: int, stderr_tail: str, stop_reason: str | None = None
 ) -> tuple[JobState, JobError | None]:
     """The job's state and error from how its process ended (and why it was stopped, if it was)."""
-    if exit.stopped and stop_reason == "canceled":
+    if ended.stopped and stop_reason == "canceled":
         return JobState.CANCELED, JobError(reason="canceled on request while it ran", stderr_tail=stderr_tail)
-    if exit.stopped:
+    if ended.stopped:
         return JobState.FAILED, JobError(reason="the worker shut down while the job ran", stderr_tail=stderr_tail)
-    if exit.timed_out:
+    if ended.timed_out:
         return JobState.TIMED_OUT, JobError(reason=f"killed after the {timeout} s time limit", stderr_tail=stderr_tail)
-    if exit.code == 0:
+    if ended.code == 0:
         return JobState.SUCCEEDED, None
-    code = exit.code if exit.code is not None else -1
+    code = ended.code if ended.code is not None else -1
     reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return JobState.FAILED, JobError(reason=reason, stderr_tail=stderr_tail)
 
@@ -295,7 +296,9 @@ async def _run(
     try:
         await asyncio.to_thread(sandbox.create)
         step = "stage the inputs"
-        spec, inputs = await persist(prepare, backoff=backoff, stop=stop, event="job_stage_retrying", job_id=job.id)
+        spec, inputs = await retry_on_outage(
+            prepare, backoff=backoff, stop=stop, event="job_stage_retrying", job_id=job.id
+        )
         step = "start the app"
         driver = drivers.get(spec.driver)
         if driver is None:
@@ -304,7 +307,7 @@ async def _run(
         if driver.owner is not None:
             await asyncio.to_thread(sandbox.hand_over, *driver.owner)
         argv = build_argv(spec, job.params, inputs, python=sys.executable, app_dir=settings.apps_dir / spec.name)
-        exit = await follow_app(
+        ended = await follow_app(
             run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop, driver=driver),
             job=job,
             files={"stdout": sandbox.stdout, "stderr": sandbox.stderr},
@@ -316,18 +319,18 @@ async def _run(
         if announcer is not None:
             await announcer.close()
         tail = await asyncio.to_thread(sandbox.stderr_tail)
-        state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))
+        state, error = outcome_of(ended, job.timeout_seconds, tail, active.reason(job.id))
         step = "collect the outputs"
         produced = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
         step = "upload the outputs"
-        outputs = await persist(
+        outputs = await retry_on_outage(
             lambda: upload(produced), backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id
         )
-        return state, exit.code, error, outputs
+        return state, ended.code, error, outputs
     except AppError as exc:
         if stop.is_set():
             # Stopped while quern waited on a server: the stop decides the outcome, as it would have mid-run.
-            state, error = judge(Exit(code=None, stopped=True), job.timeout_seconds, "", active.reason(job.id))
+            state, error = outcome_of(Exit(code=None, stopped=True), job.timeout_seconds, "", active.reason(job.id))
             return state, None, error, []
         return JobState.FAILED, None, JobError(reason=f"quern could not {step}: {exc.detail}"), []
     except Exception as exc:
@@ -345,7 +348,7 @@ async def _upload_logs(
         return await asyncio.to_thread(upload_logs, storage, job, sandbox)
 
     try:
-        return await persist(upload, backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id)
+        return await retry_on_outage(upload, backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id)
     except Exception as exc:
         log.warning("job_logs_lost", job_id=job.id, error=repr(exc))
         return {}
