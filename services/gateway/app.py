@@ -43,9 +43,9 @@ from services.gateway.state import Deps, LifespanState
 from shared.apps import load_apps
 from shared.broker import Broker
 from shared.errors import AppError
-from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
+from shared.store import Stores
 
 log = structlog.get_logger()
 UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
@@ -57,12 +57,12 @@ def create_app(settings: GatewaySettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
-        store = MongoStore.connect(settings, appname="quern-gateway")
+        stores = Stores.connect(settings, appname="quern-gateway")
         storage = ObjectStorage(settings)
         broker = Broker(settings)
-        authenticator = Authenticator(store, settings.auth_secret.get_secret_value())
+        authenticator = Authenticator(stores.accounts, settings.auth_secret.get_secret_value())
         dispatcher = Dispatcher(
-            store=store,
+            stores=stores,
             storage=storage,
             broker=broker,
             interval=settings.dispatch_interval_seconds,
@@ -74,7 +74,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         d = Deps(
             settings=settings,
             directory_apps=directory_apps,
-            store=store,
+            stores=stores,
             storage=storage,
             broker=broker,
             authenticator=authenticator,
@@ -88,7 +88,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         log.info("gateway_started", directory_apps=sorted(directory_apps), bucket=settings.s3_bucket)
         background = [
             asyncio.create_task(
-                uploads.sweep_forever(store=store, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)
+                uploads.sweep_forever(files=stores.files, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)
             ),
             asyncio.create_task(dispatcher.run_forever()),
         ]
@@ -101,7 +101,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
                     await task
             await run_in_threadpool(broker.close)
             await run_in_threadpool(storage.close)
-            await store.close()
+            await stores.close()
             storage.close()
             log.info("gateway_stopped")
 

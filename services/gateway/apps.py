@@ -12,12 +12,12 @@ from services.gateway.links import link
 from services.gateway.state import deps
 from shared.apps import AppSpec, RegisteredApp
 from shared.errors import Conflict, NotFound
-from shared.mongo import MongoStore
+from shared.store.apps import AppStore
 
 
-async def find_app(store: MongoStore, name: str) -> AppSpec:
+async def find_app(name: str, *, apps: AppStore) -> AppSpec:
     """The latest enabled version of app ``name`` for a new job: NotFound if unknown, Conflict if disabled."""
-    current = await store.current_app(name)
+    current = await apps.current_app(name)
     if current is None:
         raise NotFound(f"no app {name!r}")
     if current.disabled is not None:
@@ -65,11 +65,11 @@ def current_versions(versions: list[RegisteredApp]) -> list[RegisteredApp]:
     return [chosen[name] for name in sorted(chosen)]
 
 
-async def describe_version(store: MongoStore, name: str, version: str | None) -> RegisteredApp:
+async def describe_version(name: str, version: str | None, *, apps: AppStore) -> RegisteredApp:
     """One version of an app (the current one unless ``version`` is given), or NotFound."""
     if version is not None:
-        return await store.get_app(name, version)
-    current = await store.current_app(name)
+        return await apps.get_app(name, version)
+    current = await apps.current_app(name)
     if current is None:
         raise NotFound(f"no app {name!r}")
     return current
@@ -77,7 +77,7 @@ async def describe_version(store: MongoStore, name: str, version: str | None) ->
 
 async def list_apps(request: Request) -> Response:
     """GET /v1/apps: every app in its current version; a disabled app only for admins."""
-    apps = current_versions(await deps(request).store.app_versions())
+    apps = current_versions(await deps(request).stores.apps.app_versions())
     if not principal(request).is_admin:
         apps = [app for app in apps if app.disabled is None]
     return JSONResponse({"items": [render_app(request, app, full=False) for app in apps]})
@@ -86,7 +86,7 @@ async def list_apps(request: Request) -> Response:
 async def describe_app(request: Request) -> Response:
     """GET /v1/apps/{name}[?version=V]: the parameter schema, input slots, outputs and limits."""
     app = await describe_version(
-        deps(request).store, request.path_params["name"], request.query_params.get("version") or None
+        request.path_params["name"], request.query_params.get("version") or None, apps=deps(request).stores.apps
     )
     return JSONResponse(render_app(request, app, full=True))
 
@@ -94,7 +94,7 @@ async def describe_app(request: Request) -> Response:
 async def list_versions(request: Request) -> Response:
     """GET /v1/apps/{name}/versions: every version, newest first, each marked disabled or not."""
     name = request.path_params["name"]
-    versions = await deps(request).store.app_versions(name)
+    versions = await deps(request).stores.apps.app_versions(name)
     if not versions:
         raise NotFound(f"no app {name!r}")
     items = []

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.gateway.problems import render, status_of
 from shared.errors import AppError, BadCredentials, Unauthorized
 from shared.models import ApiKey, Role, User, new_id, utcnow
-from shared.mongo import MongoStore
+from shared.store.accounts import AccountStore
 
 log = structlog.get_logger()
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"})
@@ -105,12 +105,12 @@ def new_api_key(owner: str, name: str) -> tuple[ApiKey, str]:
     ), f"{KEY_PREFIX}{key_id}.{secret}"
 
 
-async def _key_owner(store: MongoStore, credential: str) -> str:
+async def _key_owner(credential: str, *, accounts: AccountStore) -> str:
     key_id, _, secret = credential.removeprefix(KEY_PREFIX).partition(".")
     if not key_id or not secret:
         raise BadCredentials("the API key is malformed")
     try:
-        key = await store.get_key(key_id)
+        key = await accounts.get_key(key_id)
     except AppError as exc:
         if status_of(exc) == 404:
             raise BadCredentials("the API key is not valid") from None
@@ -124,8 +124,8 @@ async def _key_owner(store: MongoStore, credential: str) -> str:
 class Authenticator:
     """Resolves credentials to principals, caching user records briefly so disabling takes effect in seconds."""
 
-    def __init__(self, store: MongoStore, secret: str) -> None:
-        self.store = store
+    def __init__(self, accounts: AccountStore, secret: str) -> None:
+        self.accounts = accounts
         self.secret = secret
         self._users: dict[str, tuple[float, User]] = {}
 
@@ -134,7 +134,7 @@ class Authenticator:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         try:
-            user = await self.store.get_user(user_id)
+            user = await self.accounts.get_user(user_id)
         except AppError as exc:
             if status_of(exc) == 404:
                 raise BadCredentials("the user no longer exists") from None
@@ -151,7 +151,7 @@ class Authenticator:
         if not credential:
             raise Unauthorized()
         if credential.startswith(KEY_PREFIX):
-            user_id = await _key_owner(self.store, credential)
+            user_id = await _key_owner(credential, accounts=self.accounts)
         else:
             user_id = read_token(credential, secret=self.secret)
         user = await self.user(user_id)

@@ -16,6 +16,7 @@ from services.gateway.bodies import read_body
 from services.gateway.idempotency import check_key, submit_once
 from services.gateway.jobs import (
     JobRequest,
+    SubmissionStores,
     build_job,
     check_dependencies,
     check_inputs,
@@ -29,8 +30,9 @@ from services.gateway.webhooks import check_webhooks
 from shared.apps import AppSpec
 from shared.errors import AppError, Conflict, Invalid, NotFound, Violation
 from shared.models import Batch, Job, new_id, state_event, utcnow
-from shared.mongo import MongoStore
 from shared.outbound import Network
+from shared.store.apps import AppStore
+from shared.store.batches import BatchStore
 
 log = structlog.get_logger()
 MAX_BATCH = 10_000
@@ -45,12 +47,12 @@ class BatchRequest(BaseModel):
     jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH, description="each as POST /v1/jobs takes it")
 
 
-async def find_apps(store: MongoStore, batch: BatchRequest) -> dict[str, AppSpec | AppError]:
+async def find_apps(batch: BatchRequest, *, apps: AppStore) -> dict[str, AppSpec | AppError]:
     """The current version of every app the batch names, or why it cannot be used."""
     found: dict[str, AppSpec | AppError] = {}
     for name in sorted({item.app for item in batch.jobs}):
         try:
-            found[name] = await find_app(store, name)
+            found[name] = await find_app(name, apps=apps)
         except (NotFound, Conflict) as exc:
             found[name] = exc
     return found
@@ -84,7 +86,8 @@ def build_jobs(
 
 async def submit_batch(
     *,
-    store: MongoStore,
+    stores: SubmissionStores,
+    batches: BatchStore,
     batch: BatchRequest,
     owner: str,
     wake: Callable[[], None],
@@ -97,26 +100,28 @@ async def submit_batch(
     If storing fails part way, what was stored is deleted again (and, should that fail too, the
     dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
     """
-    jobs = build_jobs(await find_apps(store, batch), batch, owner=owner, batch_id=batch_id, retention=retention)
+    jobs = build_jobs(
+        await find_apps(batch, apps=stores.apps), batch, owner=owner, batch_id=batch_id, retention=retention
+    )
     dependencies = {dep for job in jobs for dep in job.depends_on}
     if len(dependencies) > MAX_BATCH:
         detail = f"a batch may depend on at most {MAX_BATCH} distinct jobs, not {len(dependencies)}"
         raise Invalid(detail, [Violation("/jobs", detail)])
-    await check_inputs(store, [item.inputs for item in batch.jobs], owner=owner)
-    await check_queues(store, {job.queue for job in jobs}, owner=owner)
-    await check_dependencies(store, dependencies, owner=owner)
+    await check_inputs([item.inputs for item in batch.jobs], owner=owner, files=stores.files, datasets=stores.datasets)
+    await check_queues({job.queue for job in jobs}, owner=owner, queues=stores.queues)
+    await check_dependencies(dependencies, owner=owner, jobs=stores.jobs)
     webhooks = [(f"/jobs/{index}/webhook", job.webhook) for index, job in enumerate(jobs) if job.webhook is not None]
-    await check_webhooks(store, webhooks, owner=owner, networks=networks)
+    await check_webhooks(webhooks, owner=owner, networks=networks, webhooks=stores.webhooks)
     try:
-        await store.insert_batch(Batch(id=batch_id, owner=owner, size=len(jobs), created=utcnow()), jobs)
-        await store.commit_batch(batch_id)
+        await batches.insert_batch(Batch(id=batch_id, owner=owner, size=len(jobs), created=utcnow()), jobs)
+        await batches.commit_batch(batch_id)
     except AppError:
         try:
-            await store.delete_batch(batch_id)
+            await batches.delete_batch(batch_id)
         except AppError:
             log.warning("batch_rollback_failed", batch=batch_id, jobs=len(jobs))
         raise
-    await store.record_events([state_event(job) for job in jobs])
+    await stores.events.record_events([state_event(job) for job in jobs])
     wake()
     log.info("batch_submitted", batch=batch_id, jobs=len(jobs))
     return jobs
@@ -148,7 +153,8 @@ async def submit(request: Request) -> Response:
 
     async def submit(batch_id: str) -> tuple[str, list[Job]]:
         jobs = await submit_batch(
-            store=d.store,
+            stores=SubmissionStores.of(d.stores),
+            batches=d.stores.batches,
             batch=batch,
             owner=owner,
             wake=d.dispatcher.wake,
@@ -159,14 +165,14 @@ async def submit(request: Request) -> Response:
         return batch_id, jobs
 
     async def replay(batch_id: str) -> tuple[str, list[Job]]:
-        return batch_id, await d.store.batch_jobs(batch_id, owner=owner)  # those of its jobs not deleted since
+        return batch_id, await d.stores.batches.batch_jobs(batch_id, owner=owner)  # those of its jobs not deleted since
 
     key = request.headers.get("idempotency-key")
     if key is None:
         (batch_id, jobs), replayed = await submit(new_id()), False
     else:
         (batch_id, jobs), replayed = await submit_once(
-            store=d.store,
+            idempotency=d.stores.idempotency,
             owner=owner,
             key=check_key(key),
             request={"batch": batch.model_dump(mode="json")},

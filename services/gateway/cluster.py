@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from services.gateway.auth import principal
 from services.gateway.state import deps
-from shared.models import DEFAULT_QUEUE, WorkerInfo, utcnow
+from shared.models import JobState, WorkerInfo, utcnow
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 
 
@@ -35,24 +35,23 @@ def render_worker(worker: WorkerInfo, heartbeat_seconds: float) -> dict[str, Any
 async def cluster(request: Request) -> Response:
     """GET /v1/cluster: workers and queues for everyone; job counts of the caller's jobs (an admin's: all)."""
     d, who = deps(request), principal(request)
-    workers = await d.store.list_workers()
+    workers = await d.stores.workers.list_workers()
     queues = await run_in_threadpool(d.broker.queue_stats, [RUN_JOB, PACKAGE_RESULTS])
-    rows = await d.store.count_active_jobs(owner=who.owner_filter)
+    rows = await d.stores.jobs.count_active_jobs(owner=who.owner_filter)
     by_app: dict[str, dict[str, int]] = {}
     by_queue: dict[str, dict[str, int]] = {}
     for row in rows:
-        queue = row.get("queue") or DEFAULT_QUEUE
-        queue = f"{row['owner']}/{queue}" if who.is_admin else queue  # an admin sees every user's queues
-        for counts, key in ((by_app, row["app"]), (by_queue, queue)):
-            counts.setdefault(key, {})[row["state"]] = counts.get(key, {}).get(row["state"], 0) + row["n"]
+        queue = f"{row.owner}/{row.queue}" if who.is_admin else row.queue  # an admin sees every user's queues
+        for counts, key in ((by_app, row.app), (by_queue, queue)):
+            counts.setdefault(key, {})[row.state.value] = counts.get(key, {}).get(row.state.value, 0) + row.n
     return JSONResponse(
         {
             "workers": [render_worker(worker, d.settings.worker_heartbeat_seconds) for worker in workers],
             "queues": queues,
             "jobs": {
                 "scope": "all" if who.is_admin else "mine",
-                "queued": sum(row["n"] for row in rows if row["state"] == "QUEUED"),
-                "running": sum(row["n"] for row in rows if row["state"] == "RUNNING"),
+                "queued": sum(row.n for row in rows if row.state is JobState.QUEUED),
+                "running": sum(row.n for row in rows if row.state is JobState.RUNNING),
                 "by_app": by_app,
                 "by_queue": by_queue,
             },

@@ -29,9 +29,11 @@ from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadRequest, Conflict, Duplicate, Invalid, NotYet, TooLarge, Violation
 from shared.models import Dataset, DatasetMember, StoredFile, dataset_prefix, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
+from shared.store.datasets import DatasetFilter, DatasetStore, DatasetUpdate
+from shared.store.files import FileStore
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger()
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -113,15 +115,21 @@ def _checked_tags(tags: list[str]) -> list[str]:
 
 
 async def create_dataset(
-    *, store: MongoStore, storage: ObjectStorage, settings: GatewaySettings, request: DatasetRequest, owner: str
+    *,
+    files: FileStore,
+    datasets: DatasetStore,
+    storage: ObjectStorage,
+    settings: GatewaySettings,
+    request: DatasetRequest,
+    owner: str,
 ) -> Dataset:
     """Check the owner's bundle file member by member, store each member, then record the dataset."""
-    file: StoredFile = await store.get_file(request.file_id, owner=owner)
+    file: StoredFile = await files.get_file(request.file_id, owner=owner)
     # Headers take at most a few KiB a member, so a larger file cannot unpack within the limit:
     # refuse it before it takes room in the scratch directory.
     if file.size > settings.dataset_max_bytes + settings.dataset_max_members * 4096 + 2**20:
         raise TooLarge(f"the bundle is larger than a dataset may unpack to ({settings.dataset_max_bytes} bytes)")
-    if await store.dataset_name_taken(owner, request.name):
+    if await datasets.dataset_name_taken(owner, request.name):
         raise Duplicate(f"you already have a dataset named {request.name!r}")
     dataset_id = new_id()
     prefix = dataset_prefix(dataset_id)
@@ -147,7 +155,7 @@ async def create_dataset(
         )
         try:
             await run_in_threadpool(store_members, storage, path, bundle, prefix)
-            await store.insert_dataset(dataset)
+            await datasets.insert_dataset(dataset)
         except BaseException:
             await run_in_threadpool(storage.delete_prefix, prefix)
             raise
@@ -157,30 +165,37 @@ async def create_dataset(
     return dataset
 
 
-async def update_dataset(*, store: MongoStore, dataset_id: str, changes: DatasetChanges, owner: str | None) -> Dataset:
+async def update_dataset(
+    *, datasets: DatasetStore, dataset_id: str, changes: DatasetChanges, owner: str | None
+) -> Dataset:
     """Apply the fields that were sent; a name the owner already uses is a Conflict."""
     fields = changes.model_dump(exclude_unset=True)
     nulls = [Violation(f"/{name}", "may be left out, but not null") for name in sorted(fields) if fields[name] is None]
     if nulls:
         raise Invalid("the changes are malformed", nulls)
-    if "tags" in fields:
-        fields["tags"] = _checked_tags(fields["tags"])
-    dataset = await store.get_dataset(dataset_id, owner=owner)
-    renamed = fields.get("name", dataset.name) != dataset.name
-    if renamed and await store.dataset_name_taken(dataset.owner, fields["name"]):
-        raise Duplicate(f"there is already a dataset named {fields['name']!r}")
+    dataset = await datasets.get_dataset(dataset_id, owner=owner)
+    if changes.name is not None and changes.name != dataset.name:
+        if await datasets.dataset_name_taken(dataset.owner, changes.name):
+            raise Duplicate(f"there is already a dataset named {changes.name!r}")
     if not fields:
         return dataset
-    return await store.update_dataset(dataset.id, fields, owner=owner)
+    update = DatasetUpdate(
+        name=changes.name,
+        description=changes.description,
+        tags=None if changes.tags is None else _checked_tags(changes.tags),
+    )
+    return await datasets.update_dataset(dataset.id, update, owner=owner)
 
 
-async def delete_dataset(*, store: MongoStore, storage: ObjectStorage, dataset_id: str, owner: str | None) -> None:
+async def delete_dataset(
+    *, datasets: DatasetStore, jobs: JobStore, storage: ObjectStorage, dataset_id: str, owner: str | None
+) -> None:
     """Delete the dataset's objects and record, unless a QUEUED or RUNNING job reads it."""
-    dataset = await store.get_dataset(dataset_id, owner=owner)
-    if await store.dataset_in_use(dataset.id):
+    dataset = await datasets.get_dataset(dataset_id, owner=owner)
+    if await jobs.dataset_in_use(dataset.id):
         raise NotYet(f"dataset {dataset.id} is an input of a job that has not finished", retry_after=10)
     await run_in_threadpool(storage.delete_prefix, dataset.prefix)
-    await store.delete_dataset(dataset.id)
+    await datasets.delete_dataset(dataset.id)
     log.info("dataset_deleted", dataset_id=dataset.id)
 
 
@@ -221,7 +236,8 @@ async def create(request: Request) -> Response:
     """POST /v1/datasets."""
     d = deps(request)
     dataset = await create_dataset(
-        store=d.store,
+        files=d.stores.files,
+        datasets=d.stores.datasets,
         storage=d.storage,
         settings=d.settings,
         request=await read_model(request, DatasetRequest),
@@ -234,29 +250,31 @@ async def create(request: Request) -> Response:
 async def list_datasets(request: Request) -> Response:
     """GET /v1/datasets[?name_prefix=&tag=&created_after=&created_before=]: newest first."""
     wanted = page_request(request)
-    page = await deps(request).store.list_datasets(
+    page = await deps(request).stores.datasets.list_datasets(
         owner=principal(request).owner_filter,
         limit=wanted.limit,
         after=wanted.after,
-        name_prefix=request.query_params.get("name_prefix"),
-        tag=request.query_params.get("tag"),
-        created_after=_instant(request, "created_after"),
-        created_before=_instant(request, "created_before"),
+        where=DatasetFilter(
+            name_prefix=request.query_params.get("name_prefix"),
+            tag=request.query_params.get("tag"),
+            created_after=_instant(request, "created_after"),
+            created_before=_instant(request, "created_before"),
+        ),
     )
     return page_response(request, page, lambda dataset: render_dataset(request, dataset, members=False))
 
 
 async def describe(request: Request) -> Response:
     """GET /v1/datasets/{dataset_id}: with every member's path, size and sha256."""
-    store = deps(request).store
-    dataset = await store.get_dataset(request.path_params["dataset_id"], owner=principal(request).owner_filter)
+    datasets = deps(request).stores.datasets
+    dataset = await datasets.get_dataset(request.path_params["dataset_id"], owner=principal(request).owner_filter)
     return JSONResponse(render_dataset(request, dataset))
 
 
 async def change(request: Request) -> Response:
     """PATCH /v1/datasets/{dataset_id}: rename, describe or retag."""
     dataset = await update_dataset(
-        store=deps(request).store,
+        datasets=deps(request).stores.datasets,
         dataset_id=request.path_params["dataset_id"],
         changes=await read_model(request, DatasetChanges),
         owner=principal(request).owner_filter,
@@ -268,7 +286,8 @@ async def remove(request: Request) -> Response:
     """DELETE /v1/datasets/{dataset_id}: 204, or 409 while a job reads it."""
     d = deps(request)
     await delete_dataset(
-        store=d.store,
+        datasets=d.stores.datasets,
+        jobs=d.stores.jobs,
         storage=d.storage,
         dataset_id=request.path_params["dataset_id"],
         owner=principal(request).owner_filter,

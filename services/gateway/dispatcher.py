@@ -34,8 +34,11 @@ from services.gateway.webhooks import announce_end
 from shared.broker import Broker
 from shared.errors import AppError
 from shared.models import MISSED_BEATS, Job, JobState, WorkerInfo, state_event, utcnow
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store import Stores
+from shared.store.dispatch import DispatchStore
+from shared.store.events import EventStore
+from shared.store.jobs import JobStore
 from shared.tasks import RUN_JOB, RUNNER_SERVICE
 
 log = structlog.get_logger()
@@ -53,7 +56,7 @@ BAD_ENDS = {JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED}
 class Dispatcher:
     """Sends startable jobs to RabbitMQ, on a timer and whenever woken (a job was submitted)."""
 
-    store: MongoStore
+    stores: Stores
     storage: ObjectStorage
     broker: Broker
     interval: float
@@ -124,8 +127,8 @@ class Dispatcher:
     async def sweep_abandoned_batches(self) -> None:
         """Delete batches whose gateway died while storing them: they were never acknowledged to anyone."""
         before = utcnow() - timedelta(seconds=ABANDONED_BATCH_SECONDS)
-        for batch_id in await self.store.uncommitted_batches(created_before=before):
-            await self.store.delete_batch(batch_id)
+        for batch_id in await self.stores.batches.uncommitted_batches(created_before=before):
+            await self.stores.batches.delete_batch(batch_id)
             log.warning("batch_abandoned", batch=batch_id)
 
     async def sweep_lost_messages(self) -> None:
@@ -138,7 +141,7 @@ class Dispatcher:
         if any(stats["messages"] for stats in depth.values()):
             return
         before = utcnow() - timedelta(seconds=STALE_DISPATCH_SECONDS)
-        if taken_back := await self.store.undispatch_stale(dispatched_before=before):
+        if taken_back := await self.stores.dispatch.undispatch_stale(dispatched_before=before):
             log.warning("lost_messages_resent", jobs=taken_back)
 
     async def reap(self, live: list[str]) -> None:
@@ -149,9 +152,11 @@ class Dispatcher:
         that was only cut off stops the app once it sees the job is no longer its own.
         """
         started_before = utcnow() - timedelta(seconds=MISSED_BEATS * self.heartbeat_seconds)
-        for job in await self.store.orphaned_jobs(live_workers=live, started_before=started_before):
+        for job in await self.stores.dispatch.orphaned_jobs(live_workers=live, started_before=started_before):
             outcome = await recover(
-                store=self.store,
+                jobs=self.stores.jobs,
+                events=self.stores.events,
+                dispatch=self.stores.dispatch,
                 storage=self.storage,
                 broker=self.broker,
                 job=job,
@@ -170,9 +175,12 @@ class Dispatcher:
         dependency wake the dispatcher for another pass; recovered jobs go at the next.
         Returns how many jobs were sent.
         """
-        live = [w for w in await self.store.list_workers() if w.alive(self.heartbeat_seconds)]
+        live = [w for w in await self.stores.workers.list_workers() if w.alive(self.heartbeat_seconds)]
         sent = await self._dispatch(live)
-        if await settle_dependencies(self.store, broker=self.broker):
+        stores = self.stores
+        if await settle_dependencies(
+            dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
+        ):
             self.wake()
         await self.reap([w.id for w in live])
         return sent
@@ -180,11 +188,11 @@ class Dispatcher:
     async def _dispatch(self, live: list[WorkerInfo]) -> int:
         # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
         in_flight, waiting, limits, paused, storing = await asyncio.gather(
-            self.store.in_flight(live_workers=[w.id for w in live]),
+            self.stores.dispatch.in_flight(live_workers=[w.id for w in live]),
             run_in_threadpool(self.broker.waiting, RUN_JOB),
-            self.store.user_limits(),
-            self.store.paused_queues(),
-            self.store.uncommitted_batches(),
+            self.stores.accounts.user_limits(),
+            self.stores.queues.paused_queues(),
+            self.stores.batches.uncommitted_batches(),
         )
         capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)
         self._adapt(waiting)
@@ -197,7 +205,7 @@ class Dispatcher:
             limit = limits.get(owner, self.user_max_running or None)
             return limit is not None and in_flight.get(owner, 0) >= limit
 
-        candidates = await self.store.dispatch_candidates(
+        candidates = await self.stores.dispatch.dispatch_candidates(
             limit=budget * 4 + 20,
             skip_owners=[owner for owner in in_flight | limits if full(owner)],
             paused=paused,
@@ -214,7 +222,7 @@ class Dispatcher:
         # Milliseconds at random make this pass's lease its own: two gateways leasing in the same
         # millisecond would both send the job, and the runner's claim would drop the second message.
         lease = utcnow() + timedelta(seconds=LEASE_SECONDS, milliseconds=random.randrange(1000))
-        taken = set(await self.store.lease_dispatches([job.id for job in chosen], until=lease))
+        taken = set(await self.stores.dispatch.lease_dispatches([job.id for job in chosen], until=lease))
         leased = [job for job in chosen if job.id in taken]  # the rest went to another dispatcher
         sent = await self._send(leased, lease)
         self._left += sent
@@ -227,8 +235,8 @@ class Dispatcher:
         message_ids = await run_in_threadpool(self.broker.send_all, RUN_JOB, [job.id for job in leased])
         for job in leased:
             if job.id not in message_ids:
-                await self.store.undispatch(job.id)
-        await self.store.mark_dispatched(list(message_ids), lease=lease)
+                await self.stores.dispatch.undispatch(job.id)
+        await self.stores.dispatch.mark_dispatched(list(message_ids), lease=lease)
         for job in leased:
             if job.id in message_ids:
                 log.info(
@@ -241,28 +249,30 @@ class Dispatcher:
         return len(message_ids)
 
 
-async def settle_dependencies(store: MongoStore, *, broker: Broker | None = None) -> bool:
+async def settle_dependencies(
+    *, dispatch: DispatchStore, jobs: JobStore, events: EventStore, broker: Broker | None = None
+) -> bool:
     """Stop waiting on jobs that succeeded; fail the jobs that wait on one that failed, was canceled or is gone.
 
     Returns whether any job stopped waiting on one that succeeded (it may be able to start now).
     """
     released = False
-    while waited := await store.waited_on():
-        states = await store.job_states(waited)
+    while waited := await dispatch.waited_on():
+        states = await jobs.job_states(waited)
         succeeded = [i for i in waited if states.get(i) is JobState.SUCCEEDED]
         ended_badly = {i: states.get(i) for i in waited if i not in states or states[i] in BAD_ENDS}
         if succeeded:
-            await store.stop_waiting(succeeded)
+            await dispatch.stop_waiting(succeeded)
             released = True
         if not ended_badly:
             return released
-        for job in await store.jobs_waiting_on(list(ended_badly)):
+        for job in await dispatch.jobs_waiting_on(list(ended_badly)):
             culprit = next(i for i in job.waiting_on if i in ended_badly)
             state = ended_badly[culprit]
             why = "was deleted" if state is None else f"ended {state.value}"
-            failed = await store.fail_queued(job.id, reason=f"dependency {culprit} {why}; this job did not run")
+            failed = await dispatch.fail_queued(job.id, reason=f"dependency {culprit} {why}; this job did not run")
             if failed is not None:
-                await store.record_events([state_event(failed)])
+                await events.record_events([state_event(failed)])
                 if broker is not None:
                     await announce_end(broker, failed)
                 log.info("job_dependency_failed", job_id=job.id, dependency=culprit)

@@ -24,7 +24,8 @@ from services.gateway.auth import principal
 from services.gateway.state import deps
 from shared.errors import AppError, BadRequest
 from shared.models import Event, JobState, utcnow
-from shared.mongo import MongoStore
+from shared.store.events import EventStore
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger()
 POLL_SECONDS = 0.5
@@ -75,21 +76,21 @@ def wait_seconds(request: Request) -> int:
     return int(raw)
 
 
-async def job_events(store: MongoStore, job_id: str, *, after: str | None) -> AsyncIterator[str]:
+async def job_events(job_id: str, *, after: str | None, jobs: JobStore, events: EventStore) -> AsyncIterator[str]:
     """A job's events after ``after``, as they are recorded, until its terminal state has been sent."""
     beat = time.monotonic()
     try:
         while True:
-            events = await store.events_after(after, before=horizon(), job_id=job_id, limit=BATCH)
-            for event in events:
+            recorded = await events.events_after(after, before=horizon(), job_id=job_id, limit=BATCH)
+            for event in recorded:
                 yield sse(event)
                 after, beat = event.id, time.monotonic()
-            if any(e.type == "state" and e.data.get("state") in _TERMINAL for e in events):
+            if any(e.type == "state" and e.data.get("state") in _TERMINAL for e in recorded):
                 return
-            if len(events) == BATCH:
+            if len(recorded) == BATCH:
                 continue
-            if not events:
-                job = await store.get_job(job_id)
+            if not recorded:
+                job = await jobs.get_job(job_id)
                 if job.finished is not None and (utcnow() - job.finished).total_seconds() > SETTLE_SECONDS:
                     return
             if time.monotonic() - beat >= HEARTBEAT_SECONDS:
@@ -100,17 +101,17 @@ async def job_events(store: MongoStore, job_id: str, *, after: str | None) -> As
         log.warning("event_stream_ended", job_id=job_id, detail=exc.detail)
 
 
-async def caller_events(store: MongoStore, owner: str | None, *, after: str | None, wait: int) -> AsyncIterator[str]:
+async def caller_events(owner: str | None, *, after: str | None, wait: int, events: EventStore) -> AsyncIterator[str]:
     """``owner``'s events (None: everyone's) after ``after``, until none came for ``wait`` seconds."""
     quiet_since = beat = time.monotonic()
     try:
         while True:
-            events = await store.events_after(after, before=horizon(), owner=owner, limit=BATCH)
-            for event in events:
+            recorded = await events.events_after(after, before=horizon(), owner=owner, limit=BATCH)
+            for event in recorded:
                 yield sse(event)
                 after = event.id
                 quiet_since = beat = time.monotonic()
-            if len(events) == BATCH:
+            if len(recorded) == BATCH:
                 continue
             if time.monotonic() - quiet_since >= wait:
                 return
@@ -124,14 +125,15 @@ async def caller_events(store: MongoStore, owner: str | None, *, after: str | No
 
 async def job_stream(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/events: the job's events as Server-Sent Events, ending once it has finished."""
-    store = deps(request).store
+    stores = deps(request).stores
     after = resume_point(request)
-    job = await store.get_job(request.path_params["job_id"], owner=principal(request).owner_filter)
-    return StreamingResponse(job_events(store, job.id, after=after), media_type="text/event-stream", headers=HEADERS)
+    job = await stores.jobs.get_job(request.path_params["job_id"], owner=principal(request).owner_filter)
+    stream = job_events(job.id, after=after, jobs=stores.jobs, events=stores.events)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=HEADERS)
 
 
 async def caller_stream(request: Request) -> Response:
     """GET /v1/events: the caller's job events (an admin's: all) as Server-Sent Events, ending when quiet."""
     after, wait = resume_point(request), wait_seconds(request)
-    stream = caller_events(deps(request).store, principal(request).owner_filter, after=after, wait=wait)
+    stream = caller_events(principal(request).owner_filter, after=after, wait=wait, events=deps(request).stores.events)
     return StreamingResponse(stream, media_type="text/event-stream", headers=HEADERS)

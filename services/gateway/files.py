@@ -20,8 +20,9 @@ from services.gateway.params import flag, link_response, timestamp
 from services.gateway.state import deps
 from shared.errors import BadRequest, NotYet, TooLarge
 from shared.models import StoredFile, new_id, utcnow
-from shared.mongo import FileFilter, MongoStore
 from shared.storage import ObjectSink, ObjectStorage
+from shared.store.files import FileFilter, FileStore
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger()
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
@@ -47,7 +48,7 @@ async def _finish_quietly(write: asyncio.Future[Any] | None) -> None:
 
 async def receive_upload(
     *,
-    store: MongoStore,
+    files: FileStore,
     storage: ObjectStorage,
     chunks: AsyncIterator[bytes],
     owner: str,
@@ -100,7 +101,7 @@ async def receive_upload(
         created=utcnow(),
     )
     try:
-        await store.insert_file(record)
+        await files.insert_file(record)
     except BaseException:
         await run_in_threadpool(storage.delete_prefix, sink.key)
         raise
@@ -146,7 +147,7 @@ async def upload(request: Request) -> Response:
             content_type, chunks = part.content_type, part.chunks
         assert name is not None
         file = await receive_upload(
-            store=d.store,
+            files=d.stores.files,
             storage=d.storage,
             chunks=chunks,
             owner=principal(request).user_id,
@@ -163,7 +164,9 @@ async def upload(request: Request) -> Response:
 
 async def describe(request: Request) -> Response:
     """GET /v1/files/{file_id}: the file's metadata."""
-    file = await deps(request).store.get_file(request.path_params["file_id"], owner=principal(request).owner_filter)
+    file = await deps(request).stores.files.get_file(
+        request.path_params["file_id"], owner=principal(request).owner_filter
+    )
     return JSONResponse(render_file(request, file))
 
 
@@ -183,17 +186,17 @@ def file_filter(request: Request) -> FileFilter:
 async def list_files(request: Request) -> Response:
     """GET /v1/files: the caller's files (an admin's: everyone's), newest first, optionally filtered."""
     wanted = page_request(request)
-    page = await deps(request).store.list_files(
+    page = await deps(request).stores.files.list_files(
         owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after, where=file_filter(request)
     )
     return page_response(request, page, lambda file: render_file(request, file))
 
 
 async def download_link(
-    *, store: MongoStore, storage: ObjectStorage, file_id: str, owner: str | None, expires_in: int
+    *, files: FileStore, storage: ObjectStorage, file_id: str, owner: str | None, expires_in: int
 ) -> dict[str, Any]:
     """A presigned GET of the file on the public endpoint, saved under the file's name."""
-    file = await store.get_file(file_id, owner=owner)
+    file = await files.get_file(file_id, owner=owner)
     url, expires_at = await run_in_threadpool(storage.presign_get, file.key, expires_in=expires_in, filename=file.name)
     return {"url": url, "expires_at": expires_at.isoformat(), "size": file.size, "sha256": file.sha256}
 
@@ -203,7 +206,7 @@ async def download(request: Request) -> Response:
     d = deps(request)
     redirect = flag(request, "redirect")
     link = await download_link(
-        store=d.store,
+        files=d.stores.files,
         storage=d.storage,
         file_id=request.path_params["file_id"],
         owner=principal(request).owner_filter,
@@ -212,28 +215,31 @@ async def download(request: Request) -> Response:
     return link_response(link, redirect=redirect)
 
 
-async def _refuse_if_in_use(store: MongoStore, file: StoredFile) -> None:
-    jobs = await store.active_jobs_using(file.id, owner=file.owner)
-    if jobs:
+async def _refuse_if_in_use(file: StoredFile, *, jobs: JobStore) -> None:
+    users = await jobs.active_jobs_using(file.id, owner=file.owner)
+    if users:
         raise NotYet(
-            f"file {file.id} is an input of queued or running jobs ({', '.join(jobs)}); delete it later", retry_after=10
+            f"file {file.id} is an input of queued or running jobs ({', '.join(users)}); delete it later",
+            retry_after=10,
         )
 
 
-async def delete_file(*, store: MongoStore, storage: ObjectStorage, file_id: str, owner: str | None) -> StoredFile:
+async def delete_file(
+    *, files: FileStore, jobs: JobStore, storage: ObjectStorage, file_id: str, owner: str | None
+) -> StoredFile:
     """Delete a file's record and object; Conflict while a queued or running job needs it.
 
     The record goes first, so no new job can take the file; a job submitted in between is
     caught by a second look, and then (as when S3 refuses) the record is put back.
     """
-    file = await store.get_file(file_id, owner=owner)
-    await _refuse_if_in_use(store, file)
-    await store.delete_file(file.id)
+    file = await files.get_file(file_id, owner=owner)
+    await _refuse_if_in_use(file, jobs=jobs)
+    await files.delete_file(file.id)
     try:
-        await _refuse_if_in_use(store, file)
+        await _refuse_if_in_use(file, jobs=jobs)
         await run_in_threadpool(storage.delete, file.key)
     except BaseException:
-        await store.insert_file(file)
+        await files.insert_file(file)
         raise
     log.info("file_deleted", file_id=file.id)
     return file
@@ -243,6 +249,10 @@ async def delete(request: Request) -> Response:
     """DELETE /v1/files/{file_id}: 204 once the record and the bytes are gone."""
     d = deps(request)
     await delete_file(
-        store=d.store, storage=d.storage, file_id=request.path_params["file_id"], owner=principal(request).owner_filter
+        files=d.stores.files,
+        jobs=d.stores.jobs,
+        storage=d.storage,
+        file_id=request.path_params["file_id"],
+        owner=principal(request).owner_filter,
     )
     return Response(status_code=204)

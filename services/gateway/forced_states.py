@@ -18,8 +18,9 @@ from services.gateway.webhooks import announce_end
 from shared.broker import Broker
 from shared.errors import Conflict, NotYet
 from shared.models import Job, JobState, StateChange, job_event, state_event, utcnow
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.events import EventStore
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger()
 
@@ -33,7 +34,14 @@ class ForcedState(BaseModel):
 
 
 async def force_state(
-    *, store: MongoStore, storage: ObjectStorage, job: Job, wanted: ForcedState, by: str, broker: Broker | None = None
+    *,
+    jobs: JobStore,
+    events: EventStore,
+    storage: ObjectStorage,
+    job: Job,
+    wanted: ForcedState,
+    by: str,
+    broker: Broker | None = None,
 ) -> Job:
     """Move ``job`` to ``wanted.state`` and record who did it and why; 409 if it is there already or moved meanwhile.
 
@@ -43,29 +51,31 @@ async def force_state(
     if job.state is wanted.state:
         raise Conflict(f"job {job.id} is already {job.state.value}")
     if wanted.state is JobState.QUEUED:
-        return await _force_queued(store=store, storage=storage, job=job, wanted=wanted, by=by)
+        return await _force_queued(jobs=jobs, events=events, storage=storage, job=job, wanted=wanted, by=by)
     change = StateChange.model_validate(
         {"at": utcnow(), "from": job.state, "to": wanted.state, "by": by, "reason": wanted.reason}
     )
-    forced = await store.force_state(job, change)
+    forced = await jobs.force_state(job, change)
     if forced is None:
         raise NotYet(f"job {job.id} changed state meanwhile; look at it again", retry_after=1)
     # Followers of the job's events see the forced state too, with the admin's reason, not the run's.
     data = state_event(forced).data | {"reason": wanted.reason, "forced_by": by}
-    await store.record_events([job_event(forced, "state", data)])
+    await events.record_events([job_event(forced, "state", data)])
     log.warning("job_state_forced", job_id=job.id, state_from=job.state.value, state_to=wanted.state.value, by=by)
     if broker is not None and forced.state.terminal and job.state is not JobState.RUNNING:
         await announce_end(broker, forced)  # a forced end of a running job is announced once its run is packaged
     return forced
 
 
-async def _force_queued(*, store: MongoStore, storage: ObjectStorage, job: Job, wanted: ForcedState, by: str) -> Job:
+async def _force_queued(
+    *, jobs: JobStore, events: EventStore, storage: ObjectStorage, job: Job, wanted: ForcedState, by: str
+) -> Job:
     if job.state is JobState.RUNNING:
         raise Conflict(f"job {job.id} is RUNNING: force it to FAILED or CANCELED first, then to QUEUED")
     busy = still_busy(job)
     if busy is not None:
         raise NotYet(busy, retry_after=2)
-    requeued = await requeue(store=store, storage=storage, job=job, by=by, reason=wanted.reason)
+    requeued = await requeue(jobs=jobs, events=events, storage=storage, job=job, by=by, reason=wanted.reason)
     if requeued is None:
         raise NotYet(f"job {job.id} changed state meanwhile; look at it again", retry_after=1)
     log.warning("job_state_forced", job_id=job.id, state_from=job.state.value, state_to="QUEUED", by=by)
@@ -76,11 +86,17 @@ async def force(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin."""
     who = principal(request)
     d = deps(request)
-    job = await d.store.get_job(request.path_params["job_id"], owner=who.owner_filter)
+    job = await d.stores.jobs.get_job(request.path_params["job_id"], owner=who.owner_filter)
     require_admin(who)
     wanted = await read_model(request, ForcedState)
     forced = await force_state(
-        store=d.store, storage=d.storage, job=job, wanted=wanted, by=who.username, broker=d.broker
+        jobs=d.stores.jobs,
+        events=d.stores.events,
+        storage=d.storage,
+        job=job,
+        wanted=wanted,
+        by=who.username,
+        broker=d.broker,
     )
     d.dispatcher.wake()
     return JSONResponse(render_job(request, forced))

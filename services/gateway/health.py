@@ -21,18 +21,20 @@ CHECK_TIMEOUT_SECONDS = 3.0
 
 
 async def finish_setup(d: Deps) -> None:
-    """Create the bucket (when configured), the indexes, the first admin and the app directory's apps.
+    """Create the bucket (when configured), the indexes (and migrate), the first admin and the app directory's apps.
 
     Done once, at start or, if a backend was down then, when ready.
     """
     if d.settings.s3_create_bucket:
         await run_in_threadpool(d.storage.ensure_bucket)
-    await d.store.ensure_indexes(event_retention_seconds=d.settings.event_retention_days * 86400)
+    await d.stores.prepare(event_retention_seconds=d.settings.event_retention_days * 86400)
     if d.settings.admin_username is not None and d.settings.admin_password is not None:
         await ensure_admin(
-            store=d.store, username=d.settings.admin_username, password=d.settings.admin_password.get_secret_value()
+            accounts=d.stores.accounts,
+            username=d.settings.admin_username,
+            password=d.settings.admin_password.get_secret_value(),
         )
-    await register_directory(store=d.store, apps=d.directory_apps)
+    await register_directory(apps=d.stores.apps, directory=d.directory_apps)
     d.setup_done = True
 
 
@@ -54,7 +56,7 @@ async def readyz(request: Request) -> Response:
     d = deps(request)
     names = ("mongo", "s3", "rabbitmq")
     results = await asyncio.gather(
-        _check(d.store.ping()), _check(run_in_threadpool(d.storage.ping)), _check(run_in_threadpool(d.broker.ping))
+        _check(d.stores.ping()), _check(run_in_threadpool(d.storage.ping)), _check(run_in_threadpool(d.broker.ping))
     )
     checks = dict(zip(names, results, strict=True))
     if all(result == "ok" for result in results):

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from shared.errors import BadRequest, Duplicate, NotFound, NotYet
 from shared.models import new_id
-from shared.mongo import MongoStore
+from shared.store.idempotency import IdempotencyStore
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def fingerprint(body: object) -> str:
 
 async def submit_once(
     *,
-    store: MongoStore,
+    idempotency: IdempotencyStore,
     owner: str,
     key: str,
     request: object,
@@ -57,17 +57,17 @@ async def submit_once(
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         job_id = new_id()
-        held = await store.reserve_idempotency_key(owner=owner, key=key, fingerprint=digest, job_id=job_id)
+        held = await idempotency.reserve_idempotency_key(owner=owner, key=key, fingerprint=digest, job_id=job_id)
         if held is None:
             try:
                 return await submit(job_id), False
             except BaseException:
-                await store.release_idempotency_key(owner=owner, key=key)
+                await idempotency.release_idempotency_key(owner=owner, key=key)
                 raise
-        if held["fingerprint"] != digest:
+        if held.fingerprint != digest:
             raise Duplicate("this Idempotency-Key was already used with a different request")
         try:
-            return await replay(held["job_id"]), True
+            return await replay(held.job_id), True
         except NotFound:
             pass  # the first request is still submitting, or failed and released the key
         if time.monotonic() > deadline:

@@ -14,8 +14,9 @@ from services.gateway.jobs import cancel_job
 from services.gateway.state import deps
 from shared.errors import NotYet
 from shared.models import Job, job_prefix, utcnow
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.events import EventStore
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger()
 PACKAGING_GRACE = timedelta(seconds=60)  # a job that ran is packaged within this long of finishing, or never
@@ -34,19 +35,21 @@ def still_busy(job: Job) -> str | None:
     return None
 
 
-async def delete_job(*, store: MongoStore, storage: ObjectStorage, job_id: str, owner: str | None, who: str) -> None:
+async def delete_job(
+    *, jobs: JobStore, events: EventStore, storage: ObjectStorage, job_id: str, owner: str | None, who: str
+) -> None:
     """Cancel the job if needed, then delete every object under ``jobs/<id>/`` and the record.
 
     A QUEUED job is canceled and deleted at once. A RUNNING one is asked to stop and answered
     409 with Retry-After until its runner has stopped it (within seconds) and the results
     worker has packaged what it left, so nothing writes under the prefix after it is emptied.
     """
-    job = await cancel_job(store=store, job_id=job_id, owner=owner, who=who)
+    job = await cancel_job(jobs=jobs, events=events, job_id=job_id, owner=owner, who=who)
     reason = still_busy(job)
     if reason is not None:
         raise NotYet(reason, retry_after=2)
     removed = await run_in_threadpool(storage.delete_prefix, job_prefix(job.id))
-    await store.delete_job(job.id)
+    await jobs.delete_job(job.id)
     log.info("job_deleted", job_id=job.id, objects=removed)
 
 
@@ -55,7 +58,8 @@ async def remove(request: Request) -> Response:
     d = deps(request)
     who = principal(request)
     await delete_job(
-        store=d.store,
+        jobs=d.stores.jobs,
+        events=d.stores.events,
         storage=d.storage,
         job_id=request.path_params["job_id"],
         owner=who.owner_filter,

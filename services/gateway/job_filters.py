@@ -10,7 +10,7 @@ from starlette.requests import Request
 from services.gateway.params import timestamp
 from shared.errors import BadRequest
 from shared.models import JobState
-from shared.mongo import JobFilter
+from shared.store.jobs import JobFilter
 
 _TAG = re.compile(r"^[a-z0-9._-]{1,50}$")
 _QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import structlog
@@ -41,9 +42,16 @@ from shared.models import (
     state_event,
     utcnow,
 )
-from shared.mongo import MongoStore
 from shared.outbound import Network
 from shared.storage import ObjectStorage
+from shared.store import Stores
+from shared.store.apps import AppStore
+from shared.store.datasets import DatasetStore
+from shared.store.events import EventStore
+from shared.store.files import FileStore
+from shared.store.jobs import JobStore
+from shared.store.queues import QueueStore
+from shared.store.webhooks import WebhookStore
 
 log = structlog.get_logger()
 M = TypeVar("M", bound=BaseModel)
@@ -104,23 +112,25 @@ def parse_job_request(raw: bytes, model: type[M] = JobRequest) -> M:  # type: ig
         raise Invalid("the job request is malformed", violations) from None
 
 
-async def check_inputs(store: MongoStore, inputs: list[dict[str, InputValue]], *, owner: str) -> None:
+async def check_inputs(
+    inputs: list[dict[str, InputValue]], *, owner: str, files: FileStore, datasets: DatasetStore
+) -> None:
     """Every input file and dataset must exist and be the owner's (404), and a dataset path one of its members (422).
 
     ``inputs`` holds one input map per job; errors of a batch's job name it by its index.
     """
     file_ids = sorted({v for one in inputs for v in one.values() if isinstance(v, str)})
     dataset_ids = sorted({v.dataset for one in inputs for v in one.values() if isinstance(v, DatasetInput)})
-    files = await store.get_files(file_ids, owner=owner) if file_ids else {}
-    datasets = await store.get_datasets(dataset_ids, owner=owner) if dataset_ids else {}
+    found_files = await files.get_files(file_ids, owner=owner) if file_ids else {}
+    found_datasets = await datasets.get_datasets(dataset_ids, owner=owner) if dataset_ids else {}
     for index, one in enumerate(inputs):
         at, job = ("", "") if len(inputs) == 1 else (f"/jobs/{index}", f"jobs[{index}] ")
         for slot, value in sorted(one.items()):
             if isinstance(value, str):
-                if value not in files:
+                if value not in found_files:
                     raise NotFound(f"{job}input {slot!r}: no file {value}")
                 continue
-            dataset = datasets.get(value.dataset)
+            dataset = found_datasets.get(value.dataset)
             if dataset is None:
                 raise NotFound(f"{job}input {slot!r}: no dataset {value.dataset}")
             if value.path is not None and value.path not in {member.path for member in dataset.members}:
@@ -168,21 +178,21 @@ def build_job(
     )
 
 
-async def check_queues(store: MongoStore, names: set[str], *, owner: str) -> None:
+async def check_queues(names: set[str], *, owner: str, queues: QueueStore) -> None:
     """Every named queue must be the owner's (404); the default queue is created on first use."""
     for name in sorted(names):
         if name == DEFAULT_QUEUE:
             now = utcnow()
-            await store.ensure_queue(Queue(id=new_id(), owner=owner, name=name, created=now, updated=now))
-        elif await store.find_queue(owner=owner, name=name) is None:
+            await queues.ensure_queue(Queue(id=new_id(), owner=owner, name=name, created=now, updated=now))
+        elif await queues.find_queue(owner=owner, name=name) is None:
             raise NotFound(f"no queue {name!r}; create it first with POST /v1/queues")
 
 
-async def check_dependencies(store: MongoStore, job_ids: set[str], *, owner: str) -> None:
+async def check_dependencies(job_ids: set[str], *, owner: str, jobs: JobStore) -> None:
     """Every dependency must be one of the owner's jobs (404) that may still succeed (409)."""
     if not job_ids:
         return
-    states = await store.job_states(sorted(job_ids), owner=owner)
+    states = await jobs.job_states(sorted(job_ids), owner=owner)
     for job_id in sorted(job_ids):
         state = states.get(job_id)
         if state is None:
@@ -191,9 +201,29 @@ async def check_dependencies(store: MongoStore, job_ids: set[str], *, owner: str
             raise Conflict(f"depends_on: job {job_id} ended {state.value}, so this job could never start")
 
 
+@dataclass(frozen=True)
+class SubmissionStores:
+    """The stores a submission is checked against (app, inputs, queue, dependencies, webhook) and recorded in."""
+
+    apps: AppStore
+    files: FileStore
+    datasets: DatasetStore
+    queues: QueueStore
+    jobs: JobStore
+    webhooks: WebhookStore
+    events: EventStore
+
+    @classmethod
+    def of(cls, stores: Stores) -> SubmissionStores:
+        """Those of ``stores``."""
+        return cls(
+            stores.apps, stores.files, stores.datasets, stores.queues, stores.jobs, stores.webhooks, stores.events
+        )
+
+
 async def submit_job(
     *,
-    store: MongoStore,
+    stores: SubmissionStores,
     request: JobRequest,
     owner: str,
     wake: Callable[[], None],
@@ -207,15 +237,15 @@ async def submit_job(
     The dispatcher (woken by ``wake``) sends it to RabbitMQ once it may start; a stored job is
     accepted even while RabbitMQ is down, and waits for it.
     """
-    spec = await find_app(store, request.app)
+    spec = await find_app(request.app, apps=stores.apps)
     job = build_job(spec, request, owner=owner, job_id=job_id, rerun_of=rerun_of, retention=retention)
-    await check_inputs(store, [request.inputs], owner=owner)
-    await check_queues(store, {job.queue}, owner=owner)
-    await check_dependencies(store, set(job.depends_on), owner=owner)
+    await check_inputs([request.inputs], owner=owner, files=stores.files, datasets=stores.datasets)
+    await check_queues({job.queue}, owner=owner, queues=stores.queues)
+    await check_dependencies(set(job.depends_on), owner=owner, jobs=stores.jobs)
     if job.webhook is not None:
-        await check_webhooks(store, [("/webhook", job.webhook)], owner=owner, networks=networks)
-    await store.insert_job(job)
-    await store.record_events([state_event(job)])
+        await check_webhooks([("/webhook", job.webhook)], owner=owner, networks=networks, webhooks=stores.webhooks)
+    await stores.jobs.insert_job(job)
+    await stores.events.record_events([state_event(job)])
     wake()
     log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version, queue=job.queue)
     return job
@@ -277,10 +307,10 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
 
 
 async def archive_link(
-    *, store: MongoStore, storage: ObjectStorage, job_id: str, owner: str | None, expires_in: int
+    *, jobs: JobStore, storage: ObjectStorage, job_id: str, owner: str | None, expires_in: int
 ) -> dict[str, Any]:
     """A presigned download of the job's archive, or Conflict while it is not packaged yet."""
-    job = await store.get_job(job_id, owner=owner)
+    job = await jobs.get_job(job_id, owner=owner)
     require_not_expired(job)
     if job.archive is None:
         waiting = "is packaged" if job.state.terminal else f"finishes (it is {job.state.value})"
@@ -299,38 +329,39 @@ async def archive_link(
 
 
 async def cancel_job(
-    *, store: MongoStore, job_id: str, owner: str | None, who: str, broker: Broker | None = None
+    *, jobs: JobStore, events: EventStore, job_id: str, owner: str | None, who: str, broker: Broker | None = None
 ) -> Job:
     """Cancel: a QUEUED job at once; a RUNNING one is flagged for its runner, which stops the app within seconds.
 
     A finished job is left as it is: cancelling it is a no-op answered with its state. With ``broker``,
     the end of a job canceled while QUEUED is announced to its webhooks (a job about to be deleted has none).
     """
-    job = await store.get_job(job_id, owner=owner)
+    job = await jobs.get_job(job_id, owner=owner)
     if job.state is JobState.QUEUED:
-        canceled = await store.cancel_queued(job_id, owner=owner, reason=f"canceled by {who} before it started")
+        canceled = await jobs.cancel_queued(job_id, owner=owner, reason=f"canceled by {who} before it started")
         if canceled is not None:
-            await store.record_events([state_event(canceled)])
+            await events.record_events([state_event(canceled)])
             if broker is not None:
                 await announce_end(broker, canceled)
             log.info("job_canceled", job_id=job_id, state="QUEUED")
             return canceled
-        job = await store.get_job(job_id, owner=owner)  # it started meanwhile
+        job = await jobs.get_job(job_id, owner=owner)  # it started meanwhile
     if job.state is JobState.RUNNING:
-        flagged = await store.request_cancel(job_id, owner=owner)
+        flagged = await jobs.request_cancel(job_id, owner=owner)
         if flagged is not None:
-            await store.record_events([job_event(flagged, "state", {"state": "RUNNING", "cancel_requested": True})])
+            await events.record_events([job_event(flagged, "state", {"state": "RUNNING", "cancel_requested": True})])
             log.info("job_cancel_requested", job_id=job_id)
             return flagged
-        job = await store.get_job(job_id, owner=owner)  # it finished meanwhile
+        job = await jobs.get_job(job_id, owner=owner)  # it finished meanwhile
     return job
 
 
 async def cancel(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/cancel: the job, CANCELED, being stopped (cancel_requested set), or already finished."""
-    who = principal(request)
+    who, stores = principal(request), deps(request).stores
     job = await cancel_job(
-        store=deps(request).store,
+        jobs=stores.jobs,
+        events=stores.events,
         job_id=request.path_params["job_id"],
         owner=who.owner_filter,
         who=who.username,
@@ -346,7 +377,7 @@ async def submit(request: Request) -> Response:
 
     async def submit(job_id: str | None = None) -> Job:
         return await submit_job(
-            store=d.store,
+            stores=SubmissionStores.of(d.stores),
             request=job_request,
             owner=owner,
             wake=d.dispatcher.wake,
@@ -360,12 +391,12 @@ async def submit(request: Request) -> Response:
         job, replayed = await submit(), False
     else:
         job, replayed = await submit_once(
-            store=d.store,
+            idempotency=d.stores.idempotency,
             owner=owner,
             key=check_key(key),
             request=job_request.model_dump(mode="json"),
             submit=submit,
-            replay=lambda job_id: d.store.get_job(job_id, owner=owner),
+            replay=lambda job_id: d.stores.jobs.get_job(job_id, owner=owner),
         )
     body = render_job(request, job)
     if replayed:
@@ -375,7 +406,7 @@ async def submit(request: Request) -> Response:
 
 async def describe(request: Request) -> Response:
     """GET /v1/jobs/{job_id}."""
-    job = await deps(request).store.get_job(request.path_params["job_id"], owner=principal(request).owner_filter)
+    job = await deps(request).stores.jobs.get_job(request.path_params["job_id"], owner=principal(request).owner_filter)
     return JSONResponse(render_job(request, job))
 
 
@@ -383,7 +414,7 @@ async def list_jobs(request: Request) -> Response:
     """GET /v1/jobs: the caller's jobs (an admin's: everyone's), filtered, newest first unless ``sort=created``."""
     wanted = page_request(request)
     query = job_query(request)
-    page = await deps(request).store.list_jobs(
+    page = await deps(request).stores.jobs.list_jobs(
         owner=principal(request).owner_filter,
         limit=wanted.limit,
         after=wanted.after,
@@ -405,7 +436,8 @@ async def archive(request: Request) -> Response:
     )
     if include:
         link = await selection_link(
-            store=d.store,
+            jobs=d.stores.jobs,
+            archives=d.stores.archives,
             storage=d.storage,
             broker=d.broker,
             job_id=job_id,
@@ -414,5 +446,7 @@ async def archive(request: Request) -> Response:
             expires_in=expires_in,
         )
     else:
-        link = await archive_link(store=d.store, storage=d.storage, job_id=job_id, owner=owner, expires_in=expires_in)
+        link = await archive_link(
+            jobs=d.stores.jobs, storage=d.storage, job_id=job_id, owner=owner, expires_in=expires_in
+        )
     return link_response(link, redirect=redirect)

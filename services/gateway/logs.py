@@ -13,18 +13,18 @@ from services.gateway.params import integer
 from services.gateway.retention import require_not_expired
 from services.gateway.state import deps
 from shared.errors import NotFound, NotYet
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.jobs import JobStore
 
 DEFAULT_LENGTH = 64 * 1024
 MAX_LENGTH = 1 * 2**20
 
 
 async def log_slice(
-    *, store: MongoStore, storage: ObjectStorage, job_id: str, owner: str | None, name: str, start: int, length: int
+    *, jobs: JobStore, storage: ObjectStorage, job_id: str, owner: str | None, name: str, start: int, length: int
 ) -> dict[str, Any]:
     """Bytes ``start``.. of the job's ``name`` log (a negative start counts from the end), decoded as UTF-8."""
-    job = await store.get_job(job_id, owner=owner)
+    job = await jobs.get_job(job_id, owner=owner)
     require_not_expired(job)
     key = job.logs.get(name)
     if key is None:
@@ -52,7 +52,7 @@ async def read(request: Request) -> Response:
     start = integer(request, "offset", 0, low=-(2**40), high=2**40)
     length = integer(request, "length", DEFAULT_LENGTH, low=1, high=MAX_LENGTH)
     body = await log_slice(
-        store=d.store,
+        jobs=d.stores.jobs,
         storage=d.storage,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,

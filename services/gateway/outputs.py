@@ -20,13 +20,13 @@ from services.gateway.retention import require_not_expired
 from services.gateway.state import deps
 from shared.errors import NotFound, NotYet
 from shared.models import Job, OutputFile
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.jobs import JobStore
 
 
-async def finished_job(store: MongoStore, job_id: str, *, owner: str | None) -> Job:
+async def finished_job(job_id: str, *, owner: str | None, jobs: JobStore) -> Job:
     """The job, once it has finished and its outputs are known; NotYet before."""
-    job = await store.get_job(job_id, owner=owner)
+    job = await jobs.get_job(job_id, owner=owner)
     require_not_expired(job)
     if not job.state.terminal:
         raise NotYet(f"job {job.id} is {job.state.value}: its outputs are known once it finishes", retry_after=5)
@@ -34,10 +34,10 @@ async def finished_job(store: MongoStore, job_id: str, *, owner: str | None) -> 
 
 
 async def output_link(
-    *, store: MongoStore, storage: ObjectStorage, job_id: str, owner: str | None, path: str, expires_in: int
+    *, jobs: JobStore, storage: ObjectStorage, job_id: str, owner: str | None, path: str, expires_in: int
 ) -> dict[str, Any]:
     """Presigned GET (saved under the output's base name) and HEAD URLs of one output of a finished job."""
-    job = await finished_job(store, job_id, owner=owner)
+    job = await finished_job(job_id, owner=owner, jobs=jobs)
     output = next((each for each in job.outputs if each.path == path), None)
     if output is None:
         raise NotFound(f"job {job.id} has no output {path!r}")
@@ -64,7 +64,9 @@ def render_output(request: Request, job_id: str, output: OutputFile) -> dict[str
 
 async def list_outputs(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/outputs: every output of a finished job (409 before)."""
-    job = await finished_job(deps(request).store, request.path_params["job_id"], owner=principal(request).owner_filter)
+    job = await finished_job(
+        request.path_params["job_id"], owner=principal(request).owner_filter, jobs=deps(request).stores.jobs
+    )
     return JSONResponse({"job_id": job.id, "items": [render_output(request, job.id, o) for o in job.outputs]})
 
 
@@ -73,7 +75,7 @@ async def download(request: Request) -> Response:
     d = deps(request)
     redirect = flag(request, "redirect")
     link = await output_link(
-        store=d.store,
+        jobs=d.stores.jobs,
         storage=d.storage,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 
 from shared.errors import BadRequest
 from shared.models import Record
-from shared.mongo import Page
+from shared.store.database import Page
 
 T = TypeVar("T", bound=Record)
 DEFAULT_LIMIT = 50

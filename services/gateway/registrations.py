@@ -21,7 +21,7 @@ from services.gateway.users import require_admin
 from shared.apps import AppSource, AppSpec, RegisteredApp, canonical, version_id
 from shared.errors import Conflict, Invalid, NotFound, Violation
 from shared.models import utcnow
-from shared.mongo import MongoStore
+from shared.store.apps import AppStore
 
 log = structlog.get_logger()
 MAX_SPEC_BYTES = 256 * 1024
@@ -36,7 +36,7 @@ class AppToggle(BaseModel):
     version: str | None = Field(default=None, min_length=1, max_length=64)
 
 
-async def register(*, store: MongoStore, spec: AppSpec, source: AppSource, by: str) -> RegisteredApp:
+async def register(*, apps: AppStore, spec: AppSpec, source: AppSource, by: str) -> RegisteredApp:
     """Record a version of an app; Conflict if that version is registered already."""
     app = RegisteredApp(
         id=version_id(spec.name, spec.version),
@@ -48,38 +48,38 @@ async def register(*, store: MongoStore, spec: AppSpec, source: AppSource, by: s
         registered_by=by,
     )
     try:
-        await store.insert_app(app)
+        await apps.insert_app(app)
     except Conflict:
         raise Conflict(f"app {spec.name} version {spec.version} is registered already; versions never change") from None
     log.info("app_registered", app=spec.name, app_version=spec.version, source=source, by=by)
     return app
 
 
-async def register_app(*, store: MongoStore, spec: AppSpec, by: str) -> RegisteredApp:
+async def register_app(*, apps: AppStore, spec: AppSpec, by: str) -> RegisteredApp:
     """Register a new app through the API; Conflict if one of that name exists."""
-    if await store.current_app(spec.name) is not None:
+    if await apps.current_app(spec.name) is not None:
         raise Conflict(f"app {spec.name} exists; register a new version at /v1/apps/{spec.name}/versions")
-    return await register(store=store, spec=spec, source="api", by=by)
+    return await register(apps=apps, spec=spec, source="api", by=by)
 
 
-async def register_version(*, store: MongoStore, name: str, spec: AppSpec, by: str) -> RegisteredApp:
+async def register_version(*, apps: AppStore, name: str, spec: AppSpec, by: str) -> RegisteredApp:
     """Register a new version of app ``name`` through the API; NotFound if there is no such app."""
     if spec.name != name:
         raise Invalid(
             f"this definition is of app {spec.name!r}, not {name!r}", [Violation("/name", f"must be {name!r}")]
         )
-    if await store.current_app(name) is None:
+    if await apps.current_app(name) is None:
         raise NotFound(f"no app {name!r}")
-    return await register(store=store, spec=spec, source="api", by=by)
+    return await register(apps=apps, spec=spec, source="api", by=by)
 
 
-async def register_directory(*, store: MongoStore, apps: dict[str, AppSpec]) -> None:
+async def register_directory(*, apps: AppStore, directory: dict[str, AppSpec]) -> None:
     """Register the app directory's definitions; a version registered already with another definition is skipped."""
-    for spec in apps.values():
+    for spec in directory.values():
         try:
-            await register(store=store, spec=spec, source="directory", by=DIRECTORY)
+            await register(apps=apps, spec=spec, source="directory", by=DIRECTORY)
         except Conflict:
-            held = await store.get_app(spec.name, spec.version)
+            held = await apps.get_app(spec.name, spec.version)
             if canonical(held.spec) != canonical(spec):
                 log.warning(
                     "app_directory_version_differs",
@@ -90,16 +90,16 @@ async def register_directory(*, store: MongoStore, apps: dict[str, AppSpec]) -> 
                 )
 
 
-async def set_disabled(*, store: MongoStore, name: str, version: str | None, by: str | None) -> RegisteredApp:
+async def set_disabled(*, apps: AppStore, name: str, version: str | None, by: str | None) -> RegisteredApp:
     """Disable (``by`` an admin) or enable (``by`` None) one version of an app, or all; answers the current one."""
     if version is None:
-        if await store.current_app(name) is None:
+        if await apps.current_app(name) is None:
             raise NotFound(f"no app {name!r}")
     else:
-        await store.get_app(name, version)
-    await store.set_app_disabled(name, version, by=by)
+        await apps.get_app(name, version)
+    await apps.set_app_disabled(name, version, by=by)
     log.info("app_disabled" if by else "app_enabled", app=name, app_version=version, by=by)
-    return await describe_version(store, name, version)
+    return await describe_version(name, version, apps=apps)
 
 
 async def _read_spec(request: Request) -> AppSpec:
@@ -116,7 +116,7 @@ def _created(request: Request, app: RegisteredApp) -> Response:
 async def add_app(request: Request) -> Response:
     """POST /v1/apps (admin): register a new app from its definition."""
     spec = await _read_spec(request)
-    app = await register_app(store=deps(request).store, spec=spec, by=principal(request).username)
+    app = await register_app(apps=deps(request).stores.apps, spec=spec, by=principal(request).username)
     return _created(request, app)
 
 
@@ -124,7 +124,7 @@ async def add_version(request: Request) -> Response:
     """POST /v1/apps/{name}/versions (admin): register a new version of an existing app."""
     spec = await _read_spec(request)
     app = await register_version(
-        store=deps(request).store, name=request.path_params["name"], spec=spec, by=principal(request).username
+        apps=deps(request).stores.apps, name=request.path_params["name"], spec=spec, by=principal(request).username
     )
     return _created(request, app)
 
@@ -135,7 +135,7 @@ async def _toggle(request: Request, *, disable: bool) -> Response:
     raw = await read_body(request, MAX_TOGGLE_BYTES)
     wanted = parse_model(raw, AppToggle) if raw.strip() else AppToggle()
     app = await set_disabled(
-        store=deps(request).store,
+        apps=deps(request).stores.apps,
         name=request.path_params["name"],
         version=wanted.version,
         by=who.username if disable else None,

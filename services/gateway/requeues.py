@@ -6,13 +6,15 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.broker import Broker
 from shared.models import Job, JobState, StateChange, job_prefix, state_event, utcnow
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.dispatch import DispatchStore
+from shared.store.events import EventStore
+from shared.store.jobs import JobStore
 from shared.tasks import PACKAGE_RESULTS
 
 
 async def requeue(
-    *, store: MongoStore, storage: ObjectStorage, job: Job, by: str, reason: str, attempt: int = 1
+    *, jobs: JobStore, events: EventStore, storage: ObjectStorage, job: Job, by: str, reason: str, attempt: int = 1
 ) -> Job | None:
     """Clear what the job's last run left in S3, then put it back to QUEUED with a history entry.
 
@@ -24,14 +26,22 @@ async def requeue(
     change = StateChange.model_validate(
         {"at": utcnow(), "from": job.state, "to": JobState.QUEUED, "by": by, "reason": reason}
     )
-    requeued = await store.requeue_job(job, change, attempt=attempt)
+    requeued = await jobs.requeue_job(job, change, attempt=attempt)
     if requeued is not None:
-        await store.record_events([state_event(requeued)])
+        await events.record_events([state_event(requeued)])
     return requeued
 
 
 async def recover(
-    *, store: MongoStore, storage: ObjectStorage, broker: Broker, job: Job, by: str, max_attempts: int
+    *,
+    jobs: JobStore,
+    events: EventStore,
+    dispatch: DispatchStore,
+    storage: ObjectStorage,
+    broker: Broker,
+    job: Job,
+    by: str,
+    max_attempts: int,
 ) -> Job | None:
     """A RUNNING job whose worker is gone: QUEUED again for its next attempt, or FAILED after the last one.
 
@@ -39,10 +49,12 @@ async def recover(
     """
     if job.attempt < max_attempts:
         reason = f"worker {job.worker} stopped heartbeating; attempt {job.attempt + 1} of {max_attempts}"
-        return await requeue(store=store, storage=storage, job=job, by=by, reason=reason, attempt=job.attempt + 1)
+        return await requeue(
+            jobs=jobs, events=events, storage=storage, job=job, by=by, reason=reason, attempt=job.attempt + 1
+        )
     reason = f"worker {job.worker} stopped heartbeating during attempt {job.attempt} of {max_attempts}; giving up"
-    failed = await store.fail_orphan(job, reason=reason)
+    failed = await dispatch.fail_orphan(job, reason=reason)
     if failed is not None:
-        await store.record_events([state_event(failed)])
+        await events.record_events([state_event(failed)])
         await run_in_threadpool(broker.send, PACKAGE_RESULTS, job.id)  # whatever it left is packaged as for any end
     return failed

@@ -18,6 +18,7 @@ from services.gateway.jobs import (
     MAX_TAGS,
     JobRequest,
     QueueName,
+    SubmissionStores,
     parse_job_request,
     render_job,
     submit_job,
@@ -27,8 +28,8 @@ from services.gateway.state import deps
 from shared.apps import MAX_RETENTION, AppSpec
 from shared.errors import Conflict, NotFound
 from shared.models import InputValue, Job, WebhookTarget
-from shared.mongo import MongoStore
 from shared.outbound import Network
+from shared.store.apps import AppStore
 
 
 class RerunRequest(BaseModel):
@@ -46,9 +47,9 @@ class RerunRequest(BaseModel):
     webhook: WebhookTarget | None = Field(default=None, description="a URL for the new job's terminal event")
 
 
-async def _installed(store: MongoStore, job: Job) -> AppSpec:
+async def _installed(job: Job, *, apps: AppStore) -> AppSpec:
     try:
-        spec = await find_app(store, job.app)
+        spec = await find_app(job.app, apps=apps)
     except NotFound:
         raise Conflict(f"job {job.id} ran app {job.app}, which is no longer registered") from None
     if spec.version != job.app_version:
@@ -81,7 +82,7 @@ def clone_request(job: Job, changes: RerunRequest, *, retention: RetentionPolicy
 
 async def rerun_job(
     *,
-    store: MongoStore,
+    stores: SubmissionStores,
     wake: Callable[[], None],
     job_id: str,
     owner: str | None,
@@ -90,11 +91,11 @@ async def rerun_job(
     networks: tuple[Network, ...] = (),
 ) -> Job:
     """Submit a copy of the job (for its owner) with the changes in ``raw``; 409 if its app version is gone."""
-    job = await store.get_job(job_id, owner=owner)
+    job = await stores.jobs.get_job(job_id, owner=owner)
     changes = parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest()
-    await _installed(store, job)
+    await _installed(job, apps=stores.apps)
     return await submit_job(
-        store=store,
+        stores=stores,
         request=clone_request(job, changes, retention=retention),
         owner=job.owner,
         wake=wake,
@@ -108,7 +109,7 @@ async def rerun(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/rerun."""
     d = deps(request)
     job = await rerun_job(
-        store=d.store,
+        stores=SubmissionStores.of(d.stores),
         wake=d.dispatcher.wake,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,

@@ -22,8 +22,9 @@ from shared.apps import matching_outputs
 from shared.broker import Broker
 from shared.errors import Invalid, NotYet, Unavailable, Violation
 from shared.models import Job, Selection, utcnow
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.archives import ArchiveStore
+from shared.store.jobs import JobStore
 from shared.tasks import PACKAGE_SELECTION
 
 log = structlog.get_logger()
@@ -52,23 +53,26 @@ def selection_digest(include: list[str]) -> str:
     return hashlib.sha256(json.dumps(sorted(set(include))).encode()).hexdigest()
 
 
-async def request_packaging(*, store: MongoStore, broker: Broker, job: Job, digest: str, include: list[str]) -> None:
+async def request_packaging(
+    *, archives: ArchiveStore, broker: Broker, job: Job, digest: str, include: list[str]
+) -> None:
     """Record the selection and enqueue its packaging, unless it is recorded already (then its packager is on it)."""
     requested = utcnow()
     selection = Selection(include=include, requested=requested)
-    if not await store.request_selection(job, digest, selection, resend_before=requested - RESEND_AFTER):
+    if not await archives.request_selection(job, digest, selection, resend_before=requested - RESEND_AFTER):
         return
     try:
         await run_in_threadpool(broker.send, PACKAGE_SELECTION, job.id, digest)
     except Unavailable:
-        await store.release_selection(job.id, digest, requested=requested)  # the next request tries again
+        await archives.release_selection(job.id, digest, requested=requested)  # the next request tries again
         raise
     log.info("selection_requested", job_id=job.id, digest=digest, include=include)
 
 
 async def selection_link(
     *,
-    store: MongoStore,
+    jobs: JobStore,
+    archives: ArchiveStore,
     storage: ObjectStorage,
     broker: Broker,
     job_id: str,
@@ -77,7 +81,7 @@ async def selection_link(
     expires_in: int,
 ) -> dict[str, Any]:
     """A presigned download of the archive of the outputs ``include`` matches; NotYet while it is being packaged."""
-    job = await store.get_job(job_id, owner=owner)
+    job = await jobs.get_job(job_id, owner=owner)
     require_not_expired(job)
     if not job.state.terminal:
         raise NotYet(f"job {job.id} is {job.state.value}; its outputs can be selected once it finishes", retry_after=5)
@@ -87,7 +91,7 @@ async def selection_link(
     digest = selection_digest(include)
     selection = job.selections.get(digest)
     if selection is None or selection.archive is None:
-        await request_packaging(store=store, broker=broker, job=job, digest=digest, include=include)
+        await request_packaging(archives=archives, broker=broker, job=job, digest=digest, include=include)
         raise NotYet(f"the archive of job {job.id} with include {include} is being packaged; ask again", retry_after=2)
     archive = selection.archive
     url, expires_at = await run_in_threadpool(

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from services.gateway.auth import Authenticator
 from shared.apps import AppSpec
 from shared.broker import Broker
-from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
+from shared.store import Stores
 
 if TYPE_CHECKING:  # the dispatcher's module reaches the handlers, which import this one
     from services.gateway.dispatcher import Dispatcher
@@ -24,7 +24,7 @@ class Deps:
 
     settings: GatewaySettings
     directory_apps: dict[str, AppSpec]  # read from APPS_DIR at start; registered in Mongo by finish_setup
-    store: MongoStore
+    stores: Stores
     storage: ObjectStorage
     broker: Broker
     authenticator: Authenticator

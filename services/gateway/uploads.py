@@ -32,9 +32,9 @@ from services.gateway.links import link
 from services.gateway.state import deps
 from shared.errors import AppError, BadRequest, Conflict, Duplicate, Invalid, NotFound, NotYet, TooLarge, Violation
 from shared.models import PendingUpload, StoredFile, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
+from shared.store.files import FileStore
 
 log = structlog.get_logger()
 MAX_PARTS = 10_000  # S3's limit
@@ -95,7 +95,7 @@ def check_parts(parts: list[PartRef] | None, count: int) -> list[tuple[int, str]
 
 
 async def start_upload(
-    *, store: MongoStore, storage: ObjectStorage, settings: GatewaySettings, request: UploadRequest, owner: str
+    *, files: FileStore, storage: ObjectStorage, settings: GatewaySettings, request: UploadRequest, owner: str
 ) -> PendingUpload:
     """Check the announcement, open the S3 upload (multipart when large) and record it as pending."""
     try:
@@ -125,7 +125,7 @@ async def start_upload(
         part_size=part_size,
     )
     try:
-        await store.insert_upload(upload)
+        await files.insert_upload(upload)
     except BaseException:
         if multipart_id is not None:
             await run_in_threadpool(storage.abort_multipart, key, multipart_id)
@@ -152,24 +152,24 @@ def presigned_urls(storage: ObjectStorage, upload: PendingUpload) -> dict[str, A
     return {"put": None, "part_size": upload.part_size, "parts": parts}
 
 
-async def _discard(store: MongoStore, storage: ObjectStorage, upload: PendingUpload) -> None:
+async def _discard(upload: PendingUpload, *, files: FileStore, storage: ObjectStorage) -> None:
     """Leave nothing of an upload behind: its open parts, its object, its record."""
     if upload.multipart_id is not None:
         await run_in_threadpool(storage.abort_multipart, upload.key, upload.multipart_id)
     for key in {upload.key, file_key(upload.id)}:
         await run_in_threadpool(storage.delete, key)
-    await store.delete_upload(upload.id)
+    await files.delete_upload(upload.id)
 
 
-async def _claim(store: MongoStore, upload_id: str, owner: str | None) -> PendingUpload:
-    upload = await store.claim_upload(upload_id, owner=owner, stale_before=utcnow() - _STALE_COMPLETION)
+async def _claim(upload_id: str, owner: str | None, *, files: FileStore) -> PendingUpload:
+    upload = await files.claim_upload(upload_id, owner=owner, stale_before=utcnow() - _STALE_COMPLETION)
     if upload is not None:
         return upload
     try:
-        await store.get_upload(upload_id, owner=owner)
+        await files.get_upload(upload_id, owner=owner)
     except NotFound:
         try:
-            file = await store.get_file(upload_id, owner=owner)
+            file = await files.get_file(upload_id, owner=owner)
         except NotFound:
             raise NotFound(f"no pending upload {upload_id}") from None
         raise Conflict(f"upload {upload_id} is complete already: it is file {file.id}") from None
@@ -191,7 +191,7 @@ async def _assemble(storage: ObjectStorage, upload: PendingUpload, parts: list[P
     return await run_in_threadpool(storage.size, upload.key)
 
 
-async def _record(store: MongoStore, upload: PendingUpload) -> StoredFile:
+async def _record(upload: PendingUpload, *, files: FileStore) -> StoredFile:
     """Record the verified file (or find it, recorded by an earlier attempt that died before cleaning up)."""
     file = StoredFile(
         id=upload.id,
@@ -204,26 +204,26 @@ async def _record(store: MongoStore, upload: PendingUpload) -> StoredFile:
         created=utcnow(),
     )
     try:
-        await store.insert_file(file)
+        await files.insert_file(file)
     except Duplicate:
-        return await store.get_file(upload.id)
+        return await files.get_file(upload.id)
     except BaseException:
-        await store.release_upload(upload.id)
+        await files.release_upload(upload.id)
         raise
     return file
 
 
 async def complete_upload(
-    *, store: MongoStore, storage: ObjectStorage, upload_id: str, owner: str | None, parts: list[PartRef] | None
+    *, files: FileStore, storage: ObjectStorage, upload_id: str, owner: str | None, parts: list[PartRef] | None
 ) -> StoredFile:
     """Verify what the client sent against what it announced, then turn the upload into a file.
 
     A mismatch deletes the object and the upload (422); an expired upload is discarded (409);
     anything else that fails leaves the upload as it was, to be completed again.
     """
-    upload = await _claim(store, upload_id, owner)
+    upload = await _claim(upload_id, owner, files=files)
     if upload.expires <= utcnow():
-        await _discard(store, storage, upload)
+        await _discard(upload, files=files, storage=storage)
         raise Conflict(f"upload {upload.id} expired at {upload.expires.isoformat()}; start a new one")
     key, sha256 = file_key(upload.id), ""
     try:
@@ -233,7 +233,7 @@ async def complete_upload(
                 await run_in_threadpool(storage.copy, upload.key, key)
             size, sha256 = await run_in_threadpool(storage.digest, key)
     except BaseException:
-        await store.release_upload(upload.id)
+        await files.release_upload(upload.id)
         raise
     problems = []
     if size != upload.size:
@@ -241,11 +241,11 @@ async def complete_upload(
     elif sha256 != upload.sha256:
         problems.append(Violation("/sha256", f"{upload.sha256} was announced but the bytes hash to {sha256}"))
     if problems:
-        await _discard(store, storage, upload)
+        await _discard(upload, files=files, storage=storage)
         log.info("upload_rejected", upload_id=upload.id, reason=problems[0].pointer)
         raise Invalid(f"the uploaded file is not the one announced ({problems[0].pointer[1:]} differs)", problems)
-    file = await _record(store, upload)
-    await store.delete_upload(upload.id)
+    file = await _record(upload, files=files)
+    await files.delete_upload(upload.id)
     if upload.key != file.key:
         try:
             await run_in_threadpool(storage.delete, upload.key)
@@ -255,24 +255,24 @@ async def complete_upload(
     return file
 
 
-async def sweep_expired(*, store: MongoStore, storage: ObjectStorage, limit: int = 100) -> int:
+async def sweep_expired(*, files: FileStore, storage: ObjectStorage, limit: int = 100) -> int:
     """Discard uploads that expired unfinished (their parts, objects and records); how many were."""
     swept = 0
     now = utcnow()
-    for expired in await store.expired_uploads(before=now, stale_before=now - _STALE_COMPLETION, limit=limit):
-        upload = await store.claim_upload(expired.id, owner=None, stale_before=now - _STALE_COMPLETION)
+    for expired in await files.expired_uploads(before=now, stale_before=now - _STALE_COMPLETION, limit=limit):
+        upload = await files.claim_upload(expired.id, owner=None, stale_before=now - _STALE_COMPLETION)
         if upload is not None:  # else another gateway got to it first
-            await _discard(store, storage, upload)
+            await _discard(upload, files=files, storage=storage)
             log.info("upload_expired", upload_id=upload.id)
             swept += 1
     return swept
 
 
-async def sweep_forever(*, store: MongoStore, storage: ObjectStorage, every_seconds: float) -> None:
+async def sweep_forever(*, files: FileStore, storage: ObjectStorage, every_seconds: float) -> None:
     """Sweep expired uploads now and then, for as long as the gateway runs; a backend outage only delays it."""
     while True:
         try:
-            await sweep_expired(store=store, storage=storage)
+            await sweep_expired(files=files, storage=storage)
         except AppError as exc:
             log.warning("upload_sweep_failed", detail=exc.detail)
         await asyncio.sleep(every_seconds)
@@ -300,7 +300,7 @@ async def create(request: Request) -> Response:
     """POST /v1/uploads {name, size, sha256, content_type?}."""
     d = deps(request)
     upload = await start_upload(
-        store=d.store,
+        files=d.stores.files,
         storage=d.storage,
         settings=d.settings,
         request=await read_model(request, UploadRequest),
@@ -314,7 +314,7 @@ async def create(request: Request) -> Response:
 async def describe(request: Request) -> Response:
     """GET /v1/uploads/{upload_id}: the pending upload with fresh URLs."""
     d = deps(request)
-    upload = await d.store.get_upload(request.path_params["upload_id"], owner=principal(request).owner_filter)
+    upload = await d.stores.files.get_upload(request.path_params["upload_id"], owner=principal(request).owner_filter)
     return JSONResponse(render_upload(request, upload, await run_in_threadpool(presigned_urls, d.storage, upload)))
 
 
@@ -324,7 +324,7 @@ async def complete(request: Request) -> Response:
     raw = await read_body(request, 2 * 2**20)
     parts = parse_model(raw, CompleteRequest).parts if raw.strip() else None
     file = await complete_upload(
-        store=d.store,
+        files=d.stores.files,
         storage=d.storage,
         upload_id=request.path_params["upload_id"],
         owner=principal(request).owner_filter,
@@ -337,7 +337,7 @@ async def complete(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     """DELETE /v1/uploads/{upload_id}: 204 once its parts, object and record are gone."""
     d = deps(request)
-    upload = await _claim(d.store, request.path_params["upload_id"], principal(request).owner_filter)
-    await _discard(d.store, d.storage, upload)
+    upload = await _claim(request.path_params["upload_id"], principal(request).owner_filter, files=d.stores.files)
+    await _discard(upload, files=d.stores.files, storage=d.storage)
     log.info("upload_cancelled", upload_id=upload.id)
     return Response(status_code=204)

@@ -16,8 +16,8 @@ from services.gateway.pages import page_request, page_response
 from services.gateway.state import deps
 from shared.errors import BadCredentials, Conflict, Duplicate, Forbidden, NotFound
 from shared.models import ApiKey, Role, User, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import USERNAME
+from shared.store.accounts import AccountStore
 
 log = structlog.get_logger()
 
@@ -55,22 +55,22 @@ def require_admin(who: Principal) -> None:
         raise Forbidden()
 
 
-async def create_user(*, store: MongoStore, username: str, password: str, role: Role) -> User:
+async def create_user(*, accounts: AccountStore, username: str, password: str, role: Role) -> User:
     """Add a user; Conflict if the name is taken."""
     user = User(id=new_id(), username=username, password_hash=hash_password(password), role=role, created=utcnow())
     try:
-        await store.insert_user(user)
+        await accounts.insert_user(user)
     except Duplicate:
         raise Duplicate(f"the username {username!r} is taken") from None
     log.info("user_created", user_id=user.id, username=username, role=role.value)
     return user
 
 
-async def ensure_admin(*, store: MongoStore, username: str, password: str) -> None:
+async def ensure_admin(*, accounts: AccountStore, username: str, password: str) -> None:
     """Create the configured first admin unless a user of that name exists (its password is left alone)."""
-    if await store.find_user(username) is None:
+    if await accounts.find_user(username) is None:
         try:
-            await create_user(store=store, username=username, password=password, role=Role.ADMIN)
+            await create_user(accounts=accounts, username=username, password=password, role=Role.ADMIN)
         except Duplicate:
             pass  # another gateway replica created it first
 
@@ -102,7 +102,7 @@ async def login(request: Request) -> Response:
     """POST /v1/auth/login {username, password} -> a bearer token and its expiry."""
     d = deps(request)
     body = await read_model(request, Login)
-    user = await d.store.find_user(body.username)
+    user = await d.stores.accounts.find_user(body.username)
     if not password_matches(user, body.password.get_secret_value()) or user is None or user.disabled:
         log.info("login_refused", username=body.username)
         raise BadCredentials("wrong username or password")
@@ -115,7 +115,7 @@ async def login(request: Request) -> Response:
 
 async def me(request: Request) -> Response:
     """GET /v1/me: the caller."""
-    return JSONResponse(render_user(request, await deps(request).store.get_user(principal(request).user_id)))
+    return JSONResponse(render_user(request, await deps(request).stores.accounts.get_user(principal(request).user_id)))
 
 
 async def add_user(request: Request) -> Response:
@@ -123,7 +123,10 @@ async def add_user(request: Request) -> Response:
     require_admin(principal(request))
     body = await read_model(request, NewUser)
     user = await create_user(
-        store=deps(request).store, username=body.username, password=body.password.get_secret_value(), role=body.role
+        accounts=deps(request).stores.accounts,
+        username=body.username,
+        password=body.password.get_secret_value(),
+        role=body.role,
     )
     rendered = render_user(request, user)
     return JSONResponse(rendered, status_code=201, headers={"Location": rendered["url"]})
@@ -133,7 +136,7 @@ async def list_users(request: Request) -> Response:
     """GET /v1/users (admin)."""
     require_admin(principal(request))
     wanted = page_request(request)
-    page = await deps(request).store.list_users(limit=wanted.limit, after=wanted.after)
+    page = await deps(request).stores.accounts.list_users(limit=wanted.limit, after=wanted.after)
     return page_response(request, page, lambda user: render_user(request, user))
 
 
@@ -142,7 +145,7 @@ async def describe_user(request: Request) -> Response:
     who, user_id = principal(request), request.path_params["user_id"]
     if not who.is_admin and user_id != who.user_id:
         raise NotFound(f"no user {user_id}")
-    return JSONResponse(render_user(request, await deps(request).store.get_user(user_id)))
+    return JSONResponse(render_user(request, await deps(request).stores.accounts.get_user(user_id)))
 
 
 async def disable_user(request: Request) -> Response:
@@ -153,7 +156,7 @@ async def disable_user(request: Request) -> Response:
     require_admin(who)
     if user_id == who.user_id:
         raise Conflict("an admin cannot disable their own account")
-    user = await deps(request).store.set_user_disabled(user_id, True)
+    user = await deps(request).stores.accounts.set_user_disabled(user_id, True)
     log.info("user_disabled", user_id=user.id)
     return JSONResponse(render_user(request, user))
 
@@ -165,7 +168,7 @@ async def change_user(request: Request) -> Response:
         raise NotFound(f"no user {user_id}")
     require_admin(who)
     changes = await read_model(request, UserChanges)
-    user = await deps(request).store.set_user_limit(user_id, changes.max_running)
+    user = await deps(request).stores.accounts.set_user_limit(user_id, changes.max_running)
     log.info("user_limit_set", user_id=user.id, max_running=user.max_running)
     deps(request).dispatcher.wake()
     return JSONResponse(render_user(request, user))
@@ -176,7 +179,7 @@ async def add_key(request: Request) -> Response:
     who = principal(request)
     body = await read_model(request, NewKey)
     key, secret = new_api_key(who.user_id, body.name)
-    await deps(request).store.insert_key(key)
+    await deps(request).stores.accounts.insert_key(key)
     log.info("api_key_created", key_id=key.id)
     rendered = render_key(request, key) | {"secret": secret}
     return JSONResponse(rendered, status_code=201, headers={"Location": rendered["url"]})
@@ -185,7 +188,7 @@ async def add_key(request: Request) -> Response:
 async def list_keys(request: Request) -> Response:
     """GET /v1/keys: the caller's keys (admins: everyone's), without secrets."""
     wanted = page_request(request)
-    page = await deps(request).store.list_keys(
+    page = await deps(request).stores.accounts.list_keys(
         owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
     )
     return page_response(request, page, lambda key: render_key(request, key))
@@ -193,12 +196,16 @@ async def list_keys(request: Request) -> Response:
 
 async def describe_key(request: Request) -> Response:
     """GET /v1/keys/{key_id}."""
-    key = await deps(request).store.get_key(request.path_params["key_id"], owner=principal(request).owner_filter)
+    key = await deps(request).stores.accounts.get_key(
+        request.path_params["key_id"], owner=principal(request).owner_filter
+    )
     return JSONResponse(render_key(request, key))
 
 
 async def revoke_key(request: Request) -> Response:
     """DELETE /v1/keys/{key_id}: the key stops working at once."""
-    key = await deps(request).store.revoke_key(request.path_params["key_id"], owner=principal(request).owner_filter)
+    key = await deps(request).stores.accounts.revoke_key(
+        request.path_params["key_id"], owner=principal(request).owner_filter
+    )
     log.info("api_key_revoked", key_id=key.id)
     return JSONResponse(render_key(request, key))

@@ -26,8 +26,9 @@ from services.gateway.state import deps
 from shared.broker import Broker
 from shared.errors import Conflict, Invalid, Unavailable, Violation
 from shared.models import Delivery, Job, Webhook, WebhookSecret, WebhookTarget, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.outbound import Network, literal_host_allowed
+from shared.store.jobs import JobStore
+from shared.store.webhooks import WebhookStore
 from shared.tasks import ANNOUNCE_END
 
 log = structlog.get_logger()
@@ -43,7 +44,7 @@ class NewWebhook(WebhookTarget):
 
 
 async def check_webhooks(
-    store: MongoStore, targets: Iterable[tuple[str, WebhookTarget]], *, owner: str, networks: tuple[Network, ...]
+    targets: Iterable[tuple[str, WebhookTarget]], *, owner: str, networks: tuple[Network, ...], webhooks: WebhookStore
 ) -> None:
     """Each (pointer, target) must not name a plainly private host (422), and the owner must have a secret (409)."""
     targets = list(targets)
@@ -52,7 +53,7 @@ async def check_webhooks(
         if not literal_host_allowed(host, networks):
             detail = f"{host} is not a public address"
             raise Invalid(f"the webhook URL is refused: {detail}", [Violation(f"{pointer}/url", detail)])
-    if targets and await store.get_webhook_secret(owner) is None:
+    if targets and await webhooks.get_webhook_secret(owner) is None:
         raise Conflict(NO_SECRET)
 
 
@@ -67,23 +68,23 @@ async def announce_end(broker: Broker, job: Job) -> None:
         log.warning("webhook_announce_lost", job_id=job.id, state=job.state.value, detail=exc.detail)
 
 
-async def rotate_secret(*, store: MongoStore, owner: str) -> WebhookSecret:
+async def rotate_secret(*, webhooks: WebhookStore, owner: str) -> WebhookSecret:
     """A new signing secret for ``owner``, replacing the old one at once."""
     secret = WebhookSecret(id=owner, secret=SECRET_PREFIX + secrets.token_urlsafe(32), created=utcnow())
-    await store.set_webhook_secret(secret)
+    await webhooks.set_webhook_secret(secret)
     log.info("webhook_secret_rotated", owner=owner)
     return secret
 
 
 async def register_webhook(
-    *, store: MongoStore, target: WebhookTarget, owner: str, networks: tuple[Network, ...]
+    *, webhooks: WebhookStore, target: WebhookTarget, owner: str, networks: tuple[Network, ...]
 ) -> Webhook:
     """Register a default webhook for ``owner`` (at most ten; 409 beyond, or without a signing secret)."""
-    await check_webhooks(store, [("", target)], owner=owner, networks=networks)
-    if len(await store.owner_webhooks(owner)) >= MAX_WEBHOOKS:
+    await check_webhooks([("", target)], owner=owner, networks=networks, webhooks=webhooks)
+    if len(await webhooks.owner_webhooks(owner)) >= MAX_WEBHOOKS:
         raise Conflict(f"at most {MAX_WEBHOOKS} webhooks per user; delete one first")
     webhook = Webhook(id=new_id(), owner=owner, url=target.url, progress=target.progress, created=utcnow())
-    await store.insert_webhook(webhook)
+    await webhooks.insert_webhook(webhook)
     log.info("webhook_registered", webhook_id=webhook.id)
     return webhook
 
@@ -118,7 +119,7 @@ def render_delivery(delivery: Delivery) -> dict[str, Any]:
 
 async def new_secret(request: Request) -> Response:
     """POST /v1/webhook-secret: a new signing secret, shown in this answer only (a body is ignored)."""
-    secret = await rotate_secret(store=deps(request).store, owner=principal(request).user_id)
+    secret = await rotate_secret(webhooks=deps(request).stores.webhooks, owner=principal(request).user_id)
     return JSONResponse({"secret": secret.secret, "created": secret.created.isoformat()}, status_code=201)
 
 
@@ -127,7 +128,10 @@ async def create(request: Request) -> Response:
     d = deps(request)
     body = await read_model(request, NewWebhook)
     webhook = await register_webhook(
-        store=d.store, target=body, owner=principal(request).user_id, networks=d.settings.allowed_networks()
+        webhooks=d.stores.webhooks,
+        target=body,
+        owner=principal(request).user_id,
+        networks=d.settings.allowed_networks(),
     )
     rendered = render_webhook(request, webhook)
     return JSONResponse(rendered, status_code=201, headers={"Location": rendered["url"]})
@@ -136,7 +140,7 @@ async def create(request: Request) -> Response:
 async def list_webhooks(request: Request) -> Response:
     """GET /v1/webhooks: the caller's webhooks (an admin's: everyone's)."""
     wanted = page_request(request)
-    page = await deps(request).store.list_webhooks(
+    page = await deps(request).stores.webhooks.list_webhooks(
         owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
     )
     return page_response(request, page, lambda webhook: render_webhook(request, webhook))
@@ -144,35 +148,41 @@ async def list_webhooks(request: Request) -> Response:
 
 async def describe(request: Request) -> Response:
     """GET /v1/webhooks/{webhook_id}."""
-    store = deps(request).store
-    webhook = await store.get_webhook(request.path_params["webhook_id"], owner=principal(request).owner_filter)
+    webhooks = deps(request).stores.webhooks
+    webhook = await webhooks.get_webhook(request.path_params["webhook_id"], owner=principal(request).owner_filter)
     return JSONResponse(render_webhook(request, webhook))
 
 
-async def delete_webhook(*, store: MongoStore, webhook_id: str, owner: str | None) -> None:
+async def delete_webhook(*, webhooks: WebhookStore, webhook_id: str, owner: str | None) -> None:
     """Forget a registered webhook (NotFound unless ``owner``'s); deliveries under way go on."""
-    webhook = await store.get_webhook(webhook_id, owner=owner)
-    await store.delete_webhook(webhook.id)
+    webhook = await webhooks.get_webhook(webhook_id, owner=owner)
+    await webhooks.delete_webhook(webhook.id)
     log.info("webhook_deleted", webhook_id=webhook.id)
 
 
-async def deliveries_of(*, store: MongoStore, job_id: str, owner: str | None) -> list[Delivery]:
+async def deliveries_of(*, jobs: JobStore, webhooks: WebhookStore, job_id: str, owner: str | None) -> list[Delivery]:
     """The deliveries of a job's events (NotFound unless it is ``owner``'s), oldest first."""
-    job = await store.get_job(job_id, owner=owner)
-    return await store.job_deliveries(job.id)
+    job = await jobs.get_job(job_id, owner=owner)
+    return await webhooks.job_deliveries(job.id)
 
 
 async def remove(request: Request) -> Response:
     """DELETE /v1/webhooks/{webhook_id}: no new deliveries go to it; those under way go on."""
     await delete_webhook(
-        store=deps(request).store, webhook_id=request.path_params["webhook_id"], owner=principal(request).owner_filter
+        webhooks=deps(request).stores.webhooks,
+        webhook_id=request.path_params["webhook_id"],
+        owner=principal(request).owner_filter,
     )
     return Response(status_code=204)
 
 
 async def job_deliveries(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/deliveries: every delivery of the job's events, with its attempts."""
+    stores = deps(request).stores
     deliveries = await deliveries_of(
-        store=deps(request).store, job_id=request.path_params["job_id"], owner=principal(request).owner_filter
+        jobs=stores.jobs,
+        webhooks=stores.webhooks,
+        job_id=request.path_params["job_id"],
+        owner=principal(request).owner_filter,
     )
     return JSONResponse({"items": [render_delivery(delivery) for delivery in deliveries]})

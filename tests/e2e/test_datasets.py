@@ -22,8 +22,8 @@ import pytest
 
 from devstack.stack import Stack
 from shared.models import DatasetInput, Job, JobState, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings
+from shared.store import Stores
 from tests.conftest import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS, UserFactory, problem, upload
 from tests.e2e.test_walking_skeleton import wait_for_archive
 
@@ -268,11 +268,11 @@ def test_dataset_read_by_an_unfinished_job_cannot_be_deleted(
     )
 
     async def record(insert: bool) -> None:
-        store = MongoStore.connect(settings, appname="quern-test")
+        stores = Stores.connect(settings, appname="quern-test")
         try:
-            await (store.insert_job(job) if insert else store.delete_job(job.id))
+            await (stores.jobs.insert_job(job) if insert else stores.jobs.delete_job(job.id))
         finally:
-            await store.close()
+            await stores.close()
 
     asyncio.run(record(insert=True))  # as if a runner held it, without one picking it up
     try:
