@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import structlog
 
-from services.gateway.domain.credentials import hash_password
+from services.gateway.domain.credentials import hash_password, new_api_key
 from shared.errors import Duplicate
-from shared.models import Role, User, new_id, utcnow
+from shared.models import ApiKey, Role, User, new_id, utcnow
 from shared.store.accounts import AccountStore
 
 log = structlog.get_logger()
@@ -30,3 +30,11 @@ async def ensure_admin(*, accounts: AccountStore, username: str, password: str) 
             await create_user(accounts=accounts, username=username, password=password, role=Role.ADMIN)
         except Duplicate:
             pass  # another gateway replica created it first
+
+
+async def create_key(*, accounts: AccountStore, owner: str, name: str) -> tuple[ApiKey, str]:
+    """A new API key of ``owner``'s, and its full secret: shown once, never stored."""
+    key, secret = new_api_key(owner, name)
+    await accounts.insert_key(key)
+    log.info("api_key_created", key_id=key.id)
+    return key, secret

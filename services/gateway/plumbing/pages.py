@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 from starlette.requests import Request
@@ -21,6 +21,8 @@ from shared.models import Record
 from shared.store.database import Page
 
 T = TypeVar("T", bound=Record)
+Item = TypeVar("Item", bound=Out)
+P = TypeVar("P", bound="PageOut[Any]")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _ID = re.compile(r"^[0-9a-z]{26}$")
@@ -69,6 +71,16 @@ def page_response(request: Request, page: Page[T], render: Callable[[T], dict[st
     return JSONResponse({"items": [render(item) for item in page.items], "next_cursor": cursor, "next": next_url})
 
 
-class PageOut(Out):
+class PageOut(Out, Generic[Item]):
+    """One page of a list; a list's answer model names its items' model: ``class KeyPage(PageOut[KeyOut])``."""
+
     next_cursor: str | None
     next: str | None = Field(description="the URL of the next page, null on the last")
+    items: list[Item]
+
+
+def paged(request: Request, page: Page[T], render: Callable[[T], Item], model: type[P]) -> P:
+    """The page's answer: each item rendered, with the cursor and the full URL of the next page."""
+    cursor = None if page.next_after is None else encode_cursor(page.next_after)
+    next_url = None if cursor is None else str(request.url.include_query_params(cursor=cursor))
+    return model(items=[render(item) for item in page.items], next_cursor=cursor, next=next_url)

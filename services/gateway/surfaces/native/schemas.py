@@ -40,19 +40,6 @@ class UserOut(Out):
     created: str
 
 
-class KeyOut(Out):
-    id: str
-    url: str
-    name: str
-    owner: str
-    created: str
-    revoked: str | None
-
-
-class KeyCreated(KeyOut):
-    secret: str = Field(description="qk_<id>.<secret>: shown in this answer only")
-
-
 class FileOut(Out):
     id: str
     url: str
@@ -315,24 +302,20 @@ class Cluster(Out):
     jobs: JobCounts
 
 
-class FilePage(PageOut):
-    items: list[FileOut]
+class FilePage(PageOut[FileOut]):
+    pass
 
 
-class DatasetPage(PageOut):
-    items: list[DatasetSummary]
+class DatasetPage(PageOut[DatasetSummary]):
+    pass
 
 
-class JobPage(PageOut):
-    items: list[JobOut]
+class JobPage(PageOut[JobOut]):
+    pass
 
 
-class UserPage(PageOut):
-    items: list[UserOut]
-
-
-class KeyPage(PageOut):
-    items: list[KeyOut]
+class UserPage(PageOut[UserOut]):
+    pass
 
 
 class QueueLinks(Out):
@@ -354,8 +337,8 @@ class UserQueueOut(Out):
     links: QueueLinks
 
 
-class UserQueuePage(PageOut):
-    items: list[UserQueueOut]
+class UserQueuePage(PageOut[UserQueueOut]):
+    pass
 
 
 class RetryOut(Out):
@@ -404,8 +387,8 @@ class WebhookOut(Out):
     created: str
 
 
-class WebhookPage(PageOut):
-    items: list[WebhookOut]
+class WebhookPage(PageOut[WebhookOut]):
+    pass
 
 
 class DeliveryAttemptOut(Out):
