@@ -24,7 +24,7 @@ import pytest
 
 from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, wait_until
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
-from services.gateway.problems import problem_types
+from services.gateway.plumbing.problems import problem_types
 from shared.settings import Settings, load
 from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS, RUN_JOB
 

@@ -12,7 +12,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from services.gateway.app import create_app
-from services.gateway.users import NewUser, create_user
+from services.gateway.domain.accounts import create_user
+from services.gateway.surfaces.native.users import NewUser
 from shared.errors import AppError
 from shared.logging import configure_logging
 from shared.models import Role

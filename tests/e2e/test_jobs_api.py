@@ -11,7 +11,7 @@ import pymongo
 import pytest
 
 from devstack.stack import Stack
-from services.gateway.schemas import JobOut
+from services.gateway.surfaces.native.schemas import JobOut
 from tests.conftest import UserFactory, problem, upload
 from tests.e2e.test_cancel import free_slots_then_expect, long_job, queued_behind_busy_slots
 from tests.e2e.test_runner_shutdown import processes_mentioning, wait_for_app

@@ -21,12 +21,14 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from devstack.stack import Stack
-from services.gateway.openapi import EVENT_STREAM, OPERATIONS
+from services.gateway.plumbing.endpoints import EVENT_STREAM
+from services.gateway.surfaces.native.routes import operations
 from tests.conftest import UserFactory, make_dataset
 from tests.e2e.test_apps import flood_copy
 from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
+OPERATIONS = operations()
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

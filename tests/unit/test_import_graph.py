@@ -16,27 +16,26 @@ import pytest
 
 PACKAGES = ("shared", "services", "quern", "devstack", "bench")
 
-# Cycles that other branches of issue 15 remove; empty this once they are merged. An entry allows
-# exactly the imports along its chain (one more import among its modules makes it a new cycle),
-# and an entry not found as listed fails the test, so the list cannot go stale.
-KNOWN_CYCLES: tuple[tuple[str, ...], ...] = (
-    (
-        "services.gateway.dispatcher",
-        "services.gateway.webhooks",
-        "services.gateway.state",
-        "services.gateway.dispatcher",
-    ),
-)
+# Cycles allowed for now: none. An entry allows exactly the imports along its chain (one more
+# import among its modules makes it a new cycle), and an entry not found as listed fails the
+# test, so the list cannot go stale.
+KNOWN_CYCLES: tuple[tuple[str, ...], ...] = ()
 
 SERVICES = ("services.gateway", "services.runner", "services.results")
 
-# The gateway's API surfaces: each calls domain operations and HTTP plumbing, never another
-# surface. List one here when it is built; one not (yet) in the code is left out.
-SURFACES = (
-    "services.gateway.api",  # the native /v1 API
-    "services.gateway.ui",  # the web UI
-    "services.gateway.tes",  # GA4GH TES
-    "services.gateway.ogc",  # OGC API - Processes
+# The gateway's API surfaces: every package under this one (native, and facades such as TES or a
+# web UI) calls domain operations and HTTP plumbing, never another surface.
+SURFACES = "services.gateway.surfaces"
+
+# The gateway's layers: surfaces -> plumbing -> domain -> shared/, with scheduling beside the surfaces.
+GATEWAY_LAYERS = (
+    ("services.gateway.domain", "services.gateway.plumbing", "domain operations never see HTTP"),
+    ("services.gateway.domain", SURFACES, "domain operations serve every surface, so they import none"),
+    ("services.gateway.domain", "services.gateway.scheduling", "the scheduler calls domain operations, not back"),
+    ("services.gateway.plumbing", SURFACES, "HTTP plumbing serves every surface, so it imports none"),
+    ("services.gateway.plumbing", "services.gateway.scheduling", "HTTP plumbing knows nothing of scheduling"),
+    ("services.gateway.scheduling", SURFACES, "the scheduler runs without any API surface"),
+    ("services.gateway.scheduling", "services.gateway.plumbing", "the scheduler runs without HTTP"),
 )
 
 
@@ -52,7 +51,13 @@ class Boundary:
 def boundaries(modules: Collection[str], root: str = "") -> list[Boundary]:
     """The boundaries between our packages, each name under ``root`` (the top package of a synthetic tree)."""
     services = [root + name for name in SERVICES]
-    surfaces = [root + name for name in SURFACES if root + name in modules]
+    surfaces = sorted(
+        {
+            ".".join(m.split(".")[: len((root + SURFACES).split(".")) + 1])
+            for m in modules
+            if m.startswith(root + SURFACES + ".")
+        }
+    )
     shared, quern = root + "shared", root + "quern"
     return [
         *(Boundary(a, b, "services share only shared/ and messages") for a in services for b in services if a != b),
@@ -61,6 +66,11 @@ def boundaries(modules: Collection[str], root: str = "") -> list[Boundary]:
         Boundary(quern, root + "services", "the SDK speaks HTTP and installs without the services"),
         Boundary(quern, shared, "the SDK speaks HTTP and installs without the services"),
         *(Boundary(a, b, "API surfaces never import each other") for a in surfaces for b in surfaces if a != b),
+        *(
+            Boundary(root + a, root + b, why)
+            for a, b, why in GATEWAY_LAYERS
+            if root + a in modules and root + b in modules
+        ),
     ]
 
 
@@ -176,6 +186,7 @@ THREE_IN_A_RING = {
     "quern/b.py": "from synthetic.quern import c\n",
     "quern/c.py": "from synthetic.quern import a\n",
 }
+GW = "from synthetic.services.gateway."
 RING = ("synthetic.quern.a", "synthetic.quern.b", "synthetic.quern.c", "synthetic.quern.a")
 
 
@@ -249,13 +260,29 @@ RING = ("synthetic.quern.a", "synthetic.quern.b", "synthetic.quern.c", "syntheti
         ),
         pytest.param(
             {
-                "services/gateway/ui/pages.py": "from synthetic.services.gateway.api import jobs\n",
-                "services/gateway/api/jobs.py": "from synthetic.services.gateway import domain\n",
-                "services/gateway/domain.py": "",
+                "services/gateway/surfaces/ui/pages.py": GW + "surfaces.native import jobs\n",
+                "services/gateway/surfaces/native/jobs.py": GW + "domain import submission\n",
+                "services/gateway/domain/submission.py": "",
             },
             (),
-            ["synthetic.services.gateway.ui.pages -> synthetic.services.gateway.api.jobs"],
-            id="one API surface importing another, with the other surfaces absent",
+            ["synthetic.services.gateway.surfaces.ui.pages -> synthetic.services.gateway.surfaces.native.jobs"],
+            id="one API surface importing another",
+        ),
+        pytest.param(
+            {
+                "services/gateway/domain/submission.py": GW + "plumbing.bodies import read\n",
+                "services/gateway/plumbing/bodies.py": "",
+                "services/gateway/scheduling/dispatcher.py": GW + "surfaces.native import jobs\n",
+                "services/gateway/surfaces/native/jobs.py": GW + "domain import submission\n",
+            },
+            (),
+            [
+                "synthetic.services.gateway.domain.submission -> synthetic.services.gateway.plumbing.bodies",
+                "synthetic.services.gateway.scheduling.dispatcher -> synthetic.services.gateway.surfaces.native.jobs",
+                "synthetic.services.gateway.scheduling.dispatcher -> synthetic.services.gateway.surfaces.native.jobs"
+                " -> synthetic.services.gateway.domain.submission -> synthetic.services.gateway.plumbing.bodies",
+            ],
+            id="a gateway layer importing one above it",
         ),
     ],
 )

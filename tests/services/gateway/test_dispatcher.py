@@ -8,7 +8,8 @@ from typing import Any
 
 import pika
 
-from services.gateway.dispatcher import MAX_AHEAD, Dispatcher, settle_dependencies
+from services.gateway.scheduling.dependencies import settle_dependencies
+from services.gateway.scheduling.dispatcher import MAX_AHEAD, Dispatcher
 from shared.broker import Broker
 from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
 from shared.settings import Settings

@@ -9,8 +9,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from services.gateway.apps import current_versions
-from services.gateway.registrations import register_directory
+from services.gateway.domain.registry import current_versions, register_directory
 from shared.apps import AppSpec, RegisteredApp
 from shared.models import new_id, utcnow
 from shared.settings import Settings

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.gateway.retention import KEEP_FOREVER, RetentionPolicy, require_not_expired
+from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy, require_not_expired
 from shared.errors import Gone, Invalid
 from shared.models import JobState, utcnow
 from tests.adapters.shared.store.scenarios import make_job

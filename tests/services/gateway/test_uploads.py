@@ -8,7 +8,7 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from services.gateway.uploads import MAX_PARTS, PartRef, check_parts, plan_parts, sweep_expired
+from services.gateway.domain.uploads import MAX_PARTS, PartRef, check_parts, plan_parts, sweep_expired
 from shared.errors import Invalid, NotFound, TooLarge
 from shared.models import PendingUpload, new_id, utcnow
 from shared.settings import Settings
