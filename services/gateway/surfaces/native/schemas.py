@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.pages import PageOut
-from shared.models import JobState, Role
+from shared.models import JobState
 
 
 class Health(Out):
@@ -22,22 +22,6 @@ class Health(Out):
 class Ready(Out):
     status: Literal["ready"]
     checks: dict[str, str]
-
-
-class Token(Out):
-    access_token: str
-    token_type: Literal["bearer"]
-    expires_at: str
-
-
-class UserOut(Out):
-    id: str
-    url: str
-    username: str
-    role: Role
-    disabled: bool
-    max_running: int | None = Field(description="the user's own limit of jobs at once; null: the deployment's")
-    created: str
 
 
 class FileOut(Out):
@@ -311,10 +295,6 @@ class DatasetPage(PageOut[DatasetSummary]):
 
 
 class JobPage(PageOut[JobOut]):
-    pass
-
-
-class UserPage(PageOut[UserOut]):
     pass
 
 
