@@ -253,39 +253,6 @@ class OutputLink(Out):
     content_type: str
 
 
-class WorkerOut(Out):
-    id: str
-    service: str
-    host: str
-    pid: int
-    concurrency: int
-    busy: int
-    queues: list[str]
-    started: str
-    last_heartbeat: str
-    seconds_since_heartbeat: float
-    alive: bool
-
-
-class QueueDepth(Out):
-    messages: int
-    consumers: int
-
-
-class JobCounts(Out):
-    scope: Literal["all", "mine"]
-    queued: int
-    running: int
-    by_app: dict[str, dict[str, int]]
-    by_queue: dict[str, dict[str, int]] = Field(description="queue name (an admin's: OWNER_ID/name) -> state -> count")
-
-
-class Cluster(Out):
-    workers: list[WorkerOut]
-    queues: dict[str, QueueDepth]
-    jobs: JobCounts
-
-
 class FilePage(PageOut[FileOut]):
     pass
 
