@@ -15,15 +15,6 @@ from services.gateway.plumbing.pages import PageOut
 from shared.models import JobState
 
 
-class Health(Out):
-    status: Literal["ok"]
-
-
-class Ready(Out):
-    status: Literal["ready"]
-    checks: dict[str, str]
-
-
 class FileOut(Out):
     id: str
     url: str
