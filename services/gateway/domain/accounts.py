@@ -17,6 +17,14 @@ log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who asks: a user, who sees and manages only their own account, or an admin, who manages everyone's."""
+
+    user_id: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
 class AccessToken:
     """A signed bearer token and when it expires."""
 
@@ -56,29 +64,29 @@ async def log_in(*, accounts: AccountStore, username: str, password: str, secret
     return AccessToken(token, expires)
 
 
-def check_reach(user_id: str, *, caller_id: str, caller_is_admin: bool) -> None:
+def check_reach(user_id: str, caller: Caller) -> None:
     """NotFound for another user's account unless the caller is an admin: to a user, it does not exist."""
-    if not caller_is_admin and user_id != caller_id:
+    if not caller.is_admin and user_id != caller.user_id:
         raise NotFound(f"no user {user_id}")
 
 
-def check_may_manage(user_id: str, *, caller_id: str, caller_is_admin: bool) -> None:
+def check_may_manage(user_id: str, caller: Caller) -> None:
     """NotFound for another user's account, then Forbidden unless the caller is an admin."""
-    check_reach(user_id, caller_id=caller_id, caller_is_admin=caller_is_admin)
-    if not caller_is_admin:
+    check_reach(user_id, caller)
+    if not caller.is_admin:
         raise Forbidden()
 
 
-async def describe_user(*, accounts: AccountStore, user_id: str, caller_id: str, caller_is_admin: bool) -> User:
+async def describe_user(*, accounts: AccountStore, user_id: str, caller: Caller) -> User:
     """A user as the caller may see it: an admin sees anyone, a user themselves only."""
-    check_reach(user_id, caller_id=caller_id, caller_is_admin=caller_is_admin)
+    check_reach(user_id, caller)
     return await accounts.get_user(user_id)
 
 
-async def disable_user(*, accounts: AccountStore, user_id: str, caller_id: str, caller_is_admin: bool) -> User:
+async def disable_user(*, accounts: AccountStore, user_id: str, caller: Caller) -> User:
     """Disable a user's account (its resources are kept); an admin cannot disable their own."""
-    check_may_manage(user_id, caller_id=caller_id, caller_is_admin=caller_is_admin)
-    if user_id == caller_id:
+    check_may_manage(user_id, caller)
+    if user_id == caller.user_id:
         raise Conflict("an admin cannot disable their own account")
     user = await accounts.set_user_disabled(user_id, True)
     log.info("user_disabled", user_id=user.id)

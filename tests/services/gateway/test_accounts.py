@@ -8,6 +8,7 @@ import pytest
 
 from services.gateway.domain.accounts import (
     AccessToken,
+    Caller,
     check_may_manage,
     create_user,
     describe_user,
@@ -64,24 +65,24 @@ def test_every_refused_login_is_the_same_bad_credentials(settings: Settings, ref
 
 def test_another_users_account_is_not_found_before_it_is_forbidden() -> None:
     with pytest.raises(NotFound, match=r"^no user u2$"):
-        check_may_manage("u2", caller_id="u1", caller_is_admin=False)
+        check_may_manage("u2", Caller("u1", is_admin=False))
 
 
 def test_a_user_may_not_manage_their_own_account() -> None:
     with pytest.raises(Forbidden):
-        check_may_manage("u1", caller_id="u1", caller_is_admin=False)
+        check_may_manage("u1", Caller("u1", is_admin=False))
 
 
 def test_an_admin_may_manage_any_account() -> None:
-    check_may_manage("u2", caller_id="u1", caller_is_admin=True)
+    check_may_manage("u2", Caller("u1", is_admin=True))
 
 
 def test_a_user_sees_themselves_and_not_another_user(settings: Settings) -> None:
     async def scenario(stores: Stores) -> tuple[User, User]:
         user, admin = await a_user(stores), await a_user(stores, Role.ADMIN)
-        seen = await describe_user(accounts=stores.accounts, user_id=user.id, caller_id=user.id, caller_is_admin=False)
+        seen = await describe_user(accounts=stores.accounts, user_id=user.id, caller=Caller(user.id, is_admin=False))
         with pytest.raises(NotFound, match=f"^no user {admin.id}$"):
-            await describe_user(accounts=stores.accounts, user_id=admin.id, caller_id=user.id, caller_is_admin=False)
+            await describe_user(accounts=stores.accounts, user_id=admin.id, caller=Caller(user.id, is_admin=False))
         return user, seen
 
     user, seen = in_store(settings, scenario)
@@ -92,7 +93,7 @@ def test_an_admin_cannot_disable_their_own_account(settings: Settings) -> None:
     async def scenario(stores: Stores) -> User:
         admin = await a_user(stores, Role.ADMIN)
         with pytest.raises(Conflict, match=r"^an admin cannot disable their own account$"):
-            await disable_user(accounts=stores.accounts, user_id=admin.id, caller_id=admin.id, caller_is_admin=True)
+            await disable_user(accounts=stores.accounts, user_id=admin.id, caller=Caller(admin.id, is_admin=True))
         return await stores.accounts.get_user(admin.id)
 
     assert in_store(settings, scenario).disabled is False
@@ -101,9 +102,7 @@ def test_an_admin_cannot_disable_their_own_account(settings: Settings) -> None:
 def test_an_admin_disables_another_account(settings: Settings) -> None:
     async def scenario(stores: Stores) -> tuple[User, User]:
         user, admin = await a_user(stores), await a_user(stores, Role.ADMIN)
-        answered = await disable_user(
-            accounts=stores.accounts, user_id=user.id, caller_id=admin.id, caller_is_admin=True
-        )
+        answered = await disable_user(accounts=stores.accounts, user_id=user.id, caller=Caller(admin.id, is_admin=True))
         return answered, await stores.accounts.get_user(user.id)
 
     answered, stored = in_store(settings, scenario)

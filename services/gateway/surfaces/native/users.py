@@ -93,12 +93,9 @@ async def list_users(request: Request) -> UserPage:
 )
 async def describe(request: Request) -> UserOut:
     """GET /v1/users/{user_id}: admins see anyone, users themselves only."""
-    who = principal(request)
+    user_id = request.path_params["user_id"]
     user = await describe_user(
-        accounts=deps(request).stores.accounts,
-        user_id=request.path_params["user_id"],
-        caller_id=who.user_id,
-        caller_is_admin=who.is_admin,
+        accounts=deps(request).stores.accounts, user_id=user_id, caller=principal(request).caller
     )
     return render_user(request, user)
 
@@ -106,13 +103,8 @@ async def describe(request: Request) -> UserOut:
 @resource.endpoint("DELETE", "/users/{user_id}", summary="Disable a user (admin)", answer=UserOut, errors=(403, 409))
 async def disable(request: Request) -> UserOut:
     """DELETE /v1/users/{user_id} (admin): the account is disabled, its resources kept."""
-    who = principal(request)
-    user = await disable_user(
-        accounts=deps(request).stores.accounts,
-        user_id=request.path_params["user_id"],
-        caller_id=who.user_id,
-        caller_is_admin=who.is_admin,
-    )
+    user_id = request.path_params["user_id"]
+    user = await disable_user(accounts=deps(request).stores.accounts, user_id=user_id, caller=principal(request).caller)
     return render_user(request, user)
 
 
@@ -127,9 +119,9 @@ async def disable(request: Request) -> UserOut:
 )
 async def change(request: Request) -> UserOut:
     """PATCH /v1/users/{user_id} (admin): the user's own concurrency limit."""
-    d, who, user_id = deps(request), principal(request), request.path_params["user_id"]
+    d, user_id = deps(request), request.path_params["user_id"]
     # Whether the caller may is settled before the body is read: a 404 or 403 comes before a 422.
-    check_may_manage(user_id, caller_id=who.user_id, caller_is_admin=who.is_admin)
+    check_may_manage(user_id, principal(request).caller)
     changes = await read_model(request, UserChanges)
     user = await limit_user(accounts=d.stores.accounts, wake=d.wake, user_id=user_id, max_running=changes.max_running)
     return render_user(request, user)
