@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -20,11 +20,7 @@ from services.gateway.domain.retention import require_not_expired
 from shared.apps import matching_outputs
 from shared.broker import Broker
 from shared.errors import Invalid, NotYet, Unavailable, Violation
-from shared.models import (
-    Job,
-    Selection,
-    utcnow,
-)
+from shared.models import Archive, Job, Selection, utcnow
 from shared.storage import ObjectStorage
 from shared.store.archives import ArchiveStore
 from shared.store.jobs import JobStore
@@ -33,26 +29,62 @@ from shared.tasks import PACKAGE_SELECTION
 log = structlog.get_logger()
 
 
+@dataclass(frozen=True)
+class ArchiveDownload:
+    """A presigned download of one of a job's archives: the full one (``include`` None) or a selection's."""
+
+    url: str
+    expires_at: datetime
+    archive: Archive
+    include: list[str] | None
+
+
+async def archive_download(
+    *,
+    jobs: JobStore,
+    archives: ArchiveStore,
+    storage: ObjectStorage,
+    broker: Broker,
+    job_id: str,
+    owner: str | None,
+    include: list[str],
+    expires_in: int,
+) -> ArchiveDownload:
+    """The job's full archive when ``include`` is empty, else the archive of only the outputs it matches."""
+    if include:
+        return await selection_link(
+            jobs=jobs,
+            archives=archives,
+            storage=storage,
+            broker=broker,
+            job_id=job_id,
+            owner=owner,
+            include=include,
+            expires_in=expires_in,
+        )
+    return await archive_link(jobs=jobs, storage=storage, job_id=job_id, owner=owner, expires_in=expires_in)
+
+
+async def presigned(
+    storage: ObjectStorage, archive: Archive, *, filename: str, include: list[str] | None, expires_in: int
+) -> ArchiveDownload:
+    """A download of ``archive`` saved as ``filename``, valid for ``expires_in`` seconds."""
+    url, expires_at = await run_in_threadpool(
+        storage.presign_get, archive.key, expires_in=expires_in, filename=filename
+    )
+    return ArchiveDownload(url=url, expires_at=expires_at, archive=archive, include=include)
+
+
 async def archive_link(
     *, jobs: JobStore, storage: ObjectStorage, job_id: str, owner: str | None, expires_in: int
-) -> dict[str, Any]:
+) -> ArchiveDownload:
     """A presigned download of the job's archive, or Conflict while it is not packaged yet."""
     job = await jobs.get_job(job_id, owner=owner)
     require_not_expired(job)
     if job.archive is None:
         waiting = "is packaged" if job.state.terminal else f"finishes (it is {job.state.value})"
         raise NotYet(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
-    url, expires_at = await run_in_threadpool(
-        storage.presign_get, job.archive.key, expires_in=expires_in, filename=f"{job.id}.tar.gz"
-    )
-    return {
-        "url": url,
-        "expires_at": expires_at.isoformat(),
-        "size": job.archive.size,
-        "sha256": job.archive.sha256,
-        "created": job.archive.created.isoformat(),
-        "include": None,
-    }
+    return await presigned(storage, job.archive, filename=f"{job.id}.tar.gz", include=None, expires_in=expires_in)
 
 
 MAX_GLOBS = 20
@@ -93,7 +125,7 @@ async def selection_link(
     owner: str | None,
     include: list[str],
     expires_in: int,
-) -> dict[str, Any]:
+) -> ArchiveDownload:
     """A presigned download of the archive of the outputs ``include`` matches; NotYet while it is being packaged."""
     job = await jobs.get_job(job_id, owner=owner)
     require_not_expired(job)
@@ -107,15 +139,6 @@ async def selection_link(
     if selection is None or selection.archive is None:
         await request_packaging(archives=archives, broker=broker, job=job, digest=digest, include=include)
         raise NotYet(f"the archive of job {job.id} with include {include} is being packaged; ask again", retry_after=2)
-    archive = selection.archive
-    url, expires_at = await run_in_threadpool(
-        storage.presign_get, archive.key, expires_in=expires_in, filename=f"{job.id}-{digest[:12]}.tar.gz"
+    return await presigned(
+        storage, selection.archive, filename=f"{job.id}-{digest[:12]}.tar.gz", include=include, expires_in=expires_in
     )
-    return {
-        "url": url,
-        "expires_at": expires_at.isoformat(),
-        "size": archive.size,
-        "sha256": archive.sha256,
-        "created": archive.created.isoformat(),
-        "include": include,
-    }
