@@ -201,49 +201,6 @@ class JobOut(Out):
     links: JobLinks
 
 
-class LogSlice(Out):
-    name: str
-    offset: int = Field(description="where this slice starts")
-    size: int = Field(description="the whole log's size in bytes")
-    next_offset: int = Field(description="where the next slice starts (size once at the end)")
-    text: str = Field(description="the bytes as UTF-8 (invalid sequences replaced)")
-
-
-class ArchiveLink(Out):
-    url: str
-    expires_at: str
-    size: int
-    sha256: str
-    created: str
-    include: list[str] | None = Field(description="a selective archive's globs, sorted; null for the full archive")
-
-
-# Outputs: listed, and downloaded one at a time
-
-
-class ListedOutput(Out):
-    path: str = Field(description="relative to the app's working directory")
-    size: int
-    sha256: str
-    content_type: str
-    url: str = Field(description="the route that hands out this output's download link")
-
-
-class OutputList(Out):
-    job_id: str
-    items: list[ListedOutput] = Field(description="every output of the job (not paginated)")
-
-
-class OutputLink(Out):
-    path: str
-    url: str = Field(description="presigned GET; saves as the output's base name")
-    head_url: str = Field(description="presigned HEAD (S3 signs the method, so the GET URL will not do)")
-    expires_at: str
-    size: int
-    sha256: str
-    content_type: str
-
-
 class FilePage(PageOut[FileOut]):
     pass
 
