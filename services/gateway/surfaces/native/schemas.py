@@ -403,7 +403,7 @@ class DeliveryOut(Out):
     job_id: str
     webhook: str | None = Field(description="the registered webhook; null: the job's own URL")
     url: str
-    event: Literal["job.succeeded", "job.failed", "job.timed_out", "job.canceled"]
+    event: Literal["job.succeeded", "job.failed", "job.timed_out", "job.canceled", "job.progress"]
     body: str = Field(description="the exact JSON text POSTed and signed")
     state: Literal["pending", "succeeded", "failed"]
     created: str
