@@ -105,35 +105,6 @@ class DatasetOut(DatasetSummary):
     members: list[MemberOut]
 
 
-class AppSummary(Out):
-    name: str
-    url: str
-    version: str
-    description: str
-    disabled: bool = Field(description="This version takes no new jobs (for an app: none of its versions does)")
-    source: Literal["directory", "api"] = Field(description="Registered from the app directory or through the API")
-    registered: str
-    registered_by: str
-
-
-class AppOut(AppSummary):
-    parameters: dict[str, Any] = Field(description="JSON Schema of the parameters")
-    inputs: dict[str, dict[str, Any]]
-    outputs: list[str]
-    timeout: dict[str, int]
-    limits: dict[str, int | None]
-    command: list[str]
-    driver: Literal["local", "docker"] = Field(description="How runners start the app: a local process or a container")
-    image: str | None = Field(description="The container image (docker apps)")
-    example: dict[str, Any] | None
-    disabled_at: str | None
-    disabled_by: str | None
-
-
-class AppList(Out):
-    items: list[AppSummary]
-
-
 class OutputOut(Out):
     path: str
     size: int
