@@ -289,39 +289,6 @@ class UserPage(PageOut[UserOut]):
     pass
 
 
-class QueueLinks(Out):
-    self: str
-    jobs: str = Field(description="the queue's jobs")
-
-
-class UserQueueOut(Out):
-    id: str
-    url: str
-    owner: str
-    name: str
-    description: str
-    paused: bool
-    created: str
-    updated: str
-    counts: dict[str, int] = Field(description="jobs per state")
-    total: int
-    links: QueueLinks
-
-
-class UserQueuePage(PageOut[UserQueueOut]):
-    pass
-
-
-class RetryOut(Out):
-    retried: list[str] = Field(description="jobs put back to QUEUED")
-    skipped: list[str] = Field(description="jobs still being packaged, or changed meanwhile; retry again later")
-    more: bool = Field(description="more jobs matched than the limit; call again")
-
-
-class RecoverOut(Out):
-    recovered: list[str] = Field(description="RUNNING jobs of gone workers put back to QUEUED")
-
-
 class BatchItem(Out):
     id: str
     url: str
