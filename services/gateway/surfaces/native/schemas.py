@@ -80,35 +80,6 @@ class DatasetOut(DatasetSummary):
     members: list[MemberOut]
 
 
-class AppSummary(Out):
-    name: str
-    url: str
-    version: str
-    description: str
-    disabled: bool = Field(description="This version takes no new jobs (for an app: none of its versions does)")
-    source: Literal["directory", "api"] = Field(description="Registered from the app directory or through the API")
-    registered: str
-    registered_by: str
-
-
-class AppOut(AppSummary):
-    parameters: dict[str, Any] = Field(description="JSON Schema of the parameters")
-    inputs: dict[str, dict[str, Any]]
-    outputs: list[str]
-    timeout: dict[str, int]
-    limits: dict[str, int | None]
-    command: list[str]
-    driver: Literal["local", "docker"] = Field(description="How runners start the app: a local process or a container")
-    image: str | None = Field(description="The container image (docker apps)")
-    example: dict[str, Any] | None
-    disabled_at: str | None
-    disabled_by: str | None
-
-
-class AppList(Out):
-    items: list[AppSummary]
-
-
 class OutputOut(Out):
     path: str
     size: int
@@ -213,39 +184,6 @@ class JobPage(PageOut[JobOut]):
     pass
 
 
-class QueueLinks(Out):
-    self: str
-    jobs: str = Field(description="the queue's jobs")
-
-
-class UserQueueOut(Out):
-    id: str
-    url: str
-    owner: str
-    name: str
-    description: str
-    paused: bool
-    created: str
-    updated: str
-    counts: dict[str, int] = Field(description="jobs per state")
-    total: int
-    links: QueueLinks
-
-
-class UserQueuePage(PageOut[UserQueueOut]):
-    pass
-
-
-class RetryOut(Out):
-    retried: list[str] = Field(description="jobs put back to QUEUED")
-    skipped: list[str] = Field(description="jobs still being packaged, or changed meanwhile; retry again later")
-    more: bool = Field(description="more jobs matched than the limit; call again")
-
-
-class RecoverOut(Out):
-    recovered: list[str] = Field(description="RUNNING jobs of gone workers put back to QUEUED")
-
-
 class BatchItem(Out):
     id: str
     url: str
@@ -263,48 +201,3 @@ class BatchOut(Out):
     count: int
     items: list[BatchItem]
     links: BatchLinks
-
-
-# Webhooks
-
-
-class WebhookSecretOut(Out):
-    secret: str = Field(description="whsec_...: shown in this answer only; every delivery to you is signed with it")
-    created: str
-
-
-class WebhookOut(Out):
-    id: str
-    url: str = Field(description="this webhook's own URL in the API")
-    target: str = Field(description="where events are POSTed")
-    progress: bool = Field(description="whether job.progress events are POSTed too")
-    owner: str
-    created: str
-
-
-class WebhookPage(PageOut[WebhookOut]):
-    pass
-
-
-class DeliveryAttemptOut(Out):
-    at: str
-    status_code: int | None = Field(description="the receiver's answer; null when there was none")
-    error: str | None = Field(description="why there was no answer (refused address, timeout, connection error)")
-    duration_ms: int
-
-
-class DeliveryOut(Out):
-    id: str
-    job_id: str
-    webhook: str | None = Field(description="the registered webhook; null: the job's own URL")
-    url: str
-    event: Literal["job.succeeded", "job.failed", "job.timed_out", "job.canceled"]
-    body: str = Field(description="the exact JSON text POSTed and signed")
-    state: Literal["pending", "succeeded", "failed"]
-    created: str
-    next_attempt: str | None = Field(description="when the next attempt is due, while pending")
-    attempts: list[DeliveryAttemptOut]
-
-
-class DeliveryList(Out):
-    items: list[DeliveryOut]
