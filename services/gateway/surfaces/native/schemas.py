@@ -12,32 +12,7 @@ from pydantic import ConfigDict, Field
 
 from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.pages import PageOut
-from shared.models import JobState, Role
-
-
-class Health(Out):
-    status: Literal["ok"]
-
-
-class Ready(Out):
-    status: Literal["ready"]
-    checks: dict[str, str]
-
-
-class Token(Out):
-    access_token: str
-    token_type: Literal["bearer"]
-    expires_at: str
-
-
-class UserOut(Out):
-    id: str
-    url: str
-    username: str
-    role: Role
-    disabled: bool
-    max_running: int | None = Field(description="the user's own limit of jobs at once; null: the deployment's")
-    created: str
+from shared.models import JobState
 
 
 class FileOut(Out):
@@ -197,39 +172,6 @@ class JobOut(Out):
     links: JobLinks
 
 
-class WorkerOut(Out):
-    id: str
-    service: str
-    host: str
-    pid: int
-    concurrency: int
-    busy: int
-    queues: list[str]
-    started: str
-    last_heartbeat: str
-    seconds_since_heartbeat: float
-    alive: bool
-
-
-class QueueDepth(Out):
-    messages: int
-    consumers: int
-
-
-class JobCounts(Out):
-    scope: Literal["all", "mine"]
-    queued: int
-    running: int
-    by_app: dict[str, dict[str, int]]
-    by_queue: dict[str, dict[str, int]] = Field(description="queue name (an admin's: OWNER_ID/name) -> state -> count")
-
-
-class Cluster(Out):
-    workers: list[WorkerOut]
-    queues: dict[str, QueueDepth]
-    jobs: JobCounts
-
-
 class FilePage(PageOut[FileOut]):
     pass
 
@@ -239,10 +181,6 @@ class DatasetPage(PageOut[DatasetSummary]):
 
 
 class JobPage(PageOut[JobOut]):
-    pass
-
-
-class UserPage(PageOut[UserOut]):
     pass
 
 
