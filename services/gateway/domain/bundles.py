@@ -1,8 +1,8 @@
 """Uploaded dataset bundles (zip, tar, tar.gz): every member checked before anything is stored.
 
 The bundle is a local, seekable file. Sizes are counted while the bytes are read, never taken
-from headers, and reading stops as soon as a limit is crossed. A Pacifica bundle (a top-level
-``metadata.txt`` beside a ``data/`` directory) also yields its parsed metadata.
+from headers, and reading stops as soon as a limit is crossed. A bundle with a top-level
+``metadata.txt`` beside a ``data/`` directory also yields that file, parsed as JSON: its metadata.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A checked bundle: its regular files sorted by path, and Pacifica metadata when present."""
+    """A checked bundle: its regular files sorted by path, and its metadata.txt parsed (when beside data/)."""
 
     kind: Kind
     members: list[Member]
@@ -190,7 +190,7 @@ class _Scan:
             raise TooLarge(f"the bundle's compression ratio is above {self.limits.max_ratio:g}")
 
     def finish(self) -> dict[str, Any] | None:
-        """Raise the violations found, if any; otherwise return the Pacifica metadata, if any."""
+        """Raise the violations found, if any; otherwise return the parsed metadata.txt, if any."""
         parents = {path.rsplit("/", depth)[0] for path in self.kinds for depth in range(1, path.count("/") + 1)}
         for parent in sorted(parents):
             if self.kinds.get(parent) == "file":
@@ -198,8 +198,8 @@ class _Scan:
         if not self.members and not self.violations:
             raise _refuse_file("the bundle holds no files")
         metadata = None
-        is_pacifica = self.kinds.get("metadata.txt") == "file" and any(m.path.startswith("data/") for m in self.members)
-        if is_pacifica and self.metadata_text is not None:
+        beside_data = self.kinds.get("metadata.txt") == "file" and any(m.path.startswith("data/") for m in self.members)
+        if beside_data and self.metadata_text is not None:
             metadata = self.parse_metadata(self.metadata_text)
         if self.violations:
             raise _refuse_members(self.violations)
