@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.gateway.deps import deps
-from services.gateway.domain.bundles import Kind
+from services.gateway.domain.bundle_formats import Kind
 from services.gateway.domain.datasets import (
     DatasetChanges,
     DatasetRequest,
