@@ -46,7 +46,10 @@ class DatasetSummary(Out):
     kind: Kind
     member_count: int
     size: int
-    metadata: dict[str, Any] | None = Field(description="Pacifica metadata.txt, parsed")
+    metadata: dict[str, Any] | None = Field(
+        description="the bundle's top-level metadata.txt (beside a data/ directory), parsed as JSON; "
+        'a list comes as {"entries": [...]}'
+    )
     source_file: str
     created: str
     updated: str
