@@ -41,6 +41,14 @@ def check_name(name: str | None) -> str:
     return name
 
 
+def check_upload(name: str | None, *, declared_size: int | None, max_bytes: int) -> str:
+    """The checked name of a file about to be received: its name is checked first, then its declared size."""
+    name = check_name(name)
+    if declared_size is not None and declared_size > max_bytes:
+        raise TooLarge(f"uploads are limited to {max_bytes} bytes")
+    return name
+
+
 async def _finish_quietly(write: asyncio.Future[Any] | None) -> None:
     if write is not None:
         try:
@@ -66,9 +74,7 @@ async def receive_upload(
     failure (client gone, too large, S3 refusing) the partial upload is aborted and nothing
     is recorded.
     """
-    name = check_name(name)
-    if declared_size is not None and declared_size > max_bytes:
-        raise TooLarge(f"uploads are limited to {max_bytes} bytes")
+    name = check_upload(name, declared_size=declared_size, max_bytes=max_bytes)
     file_id = new_id()
     sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
     pending: list[bytes] = []
