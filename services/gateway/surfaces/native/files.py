@@ -15,7 +15,7 @@ from services.gateway.plumbing.links import link
 from services.gateway.plumbing.pages import PAGED, PageOut, page_request, paged
 from services.gateway.plumbing.params import REDIRECT, flag, link_response, timestamp
 from shared.errors import BadRequest
-from shared.models import StoredFile
+from shared.models import PendingUpload, StoredFile
 from shared.store.files import FileFilter
 
 resource = Resource("files")
@@ -45,9 +45,14 @@ class FilePage(PageOut[FileOut]):
 
 def render_file(request: Request, file: StoredFile) -> FileOut:
     """The public view of a file."""
+    return file_out(file, url=link(request, "file", file_id=file.id))
+
+
+def file_out(file: StoredFile | PendingUpload, *, url: str) -> FileOut:
+    """What the API shows of a file, or of the file a pending upload will become, found at ``url``."""
     return FileOut(
         id=file.id,
-        url=link(request, "file", file_id=file.id),
+        url=url,
         owner=file.owner,
         name=file.name,
         size=file.size,

@@ -21,7 +21,7 @@ from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import parse_model, read_body, read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
-from services.gateway.surfaces.native.files import FileOut, render_file
+from services.gateway.surfaces.native.files import FileOut, file_out, render_file
 
 resource = Resource("files")
 
@@ -55,14 +55,7 @@ def render_upload(request: Request, opened: OpenUpload) -> UploadOut:
         None if targets.parts is None else [PartTarget(number=n.number, url=n.url, size=n.size) for n in targets.parts]
     )
     return UploadOut(
-        id=upload.id,
-        url=link(request, "upload", upload_id=upload.id),
-        owner=upload.owner,
-        name=upload.name,
-        size=upload.size,
-        sha256=upload.sha256,
-        content_type=upload.content_type,
-        created=upload.created.isoformat(),
+        **file_out(upload, url=link(request, "upload", upload_id=upload.id)).model_dump(),
         expires_at=upload.expires.isoformat(),
         put=put,
         part_size=targets.part_size,
