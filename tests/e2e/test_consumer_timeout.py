@@ -26,10 +26,7 @@ import pytest
 
 from devstack.processes import Process, free_port, port_open, wait_until
 from devstack.stack import Stack
-from tests.conftest import client_for
-from tests.e2e.test_events import read_stream, states
-from tests.e2e.test_hostile_params import script_app
-from tests.e2e.test_walking_skeleton import wait_for
+from tests.helpers import client_for, read_stream, script_app, states, stop_all, wait_for
 
 pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_MS = 5000
@@ -120,8 +117,7 @@ def timeout_stack(servers: Stack, node: TimeoutNode, tmp_path_factory: pytest.Te
         stack.start_services()
         yield stack
     finally:
-        for process in reversed(stack.services()):
-            process.stop()
+        stop_all(stack.services())
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import UserFactory
-from tests.e2e.test_hostile_params import script_app
-from tests.e2e.test_walking_skeleton import wait_for
+from tests.helpers import UserFactory, script_app, wait_for
 
 pytestmark = pytest.mark.e2e
 
