@@ -5,7 +5,7 @@ The runner acks a job's message only when the job ends, so a job longer than the
 PRECONDITION_FAILED and redeliver the message. The job keeps running: its claim in Mongo is what
 owns it, so the redelivered message finds it taken and is dropped.
 
-These tests need a node of their own with a 5 s timeout; the machine's shared node is never
+These tests need a node of their own with a 3 s timeout; the machine's shared node is never
 reconfigured. RabbitMQ 3.10 checks the timeout on the channel's tick (60 s by default), so the
 node also ticks every second. Its directories are in /tmp, owned by ``rabbitmq``, because
 ``rabbitmq-server`` run as root drops to that user.
@@ -29,8 +29,8 @@ from devstack.stack import Stack
 from tests.helpers import client_for, read_stream, script_app, states, stop_all, wait_for
 
 pytestmark = pytest.mark.e2e
-CONSUMER_TIMEOUT_MS = 5000
-JOB_SECONDS = 12  # well past the timeout plus a tick, so the channel is closed mid-job
+CONSUMER_TIMEOUT_MS = 3000
+JOB_SECONDS = 8  # well past the timeout plus a tick, so the channel is closed mid-job
 TIMED_OUT = b"timed out waiting for delivery acknowledgement"
 
 
