@@ -36,16 +36,18 @@ down:
 status: install
     {{bin}}/python -m devstack status
 
-# Format the code and apply safe lint fixes
+# Format the code, apply safe lint fixes, and generate the blocking SDK from the asyncio one
 fmt: install
     {{bin}}/ruff format .
     {{bin}}/ruff check --fix .
+    {{bin}}/python scripts/unasync.py
 
-# ruff, ruff format --check, mypy --strict
+# ruff, ruff format --check, mypy --strict, and whether the generated blocking SDK is current
 lint: install
     {{bin}}/ruff check .
     {{bin}}/ruff format --check .
     {{bin}}/mypy
+    {{bin}}/python scripts/unasync.py --check
 
 # Run the tests (starts the servers they need); extra arguments go to pytest
 test *args: install

@@ -4,7 +4,7 @@ Runs N trivial jobs through a stack of its own with the throughput measurement's
 (``bench.throughput.quern_seconds``), and prints the CPU seconds each process spent per job:
 quern's three services (with the apps they started), the Mongo and S3 stand-ins and RabbitMQ.
 With ``--py-spy DIR`` it also records a py-spy profile of each quern service and stand-in into
-DIR (``py-spy record``, flame-graph SVGs). This is the profile behind BENCHMARKS.md's explanations.
+DIR (``py-spy record``, flame-graph SVGs). This is the profile behind docs/benchmarks.md's explanations.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from bench.upload_rss import PeakRss
 from devstack.stack import Stack
 from shared.broker import Broker
 from shared.models import Job, JobState, OutputFile, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings, load
+from shared.store import Stores
 from shared.tasks import PACKAGE_RESULTS
 
 RSS_GOAL_MB = 200
@@ -66,26 +66,26 @@ def settings_of(stack: Stack) -> Settings:
 
 
 async def record_job(settings: Settings, job: Job) -> None:
-    store = MongoStore.connect(settings, appname="quern-bench")
+    stores = Stores.connect(settings, appname="quern-bench")
     try:
-        await store.insert_job(job)
+        await stores.jobs.insert_job(job)
     finally:
-        await store.close()
+        await stores.close()
 
 
 async def wait_for_archive(settings: Settings, job_id: str, timeout: float) -> Job:
-    store = MongoStore.connect(settings, appname="quern-bench")
+    stores = Stores.connect(settings, appname="quern-bench")
     deadline = time.monotonic() + timeout
     try:
         while True:
-            job = await store.get_job(job_id)
+            job = await stores.jobs.get_job(job_id)
             if job.archive is not None:
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} was not packaged within {timeout} s")
             await asyncio.sleep(0.1)
     finally:
-        await store.close()
+        await stores.close()
 
 
 def measure(stack: Stack, size_mb: int, work: Path) -> list[dict[str, Any]]:

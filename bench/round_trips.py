@@ -21,7 +21,8 @@ from pymongo import AsyncMongoClient
 
 from bench.harness import bench_stack
 from shared.models import Job, JobState, new_id, utcnow
-from shared.mongo import MongoStore
+from shared.store import Stores
+from shared.store.database import Database
 
 
 def job(**overrides: Any) -> Job:
@@ -40,10 +41,10 @@ def job(**overrides: Any) -> Job:
 
 async def timings(url: str, reps: int) -> list[tuple[str, str, float]]:
     """(who, call, mean ms) for each call on the path."""
-    store = MongoStore(AsyncMongoClient(url, tz_aware=True), f"round_trips_{new_id()}")
-    await store.ensure_indexes()
+    stores = Stores.over(Database(AsyncMongoClient(url, tz_aware=True), f"round_trips_{new_id()}"))
+    await stores.prepare()
     for _ in range(1000):
-        await store.insert_job(job(state=JobState.SUCCEEDED, finished=utcnow()))
+        await stores.jobs.insert_job(job(state=JobState.SUCCEEDED, finished=utcnow()))
     queued = [job() for _ in range(reps)]
     rows: list[tuple[str, str, float]] = []
 
@@ -54,20 +55,23 @@ async def timings(url: str, reps: int) -> list[tuple[str, str, float]]:
         rows.append((who, call, (time.perf_counter() - started) / reps * 1000))
 
     lease = utcnow() + timedelta(minutes=1)
-    await timed("gateway", "insert_job", lambda n: store.insert_job(queued[n]))
-    await timed("dispatcher", "list_workers", lambda n: store.list_workers())
-    await timed("dispatcher", "in_flight (beside three smaller reads)", lambda n: store.in_flight(live_workers=["w"]))
+    jobs, dispatch = stores.jobs, stores.dispatch
+    await timed("gateway", "insert_job", lambda n: jobs.insert_job(queued[n]))
+    await timed("dispatcher", "list_workers", lambda n: stores.workers.list_workers())
+    await timed(
+        "dispatcher", "in_flight (beside three smaller reads)", lambda n: dispatch.in_flight(live_workers=["w"])
+    )
     await timed(
         "dispatcher",
         "dispatch_candidates",
-        lambda n: store.dispatch_candidates(limit=28, skip_owners=[], paused=[], storing=[]),
+        lambda n: dispatch.dispatch_candidates(limit=28, skip_owners=[], paused=[], storing=[]),
     )
-    await timed("dispatcher", "lease_dispatches", lambda n: store.lease_dispatches([queued[n].id], until=lease))
-    await timed("dispatcher", "mark_dispatched", lambda n: store.mark_dispatched([queued[n].id], lease=lease))
-    await timed("runner", "get_job (paused check)", lambda n: store.get_job(queued[n].id))
-    await timed("runner", "queue_paused", lambda n: store.queue_paused(owner="bench", name="default"))
-    await timed("runner", "claim_job", lambda n: store.claim_job(queued[n].id, worker="w"))
-    await store.close()
+    await timed("dispatcher", "lease_dispatches", lambda n: dispatch.lease_dispatches([queued[n].id], until=lease))
+    await timed("dispatcher", "mark_dispatched", lambda n: dispatch.mark_dispatched([queued[n].id], lease=lease))
+    await timed("runner", "get_job (paused check)", lambda n: jobs.get_job(queued[n].id))
+    await timed("runner", "queue_paused", lambda n: stores.queues.queue_paused(owner="bench", name="default"))
+    await timed("runner", "claim_job", lambda n: jobs.claim_job(queued[n].id, worker="w"))
+    await stores.close()
     return rows
 
 

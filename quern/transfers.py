@@ -1,31 +1,27 @@
-"""Moving bytes: uploads (through the gateway, or presigned straight to S3) and checked downloads.
+"""Moving bytes: reading files for upload, PUTs to presigned S3 URLs, and checked downloads.
 
-Small files are streamed to ``POST /v1/files``. Above ``DIRECT_ABOVE`` bytes the file is
-hashed, announced with ``POST /v1/uploads``, PUT to the presigned URLs part by part (each part
-read from disk when it is sent, so memory stays at one chunk), and completed; the gateway checks
-size and sha256 against S3. Downloads are checked against the sha256 the API gave, and an
-archive is unpacked only after every member was checked (``tarfile``'s ``data`` filter: no
-absolute paths, ``..``, links or devices).
+The API flow around them (announcing and completing uploads) is the files namespace's
+(``quern._async.files``). Uploads read each part from disk when it is sent, so memory stays at
+one chunk. Downloads are checked against the sha256 the API gave, and an archive is unpacked
+only after every member was checked (``tarfile``'s ``data`` filter: no absolute paths, ``..``,
+links or devices). Everything here blocks except ``aread_range``, the asyncio SDK's reader.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tarfile
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from quern.errors import ApiError, QuernError, Unreachable
-from quern.models import File, Link
-
-if TYPE_CHECKING:
-    from quern.client import Client
+from quern.errors import IntegrityError, QuernError, Unreachable
+from quern.models import Link
 
 PathLike = str | os.PathLike[str]
 ProgressCallback = Callable[[int, int | None], None]
@@ -34,10 +30,6 @@ ProgressCallback = Callable[[int, int | None], None]
 CHUNK = 1024 * 1024
 DIRECT_ABOVE = 32 * 1024 * 1024
 TRANSFER_TIMEOUT = httpx.Timeout(60.0, read=300.0)
-
-
-class IntegrityError(QuernError):
-    """What arrived is not what the service said it was (size or sha256)."""
 
 
 def sha256_of(path: Path) -> str:
@@ -78,61 +70,32 @@ def read_range(path: Path, start: int, size: int, meter: Meter) -> Iterator[byte
             yield block
 
 
-def upload(
-    client: Client, path: PathLike, *, name: str | None, progress: ProgressCallback | None, direct_above: int
-) -> File:
-    """Upload ``path`` as ``name`` (its base name by default); see the module docstring for how."""
-    source = Path(path)
-    size = source.stat().st_size
-    name = name or source.name
-    meter = Meter(size, progress)
-    if size <= direct_above:
-        answer = client.request(
-            "POST",
-            "/v1/files",
-            params={"name": name},
-            body=lambda: read_range(source, 0, size, meter),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            timeout=TRANSFER_TIMEOUT,
-        )
-        return File.model_validate(answer.json())
-    pending = client.request(
-        "POST", "/v1/uploads", json={"name": name, "size": size, "sha256": sha256_of(source)}
-    ).json()
-    completion = put_presigned(pending, source, size, meter)
+async def aread_range(path: Path, start: int, size: int, meter: Meter) -> AsyncIterator[bytes]:
+    """``read_range`` as an asyncio request body: each chunk is read in a worker thread."""
+    meter.rewind(start)
+    handle = await asyncio.to_thread(path.open, "rb")
     try:
-        done = client.request(
-            "POST", f"/v1/uploads/{pending['id']}/complete", json=completion, timeout=TRANSFER_TIMEOUT
-        )
-    except (Unreachable, ApiError) as exc:
-        if isinstance(exc, ApiError) and exc.status != 409:
-            raise
-        # The answer was lost (or another call is completing it): the upload's id becomes the file's id.
-        return wait_for_file(client, pending["id"], exc)
-    return File.model_validate(done.json())
+        handle.seek(start)
+        left = size
+        while left > 0 and (block := await asyncio.to_thread(handle.read, min(CHUNK, left))):
+            left -= len(block)
+            meter.add(len(block))
+            yield block
+    finally:
+        handle.close()
 
 
-def completion_pending(exc: Exception) -> float:
-    """How long to look for the file after a completion failed with ``exc``: its answer may just have been lost."""
-    if isinstance(exc, Unreachable) or (isinstance(exc, ApiError) and exc.type == "urn:quern:problem:not-yet"):
-        return 900.0  # the gateway may still be checking a large file's sha256
-    return 0.0  # completed already (or expired): one look says which
+def on_loop(progress: ProgressCallback | None) -> ProgressCallback | None:
+    """``progress`` as a callback a worker thread may call: the call itself happens on the running event loop."""
+    if progress is None:
+        return None
+    loop = asyncio.get_running_loop()
 
+    def report(done: int, total: int | None) -> None:
+        # Scheduled before the thread's result is, so every report has run once the await returns.
+        loop.call_soon_threadsafe(progress, done, total)
 
-def wait_for_file(client: Client, file_id: str, cause: Exception) -> File:
-    """The file a completion turned the upload into, once the gateway has checked it; ``cause`` if it never does."""
-    deadline = time.monotonic() + completion_pending(cause)
-    while True:
-        try:
-            return client.files.get(file_id)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-        except Unreachable:
-            pass
-        if time.monotonic() >= deadline:
-            raise cause
-        time.sleep(2)
+    return report
 
 
 def put_presigned(pending: dict[str, Any], source: Path, size: int, meter: Meter) -> dict[str, Any] | None:

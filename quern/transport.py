@@ -16,10 +16,10 @@ import httpx
 import stamina
 from pydantic import BaseModel
 
-from quern.errors import ApiError
+from quern.errors import ApiError, TooManyRequests, Unavailable
 
 M = TypeVar("M", bound=BaseModel)
-RETRY_STATUSES = frozenset({429, 503})
+RETRIED = (TooManyRequests, Unavailable)  # 429 and 503: the service asks to come back
 SAFE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 DEFAULT_URL = "http://127.0.0.1:8000"
 MAX_RETRY_AFTER = 300.0  # a Retry-After is honoured up to five minutes
@@ -51,7 +51,7 @@ class Retries:
 
         def on(exc: Exception) -> bool | float:
             if isinstance(exc, ApiError):
-                if exc.status not in RETRY_STATUSES:
+                if not isinstance(exc, RETRIED):
                     return False
                 return min(exc.retry_after, MAX_RETRY_AFTER) if exc.retry_after is not None else True
             if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):

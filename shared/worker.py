@@ -35,9 +35,10 @@ from shared.broker import Broker
 from shared.errors import AppError
 from shared.logging import MessageContext
 from shared.models import WorkerInfo, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings
 from shared.storage import ObjectStorage
+from shared.store import Stores
+from shared.store.workers import WorkerStore
 
 log = structlog.get_logger()
 Drain = Callable[[], Awaitable[None]]
@@ -48,20 +49,20 @@ Background = Callable[["Resources"], Coroutine[Any, Any, None]]
 
 @dataclass
 class Resources:
-    """The clients actors use; ``store`` exists once the worker has booted."""
+    """The clients actors use; ``stores`` exist once the worker has booted."""
 
     settings: Settings
     broker: Broker
     storage: ObjectStorage
     appname: str
-    _store: MongoStore | None = field(default=None)
+    _stores: Stores | None = field(default=None)
 
     @property
-    def store(self) -> MongoStore:
-        """The Mongo store, bound to the worker's event loop."""
-        if self._store is None:
+    def stores(self) -> Stores:
+        """The Mongo stores, bound to the worker's event loop."""
+        if self._stores is None:
             raise RuntimeError("the worker has not booted: no Mongo client yet")
-        return self._store
+        return self._stores
 
 
 class Busy(Middleware):
@@ -98,18 +99,20 @@ class OpenClients(Middleware):
         self._sweeping: asyncio.Task[None] | None = None
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
-        async def open_store() -> None:
-            self.resources._store = MongoStore.connect(self.resources.settings, appname=self.resources.appname)
-            self._beating = asyncio.create_task(self._heartbeat(self.resources._store))
+        async def open_stores() -> None:
+            self.resources._stores = Stores.connect(self.resources.settings, appname=self.resources.appname)
+            self._beating = asyncio.create_task(self._heartbeat(self.resources._stores.workers))
             if self.background is not None:
                 self._sweeping = asyncio.create_task(self.background(self.resources))
 
-        _loop().run_coroutine(open_store())
+        _loop().run_coroutine(open_stores())
 
-    async def _heartbeat(self, store: MongoStore) -> None:
+    async def _heartbeat(self, workers: WorkerStore) -> None:
         while True:
             try:
-                await store.heartbeat(self.presence.model_copy(update={"busy": self.busy.count, "heartbeat": utcnow()}))
+                await workers.heartbeat(
+                    self.presence.model_copy(update={"busy": self.busy.count, "heartbeat": utcnow()})
+                )
             except AppError as exc:
                 log.warning("heartbeat_failed", detail=exc.detail)
             await asyncio.sleep(self.resources.settings.worker_heartbeat_seconds)
@@ -120,12 +123,12 @@ class OpenClients(Middleware):
             for task in (self._beating, self._sweeping):
                 if task is not None:
                     task.cancel()
-            if self.resources._store is not None:
+            if self.resources._stores is not None:
                 try:
-                    await self.resources._store.remove_worker(self.presence.id)
+                    await self.resources._stores.workers.remove_worker(self.presence.id)
                 except AppError as exc:
                     log.warning("worker_unregister_failed", detail=exc.detail)
-                await self.resources._store.close()
+                await self.resources._stores.close()
 
         _loop().run_coroutine(close())
 

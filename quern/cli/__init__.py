@@ -18,6 +18,7 @@ from rich.markup import escape
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from quern.cli import data, jobs, manage
+from quern.cli.options import global_options_everywhere
 from quern.cli.render import done, record
 from quern.cli.session import (
     EXIT_INTERRUPTED,
@@ -31,7 +32,7 @@ from quern.cli.session import (
     save_config,
 )
 from quern.client import Client
-from quern.errors import ApiError, QuernError, Unreachable
+from quern.errors import ApiError, QuernError, Unauthorized, Unreachable
 from quern.transport import Retries
 
 HELP = """Drive a quern job service: upload data, run apps, follow jobs, fetch results.
@@ -44,7 +45,8 @@ Start here:
   quern run flood -p rain_mm=80 -i elevation=@valley.csv --wait --download results/
 
 Every command takes --help. QUERN_URL and QUERN_TOKEN (a token or an API key) override what
-`quern login` stored. Add --json for machine-readable output on stdout.
+`quern login` stored. Add --json for machine-readable output on stdout. The options below
+(--url, --json, --retries) go before the command or after it.
 
 \b
 Exit status: 0 success, 1 a job that did not succeed, 2 a bad command line,
@@ -160,23 +162,7 @@ cli.add_command(manage.cluster)
 cli.add_command(manage.admin)
 
 
-def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.find_object(Session).as_json = True  # type: ignore[union-attr]  # the group made it
-
-
-def _json_everywhere(group: click.Group) -> None:
-    """Accept ``--json`` after any command too (``quern jobs ls --json``), not only before it."""
-    for command in group.commands.values():
-        if isinstance(command, click.Group):
-            _json_everywhere(command)
-        elif command.name != "completion":
-            command.params.append(
-                click.Option(["--json"], is_flag=True, expose_value=False, callback=_json_flag, help="Print JSON.")
-            )
-
-
-_json_everywhere(cli)
+global_options_everywhere(cli, skip=frozenset({"completion"}))  # completion talks to no service
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SERVICE
     except ApiError as exc:
         errors.print(f"[red]quern: {escape(str(exc))}[/red]")
-        if exc.status == 401:
+        if isinstance(exc, Unauthorized):
             errors.print("log in with `quern login`, or set QUERN_TOKEN")
         return EXIT_SERVICE
     except Unreachable as exc:

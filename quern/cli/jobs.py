@@ -12,7 +12,7 @@ import click
 from quern.cli.progress import JobWatch, transfer
 from quern.cli.render import done, record, removed, table
 from quern.cli.session import EXIT_JOB_FAILED, Session, pass_session
-from quern.errors import ApiError
+from quern.errors import Gone
 from quern.models import App, Job
 
 JOB_COLUMNS = ("id", "app", "state", "exit_code", "queue", "name", "created", "progress.percent")
@@ -299,8 +299,6 @@ def download_cmd(session: Session, job_id: str, directory: Path, include: tuple[
             where = session.client.jobs.download_archive(
                 job_id, directory, include=list(include) or None, extract=not no_extract, progress=moved
             )
-    except ApiError as exc:
-        if exc.status == 410:
-            raise click.ClickException(f"job {job_id}'s results have expired") from exc
-        raise
+    except Gone as exc:
+        raise click.ClickException(f"job {job_id}'s results have expired") from exc
     done(session, f"saved in {where}", path=str(where))

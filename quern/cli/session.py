@@ -70,11 +70,17 @@ class Session:
 
     @classmethod
     def build(cls, *, url: str | None, as_json: bool, retries: Retries | None = None) -> Session:
+        """A session for ``url`` (see ``point_at``)."""
+        session = cls(url=DEFAULT_URL, token=None, as_json=as_json, retries=retries or Retries())
+        session.point_at(url)
+        return session
+
+    def point_at(self, url: str | None) -> None:
         """Settle the URL and token: ``--url``, then the environment, then ``quern login``'s file."""
         stored = load_config()
         chosen = (url or os.environ.get("QUERN_URL") or stored.get("url") or DEFAULT_URL).rstrip("/")
-        token = os.environ.get("QUERN_TOKEN") or (stored.get("token") if stored.get("url") == chosen else None)
-        return cls(url=chosen.rstrip("/"), token=token, as_json=as_json, retries=retries or Retries())
+        self.url = chosen
+        self.token = os.environ.get("QUERN_TOKEN") or (stored.get("token") if stored.get("url") == chosen else None)
 
     @property
     def client(self) -> Client:

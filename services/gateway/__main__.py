@@ -12,12 +12,13 @@ import uvicorn
 from pydantic import ValidationError
 
 from services.gateway.app import create_app
-from services.gateway.users import NewUser, create_user
+from services.gateway.domain.accounts import create_user
+from services.gateway.surfaces.native.users import NewUser
 from shared.errors import AppError
 from shared.logging import configure_logging
 from shared.models import Role
-from shared.mongo import MongoStore
 from shared.settings import GatewaySettings, load
+from shared.store import Stores
 
 M_MMAP_THRESHOLD = -3
 
@@ -53,17 +54,20 @@ async def create_admin(settings: GatewaySettings, username: str, password: str) 
         for error in exc.errors():
             print(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
         return 2
-    store = MongoStore.connect(settings, appname="quern-create-admin")
+    stores = Stores.connect(settings, appname="quern-create-admin")
     try:
-        await store.ensure_indexes(event_retention_seconds=settings.event_retention_days * 86400)
+        await stores.prepare(event_retention_seconds=settings.event_retention_days * 86400)
         user = await create_user(
-            store=store, username=wanted.username, password=wanted.password.get_secret_value(), role=Role.ADMIN
+            accounts=stores.accounts,
+            username=wanted.username,
+            password=wanted.password.get_secret_value(),
+            role=Role.ADMIN,
         )
     except AppError as exc:
         print(exc.detail, file=sys.stderr)
         return 1
     finally:
-        await store.close()
+        await stores.close()
     print(f"created admin {user.username} ({user.id})")
     return 0
 

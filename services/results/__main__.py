@@ -17,7 +17,7 @@ def main() -> None:
 
     async def sweep(resources: Resources) -> None:
         sweeper = Sweeper(
-            store=resources.store,
+            archives=resources.stores.archives,
             storage=resources.storage,
             broker=resources.broker,
             interval=settings.retention_sweep_seconds,

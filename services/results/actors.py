@@ -13,9 +13,12 @@ from services.results.webhooks import LEASE_MARGIN_SECONDS, announce, announce_p
 from shared.broker import Broker
 from shared.errors import Conflict, NotFound
 from shared.models import Archive, Job, job_event, utcnow
-from shared.mongo import MongoStore
 from shared.settings import ResultsSettings
 from shared.storage import ObjectStorage
+from shared.store.archives import ArchiveStore
+from shared.store.events import EventStore
+from shared.store.jobs import JobStore
+from shared.store.webhooks import WebhookStore
 from shared.tasks import ANNOUNCE_END, ANNOUNCE_PROGRESS, DELIVER_WEBHOOK, PACKAGE_RESULTS, PACKAGE_SELECTION
 from shared.worker import Drain, Resources
 
@@ -23,41 +26,50 @@ log = structlog.get_logger()
 ACTOR_TIME_LIMIT_MS = 6 * 3600 * 1000
 
 
-async def package_results(job_id: str, *, store: MongoStore, storage: ObjectStorage, broker: Broker) -> None:
+async def package_results(
+    job_id: str,
+    *,
+    jobs: JobStore,
+    archives: ArchiveStore,
+    events: EventStore,
+    webhooks: WebhookStore,
+    storage: ObjectStorage,
+    broker: Broker,
+) -> None:
     """Package a finished job once, then announce its end to its webhooks; a job deleted meanwhile is left alone."""
     try:
-        job = await store.get_job(job_id)
+        job = await jobs.get_job(job_id)
     except NotFound:
         log.info("job_gone", job_id=job_id)  # deleted by its owner: nothing left to package
         return
     if job.archive is not None:
         log.info("archive_exists", job_id=job_id)
-        await _announce(job, store=store, broker=broker)  # idempotent: a packager may have stopped before it
+        await _announce(job, webhooks=webhooks, broker=broker)  # idempotent: a packager may have stopped before it
         return
     if job.expired is not None or job.expiry_lease is not None:
         log.info("job_expired_unpackaged", job_id=job_id)  # its retention ran out: nothing is kept any more
-        await _announce(job, store=store, broker=broker)  # its end is still news to its webhooks
+        await _announce(job, webhooks=webhooks, broker=broker)  # its end is still news to its webhooks
         return
     if not job.state.terminal:
         raise Conflict(f"job {job_id} is {job.state.value}; it is packaged once it finishes")
     key, size, sha256 = await asyncio.to_thread(build_archive, storage, job)
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
-    packaged = await store.set_archive(job_id, archive, finished=job.finished)
+    packaged = await archives.set_archive(job_id, archive, finished=job.finished)
     if packaged is None:
         # Another packager won (the bytes are identical), or the job was retried and this run's archive is stale,
         # or it was deleted or expired meanwhile: then the archive just written must not outlive that deletion.
         log.info("archive_raced", job_id=job_id)
-        await _drop_if_gone(job_id, key, store=store, storage=storage)
+        await _drop_if_gone(job_id, key, jobs=jobs, storage=storage)
         return
-    await store.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
+    await events.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
     log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
-    await _announce(packaged, store=store, broker=broker)
+    await _announce(packaged, webhooks=webhooks, broker=broker)
 
 
-async def _drop_if_gone(job_id: str, key: str, *, store: MongoStore, storage: ObjectStorage) -> None:
+async def _drop_if_gone(job_id: str, key: str, *, jobs: JobStore, storage: ObjectStorage) -> None:
     """Delete an archive just written if its job was deleted, or is being or was expired, meanwhile."""
     try:
-        current = await store.get_job(job_id)
+        current = await jobs.get_job(job_id)
     except NotFound:
         current = None
     if current is None or current.expired is not None or current.expiry_lease is not None:
@@ -71,35 +83,39 @@ def _sender(broker: Broker) -> Callable[[str], Awaitable[None]]:
     return send
 
 
-async def _announce(job: Job, *, store: MongoStore, broker: Broker) -> None:
-    await announce(job, store=store, send=_sender(broker))
+async def _announce(job: Job, *, webhooks: WebhookStore, broker: Broker) -> None:
+    await announce(job, webhooks=webhooks, send=_sender(broker))
 
 
-async def announce_job_progress(job_id: str, event_id: str, *, store: MongoStore, broker: Broker) -> None:
+async def announce_job_progress(
+    job_id: str, event_id: str, *, jobs: JobStore, webhooks: WebhookStore, broker: Broker
+) -> None:
     """Announce a running job's latest progress to the receivers that asked for it; a job gone is left alone."""
     try:
-        job = await store.get_job(job_id)
+        job = await jobs.get_job(job_id)
     except NotFound:
         log.info("job_gone", job_id=job_id)
         return
-    await announce_progress(job, event_id, store=store, send=_sender(broker))
+    await announce_progress(job, event_id, webhooks=webhooks, send=_sender(broker))
 
 
-async def announce_job_end(job_id: str, *, store: MongoStore, broker: Broker) -> None:
+async def announce_job_end(job_id: str, *, jobs: JobStore, webhooks: WebhookStore, broker: Broker) -> None:
     """Announce the end of a job that no packager will see (it never ran); a job deleted or run again is left alone."""
     try:
-        job = await store.get_job(job_id)
+        job = await jobs.get_job(job_id)
     except NotFound:
         log.info("job_gone", job_id=job_id)
         return
     if job.state.terminal:
-        await _announce(job, store=store, broker=broker)
+        await _announce(job, webhooks=webhooks, broker=broker)
 
 
-async def package_selection(job_id: str, digest: str, *, store: MongoStore, storage: ObjectStorage) -> None:
+async def package_selection(
+    job_id: str, digest: str, *, jobs: JobStore, archives: ArchiveStore, storage: ObjectStorage
+) -> None:
     """Package one selective archive of a finished job once; gone or packaged already, it is left alone."""
     try:
-        job = await store.get_job(job_id)
+        job = await jobs.get_job(job_id)
     except NotFound:
         log.info("job_gone", job_id=job_id)
         return
@@ -112,9 +128,9 @@ async def package_selection(job_id: str, digest: str, *, store: MongoStore, stor
         return
     key, size, sha256 = await asyncio.to_thread(build_archive, storage, job, selection=(digest, selection.include))
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
-    if await store.set_selection_archive(job_id, digest, archive, finished=job.finished) is None:
+    if await archives.set_selection_archive(job_id, digest, archive, finished=job.finished) is None:
         # Another packager won (identical bytes), or the job was retried, deleted or expired meanwhile.
-        await _drop_if_gone(job_id, key, store=store, storage=storage)
+        await _drop_if_gone(job_id, key, jobs=jobs, storage=storage)
         log.info("selection_raced", job_id=job_id, digest=digest)
         return
     log.info("selection_packaged", job_id=job_id, digest=digest, size=size, sha256=sha256, include=selection.include)
@@ -130,7 +146,16 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
 
     async def package(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
-            await package_results(job_id, store=resources.store, storage=resources.storage, broker=broker)
+            stores = resources.stores
+            await package_results(
+                job_id,
+                jobs=stores.jobs,
+                archives=stores.archives,
+                events=stores.events,
+                webhooks=stores.webhooks,
+                storage=resources.storage,
+                broker=broker,
+            )
 
     dramatiq.actor(
         broker=broker.dramatiq,
@@ -145,7 +170,10 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
 
     async def package_some(job_id: str, digest: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
-            await package_selection(job_id, digest, store=resources.store, storage=resources.storage)
+            stores = resources.stores
+            await package_selection(
+                job_id, digest, jobs=stores.jobs, archives=stores.archives, storage=resources.storage
+            )
 
     dramatiq.actor(
         broker=broker.dramatiq,
@@ -164,7 +192,8 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
 
     async def deliver_webhook(delivery_id: str) -> None:
         with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
-            delay = await deliver(delivery_id, store=resources.store, settings=settings)
+            stores = resources.stores
+            delay = await deliver(delivery_id, webhooks=stores.webhooks, jobs=stores.jobs, settings=settings)
         if delay is not None:
             raise dramatiq.Retry(delay=int(delay * 1000))  # the next attempt, on the delivery's own schedule
 
@@ -182,7 +211,8 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
 
     async def announce_end(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
-            await announce_job_end(job_id, store=resources.store, broker=broker)
+            stores = resources.stores
+            await announce_job_end(job_id, jobs=stores.jobs, webhooks=stores.webhooks, broker=broker)
 
     dramatiq.actor(
         broker=broker.dramatiq,
@@ -197,7 +227,8 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
 
     async def progress(job_id: str, event_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
-            await announce_job_progress(job_id, event_id, store=resources.store, broker=broker)
+            stores = resources.stores
+            await announce_job_progress(job_id, event_id, jobs=stores.jobs, webhooks=stores.webhooks, broker=broker)
 
     # Few retries: a progress report held up for long is stale, and the next one replaces it.
     dramatiq.actor(

@@ -24,8 +24,8 @@ import structlog
 from shared.broker import Broker
 from shared.errors import AppError, Unavailable
 from shared.models import job_prefix, utcnow
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.archives import ArchiveStore
 from shared.tasks import PACKAGE_RESULTS
 
 log = structlog.get_logger()
@@ -40,7 +40,7 @@ RESEND_SECONDS = 3600
 class Sweeper:
     """Expires jobs and re-asks lost packagings, every ``interval`` seconds."""
 
-    store: MongoStore
+    archives: ArchiveStore
     storage: ObjectStorage
     broker: Broker
     interval: float
@@ -58,22 +58,22 @@ class Sweeper:
 
     async def sweep_once(self) -> tuple[int, int]:
         """One pass: how many jobs were expired, and how many packagings were asked again."""
-        await self.store.stamp_expiry(limit=BATCH)
+        await self.archives.stamp_expiry(limit=BATCH)
         return await self.expire_due(), await self.resend_unpackaged()
 
     async def expire_due(self) -> int:
         """Delete the objects of jobs past their expiry and mark them expired; returns how many this sweeper did."""
         now = utcnow()
-        due = await self.store.due_for_expiry(
+        due = await self.archives.due_for_expiry(
             now=now, packaged_by=now - timedelta(seconds=PACKAGING_GRACE_SECONDS), limit=BATCH
         )
         expired = 0
         for job_id in due:
             lease = utcnow() + timedelta(seconds=LEASE_SECONDS)
-            if await self.store.claim_expiry(job_id, until=lease) is None:
+            if await self.archives.claim_expiry(job_id, until=lease) is None:
                 continue  # another sweeper has it, or it was deleted or re-run meanwhile
             removed = await asyncio.to_thread(self.storage.delete_prefix, job_prefix(job_id))
-            if await self.store.mark_expired(job_id, lease=lease) is not None:
+            if await self.archives.mark_expired(job_id, lease=lease) is not None:
                 # A packager that started before the lease may have written meanwhile; none can attach now.
                 removed += await asyncio.to_thread(self.storage.delete_prefix, job_prefix(job_id))
                 expired += 1
@@ -84,7 +84,7 @@ class Sweeper:
         """Ask again for the packaging of jobs that ended long ago without an archive; returns how many."""
         now = utcnow()
         resent_before = now - timedelta(seconds=RESEND_SECONDS)
-        lost = await self.store.unpackaged_jobs(
+        lost = await self.archives.unpackaged_jobs(
             finished_before=now - timedelta(seconds=UNPACKAGED_SECONDS), resent_before=resent_before, limit=BATCH
         )
         if not lost:
@@ -95,12 +95,12 @@ class Sweeper:
             return 0
         resent = 0
         for job_id in lost:
-            if not await self.store.claim_packaging_resend(job_id, resent_before=resent_before):
+            if not await self.archives.claim_packaging_resend(job_id, resent_before=resent_before):
                 continue
             try:
                 await asyncio.to_thread(self.broker.send, PACKAGE_RESULTS, job_id)
             except Unavailable:
-                await self.store.release_packaging_resend(job_id)  # ask again at the next pass, not in an hour
+                await self.archives.release_packaging_resend(job_id)  # ask again at the next pass, not in an hour
                 raise
             resent += 1
             log.warning("packaging_resent", job_id=job_id)

@@ -24,9 +24,10 @@ import structlog
 
 from shared.errors import NotFound
 from shared.models import Delivery, DeliveryAttempt, DeliveryState, Job, JobState, Webhook, utcnow, webhook_receivers
-from shared.mongo import MongoStore
 from shared.outbound import Outcome, post
 from shared.settings import ResultsSettings
+from shared.store.jobs import JobStore
+from shared.store.webhooks import WebhookStore
 
 log = structlog.get_logger()
 LEASE_MARGIN_SECONDS = 30  # beyond the request timeout, before another worker may try the same delivery
@@ -85,15 +86,17 @@ def event_body(job: Job, *, delivery: str, event: str) -> str:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True)
 
 
-async def announce(job: Job, *, store: MongoStore, send: Callable[[str], Awaitable[None]]) -> list[str]:
+async def announce(job: Job, *, webhooks: WebhookStore, send: Callable[[str], Awaitable[None]]) -> list[str]:
     """Record the job's terminal event for each receiver and send the new ones off; returns their ids."""
-    targets = webhook_receivers(job, await _registered(job, store))
+    targets = webhook_receivers(job, await _registered(job, webhooks=webhooks))
     event = event_type(job)
-    return await _record(job, targets, event=event, key=lambda target: delivery_id(job, target), store=store, send=send)
+    return await _record(
+        job, targets, event=event, key=lambda target: delivery_id(job, target), webhooks=webhooks, send=send
+    )
 
 
 async def announce_progress(
-    job: Job, event_id: str, *, store: MongoStore, send: Callable[[str], Awaitable[None]]
+    job: Job, event_id: str, *, webhooks: WebhookStore, send: Callable[[str], Awaitable[None]]
 ) -> list[str]:
     """Record a running job's latest progress for each receiver that asked for progress; returns the ids sent.
 
@@ -102,15 +105,20 @@ async def announce_progress(
     """
     if job.state is not JobState.RUNNING or job.progress is None:
         return []
-    targets = webhook_receivers(job, await _registered(job, store), progress=True)
+    targets = webhook_receivers(job, await _registered(job, webhooks=webhooks), progress=True)
     return await _record(
-        job, targets, event=PROGRESS_EVENT, key=lambda target: f"{job.id}-{event_id}-{target}", store=store, send=send
+        job,
+        targets,
+        event=PROGRESS_EVENT,
+        key=lambda target: f"{job.id}-{event_id}-{target}",
+        webhooks=webhooks,
+        send=send,
     )
 
 
-async def _registered(job: Job, store: MongoStore) -> list[Webhook]:
+async def _registered(job: Job, *, webhooks: WebhookStore) -> list[Webhook]:
     """The owner's registered webhooks, looked up only when the job has no webhook of its own."""
-    return [] if job.webhook is not None else await store.owner_webhooks(job.owner)
+    return [] if job.webhook is not None else await webhooks.owner_webhooks(job.owner)
 
 
 async def _record(
@@ -119,7 +127,7 @@ async def _record(
     *,
     event: str,
     key: Callable[[str], str],
-    store: MongoStore,
+    webhooks: WebhookStore,
     send: Callable[[str], Awaitable[None]],
 ) -> list[str]:
     """One delivery of ``event`` per receiver, recorded once whoever asks twice; the new ones are sent off."""
@@ -136,7 +144,7 @@ async def _record(
             body=event_body(job, delivery=delivery_key, event=event),
             created=utcnow(),
         )
-        delivery = await store.add_delivery(fresh)
+        delivery = await webhooks.add_delivery(fresh)
         if delivery.state is DeliveryState.PENDING and not delivery.attempts:
             # A packager run twice may send it twice: the lease lets one attempt through at a time.
             await send(delivery.id)
@@ -158,29 +166,31 @@ def backoff_seconds(attempts: int, base: float) -> float:
     return float(min(base * 2 ** min(attempts - 1, 30), MAX_DELAY_SECONDS))
 
 
-async def deliver(delivery_id: str, *, store: MongoStore, settings: ResultsSettings) -> float | None:
+async def deliver(
+    delivery_id: str, *, webhooks: WebhookStore, jobs: JobStore, settings: ResultsSettings
+) -> float | None:
     """Make one attempt at a pending delivery; the seconds until the next one, or None when there is none to make."""
     try:
-        delivery = await store.get_delivery(delivery_id)
+        delivery = await webhooks.get_delivery(delivery_id)
     except NotFound:
         log.info("delivery_gone", delivery_id=delivery_id)
         return None
     if delivery.state is not DeliveryState.PENDING:
         return None
     now = utcnow()
-    leased = await store.lease_delivery(
+    leased = await webhooks.lease_delivery(
         delivery_id, now=now, until=now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
     )
     if leased is None or leased.lease is None:
-        current = await store.get_delivery(delivery_id)
+        current = await webhooks.get_delivery(delivery_id)
         if current.state is not DeliveryState.PENDING or current.lease is None:
             return None
         return max((current.lease - utcnow()).total_seconds(), 1.0)  # another worker is trying it: look again then
-    stale = await _stale(leased, store)
+    stale = await _stale(leased, jobs=jobs)
     outcome = (
         Outcome(status_code=None, error=stale, duration_ms=0)
         if stale
-        else await _attempt(leased, store=store, settings=settings)
+        else await _attempt(leased, webhooks=webhooks, settings=settings)
     )
     made = len(leased.attempts) + 1
     succeeded = outcome.status_code is not None and 200 <= outcome.status_code < 300
@@ -194,7 +204,7 @@ async def deliver(delivery_id: str, *, store: MongoStore, settings: ResultsSetti
         at=now, status_code=outcome.status_code, error=outcome.error, duration_ms=outcome.duration_ms
     )
     next_attempt = None if delay is None else utcnow() + timedelta(seconds=delay)
-    recorded = await store.record_attempt(
+    recorded = await webhooks.record_attempt(
         delivery_id, attempt, lease=leased.lease, state=state, next_attempt=next_attempt
     )
     log.info(
@@ -209,19 +219,19 @@ async def deliver(delivery_id: str, *, store: MongoStore, settings: ResultsSetti
     return None if recorded is None else delay
 
 
-async def _stale(delivery: Delivery, store: MongoStore) -> str | None:
+async def _stale(delivery: Delivery, *, jobs: JobStore) -> str | None:
     """Why a progress report is no longer worth sending (its job has ended or is gone), if it is not."""
     if delivery.event != PROGRESS_EVENT:
         return None
     try:
-        job = await store.get_job(delivery.job_id)
+        job = await jobs.get_job(delivery.job_id)
     except NotFound:
         return "not sent: the job is gone"
     return None if job.state is JobState.RUNNING else f"not sent: the job has ended ({job.state.value})"
 
 
-async def _attempt(delivery: Delivery, *, store: MongoStore, settings: ResultsSettings) -> Outcome:
-    secret = await store.get_webhook_secret(delivery.owner)
+async def _attempt(delivery: Delivery, *, webhooks: WebhookStore, settings: ResultsSettings) -> Outcome:
+    secret = await webhooks.get_webhook_secret(delivery.owner)
     if secret is None:
         return Outcome(status_code=None, error=NO_SECRET, duration_ms=0)
     headers = {

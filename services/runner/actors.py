@@ -30,18 +30,26 @@ def register(broker: Broker, resources: Resources) -> Drain:
     failures. Shutdown is handled by the drain rather than by interrupting the actor.
     """
     settings = cast(RunnerSettings, resources.settings)
-    apps = AppVersions()
+    specs = AppVersions()
     active = ActiveRuns(settings.runner_id)
     drivers = offered(settings)
 
     async def run_job(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
+            stores = resources.stores
             await execute_job(
                 job_id,
-                store=resources.store,
+                jobs=stores.jobs,
+                events=stores.events,
+                queues=stores.queues,
+                dispatch=stores.dispatch,
+                webhooks=stores.webhooks,
+                apps=stores.apps,
+                files=stores.files,
+                datasets=stores.datasets,
                 storage=resources.storage,
                 broker=resources.broker,
-                apps=apps,
+                specs=specs,
                 settings=settings,
                 active=active,
                 drivers=drivers,

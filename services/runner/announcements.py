@@ -17,7 +17,7 @@ import structlog
 from shared.broker import Broker
 from shared.errors import AppError
 from shared.models import Job, webhook_receivers
-from shared.mongo import MongoStore
+from shared.store.webhooks import WebhookStore
 from shared.tasks import ANNOUNCE_PROGRESS
 
 log = structlog.get_logger()
@@ -37,11 +37,11 @@ class ProgressAnnouncer:
         self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def for_run(cls, job: Job, *, store: MongoStore, broker: Broker, every: float) -> ProgressAnnouncer:
+    async def for_run(cls, job: Job, *, webhooks: WebhookStore, broker: Broker, every: float) -> ProgressAnnouncer:
         """An announcer that sends only if some receiver of ``job`` asked for progress (looked up once per run)."""
         send = functools.partial(broker.send, ANNOUNCE_PROGRESS, job.id)
         try:
-            registered = [] if job.webhook is not None else await store.owner_webhooks(job.owner)
+            registered = [] if job.webhook is not None else await webhooks.owner_webhooks(job.owner)
         except AppError as exc:
             log.warning("webhook_progress_lookup_failed", job_id=job.id, detail=exc.detail)
             return cls(job, send, every=every, wanted=False)

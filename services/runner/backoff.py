@@ -1,8 +1,8 @@
 """Riding out an outage of our own servers (S3, Mongo) while a job's files move, with exponential backoff.
 
 Only ``Unavailable`` is retried: ``Invalid`` and ``NotFound`` are permanent, and an app's own
-exit code is judged elsewhere. Every step retried here must be idempotent (a re-staged file
-or a re-uploaded output overwrites what an earlier attempt left).
+exit code is its job's outcome, not an outage. Every step retried here must be idempotent (a
+re-staged file or a re-uploaded output overwrites what an earlier attempt left).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Backoff:
         return [min(self.first * 2**attempt, self.cap) for attempt in range(self.retries)]
 
 
-async def persist(
+async def retry_on_outage(
     action: Callable[[], Awaitable[T]], *, backoff: Backoff, stop: asyncio.Event, event: str, job_id: str
 ) -> T:
     """Await ``action()``, retrying it after each ``Unavailable`` until the retries run out.

@@ -3,8 +3,9 @@
 ``local`` starts the argv itself. ``docker`` starts ``docker run`` with the job's ``inputs/``
 (read-only), ``run/`` and ``tmp/`` bind-mounted at the same paths, so the argv means the same
 inside the container. Both start through ``services.runner.launch`` (limits, user, death with
-the runner). An app picks its driver in its definition; a runner offers those listed in
-``RUNNER_DRIVERS``. With ``RUN_AS_USER``, apps run as that user under either driver.
+the runner). Either way the app sees a scrubbed environment. An app picks its driver in its
+definition; a runner offers those listed in ``RUNNER_DRIVERS``. With ``RUN_AS_USER``, apps run
+as that user under either driver. ``services.runner.processes`` starts and stops what a driver builds.
 """
 
 from __future__ import annotations
@@ -22,12 +23,24 @@ from typing import Protocol
 
 import structlog
 
-from services.runner.sandbox import BASE_ENV, Sandbox
+from services.runner.sandbox import Sandbox
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
 
 log = structlog.get_logger()
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 CLEAN_UP_SECONDS = 60.0
+
+
+def app_environment(sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
+    """Only what every program needs plus what the app declares; nothing of the worker's own."""
+    return {
+        **BASE_ENV,
+        "HOME": str(sandbox.run),
+        "TMPDIR": str(sandbox.tmp),
+        "QUERN_PROGRESS_FILE": str(sandbox.progress_file),
+        **spec.env,
+    }
 
 
 @dataclass(frozen=True)
@@ -133,7 +146,7 @@ class LocalDriver:
         return _launch(options, argv)
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
-        return sandbox.environment(spec)
+        return app_environment(sandbox, spec)
 
     async def clean_up(self, job_id: str) -> None:
         """Kill what an app detached from its process group, once no app of this runner is running.
@@ -207,7 +220,7 @@ class DockerDriver:
         if limits.processes is not None:
             docker += ["--pids-limit", str(limits.processes)]
         # The image's own PATH stays unless the app declares one.
-        env = {key: value for key, value in sandbox.environment(spec).items() if key != "PATH" or key in spec.env}
+        env = {key: value for key, value in app_environment(sandbox, spec).items() if key != "PATH" or key in spec.env}
         for key, value in env.items():
             docker += ["--env", f"{key}={value}"]
         assert spec.image is not None  # AppSpec requires one for this driver

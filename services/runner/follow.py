@@ -25,7 +25,8 @@ import structlog
 
 from shared.errors import AppError
 from shared.models import Job, JobProgress, job_event
-from shared.mongo import MongoStore
+from shared.store.events import EventStore
+from shared.store.jobs import JobStore
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -180,11 +181,12 @@ class Follower:
 
 
 async def follow_app(
-    exit: Awaitable[T],
+    app: Awaitable[T],
     *,
     job: Job,
     files: dict[str, Path],
-    store: MongoStore,
+    jobs: JobStore,
+    events: EventStore,
     progress_file: Path | None = None,
     every: float = TICK_SECONDS,
     on_progress: Callable[[str | None], Awaitable[None]] | None = None,
@@ -195,12 +197,12 @@ async def follow_app(
     stored, or None when there was none.
     """
     follower = Follower(files, progress_file=progress_file)
-    running = asyncio.ensure_future(exit)
+    running = asyncio.ensure_future(app)
     try:
         while not running.done():
             await asyncio.wait({running}, timeout=every)
             tick = await asyncio.to_thread(follower.tick, final=running.done())
-            latest = await _report(tick, job=job, store=store)
+            latest = await _report(tick, job=job, jobs=jobs, events=events)
             if on_progress is not None:
                 await on_progress(latest)
     finally:
@@ -208,24 +210,24 @@ async def follow_app(
     return running.result()
 
 
-async def _report(tick: Tick, *, job: Job, store: MongoStore) -> str | None:
+async def _report(tick: Tick, *, job: Job, jobs: JobStore, events: EventStore) -> str | None:
     """Record a tick's progress (on the job, and as events) and log lines; a database hiccup loses only these.
 
     Returns the id of the latest progress event stored, if the tick had one.
     """
-    events = [job_event(job, "progress", {"percent": p.percent, "step": p.step}) for p in tick.progress]
+    happened = [job_event(job, "progress", {"percent": p.percent, "step": p.step}) for p in tick.progress]
     for name, lines in tick.lines.items():
-        events.append(job_event(job, "log", {"stream": name, "lines": lines}))
+        happened.append(job_event(job, "log", {"stream": name, "lines": lines}))
     if tick.dropped:
         log.info("job_log_lines_dropped", job_id=job.id, dropped=tick.dropped)
-    latest = events[len(tick.progress) - 1] if tick.progress else None
+    latest = happened[len(tick.progress) - 1] if tick.progress else None
     try:
         if latest is not None:
-            await store.set_progress(
+            await jobs.set_progress(
                 job.id, JobProgress(percent=latest.data["percent"], step=latest.data["step"], at=latest.at)
             )
-        await store.insert_events(events)
+        await events.insert_events(happened)
     except AppError as exc:
-        log.warning("job_events_lost", job_id=job.id, detail=exc.detail, events=len(events))
+        log.warning("job_events_lost", job_id=job.id, detail=exc.detail, events=len(happened))
         return None
     return None if latest is None else latest.id

@@ -15,19 +15,27 @@ from pathlib import Path
 import structlog
 
 from services.runner.announcements import ProgressAnnouncer
-from services.runner.backoff import Backoff, persist
+from services.runner.backoff import Backoff, retry_on_outage
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
-from services.runner.sandbox import Exit, Sandbox, build_argv, run_app
+from services.runner.processes import Exit, build_argv, run_app
+from services.runner.sandbox import Sandbox
 from services.runner.specs import AppVersions
 from services.runner.transfers import stage_inputs, upload_logs, upload_outputs
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.errors import AppError, Invalid, NotFound, Unavailable
 from shared.models import Job, JobError, JobState, OutputFile, StateChange, state_event, utcnow
-from shared.mongo import MongoStore
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
+from shared.store.apps import AppStore
+from shared.store.datasets import DatasetStore
+from shared.store.dispatch import DispatchStore
+from shared.store.events import EventStore
+from shared.store.files import FileStore
+from shared.store.jobs import JobStore
+from shared.store.queues import QueueStore
+from shared.store.webhooks import WebhookStore
 from shared.tasks import PACKAGE_RESULTS
 
 log = structlog.get_logger()
@@ -55,12 +63,12 @@ class ActiveRuns:
         if self.closed:
             raise Unavailable("this worker is shutting down; the job goes back to the queue")
 
-    def start(self, job_id: str, store: MongoStore) -> asyncio.Event:
+    def start(self, job_id: str, jobs: JobStore) -> asyncio.Event:
         """Register a run (and make sure cancel requests are watched for); returns its stop event."""
         self._stops[job_id] = event = asyncio.Event()
         self._idle.clear()
         if self._watching is None or self._watching.done():
-            self._watching = asyncio.create_task(self._watch(store))
+            self._watching = asyncio.create_task(self._watch(jobs))
         return event
 
     def end(self, job_id: str) -> None:
@@ -87,7 +95,7 @@ class ActiveRuns:
             self.stop(job_id, "shutdown")
         await self._idle.wait()
 
-    async def _watch(self, store: MongoStore) -> None:
+    async def _watch(self, jobs: JobStore) -> None:
         """While runs are active, look for cancel requests once a second (one query for all of them).
 
         A job that is no longer RUNNING on this worker (recovered while Mongo could not reach us, or
@@ -95,7 +103,7 @@ class ActiveRuns:
         """
         while self._stops:
             try:
-                for job_id in await store.cancel_requests(list(self._stops), worker=self.worker):
+                for job_id in await jobs.cancel_requests(list(self._stops), worker=self.worker):
                     log.info("job_cancel_requested", job_id=job_id)
                     self.stop(job_id, "canceled")
             except AppError as exc:
@@ -103,41 +111,48 @@ class ActiveRuns:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
 
 
-def judge(
-    exit: Exit, timeout: int, stderr_tail: str, stop_reason: str | None = None
+def outcome_of(
+    ended: Exit, timeout: int, stderr_tail: str, stop_reason: str | None = None
 ) -> tuple[JobState, JobError | None]:
     """The job's state and error from how its process ended (and why it was stopped, if it was)."""
-    if exit.stopped and stop_reason == "canceled":
+    if ended.stopped and stop_reason == "canceled":
         return JobState.CANCELED, JobError(reason="canceled on request while it ran", stderr_tail=stderr_tail)
-    if exit.stopped:
+    if ended.stopped:
         return JobState.FAILED, JobError(reason="the worker shut down while the job ran", stderr_tail=stderr_tail)
-    if exit.timed_out:
+    if ended.timed_out:
         return JobState.TIMED_OUT, JobError(reason=f"killed after the {timeout} s time limit", stderr_tail=stderr_tail)
-    if exit.code == 0:
+    if ended.code == 0:
         return JobState.SUCCEEDED, None
-    code = exit.code if exit.code is not None else -1
+    code = ended.code if ended.code is not None else -1
     reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return JobState.FAILED, JobError(reason=reason, stderr_tail=stderr_tail)
 
 
-async def finish(store: MongoStore, job: Job, worker: str, **outcome: object) -> Job | None:
+async def finish(job: Job, worker: str, *, jobs: JobStore, **outcome: object) -> Job | None:
     """Record the outcome, riding out a Mongo outage rather than leaving the job RUNNING."""
     for pause in FINISH_BACKOFF_SECONDS:
         try:
-            return await store.finish_job(job.id, worker=worker, **outcome)  # type: ignore[arg-type]
+            return await jobs.finish_job(job.id, worker=worker, **outcome)  # type: ignore[arg-type]
         except Unavailable as exc:
             log.warning("job_finish_retrying", job_id=job.id, detail=exc.detail, retry_in=pause)
             await asyncio.sleep(pause)
-    return await store.finish_job(job.id, worker=worker, **outcome)  # type: ignore[arg-type]
+    return await jobs.finish_job(job.id, worker=worker, **outcome)  # type: ignore[arg-type]
 
 
 async def execute_job(
     job_id: str,
     *,
-    store: MongoStore,
+    jobs: JobStore,
+    events: EventStore,
+    queues: QueueStore,
+    dispatch: DispatchStore,
+    webhooks: WebhookStore,
+    apps: AppStore,
+    files: FileStore,
+    datasets: DatasetStore,
     storage: ObjectStorage,
     broker: Broker,
-    apps: AppVersions,
+    specs: AppVersions,
     settings: RunnerSettings,
     active: ActiveRuns,
     drivers: Mapping[str, Driver],
@@ -145,12 +160,12 @@ async def execute_job(
     """Claim the job, run its app in a sandbox, upload outputs and logs, record the end, ask for packaging."""
     worker = settings.runner_id
     active.admit()
-    if await _hand_back_if_paused(store, job_id):
+    if await _hand_back_if_paused(job_id, jobs=jobs, queues=queues, dispatch=dispatch):
         return
-    job = await store.claim_job(job_id, worker=worker)
+    job = await jobs.claim_job(job_id, worker=worker)
     if job is None:
         try:
-            current = await store.get_job(job_id)
+            current = await jobs.get_job(job_id)
         except NotFound:
             # Deleted before it ran (DELETE cancels a queued job and removes it): nothing to do, nothing failed.
             log.info("job_gone", job_id=job_id)
@@ -161,31 +176,35 @@ async def execute_job(
         return
 
     log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=worker)
-    await store.record_events([state_event(job)])
+    await events.record_events([state_event(job)])
     sandbox = Sandbox(settings.work_dir, job.id)
     announcer = await ProgressAnnouncer.for_run(
-        job, store=store, broker=broker, every=settings.webhook_progress_seconds
+        job, webhooks=webhooks, broker=broker, every=settings.webhook_progress_seconds
     )
-    stop = active.start(job.id, store)
+    stop = active.start(job.id, jobs)
     state = JobState.FAILED
     try:
         state, exit_code, error, outputs = await _run(
             job,
             sandbox,
             stop,
-            store=store,
-            storage=storage,
+            jobs=jobs,
+            events=events,
             apps=apps,
+            files=files,
+            datasets=datasets,
+            storage=storage,
+            specs=specs,
             settings=settings,
             active=active,
             drivers=drivers,
             announcer=announcer,
         )
-        if await _run_again(store, job, state, exit_code):
+        if await _run_again(job, state, exit_code, jobs=jobs, events=events):
             return
         logs = await _upload_logs(storage, job, sandbox, backoff=Backoff.of(settings), stop=stop)
         finished = await finish(
-            store, job, worker, state=state, exit_code=exit_code, error=error, outputs=outputs, logs=logs
+            job, worker, jobs=jobs, state=state, exit_code=exit_code, error=error, outputs=outputs, logs=logs
         )
     finally:
         active.end(job.id)
@@ -195,10 +214,10 @@ async def execute_job(
         # An admin forced the job to another state while it ran. A forced end stands, but its
         # logs are still kept and packaged, or its archive would be awaited forever.
         log.warning("job_finish_lost", job_id=job.id, state=state.value)
-        if await store.keep_logs_of_ended(job.id, worker=worker, logs=logs) is not None:
+        if await jobs.keep_logs_of_ended(job.id, worker=worker, logs=logs) is not None:
             await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job.id)
         return
-    await store.record_events([state_event(finished)])
+    await events.record_events([state_event(finished)])
     log.info(
         "job_finished",
         job_id=job.id,
@@ -210,7 +229,7 @@ async def execute_job(
     await asyncio.to_thread(broker.send, PACKAGE_RESULTS, job.id)
 
 
-async def _run_again(store: MongoStore, job: Job, state: JobState, exit_code: int | None) -> bool:
+async def _run_again(job: Job, state: JobState, exit_code: int | None, *, jobs: JobStore, events: EventStore) -> bool:
     """Put the job back to QUEUED for its next attempt if it asked for that on this exit code."""
     policy = job.retry
     if state is not JobState.FAILED or policy is None or exit_code not in policy.exit_codes:
@@ -221,23 +240,23 @@ async def _run_again(store: MongoStore, job: Job, state: JobState, exit_code: in
     change = StateChange.model_validate(
         {"at": utcnow(), "from": JobState.RUNNING, "to": JobState.QUEUED, "by": "runner", "reason": reason}
     )
-    requeued = await store.requeue_job(job, change, attempt=job.attempt + 1)
+    requeued = await jobs.requeue_job(job, change, attempt=job.attempt + 1)
     if requeued is None:
         return False  # forced or recovered meanwhile: record the outcome as usual
-    await store.record_events([state_event(requeued)])
+    await events.record_events([state_event(requeued)])
     log.info("job_retrying", job_id=job.id, exit_code=exit_code, attempt=requeued.attempt)
     return True
 
 
-async def _hand_back_if_paused(store: MongoStore, job_id: str) -> bool:
+async def _hand_back_if_paused(job_id: str, *, jobs: JobStore, queues: QueueStore, dispatch: DispatchStore) -> bool:
     """A job whose queue was paused after it was dispatched goes back to the dispatcher rather than start."""
     try:
-        job = await store.get_job(job_id)
+        job = await jobs.get_job(job_id)
     except NotFound:
         return False  # the claim below finds it gone and says so
-    if job.state is not JobState.QUEUED or not await store.queue_paused(owner=job.owner, name=job.queue):
+    if job.state is not JobState.QUEUED or not await queues.queue_paused(owner=job.owner, name=job.queue):
         return False
-    await store.undispatch(job_id)
+    await dispatch.undispatch(job_id)
     log.info("job_handed_back", job_id=job_id, queue=job.queue, reason="queue paused")
     return True
 
@@ -247,9 +266,13 @@ async def _run(
     sandbox: Sandbox,
     stop: asyncio.Event,
     *,
-    store: MongoStore,
+    jobs: JobStore,
+    events: EventStore,
+    apps: AppStore,
+    files: FileStore,
+    datasets: DatasetStore,
     storage: ObjectStorage,
-    apps: AppVersions,
+    specs: AppVersions,
     settings: RunnerSettings,
     active: ActiveRuns,
     drivers: Mapping[str, Driver],
@@ -263,17 +286,19 @@ async def _run(
     backoff = Backoff.of(settings)
 
     async def prepare() -> tuple[AppSpec, dict[str, Path]]:
-        spec = await apps.get(store, job.app, job.app_version)
-        return spec, await stage_inputs(store, storage, job, sandbox)
+        spec = await specs.get(job.app, job.app_version, apps=apps)
+        return spec, await stage_inputs(job, sandbox, files=files, datasets=datasets, storage=storage)
 
-    async def upload(files: list[tuple[str, Path]]) -> list[OutputFile]:
-        return await asyncio.to_thread(upload_outputs, storage, job, sandbox, files)
+    async def upload(produced: list[tuple[str, Path]]) -> list[OutputFile]:
+        return await asyncio.to_thread(upload_outputs, storage, job, sandbox, produced)
 
     step = "prepare the run"
     try:
         await asyncio.to_thread(sandbox.create)
         step = "stage the inputs"
-        spec, inputs = await persist(prepare, backoff=backoff, stop=stop, event="job_stage_retrying", job_id=job.id)
+        spec, inputs = await retry_on_outage(
+            prepare, backoff=backoff, stop=stop, event="job_stage_retrying", job_id=job.id
+        )
         step = "start the app"
         driver = drivers.get(spec.driver)
         if driver is None:
@@ -282,29 +307,30 @@ async def _run(
         if driver.owner is not None:
             await asyncio.to_thread(sandbox.hand_over, *driver.owner)
         argv = build_argv(spec, job.params, inputs, python=sys.executable, app_dir=settings.apps_dir / spec.name)
-        exit = await follow_app(
+        ended = await follow_app(
             run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop, driver=driver),
             job=job,
             files={"stdout": sandbox.stdout, "stderr": sandbox.stderr},
-            store=store,
+            jobs=jobs,
+            events=events,
             progress_file=sandbox.progress_file,
             on_progress=announcer,
         )
         if announcer is not None:
             await announcer.close()
         tail = await asyncio.to_thread(sandbox.stderr_tail)
-        state, error = judge(exit, job.timeout_seconds, tail, active.reason(job.id))
+        state, error = outcome_of(ended, job.timeout_seconds, tail, active.reason(job.id))
         step = "collect the outputs"
-        files = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
+        produced = await asyncio.to_thread(sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes)
         step = "upload the outputs"
-        outputs = await persist(
-            lambda: upload(files), backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id
+        outputs = await retry_on_outage(
+            lambda: upload(produced), backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id
         )
-        return state, exit.code, error, outputs
+        return state, ended.code, error, outputs
     except AppError as exc:
         if stop.is_set():
             # Stopped while quern waited on a server: the stop decides the outcome, as it would have mid-run.
-            state, error = judge(Exit(code=None, stopped=True), job.timeout_seconds, "", active.reason(job.id))
+            state, error = outcome_of(Exit(code=None, stopped=True), job.timeout_seconds, "", active.reason(job.id))
             return state, None, error, []
         return JobState.FAILED, None, JobError(reason=f"quern could not {step}: {exc.detail}"), []
     except Exception as exc:
@@ -322,7 +348,7 @@ async def _upload_logs(
         return await asyncio.to_thread(upload_logs, storage, job, sandbox)
 
     try:
-        return await persist(upload, backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id)
+        return await retry_on_outage(upload, backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id)
     except Exception as exc:
         log.warning("job_logs_lost", job_id=job.id, error=repr(exc))
         return {}

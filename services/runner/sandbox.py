@@ -1,6 +1,6 @@
-"""Where and how an app runs: a fresh directory, argv without a shell, a scrubbed environment, limits.
+"""One job's private directory under ``WORK_DIR``: made fresh, staged into, handed to the app's user, read back.
 
-Layout of a job's directory under ``WORK_DIR``::
+Layout of a job's directory::
 
     <job_id>/inputs/<slot>/<file name>   staged from S3, outside the app's working directory
     <job_id>/inputs/<slot>/<member path> a dataset input: every member, in the bundle's layout
@@ -11,53 +11,17 @@ Layout of a job's directory under ``WORK_DIR``::
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import shutil
-import signal
 import stat
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import BinaryIO
 
-from shared.apps import PLACEHOLDER, AppSpec, glob_regex
+from shared.apps import glob_regex
 from shared.errors import Invalid
 
-if TYPE_CHECKING:
-    from services.runner.drivers import Driver
-
-BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-TERM_GRACE_SECONDS = 5.0
 TAIL_BYTES = 2000
 MAX_SCANNED_FILES = 100_000
-
-
-def render_value(value: Any) -> str:
-    """A parameter as one argv string: JSON spelling for numbers and booleans, strings as they are."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return json.dumps(value)
-    raise Invalid(f"parameter value {value!r} cannot be placed on a command line")
-
-
-def build_argv(
-    spec: AppSpec, params: dict[str, Any], inputs: dict[str, Path], *, python: str, app_dir: Path
-) -> list[str]:
-    """Fill the app's command template; each template element becomes exactly one argument."""
-    builtins = {"app_dir": str(app_dir), "python": python}
-
-    def fill(match: Any) -> str:
-        kind, name = match.group(1), match.group(2)
-        if kind == "params":
-            return render_value(params[name])
-        if kind == "inputs":
-            return str(inputs[name])
-        return builtins[kind]
-
-    return [PLACEHOLDER.sub(fill, element) for element in spec.command]
 
 
 class Sandbox:
@@ -117,16 +81,6 @@ class Sandbox:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def environment(self, spec: AppSpec) -> dict[str, str]:
-        """Only what every program needs plus what the app declares; nothing of the worker's own."""
-        return {
-            **BASE_ENV,
-            "HOME": str(self.run),
-            "TMPDIR": str(self.tmp),
-            "QUERN_PROGRESS_FILE": str(self.progress_file),
-            **spec.env,
-        }
-
     def stderr_tail(self) -> str:
         """The last bytes the app wrote to stderr, as text."""
         with self.stderr.open("rb") as handle:
@@ -182,62 +136,3 @@ class Sandbox:
             os.close(fd)
             raise Invalid(f"output {relative} changed after the run (no longer a regular file)")
         return os.fdopen(fd, "rb")
-
-
-@dataclass(frozen=True)
-class Exit:
-    """How the app's process ended."""
-
-    code: int | None
-    timed_out: bool = False
-    stopped: bool = False
-
-
-def _kill_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    _kill_group(process.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), TERM_GRACE_SECONDS)
-    except TimeoutError:
-        _kill_group(process.pid, signal.SIGKILL)
-        await process.wait()
-
-
-async def run_app(
-    argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: float, stop: asyncio.Event, driver: Driver
-) -> Exit:
-    """Run argv through ``driver`` in its own session and process group until it exits, times out or ``stop`` is set.
-
-    On timeout or stop the whole group gets SIGTERM, then SIGKILL after a grace period; then
-    the driver removes whatever of the run outlived the group (a container).
-    """
-    await driver.clean_up(sandbox.job_id)  # a leftover of an earlier attempt on this machine
-    with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
-        process = await asyncio.create_subprocess_exec(
-            *driver.command(argv, sandbox=sandbox, spec=spec),
-            cwd=sandbox.root,  # the runner's; the launcher enters run/ once it is the app's user
-            env=driver.environment(sandbox, spec),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    exited = asyncio.ensure_future(process.wait())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({exited, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if exited.done():
-            return Exit(code=exited.result())
-        await _stop(process)
-        return Exit(code=None, timed_out=not stopping.done(), stopped=stopping.done())
-    finally:
-        stopping.cancel()
-        # Whatever the app left running in its group dies with it.
-        _kill_group(process.pid, signal.SIGKILL)
-        await driver.clean_up(sandbox.job_id)

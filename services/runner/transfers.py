@@ -14,8 +14,9 @@ from pathlib import Path
 from services.runner.sandbox import Sandbox
 from shared.errors import NotFound
 from shared.models import DatasetInput, Job, OutputFile
-from shared.mongo import MongoStore
 from shared.storage import ObjectStorage
+from shared.store.datasets import DatasetStore
+from shared.store.files import FileStore
 
 
 def upload_outputs(
@@ -49,20 +50,22 @@ def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str,
     return logs
 
 
-async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str, Path]:
+async def stage_inputs(
+    job: Job, sandbox: Sandbox, *, files: FileStore, datasets: DatasetStore, storage: ObjectStorage
+) -> dict[str, Path]:
     """Download every input into the sandbox; returns slot -> the path its placeholder becomes.
 
     A file input is staged as ``inputs/<slot>/<name>``; a dataset input as ``inputs/<slot>/``
     holding every member at its path, so a member's relative references to its siblings work.
     """
     file_ids = sorted({value for value in job.inputs.values() if isinstance(value, str)})
-    files = await store.get_files(file_ids) if file_ids else {}
+    found = await files.get_files(file_ids) if file_ids else {}
     staged = {}
     for slot, value in job.inputs.items():
         if isinstance(value, DatasetInput):
-            staged[slot] = await _stage_dataset(store, storage, slot, value, sandbox)
+            staged[slot] = await _stage_dataset(slot, value, sandbox, datasets=datasets, storage=storage)
             continue
-        stored = files.get(value)
+        stored = found.get(value)
         if stored is None:
             raise NotFound(f"input {slot!r}: file {value} no longer exists")
         staged[slot] = sandbox.input_path(slot, stored.name)
@@ -71,10 +74,9 @@ async def stage_inputs(store: MongoStore, storage: ObjectStorage, job: Job, sand
 
 
 async def _stage_dataset(
-    store: MongoStore, storage: ObjectStorage, slot: str, value: DatasetInput, sandbox: Sandbox
+    slot: str, value: DatasetInput, sandbox: Sandbox, *, datasets: DatasetStore, storage: ObjectStorage
 ) -> Path:
-    datasets = await store.get_datasets([value.dataset])
-    dataset = datasets.get(value.dataset)
+    dataset = (await datasets.get_datasets([value.dataset])).get(value.dataset)
     if dataset is None:
         raise NotFound(f"input {slot!r}: dataset {value.dataset} no longer exists")
     if value.path is not None and value.path not in {member.path for member in dataset.members}:

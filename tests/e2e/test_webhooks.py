@@ -19,7 +19,7 @@ TOLERANCE_SECONDS = 300
 
 
 def verify(secret: str, request: Received) -> dict[str, Any]:
-    """The README's verification, as a receiver does it: the event if the signature holds."""
+    """docs/webhooks.md's verification, as a receiver does it: the event if the signature holds."""
     fields = dict(part.split("=", 1) for part in request.headers["Quern-Signature"].split(","))
     signed = fields["t"].encode() + b"." + request.body
     expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()

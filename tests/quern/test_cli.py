@@ -8,7 +8,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import httpx
 import pexpect
 import pytest
 
+from devstack.processes import venv_bin
 from devstack.stack import Stack
 from tests.conftest import UserFactory, upload
 from tests.e2e.test_hostile_params import script_app
@@ -24,7 +24,7 @@ from tests.e2e.test_walking_skeleton import wait_for
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]
-QUERN = [sys.executable, "-m", "quern.cli"]
+QUERN = [venv_bin("quern")]  # the console script of this interpreter's environment, never one found on PATH
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_a_200_mb_upload_renders_a_progress_bar_in_a_terminal_and_keeps_its_sha2
         for _ in range(200):
             handle.write(os.urandom(10**6))
     child = pexpect.spawn(
-        sys.executable, ["-m", "quern.cli", "files", "upload", str(big)],
+        QUERN[0], ["files", "upload", str(big)],
         env=cli_env | {"TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}, encoding="utf-8", timeout=180,
         dimensions=(40, 120),
     )  # fmt: skip
@@ -167,21 +167,59 @@ def test_a_200_mb_upload_renders_a_progress_bar_in_a_terminal_and_keeps_its_sha2
     assert uploaded["sha256"] == sha256(big) and uploaded["size"] == 200 * 10**6
 
 
-def test_login_stores_the_token_for_the_user_alone(stack: Stack, admin: httpx.Client, tmp_path: Path) -> None:
-    answer = admin.post("/v1/users", json={"username": "cli-login", "password": "a-long-password-1"})
+def shell_without_quern_settings(tmp_path: Path) -> dict[str, str]:
+    """A shell's environment with no QUERN_ variable but a config file of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUERN_")}
+    return env | {"QUERN_CONFIG": str(tmp_path / "quern" / "config.json")}
+
+
+def placed(where: str, options: list[str], command: list[str]) -> list[str]:
+    """The command line with ``options`` before the command or after it."""
+    return [*options, *command] if where == "before" else [*command, *options]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_login_stores_the_token_for_the_user_alone(
+    stack: Stack, admin: httpx.Client, tmp_path: Path, where: str
+) -> None:
+    username = f"cli-login-{where}"
+    answer = admin.post("/v1/users", json={"username": username, "password": "a-long-password-1"})
     assert answer.status_code == 201, answer.text
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUERN_")} | {
-        "QUERN_CONFIG": str(tmp_path / "quern" / "config.json")
-    }
-    logged = quern(env, "--url", stack.gateway_url, "login", "-u", "cli-login", "--password", "a-long-password-1")
+    env = shell_without_quern_settings(tmp_path)
+    login = ["login", "-u", username, "--password", "a-long-password-1"]
+    logged = quern(env, *placed(where, ["--url", stack.gateway_url], login))  # after: the README's first command
     assert logged.returncode == 0, logged.stderr
     config = tmp_path / "quern" / "config.json"
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert json.loads(config.read_text())["url"] == stack.gateway_url
     me = as_json(quern(env, "--json", "whoami"))  # the stored URL and token, nothing in the environment
-    assert me["username"] == "cli-login"
+    assert me["username"] == username
     assert quern(env, "logout").returncode == 0
     assert quern(env, "whoami").returncode == 3
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_url_is_taken_before_or_after_the_command(stack: Stack, user: httpx.Client, tmp_path: Path, where: str) -> None:
+    env = shell_without_quern_settings(tmp_path) | {"QUERN_TOKEN": user.headers["Authorization"].split()[1]}
+    shown = quern(env, *placed(where, ["--url", stack.gateway_url], ["whoami"]))
+    assert shown.returncode == 0, shown.stderr
+    assert user.get("/v1/me").json()["username"] in shown.stdout
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_json_is_taken_before_or_after_the_command(cli_env: dict[str, str], user: httpx.Client, where: str) -> None:
+    me = as_json(quern(cli_env, *placed(where, ["--json"], ["whoami"])))
+    assert me["username"] == user.get("/v1/me").json()["username"]
+
+
+@pytest.mark.parametrize("where", ["before", "after", "after overriding QUERN_RETRIES"])
+def test_retries_are_taken_before_or_after_the_command(tmp_path: Path, where: str) -> None:
+    env = shell_without_quern_settings(tmp_path) | {"QUERN_URL": "http://127.0.0.1:9"}  # nothing listens there
+    if where.endswith("QUERN_RETRIES"):
+        env["QUERN_RETRIES"] = "5"
+    failed = quern(env, *placed(where.split()[0], ["--retries", "2"], ["jobs", "ls"]))
+    assert failed.returncode == 4, failed.stderr
+    assert failed.stderr.count("trying again") == 1  # two attempts in all
 
 
 def test_files_and_jobs_listings_as_json(cli_env: dict[str, str], user: httpx.Client, tmp_path: Path) -> None:
@@ -203,7 +241,7 @@ def test_shell_completion_completes_commands(cli_env: dict[str, str]) -> None:
     script = quern(cli_env, "completion", "bash")
     assert script.returncode == 0 and "_QUERN_COMPLETE" in script.stdout
     env = cli_env | {"_QUERN_COMPLETE": "bash_complete", "COMP_WORDS": "quern jo", "COMP_CWORD": "1"}
-    completed = subprocess.run(["quern"], env=env, capture_output=True, text=True, timeout=30, check=False)
+    completed = subprocess.run(QUERN, env=env, capture_output=True, text=True, timeout=30, check=False)
     assert "plain,jobs" in completed.stdout.splitlines()
 
 

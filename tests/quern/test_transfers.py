@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack
+from quern.errors import IntegrityError
 from quern.models import Link
-from quern.transfers import IntegrityError, download, fetch_archive
+from quern.transfers import download, fetch_archive
 
 
 def stored(s3: Any, stack: Stack, key: str, data: bytes, *, sha256: str | None = None) -> Link:

@@ -14,7 +14,7 @@ from typing import Literal
 
 import pytest
 
-from services.gateway.bundles import BundleLimits, Member, inspect_bundle, iter_members, open_member
+from services.gateway.domain.bundles import BundleLimits, Member, inspect_bundle, iter_members, open_member
 from shared.errors import Invalid, TooLarge, Violation
 
 FILES = {

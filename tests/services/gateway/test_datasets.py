@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.bundles import Bundle, Member
-from services.gateway.datasets import check_storable
+from services.gateway.domain.bundles import Bundle, Member
+from services.gateway.domain.datasets import check_storable
 from shared.errors import Invalid, TooLarge
 
 PREFIX = "datasets/01kmzzzzzzzzzzzzzzzzzzzzzz/"

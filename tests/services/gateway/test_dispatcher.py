@@ -8,14 +8,15 @@ from typing import Any
 
 import pika
 
-from services.gateway.dispatcher import MAX_AHEAD, Dispatcher, settle_dependencies
+from services.gateway.scheduling.dependencies import settle_dependencies
+from services.gateway.scheduling.dispatcher import MAX_AHEAD, Dispatcher
 from shared.broker import Broker
 from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings
 from shared.storage import ObjectStorage
+from shared.store import Stores
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB, RUNNER_SERVICE
-from tests.shared.test_mongo import in_store, make_job
+from tests.adapters.shared.store.scenarios import in_store, make_job
 
 
 def undispatched(**overrides: Any) -> Any:
@@ -48,7 +49,7 @@ def delete_queues(settings: Settings) -> None:
         connection.close()
 
 
-def make_dispatcher(store: MongoStore, broker: Broker, settings: Settings, **overrides: Any) -> Dispatcher:
+def make_dispatcher(stores: Stores, broker: Broker, settings: Settings, **overrides: Any) -> Dispatcher:
     options: dict[str, Any] = {
         "interval": 1,
         "ahead": 0,
@@ -56,38 +57,38 @@ def make_dispatcher(store: MongoStore, broker: Broker, settings: Settings, **ove
         "heartbeat_seconds": 10,
         "max_attempts": 3,
     } | overrides
-    return Dispatcher(store=store, storage=ObjectStorage(settings), broker=broker, **options)
+    return Dispatcher(stores=stores, storage=ObjectStorage(settings), broker=broker, **options)
 
 
 def test_a_job_not_dispatched_is_not_claimed(settings: Settings) -> None:
-    async def scenario(store: MongoStore) -> Any:
+    async def scenario(stores: Stores) -> Any:
         job = undispatched()
-        await store.insert_job(job)
-        refused = await store.claim_job(job.id, worker="w")
-        assert await store.lease_dispatches([job.id], until=utcnow()) == [job.id]  # its message may be out
-        return refused, await store.claim_job(job.id, worker="w")
+        await stores.jobs.insert_job(job)
+        refused = await stores.jobs.claim_job(job.id, worker="w")
+        assert await stores.dispatch.lease_dispatches([job.id], until=utcnow()) == [job.id]  # its message may be out
+        return refused, await stores.jobs.claim_job(job.id, worker="w")
 
     refused, claimed = in_store(settings, scenario)
     assert refused is None and claimed.state is JobState.RUNNING
 
 
 def test_only_one_of_concurrent_leases_wins(settings: Settings) -> None:
-    async def scenario(store: MongoStore) -> list[bool]:
+    async def scenario(stores: Stores) -> list[bool]:
         job = undispatched()
-        await store.insert_job(job)
+        await stores.jobs.insert_job(job)
         later = utcnow() + timedelta(days=1)
-        leases = [store.lease_dispatches([job.id], until=later + timedelta(milliseconds=n)) for n in range(8)]
+        leases = [stores.dispatch.lease_dispatches([job.id], until=later + timedelta(milliseconds=n)) for n in range(8)]
         return [bool(taken) for taken in await asyncio.gather(*leases)]
 
     assert sorted(in_store(settings, scenario)) == [False] * 7 + [True]
 
 
 def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(settings: Settings) -> None:
-    async def scenario(store: MongoStore) -> list[str]:
+    async def scenario(stores: Stores) -> list[str]:
         owner = new_id()
         now = utcnow()
         storing = new_id()
-        await store.insert_batch(Batch(id=storing, owner=owner, size=1, created=now), [])
+        await stores.batches.insert_batch(Batch(id=storing, owner=owner, size=1, created=now), [])
         jobs = {
             "low": undispatched(owner=owner, priority=1),
             "high": undispatched(owner=owner, priority=9),
@@ -99,10 +100,10 @@ def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(setting
             "sent": undispatched(owner=owner, priority=9).model_copy(update={"dispatched": now}),
         }
         for job in jobs.values():
-            await store.insert_job(job)
+            await stores.jobs.insert_job(job)
         names = {job.id: name for name, job in jobs.items()}
-        found = await store.dispatch_candidates(
-            limit=100, skip_owners=[], paused=[(owner, "held")], storing=await store.uncommitted_batches()
+        found = await stores.dispatch.dispatch_candidates(
+            limit=100, skip_owners=[], paused=[(owner, "held")], storing=await stores.batches.uncommitted_batches()
         )
         return [names[job.id] for job in found if job.id in names]
 
@@ -110,7 +111,7 @@ def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(setting
 
 
 def test_dependencies_are_released_on_success_and_fail_their_dependents_otherwise(settings: Settings) -> None:
-    async def scenario(store: MongoStore) -> dict[str, Any]:
+    async def scenario(stores: Stores) -> dict[str, Any]:
         owner = new_id()
         ok = undispatched(owner=owner, state=JobState.SUCCEEDED)
         bad = undispatched(owner=owner, state=JobState.CANCELED)
@@ -119,10 +120,10 @@ def test_dependencies_are_released_on_success_and_fail_their_dependents_otherwis
         after_after = undispatched(owner=owner, depends_on=[after_bad.id], waiting_on=[after_bad.id])
         after_gone = undispatched(owner=owner, depends_on=["gone"], waiting_on=["gone"])
         for job in (ok, bad, after_ok, after_bad, after_after, after_gone):
-            await store.insert_job(job)
-        await settle_dependencies(store)
+            await stores.jobs.insert_job(job)
+        await settle_dependencies(dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events)
         return {
-            name: await store.get_job(job.id)
+            name: await stores.jobs.get_job(job.id)
             for name, job in {
                 "after_ok": after_ok,
                 "after_bad": after_bad,
@@ -139,18 +140,18 @@ def test_dependencies_are_released_on_success_and_fail_their_dependents_otherwis
 
 
 def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(settings: Settings) -> None:
-    async def scenario(store: MongoStore) -> list[int]:
+    async def scenario(stores: Stores) -> list[int]:
         broker = Broker(alone)
         try:
             greedy, other = new_id(), new_id()
             for owner in (greedy, greedy, greedy, other):
-                await store.insert_job(undispatched(owner=owner))
-            dispatcher = make_dispatcher(store, broker, alone, user_max_running=2)
+                await stores.jobs.insert_job(undispatched(owner=owner))
+            dispatcher = make_dispatcher(stores, broker, alone, user_max_running=2)
             sent = [await dispatcher.dispatch_once()]  # no runner: nowhere to run
-            await store.heartbeat(runner(concurrency=1))
+            await stores.workers.heartbeat(runner(concurrency=1))
             sent.append(await dispatcher.dispatch_once())
             sent.append(await dispatcher.dispatch_once())  # the one slot is taken by the message sent
-            await store.heartbeat(runner(concurrency=10))
+            await stores.workers.heartbeat(runner(concurrency=10))
             sent.append(await dispatcher.dispatch_once())  # greedy may have two in flight, other one
             return sent
         finally:
@@ -166,14 +167,14 @@ def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(setting
 
 
 def test_a_hand_back_during_sending_is_not_overwritten(settings: Settings) -> None:
-    async def scenario(store: MongoStore) -> Any:
+    async def scenario(stores: Stores) -> Any:
         job = undispatched()
-        await store.insert_job(job)
+        await stores.jobs.insert_job(job)
         lease = utcnow() + timedelta(minutes=1)
-        await store.lease_dispatches([job.id], until=lease)
-        await store.undispatch(job.id)  # the runner saw its queue paused before the dispatcher marked it sent
-        await store.mark_dispatched([job.id], lease=lease)
-        return await store.get_job(job.id)
+        await stores.dispatch.lease_dispatches([job.id], until=lease)
+        await stores.dispatch.undispatch(job.id)  # the runner saw its queue paused before the dispatcher marked it sent
+        await stores.dispatch.mark_dispatched([job.id], lease=lease)
+        return await stores.jobs.get_job(job.id)
 
     job = in_store(settings, scenario)
     assert job.dispatched is None and job.dispatch_lease is None
@@ -182,17 +183,17 @@ def test_a_hand_back_during_sending_is_not_overwritten(settings: Settings) -> No
 def test_jobs_whose_message_was_lost_are_sent_again(settings: Settings) -> None:
     alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})  # an empty run_job queue
 
-    async def scenario(store: MongoStore) -> Any:
+    async def scenario(stores: Stores) -> Any:
         lost = undispatched().model_copy(update={"dispatched": utcnow() - timedelta(hours=1)})
         fresh = undispatched().model_copy(update={"dispatched": utcnow()})
         for job in (lost, fresh):
-            await store.insert_job(job)
+            await stores.jobs.insert_job(job)
         broker = Broker(alone)
         try:
-            await make_dispatcher(store, broker, alone).sweep_lost_messages()
+            await make_dispatcher(stores, broker, alone).sweep_lost_messages()
         finally:
             await asyncio.to_thread(broker.close)
-        return await store.get_job(lost.id), await store.get_job(fresh.id)
+        return await stores.jobs.get_job(lost.id), await stores.jobs.get_job(fresh.id)
 
     lost, fresh = in_store(alone, scenario)
     assert lost.dispatched is None and fresh.dispatched is not None
@@ -201,7 +202,7 @@ def test_jobs_whose_message_was_lost_are_sent_again(settings: Settings) -> None:
 def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settings: Settings, stack: Any) -> None:
     alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})
 
-    async def scenario(store: MongoStore) -> Any:
+    async def scenario(stores: Stores) -> Any:
         long_ago = utcnow() - timedelta(hours=1)
         running = {"state": JobState.RUNNING, "worker": "dead-1", "started": long_ago}
         first = undispatched(**running)
@@ -209,14 +210,14 @@ def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settin
         just_claimed = undispatched(**running | {"started": utcnow()})  # its worker may not have reported yet
         alive = undispatched(**running | {"worker": "alive-1"})
         for job in (first, last, just_claimed, alive):
-            await store.insert_job(job)
-        await store.heartbeat(runner(concurrency=1).model_copy(update={"id": "alive-1"}))
+            await stores.jobs.insert_job(job)
+        await stores.workers.heartbeat(runner(concurrency=1).model_copy(update={"id": "alive-1"}))
         broker = Broker(alone)
         try:
-            await make_dispatcher(store, broker, alone).dispatch_once()
+            await make_dispatcher(stores, broker, alone).dispatch_once()
         finally:
             await asyncio.to_thread(broker.close)
-        return [await store.get_job(job.id) for job in (first, last, just_claimed, alive)]
+        return [await stores.jobs.get_job(job.id) for job in (first, last, just_claimed, alive)]
 
     try:
         first, last, just_claimed, alive = in_store(alone, scenario)
@@ -231,13 +232,13 @@ def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settin
 
 
 def test_a_pass_leases_only_what_no_other_dispatcher_holds(settings: Settings) -> None:
-    async def scenario(store: MongoStore) -> tuple[list[str], list[str]]:
+    async def scenario(stores: Stores) -> tuple[list[str], list[str]]:
         jobs = [undispatched() for _ in range(5)]
         for job in jobs:
-            await store.insert_job(job)
+            await stores.jobs.insert_job(job)
         ids = [job.id for job in jobs]
-        other = await store.lease_dispatches([ids[1]], until=utcnow() + timedelta(minutes=1))
-        return other, await store.lease_dispatches(ids, until=utcnow() + timedelta(minutes=1, milliseconds=7))
+        other = await stores.dispatch.lease_dispatches([ids[1]], until=utcnow() + timedelta(minutes=1))
+        return other, await stores.dispatch.lease_dispatches(ids, until=utcnow() + timedelta(minutes=1, milliseconds=7))
 
     other, mine = in_store(settings, scenario)
     assert len(other) == 1 and sorted(mine) == sorted(set(mine)) and other[0] not in mine and len(mine) == 4
@@ -246,7 +247,7 @@ def test_a_pass_leases_only_what_no_other_dispatcher_holds(settings: Settings) -
 def look_ahead(ahead: int) -> Dispatcher:
     # The look-ahead is arithmetic on the dispatcher's own fields: no collaborator is called.
     return Dispatcher(
-        store=None,  # type: ignore[arg-type]
+        stores=None,  # type: ignore[arg-type]
         storage=None,  # type: ignore[arg-type]
         broker=None,  # type: ignore[arg-type]
         interval=1,

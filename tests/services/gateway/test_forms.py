@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.gateway.forms import FilePart, file_part
+from services.gateway.plumbing.forms import FilePart, file_part
 from shared.errors import BadRequest, TooLarge
 
 BOUNDARY = "quern-test-boundary"

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
-from services.gateway.links import link
+from services.gateway.plumbing.links import link
 
 
 def echo(request: Request) -> JSONResponse:

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from services.gateway.middleware import RequestLog
+from services.gateway.plumbing.middleware import RequestLog
 
 
 async def broken(request: Request) -> Response:

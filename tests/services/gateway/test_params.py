@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from services.gateway.params import parse_timestamp
+from services.gateway.plumbing.params import parse_timestamp
 from shared.errors import BadRequest
 
 

@@ -13,9 +13,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from services.gateway import problems
-from services.gateway.problems import BLANK, STATUS, app_error, http_error, problem_types, type_uri
-from services.gateway.schemas import PROBLEM_TYPES
+from services.gateway.plumbing import problems
+from services.gateway.plumbing.problems import (
+    BLANK,
+    PROBLEM_TYPES,
+    STATUS,
+    app_error,
+    http_error,
+    problem_types,
+    type_uri,
+)
 from shared import errors
 from shared.errors import AppError, Invalid, NotYet, Violation
 

@@ -9,13 +9,12 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from services.gateway.apps import current_versions
-from services.gateway.registrations import register_directory
+from services.gateway.domain.registry import current_versions, register_directory
 from shared.apps import AppSpec, RegisteredApp
 from shared.models import new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings
-from tests.shared.test_mongo import make_app
+from shared.store import Stores
+from tests.adapters.shared.store.scenarios import make_app
 
 
 def make_spec(name: str, **overrides: Any) -> AppSpec:
@@ -35,15 +34,17 @@ def test_the_directory_is_registered_once_and_never_replaces_a_registered_versio
     name = f"d{new_id()[-12:]}"
 
     async def scenario() -> tuple[list[RegisteredApp], list[MutableMapping[str, Any]]]:
-        store = MongoStore.connect(settings, appname="quern-tests")
+        stores = Stores.connect(settings, appname="quern-tests")
         try:
-            await register_directory(store=store, apps={name: make_spec(name)})
+            await register_directory(apps=stores.apps, directory={name: make_spec(name)})
             with capture_logs() as logs:
-                await register_directory(store=store, apps={name: make_spec(name)})
-                await register_directory(store=store, apps={name: make_spec(name, description="edited in place")})
-            return await store.app_versions(name), logs
+                await register_directory(apps=stores.apps, directory={name: make_spec(name)})
+                await register_directory(
+                    apps=stores.apps, directory={name: make_spec(name, description="edited in place")}
+                )
+            return await stores.apps.app_versions(name), logs
         finally:
-            await store.close()
+            await stores.close()
 
     versions, logs = asyncio.run(scenario())
     assert [(app.version, app.source, app.spec.description) for app in versions] == [

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from services.gateway.retention import KEEP_FOREVER, RetentionPolicy, require_not_expired
+from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy, require_not_expired
 from shared.errors import Gone, Invalid
 from shared.models import JobState, utcnow
+from tests.adapters.shared.store.scenarios import make_job
 from tests.shared.test_apps import make_spec
-from tests.shared.test_mongo import make_job
 
 DAY = 24 * 3600
 

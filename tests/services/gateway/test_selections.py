@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from services.gateway.selections import include_globs, selection_digest
+from services.gateway.domain.archives import selection_digest
+from services.gateway.surfaces.native.job_results import include_globs
 from shared.errors import Invalid
 
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from services.gateway.uploads import MAX_PARTS, PartRef, check_parts, plan_parts, sweep_expired
+from services.gateway.domain.uploads import MAX_PARTS, PartRef, check_parts, plan_parts, sweep_expired
 from shared.errors import Invalid, NotFound, TooLarge
 from shared.models import PendingUpload, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings
 from shared.storage import ObjectStorage
+from shared.store import Stores
 
 MiB, GiB = 2**20, 2**30
 
@@ -77,18 +77,18 @@ def test_expired_uploads_are_swept_with_their_objects_and_parts(settings: Settin
     fresh = pending(expires_in=timedelta(hours=1))
 
     async def scenario() -> int:
-        store = MongoStore.connect(settings, appname="quern-tests")
+        stores = Stores.connect(settings, appname="quern-tests")
         try:
             for upload in (expired, parted, fresh):
-                await store.insert_upload(upload)
-            swept = await sweep_expired(store=store, storage=storage)
+                await stores.files.insert_upload(upload)
+            swept = await sweep_expired(files=stores.files, storage=storage)
             for gone in (expired, parted):
                 with pytest.raises(NotFound):
-                    await store.get_upload(gone.id)
-            assert (await store.get_upload(fresh.id)).id == fresh.id
+                    await stores.files.get_upload(gone.id)
+            assert (await stores.files.get_upload(fresh.id)).id == fresh.id
             return swept
         finally:
-            await store.close()
+            await stores.close()
 
     try:
         assert asyncio.run(scenario()) >= 2

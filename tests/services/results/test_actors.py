@@ -10,9 +10,9 @@ from typing import Any
 
 from services.results.actors import package_selection
 from shared.models import Job, JobState, OutputFile, Selection, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings
 from shared.storage import ObjectStorage
+from shared.store import Stores
 
 
 def stored_output(storage: ObjectStorage, job_id: str, path: str, data: bytes) -> OutputFile:
@@ -33,7 +33,7 @@ def test_two_packagers_of_one_selection_leave_one_archive_of_only_its_outputs(se
     outputs = [stored_output(storage, job_id, path, path.encode()) for path in ("a.csv", "b.json", "maps/c.csv")]
 
     async def scenario() -> tuple[Job, list[Any]]:
-        store = MongoStore.connect(own, appname="quern-tests")
+        stores = Stores.connect(own, appname="quern-tests")
         try:
             now = utcnow()
             job = Job(
@@ -50,13 +50,18 @@ def test_two_packagers_of_one_selection_leave_one_archive_of_only_its_outputs(se
                 state=JobState.SUCCEEDED,
                 outputs=outputs,
             )
-            await store.insert_job(job)
-            await store.request_selection(job, "d1", Selection(include=["**/*.csv"], requested=now), resend_before=now)
-            both = [package_selection(job_id, "d1", store=store, storage=storage) for _ in range(2)]
+            await stores.jobs.insert_job(job)
+            await stores.archives.request_selection(
+                job, "d1", Selection(include=["**/*.csv"], requested=now), resend_before=now
+            )
+            both = [
+                package_selection(job_id, "d1", jobs=stores.jobs, archives=stores.archives, storage=storage)
+                for _ in range(2)
+            ]
             results = await asyncio.gather(*both, return_exceptions=True)
-            return await store.get_job(job_id), results
+            return await stores.jobs.get_job(job_id), results
         finally:
-            await store.close()
+            await stores.close()
 
     try:
         job, results = asyncio.run(scenario())

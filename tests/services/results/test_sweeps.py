@@ -14,12 +14,12 @@ from services.results.actors import package_results
 from services.results.sweeps import Sweeper
 from shared.broker import Broker
 from shared.models import Archive, Job, JobState, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import Settings
 from shared.storage import ObjectStorage
+from shared.store import Stores
 from shared.tasks import PACKAGE_RESULTS
+from tests.adapters.shared.store.scenarios import ended, in_store
 from tests.services.gateway.test_dispatcher import delete_queues
-from tests.shared.test_mongo import ended, in_store
 
 
 @pytest.fixture
@@ -59,9 +59,9 @@ def keys(s3: Any, settings: Settings, job: Job) -> list[str]:
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
-def sweepers(store: MongoStore, storage: ObjectStorage, broker: Broker) -> list[Sweeper]:
+def sweepers(stores: Stores, storage: ObjectStorage, broker: Broker) -> list[Sweeper]:
     """Two sweepers, as two results workers run them (sharing clients, which changes nothing for their claims)."""
-    return [Sweeper(store=store, storage=storage, broker=broker, interval=1) for _ in range(2)]
+    return [Sweeper(archives=stores.archives, storage=storage, broker=broker, interval=1) for _ in range(2)]
 
 
 def test_two_sweepers_at_once_expire_a_job_once_and_leave_no_object(
@@ -69,11 +69,11 @@ def test_two_sweepers_at_once_expire_a_job_once_and_leave_no_object(
 ) -> None:
     job = stored_job(storage, seconds_ago=120, retention_seconds=1)  # ended past the packaging grace
 
-    async def scenario(store: MongoStore) -> tuple[list[int], Job]:
-        await store.insert_job(job)
-        await store.stamp_expiry(limit=10)
-        done = await asyncio.gather(*(sweeper.expire_due() for sweeper in sweepers(store, storage, broker)))
-        return list(done), await store.get_job(job.id)
+    async def scenario(stores: Stores) -> tuple[list[int], Job]:
+        await stores.jobs.insert_job(job)
+        await stores.archives.stamp_expiry(limit=10)
+        done = await asyncio.gather(*(sweeper.expire_due() for sweeper in sweepers(stores, storage, broker)))
+        return list(done), await stores.jobs.get_job(job.id)
 
     done, after = in_store(own, scenario)
     assert sorted(done) == [0, 1]
@@ -86,9 +86,9 @@ def test_a_job_within_its_retention_is_left_alone(
 ) -> None:
     job = stored_job(storage, seconds_ago=5, retention_seconds=3600)
 
-    async def scenario(store: MongoStore) -> int:
-        await store.insert_job(job)
-        expired, _ = await sweepers(store, storage, broker)[0].sweep_once()
+    async def scenario(stores: Stores) -> int:
+        await stores.jobs.insert_job(job)
+        expired, _ = await sweepers(stores, storage, broker)[0].sweep_once()
         return expired
 
     assert in_store(own, scenario) == 0
@@ -100,10 +100,10 @@ def test_a_lost_packaging_is_asked_again_once_by_two_sweepers(
 ) -> None:
     job = stored_job(storage, seconds_ago=3600)
 
-    async def scenario(store: MongoStore) -> list[int]:
-        await store.insert_job(job)
+    async def scenario(stores: Stores) -> list[int]:
+        await stores.jobs.insert_job(job)
         return list(
-            await asyncio.gather(*(sweeper.resend_unpackaged() for sweeper in sweepers(store, storage, broker)))
+            await asyncio.gather(*(sweeper.resend_unpackaged() for sweeper in sweepers(stores, storage, broker)))
         )
 
     assert sorted(in_store(own, scenario)) == [0, 1]
@@ -113,10 +113,18 @@ def test_a_lost_packaging_is_asked_again_once_by_two_sweepers(
 def test_an_expired_job_is_not_packaged(own: Settings, storage: ObjectStorage, broker: Broker, s3: Any) -> None:
     job = stored_job(storage, seconds_ago=3600, expired=utcnow() - timedelta(seconds=1))
 
-    async def scenario(store: MongoStore) -> Job:
-        await store.insert_job(job)
-        await package_results(job.id, store=store, storage=storage, broker=broker)
-        return await store.get_job(job.id)
+    async def scenario(stores: Stores) -> Job:
+        await stores.jobs.insert_job(job)
+        await package_results(
+            job.id,
+            jobs=stores.jobs,
+            archives=stores.archives,
+            events=stores.events,
+            webhooks=stores.webhooks,
+            storage=storage,
+            broker=broker,
+        )
+        return await stores.jobs.get_job(job.id)
 
     assert in_store(own, scenario).archive is None
     assert keys(s3, own, job) == [f"jobs/{job.id}/logs/stdout.txt"]
@@ -126,13 +134,13 @@ def test_no_archive_is_attached_while_a_sweeper_holds_the_job(own: Settings, sto
     job = stored_job(storage, seconds_ago=3600, retention_seconds=60, expires=utcnow() - timedelta(minutes=59))
     archive = Archive(key=f"jobs/{job.id}/archive.tar.gz", size=1, sha256="0" * 64, created=utcnow())
 
-    async def scenario(store: MongoStore) -> tuple[Job | None, Job | None]:
-        await store.insert_job(job)
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None]:
+        await stores.jobs.insert_job(job)
         lease = utcnow() + timedelta(minutes=10)
-        assert await store.claim_expiry(job.id, until=lease) is not None
+        assert await stores.archives.claim_expiry(job.id, until=lease) is not None
         # A packager that read the job before the lease must not attach what it wrote meanwhile.
-        refused = await store.set_archive(job.id, archive, finished=job.finished)
-        await store.mark_expired(job.id, lease=lease)
-        return refused, await store.set_archive(job.id, archive, finished=job.finished)
+        refused = await stores.archives.set_archive(job.id, archive, finished=job.finished)
+        await stores.archives.mark_expired(job.id, lease=lease)
+        return refused, await stores.archives.set_archive(job.id, archive, finished=job.finished)
 
     assert in_store(own, scenario) == (None, None)

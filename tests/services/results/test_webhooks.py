@@ -22,8 +22,8 @@ from shared.models import (
     new_id,
     utcnow,
 )
-from shared.mongo import MongoStore
 from shared.settings import ResultsSettings, load
+from shared.store import Stores
 from tests.receiver import receiver
 
 T = TypeVar("T")
@@ -49,14 +49,14 @@ def results_settings(env: dict[str, str]) -> ResultsSettings:
     )
 
 
-def in_store(settings: ResultsSettings, scenario: Callable[[MongoStore], Awaitable[T]]) -> T:
+def in_store(settings: ResultsSettings, scenario: Callable[[Stores], Awaitable[T]]) -> T:
     async def main() -> T:
-        store = MongoStore.connect(settings, appname="quern-tests")
+        stores = Stores.connect(settings, appname="quern-tests")
         try:
-            await store.set_webhook_secret(WebhookSecret(id="u1", secret="whsec_test", created=utcnow()))
-            return await scenario(store)
+            await stores.webhooks.set_webhook_secret(WebhookSecret(id="u1", secret="whsec_test", created=utcnow()))
+            return await scenario(stores)
         finally:
-            await store.close()
+            await stores.close()
 
     return asyncio.run(main())
 
@@ -83,26 +83,34 @@ def test_announcing_an_end_twice_records_and_sends_one_delivery(results_settings
     async def send(delivery_id: str) -> None:
         sent.append(delivery_id)
 
-    async def scenario(store: MongoStore) -> list[Delivery]:
+    async def scenario(stores: Stores) -> list[Delivery]:
         job = ended_job("https://hooks.example.com/")
-        await announce(job, store=store, send=send)
+        await announce(job, webhooks=stores.webhooks, send=send)
         await deliver(
-            sent[0], store=store, settings=results_settings.model_copy(update={"webhook_allowed_networks": ""})
+            sent[0],
+            webhooks=stores.webhooks,
+            jobs=stores.jobs,
+            settings=results_settings.model_copy(update={"webhook_allowed_networks": ""}),
         )
-        await announce(job, store=store, send=send)
-        return await store.job_deliveries(job.id)
+        await announce(job, webhooks=stores.webhooks, send=send)
+        return await stores.webhooks.job_deliveries(job.id)
 
     (delivery,) = in_store(results_settings, scenario)
     assert sent == [delivery.id] and len(delivery.attempts) == 1
 
 
 def test_concurrent_attempts_at_one_delivery_succeed_once(results_settings: ResultsSettings) -> None:
-    async def scenario(store: MongoStore) -> list[Delivery]:
+    async def scenario(stores: Stores) -> list[Delivery]:
         job = ended_job(hook.url)
-        (delivery_id,) = await announce(job, store=store, send=lambda _: asyncio.sleep(0))
-        await asyncio.gather(*(deliver(delivery_id, store=store, settings=results_settings) for _ in range(5)))
-        await deliver(delivery_id, store=store, settings=results_settings)
-        return await store.job_deliveries(job.id)
+        (delivery_id,) = await announce(job, webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0))
+        await asyncio.gather(
+            *(
+                deliver(delivery_id, webhooks=stores.webhooks, jobs=stores.jobs, settings=results_settings)
+                for _ in range(5)
+            )
+        )
+        await deliver(delivery_id, webhooks=stores.webhooks, jobs=stores.jobs, settings=results_settings)
+        return await stores.webhooks.job_deliveries(job.id)
 
     with receiver(("sleep", 0.3, 200)) as hook:
         (delivery,) = in_store(results_settings, scenario)
@@ -113,10 +121,12 @@ def test_concurrent_attempts_at_one_delivery_succeed_once(results_settings: Resu
 def test_a_refused_address_fails_after_the_last_attempt_without_a_request(results_settings: ResultsSettings) -> None:
     guarded = results_settings.model_copy(update={"webhook_allowed_networks": "", "webhook_backoff_seconds": 10.0})
 
-    async def scenario(store: MongoStore) -> tuple[list[float | None], Delivery]:
-        (delivery_id,) = await announce(ended_job(hook.url), store=store, send=lambda _: asyncio.sleep(0))
-        delays = [await deliver(delivery_id, store=store, settings=guarded) for _ in range(4)]
-        return delays, await store.get_delivery(delivery_id)
+    async def scenario(stores: Stores) -> tuple[list[float | None], Delivery]:
+        (delivery_id,) = await announce(ended_job(hook.url), webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0))
+        delays = [
+            await deliver(delivery_id, webhooks=stores.webhooks, jobs=stores.jobs, settings=guarded) for _ in range(4)
+        ]
+        return delays, await stores.webhooks.get_delivery(delivery_id)
 
     with receiver() as hook:
         delays, delivery = in_store(results_settings, scenario)
@@ -138,14 +148,18 @@ def running_job(target: WebhookTarget | None, *, percent: float = 40.0) -> Job:
 
 
 def test_progress_goes_only_to_receivers_that_asked_for_it(results_settings: ResultsSettings) -> None:
-    async def scenario(store: MongoStore) -> tuple[list[str], list[Delivery]]:
+    async def scenario(stores: Stores) -> tuple[list[str], list[Delivery]]:
         for url, progress in (("https://a.example.com/", True), ("https://b.example.com/", False)):
-            await store.insert_webhook(Webhook(id=new_id(), owner="u1", url=url, progress=progress, created=utcnow()))
+            await stores.webhooks.insert_webhook(
+                Webhook(id=new_id(), owner="u1", url=url, progress=progress, created=utcnow())
+            )
         job = running_job(None)
-        sent = await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))
-        sent += await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))  # redelivered
+        sent = await announce_progress(job, "ev1", webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0))
+        sent += await announce_progress(
+            job, "ev1", webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0)
+        )  # redelivered
         # (sent again while it has no attempt, which is harmless: the lease lets one attempt through)
-        return sent, await store.job_deliveries(job.id)
+        return sent, await stores.webhooks.job_deliveries(job.id)
 
     sent, deliveries = in_store(results_settings, scenario)
     (delivery,) = deliveries
@@ -156,21 +170,23 @@ def test_progress_goes_only_to_receivers_that_asked_for_it(results_settings: Res
 
 
 def test_a_jobs_own_webhook_gets_progress_only_when_it_asked(results_settings: ResultsSettings) -> None:
-    async def scenario(store: MongoStore) -> tuple[list[str], list[str]]:
+    async def scenario(stores: Stores) -> tuple[list[str], list[str]]:
         quiet = running_job(WebhookTarget(url="https://hooks.example.com/"))
         chatty = running_job(WebhookTarget(url="https://hooks.example.com/", progress=True))
-        nothing = await announce_progress(quiet, "ev1", store=store, send=lambda _: asyncio.sleep(0))
-        return nothing, await announce_progress(chatty, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+        nothing = await announce_progress(quiet, "ev1", webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0))
+        return nothing, await announce_progress(
+            chatty, "ev1", webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0)
+        )
 
     nothing, sent = in_store(results_settings, scenario)
     assert nothing == [] and len(sent) == 1
 
 
 def test_progress_of_a_job_that_has_ended_is_not_sent(results_settings: ResultsSettings) -> None:
-    async def scenario(store: MongoStore) -> list[str]:
+    async def scenario(stores: Stores) -> list[str]:
         job = running_job(WebhookTarget(url="https://hooks.example.com/", progress=True))
         ended = job.model_copy(update={"state": JobState.SUCCEEDED, "finished": utcnow()})
-        return await announce_progress(ended, "ev1", store=store, send=lambda _: asyncio.sleep(0))
+        return await announce_progress(ended, "ev1", webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0))
 
     assert in_store(results_settings, scenario) == []
 
@@ -178,12 +194,14 @@ def test_progress_of_a_job_that_has_ended_is_not_sent(results_settings: ResultsS
 def test_a_progress_delivery_gives_up_after_three_attempts(results_settings: ResultsSettings) -> None:
     patient = results_settings.model_copy(update={"webhook_max_attempts": 8, "webhook_backoff_seconds": 0.01})
 
-    async def scenario(store: MongoStore) -> tuple[list[float | None], Delivery]:
+    async def scenario(stores: Stores) -> tuple[list[float | None], Delivery]:
         job = running_job(WebhookTarget(url=hook.url, progress=True))
-        await store.insert_job(job)  # still running: every attempt is made
-        (delivery_id,) = await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))
-        delays = [await deliver(delivery_id, store=store, settings=patient) for _ in range(4)]
-        return delays, await store.get_delivery(delivery_id)
+        await stores.jobs.insert_job(job)  # still running: every attempt is made
+        (delivery_id,) = await announce_progress(job, "ev1", webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0))
+        delays = [
+            await deliver(delivery_id, webhooks=stores.webhooks, jobs=stores.jobs, settings=patient) for _ in range(4)
+        ]
+        return delays, await stores.webhooks.get_delivery(delivery_id)
 
     with receiver(500, 500, 500, 500) as hook:
         delays, delivery = in_store(results_settings, scenario)
@@ -192,12 +210,12 @@ def test_a_progress_delivery_gives_up_after_three_attempts(results_settings: Res
 
 
 def test_a_progress_delivery_whose_job_has_ended_is_not_sent(results_settings: ResultsSettings) -> None:
-    async def scenario(store: MongoStore) -> Delivery:
+    async def scenario(stores: Stores) -> Delivery:
         job = running_job(WebhookTarget(url=hook.url, progress=True))
-        (delivery_id,) = await announce_progress(job, "ev1", store=store, send=lambda _: asyncio.sleep(0))
-        await store.insert_job(job.model_copy(update={"state": JobState.SUCCEEDED, "finished": utcnow()}))
-        assert await deliver(delivery_id, store=store, settings=results_settings) is None
-        return await store.get_delivery(delivery_id)
+        (delivery_id,) = await announce_progress(job, "ev1", webhooks=stores.webhooks, send=lambda _: asyncio.sleep(0))
+        await stores.jobs.insert_job(job.model_copy(update={"state": JobState.SUCCEEDED, "finished": utcnow()}))
+        assert await deliver(delivery_id, webhooks=stores.webhooks, jobs=stores.jobs, settings=results_settings) is None
+        return await stores.webhooks.get_delivery(delivery_id)
 
     with receiver() as hook:
         delivery = in_store(results_settings, scenario)

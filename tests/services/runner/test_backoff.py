@@ -26,9 +26,9 @@ from services.runner.sandbox import Sandbox
 from services.runner.specs import AppVersions
 from shared.apps import AppSpec, RegisteredApp, version_id
 from shared.models import Job, JobError, JobState, OutputFile, StoredFile, new_id, utcnow
-from shared.mongo import MongoStore
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
+from shared.store import Stores
 from tests.tcp_proxy import TcpProxy
 
 OUTAGE_SECONDS = 3.5  # longer than boto3's own retries of a refused connection
@@ -63,7 +63,7 @@ class Harness:
 
     job: Job
     sandbox: Sandbox
-    store: MongoStore
+    stores: Stores
     storage: ObjectStorage
     direct: ObjectStorage
     settings: RunnerSettings
@@ -75,9 +75,13 @@ class Harness:
             self.job,
             self.sandbox,
             self.stop,
-            store=self.store,
+            jobs=self.stores.jobs,
+            events=self.stores.events,
+            apps=self.stores.apps,
+            files=self.stores.files,
+            datasets=self.stores.datasets,
             storage=self.storage,
-            apps=AppVersions(),
+            specs=AppVersions(),
             settings=self.settings,
             active=self.active,
             drivers={"local": LocalDriver()},
@@ -113,23 +117,23 @@ def in_run(env: dict[str, str], proxy: TcpProxy, tmp_path: Path) -> Callable[...
             proxied = proxied.model_copy(update={"mongo_url": url, "mongo_timeout_seconds": 1.0})
 
         async def main() -> Any:
-            setup = MongoStore.connect(settings, appname="quern-tests")
-            store = MongoStore.connect(proxied, appname="quern-tests") if mongo is not None else setup
+            setup = Stores.connect(settings, appname="quern-tests")
+            stores = Stores.connect(proxied, appname="quern-tests") if mongo is not None else setup
             direct, storage = ObjectStorage(settings), ObjectStorage(proxied)
             active = ActiveRuns(settings.runner_id)
             try:
                 direct.ensure_bucket()
                 job = await claimed_job(setup, direct, settings, script, tmp_path)
-                stop = active.start(job.id, store)
+                stop = active.start(job.id, stores.jobs)
                 sandbox = Sandbox(settings.work_dir, job.id)
-                return await scenario(Harness(job, sandbox, store, storage, direct, settings, active, stop))
+                return await scenario(Harness(job, sandbox, stores, storage, direct, settings, active, stop))
             finally:
                 active.end(job.id)
                 direct.close()
                 storage.close()
                 await setup.close()
-                if store is not setup:
-                    await store.close()
+                if stores is not setup:
+                    await stores.close()
 
         return asyncio.run(main())
 
@@ -137,7 +141,7 @@ def in_run(env: dict[str, str], proxy: TcpProxy, tmp_path: Path) -> Callable[...
 
 
 async def claimed_job(
-    store: MongoStore, storage: ObjectStorage, settings: RunnerSettings, script: str, tmp_path: Path
+    stores: Stores, storage: ObjectStorage, settings: RunnerSettings, script: str, tmp_path: Path
 ) -> Job:
     name = f"s{uuid.uuid4().hex[:10]}"
     spec = AppSpec.model_validate(
@@ -161,14 +165,14 @@ async def claimed_job(
         registered=utcnow(),
         registered_by="admin",
     )
-    await store.insert_app(registered)
+    await stores.apps.insert_app(registered)
     source = tmp_path / "payload.txt"
     source.write_bytes(b"payload")
     file_id = new_id()
     key = f"files/{file_id}"
     await asyncio.to_thread(storage.upload_file, source, key, content_type="text/plain")
     stored: dict[str, Any] = {"id": file_id, "owner": "u1", "name": "payload.txt", "size": 7, "key": key}
-    await store.insert_file(StoredFile(**stored, sha256="0" * 64, content_type="text/plain", created=utcnow()))
+    await stores.files.insert_file(StoredFile(**stored, sha256="0" * 64, content_type="text/plain", created=utcnow()))
     job = Job(
         id=new_id(),
         owner="u1",
@@ -181,8 +185,8 @@ async def claimed_job(
         dispatched=utcnow(),
         dispatch_lease=utcnow(),
     )
-    await store.insert_job(job)
-    claimed = await store.claim_job(job.id, worker=settings.runner_id)
+    await stores.jobs.insert_job(job)
+    claimed = await stores.jobs.claim_job(job.id, worker=settings.runner_id)
     assert claimed is not None
     return claimed
 

@@ -17,7 +17,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.runner.drivers import DockerDriver, LocalDriver, RunAs, offered, own_work_dir
-from services.runner.sandbox import Sandbox, run_app
+from services.runner.processes import run_app
+from services.runner.sandbox import Sandbox
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
 

@@ -7,8 +7,8 @@ from typing import Any, cast
 
 from services.runner.specs import AppVersions
 from shared.apps import RegisteredApp
-from shared.mongo import MongoStore
-from tests.shared.test_mongo import make_app
+from shared.store.apps import AppStore
+from tests.adapters.shared.store.scenarios import make_app
 
 
 class CountingStore:
@@ -25,8 +25,8 @@ def test_each_version_is_read_from_mongo_once() -> None:
     versions = AppVersions()
 
     async def scenario() -> list[Any]:
-        mongo = cast(MongoStore, store)
-        return [await versions.get(mongo, "a", v) for v in ("1", "2", "1", "1")]
+        apps = cast(AppStore, store)
+        return [await versions.get("a", v, apps=apps) for v in ("1", "2", "1", "1")]
 
     specs = asyncio.run(scenario())
     assert [spec.version for spec in specs] == ["1", "2", "1", "1"]

@@ -1,0 +1,43 @@
+"""``AsyncClient``: the connection to a gateway with one namespace per kind of resource."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from quern._async.accounts import Keys, Users
+from quern._async.apps import Apps
+from quern._async.connection import AsyncConnection
+from quern._async.datasets import Datasets
+from quern._async.files import Files
+from quern._async.jobs import Jobs
+from quern._async.queues import Queues
+from quern._async.webhooks import Webhooks
+from quern.models import Cluster, Token, User
+
+
+class AsyncClient(AsyncConnection):
+    """A connection to one quern gateway, authenticated by a token or an API key (``qk_...``)."""
+
+    # Each namespace is made on first use and kept: ``client.files`` is always the same ``Files``.
+    files = cached_property(Files)
+    datasets = cached_property(Datasets)
+    apps = cached_property(Apps)
+    jobs = cached_property(Jobs)
+    queues = cached_property(Queues)
+    users = cached_property(Users)
+    keys = cached_property(Keys)
+    webhooks = cached_property(Webhooks)
+
+    async def login(self, username: str, password: str) -> Token:
+        """Exchange a username and password for a token that every later call sends."""
+        token = await self.post(Token, "/v1/auth/login", {"username": username, "password": password})
+        self.http.headers["Authorization"] = f"Bearer {token.access_token}"
+        return token
+
+    async def me(self) -> User:
+        """The caller."""
+        return await self.get(User, "/v1/me")
+
+    async def cluster(self) -> Cluster:
+        """Workers, queue depths and job counts."""
+        return await self.get(Cluster, "/v1/cluster")

@@ -1,0 +1,139 @@
+"""Uploaded input files: streamed into S3 (never held whole in memory or on disk), handed out, deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+
+from shared.errors import BadRequest, NotYet, TooLarge
+from shared.models import StoredFile, new_id, utcnow
+from shared.storage import ObjectSink, ObjectStorage
+from shared.store.files import FileStore
+from shared.store.jobs import JobStore
+
+log = structlog.get_logger()
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def check_name(name: str | None) -> str:
+    """A file name as users will see it again in jobs and archives: no paths, no control characters."""
+    if not name:
+        raise BadRequest("say what the file is called: POST /v1/files?name=FILENAME (or a form file with a filename)")
+    if len(name.encode()) > 255 or _UNSAFE_NAME.search(name) or name in {".", ".."}:
+        raise BadRequest("the file name must be 1-255 bytes (UTF-8) with no '/', '\\' or control characters")
+    return name
+
+
+async def _finish_quietly(write: asyncio.Future[Any] | None) -> None:
+    if write is not None:
+        try:
+            await write
+        except Exception:  # already failing; the original error is the one that matters
+            pass
+
+
+async def receive_upload(
+    *,
+    files: FileStore,
+    storage: ObjectStorage,
+    chunks: AsyncIterator[bytes],
+    owner: str,
+    name: str,
+    content_type: str,
+    max_bytes: int,
+) -> StoredFile:
+    """Stream ``chunks`` into a new S3 object part by part, then record the file.
+
+    One part is uploaded while the next is read, so memory stays at a few parts. On any
+    failure (client gone, too large, S3 refusing) the partial upload is aborted and nothing
+    is recorded.
+    """
+    file_id = new_id()
+    sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
+    pending: list[bytes] = []
+    pending_bytes = 0
+    writing: asyncio.Future[Any] | None = None
+    received = 0
+    try:
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > max_bytes:
+                raise TooLarge(f"uploads are limited to {max_bytes} bytes")
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes >= storage.part_size:
+                if writing is not None:
+                    await writing
+                part = b"".join(pending)
+                pending.clear()
+                pending_bytes = 0
+                writing = asyncio.ensure_future(run_in_threadpool(sink.write, part))
+        if writing is not None:
+            await writing
+        await run_in_threadpool(sink.write, b"".join(pending))
+        await run_in_threadpool(sink.finish)
+    except BaseException:
+        await _finish_quietly(writing)
+        await run_in_threadpool(sink.abort)
+        raise
+    record = StoredFile(
+        id=file_id,
+        owner=owner,
+        name=name,
+        size=sink.size,
+        sha256=sink.sha256,
+        content_type=content_type,
+        key=sink.key,
+        created=utcnow(),
+    )
+    try:
+        await files.insert_file(record)
+    except BaseException:
+        await run_in_threadpool(storage.delete_prefix, sink.key)
+        raise
+    log.info("file_uploaded", file_id=file_id, size=record.size, sha256=record.sha256)
+    return record
+
+
+async def download_link(
+    *, files: FileStore, storage: ObjectStorage, file_id: str, owner: str | None, expires_in: int
+) -> dict[str, Any]:
+    """A presigned GET of the file on the public endpoint, saved under the file's name."""
+    file = await files.get_file(file_id, owner=owner)
+    url, expires_at = await run_in_threadpool(storage.presign_get, file.key, expires_in=expires_in, filename=file.name)
+    return {"url": url, "expires_at": expires_at.isoformat(), "size": file.size, "sha256": file.sha256}
+
+
+async def _refuse_if_in_use(file: StoredFile, *, jobs: JobStore) -> None:
+    users = await jobs.active_jobs_using(file.id, owner=file.owner)
+    if users:
+        raise NotYet(
+            f"file {file.id} is an input of queued or running jobs ({', '.join(users)}); delete it later",
+            retry_after=10,
+        )
+
+
+async def delete_file(
+    *, files: FileStore, jobs: JobStore, storage: ObjectStorage, file_id: str, owner: str | None
+) -> StoredFile:
+    """Delete a file's record and object; Conflict while a queued or running job needs it.
+
+    The record goes first, so no new job can take the file; a job submitted in between is
+    caught by a second look, and then (as when S3 refuses) the record is put back.
+    """
+    file = await files.get_file(file_id, owner=owner)
+    await _refuse_if_in_use(file, jobs=jobs)
+    await files.delete_file(file.id)
+    try:
+        await _refuse_if_in_use(file, jobs=jobs)
+        await run_in_threadpool(storage.delete, file.key)
+    except BaseException:
+        await files.insert_file(file)
+        raise
+    log.info("file_deleted", file_id=file.id)
+    return file

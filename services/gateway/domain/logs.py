@@ -1,0 +1,38 @@
+"""A job's stored logs, a byte range at a time; live lines come as events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from services.gateway.domain.retention import require_not_expired
+from shared.errors import NotFound, NotYet
+from shared.storage import ObjectStorage
+from shared.store.jobs import JobStore
+
+
+async def log_slice(
+    *, jobs: JobStore, storage: ObjectStorage, job_id: str, owner: str | None, name: str, start: int, length: int
+) -> dict[str, Any]:
+    """Bytes ``start``.. of the job's ``name`` log (a negative start counts from the end), decoded as UTF-8."""
+    job = await jobs.get_job(job_id, owner=owner)
+    require_not_expired(job)
+    key = job.logs.get(name)
+    if key is None:
+        if not job.state.terminal:
+            raise NotYet(
+                f"job {job.id} is {job.state.value}: its logs are stored when it ends; "
+                f"its events carry the live lines meanwhile",
+                retry_after=5,
+            )
+        raise NotFound(f"job {job.id} has no {name} log")
+    data, size = await run_in_threadpool(storage.read_range, key, start=start, length=length)
+    offset = max(0, size + start) if start < 0 else min(start, size)
+    return {
+        "name": name,
+        "offset": offset,
+        "size": size,
+        "next_offset": offset + len(data),
+        "text": data.decode("utf-8", errors="replace"),
+    }

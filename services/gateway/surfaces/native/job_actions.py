@@ -1,0 +1,121 @@
+"""What can be done to a job: cancel it, delete it, run it again, or (admins) force its state."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.deps import deps
+from services.gateway.domain.cancellation import cancel_job, delete_job
+from services.gateway.domain.forced_states import ForcedState, force_state
+from services.gateway.domain.reruns import RerunRequest, rerun_job
+from services.gateway.domain.retention import RetentionPolicy
+from services.gateway.domain.submission import SubmissionStores
+from services.gateway.plumbing.auth import principal, require_admin
+from services.gateway.plumbing.bodies import read_body, read_model
+from services.gateway.plumbing.endpoints import Resource
+from services.gateway.surfaces.native.jobs import MAX_BODY_BYTES, parse_job_request, render_job
+from services.gateway.surfaces.native.schemas import JobOut
+
+resource = Resource("jobs")
+
+
+@resource.endpoint(
+    "POST",
+    "/jobs/{job_id}/rerun",
+    summary="Submit a new job like this one (same app and version), with optional overrides; "
+    "409 if that version is no longer the app's current one, or the app is disabled",
+    answer=JobOut,
+    status=201,
+    body=RerunRequest,
+    body_optional=True,
+    errors=(409,),
+)
+async def rerun(request: Request) -> Response:
+    """POST /v1/jobs/{job_id}/rerun."""
+    d = deps(request)
+    raw = await read_body(request, MAX_BODY_BYTES)
+    job = await rerun_job(
+        stores=SubmissionStores.of(d.stores),
+        wake=d.wake,
+        job_id=request.path_params["job_id"],
+        owner=principal(request).owner_filter,
+        changes=parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest(),
+        retention=RetentionPolicy.of(d.settings),
+        networks=d.settings.allowed_networks(),
+    )
+    body = render_job(request, job)
+    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
+
+
+@resource.endpoint(
+    "POST",
+    "/jobs/{job_id}/cancel",
+    summary="Cancel: QUEUED becomes CANCELED at once; RUNNING is stopped within seconds; "
+    "finished jobs stay as they are",
+    answer=JobOut,
+)
+async def cancel(request: Request) -> Response:
+    """POST /v1/jobs/{job_id}/cancel: the job, CANCELED, being stopped (cancel_requested set), or already finished."""
+    who, stores = principal(request), deps(request).stores
+    job = await cancel_job(
+        jobs=stores.jobs,
+        events=stores.events,
+        job_id=request.path_params["job_id"],
+        owner=who.owner_filter,
+        who=who.username,
+        broker=deps(request).broker,
+    )
+    return JSONResponse(render_job(request, job))
+
+
+@resource.endpoint(
+    "DELETE",
+    "/jobs/{job_id}",
+    summary="Delete a job with its outputs, logs and archive; an unfinished job is canceled first "
+    "(409 with Retry-After while a running one is being stopped and packaged)",
+    answer=None,
+    status=204,
+    errors=(409,),
+)
+async def remove(request: Request) -> Response:
+    """DELETE /v1/jobs/{job_id}: 204, or 409 (Retry-After) while a running job is being stopped."""
+    d = deps(request)
+    who = principal(request)
+    await delete_job(
+        jobs=d.stores.jobs,
+        events=d.stores.events,
+        storage=d.storage,
+        job_id=request.path_params["job_id"],
+        owner=who.owner_filter,
+        who=who.username,
+    )
+    return Response(status_code=204)
+
+
+@resource.endpoint(
+    "POST",
+    "/jobs/{job_id}/state",
+    summary="Force a job's state, with a reason kept in its history (admin; 409 if it is in that state already)",
+    answer=JobOut,
+    body=ForcedState,
+    errors=(403, 409),
+)
+async def force(request: Request) -> Response:
+    """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin."""
+    who = principal(request)
+    d = deps(request)
+    job = await d.stores.jobs.get_job(request.path_params["job_id"], owner=who.owner_filter)
+    require_admin(who)
+    wanted = await read_model(request, ForcedState)
+    forced = await force_state(
+        jobs=d.stores.jobs,
+        events=d.stores.events,
+        storage=d.storage,
+        job=job,
+        wanted=wanted,
+        by=who.username,
+        broker=d.broker,
+    )
+    d.wake()
+    return JSONResponse(render_job(request, forced))

@@ -1,0 +1,169 @@
+"""What a job leaves: its archive (whole or selected), its outputs one by one, its stored logs."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from services.gateway.deps import deps
+from services.gateway.domain.archives import MAX_GLOB_CHARS, MAX_GLOBS, archive_link, selection_link
+from services.gateway.domain.logs import log_slice
+from services.gateway.domain.outputs import finished_job, output_link
+from services.gateway.plumbing.auth import principal
+from services.gateway.plumbing.endpoints import Param, Resource
+from services.gateway.plumbing.links import link
+from services.gateway.plumbing.params import REDIRECT, flag, integer, link_response
+from services.gateway.surfaces.native.schemas import ArchiveLink, LogSlice, OutputLink, OutputList
+from shared.errors import Invalid, Violation
+from shared.models import (
+    OutputFile,
+)
+
+resource = Resource("jobs")
+
+
+@resource.endpoint(
+    "GET",
+    "/jobs/{job_id}/archive",
+    name="job_archive",
+    summary="A presigned link to the job's tar.gz; with `include`, to one of only the outputs the globs match, "
+    "packaged on the first request (409 with Retry-After until it is ready) and kept for the same globs; "
+    "410 once the job's retention ran out",
+    answer=ArchiveLink,
+    query=(
+        *REDIRECT,
+        Param(
+            "include",
+            "Only outputs matching these globs (repeat it; `*` and `?` within a name, `**/` across directories)",
+            {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                "maxItems": 20,
+            },
+        ),
+    ),
+    errors=(302, 409, 410, 422),
+)
+async def archive(request: Request) -> Response:
+    """GET /v1/jobs/{job_id}/archive[?include=GLOB...][&redirect=1]: the full archive, or one of only some outputs."""
+    d = deps(request)
+    redirect = flag(request, "redirect")
+    include = include_globs(request)
+    job_id, owner, expires_in = (
+        request.path_params["job_id"],
+        principal(request).owner_filter,
+        d.settings.presign_expiry_seconds,
+    )
+    if include:
+        link = await selection_link(
+            jobs=d.stores.jobs,
+            archives=d.stores.archives,
+            storage=d.storage,
+            broker=d.broker,
+            job_id=job_id,
+            owner=owner,
+            include=include,
+            expires_in=expires_in,
+        )
+    else:
+        link = await archive_link(
+            jobs=d.stores.jobs, storage=d.storage, job_id=job_id, owner=owner, expires_in=expires_in
+        )
+    return link_response(link, redirect=redirect)
+
+
+def render_output(request: Request, job_id: str, output: OutputFile) -> dict[str, Any]:
+    """An output as listed, with the route that hands out its download link."""
+    # Output paths are whatever the app wrote: quoted, so '?', '#' or '%' in a name stay part of the path.
+    url = link(request, "job_outputs", job_id=job_id) + "/" + quote(output.path, safe="/")
+    return output.model_dump(exclude={"key"}) | {"url": url}
+
+
+@resource.endpoint(
+    "GET",
+    "/jobs/{job_id}/outputs",
+    name="job_outputs",
+    summary="The outputs of a finished job, with size, sha256 and content type (409 while it runs)",
+    answer=OutputList,
+    errors=(409, 410),
+)
+async def list_outputs(request: Request) -> Response:
+    """GET /v1/jobs/{job_id}/outputs: every output of a finished job (409 before)."""
+    job = await finished_job(
+        request.path_params["job_id"], owner=principal(request).owner_filter, jobs=deps(request).stores.jobs
+    )
+    return JSONResponse({"job_id": job.id, "items": [render_output(request, job.id, o) for o in job.outputs]})
+
+
+@resource.endpoint(
+    "GET",
+    "/jobs/{job_id}/outputs/{path:path}",
+    name="job_output",
+    summary="Presigned GET and HEAD links to one output of a finished job (409 while it runs)",
+    answer=OutputLink,
+    query=REDIRECT,
+    errors=(302, 409, 410),
+)
+async def download(request: Request) -> Response:
+    """GET /v1/jobs/{job_id}/outputs/{path}[?redirect=1]."""
+    d = deps(request)
+    redirect = flag(request, "redirect")
+    link = await output_link(
+        jobs=d.stores.jobs,
+        storage=d.storage,
+        job_id=request.path_params["job_id"],
+        owner=principal(request).owner_filter,
+        path=request.path_params["path"],
+        expires_in=d.settings.presign_expiry_seconds,
+    )
+    return link_response(link, redirect=redirect)
+
+
+def include_globs(request: Request) -> list[str]:
+    """The ``include`` globs (repeatable), sorted and without duplicates; none for the full archive."""
+    globs = request.query_params.getlist("include")
+    if len(globs) > MAX_GLOBS:
+        detail = f"at most {MAX_GLOBS} globs"
+        raise Invalid(f"include: {detail}, got {len(globs)}", [Violation("/include", detail)])
+    for index, glob in enumerate(globs):
+        if not 1 <= len(glob) <= MAX_GLOB_CHARS:
+            detail = f"a glob must be 1 to {MAX_GLOB_CHARS} characters"
+            raise Invalid(f"include: {detail}", [Violation(f"/include/{index}", detail)])
+    return sorted(set(globs))
+
+
+DEFAULT_LENGTH = 64 * 1024
+MAX_LENGTH = 1 * 2**20
+
+
+@resource.endpoint(
+    "GET",
+    "/jobs/{job_id}/logs/{name}",
+    name="job_log",
+    summary="A byte range of the job's stored stdout or stderr (409 until it ends: follow its events meanwhile; "
+    "410 once its retention ran out)",
+    answer=LogSlice,
+    query=(
+        Param("offset", "First byte (default 0); negative counts from the end", {"type": "integer"}),
+        Param("length", "Bytes to read, 1 to 1 MiB (default 64 KiB)", {"type": "integer", "minimum": 1}),
+    ),
+    errors=(400, 409, 410),
+)
+async def read(request: Request) -> Response:
+    """GET /v1/jobs/{job_id}/logs/{name}?offset=&length=."""
+    d = deps(request)
+    start = integer(request, "offset", 0, low=-(2**40), high=2**40)
+    length = integer(request, "length", DEFAULT_LENGTH, low=1, high=MAX_LENGTH)
+    body = await log_slice(
+        jobs=d.stores.jobs,
+        storage=d.storage,
+        job_id=request.path_params["job_id"],
+        owner=principal(request).owner_filter,
+        name=request.path_params["name"],
+        start=start,
+        length=length,
+    )
+    return JSONResponse(body)

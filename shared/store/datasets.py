@@ -1,0 +1,105 @@
+"""Datasets: the record of each checked bundle, its members and its descriptive fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING
+
+from shared.errors import NotFound
+from shared.models import Dataset, utcnow
+from shared.store.database import (
+    Database,
+    Document,
+    Page,
+    change_one,
+    from_document,
+    named_and_created,
+    owner_filter,
+    read_page,
+    to_document,
+    translated,
+)
+
+
+@dataclass(frozen=True)
+class DatasetFilter:
+    """Which datasets a list shows: all of them unless narrowed."""
+
+    name_prefix: str | None = None
+    tag: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DatasetUpdate:
+    """What to change in a dataset's description; a field left None stays as it is."""
+
+    name: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+
+
+def _matching(where: DatasetFilter) -> Document:
+    query = named_and_created(where.name_prefix, where.created_after, where.created_before)
+    if where.tag is not None:
+        query["tags"] = where.tag
+    return query
+
+
+class DatasetStore:
+    """Datasets, each name unique per owner."""
+
+    def __init__(self, database: Database) -> None:
+        self._datasets = database.collection("datasets")
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries below rely on (idempotent)."""
+        with translated("create indexes"):
+            await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
+            await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+
+    async def insert_dataset(self, dataset: Dataset) -> None:
+        """Record a dataset; Conflict if the owner already has one of that name."""
+        with translated(f"dataset {dataset.name!r}"):
+            await self._datasets.insert_one(to_document(dataset))
+
+    async def dataset_name_taken(self, owner: str, name: str) -> bool:
+        """Whether ``owner`` already has a dataset called ``name``."""
+        with translated(f"dataset {name!r}"):
+            return await self._datasets.find_one({"owner": owner, "name": name}, {"_id": 1}) is not None
+
+    async def get_datasets(self, ids: list[str], *, owner: str | None = None) -> dict[str, Dataset]:
+        """The datasets among ``ids`` that exist (and belong to ``owner``, unless None), by id."""
+        with translated("find datasets"):
+            docs = await self._datasets.find({"_id": {"$in": ids}, **owner_filter(owner)}).to_list(None)
+        return {doc["_id"]: from_document(Dataset, doc) for doc in docs}
+
+    async def get_dataset(self, dataset_id: str, *, owner: str | None = None) -> Dataset:
+        """One dataset (of ``owner``, unless None), or NotFound."""
+        found = await self.get_datasets([dataset_id], owner=owner)
+        if dataset_id not in found:
+            raise NotFound(f"no dataset {dataset_id}")
+        return found[dataset_id]
+
+    async def list_datasets(
+        self, *, owner: str | None, limit: int, after: str | None, where: DatasetFilter | None = None
+    ) -> Page[Dataset]:
+        """Datasets, newest first, narrowed by ``where``."""
+        match = owner_filter(owner) | _matching(where or DatasetFilter())
+        return await read_page(self._datasets, Dataset, match, limit=limit, after=after)
+
+    async def update_dataset(self, dataset_id: str, changes: DatasetUpdate, *, owner: str | None) -> Dataset:
+        """Apply ``changes`` (and stamp ``updated``); NotFound if not ``owner``'s, Conflict if the new name is taken."""
+        fields = {name: value for name, value in vars(changes).items() if value is not None}
+        match = {"_id": dataset_id, **owner_filter(owner)}
+        update = {"$set": {**fields, "updated": utcnow()}}
+        what, missing = f"dataset {dataset_id}", f"no dataset {dataset_id}"
+        return await change_one(self._datasets, Dataset, match, update, what=what, missing=missing)
+
+    async def delete_dataset(self, dataset_id: str) -> None:
+        """Forget a dataset (its S3 objects are the caller's business)."""
+        with translated(f"dataset {dataset_id}"):
+            await self._datasets.delete_one({"_id": dataset_id})

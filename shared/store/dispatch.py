@@ -1,0 +1,170 @@
+"""Dispatch: QUEUED jobs wait here until they may start; the dispatcher leases them and sends them to RabbitMQ.
+
+Also what the dispatcher settles on each pass: dependencies (``waiting_on``) and the RUNNING jobs
+of workers that stopped heartbeating (orphans).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING
+
+from shared.models import Job, JobState, utcnow
+from shared.store.database import (
+    Database,
+    Document,
+    from_document,
+    translated,
+    unset_or_before,
+    update_by_ids,
+)
+from shared.store.jobs import ended, transition
+
+
+class DispatchStore:
+    """The jobs collection as the dispatcher sees it: candidates, leases, dependencies and orphans."""
+
+    def __init__(self, database: Database) -> None:
+        self._jobs = database.collection("jobs")
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries below rely on (idempotent)."""
+        with translated("create indexes"):
+            # The dispatcher's scan: undispatched QUEUED jobs, highest priority first, then oldest.
+            await self._jobs.create_index(
+                [("state", ASCENDING), ("dispatched", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING)]
+            )
+            await self._jobs.create_index([("waiting_on", ASCENDING), ("state", ASCENDING)])
+
+    async def in_flight(self, *, live_workers: list[str]) -> dict[str, int]:
+        """Per owner, jobs RUNNING on a live worker, or sent to RabbitMQ and not started yet."""
+        running = {"state": JobState.RUNNING.value, "worker": {"$in": live_workers}}
+        sent = {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}}
+        counts: dict[str, int] = {}
+        with translated("count jobs in flight"):
+            for match in (running, sent):
+                async for row in await self._jobs.aggregate(
+                    [{"$match": match}, {"$group": {"_id": "$owner", "n": {"$sum": 1}}}]
+                ):
+                    counts[row["_id"]] = counts.get(row["_id"], 0) + row["n"]
+        return counts
+
+    async def dispatch_candidates(
+        self, *, limit: int, skip_owners: list[str], paused: list[tuple[str, str]], storing: list[str]
+    ) -> list[Job]:
+        """QUEUED jobs that may start: not sent yet, waiting on nothing, not in a paused queue or unstored batch.
+
+        Highest priority first, then oldest; jobs a dispatcher is already sending are left to it.
+        Jobs of paused queues are passed over here rather than in the query (an ``$nor`` of pairs,
+        see shared.store.database); pausing is rare, and only a paused queue's own jobs are read past.
+        """
+        match: Document = {
+            "state": JobState.QUEUED.value,
+            "dispatched": None,
+            "waiting_on": {"$size": 0},
+            "dispatch_lease": unset_or_before(utcnow()),
+        }
+        if skip_owners:
+            match["owner"] = {"$nin": skip_owners}
+        if storing:
+            match["batch"] = {"$nin": storing}
+        held = set(paused)
+        found: list[Job] = []
+        with translated("dispatch candidates"):
+            cursor = self._jobs.find(match).sort([("priority", DESCENDING), ("_id", ASCENDING)])
+            if not held:
+                cursor = cursor.limit(limit)
+            async for doc in cursor.batch_size(min(limit, 1000)):
+                if (doc["owner"], doc.get("queue")) in held:
+                    continue
+                found.append(from_document(Job, doc))
+                if len(found) >= limit:
+                    break
+            await cursor.close()
+        return found
+
+    async def lease_dispatches(self, job_ids: list[str], *, until: datetime) -> list[str]:
+        """Take the right to send these jobs until ``until``; returns those taken, the others being sent, started
+        or leased meanwhile. ``until`` tells this caller's leases from another's, so it should be unique to the call.
+        """
+        if not job_ids:
+            return []
+        match = {"state": JobState.QUEUED.value, "dispatched": None, "dispatch_lease": unset_or_before(utcnow())}
+        with translated(f"lease {len(job_ids)} jobs"):
+            changed = await update_by_ids(self._jobs, job_ids, match, {"$set": {"dispatch_lease": until}})
+            if changed in (0, len(job_ids)):  # none or all: no need to read which
+                return list(job_ids) if changed else []
+            ours = {"_id": {"$in": job_ids}, "dispatch_lease": until}
+            taken = {doc["_id"] for doc in await self._jobs.find(ours, {"_id": 1}).to_list(None)}
+        return [job_id for job_id in job_ids if job_id in taken]
+
+    async def mark_dispatched(self, job_ids: list[str], *, lease: datetime) -> None:
+        """Record that these jobs' messages are in RabbitMQ, for each still as this dispatcher leased it.
+
+        A runner may have started one already (the claim keeps the lease), or handed it back (the
+        lease is cleared): then there is nothing to mark. The lease stays: it is what the claim looks for.
+        """
+        with translated(f"{len(job_ids)} dispatched jobs"):
+            await update_by_ids(self._jobs, job_ids, {"dispatch_lease": lease}, {"$set": {"dispatched": utcnow()}})
+
+    async def undispatch(self, job_id: str) -> bool:
+        """Take a QUEUED job back from RabbitMQ (its lease too), so it is dispatched again later."""
+        with translated(f"job {job_id}"):
+            result = await self._jobs.update_one(
+                {"_id": job_id, "state": JobState.QUEUED.value},
+                {"$set": {"dispatched": None, "dispatch_lease": None}},
+            )
+        return bool(result.modified_count)
+
+    async def undispatch_stale(self, *, dispatched_before: datetime) -> int:
+        """Take back QUEUED jobs sent before then and never claimed: their messages were lost (dead-lettered)."""
+        with translated("stale dispatches"):
+            result = await self._jobs.update_many(
+                {"state": JobState.QUEUED.value, "dispatched": {"$lt": dispatched_before}},
+                {"$set": {"dispatched": None, "dispatch_lease": None}},
+            )
+        return int(result.modified_count)
+
+    async def orphaned_jobs(self, *, live_workers: list[str], started_before: datetime) -> list[Job]:
+        """RUNNING jobs whose worker is not among the live ones (and that did not start just now)."""
+        match = {"state": JobState.RUNNING.value, "worker": {"$nin": live_workers}, "started": {"$lt": started_before}}
+        with translated("orphaned jobs"):
+            docs = await self._jobs.find(match).to_list(None)
+        return [from_document(Job, doc) for doc in docs]
+
+    async def fail_orphan(self, job: Job, *, reason: str) -> Job | None:
+        """RUNNING on a dead worker -> FAILED with ``reason``; None if it moved meanwhile."""
+        return await transition(
+            self._jobs,
+            {"_id": job.id, "state": JobState.RUNNING.value, "worker": job.worker},
+            ended(JobState.FAILED, reason),
+        )
+
+    async def waited_on(self) -> list[str]:
+        """Ids that QUEUED jobs are still waiting on."""
+        with translated("dependencies"):
+            ids = await self._jobs.distinct("waiting_on", {"state": JobState.QUEUED.value, "waiting_on": {"$ne": []}})
+        return sorted(str(i) for i in ids)
+
+    async def stop_waiting(self, job_ids: list[str]) -> None:
+        """These jobs succeeded: nobody waits on them any more."""
+        with translated("dependencies"):
+            await self._jobs.update_many(
+                {"state": JobState.QUEUED.value, "waiting_on": {"$in": job_ids}},
+                {"$pull": {"waiting_on": {"$in": job_ids}}},
+            )
+
+    async def jobs_waiting_on(self, job_ids: list[str]) -> list[Job]:
+        """QUEUED jobs waiting on any of these."""
+        with translated("dependencies"):
+            docs = await self._jobs.find({"state": JobState.QUEUED.value, "waiting_on": {"$in": job_ids}}).to_list(None)
+        return [from_document(Job, doc) for doc in docs]
+
+    async def fail_queued(self, job_id: str, *, reason: str) -> Job | None:
+        """QUEUED -> FAILED before it ran (a dependency failed); None if it is no longer QUEUED."""
+        return await transition(
+            self._jobs,
+            {"_id": job_id, "state": JobState.QUEUED.value},
+            ended(JobState.FAILED, reason),
+        )

@@ -1,0 +1,325 @@
+"""Jobs: storing, finding and listing them, and the moves of their life (claim, finish, cancel, force, requeue).
+
+Every move is a compare-and-set on the state the job is expected to be in (``transition``), so of
+two racing moves one wins and the other learns, by None, that the job moved meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING
+
+from shared.models import DEFAULT_QUEUE, Job, JobError, JobProgress, JobState, OutputFile, StateChange, utcnow
+from shared.store.database import (
+    Collection,
+    Database,
+    Document,
+    Page,
+    between,
+    from_document,
+    named_and_created,
+    owner_filter,
+    read_one,
+    read_page,
+    to_document,
+    translated,
+    update_and_read,
+)
+
+ACTIVE = [JobState.QUEUED.value, JobState.RUNNING.value]
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list shows: all of them unless narrowed."""
+
+    states: tuple[JobState, ...] = ()
+    exit_code: int | None = None
+    app: str | None = None
+    tag: str | None = None
+    name_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    finished_after: datetime | None = None
+    finished_before: datetime | None = None
+    queue: str | None = None
+    batch: str | None = None
+
+
+def _matching(where: JobFilter) -> Document:
+    query: Document = {}
+    if where.queue is not None:
+        query["queue"] = where.queue
+    if where.batch is not None:
+        query["batch"] = where.batch
+    if where.states:
+        query["state"] = {"$in": [state.value for state in where.states]}
+    if where.exit_code is not None:
+        query["exit_code"] = where.exit_code
+    if where.app is not None:
+        query["app"] = where.app
+    if where.tag is not None:
+        query["tags"] = where.tag
+    query |= named_and_created(where.name_prefix, where.created_after, where.created_before)
+    if finished := between(where.finished_after, where.finished_before):
+        query["finished"] = finished
+    return query
+
+
+@dataclass(frozen=True)
+class ActiveCount:
+    """How many of one owner's jobs of one app are in one active state in one queue."""
+
+    owner: str
+    queue: str
+    app: str
+    state: JobState
+    n: int
+
+
+async def transition(
+    jobs: Collection, match: Document, changes: Document, *, push: Document | None = None
+) -> Job | None:
+    """Set ``changes`` on the job ``match`` finds (by ``_id`` and expected fields); it as changed, or None."""
+    update: Document = {"$set": changes} | ({"$push": push} if push else {})
+    with translated(f"job {match['_id']}"):
+        doc = await update_and_read(jobs, match, update)
+    return None if doc is None else from_document(Job, doc)
+
+
+def ended(state: JobState, reason: str) -> Document:
+    """The changes that end a job now, in ``state``, for ``reason`` rather than by its app's exit."""
+    return {"state": state.value, "finished": utcnow(), "error": {"reason": reason, "stderr_tail": ""}}
+
+
+def _history_entry(change: StateChange) -> Document:
+    entry = change.model_dump(mode="python", by_alias=True)
+    entry["from"], entry["to"] = change.from_.value, change.to.value
+    return entry
+
+
+class JobStore:
+    """Jobs and the moves of their life."""
+
+    def __init__(self, database: Database) -> None:
+        self._jobs = database.collection("jobs")
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries below rely on (idempotent)."""
+        with translated("create indexes"):
+            await self._jobs.create_index([("state", ASCENDING), ("created", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("datasets", ASCENDING), ("state", ASCENDING)])
+            # The list filters: each narrows one owner's jobs, which are then read in id order.
+            # (owner, state, _id) also serves the (owner, state) lookups of active jobs.
+            await self._jobs.create_index([("owner", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("app", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("tags", ASCENDING), ("_id", DESCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("name", ASCENDING)])
+            await self._jobs.create_index([("owner", ASCENDING), ("finished", DESCENDING)])
+
+    async def insert_job(self, job: Job) -> None:
+        """Record a new job."""
+        with translated(f"job {job.id}"):
+            await self._jobs.insert_one(to_document(job))
+
+    async def get_job(self, job_id: str, *, owner: str | None = None) -> Job:
+        """One job (of ``owner``, unless None), or NotFound."""
+        match = {"_id": job_id, **owner_filter(owner)}
+        return await read_one(self._jobs, Job, match, what=f"job {job_id}", missing=f"no job {job_id}")
+
+    async def list_jobs(
+        self,
+        *,
+        owner: str | None,
+        limit: int,
+        after: str | None,
+        where: JobFilter | None = None,
+        oldest_first: bool = False,
+    ) -> Page[Job]:
+        """Jobs, newest first (or oldest first), narrowed by ``where``."""
+        match = owner_filter(owner) | _matching(where or JobFilter())
+        return await read_page(self._jobs, Job, match, limit=limit, after=after, oldest_first=oldest_first)
+
+    async def job_states(self, job_ids: list[str], *, owner: str | None = None) -> dict[str, JobState]:
+        """The state of each of these jobs (of ``owner``, unless None) that still exists."""
+        states: dict[str, JobState] = {}
+        with translated("job states"):
+            for start in range(0, len(job_ids), 1000):
+                chunk = job_ids[start : start + 1000]
+                docs = await self._jobs.find({"_id": {"$in": chunk}, **owner_filter(owner)}, {"state": 1}).to_list(None)
+                states |= {doc["_id"]: JobState(doc["state"]) for doc in docs}
+        return states
+
+    async def count_active_jobs(self, *, owner: str | None) -> list[ActiveCount]:
+        """QUEUED and RUNNING jobs (of ``owner``, unless None) counted per owner, queue, app and state."""
+        match = {"state": {"$in": ACTIVE}, **owner_filter(owner)}
+        key = {"owner": "$owner", "queue": "$queue", "app": "$app", "state": "$state"}
+        pipeline = [{"$match": match}, {"$group": {"_id": key, "n": {"$sum": 1}}}]
+        with translated("count jobs"):
+            rows = [row async for row in await self._jobs.aggregate(pipeline)]
+        return [
+            ActiveCount(
+                owner=row["_id"]["owner"],
+                queue=row["_id"].get("queue") or DEFAULT_QUEUE,  # jobs stored before queues existed
+                app=row["_id"]["app"],
+                state=JobState(row["_id"]["state"]),
+                n=row["n"],
+            )
+            for row in rows
+        ]
+
+    async def active_jobs_using(self, file_id: str, *, owner: str) -> list[str]:
+        """Ids of ``owner``'s QUEUED or RUNNING jobs that take ``file_id`` as an input.
+
+        A job's inputs are its owner's files, so only that owner's active jobs are read; the
+        input map is searched here rather than in the query, as its keys are app-defined.
+        """
+        with translated(f"jobs using {file_id}"):
+            docs = await self._jobs.find({"owner": owner, "state": {"$in": ACTIVE}}, {"inputs": 1}).to_list(None)
+        return sorted(doc["_id"] for doc in docs if file_id in (doc.get("inputs") or {}).values())
+
+    async def dataset_in_use(self, dataset_id: str) -> bool:
+        """Whether a QUEUED or RUNNING job reads the dataset."""
+        with translated(f"jobs using dataset {dataset_id}"):
+            return await self._jobs.find_one({"datasets": dataset_id, "state": {"$in": ACTIVE}}, {"_id": 1}) is not None
+
+    async def delete_job(self, job_id: str) -> None:
+        """Forget a job (its S3 objects are the caller's business)."""
+        with translated(f"job {job_id}"):
+            await self._jobs.delete_one({"_id": job_id})
+
+    async def delete_jobs(self, job_ids: list[str]) -> None:
+        """Forget these jobs (their S3 objects are the caller's business); one call per job, as $in is slow here."""
+        for job_id in job_ids:
+            await self.delete_job(job_id)
+
+    async def claim_job(self, job_id: str, *, worker: str) -> Job | None:
+        """Move a dispatched job from QUEUED to RUNNING for ``worker``; None if someone else got there first.
+
+        A job taken back from RabbitMQ (its lease cleared) is not claimed: its stale message is dropped.
+        A dispatcher's lease stays once the message is sent, so a runner may claim before the send is recorded.
+        """
+        return await transition(
+            self._jobs,
+            {"_id": job_id, "state": JobState.QUEUED.value, "dispatch_lease": {"$ne": None}},
+            {"state": JobState.RUNNING.value, "worker": worker, "started": utcnow()},
+        )
+
+    async def finish_job(
+        self,
+        job_id: str,
+        *,
+        worker: str,
+        state: JobState,
+        exit_code: int | None,
+        error: JobError | None,
+        outputs: list[OutputFile],
+        logs: dict[str, str],
+    ) -> Job | None:
+        """Record the end of a run held by ``worker``; None if the job is not RUNNING on it."""
+        if not state.terminal:
+            raise ValueError(f"{state} is not a terminal state")
+        return await transition(
+            self._jobs,
+            {"_id": job_id, "state": JobState.RUNNING.value, "worker": worker},
+            {
+                "state": state.value,
+                "finished": utcnow(),
+                "exit_code": exit_code,
+                "error": None if error is None else error.model_dump(),
+                "outputs": [o.model_dump() for o in outputs],
+                "logs": logs,
+            },
+        )
+
+    async def keep_logs_of_ended(self, job_id: str, *, worker: str, logs: dict[str, str]) -> Job | None:
+        """Attach the logs of a run whose job was forced to an end meanwhile; None unless it is ended and unpackaged."""
+        terminal = [state.value for state in JobState if state.terminal]
+        match = {"_id": job_id, "worker": worker, "state": {"$in": terminal}, "archive": None}
+        return await transition(self._jobs, match, {"logs": logs})
+
+    async def set_progress(self, job_id: str, progress: JobProgress) -> None:
+        """Record the app's latest progress report on its job."""
+        with translated(f"job {job_id}"):
+            await self._jobs.update_one({"_id": job_id}, {"$set": {"progress": progress.model_dump()}})
+
+    async def cancel_queued(self, job_id: str, *, owner: str | None, reason: str) -> Job | None:
+        """QUEUED -> CANCELED at once; None if the job is not (or no longer) QUEUED."""
+        return await transition(
+            self._jobs,
+            {"_id": job_id, "state": JobState.QUEUED.value, **owner_filter(owner)},
+            ended(JobState.CANCELED, reason),
+        )
+
+    async def request_cancel(self, job_id: str, *, owner: str | None) -> Job | None:
+        """Flag a RUNNING job for its runner to stop; None if it is not RUNNING."""
+        return await transition(
+            self._jobs,
+            {"_id": job_id, "state": JobState.RUNNING.value, **owner_filter(owner)},
+            {"cancel_requested": utcnow()},
+        )
+
+    async def cancel_requests(self, job_ids: list[str], *, worker: str) -> list[str]:
+        """Which of these jobs ``worker`` runs should stop: asked to, or no longer RUNNING on it (recovered, forced)."""
+        fields = {"cancel_requested": 1, "state": 1, "worker": 1}
+        with translated("find cancel requests"):
+            docs = await self._jobs.find({"_id": {"$in": job_ids}}, fields).to_list(None)
+        # Judged here rather than in an $or: see shared.store.database.
+        return [
+            doc["_id"]
+            for doc in docs
+            if doc.get("cancel_requested") is not None
+            or doc.get("state") != JobState.RUNNING.value
+            or doc.get("worker") != worker
+        ]
+
+    async def force_state(self, job: Job, change: StateChange) -> Job | None:
+        """Set the state of ``job`` to ``change.to`` and append the change to its history.
+
+        None if the job is no longer in ``change.from_`` (something else moved it meanwhile).
+        A forced end also stamps ``finished`` (if unset) and, for a RUNNING job, ``cancel_requested``,
+        so its runner stops the app rather than running on for a job that is over.
+        """
+        changes: Document = {"state": change.to.value}
+        if change.to.terminal and job.finished is None:
+            changes["finished"] = change.at
+        if change.to.terminal and change.from_ is JobState.RUNNING and job.cancel_requested is None:
+            changes["cancel_requested"] = change.at
+        match = {"_id": job.id, "state": change.from_.value}
+        return await transition(self._jobs, match, changes, push={"history": _history_entry(change)})
+
+    async def requeue_job(self, job: Job, change: StateChange, *, attempt: int = 1) -> Job | None:
+        """Put a finished (retry) or orphaned RUNNING (recover) job back to QUEUED as if new, recording why.
+
+        None if the job moved meanwhile. Its dependencies are waited on again; its last run's outcome is cleared.
+        ``attempt`` is the number of the run to come (a recovery counts on; a retry starts over).
+        """
+        match: Document = {"_id": job.id, "state": change.from_.value}
+        if change.from_ is JobState.RUNNING:
+            match["worker"] = job.worker
+        reset: Document = {
+            "state": JobState.QUEUED.value,
+            "started": None,
+            "finished": None,
+            "worker": None,
+            "exit_code": None,
+            "error": None,
+            "cancel_requested": None,
+            "outputs": [],
+            "logs": {},
+            "archive": None,
+            "selections": {},
+            "progress": None,
+            "dispatched": None,
+            "dispatch_lease": None,
+            "waiting_on": job.depends_on,
+            "attempt": attempt,
+            "expires": None,
+            "expired": None,
+            "expiry_lease": None,
+            "packaging_resent": None,
+        }
+        return await transition(self._jobs, match, reset, push={"history": _history_entry(change)})

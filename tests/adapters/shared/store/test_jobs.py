@@ -1,0 +1,137 @@
+"""The job store against the test Mongo: records read back whole, and every move of a job a compare-and-set."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shared.errors import Conflict, NotFound
+from shared.models import (
+    DatasetInput,
+    Job,
+    JobState,
+    StateChange,
+    new_id,
+    utcnow,
+)
+from shared.settings import Settings
+from shared.store import Stores
+from tests.adapters.shared.store.scenarios import ended, forced, in_store, make_dataset, make_job
+
+
+def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[bool]:
+        dataset = make_dataset()
+        job = make_job(inputs={"control": DatasetInput(dataset=dataset.id, path="a.txt"), "other": "f1"})
+        seen = [await stores.jobs.dataset_in_use(dataset.id)]
+        await stores.jobs.insert_job(job)
+        seen.append(await stores.jobs.dataset_in_use(dataset.id))
+        await stores.jobs.claim_job(job.id, worker="w")
+        seen.append(await stores.jobs.dataset_in_use(dataset.id))
+        await stores.jobs.finish_job(
+            job.id, worker="w", state=JobState.SUCCEEDED, exit_code=0, error=None, outputs=[], logs={}
+        )
+        seen.append(await stores.jobs.dataset_in_use(dataset.id))
+        return seen
+
+    assert in_store(settings, scenario) == [False, True, True, False]
+
+
+def test_only_one_of_many_concurrent_claims_wins(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[Job | None]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        return await asyncio.gather(*(stores.jobs.claim_job(job.id, worker=f"w{i}") for i in range(8)))
+
+    claims = in_store(settings, scenario)
+    winners = [claim for claim in claims if claim is not None]
+    assert len(winners) == 1
+    assert winners[0].state is JobState.RUNNING and winners[0].started is not None
+
+
+def test_a_job_is_finished_only_by_the_worker_that_holds_it(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        await stores.jobs.claim_job(job.id, worker="holder")
+        outcome: dict[str, Any] = {
+            "state": JobState.SUCCEEDED,
+            "exit_code": 0,
+            "error": None,
+            "outputs": [],
+            "logs": {},
+        }
+        return (
+            await stores.jobs.finish_job(job.id, worker="intruder", **outcome),
+            await stores.jobs.finish_job(job.id, worker="holder", **outcome),
+        )
+
+    intruder, holder = in_store(settings, scenario)
+    assert intruder is None
+    assert holder is not None and holder.state is JobState.SUCCEEDED and holder.finished is not None
+
+
+def test_of_concurrent_forced_changes_from_one_state_only_one_wins(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[list[Job | None], Job]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        targets = [JobState.FAILED, JobState.CANCELED, JobState.SUCCEEDED, JobState.RUNNING]
+        results = await asyncio.gather(*(stores.jobs.force_state(job, forced(job, to, f"to {to}")) for to in targets))
+        return results, await stores.jobs.get_job(job.id)
+
+    results, stored = in_store(settings, scenario)
+    winners = [result for result in results if result is not None]
+    assert len(winners) == 1 and stored == winners[0]
+    assert len(stored.history) == 1 and stored.history[0].to is stored.state
+    assert stored.history[0].from_ is JobState.QUEUED
+
+
+def test_a_forced_end_of_a_running_job_stamps_finished_and_asks_its_runner_to_stop(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Job | None:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        running = await stores.jobs.claim_job(job.id, worker="w")
+        assert running is not None
+        return await stores.jobs.force_state(running, forced(running, JobState.FAILED, "stuck"))
+
+    stopped = in_store(settings, scenario)
+    assert stopped is not None and stopped.state is JobState.FAILED
+    assert stopped.finished is not None and stopped.cancel_requested is not None
+
+
+def test_a_job_reads_back_as_it_was_written(settings: Settings) -> None:
+    job = make_job(params={"nested": {"a": [1, 2.5, "x"]}}, name="n", tags=["a", "b"], priority=9, rerun_of=new_id())
+    job = job.model_copy(update={"history": [forced(job, JobState.FAILED, "why")]})
+
+    async def scenario(stores: Stores) -> Job:
+        await stores.jobs.insert_job(job)
+        return await stores.jobs.get_job(job.id)
+
+    assert in_store(settings, scenario) == job
+
+
+def test_duplicate_id_is_a_conflict_and_unknown_id_not_found(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> None:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        with pytest.raises(Conflict):
+            await stores.jobs.insert_job(job)
+        with pytest.raises(NotFound):
+            await stores.jobs.get_job(new_id())
+
+    in_store(settings, scenario)
+
+
+def test_a_requeued_job_forgets_its_expiry(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Job | None:
+        job = ended(5, expires=utcnow(), expired=utcnow(), state=JobState.FAILED)
+        await stores.jobs.insert_job(job)
+        change = StateChange.model_validate(
+            {"at": utcnow(), "from": JobState.FAILED, "to": JobState.QUEUED, "by": "admin", "reason": "again"}
+        )
+        return await stores.jobs.requeue_job(job, change)
+
+    requeued = in_store(settings, scenario)
+    assert requeued is not None and requeued.expires is None and requeued.expired is None
