@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,10 @@ def test_the_callers_stream_has_their_events_only_and_ends_when_quiet(
     user, job_id, _ = flood
     other = make_user()
     other_job = wait_for(other, tiny_job(other)["id"])
-    mine = read_stream(user, "/v1/events", params={"wait": 2})
+    with ThreadPoolExecutor(2) as pool:  # each stream waits its two quiet seconds: side by side
+        mine, theirs = pool.map(lambda caller: read_stream(caller, "/v1/events", params={"wait": 2}), (user, other))
     assert {e["data"]["job_id"] for e in mine} == {job_id}
     assert {"state", "progress", "log"} <= {e["event"] for e in mine}
-    theirs = read_stream(other, "/v1/events", params={"wait": 2})
     assert {e["data"]["job_id"] for e in theirs} == {other_job["id"]}
 
 

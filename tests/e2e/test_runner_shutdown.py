@@ -77,7 +77,7 @@ def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: S
 def test_a_runner_killed_mid_job_takes_its_app_along_and_the_job_runs_again(own_stack: Stack) -> None:
     api = client_for(own_stack.gateway_url, own_stack.admin_username, own_stack.admin_password)
     try:
-        job = tiny_job(api, seconds=2)
+        job = tiny_job(api, seconds=1)
         wait_for_app(job["id"])
         runner = own_stack.services()[1]
         pid = runner.pid()
