@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.helpers import UserFactory, flood_copy, make_dataset, wait_for, wait_for_archive
+from tests.helpers import TINY, UserFactory, flood_copy, make_dataset, wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -72,9 +72,8 @@ def seeded(make_user: UserFactory, admin: httpx.Client, project: Path) -> tuple[
     user = make_user()
     definition = flood_copy(project, name="schemathesis-app")
     admin.post("/v1/apps", json=definition).raise_for_status()
-    grid = (project / "apps/flood/example/valley.csv").read_bytes()
-    file = user.post("/v1/files", params={"name": "valley.csv"}, content=grid).json()
-    body = {"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": file["id"]}}
+    file = user.post("/v1/files", params={"name": "data.txt"}, content=b"tiny\n").json()
+    body = {"app": TINY, "inputs": {"data": file["id"]}}
     # The jobs' events go to a registered webhook where nothing listens, so their deliveries hold failed attempts.
     user.post("/v1/webhook-secret").raise_for_status()
     webhook_id, doomed_webhook_id = (
@@ -96,7 +95,7 @@ def seeded(make_user: UserFactory, admin: httpx.Client, project: Path) -> tuple[
         "dataset_id": make_dataset(user, "schemathesis"),
         "user_id": user.get("/v1/me").json()["id"],
         "queue_id": user.post("/v1/queues", json={"name": "schemathesis"}).json()["id"],
-        "path": "depth.csv",  # one of the flood job's outputs
+        "path": "copy.txt",  # the tiny job's output
         "webhook_id": webhook_id,
     }
     doomed_queue_id = user.post("/v1/queues", json={"name": "doomed"}).json()["id"]
