@@ -4,7 +4,8 @@ RabbitMQ is the machine's own (started, or installed with apt-get as root, when 
 moto_server (S3) and secantusd-py (Mongo) are started on free ports in a temporary
 directory. The end-to-end stack gets its own queue namespace, database and bucket, so a
 development stack running beside the tests is never disturbed. A server that cannot be
-started fails the run. Helpers live in tests/helpers.py; this module holds fixtures only.
+started fails the run. Helpers live in tests/helpers.py (and tests/datasets.py, tests/stacks.py);
+this module holds fixtures only.
 """
 
 from __future__ import annotations
@@ -22,38 +23,30 @@ import pytest
 from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, wait_until
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
 from shared.settings import Settings, load
-from tests.helpers import (
+
+# The `x as x` imports re-export names tests/quern and tests/shared still take from here,
+# until they import them from tests.helpers and tests.stacks.
+from tests.helpers import UserFactory as UserFactory
+from tests.helpers import client_for
+from tests.helpers import open_multipart_uploads as open_multipart_uploads
+from tests.helpers import upload as upload
+from tests.stacks import (
     DATASET_MAX_BYTES,
     DATASET_MAX_MEMBERS,
     DATASET_MAX_RATIO,
     DATASET_RATIO_AFTER_BYTES,
-    FIXTURE_APPS,
     MAX_UPLOAD_BYTES,
     PROJECT,
     RETENTION_SWEEP_SECONDS,
     WEBHOOK_ALLOWED_NETWORKS,
     WEBHOOK_TIMEOUT_SECONDS,
-    client_for,
+    apps_dir,
     delete_queues,
     stop_all,
 )
-
-# Re-exported until tests/quern and tests/shared import them from tests.helpers (they are outside this change).
-from tests.helpers import SINGLE_PUT_MAX_BYTES as SINGLE_PUT_MAX_BYTES
-from tests.helpers import UserFactory as UserFactory
-from tests.helpers import open_multipart_uploads as open_multipart_uploads
-from tests.helpers import upload as upload
+from tests.stacks import SINGLE_PUT_MAX_BYTES as SINGLE_PUT_MAX_BYTES
 
 OWN = "-own"  # the namespace suffix of the stacks some e2e tests start for themselves
-
-
-def apps_dir(root: Path) -> Path:
-    """A directory holding the shipped apps and the test-only ones, side by side as APPS_DIR wants them."""
-    root.mkdir()
-    for app in [*(PROJECT / "apps").iterdir(), *FIXTURE_APPS.iterdir()]:
-        if (app / "app.json").is_file():
-            (root / app.name).symlink_to(app)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
-"""What the test tiers share: logged-in clients, problem checks, uploads, bundles, jobs and waits on the stack.
+"""What the test tiers share: logged-in clients, problem checks, uploads, apps, jobs and waits on the stack.
 
-Test modules import these from here, never from one another or from a conftest (which hold only
-fixtures). A wait polls a condition until a deadline; no test sleeps to let something happen.
+Test modules import these from here (datasets from tests/datasets.py, the stacks' settings from
+tests/stacks.py), never from one another or from a conftest (which hold only fixtures). A wait
+polls a condition until a deadline; no test sleeps to let something happen.
 Clients are the e2e stack's (``httpx`` over TCP) or the api tier's (``httpx2``, as starlette's
 TestClient is built on it); the helpers take either.
 """
@@ -17,37 +18,19 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import httpx2
-import pika
 from pymongo import MongoClient
 from starlette.testclient import TestClient
 
-from devstack.processes import Process
 from devstack.stack import Stack
 from shared.models import JobState
-from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS, RUN_JOB
-from tests.bundles import bundle, zip_of
+from tests.stacks import PROJECT
 
-PROJECT = Path(__file__).resolve().parent.parent
-# Settings of the test stacks (tests/conftest.py applies them), named here for the tests that rely on them.
-MAX_UPLOAD_BYTES = 200 * 2**20  # room for the CLI's 200 MB upload
-SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
-# Small dataset limits, so the hostile-bundle tests stay quick.
-DATASET_MAX_MEMBERS = 20
-DATASET_MAX_BYTES = 8 * 2**20
-DATASET_MAX_RATIO = 50
-DATASET_RATIO_AFTER_BYTES = 2**20
-RETENTION_SWEEP_SECONDS = 1  # the results workers' sweep, so retention tests see expiry within seconds
-WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8"
-WEBHOOK_TIMEOUT_SECONDS = 1.0
-# The test-only apps (tests/fixture_apps), served beside the shipped ones.
-FIXTURE_APPS = Path(__file__).resolve().parent / "fixture_apps"
 TINY = "tiny"  # copies its input after a pause and exits with the code asked for: plumbing without numpy
 VALLEY = "apps/flood/example/valley.csv"
 TERMINAL = frozenset(state.value for state in JobState if state.terminal)
@@ -124,7 +107,7 @@ def eventually(check: Callable[[], T | None], what: str, *, timeout: float = 30,
     return answer
 
 
-# Files and datasets
+# Files
 
 
 def upload(api: Client, name: str, data: bytes, **params: str) -> dict[str, Any]:
@@ -142,27 +125,6 @@ def open_multipart_uploads(s3: Any, bucket: str) -> set[tuple[str, str]]:
     """
     answer = s3.list_multipart_uploads(Bucket=bucket)
     return {(upload["Key"], upload["UploadId"]) for upload in answer.get("Uploads", [])}
-
-
-def unique(prefix: str = "ds") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def post_dataset(api: Client, filename: str, data: bytes, **fields: Any) -> Response:
-    """Upload a bundle and ask for a dataset of it under a fresh name (unless ``fields`` name it)."""
-    file = upload(api, filename, data)
-    return api.post("/v1/datasets", json={"file_id": file["id"], "name": unique(), **fields})
-
-
-def new_dataset(api: Client, files: dict[str, bytes], kind: str = "zip", **fields: Any) -> dict[str, Any]:
-    """A dataset of a ``kind`` bundle holding ``files``."""
-    response = post_dataset(api, *bundle(kind, files), **fields)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def object_bytes(s3: Any, stack: Stack, key: str) -> bytes:
-    return s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
 
 
 def objects(s3: Any, stack: Stack, job_id: str) -> list[str]:
@@ -184,14 +146,6 @@ def put(upload: dict[str, Any], data: bytes) -> None:
     """PUT ``data`` to the upload's presigned URL, as a client does (no credentials)."""
     response = httpx.put(upload["put"]["url"], content=data, headers=upload["put"]["headers"])
     assert response.status_code == 200, response.text
-
-
-def make_dataset(user: Client, name: str) -> str:
-    """A small dataset owned by ``user``; returns its id."""
-    bundle_file = upload(user, f"{name}.zip", zip_of({"data/a.csv": b"x,y\n1,2\n"}))
-    answer = user.post("/v1/datasets", json={"file_id": bundle_file["id"], "name": name})
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
 
 
 # Apps and jobs
@@ -437,26 +391,3 @@ def orphan(stack: Stack, job_id: str, *, worker: str) -> None:
         mongo[stack.database]["jobs"].update_one(
             {"_id": job_id}, {"$set": {"state": "RUNNING", "worker": worker, "started": datetime.now(UTC)}}
         )
-
-
-# The stack's processes and queues
-
-
-def stop_all(processes: list[Process]) -> None:
-    """Stop the processes side by side, so their grace periods overlap rather than add up."""
-    with ThreadPoolExecutor(max(1, len(processes))) as pool:
-        list(pool.map(Process.stop, processes))
-
-
-def delete_queues(stack: Stack, namespace: str) -> None:
-    """Remove every queue quern's services declare in ``namespace`` (with their delay and dead-letter queues)."""
-    connection = pika.BlockingConnection(pika.URLParameters(stack.rabbitmq_url))
-    try:
-        for task in (RUN_JOB, PACKAGE_RESULTS, DELIVER_WEBHOOK):
-            base = task.queue_name(namespace)
-            for name in (base, f"{base}.DQ", f"{base}.XQ"):
-                channel = connection.channel()
-                channel.queue_delete(name)
-                channel.close()
-    finally:
-        connection.close()

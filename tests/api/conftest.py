@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.helpers import ApiUserFactory, delete_queues, gateway_client, log_in
+from tests.helpers import ApiUserFactory, gateway_client, log_in
+from tests.stacks import delete_queues
 
 
 @pytest.fixture(scope="session")

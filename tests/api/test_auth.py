@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.helpers import ApiUserFactory, gateway_client, log_in, make_dataset, problem
+from tests.datasets import make_dataset
+from tests.helpers import ApiUserFactory, gateway_client, log_in, problem
 
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
 PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"}

@@ -18,19 +18,9 @@ import httpx2
 import pytest
 
 from devstack.stack import Stack
-from tests.bundles import MODEL, bundle, entry, tar_of, zip_of
-from tests.helpers import (
-    DATASET_MAX_BYTES,
-    DATASET_MAX_MEMBERS,
-    ApiUserFactory,
-    new_dataset,
-    object_bytes,
-    orphan,
-    post_dataset,
-    problem,
-    unique,
-    upload,
-)
+from tests.datasets import MODEL, bundle, entry, new_dataset, object_bytes, post_dataset, tar_of, unique, zip_of
+from tests.helpers import ApiUserFactory, orphan, problem, upload
+from tests.stacks import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS
 
 FILES = {
     "readme.txt": b"hello\n",

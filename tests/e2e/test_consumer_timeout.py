@@ -26,7 +26,8 @@ import pytest
 
 from devstack.processes import Process, free_port, port_open, wait_until
 from devstack.stack import Stack
-from tests.helpers import client_for, read_stream, script_app, states, stop_all, wait_for
+from tests.helpers import client_for, read_stream, script_app, states, wait_for
+from tests.stacks import stop_all
 
 pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_MS = 3000

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.bundles import MODEL
-from tests.helpers import UserFactory, new_dataset, object_bytes, wait_for, wait_for_archive
+from tests.datasets import MODEL, new_dataset, object_bytes
+from tests.helpers import UserFactory, wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
 

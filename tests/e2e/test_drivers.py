@@ -23,7 +23,8 @@ import pytest
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.helpers import archive_members, client_for, processes_mentioning, stop_all, wait_for
+from tests.helpers import archive_members, client_for, processes_mentioning, wait_for
+from tests.stacks import stop_all
 
 pytestmark = pytest.mark.e2e
 

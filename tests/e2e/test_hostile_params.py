@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from tests.helpers import UserFactory, archive_members, echo_app, wait_for
+from tests.helpers import script_app as script_app
 
 # Re-exported until tests/quern imports it from tests.helpers (it is outside this change).
-from tests.helpers import script_app as script_app
 
 pytestmark = pytest.mark.e2e
 

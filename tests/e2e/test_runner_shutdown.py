@@ -18,12 +18,12 @@ from tests.helpers import (
     eventually,
     long_job,
     processes_mentioning,
-    stop_all,
     tiny_job,
     wait_for,
     wait_for_app,
     wait_for_archive,
 )
+from tests.stacks import stop_all
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ from shared.broker import Broker
 from shared.settings import Settings
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
 from tests.helpers import VALLEY, UserFactory, problem, run_flood, tiny_job, upload, wait_for_archive
+from tests.helpers import wait_for as wait_for
 
 # Re-exported until tests/quern imports it from tests.helpers (it is outside this change).
-from tests.helpers import wait_for as wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -1,11 +1,16 @@
-"""Bundles the tests upload for datasets: zip and tar archives built in memory, and a model folder to put in one."""
+"""Datasets the tests make: zip and tar bundles built in memory, uploaded and turned into datasets."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import tarfile
+import uuid
 import zipfile
+from typing import Any
+
+from devstack.stack import Stack
+from tests.helpers import Client, Response, upload
 
 # A model folder whose control file names the tables beside it by relative path.
 MODEL = {
@@ -47,3 +52,32 @@ def bundle(kind: str, files: dict[str, bytes]) -> tuple[str, bytes]:
     if kind == "zip":
         return "bundle.zip", zip_of(files)
     return f"bundle.{kind}", tar_of(*(entry(name, data) for name, data in files.items()), gz=kind == "tar.gz")
+
+
+def unique(prefix: str = "ds") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def post_dataset(api: Client, filename: str, data: bytes, **fields: Any) -> Response:
+    """Upload a bundle and ask for a dataset of it under a fresh name (unless ``fields`` name it)."""
+    file = upload(api, filename, data)
+    return api.post("/v1/datasets", json={"file_id": file["id"], "name": unique(), **fields})
+
+
+def new_dataset(api: Client, files: dict[str, bytes], kind: str = "zip", **fields: Any) -> dict[str, Any]:
+    """A dataset of a ``kind`` bundle holding ``files``."""
+    response = post_dataset(api, *bundle(kind, files), **fields)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def make_dataset(user: Client, name: str) -> str:
+    """A small dataset owned by ``user``; returns its id."""
+    bundle_file = upload(user, f"{name}.zip", zip_of({"data/a.csv": b"x,y\n1,2\n"}))
+    answer = user.post("/v1/datasets", json={"file_id": bundle_file["id"], "name": name})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def object_bytes(s3: Any, stack: Stack, key: str) -> bytes:
+    return s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
