@@ -10,7 +10,6 @@ this module holds fixtures only.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from shared.settings import Settings, load
 # The `x as x` imports re-export names tests/quern and tests/shared still take from here,
 # until they import them from tests.helpers and tests.stacks.
 from tests.helpers import UserFactory as UserFactory
-from tests.helpers import client_for
+from tests.helpers import add_user, client_for
 from tests.helpers import open_multipart_uploads as open_multipart_uploads
 from tests.helpers import upload as upload
 from tests.stacks import (
@@ -137,10 +136,7 @@ def make_user(stack: Stack, admin: httpx.Client) -> Iterator[UserFactory]:
     clients: list[httpx.Client] = []
 
     def make(role: str = "user") -> httpx.Client:
-        username, password = f"u{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
-        answer = admin.post("/v1/users", json={"username": username, "password": password, "role": role})
-        assert answer.status_code == 201, answer.text
-        clients.append(client_for(stack.gateway_url, username, password))
+        clients.append(client_for(stack.gateway_url, *add_user(admin, role)))
         return clients[-1]
 
     yield make

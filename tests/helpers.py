@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import re
+import secrets
 import tarfile
 import time
 import uuid
@@ -57,6 +58,14 @@ def log_in(client: AnyClient, username: str, password: str) -> AnyClient:
 def client_for(base_url: str, username: str, password: str) -> httpx.Client:
     """An HTTP client of a stack's gateway, logged in as ``username``."""
     return log_in(httpx.Client(base_url=base_url, timeout=60), username, password)
+
+
+def add_user(admin: Client, role: str = "user") -> tuple[str, str]:
+    """A new user, created through the admin API: (username, password)."""
+    username, password = f"u{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
+    answer = admin.post("/v1/users", json={"username": username, "password": password, "role": role})
+    assert answer.status_code == 201, answer.text
+    return username, password
 
 
 class _Gateway(httpx2.BaseTransport):

@@ -8,8 +8,6 @@ starts nothing, so a test that asks for it never brings up the services by mista
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -20,7 +18,7 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.helpers import ApiUserFactory, gateway_client, log_in
+from tests.helpers import ApiUserFactory, add_user, gateway_client, log_in
 from tests.stacks import delete_queues
 
 
@@ -85,10 +83,7 @@ def make_user(gateway: TestClient, admin: httpx2.Client) -> Iterator[ApiUserFact
     clients: list[httpx2.Client] = []
 
     def make(role: str = "user") -> httpx2.Client:
-        username, password = f"u{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
-        answer = admin.post("/v1/users", json={"username": username, "password": password, "role": role})
-        assert answer.status_code == 201, answer.text
-        clients.append(log_in(gateway_client(gateway), username, password))
+        clients.append(log_in(gateway_client(gateway), *add_user(admin, role)))
         return clients[-1]
 
     yield make
