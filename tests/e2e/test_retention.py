@@ -1,6 +1,6 @@
 """Retention over the real stack: expired jobs lose their objects and answer 410; lost packagings are redone.
 
-The results workers sweep every second here (``RETENTION_SWEEP_SECONDS`` in tests/conftest.py).
+The results workers sweep every second here (``RETENTION_SWEEP_SECONDS`` in tests/stacks.py).
 That deleting a job leaves no object behind is tested in test_jobs.py
 (``test_deleting_a_finished_job_removes_its_objects_and_record``).
 """
