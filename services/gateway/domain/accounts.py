@@ -1,15 +1,35 @@
-"""Users and their accounts: creating them, the first admin."""
+"""Users and their accounts: creating them, the first admin, logging in, who may see or manage whom, keys."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
 import structlog
 
-from services.gateway.domain.credentials import hash_password, new_api_key
-from shared.errors import Duplicate
+from services.gateway.domain.credentials import hash_password, issue_token, new_api_key, password_matches
+from shared.errors import BadCredentials, Conflict, Duplicate, Forbidden, NotFound
 from shared.models import ApiKey, Role, User, new_id, utcnow
 from shared.store.accounts import AccountStore
 
 log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a user, who sees and manages only their own account, or an admin, who manages everyone's."""
+
+    user_id: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A signed bearer token and when it expires."""
+
+    token: str
+    expires: datetime
 
 
 async def create_user(*, accounts: AccountStore, username: str, password: str, role: Role) -> User:
@@ -30,6 +50,57 @@ async def ensure_admin(*, accounts: AccountStore, username: str, password: str) 
             await create_user(accounts=accounts, username=username, password=password, role=Role.ADMIN)
         except Duplicate:
             pass  # another gateway replica created it first
+
+
+async def log_in(*, accounts: AccountStore, username: str, password: str, secret: str, ttl_seconds: int) -> AccessToken:
+    """A bearer token for this username and password; BadCredentials, the same for every reason, otherwise."""
+    user = await accounts.find_user(username)
+    # The password is checked before anything else, so an unknown or disabled user takes as long to refuse.
+    if not password_matches(user, password) or user is None or user.disabled:
+        log.info("login_refused", username=username)
+        raise BadCredentials("wrong username or password")
+    token, expires = issue_token(user, secret=secret, ttl_seconds=ttl_seconds)
+    log.info("login", user_id=user.id)
+    return AccessToken(token, expires)
+
+
+def check_reach(user_id: str, caller: Caller) -> None:
+    """NotFound for another user's account unless the caller is an admin: to a user, it does not exist."""
+    if not caller.is_admin and user_id != caller.user_id:
+        raise NotFound(f"no user {user_id}")
+
+
+def check_may_manage(user_id: str, caller: Caller) -> None:
+    """NotFound for another user's account, then Forbidden unless the caller is an admin."""
+    check_reach(user_id, caller)
+    if not caller.is_admin:
+        raise Forbidden()
+
+
+async def describe_user(*, accounts: AccountStore, user_id: str, caller: Caller) -> User:
+    """A user as the caller may see it: an admin sees anyone, a user themselves only."""
+    check_reach(user_id, caller)
+    return await accounts.get_user(user_id)
+
+
+async def disable_user(*, accounts: AccountStore, user_id: str, caller: Caller) -> User:
+    """Disable a user's account (its resources are kept); an admin cannot disable their own."""
+    check_may_manage(user_id, caller)
+    if user_id == caller.user_id:
+        raise Conflict("an admin cannot disable their own account")
+    user = await accounts.set_user_disabled(user_id, True)
+    log.info("user_disabled", user_id=user.id)
+    return user
+
+
+async def limit_user(
+    *, accounts: AccountStore, wake: Callable[[], None], user_id: str, max_running: int | None
+) -> User:
+    """Set a user's own limit of jobs running at once (None: the deployment's); the dispatcher looks again."""
+    user = await accounts.set_user_limit(user_id, max_running)
+    log.info("user_limit_set", user_id=user.id, max_running=user.max_running)
+    wake()  # a changed limit may let waiting jobs start now, not at the next pass
+    return user
 
 
 async def create_key(*, accounts: AccountStore, owner: str, name: str) -> tuple[ApiKey, str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -20,11 +20,7 @@ from services.gateway.domain.retention import require_not_expired
 from shared.apps import matching_outputs
 from shared.broker import Broker
 from shared.errors import Invalid, NotYet, Unavailable, Violation
-from shared.models import (
-    Job,
-    Selection,
-    utcnow,
-)
+from shared.models import Archive, Job, Selection, utcnow
 from shared.storage import ObjectStorage
 from shared.store.archives import ArchiveStore
 from shared.store.jobs import JobStore
@@ -33,26 +29,50 @@ from shared.tasks import PACKAGE_SELECTION
 log = structlog.get_logger()
 
 
-async def archive_link(
-    *, jobs: JobStore, storage: ObjectStorage, job_id: str, owner: str | None, expires_in: int
-) -> dict[str, Any]:
-    """A presigned download of the job's archive, or Conflict while it is not packaged yet."""
+@dataclass(frozen=True)
+class ArchiveDownload:
+    """A presigned download of one of a job's archives: the full one (``include`` None) or a selection's."""
+
+    url: str
+    expires_at: datetime
+    archive: Archive
+    include: list[str] | None
+
+
+async def archive_download(
+    *,
+    jobs: JobStore,
+    archives: ArchiveStore,
+    storage: ObjectStorage,
+    broker: Broker,
+    job_id: str,
+    owner: str | None,
+    include: list[str],
+    expires_in: int,
+) -> ArchiveDownload:
+    """A presigned download of the job's full archive (no ``include``) or of the one of only the outputs it matches.
+
+    NotYet (409, Retry-After) until the archive is there; the first request for a selection has it packaged.
+    """
     job = await jobs.get_job(job_id, owner=owner)
     require_not_expired(job)
+    if include:
+        archive = await selected_archive(archives=archives, broker=broker, job=job, include=include)
+        filename = f"{job.id}-{selection_digest(include)[:12]}.tar.gz"
+    else:
+        archive, filename = full_archive(job), f"{job.id}.tar.gz"
+    url, expires_at = await run_in_threadpool(
+        storage.presign_get, archive.key, expires_in=expires_in, filename=filename
+    )
+    return ArchiveDownload(url=url, expires_at=expires_at, archive=archive, include=include or None)
+
+
+def full_archive(job: Job) -> Archive:
+    """The job's archive of everything it left; NotYet while it is not packaged."""
     if job.archive is None:
         waiting = "is packaged" if job.state.terminal else f"finishes (it is {job.state.value})"
         raise NotYet(f"job {job.id} has no archive yet; ask again once it {waiting}", retry_after=2)
-    url, expires_at = await run_in_threadpool(
-        storage.presign_get, job.archive.key, expires_in=expires_in, filename=f"{job.id}.tar.gz"
-    )
-    return {
-        "url": url,
-        "expires_at": expires_at.isoformat(),
-        "size": job.archive.size,
-        "sha256": job.archive.sha256,
-        "created": job.archive.created.isoformat(),
-        "include": None,
-    }
+    return job.archive
 
 
 MAX_GLOBS = 20
@@ -83,39 +103,21 @@ async def request_packaging(
     log.info("selection_requested", job_id=job.id, digest=digest, include=include)
 
 
-async def selection_link(
-    *,
-    jobs: JobStore,
-    archives: ArchiveStore,
-    storage: ObjectStorage,
-    broker: Broker,
-    job_id: str,
-    owner: str | None,
-    include: list[str],
-    expires_in: int,
-) -> dict[str, Any]:
-    """A presigned download of the archive of the outputs ``include`` matches; NotYet while it is being packaged."""
-    job = await jobs.get_job(job_id, owner=owner)
-    require_not_expired(job)
+def check_selection(job: Job, include: list[str]) -> None:
+    """NotYet while the job runs (its outputs are not known), Invalid if ``include`` matches none of them."""
     if not job.state.terminal:
         raise NotYet(f"job {job.id} is {job.state.value}; its outputs can be selected once it finishes", retry_after=5)
     if not matching_outputs(job.outputs, include):
         detail = "matches none of the job's outputs"
         raise Invalid(f"include {include} {detail}", [Violation("/include", detail)])
+
+
+async def selected_archive(*, archives: ArchiveStore, broker: Broker, job: Job, include: list[str]) -> Archive:
+    """The archive of the outputs ``include`` matches; NotYet, having asked for its packaging, until it is there."""
+    check_selection(job, include)
     digest = selection_digest(include)
     selection = job.selections.get(digest)
     if selection is None or selection.archive is None:
         await request_packaging(archives=archives, broker=broker, job=job, digest=digest, include=include)
         raise NotYet(f"the archive of job {job.id} with include {include} is being packaged; ask again", retry_after=2)
-    archive = selection.archive
-    url, expires_at = await run_in_threadpool(
-        storage.presign_get, archive.key, expires_in=expires_in, filename=f"{job.id}-{digest[:12]}.tar.gz"
-    )
-    return {
-        "url": url,
-        "expires_at": expires_at.isoformat(),
-        "size": archive.size,
-        "sha256": archive.sha256,
-        "created": archive.created.isoformat(),
-        "include": include,
-    }
+    return selection.archive

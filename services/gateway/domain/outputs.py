@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.retention import require_not_expired
 from shared.errors import NotFound, NotYet
-from shared.models import Job
+from shared.models import Job, OutputFile
 from shared.storage import ObjectStorage
 from shared.store.jobs import JobStore
+
+
+@dataclass(frozen=True)
+class OutputDownload:
+    """Presigned GET and HEAD URLs of one output, and when they stop working."""
+
+    output: OutputFile
+    url: str
+    head_url: str
+    expires_at: datetime
 
 
 async def finished_job(job_id: str, *, owner: str | None, jobs: JobStore) -> Job:
@@ -25,7 +36,7 @@ async def finished_job(job_id: str, *, owner: str | None, jobs: JobStore) -> Job
 
 async def output_link(
     *, jobs: JobStore, storage: ObjectStorage, job_id: str, owner: str | None, path: str, expires_in: int
-) -> dict[str, Any]:
+) -> OutputDownload:
     """Presigned GET (saved under the output's base name) and HEAD URLs of one output of a finished job."""
     job = await finished_job(job_id, owner=owner, jobs=jobs)
     output = next((each for each in job.outputs if each.path == path), None)
@@ -34,12 +45,4 @@ async def output_link(
     filename = PurePosixPath(output.path).name
     url, expires_at = await run_in_threadpool(storage.presign_get, output.key, expires_in=expires_in, filename=filename)
     head_url, _ = await run_in_threadpool(storage.presign_head, output.key, expires_in=expires_in)
-    return {
-        "path": output.path,
-        "url": url,
-        "head_url": head_url,
-        "expires_at": expires_at.isoformat(),
-        "size": output.size,
-        "sha256": output.sha256,
-        "content_type": output.content_type,
-    }
+    return OutputDownload(output=output, url=url, head_url=head_url, expires_at=expires_at)

@@ -105,6 +105,20 @@ def current_versions(versions: list[RegisteredApp]) -> list[RegisteredApp]:
     return [chosen[name] for name in sorted(chosen)]
 
 
+async def listed_apps(*, apps: AppStore, with_disabled: bool) -> list[RegisteredApp]:
+    """Every app in its current version, by name; a disabled one only ``with_disabled`` (for admins)."""
+    listed = current_versions(await apps.app_versions())
+    return listed if with_disabled else [app for app in listed if app.disabled is None]
+
+
+async def versions_of(name: str, *, apps: AppStore) -> list[RegisteredApp]:
+    """Every version of app ``name``, newest first; NotFound if there is none."""
+    versions = await apps.app_versions(name)
+    if not versions:
+        raise NotFound(f"no app {name!r}")
+    return versions
+
+
 async def describe_version(name: str, version: str | None, *, apps: AppStore) -> RegisteredApp:
     """One version of an app (the current one unless ``version`` is given), or NotFound."""
     if version is not None:

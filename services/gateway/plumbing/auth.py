@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.gateway.domain.accounts import Caller
 from services.gateway.domain.credentials import KEY_PREFIX, key_owner, read_token
 from shared.errors import AppError, BadCredentials, Forbidden, NotFound, Unauthorized
 from shared.models import Role, User
@@ -49,6 +50,11 @@ class Principal:
     def owner_filter(self) -> str | None:
         """What to filter stored resources by: the caller's id, or None for an admin, who sees all."""
         return None if self.is_admin else self.user_id
+
+    @property
+    def caller(self) -> Caller:
+        """The caller as domain operations take it."""
+        return Caller(user_id=self.user_id, is_admin=self.is_admin)
 
 
 class Authenticator:

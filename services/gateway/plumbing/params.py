@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -55,8 +55,28 @@ def integer(request: Request, name: str, default: int, *, low: int, high: int) -
     return int(raw)
 
 
-def link_response(link: dict[str, Any], *, redirect: bool) -> Response:
-    """A presigned link as JSON, or (``?redirect=1``) a 302 to its URL."""
+class Linked(Protocol):
+    """An answer that carries a URL to follow."""
+
+    @property
+    def url(self) -> str: ...
+
+
+L = TypeVar("L", bound=Linked)
+
+
+@overload
+def link_response(link: L, *, redirect: bool) -> L | RedirectResponse: ...
+
+
+@overload
+def link_response(link: dict[str, Any], *, redirect: bool) -> Response: ...
+
+
+def link_response(link: Linked | dict[str, Any], *, redirect: bool) -> Linked | Response:
+    """A presigned link's answer (a model, or a plain dict sent as JSON), or (``?redirect=1``) a 302 to its URL."""
+    # Plain dicts remain until every caller answers a typed model; then this takes only models.
+    url = link["url"] if isinstance(link, dict) else link.url
     if redirect:
-        return RedirectResponse(link["url"], status_code=302)
-    return JSONResponse(link)
+        return RedirectResponse(url, status_code=302)
+    return JSONResponse(link) if isinstance(link, dict) else link

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from starlette.responses import Response
 
-from services.gateway.plumbing.params import parse_timestamp
+from services.gateway.plumbing.answers import Out
+from services.gateway.plumbing.params import link_response, parse_timestamp
 from shared.errors import BadRequest
 
 
@@ -29,3 +32,23 @@ def test_iso_timestamps_are_read_with_utc_as_the_default_zone(text: str, expecte
 def test_anything_else_is_bad_request_naming_the_parameter(text: str) -> None:
     with pytest.raises(BadRequest, match="created_before"):
         parse_timestamp("created_before", text)
+
+
+class Linked(Out):
+    url: str
+    size: int
+
+
+def test_a_link_answers_its_model_unless_a_redirect_is_asked_for() -> None:
+    answer = Linked(url="https://s3.example/bucket/key?signature=x", size=3)
+    assert link_response(answer, redirect=False) is answer
+    redirect = link_response(answer, redirect=True)
+    assert isinstance(redirect, Response)
+    assert redirect.status_code == 302 and redirect.headers["location"] == answer.url
+
+
+def test_a_plain_dict_link_is_sent_as_json_or_redirected_the_same_way() -> None:
+    link = {"url": "https://s3.example/bucket/key?signature=x", "size": 3}
+    assert json.loads(bytes(link_response(link, redirect=False).body)) == link
+    redirect = link_response(link, redirect=True)
+    assert redirect.status_code == 302 and redirect.headers["location"] == link["url"]

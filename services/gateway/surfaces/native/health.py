@@ -2,53 +2,47 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
+from typing import Literal
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from services.gateway.deps import deps
+from services.gateway.domain.readiness import check_backends
+from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.problems import problem_response
-from services.gateway.surfaces.native.schemas import Health, Ready
-from shared.errors import AppError, Unavailable
+from shared.errors import Unavailable
 
 resource = Resource("health")
-CHECK_TIMEOUT_SECONDS = 3.0
+
+
+class Health(Out):
+    status: Literal["ok"]
+
+
+class Ready(Out):
+    status: Literal["ready"]
+    checks: dict[str, str]
 
 
 @resource.endpoint("GET", "/healthz", summary="The process answers", answer=Health, public=True)
-async def healthz(request: Request) -> Response:
+async def healthz(request: Request) -> Health:
     """The process answers."""
-    return JSONResponse({"status": "ok"})
-
-
-async def _check(probe: Awaitable[None]) -> str:
-    try:
-        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
-    except (AppError, TimeoutError) as exc:
-        return f"unavailable: {exc}" if str(exc) else "unavailable: no answer in time"
-    return "ok"
+    return Health(status="ok")
 
 
 @resource.endpoint(
     "GET", "/readyz", summary="Mongo, S3 and RabbitMQ all answer", answer=Ready, errors=(503,), public=True
 )
-async def readyz(request: Request) -> Response:
+async def readyz(request: Request) -> Ready | Response:
     """Ready only when every backend answers; 503 problem naming the ones that do not."""
     d = deps(request)
-    names = ("mongo", "s3", "rabbitmq")
-    results = await asyncio.gather(
-        _check(d.stores.ping()), _check(run_in_threadpool(d.storage.ping)), _check(run_in_threadpool(d.broker.ping))
-    )
-    checks = dict(zip(names, results, strict=True))
-    if all(result == "ok" for result in results):
-        if not d.setup_done:
-            await d.finish_setup()
-        return JSONResponse({"status": "ready", "checks": checks})
-    failing = ", ".join(name for name, result in checks.items() if result != "ok")
-    detail, headers = f"not ready: {failing}", {"Retry-After": "5"}
-    kind, title = Unavailable.kind, Unavailable.title
-    return problem_response(request, 503, detail, kind=kind, title=title, headers=headers, checks=checks)
+    readiness = await check_backends(stores=d.stores, storage=d.storage, broker=d.broker)
+    if not readiness.ready:
+        detail, headers = f"not ready: {', '.join(readiness.failing)}", {"Retry-After": "5"}
+        kind, title = Unavailable.kind, Unavailable.title
+        return problem_response(request, 503, detail, kind=kind, title=title, headers=headers, checks=readiness.checks)
+    if not d.setup_done:
+        await d.finish_setup()
+    return Ready(status="ready", checks=readiness.checks)

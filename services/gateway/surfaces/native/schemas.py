@@ -12,32 +12,7 @@ from pydantic import ConfigDict, Field
 
 from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.pages import PageOut
-from shared.models import JobState, Role
-
-
-class Health(Out):
-    status: Literal["ok"]
-
-
-class Ready(Out):
-    status: Literal["ready"]
-    checks: dict[str, str]
-
-
-class Token(Out):
-    access_token: str
-    token_type: Literal["bearer"]
-    expires_at: str
-
-
-class UserOut(Out):
-    id: str
-    url: str
-    username: str
-    role: Role
-    disabled: bool
-    max_running: int | None = Field(description="the user's own limit of jobs at once; null: the deployment's")
-    created: str
+from shared.models import JobState
 
 
 class FileOut(Out):
@@ -103,35 +78,6 @@ class DatasetSummary(Out):
 
 class DatasetOut(DatasetSummary):
     members: list[MemberOut]
-
-
-class AppSummary(Out):
-    name: str
-    url: str
-    version: str
-    description: str
-    disabled: bool = Field(description="This version takes no new jobs (for an app: none of its versions does)")
-    source: Literal["directory", "api"] = Field(description="Registered from the app directory or through the API")
-    registered: str
-    registered_by: str
-
-
-class AppOut(AppSummary):
-    parameters: dict[str, Any] = Field(description="JSON Schema of the parameters")
-    inputs: dict[str, dict[str, Any]]
-    outputs: list[str]
-    timeout: dict[str, int]
-    limits: dict[str, int | None]
-    command: list[str]
-    driver: Literal["local", "docker"] = Field(description="How runners start the app: a local process or a container")
-    image: str | None = Field(description="The container image (docker apps)")
-    example: dict[str, Any] | None
-    disabled_at: str | None
-    disabled_by: str | None
-
-
-class AppList(Out):
-    items: list[AppSummary]
 
 
 class OutputOut(Out):
@@ -226,82 +172,6 @@ class JobOut(Out):
     links: JobLinks
 
 
-class LogSlice(Out):
-    name: str
-    offset: int = Field(description="where this slice starts")
-    size: int = Field(description="the whole log's size in bytes")
-    next_offset: int = Field(description="where the next slice starts (size once at the end)")
-    text: str = Field(description="the bytes as UTF-8 (invalid sequences replaced)")
-
-
-class ArchiveLink(Out):
-    url: str
-    expires_at: str
-    size: int
-    sha256: str
-    created: str
-    include: list[str] | None = Field(description="a selective archive's globs, sorted; null for the full archive")
-
-
-# Outputs: listed, and downloaded one at a time
-
-
-class ListedOutput(Out):
-    path: str = Field(description="relative to the app's working directory")
-    size: int
-    sha256: str
-    content_type: str
-    url: str = Field(description="the route that hands out this output's download link")
-
-
-class OutputList(Out):
-    job_id: str
-    items: list[ListedOutput] = Field(description="every output of the job (not paginated)")
-
-
-class OutputLink(Out):
-    path: str
-    url: str = Field(description="presigned GET; saves as the output's base name")
-    head_url: str = Field(description="presigned HEAD (S3 signs the method, so the GET URL will not do)")
-    expires_at: str
-    size: int
-    sha256: str
-    content_type: str
-
-
-class WorkerOut(Out):
-    id: str
-    service: str
-    host: str
-    pid: int
-    concurrency: int
-    busy: int
-    queues: list[str]
-    started: str
-    last_heartbeat: str
-    seconds_since_heartbeat: float
-    alive: bool
-
-
-class QueueDepth(Out):
-    messages: int
-    consumers: int
-
-
-class JobCounts(Out):
-    scope: Literal["all", "mine"]
-    queued: int
-    running: int
-    by_app: dict[str, dict[str, int]]
-    by_queue: dict[str, dict[str, int]] = Field(description="queue name (an admin's: OWNER_ID/name) -> state -> count")
-
-
-class Cluster(Out):
-    workers: list[WorkerOut]
-    queues: dict[str, QueueDepth]
-    jobs: JobCounts
-
-
 class FilePage(PageOut[FileOut]):
     pass
 
@@ -312,43 +182,6 @@ class DatasetPage(PageOut[DatasetSummary]):
 
 class JobPage(PageOut[JobOut]):
     pass
-
-
-class UserPage(PageOut[UserOut]):
-    pass
-
-
-class QueueLinks(Out):
-    self: str
-    jobs: str = Field(description="the queue's jobs")
-
-
-class UserQueueOut(Out):
-    id: str
-    url: str
-    owner: str
-    name: str
-    description: str
-    paused: bool
-    created: str
-    updated: str
-    counts: dict[str, int] = Field(description="jobs per state")
-    total: int
-    links: QueueLinks
-
-
-class UserQueuePage(PageOut[UserQueueOut]):
-    pass
-
-
-class RetryOut(Out):
-    retried: list[str] = Field(description="jobs put back to QUEUED")
-    skipped: list[str] = Field(description="jobs still being packaged, or changed meanwhile; retry again later")
-    more: bool = Field(description="more jobs matched than the limit; call again")
-
-
-class RecoverOut(Out):
-    recovered: list[str] = Field(description="RUNNING jobs of gone workers put back to QUEUED")
 
 
 class BatchItem(Out):
@@ -368,48 +201,3 @@ class BatchOut(Out):
     count: int
     items: list[BatchItem]
     links: BatchLinks
-
-
-# Webhooks
-
-
-class WebhookSecretOut(Out):
-    secret: str = Field(description="whsec_...: shown in this answer only; every delivery to you is signed with it")
-    created: str
-
-
-class WebhookOut(Out):
-    id: str
-    url: str = Field(description="this webhook's own URL in the API")
-    target: str = Field(description="where events are POSTed")
-    progress: bool = Field(description="whether job.progress events are POSTed too")
-    owner: str
-    created: str
-
-
-class WebhookPage(PageOut[WebhookOut]):
-    pass
-
-
-class DeliveryAttemptOut(Out):
-    at: str
-    status_code: int | None = Field(description="the receiver's answer; null when there was none")
-    error: str | None = Field(description="why there was no answer (refused address, timeout, connection error)")
-    duration_ms: int
-
-
-class DeliveryOut(Out):
-    id: str
-    job_id: str
-    webhook: str | None = Field(description="the registered webhook; null: the job's own URL")
-    url: str
-    event: Literal["job.succeeded", "job.failed", "job.timed_out", "job.canceled"]
-    body: str = Field(description="the exact JSON text POSTed and signed")
-    state: Literal["pending", "succeeded", "failed"]
-    created: str
-    next_attempt: str | None = Field(description="when the next attempt is due, while pending")
-    attempts: list[DeliveryAttemptOut]
-
-
-class DeliveryList(Out):
-    items: list[DeliveryOut]

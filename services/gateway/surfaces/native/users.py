@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from services.gateway.deps import deps
-from services.gateway.domain.accounts import create_user
+from services.gateway.domain.accounts import check_may_manage, create_user, describe_user, disable_user, limit_user
+from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal, require_admin
 from services.gateway.plumbing.bodies import read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
-from services.gateway.plumbing.pages import PAGED, page_request, page_response
-from services.gateway.surfaces.native.schemas import UserOut, UserPage
-from shared.errors import Conflict, NotFound
+from services.gateway.plumbing.pages import PAGED, PageOut, page_request, paged
 from shared.models import Role, User
 from shared.settings import USERNAME
-
-log = structlog.get_logger()
 
 resource = Resource("users")
 
@@ -42,22 +35,37 @@ class UserChanges(BaseModel):
     )
 
 
-def render_user(request: Request, user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "url": link(request, "user", user_id=user.id),
-        "username": user.username,
-        "role": user.role.value,
-        "disabled": user.disabled,
-        "max_running": user.max_running,
-        "created": user.created.isoformat(),
-    }
+class UserOut(Out):
+    id: str
+    url: str
+    username: str
+    role: Role
+    disabled: bool
+    max_running: int | None = Field(description="the user's own limit of jobs at once; null: the deployment's")
+    created: str
+
+
+class UserPage(PageOut[UserOut]):
+    pass  # a docstring would become the schema's description in the OpenAPI document
+
+
+def render_user(request: Request, user: User) -> UserOut:
+    """A user as clients see it (never its password hash)."""
+    return UserOut(
+        id=user.id,
+        url=link(request, "user", user_id=user.id),
+        username=user.username,
+        role=user.role,
+        disabled=user.disabled,
+        max_running=user.max_running,
+        created=user.created.isoformat(),
+    )
 
 
 @resource.endpoint(
     "POST", "/users", summary="Create a user (admin)", answer=UserOut, status=201, body=NewUser, errors=(403, 409)
 )
-async def add_user(request: Request) -> Response:
+async def add_user(request: Request) -> Reply[UserOut]:
     """POST /v1/users (admin)."""
     require_admin(principal(request))
     body = await read_model(request, NewUser)
@@ -68,41 +76,36 @@ async def add_user(request: Request) -> Response:
         role=body.role,
     )
     rendered = render_user(request, user)
-    return JSONResponse(rendered, status_code=201, headers={"Location": rendered["url"]})
+    return Reply(rendered, headers={"Location": rendered.url})
 
 
 @resource.endpoint("GET", "/users", summary="List users (admin)", answer=UserPage, query=PAGED, errors=(403,))
-async def list_users(request: Request) -> Response:
+async def list_users(request: Request) -> UserPage:
     """GET /v1/users (admin)."""
     require_admin(principal(request))
     wanted = page_request(request)
     page = await deps(request).stores.accounts.list_users(limit=wanted.limit, after=wanted.after)
-    return page_response(request, page, lambda user: render_user(request, user))
+    return paged(request, page, lambda user: render_user(request, user), UserPage)
 
 
 @resource.endpoint(
     "GET", "/users/{user_id}", name="user", summary="A user (admins: anyone; users: themselves)", answer=UserOut
 )
-async def describe_user(request: Request) -> Response:
+async def describe(request: Request) -> UserOut:
     """GET /v1/users/{user_id}: admins see anyone, users themselves only."""
-    who, user_id = principal(request), request.path_params["user_id"]
-    if not who.is_admin and user_id != who.user_id:
-        raise NotFound(f"no user {user_id}")
-    return JSONResponse(render_user(request, await deps(request).stores.accounts.get_user(user_id)))
+    user_id = request.path_params["user_id"]
+    user = await describe_user(
+        accounts=deps(request).stores.accounts, user_id=user_id, caller=principal(request).caller
+    )
+    return render_user(request, user)
 
 
 @resource.endpoint("DELETE", "/users/{user_id}", summary="Disable a user (admin)", answer=UserOut, errors=(403, 409))
-async def disable_user(request: Request) -> Response:
+async def disable(request: Request) -> UserOut:
     """DELETE /v1/users/{user_id} (admin): the account is disabled, its resources kept."""
-    who, user_id = principal(request), request.path_params["user_id"]
-    if not who.is_admin and user_id != who.user_id:
-        raise NotFound(f"no user {user_id}")  # someone else's account: as if it did not exist
-    require_admin(who)
-    if user_id == who.user_id:
-        raise Conflict("an admin cannot disable their own account")
-    user = await deps(request).stores.accounts.set_user_disabled(user_id, True)
-    log.info("user_disabled", user_id=user.id)
-    return JSONResponse(render_user(request, user))
+    user_id = request.path_params["user_id"]
+    user = await disable_user(accounts=deps(request).stores.accounts, user_id=user_id, caller=principal(request).caller)
+    return render_user(request, user)
 
 
 @resource.endpoint(
@@ -114,14 +117,11 @@ async def disable_user(request: Request) -> Response:
     body=UserChanges,
     errors=(403,),
 )
-async def change_user(request: Request) -> Response:
+async def change(request: Request) -> UserOut:
     """PATCH /v1/users/{user_id} (admin): the user's own concurrency limit."""
-    who, user_id = principal(request), request.path_params["user_id"]
-    if not who.is_admin and user_id != who.user_id:
-        raise NotFound(f"no user {user_id}")
-    require_admin(who)
+    d, user_id = deps(request), request.path_params["user_id"]
+    # Whether the caller may is settled before the body is read: a 404 or 403 comes before a 422.
+    check_may_manage(user_id, principal(request).caller)
     changes = await read_model(request, UserChanges)
-    user = await deps(request).stores.accounts.set_user_limit(user_id, changes.max_running)
-    log.info("user_limit_set", user_id=user.id, max_running=user.max_running)
-    deps(request).wake()
-    return JSONResponse(render_user(request, user))
+    user = await limit_user(accounts=d.stores.accounts, wake=d.wake, user_id=user_id, max_running=changes.max_running)
+    return render_user(request, user)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, cast
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.webhooks import delete_webhook, deliveries_of, register_webhook, rotate_secret
+from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
-from services.gateway.plumbing.pages import PAGED, page_request, page_response
-from services.gateway.surfaces.native.schemas import DeliveryList, WebhookOut, WebhookPage, WebhookSecretOut
-from shared.models import Delivery, Webhook, WebhookTarget
+from services.gateway.plumbing.pages import PAGED, PageOut, page_request, paged
+from shared.models import Delivery, DeliveryAttempt, Webhook, WebhookTarget
 
 resource = Resource("webhooks")
+# A job's end, or (for receivers that asked) its progress.
+Event = Literal["job.succeeded", "job.failed", "job.timed_out", "job.canceled", "job.progress"]
 
 
 class NewWebhook(WebhookTarget):
@@ -27,32 +29,84 @@ class NewWebhook(WebhookTarget):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def render_webhook(request: Request, webhook: Webhook) -> dict[str, Any]:
+class WebhookSecretOut(Out):
+    secret: str = Field(description="whsec_...: shown in this answer only; every delivery to you is signed with it")
+    created: str
+
+
+class WebhookOut(Out):
+    id: str
+    url: str = Field(description="this webhook's own URL in the API")
+    target: str = Field(description="where events are POSTed")
+    progress: bool = Field(description="whether job.progress events are POSTed too")
+    owner: str
+    created: str
+
+
+class WebhookPage(PageOut[WebhookOut]):
+    pass  # a docstring would become the schema's description in the OpenAPI document
+
+
+class DeliveryAttemptOut(Out):
+    at: str
+    status_code: int | None = Field(description="the receiver's answer; null when there was none")
+    error: str | None = Field(description="why there was no answer (refused address, timeout, connection error)")
+    duration_ms: int
+
+
+class DeliveryOut(Out):
+    id: str
+    job_id: str
+    webhook: str | None = Field(description="the registered webhook; null: the job's own URL")
+    url: str
+    event: Event
+    body: str = Field(description="the exact JSON text POSTed and signed")
+    state: Literal["pending", "succeeded", "failed"]
+    created: str
+    next_attempt: str | None = Field(description="when the next attempt is due, while pending")
+    attempts: list[DeliveryAttemptOut]
+
+
+class DeliveryList(Out):
+    items: list[DeliveryOut]
+
+
+def render_webhook(request: Request, webhook: Webhook) -> WebhookOut:
     """The public view of a registered webhook."""
-    return {
-        "id": webhook.id,
-        "url": link(request, "webhook", webhook_id=webhook.id),
-        "target": webhook.url,
-        "progress": webhook.progress,
-        "owner": webhook.owner,
-        "created": webhook.created.isoformat(),
-    }
+    return WebhookOut(
+        id=webhook.id,
+        url=link(request, "webhook", webhook_id=webhook.id),
+        target=webhook.url,
+        progress=webhook.progress,
+        owner=webhook.owner,
+        created=webhook.created.isoformat(),
+    )
 
 
-def render_delivery(delivery: Delivery) -> dict[str, Any]:
+def render_attempt(attempt: DeliveryAttempt) -> DeliveryAttemptOut:
+    """One POST of a delivery."""
+    return DeliveryAttemptOut(
+        at=attempt.model_dump(mode="json")["at"],  # as pydantic writes it ("...Z"), as this answer always has
+        status_code=attempt.status_code,
+        error=attempt.error,
+        duration_ms=attempt.duration_ms,
+    )
+
+
+def render_delivery(delivery: Delivery) -> DeliveryOut:
     """The public view of a delivery, every attempt included."""
-    return {
-        "id": delivery.id,
-        "job_id": delivery.job_id,
-        "webhook": delivery.webhook,
-        "url": delivery.url,
-        "event": delivery.event,
-        "body": delivery.body,
-        "state": delivery.state.value,
-        "created": delivery.created.isoformat(),
-        "next_attempt": None if delivery.next_attempt is None else delivery.next_attempt.isoformat(),
-        "attempts": [attempt.model_dump(mode="json") for attempt in delivery.attempts],
-    }
+    return DeliveryOut(
+        id=delivery.id,
+        job_id=delivery.job_id,
+        webhook=delivery.webhook,
+        url=delivery.url,
+        event=cast(Event, delivery.event),  # stored as any string; the model checks it when built
+        body=delivery.body,
+        state=delivery.state.value,
+        created=delivery.created.isoformat(),
+        next_attempt=None if delivery.next_attempt is None else delivery.next_attempt.isoformat(),
+        attempts=[render_attempt(attempt) for attempt in delivery.attempts],
+    )
 
 
 @resource.endpoint(
@@ -62,10 +116,10 @@ def render_delivery(delivery: Delivery) -> dict[str, Any]:
     answer=WebhookSecretOut,
     status=201,
 )
-async def new_secret(request: Request) -> Response:
+async def new_secret(request: Request) -> WebhookSecretOut:
     """POST /v1/webhook-secret: a new signing secret, shown in this answer only (a body is ignored)."""
     secret = await rotate_secret(webhooks=deps(request).stores.webhooks, owner=principal(request).user_id)
-    return JSONResponse({"secret": secret.secret, "created": secret.created.isoformat()}, status_code=201)
+    return WebhookSecretOut(secret=secret.secret, created=secret.created.isoformat())
 
 
 @resource.endpoint(
@@ -78,7 +132,7 @@ async def new_secret(request: Request) -> Response:
     body=NewWebhook,
     errors=(409,),
 )
-async def create(request: Request) -> Response:
+async def create(request: Request) -> Reply[WebhookOut]:
     """POST /v1/webhooks {url, progress?}."""
     d = deps(request)
     body = await read_model(request, NewWebhook)
@@ -89,7 +143,7 @@ async def create(request: Request) -> Response:
         networks=d.settings.allowed_networks(),
     )
     rendered = render_webhook(request, webhook)
-    return JSONResponse(rendered, status_code=201, headers={"Location": rendered["url"]})
+    return Reply(rendered, headers={"Location": rendered.url})
 
 
 @resource.endpoint(
@@ -99,21 +153,21 @@ async def create(request: Request) -> Response:
     answer=WebhookPage,
     query=PAGED,
 )
-async def list_webhooks(request: Request) -> Response:
+async def list_webhooks(request: Request) -> WebhookPage:
     """GET /v1/webhooks: the caller's webhooks (an admin's: everyone's)."""
     wanted = page_request(request)
     page = await deps(request).stores.webhooks.list_webhooks(
         owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after
     )
-    return page_response(request, page, lambda webhook: render_webhook(request, webhook))
+    return paged(request, page, lambda webhook: render_webhook(request, webhook), WebhookPage)
 
 
 @resource.endpoint("GET", "/webhooks/{webhook_id}", name="webhook", summary="A registered webhook", answer=WebhookOut)
-async def describe(request: Request) -> Response:
+async def describe(request: Request) -> WebhookOut:
     """GET /v1/webhooks/{webhook_id}."""
     webhooks = deps(request).stores.webhooks
     webhook = await webhooks.get_webhook(request.path_params["webhook_id"], owner=principal(request).owner_filter)
-    return JSONResponse(render_webhook(request, webhook))
+    return render_webhook(request, webhook)
 
 
 @resource.endpoint(
@@ -140,7 +194,7 @@ async def remove(request: Request) -> Response:
     summary="The webhook deliveries of the job's events, oldest first, each with every attempt",
     answer=DeliveryList,
 )
-async def job_deliveries(request: Request) -> Response:
+async def job_deliveries(request: Request) -> DeliveryList:
     """GET /v1/jobs/{job_id}/deliveries: every delivery of the job's events, with its attempts."""
     stores = deps(request).stores
     deliveries = await deliveries_of(
@@ -149,4 +203,4 @@ async def job_deliveries(request: Request) -> Response:
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
     )
-    return JSONResponse({"items": [render_delivery(delivery) for delivery in deliveries]})
+    return DeliveryList(items=[render_delivery(delivery) for delivery in deliveries])
