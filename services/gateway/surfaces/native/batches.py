@@ -16,7 +16,7 @@ from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_body
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
-from services.gateway.surfaces.native.jobs import IDEMPOTENCY_KEY, parse_job_request
+from services.gateway.surfaces.native.job_requests import IDEMPOTENCY_KEY, parse_job_request
 from services.gateway.surfaces.native.schemas import BatchOut
 from shared.models import Job, new_id
 

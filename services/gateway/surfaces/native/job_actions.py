@@ -14,7 +14,8 @@ from services.gateway.domain.submission import SubmissionStores
 from services.gateway.plumbing.auth import principal, require_admin
 from services.gateway.plumbing.bodies import read_body, read_model
 from services.gateway.plumbing.endpoints import Resource
-from services.gateway.surfaces.native.jobs import MAX_BODY_BYTES, parse_job_request, render_job
+from services.gateway.surfaces.native.job_requests import MAX_JOB_BYTES, parse_job_request
+from services.gateway.surfaces.native.jobs import render_job
 from services.gateway.surfaces.native.schemas import JobOut
 
 resource = Resource("jobs")
@@ -34,7 +35,7 @@ resource = Resource("jobs")
 async def rerun(request: Request) -> Response:
     """POST /v1/jobs/{job_id}/rerun."""
     d = deps(request)
-    raw = await read_body(request, MAX_BODY_BYTES)
+    raw = await read_body(request, MAX_JOB_BYTES)
     job = await rerun_job(
         stores=SubmissionStores.of(d.stores),
         wake=d.wake,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -13,53 +12,16 @@ from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.retention import RetentionPolicy
 from services.gateway.domain.submission import JobRequest, SubmissionStores, submit_job
 from services.gateway.plumbing.auth import principal
-from services.gateway.plumbing.bodies import parse_model, read_body
-from services.gateway.plumbing.endpoints import Param, Resource
+from services.gateway.plumbing.bodies import read_body
+from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
 from services.gateway.plumbing.pages import PAGED, page_request, page_response
-from services.gateway.surfaces.native.job_filters import job_query
+from services.gateway.surfaces.native.job_filters import JOB_FILTERS, job_query
+from services.gateway.surfaces.native.job_requests import IDEMPOTENCY_KEY, MAX_JOB_BYTES, parse_job_request
 from services.gateway.surfaces.native.schemas import JobOut, JobPage
-from shared.errors import Invalid, Violation
-from shared.models import (
-    DatasetInput,
-    Job,
-    JobState,
-)
-
-M = TypeVar("M", bound=BaseModel)
+from shared.models import Job
 
 resource = Resource("jobs")
-MAX_BODY_BYTES = 1 * 2**20
-_BRANCHES = frozenset({"str", DatasetInput.__name__})
-INPUT_SHAPE = 'must be a file id, {"dataset": ID} or {"dataset": ID, "path": MEMBER}'
-
-
-QUEUE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-IDEMPOTENCY_KEY = Param(
-    "Idempotency-Key",
-    "1-255 visible ASCII characters; the same key with another request is 409; kept a day",
-    location="header",
-)
-
-
-def _input_violation(violation: Violation) -> Violation:
-    """Point at the input itself, not at the union branch pydantic tried (``[/jobs/N]/inputs/SLOT/str``)."""
-    parts = violation.pointer.split("/")
-    at = 3 if len(parts) > 3 and parts[1] == "jobs" else 1  # inside a batch, the request is at /jobs/N
-    if len(parts) < at + 3 or parts[at] != "inputs" or parts[at + 2] not in _BRANCHES:
-        return violation
-    if len(parts) == at + 3:
-        return Violation("/".join(parts[: at + 2]), INPUT_SHAPE)
-    return Violation("/".join(parts[: at + 2] + parts[at + 3 :]), violation.detail)
-
-
-def parse_job_request(raw: bytes, model: type[M] = JobRequest) -> M:  # type: ignore[assignment]
-    """The job request (or another body holding inputs), with every shape error pointed at."""
-    try:
-        return parse_model(raw, model)
-    except Invalid as exc:
-        violations = list(dict.fromkeys(_input_violation(v) for v in exc.violations))
-        raise Invalid("the job request is malformed", violations) from None
 
 
 def render_job(request: Request, job: Job) -> dict[str, Any]:
@@ -131,7 +93,7 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
 async def submit(request: Request) -> Response:
     """POST /v1/jobs."""
     d, owner = deps(request), principal(request).user_id
-    job_request: JobRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES))
+    job_request: JobRequest = parse_job_request(await read_body(request, MAX_JOB_BYTES))
 
     async def submit(job_id: str | None = None) -> Job:
         return await submit_job(
@@ -175,29 +137,7 @@ async def describe(request: Request) -> Response:
     name="jobs",
     summary="The caller's jobs (an admin's: everyone's), newest first; every filter given must hold",
     answer=JobPage,
-    query=(
-        *PAGED,
-        Param(
-            "state",
-            "Only jobs in these states: repeat it, or separate them with commas",
-            {"type": "array", "items": {"type": "string", "enum": [state.value for state in JobState]}},
-        ),
-        Param("exit_code", "Only jobs that exited with this code", {"type": "integer"}),
-        Param("app", "Only jobs of this app"),
-        Param("queue", "Only jobs of this queue (by name)", {"type": "string", "pattern": QUEUE_PATTERN}),
-        Param("batch", "Only jobs of this batch", {"type": "string", "pattern": "^[0-9a-z]{26}$"}),
-        Param("tag", "Only jobs with this tag", {"type": "string", "pattern": "^[a-z0-9._-]{1,50}$"}),
-        Param("name_prefix", "Only names starting with this text (taken literally)"),
-        Param("created_after", "ISO 8601 time"),
-        Param("created_before", "ISO 8601 time"),
-        Param("finished_after", "ISO 8601 time"),
-        Param("finished_before", "ISO 8601 time"),
-        Param(
-            "sort",
-            "created: oldest first; -created: newest first (the default)",
-            {"type": "string", "enum": ["created", "-created"]},
-        ),
-    ),
+    query=(*PAGED, *JOB_FILTERS),
     errors=(400,),
 )
 async def list_jobs(request: Request) -> Response:
