@@ -11,7 +11,7 @@ from services.gateway.domain.forced_states import ForcedState, force_state
 from services.gateway.domain.reruns import RerunRequest, rerun_job
 from services.gateway.domain.retention import RetentionPolicy
 from services.gateway.domain.submission import SubmissionStores
-from services.gateway.plumbing.auth import principal, require_admin
+from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_body, read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.surfaces.native.job_requests import MAX_JOB_BYTES, parse_job_request
@@ -103,20 +103,18 @@ async def remove(request: Request) -> Response:
     errors=(403, 409),
 )
 async def force(request: Request) -> Response:
-    """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin."""
-    who = principal(request)
-    d = deps(request)
-    job = await d.stores.jobs.get_job(request.path_params["job_id"], owner=who.owner_filter)
-    require_admin(who)
-    wanted = await read_model(request, ForcedState)
-    forced = await force_state(
+    """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin, before the body."""
+    who, d = principal(request), deps(request)
+    job = await force_state(
         jobs=d.stores.jobs,
         events=d.stores.events,
         storage=d.storage,
-        job=job,
-        wanted=wanted,
-        by=who.username,
         broker=d.broker,
+        wake=d.wake,
+        job_id=request.path_params["job_id"],
+        owner=who.owner_filter,
+        admin=who.is_admin,
+        by=who.username,
+        wanted=lambda: read_model(request, ForcedState),
     )
-    d.wake()
-    return JSONResponse(render_job(request, forced))
+    return JSONResponse(render_job(request, job))

@@ -8,9 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from services.gateway.deps import deps
-from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.retention import RetentionPolicy
-from services.gateway.domain.submission import JobRequest, SubmissionStores, submit_job
+from services.gateway.domain.submission import JobRequest, SubmissionStores, submit_job_once
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_body
 from services.gateway.plumbing.endpoints import Resource
@@ -91,33 +90,19 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
     replay=True,
 )
 async def submit(request: Request) -> Response:
-    """POST /v1/jobs."""
-    d, owner = deps(request), principal(request).user_id
+    """POST /v1/jobs: 201 with the new job, or 200 (Idempotent-Replayed) with the one its key submitted before."""
+    d = deps(request)
     job_request: JobRequest = parse_job_request(await read_body(request, MAX_JOB_BYTES))
-
-    async def submit(job_id: str | None = None) -> Job:
-        return await submit_job(
-            stores=SubmissionStores.of(d.stores),
-            request=job_request,
-            owner=owner,
-            wake=d.wake,
-            job_id=job_id,
-            retention=RetentionPolicy.of(d.settings),
-            networks=d.settings.allowed_networks(),
-        )
-
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        job, replayed = await submit(), False
-    else:
-        job, replayed = await submit_once(
-            idempotency=d.stores.idempotency,
-            owner=owner,
-            key=check_key(key),
-            request=job_request.model_dump(mode="json"),
-            submit=submit,
-            replay=lambda job_id: d.stores.jobs.get_job(job_id, owner=owner),
-        )
+    job, replayed = await submit_job_once(
+        stores=SubmissionStores.of(d.stores),
+        idempotency=d.stores.idempotency,
+        request=job_request,
+        owner=principal(request).user_id,
+        key=request.headers.get("idempotency-key"),
+        wake=d.wake,
+        retention=RetentionPolicy.of(d.settings),
+        networks=d.settings.allowed_networks(),
+    )
     body = render_job(request, job)
     if replayed:
         return JSONResponse(body, headers={"Location": body["url"], "Idempotent-Replayed": "true"})
