@@ -2,44 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from services.gateway.deps import deps
-from services.gateway.domain.batches import BatchRequest, submit_batch_once
+from services.gateway.domain.batches import BatchRequest, SubmittedBatch, submit_batch_once
 from services.gateway.domain.retention import RetentionPolicy
 from services.gateway.domain.submission import SubmissionStores
+from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_body
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
 from services.gateway.surfaces.native.job_requests import IDEMPOTENCY_KEY, parse_job_request
-from services.gateway.surfaces.native.schemas import BatchOut
-from shared.models import Job
+from shared.models import JobState
 
 resource = Resource("jobs")
 MAX_BODY_BYTES = 32 * 2**20
 
 
-def render_batch(request: Request, batch_id: str, jobs: list[Job]) -> dict[str, Any]:
+class BatchItem(Out):
+    id: str
+    url: str
+    state: JobState
+    name: str | None
+    queue: str
+
+
+class BatchLinks(Out):
+    jobs: str = Field(description="the batch's jobs, as a filtered job list")
+
+
+class BatchOut(Out):
+    batch: str
+    count: int
+    items: list[BatchItem]
+    links: BatchLinks
+
+
+def render_batch(request: Request, batch: SubmittedBatch) -> BatchOut:
     """The batch's id and a short line per job (GET each job's URL for the rest)."""
-    return {
-        "batch": batch_id,
-        "count": len(jobs),
-        "items": [
-            {
-                "id": job.id,
-                "url": link(request, "job", job_id=job.id),
-                "state": job.state.value,
-                "name": job.name,
-                "queue": job.queue,
-            }
-            for job in jobs
+    return BatchOut(
+        batch=batch.id,
+        count=len(batch.jobs),
+        items=[
+            BatchItem(
+                id=job.id, url=link(request, "job", job_id=job.id), state=job.state, name=job.name, queue=job.queue
+            )
+            for job in batch.jobs
         ],
-        "links": {"jobs": str(request.url_for("jobs").include_query_params(batch=batch_id))},
-    }
+        links=BatchLinks(jobs=str(request.url_for("jobs").include_query_params(batch=batch.id))),
+    )
 
 
 @resource.endpoint(
@@ -54,7 +67,7 @@ def render_batch(request: Request, batch_id: str, jobs: list[Job]) -> dict[str, 
     errors=(409, 413),
     replay=True,
 )
-async def submit(request: Request) -> Response:
+async def submit(request: Request) -> Reply[BatchOut]:
     """POST /v1/jobs/batch: 201 with every job's id, or 4xx and nothing stored; a repeat 200 (Idempotent-Replayed)."""
     d = deps(request)
     batch_request: BatchRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES), BatchRequest)
@@ -69,7 +82,7 @@ async def submit(request: Request) -> Response:
         retention=RetentionPolicy.of(d.settings),
         networks=d.settings.allowed_networks(),
     )
-    body = render_batch(request, batch.id, batch.jobs)
+    shown = render_batch(request, batch)
     if replayed:
-        return JSONResponse(body, headers={"Idempotent-Replayed": "true"})
-    return JSONResponse(body, status_code=201)
+        return Reply(shown, status=200, headers={"Idempotent-Replayed": "true"})
+    return Reply(shown)
