@@ -27,3 +27,11 @@ def test_users_cannot_force_states_own_job_403_another_users_404(make_user: ApiU
     problem(alice.post(f"/v1/jobs/{job['id']}/state", json=body), 403)
     problem(bob.post(f"/v1/jobs/{job['id']}/state", json=body), 404)
     assert alice.get(f"/v1/jobs/{job['id']}").json()["history"] == []
+
+
+def test_users_forcing_states_are_refused_before_their_body_is_read(make_user: ApiUserFactory, project: Path) -> None:
+    alice, bob = make_user(), make_user()
+    job = flood_job(alice, grid(alice, project))
+    body = {"state": "DONE"}  # 422 for an admin
+    problem(alice.post(f"/v1/jobs/{job['id']}/state", json=body), 403)
+    problem(bob.post(f"/v1/jobs/{job['id']}/state", json=body), 404)

@@ -1,12 +1,17 @@
-"""Batch submission: up to 10,000 jobs in one call, all validated before any is stored, all or nothing."""
+"""Batch submission: up to 10,000 jobs in one call, all validated before any is stored, all or nothing.
+
+With an ``Idempotency-Key`` (``submit_batch_once``), a repeated request answers the batch the first one submitted.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.submission import (
@@ -20,10 +25,11 @@ from services.gateway.domain.submission import (
 from services.gateway.domain.webhooks import check_webhooks
 from shared.apps import AppSpec
 from shared.errors import AppError, Conflict, Invalid, NotFound, Violation
-from shared.models import Batch, Job, state_event, utcnow
+from shared.models import Batch, Job, new_id, state_event, utcnow
 from shared.outbound import Network
 from shared.store.apps import AppStore
 from shared.store.batches import BatchStore
+from shared.store.idempotency import IdempotencyStore
 
 log = structlog.get_logger()
 MAX_BATCH = 10_000
@@ -35,6 +41,14 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH, description="each as POST /v1/jobs takes it")
+
+
+@dataclass(frozen=True)
+class SubmittedBatch:
+    """A batch's id and its jobs (on a replay, those of its jobs not deleted since)."""
+
+    id: str
+    jobs: list[Job]
 
 
 async def find_apps(batch: BatchRequest, *, apps: AppStore) -> dict[str, AppSpec | AppError]:
@@ -115,3 +129,48 @@ async def submit_batch(
     wake()
     log.info("batch_submitted", batch=batch_id, jobs=len(jobs))
     return jobs
+
+
+async def submit_batch_once(
+    *,
+    stores: SubmissionStores,
+    batches: BatchStore,
+    idempotency: IdempotencyStore,
+    batch: BatchRequest,
+    owner: str,
+    key: str | None,
+    wake: Callable[[], None],
+    retention: RetentionPolicy = KEEP_FOREVER,
+    networks: tuple[Network, ...] = (),
+) -> tuple[SubmittedBatch, bool]:
+    """The batch submitted now (False), or (True) the one an earlier request with this ``Idempotency-Key`` submitted.
+
+    Without a key every request submits a batch; a malformed key is 400, one used with another request 409.
+    """
+
+    async def submit(batch_id: str) -> SubmittedBatch:
+        jobs = await submit_batch(
+            stores=stores,
+            batches=batches,
+            batch=batch,
+            owner=owner,
+            wake=wake,
+            batch_id=batch_id,
+            retention=retention,
+            networks=networks,
+        )
+        return SubmittedBatch(batch_id, jobs)
+
+    async def replay(batch_id: str) -> SubmittedBatch:
+        return SubmittedBatch(batch_id, await batches.batch_jobs(batch_id, owner=owner))
+
+    if key is None:
+        return await submit(new_id()), False
+    return await submit_once(
+        idempotency=idempotency,
+        owner=owner,
+        key=check_key(key),
+        request={"batch": batch.model_dump(mode="json")},
+        submit=submit,
+        replay=replay,
+    )

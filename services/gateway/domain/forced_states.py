@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -9,7 +11,7 @@ from services.gateway.domain.announcements import announce_end
 from services.gateway.domain.cancellation import still_busy
 from services.gateway.domain.requeues import requeue
 from shared.broker import Broker
-from shared.errors import Conflict, NotYet
+from shared.errors import Conflict, Forbidden, NotYet
 from shared.models import Job, JobState, StateChange, job_event, state_event, utcnow
 from shared.storage import ObjectStorage
 from shared.store.events import EventStore
@@ -31,10 +33,38 @@ async def force_state(
     jobs: JobStore,
     events: EventStore,
     storage: ObjectStorage,
+    broker: Broker,
+    wake: Callable[[], None],
+    job_id: str,
+    owner: str | None,
+    admin: bool,
+    by: str,
+    wanted: Callable[[], Awaitable[ForcedState]],
+) -> Job:
+    """Force the job to the state ``wanted`` reads, then wake the dispatcher; only an admin may.
+
+    The checks keep their order: a job the caller may not see is NotFound, then a non-admin is
+    Forbidden, and only then is ``wanted`` read (so its own errors come last).
+    """
+    job = await jobs.get_job(job_id, owner=owner)
+    if not admin:
+        raise Forbidden()
+    forced = await _force(
+        jobs=jobs, events=events, storage=storage, job=job, wanted=await wanted(), by=by, broker=broker
+    )
+    wake()
+    return forced
+
+
+async def _force(
+    *,
+    jobs: JobStore,
+    events: EventStore,
+    storage: ObjectStorage,
     job: Job,
     wanted: ForcedState,
     by: str,
-    broker: Broker | None = None,
+    broker: Broker,
 ) -> Job:
     """Move ``job`` to ``wanted.state`` and record who did it and why; 409 if it is there already or moved meanwhile.
 
@@ -55,7 +85,7 @@ async def force_state(
     data = state_event(forced).data | {"reason": wanted.reason, "forced_by": by}
     await events.record_events([job_event(forced, "state", data)])
     log.warning("job_state_forced", job_id=job.id, state_from=job.state.value, state_to=wanted.state.value, by=by)
-    if broker is not None and forced.state.terminal and job.state is not JobState.RUNNING:
+    if forced.state.terminal and job.state is not JobState.RUNNING:
         await announce_end(broker, forced)  # a forced end of a running job is announced once its run is packaged
     return forced
 

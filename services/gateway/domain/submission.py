@@ -1,4 +1,7 @@
-"""Submitting a job: validated against its app; inputs, queue and dependencies checked; then stored for dispatch."""
+"""Submitting a job: validated against its app; inputs, queue and dependencies checked; then stored for dispatch.
+
+With an ``Idempotency-Key`` (``submit_job_once``), a repeated request answers the job the first one submitted.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.domain.datasets import Name, Tag
+from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.webhooks import check_webhooks
@@ -34,6 +38,7 @@ from shared.store.apps import AppStore
 from shared.store.datasets import DatasetStore
 from shared.store.events import EventStore
 from shared.store.files import FileStore
+from shared.store.idempotency import IdempotencyStore
 from shared.store.jobs import JobStore
 from shared.store.queues import QueueStore
 from shared.store.webhooks import WebhookStore
@@ -210,3 +215,42 @@ async def submit_job(
     wake()
     log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version, queue=job.queue)
     return job
+
+
+async def submit_job_once(
+    *,
+    stores: SubmissionStores,
+    idempotency: IdempotencyStore,
+    request: JobRequest,
+    owner: str,
+    key: str | None,
+    wake: Callable[[], None],
+    retention: RetentionPolicy = KEEP_FOREVER,
+    networks: tuple[Network, ...] = (),
+) -> tuple[Job, bool]:
+    """The job submitted now (False), or (True) the one an earlier request with this ``Idempotency-Key`` submitted.
+
+    Without a key every request submits a job; a malformed key is 400, one used with another request 409.
+    """
+
+    async def submit(job_id: str | None = None) -> Job:
+        return await submit_job(
+            stores=stores,
+            request=request,
+            owner=owner,
+            wake=wake,
+            job_id=job_id,
+            retention=retention,
+            networks=networks,
+        )
+
+    if key is None:
+        return await submit(), False
+    return await submit_once(
+        idempotency=idempotency,
+        owner=owner,
+        key=check_key(key),
+        request=request.model_dump(mode="json"),
+        submit=submit,
+        replay=lambda job_id: stores.jobs.get_job(job_id, owner=owner),
+    )

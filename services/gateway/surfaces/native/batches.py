@@ -2,45 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from services.gateway.deps import deps
-from services.gateway.domain.batches import BatchRequest, submit_batch
-from services.gateway.domain.idempotency import check_key, submit_once
+from services.gateway.domain.batches import BatchRequest, SubmittedBatch, submit_batch_once
 from services.gateway.domain.retention import RetentionPolicy
 from services.gateway.domain.submission import SubmissionStores
+from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_body
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
-from services.gateway.surfaces.native.jobs import IDEMPOTENCY_KEY, parse_job_request
-from services.gateway.surfaces.native.schemas import BatchOut
-from shared.models import Job, new_id
+from services.gateway.surfaces.native.job_requests import IDEMPOTENCY_KEY, parse_job_request
+from shared.models import JobState
 
 resource = Resource("jobs")
 MAX_BODY_BYTES = 32 * 2**20
 
 
-def render_batch(request: Request, batch_id: str, jobs: list[Job]) -> dict[str, Any]:
+class BatchItem(Out):
+    id: str
+    url: str
+    state: JobState
+    name: str | None
+    queue: str
+
+
+class BatchLinks(Out):
+    jobs: str = Field(description="the batch's jobs, as a filtered job list")
+
+
+class BatchOut(Out):
+    batch: str
+    count: int
+    items: list[BatchItem]
+    links: BatchLinks
+
+
+def render_batch(request: Request, batch: SubmittedBatch) -> BatchOut:
     """The batch's id and a short line per job (GET each job's URL for the rest)."""
-    return {
-        "batch": batch_id,
-        "count": len(jobs),
-        "items": [
-            {
-                "id": job.id,
-                "url": link(request, "job", job_id=job.id),
-                "state": job.state.value,
-                "name": job.name,
-                "queue": job.queue,
-            }
-            for job in jobs
+    return BatchOut(
+        batch=batch.id,
+        count=len(batch.jobs),
+        items=[
+            BatchItem(
+                id=job.id, url=link(request, "job", job_id=job.id), state=job.state, name=job.name, queue=job.queue
+            )
+            for job in batch.jobs
         ],
-        "links": {"jobs": str(request.url_for("jobs").include_query_params(batch=batch_id))},
-    }
+        links=BatchLinks(jobs=str(request.url_for("jobs").include_query_params(batch=batch.id))),
+    )
 
 
 @resource.endpoint(
@@ -55,40 +67,22 @@ def render_batch(request: Request, batch_id: str, jobs: list[Job]) -> dict[str, 
     errors=(409, 413),
     replay=True,
 )
-async def submit(request: Request) -> Response:
-    """POST /v1/jobs/batch: 201 with every job's id, or 4xx and nothing stored."""
-    d, owner = deps(request), principal(request).user_id
-    batch: BatchRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES), BatchRequest)
-
-    async def submit(batch_id: str) -> tuple[str, list[Job]]:
-        jobs = await submit_batch(
-            stores=SubmissionStores.of(d.stores),
-            batches=d.stores.batches,
-            batch=batch,
-            owner=owner,
-            wake=d.wake,
-            batch_id=batch_id,
-            retention=RetentionPolicy.of(d.settings),
-            networks=d.settings.allowed_networks(),
-        )
-        return batch_id, jobs
-
-    async def replay(batch_id: str) -> tuple[str, list[Job]]:
-        return batch_id, await d.stores.batches.batch_jobs(batch_id, owner=owner)  # those of its jobs not deleted since
-
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        (batch_id, jobs), replayed = await submit(new_id()), False
-    else:
-        (batch_id, jobs), replayed = await submit_once(
-            idempotency=d.stores.idempotency,
-            owner=owner,
-            key=check_key(key),
-            request={"batch": batch.model_dump(mode="json")},
-            submit=submit,
-            replay=replay,
-        )
-    body = render_batch(request, batch_id, jobs)
+async def submit(request: Request) -> Reply[BatchOut]:
+    """POST /v1/jobs/batch: 201 with every job's id, or 4xx and nothing stored; a repeat 200 (Idempotent-Replayed)."""
+    d = deps(request)
+    batch_request: BatchRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES), BatchRequest)
+    batch, replayed = await submit_batch_once(
+        stores=SubmissionStores.of(d.stores),
+        batches=d.stores.batches,
+        idempotency=d.stores.idempotency,
+        batch=batch_request,
+        owner=principal(request).user_id,
+        key=request.headers.get("idempotency-key"),
+        wake=d.wake,
+        retention=RetentionPolicy.of(d.settings),
+        networks=d.settings.allowed_networks(),
+    )
+    shown = render_batch(request, batch)
     if replayed:
-        return JSONResponse(body, headers={"Idempotent-Replayed": "true"})
-    return JSONResponse(body, status_code=201)
+        return Reply(shown, status=200, headers={"Idempotent-Replayed": "true"})
+    return Reply(shown)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.cancellation import cancel_job, delete_job
@@ -11,11 +11,12 @@ from services.gateway.domain.forced_states import ForcedState, force_state
 from services.gateway.domain.reruns import RerunRequest, rerun_job
 from services.gateway.domain.retention import RetentionPolicy
 from services.gateway.domain.submission import SubmissionStores
-from services.gateway.plumbing.auth import principal, require_admin
+from services.gateway.plumbing.answers import Reply
+from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_body, read_model
 from services.gateway.plumbing.endpoints import Resource
-from services.gateway.surfaces.native.jobs import MAX_BODY_BYTES, parse_job_request, render_job
-from services.gateway.surfaces.native.schemas import JobOut
+from services.gateway.surfaces.native.job_requests import MAX_JOB_BYTES, parse_job_request
+from services.gateway.surfaces.native.jobs import JobOut, render_job
 
 resource = Resource("jobs")
 
@@ -31,10 +32,10 @@ resource = Resource("jobs")
     body_optional=True,
     errors=(409,),
 )
-async def rerun(request: Request) -> Response:
+async def rerun(request: Request) -> Reply[JobOut]:
     """POST /v1/jobs/{job_id}/rerun."""
     d = deps(request)
-    raw = await read_body(request, MAX_BODY_BYTES)
+    raw = await read_body(request, MAX_JOB_BYTES)
     job = await rerun_job(
         stores=SubmissionStores.of(d.stores),
         wake=d.wake,
@@ -44,8 +45,8 @@ async def rerun(request: Request) -> Response:
         retention=RetentionPolicy.of(d.settings),
         networks=d.settings.allowed_networks(),
     )
-    body = render_job(request, job)
-    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
+    shown = render_job(request, job)
+    return Reply(shown, headers={"Location": shown.url})
 
 
 @resource.endpoint(
@@ -55,18 +56,18 @@ async def rerun(request: Request) -> Response:
     "finished jobs stay as they are",
     answer=JobOut,
 )
-async def cancel(request: Request) -> Response:
+async def cancel(request: Request) -> JobOut:
     """POST /v1/jobs/{job_id}/cancel: the job, CANCELED, being stopped (cancel_requested set), or already finished."""
-    who, stores = principal(request), deps(request).stores
+    who, d = principal(request), deps(request)
     job = await cancel_job(
-        jobs=stores.jobs,
-        events=stores.events,
+        jobs=d.stores.jobs,
+        events=d.stores.events,
         job_id=request.path_params["job_id"],
         owner=who.owner_filter,
         who=who.username,
-        broker=deps(request).broker,
+        broker=d.broker,
     )
-    return JSONResponse(render_job(request, job))
+    return render_job(request, job)
 
 
 @resource.endpoint(
@@ -80,8 +81,7 @@ async def cancel(request: Request) -> Response:
 )
 async def remove(request: Request) -> Response:
     """DELETE /v1/jobs/{job_id}: 204, or 409 (Retry-After) while a running job is being stopped."""
-    d = deps(request)
-    who = principal(request)
+    who, d = principal(request), deps(request)
     await delete_job(
         jobs=d.stores.jobs,
         events=d.stores.events,
@@ -101,21 +101,19 @@ async def remove(request: Request) -> Response:
     body=ForcedState,
     errors=(403, 409),
 )
-async def force(request: Request) -> Response:
-    """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin."""
-    who = principal(request)
-    d = deps(request)
-    job = await d.stores.jobs.get_job(request.path_params["job_id"], owner=who.owner_filter)
-    require_admin(who)
-    wanted = await read_model(request, ForcedState)
-    forced = await force_state(
+async def force(request: Request) -> JobOut:
+    """POST /v1/jobs/{job_id}/state: another user's job is 404 and one's own 403 unless an admin, before the body."""
+    who, d = principal(request), deps(request)
+    job = await force_state(
         jobs=d.stores.jobs,
         events=d.stores.events,
         storage=d.storage,
-        job=job,
-        wanted=wanted,
-        by=who.username,
         broker=d.broker,
+        wake=d.wake,
+        job_id=request.path_params["job_id"],
+        owner=who.owner_filter,
+        admin=who.is_admin,
+        by=who.username,
+        wanted=lambda: read_model(request, ForcedState),
     )
-    d.wake()
-    return JSONResponse(render_job(request, forced))
+    return render_job(request, job)

@@ -1,4 +1,7 @@
-"""The query of GET /v1/jobs: which jobs (state, exit code, app, queue, tag, name prefix, times) and in which order."""
+"""The query of GET /v1/jobs: which jobs (state, exit code, app, queue, tag, name prefix, times) and in which order.
+
+The parameters are declared here for the OpenAPI document, beside the code that reads them.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,41 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from services.gateway.plumbing.endpoints import Param
 from services.gateway.plumbing.params import timestamp
 from shared.errors import BadRequest
 from shared.models import JobState
 from shared.store.jobs import JobFilter
 
-_TAG = re.compile(r"^[a-z0-9._-]{1,50}$")
-_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ID = re.compile(r"^[0-9a-z]{26}$")
+TAG_PATTERN = "^[a-z0-9._-]{1,50}$"
+QUEUE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ID_PATTERN = "^[0-9a-z]{26}$"
+_TAG = re.compile(TAG_PATTERN)
+_QUEUE = re.compile(QUEUE_PATTERN)
+_ID = re.compile(ID_PATTERN)
 _INTEGER = re.compile(r"^-?\d{1,10}$")
 SORTS = {"created": True, "-created": False}  # sort -> oldest first?
+
+JOB_FILTERS = (
+    Param(
+        "state",
+        "Only jobs in these states: repeat it, or separate them with commas",
+        {"type": "array", "items": {"type": "string", "enum": [state.value for state in JobState]}},
+    ),
+    Param("exit_code", "Only jobs that exited with this code", {"type": "integer"}),
+    Param("app", "Only jobs of this app"),
+    Param("queue", "Only jobs of this queue (by name)", {"type": "string", "pattern": QUEUE_PATTERN}),
+    Param("batch", "Only jobs of this batch", {"type": "string", "pattern": ID_PATTERN}),
+    Param("tag", "Only jobs with this tag", {"type": "string", "pattern": TAG_PATTERN}),
+    Param("name_prefix", "Only names starting with this text (taken literally)"),
+    Param("created_after", "ISO 8601 time"),
+    Param("created_before", "ISO 8601 time"),
+    Param("finished_after", "ISO 8601 time"),
+    Param("finished_before", "ISO 8601 time"),
+    Param(
+        "sort", "created: oldest first; -created: newest first (the default)", {"type": "string", "enum": list(SORTS)}
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -1,120 +1,192 @@
-"""Jobs: submitted, listed with filters, and described."""
+"""Jobs: submitted, listed with filters, and described; ``JobOut`` is how every job endpoint shows a job."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import ConfigDict, Field, TypeAdapter
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from services.gateway.deps import deps
-from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.retention import RetentionPolicy
-from services.gateway.domain.submission import JobRequest, SubmissionStores, submit_job
+from services.gateway.domain.submission import JobRequest, SubmissionStores, submit_job_once
+from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal
-from services.gateway.plumbing.bodies import parse_model, read_body
-from services.gateway.plumbing.endpoints import Param, Resource
+from services.gateway.plumbing.bodies import read_body
+from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
-from services.gateway.plumbing.pages import PAGED, page_request, page_response
-from services.gateway.surfaces.native.job_filters import job_query
-from services.gateway.surfaces.native.schemas import JobOut, JobPage
-from shared.errors import Invalid, Violation
-from shared.models import (
-    DatasetInput,
-    Job,
-    JobState,
-)
-
-M = TypeVar("M", bound=BaseModel)
+from services.gateway.plumbing.pages import PAGED, PageOut, page_request, paged
+from services.gateway.surfaces.native.job_filters import JOB_FILTERS, job_query
+from services.gateway.surfaces.native.job_requests import IDEMPOTENCY_KEY, MAX_JOB_BYTES, parse_job_request
+from shared.models import Job, JobState
 
 resource = Resource("jobs")
-MAX_BODY_BYTES = 1 * 2**20
-_BRANCHES = frozenset({"str", DatasetInput.__name__})
-INPUT_SHAPE = 'must be a file id, {"dataset": ID} or {"dataset": ID, "path": MEMBER}'
+_TIME = TypeAdapter(datetime)
 
 
-QUEUE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-IDEMPOTENCY_KEY = Param(
-    "Idempotency-Key",
-    "1-255 visible ASCII characters; the same key with another request is 409; kept a day",
-    location="header",
-)
+class OutputOut(Out):
+    path: str
+    size: int
+    sha256: str
+    content_type: str
 
 
-def _input_violation(violation: Violation) -> Violation:
-    """Point at the input itself, not at the union branch pydantic tried (``[/jobs/N]/inputs/SLOT/str``)."""
-    parts = violation.pointer.split("/")
-    at = 3 if len(parts) > 3 and parts[1] == "jobs" else 1  # inside a batch, the request is at /jobs/N
-    if len(parts) < at + 3 or parts[at] != "inputs" or parts[at + 2] not in _BRANCHES:
-        return violation
-    if len(parts) == at + 3:
-        return Violation("/".join(parts[: at + 2]), INPUT_SHAPE)
-    return Violation("/".join(parts[: at + 2] + parts[at + 3 :]), violation.detail)
+class ArchiveOut(Out):
+    size: int
+    sha256: str
+    created: str
 
 
-def parse_job_request(raw: bytes, model: type[M] = JobRequest) -> M:  # type: ignore[assignment]
-    """The job request (or another body holding inputs), with every shape error pointed at."""
-    try:
-        return parse_model(raw, model)
-    except Invalid as exc:
-        violations = list(dict.fromkeys(_input_violation(v) for v in exc.violations))
-        raise Invalid("the job request is malformed", violations) from None
+class JobErrorOut(Out):
+    reason: str
+    stderr_tail: str
 
 
-def render_job(request: Request, job: Job) -> dict[str, Any]:
+class StateChangeOut(Out):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    at: str
+    from_: JobState = Field(alias="from")
+    to: JobState
+    by: str = Field(description="the admin's username")
+    reason: str
+
+
+class JobLinks(Out):
+    self: str
+    app: str
+    archive: str
+    outputs: str
+    events: str
+    logs: dict[str, str] = Field(description="log name -> its byte-range reader, once the job has ended")
+    deliveries: str = Field(description="the webhook deliveries of its events")
+
+
+class ProgressOut(Out):
+    percent: float = Field(ge=0, le=100)
+    step: str
+    at: str
+
+
+class RetryPolicyOut(Out):
+    exit_codes: list[int]
+    attempts: int
+
+
+class WebhookTargetOut(Out):
+    url: str
+    progress: bool = Field(description="whether job.progress events are POSTed too")
+
+
+class JobOut(Out):
+    id: str
+    url: str
+    owner: str
+    app: str
+    app_version: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    timeout_seconds: int
+    name: str | None
+    tags: list[str]
+    priority: int = Field(ge=0, le=9)
+    rerun_of: str | None = Field(description="the id of the job this one re-runs")
+    state: JobState
+    exit_code: int | None
+    created: str
+    started: str | None
+    finished: str | None
+    elapsed_seconds: float | None
+    error: JobErrorOut | None
+    cancel_requested: str | None = Field(description="when a cancel of the running job was asked for")
+    outputs: list[OutputOut]
+    archive: ArchiveOut | None
+    history: list[StateChangeOut] = Field(description="forced state changes, oldest first")
+    progress: ProgressOut | None = Field(description='the app\'s latest ##quern progress PERCENT "STEP" line')
+    queue: str
+    attempt: int = Field(ge=1, description="which run this is; recovery from a dead worker adds one")
+    retry: RetryPolicyOut | None = Field(description="exit codes that mean: run again, and the most runs in all")
+    batch: str | None = Field(description="the batch it was submitted in")
+    depends_on: list[str] = Field(description="jobs that must succeed before this one starts")
+    waiting_on: list[str] = Field(description="those of depends_on that have not succeeded yet")
+    dispatched: str | None = Field(description="when it was sent to the runners (null while it waits)")
+    retention_seconds: int | None = Field(description="its results are kept this long after it ends (null: for ever)")
+    expires: str | None = Field(description="when its outputs, logs and archive are deleted (null: not set, or never)")
+    expired: str | None = Field(description="when they were deleted; its archive, logs and outputs then answer 410")
+    webhook: WebhookTargetOut | None = Field(description="its own receiver of its terminal event, if it has one")
+    links: JobLinks
+
+
+class JobPage(PageOut[JobOut]):
+    pass  # a docstring would become the schema's description in the OpenAPI document
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _json_time(value: datetime) -> str:
+    """A time nested in a job as pydantic writes it (UTC as ``Z``), unlike the job's own ``isoformat`` times."""
+    return str(_TIME.dump_python(value, mode="json"))
+
+
+def render_job(request: Request, job: Job) -> JobOut:
     """The public view of a job."""
-
-    def iso(value: Any) -> str | None:
-        return None if value is None else str(value.isoformat())
-
     url = link(request, "job", job_id=job.id)
-    return {
-        "id": job.id,
-        "url": url,
-        "owner": job.owner,
-        "app": job.app,
-        "app_version": job.app_version,
-        "params": job.params,
-        "inputs": job.inputs_json(),
-        "timeout_seconds": job.timeout_seconds,
-        "name": job.name,
-        "tags": job.tags,
-        "priority": job.priority,
-        "rerun_of": job.rerun_of,
-        "state": job.state.value,
-        "exit_code": job.exit_code,
-        "created": iso(job.created),
-        "started": iso(job.started),
-        "finished": iso(job.finished),
-        "elapsed_seconds": job.elapsed_seconds,
-        "error": None if job.error is None else job.error.model_dump(),
-        "cancel_requested": None if job.cancel_requested is None else job.cancel_requested.isoformat(),
-        "outputs": [o.model_dump(exclude={"key"}) for o in job.outputs],
-        "archive": None if job.archive is None else job.archive.model_dump(mode="json", exclude={"key"}),
-        "history": [change.model_dump(mode="json", by_alias=True) for change in job.history],
-        "progress": None if job.progress is None else job.progress.model_dump(mode="json"),
-        "queue": job.queue,
-        "attempt": job.attempt,
-        "retry": None if job.retry is None else job.retry.model_dump(),
-        "batch": job.batch,
-        "depends_on": job.depends_on,
-        "waiting_on": job.waiting_on,
-        "dispatched": iso(job.dispatched),
-        "retention_seconds": job.retention_seconds,
-        "expires": iso(job.expiry),
-        "expired": iso(job.expired),
-        "webhook": None if job.webhook is None else job.webhook.model_dump(),
-        "links": {
-            "self": url,
-            "app": link(request, "app", name=job.app),
-            "archive": link(request, "job_archive", job_id=job.id),
-            "outputs": link(request, "job_outputs", job_id=job.id),
-            "events": link(request, "job_events", job_id=job.id),
-            "deliveries": link(request, "job_deliveries", job_id=job.id),
-            "logs": {name: link(request, "job_log", job_id=job.id, name=name) for name in sorted(job.logs)},
-        },
-    }
+    error, archive, progress, retry, webhook = job.error, job.archive, job.progress, job.retry, job.webhook
+    return JobOut(
+        id=job.id,
+        url=url,
+        owner=job.owner,
+        app=job.app,
+        app_version=job.app_version,
+        params=job.params,
+        inputs=job.inputs_json(),
+        timeout_seconds=job.timeout_seconds,
+        name=job.name,
+        tags=job.tags,
+        priority=job.priority,
+        rerun_of=job.rerun_of,
+        state=job.state,
+        exit_code=job.exit_code,
+        created=job.created.isoformat(),
+        started=_iso(job.started),
+        finished=_iso(job.finished),
+        elapsed_seconds=job.elapsed_seconds,
+        error=None if error is None else JobErrorOut(reason=error.reason, stderr_tail=error.stderr_tail),
+        cancel_requested=_iso(job.cancel_requested),
+        outputs=[
+            OutputOut(path=o.path, size=o.size, sha256=o.sha256, content_type=o.content_type) for o in job.outputs
+        ],
+        archive=None
+        if archive is None
+        else ArchiveOut(size=archive.size, sha256=archive.sha256, created=_json_time(archive.created)),
+        # by the stored change's JSON: ``from`` is no keyword argument
+        history=[StateChangeOut.model_validate(c.model_dump(mode="json", by_alias=True)) for c in job.history],
+        progress=None
+        if progress is None
+        else ProgressOut(percent=progress.percent, step=progress.step, at=_json_time(progress.at)),
+        queue=job.queue,
+        attempt=job.attempt,
+        retry=None if retry is None else RetryPolicyOut(exit_codes=retry.exit_codes, attempts=retry.attempts),
+        batch=job.batch,
+        depends_on=job.depends_on,
+        waiting_on=job.waiting_on,
+        dispatched=_iso(job.dispatched),
+        retention_seconds=job.retention_seconds,
+        expires=_iso(job.expiry),
+        expired=_iso(job.expired),
+        webhook=None if webhook is None else WebhookTargetOut(url=webhook.url, progress=webhook.progress),
+        links=JobLinks(
+            self=url,
+            app=link(request, "app", name=job.app),
+            archive=link(request, "job_archive", job_id=job.id),
+            outputs=link(request, "job_outputs", job_id=job.id),
+            events=link(request, "job_events", job_id=job.id),
+            logs={name: link(request, "job_log", job_id=job.id, name=name) for name in sorted(job.logs)},
+            deliveries=link(request, "job_deliveries", job_id=job.id),
+        ),
+    )
 
 
 @resource.endpoint(
@@ -128,45 +200,31 @@ def render_job(request: Request, job: Job) -> dict[str, Any]:
     errors=(409,),
     replay=True,
 )
-async def submit(request: Request) -> Response:
-    """POST /v1/jobs."""
-    d, owner = deps(request), principal(request).user_id
-    job_request: JobRequest = parse_job_request(await read_body(request, MAX_BODY_BYTES))
-
-    async def submit(job_id: str | None = None) -> Job:
-        return await submit_job(
-            stores=SubmissionStores.of(d.stores),
-            request=job_request,
-            owner=owner,
-            wake=d.wake,
-            job_id=job_id,
-            retention=RetentionPolicy.of(d.settings),
-            networks=d.settings.allowed_networks(),
-        )
-
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        job, replayed = await submit(), False
-    else:
-        job, replayed = await submit_once(
-            idempotency=d.stores.idempotency,
-            owner=owner,
-            key=check_key(key),
-            request=job_request.model_dump(mode="json"),
-            submit=submit,
-            replay=lambda job_id: d.stores.jobs.get_job(job_id, owner=owner),
-        )
-    body = render_job(request, job)
+async def submit(request: Request) -> Reply[JobOut]:
+    """POST /v1/jobs: 201 with the new job, or 200 (Idempotent-Replayed) with the one its key submitted before."""
+    d = deps(request)
+    job_request: JobRequest = parse_job_request(await read_body(request, MAX_JOB_BYTES))
+    job, replayed = await submit_job_once(
+        stores=SubmissionStores.of(d.stores),
+        idempotency=d.stores.idempotency,
+        request=job_request,
+        owner=principal(request).user_id,
+        key=request.headers.get("idempotency-key"),
+        wake=d.wake,
+        retention=RetentionPolicy.of(d.settings),
+        networks=d.settings.allowed_networks(),
+    )
+    shown = render_job(request, job)
     if replayed:
-        return JSONResponse(body, headers={"Location": body["url"], "Idempotent-Replayed": "true"})
-    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
+        return Reply(shown, status=200, headers={"Location": shown.url, "Idempotent-Replayed": "true"})
+    return Reply(shown, headers={"Location": shown.url})
 
 
 @resource.endpoint("GET", "/jobs/{job_id}", name="job", summary="A job", answer=JobOut)
-async def describe(request: Request) -> Response:
+async def describe(request: Request) -> JobOut:
     """GET /v1/jobs/{job_id}."""
     job = await deps(request).stores.jobs.get_job(request.path_params["job_id"], owner=principal(request).owner_filter)
-    return JSONResponse(render_job(request, job))
+    return render_job(request, job)
 
 
 @resource.endpoint(
@@ -175,32 +233,10 @@ async def describe(request: Request) -> Response:
     name="jobs",
     summary="The caller's jobs (an admin's: everyone's), newest first; every filter given must hold",
     answer=JobPage,
-    query=(
-        *PAGED,
-        Param(
-            "state",
-            "Only jobs in these states: repeat it, or separate them with commas",
-            {"type": "array", "items": {"type": "string", "enum": [state.value for state in JobState]}},
-        ),
-        Param("exit_code", "Only jobs that exited with this code", {"type": "integer"}),
-        Param("app", "Only jobs of this app"),
-        Param("queue", "Only jobs of this queue (by name)", {"type": "string", "pattern": QUEUE_PATTERN}),
-        Param("batch", "Only jobs of this batch", {"type": "string", "pattern": "^[0-9a-z]{26}$"}),
-        Param("tag", "Only jobs with this tag", {"type": "string", "pattern": "^[a-z0-9._-]{1,50}$"}),
-        Param("name_prefix", "Only names starting with this text (taken literally)"),
-        Param("created_after", "ISO 8601 time"),
-        Param("created_before", "ISO 8601 time"),
-        Param("finished_after", "ISO 8601 time"),
-        Param("finished_before", "ISO 8601 time"),
-        Param(
-            "sort",
-            "created: oldest first; -created: newest first (the default)",
-            {"type": "string", "enum": ["created", "-created"]},
-        ),
-    ),
+    query=(*PAGED, *JOB_FILTERS),
     errors=(400,),
 )
-async def list_jobs(request: Request) -> Response:
+async def list_jobs(request: Request) -> JobPage:
     """GET /v1/jobs: the caller's jobs (an admin's: everyone's), filtered, newest first unless ``sort=created``."""
     wanted = page_request(request)
     query = job_query(request)
@@ -211,4 +247,4 @@ async def list_jobs(request: Request) -> Response:
         where=query.where,
         oldest_first=query.oldest_first,
     )
-    return page_response(request, page, lambda job: render_job(request, job))
+    return paged(request, page, lambda job: render_job(request, job), JobPage)
