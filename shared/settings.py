@@ -143,7 +143,7 @@ class SchedulerSettings(Settings):
 
 
 class GatewaySettings(SchedulerSettings):
-    """The HTTP API process, running the scheduler too."""
+    """The HTTP API process (running the scheduler too unless RUN_SCHEDULER=false)."""
 
     auth_secret: SecretStr = Field(min_length=32)
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
@@ -161,6 +161,7 @@ class GatewaySettings(SchedulerSettings):
     dataset_max_ratio: float = Field(default=200.0, ge=1)
     dataset_ratio_after_bytes: int = Field(default=64 * 2**20, ge=0)
     event_retention_days: int = Field(default=7, ge=1, le=365)
+    run_scheduler: bool = True
     results_retention_days: int = Field(default=0, ge=0, le=36500)
     max_retention_days: int = Field(default=0, ge=0, le=36500)
 

@@ -27,8 +27,12 @@ from shared.store import Stores
 log = structlog.get_logger()
 
 
+def dispatch_elsewhere() -> None:
+    """Nothing to wake: the scheduler runs in its own process, and sends new jobs at its next pass."""
+
+
 def create_app(settings: GatewaySettings) -> Starlette:
-    """The gateway ASGI app; clients and the scheduler start in its lifespan, so nothing connects at import."""
+    """The gateway ASGI app; clients (and, unless RUN_SCHEDULER=false, the scheduler) start in its lifespan."""
     directory_apps = load_apps(settings.apps_dir)
 
     @asynccontextmanager
@@ -37,7 +41,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
         storage = ObjectStorage(settings)
         broker = Broker(settings)
         authenticator = Authenticator(stores.accounts, settings.auth_secret.get_secret_value())
-        scheduler = Scheduler.configured(settings, stores=stores, storage=storage, broker=broker)
+        scheduler = (
+            Scheduler.configured(settings, stores=stores, storage=storage, broker=broker)
+            if settings.run_scheduler
+            else None
+        )
         d = Deps(
             settings=settings,
             directory_apps=directory_apps,
@@ -45,19 +53,26 @@ def create_app(settings: GatewaySettings) -> Starlette:
             storage=storage,
             broker=broker,
             authenticator=authenticator,
-            wake=scheduler.wake,
+            wake=dispatch_elsewhere if scheduler is None else scheduler.wake,
         )
         try:
             await d.finish_setup()
         except AppError as exc:
             # Start anyway: /readyz reports what is missing and finishes setup once it answers.
             log.warning("backend_not_ready_at_start", detail=exc.detail)
-        log.info("gateway_started", directory_apps=sorted(directory_apps), bucket=settings.s3_bucket)
-        scheduler.start()
+        log.info(
+            "gateway_started",
+            directory_apps=sorted(directory_apps),
+            bucket=settings.s3_bucket,
+            scheduler=scheduler is not None,
+        )
+        if scheduler is not None:
+            scheduler.start()
         try:
             yield {"deps": d}
         finally:
-            await scheduler.stop()
+            if scheduler is not None:
+                await scheduler.stop()
             await run_in_threadpool(broker.close)
             await run_in_threadpool(storage.close)
             await stores.close()
