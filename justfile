@@ -53,6 +53,10 @@ lint: install
 test *args: install
     {{bin}}/python -m pytest {{args}}
 
+# Run the unit tier alone: no servers, seconds
+test-unit *args: install
+    {{bin}}/python -m pytest tests/unit {{args}}
+
 # Lint, then test
 check: lint test
 

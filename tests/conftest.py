@@ -4,53 +4,63 @@ RabbitMQ is the machine's own (started, or installed with apt-get as root, when 
 moto_server (S3) and secantusd-py (Mongo) are started on free ports in a temporary
 directory. The end-to-end stack gets its own queue namespace, database and bucket, so a
 development stack running beside the tests is never disturbed. A server that cannot be
-started fails the run.
+started fails the run. Helpers live in tests/helpers.py (and tests/datasets.py, tests/stacks.py);
+this module holds fixtures only.
 """
 
 from __future__ import annotations
 
-import io
-import secrets
 import uuid
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
-import pika
 import pytest
 
 from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, wait_until
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
-from services.gateway.plumbing.problems import problem_types
 from shared.settings import Settings, load
-from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS, RUN_JOB
 
-MAX_UPLOAD_BYTES = 200 * 2**20  # room for the CLI's 200 MB upload
-SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
-# Small dataset limits, so the hostile-bundle tests stay quick.
-DATASET_MAX_MEMBERS = 20
-DATASET_MAX_BYTES = 8 * 2**20
-DATASET_MAX_RATIO = 50
-DATASET_RATIO_AFTER_BYTES = 2**20
-RETENTION_SWEEP_SECONDS = 1  # the results workers' sweep, so retention tests see expiry within seconds
-WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8"
-WEBHOOK_TIMEOUT_SECONDS = 1.0
+# The `x as x` imports re-export names tests/quern and tests/shared still take from here,
+# until they import them from tests.helpers and tests.stacks.
+from tests.helpers import UserFactory as UserFactory
+from tests.helpers import add_user, client_for
+from tests.helpers import open_multipart_uploads as open_multipart_uploads
+from tests.helpers import upload as upload
+from tests.stacks import (
+    DATASET_MAX_BYTES,
+    DATASET_MAX_MEMBERS,
+    DATASET_MAX_RATIO,
+    DATASET_RATIO_AFTER_BYTES,
+    MAX_UPLOAD_BYTES,
+    PROJECT,
+    RETENTION_SWEEP_SECONDS,
+    WEBHOOK_ALLOWED_NETWORKS,
+    WEBHOOK_TIMEOUT_SECONDS,
+    apps_dir,
+    delete_queues,
+    stop_all,
+)
+from tests.stacks import SINGLE_PUT_MAX_BYTES as SINGLE_PUT_MAX_BYTES
+
+OWN = "-own"  # the namespace suffix of the stacks some e2e tests start for themselves
 
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """RabbitMQ, S3 and Mongo answering on 127.0.0.1; the stack's services are not started."""
     ensure_rabbitmq()
+    state = tmp_path_factory.mktemp("stack")
     stack = Stack(
-        state_dir=tmp_path_factory.mktemp("stack"),
+        state_dir=state,
         ports=Ports(s3=free_port(), mongo=free_port(), gateway=free_port()),
         namespace=f"quern-test-{uuid.uuid4().hex[:8]}",
         database=f"quern_test_{uuid.uuid4().hex[:8]}",
         bucket=f"quern-test-{uuid.uuid4().hex[:8]}",
         extra_env={
+            "APPS_DIR": str(apps_dir(state / "apps")),
             "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
             "PRESIGN_EXPIRY_SECONDS": "900",
             "S3_PART_SIZE_MB": "5",
@@ -78,24 +88,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         wait_until(lambda: port_open("127.0.0.1", stack.ports.mongo), "secantusd-py", timeout=60, process=mongo)
         yield stack
     finally:
-        mongo.stop()
-        s3.stop()
-        _delete_queues(stack)
-
-
-def _delete_queues(stack: Stack) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(stack.rabbitmq_url))
-    try:
-        # The session's namespace and those of the tests' own stacks (test_runner_shutdown).
-        for namespace in (stack.namespace, f"{stack.namespace}-own"):
-            for task in (RUN_JOB, PACKAGE_RESULTS, DELIVER_WEBHOOK):
-                base = task.queue_name(namespace)
-                for name in (base, f"{base}.DQ", f"{base}.XQ"):
-                    channel = connection.channel()
-                    channel.queue_delete(name)
-                    channel.close()
-    finally:
-        connection.close()
+        stop_all([mongo, s3])
+        for namespace in (stack.namespace, stack.namespace + OWN):
+            delete_queues(stack, namespace)
 
 
 @pytest.fixture
@@ -119,22 +114,12 @@ def stack(servers: Stack) -> Iterator[Stack]:
         servers.start()
         yield servers
     finally:
-        for process in reversed(servers.services()):
-            process.stop()
+        stop_all(servers.services())
 
 
 @pytest.fixture(scope="session")
 def project() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def client_for(base_url: str, username: str, password: str) -> httpx.Client:
-    """An HTTP client logged in as ``username``."""
-    client = httpx.Client(base_url=base_url, timeout=60)
-    answer = client.post("/v1/auth/login", json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
-    return client
+    return PROJECT
 
 
 @pytest.fixture(scope="session")
@@ -145,35 +130,18 @@ def admin(stack: Stack) -> Iterator[httpx.Client]:
     client.close()
 
 
-UserFactory = Callable[..., httpx.Client]
-
-
 @pytest.fixture(scope="session")
 def make_user(stack: Stack, admin: httpx.Client) -> Iterator[UserFactory]:
     """Create a user through the admin API and return a client logged in as them."""
     clients: list[httpx.Client] = []
 
     def make(role: str = "user") -> httpx.Client:
-        username, password = f"u{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
-        answer = admin.post("/v1/users", json={"username": username, "password": password, "role": role})
-        assert answer.status_code == 201, answer.text
-        clients.append(client_for(stack.gateway_url, username, password))
+        clients.append(client_for(stack.gateway_url, *add_user(admin, role)))
         return clients[-1]
 
     yield make
     for client in clients:
         client.close()
-
-
-def make_dataset(user: httpx.Client, name: str) -> str:
-    """A small dataset owned by ``user``; returns its id."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        bundle.writestr("data/a.csv", "x,y\n1,2\n")
-    bundle_file = user.post("/v1/files", params={"name": f"{name}.zip"}, content=buffer.getvalue()).json()
-    answer = user.post("/v1/datasets", json={"file_id": bundle_file["id"], "name": name})
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
 
 
 @pytest.fixture(scope="session")
@@ -188,32 +156,3 @@ def s3(servers: Stack) -> Iterator[Any]:
     )
     yield client
     client.close()
-
-
-def problem(response: httpx.Response, status: int, kind: str | None = None) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with ``status``, of a documented type (``urn:quern:problem:<kind>`` if given)."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    assert problem_types().get(body["type"]) == status, body["type"]
-    if kind is not None:
-        assert body["type"] == f"urn:quern:problem:{kind}"
-    return body
-
-
-def upload(api: httpx.Client, name: str, data: bytes, **params: str) -> dict[str, Any]:
-    """Upload ``data`` as the raw body; returns the file."""
-    response = api.post("/v1/files", params={"name": name, **params}, content=data)
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def open_multipart_uploads(s3: Any, bucket: str) -> set[tuple[str, str]]:
-    """(key, upload id) of every multipart upload not yet completed or aborted in ``bucket``.
-
-    Pending presigned uploads legitimately hold one open until they finish or expire, so tests
-    compare this set before and after what they do rather than expect it to be empty.
-    """
-    answer = s3.list_multipart_uploads(Bucket=bucket)
-    return {(upload["Key"], upload["UploadId"]) for upload in answer.get("Uploads", [])}

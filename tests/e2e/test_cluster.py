@@ -9,10 +9,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.conftest import UserFactory
-from tests.e2e.test_walking_skeleton import wait_for
-
-VALLEY = "apps/flood/example/valley.csv"
+from tests.helpers import VALLEY, UserFactory, wait_for
 
 pytestmark = pytest.mark.e2e
 

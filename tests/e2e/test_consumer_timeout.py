@@ -5,7 +5,7 @@ The runner acks a job's message only when the job ends, so a job longer than the
 PRECONDITION_FAILED and redeliver the message. The job keeps running: its claim in Mongo is what
 owns it, so the redelivered message finds it taken and is dropped.
 
-These tests need a node of their own with a 5 s timeout; the machine's shared node is never
+These tests need a node of their own with a 3 s timeout; the machine's shared node is never
 reconfigured. RabbitMQ 3.10 checks the timeout on the channel's tick (60 s by default), so the
 node also ticks every second. Its directories are in /tmp, owned by ``rabbitmq``, because
 ``rabbitmq-server`` run as root drops to that user.
@@ -26,14 +26,12 @@ import pytest
 
 from devstack.processes import Process, free_port, port_open, wait_until
 from devstack.stack import Stack
-from tests.conftest import client_for
-from tests.e2e.test_events import read_stream, states
-from tests.e2e.test_hostile_params import script_app
-from tests.e2e.test_walking_skeleton import wait_for
+from tests.helpers import client_for, read_stream, script_app, states, wait_for
+from tests.stacks import stop_all
 
 pytestmark = pytest.mark.e2e
-CONSUMER_TIMEOUT_MS = 5000
-JOB_SECONDS = 12  # well past the timeout plus a tick, so the channel is closed mid-job
+CONSUMER_TIMEOUT_MS = 3000
+JOB_SECONDS = 8  # well past the timeout plus a tick, so the channel is closed mid-job
 TIMED_OUT = b"timed out waiting for delivery acknowledgement"
 
 
@@ -120,8 +118,7 @@ def timeout_stack(servers: Stack, node: TimeoutNode, tmp_path_factory: pytest.Te
         stack.start_services()
         yield stack
     finally:
-        for process in reversed(stack.services()):
-            process.stop()
+        stop_all(stack.services())
 
 
 @pytest.fixture(scope="module")

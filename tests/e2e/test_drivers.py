@@ -23,10 +23,8 @@ import pytest
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.conftest import client_for
-from tests.e2e.test_runner_shutdown import processes_mentioning
-from tests.e2e.test_seed_flows import archive_members
-from tests.e2e.test_walking_skeleton import wait_for
+from tests.helpers import archive_members, client_for, processes_mentioning, wait_for
+from tests.stacks import stop_all
 
 pytestmark = pytest.mark.e2e
 
@@ -70,8 +68,7 @@ def drivers_stack(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
         stack.start_services()
         yield stack, calls
     finally:
-        for process in reversed(stack.services()):
-            process.stop()
+        stop_all(stack.services())
         shutil.rmtree(work, ignore_errors=True)
 
 

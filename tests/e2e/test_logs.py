@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import UserFactory, problem
-from tests.e2e.test_cancel import long_job
-from tests.e2e.test_queues import fit
-from tests.e2e.test_runner_shutdown import wait_for_app
-from tests.e2e.test_seed_flows import archive_members
-from tests.e2e.test_walking_skeleton import wait_for
+from tests.helpers import UserFactory, archive_members, long_job, problem, tiny_job, wait_for, wait_for_app
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_finished_jobs_log_reads_in_slices_equal_to_the_archived_log(make_user: UserFactory) -> None:
     user = make_user()
-    job = wait_for(user, fit(user, y="nope")["id"])  # fails, so stderr has something to say
+    job = wait_for(user, tiny_job(user, exit_code=2)["id"])  # fails, so stderr has something to say
     whole = archive_members(user, job["id"])["logs/stderr.txt"].decode()
     assert whole and set(job["links"]["logs"]) == {"stdout", "stderr"}
     url = job["links"]["logs"]["stderr"]
@@ -33,9 +26,9 @@ def test_a_finished_jobs_log_reads_in_slices_equal_to_the_archived_log(make_user
     problem(user.get(f"{job['url']}/logs/nope"), 404)
 
 
-def test_a_running_jobs_log_is_409_and_another_users_is_404(make_user: UserFactory, project: Path) -> None:
+def test_a_running_jobs_log_is_409_and_another_users_is_404(make_user: UserFactory) -> None:
     alice, bob = make_user(), make_user()
-    job = long_job(alice, project)
+    job = long_job(alice)
     wait_for_app(job["id"])
     assert "events" in problem(alice.get(f"{job['url']}/logs/stdout"), 409)["detail"]
     alice.post(f"{job['url']}/cancel")

@@ -16,10 +16,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.conftest import UserFactory, problem
-from tests.e2e.test_hostile_params import script_app
-from tests.e2e.test_seed_flows import archive_members
-from tests.e2e.test_walking_skeleton import run_flood, wait_for
+from tests.helpers import UserFactory, archive_members, problem, run_flood, script_app, wait_for
 
 pytestmark = pytest.mark.e2e
 FLOOD_OUTPUTS = {"depth.csv", "max_depth.csv", "summary.json", "flood_map.png"}
@@ -142,20 +139,6 @@ def test_an_output_in_a_subdirectory_is_reached_by_its_path_and_saved_by_its_bas
     downloaded = httpx.get(answer.json()["url"])
     assert downloaded.content == b"deep"
     assert 'filename="a b#1?.txt"' in downloaded.headers["content-disposition"]
-
-
-def test_outputs_are_409_with_retry_after_until_the_job_finishes(user: httpx.Client, project: Path) -> None:
-    job = run_flood(user, project, steps=100000)
-    try:
-        for path in (f"/v1/jobs/{job['id']}/outputs", f"/v1/jobs/{job['id']}/outputs/depth.csv"):
-            answer = user.get(path)
-            problem(answer, 409, "not-yet")
-            assert int(answer.headers["retry-after"]) > 0
-        include = user.get(f"/v1/jobs/{job['id']}/archive", params={"include": "*.csv"})
-        problem(include, 409, "not-yet")
-    finally:
-        user.post(f"/v1/jobs/{job['id']}/cancel")
-        wait_for(user, job["id"], timeout=30)
 
 
 def test_an_unknown_output_path_is_404_naming_it(user: httpx.Client, flood: dict[str, Any]) -> None:

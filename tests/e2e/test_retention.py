@@ -1,15 +1,13 @@
 """Retention over the real stack: expired jobs lose their objects and answer 410; lost packagings are redone.
 
-The results workers sweep every second here (``RETENTION_SWEEP_SECONDS`` in tests/conftest.py).
-That deleting a job leaves no object behind is tested in test_jobs_api.py
+The results workers sweep every second here (``RETENTION_SWEEP_SECONDS`` in tests/stacks.py).
+That deleting a job leaves no object behind is tested in test_jobs.py
 (``test_deleting_a_finished_job_removes_its_objects_and_record``).
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,41 +15,38 @@ import pymongo
 import pytest
 
 from devstack.stack import Stack
-from tests.conftest import UserFactory, problem
-from tests.e2e.test_jobs_api import grid, objects, submit
-from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
+from tests.helpers import UserFactory, eventually, objects, problem, tiny_job, wait_for, wait_for_archive
 
 pytestmark = pytest.mark.e2e
 
 
 def wait_until_set(user: httpx.Client, job_id: str, field: str, timeout: float = 30) -> dict[str, Any]:
     """The job once ``field`` is set."""
-    deadline = time.monotonic() + timeout
-    while not (job := user.get(f"/v1/jobs/{job_id}").json())[field]:
-        assert time.monotonic() < deadline, f"{field} never set: {job}"
-        time.sleep(0.2)
-    return job  # type: ignore[no-any-return]
+
+    def job_with_it() -> dict[str, Any] | None:
+        job: dict[str, Any] = user.get(f"/v1/jobs/{job_id}").json()
+        return job if job[field] else None
+
+    return eventually(job_with_it, f"{field} never set", timeout=timeout, every=0.2)
 
 
-def test_a_finished_job_shows_when_its_results_expire(make_user: UserFactory, project: Path) -> None:
+def test_a_finished_job_shows_when_its_results_expire(make_user: UserFactory) -> None:
     user = make_user()
-    job = wait_for(user, submit(user, grid(user, project), retention_seconds=3600)["id"])
+    job = wait_for(user, tiny_job(user, retention_seconds=3600)["id"])
     finished = datetime.fromisoformat(job["finished"])
     assert job["retention_seconds"] == 3600 and job["expired"] is None
     assert datetime.fromisoformat(job["expires"]) == finished + timedelta(seconds=3600)
 
 
-def test_a_job_without_retention_never_expires(make_user: UserFactory, project: Path) -> None:
+def test_a_job_without_retention_never_expires(make_user: UserFactory) -> None:
     user = make_user()
-    job = wait_for(user, submit(user, grid(user, project))["id"])
+    job = wait_for(user, tiny_job(user)["id"])
     assert job["retention_seconds"] is None and job["expires"] is None
 
 
-def test_an_expired_job_answers_410_and_leaves_nothing_in_s3(
-    make_user: UserFactory, project: Path, s3: Any, stack: Stack
-) -> None:
+def test_an_expired_job_answers_410_and_leaves_nothing_in_s3(make_user: UserFactory, s3: Any, stack: Stack) -> None:
     user = make_user()
-    job = submit(user, grid(user, project), retention_seconds=2)
+    job = tiny_job(user, retention_seconds=2)
     job = wait_until_set(user, job["id"], "expired")
     assert job["state"] == "SUCCEEDED" and job["archive"] is not None  # packaged first, then expired
     assert objects(s3, stack, job["id"]) == []
@@ -62,18 +57,16 @@ def test_an_expired_job_answers_410_and_leaves_nothing_in_s3(
     problem(user.get(f"/v1/jobs/{job['id']}/archive", params={"include": "*"}), 410, "gone")
 
 
-def test_an_expired_job_can_still_be_deleted(make_user: UserFactory, project: Path) -> None:
+def test_an_expired_job_can_still_be_deleted(make_user: UserFactory) -> None:
     user = make_user()
-    job = wait_until_set(user, submit(user, grid(user, project), retention_seconds=1)["id"], "expired")
+    job = wait_until_set(user, tiny_job(user, retention_seconds=1)["id"], "expired")
     assert user.delete(f"/v1/jobs/{job['id']}").status_code == 204
     problem(user.get(f"/v1/jobs/{job['id']}"), 404)
 
 
-def test_a_job_whose_packaging_was_lost_is_packaged_by_the_sweep(
-    make_user: UserFactory, project: Path, stack: Stack
-) -> None:
+def test_a_job_whose_packaging_was_lost_is_packaged_by_the_sweep(make_user: UserFactory, stack: Stack) -> None:
     user = make_user()
-    job = wait_for(user, submit(user, grid(user, project))["id"])
+    job = wait_for(user, tiny_job(user)["id"])
     wait_for_archive(user, job["id"])
     # As if its package_results message had been lost long ago: no archive, ended twenty minutes back.
     long_ago = datetime.now(UTC) - timedelta(minutes=20)
@@ -85,21 +78,3 @@ def test_a_job_whose_packaging_was_lost_is_packaged_by_the_sweep(
     assert user.get(f"/v1/jobs/{job['id']}").json()["archive"] is None
     packaged = wait_until_set(user, job["id"], "archive")
     assert packaged["archive"]["size"] > 0
-
-
-def test_each_job_of_a_batch_keeps_its_own_retention(make_user: UserFactory, project: Path) -> None:
-    user = make_user()
-    file_id = grid(user, project)
-    one = {"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": file_id}}
-    answer = user.post("/v1/jobs/batch", json={"jobs": [one | {"retention_seconds": 600}, one]})
-    assert answer.status_code == 201, answer.text
-    jobs = [user.get(f"/v1/jobs/{item['id']}").json() for item in answer.json()["items"]]
-    assert [job["retention_seconds"] for job in jobs] == [600, None]
-
-
-def test_a_rerun_keeps_the_old_jobs_retention_unless_overridden(make_user: UserFactory, project: Path) -> None:
-    user = make_user()
-    old = submit(user, grid(user, project), retention_seconds=600)
-    kept = user.post(f"/v1/jobs/{old['id']}/rerun").json()
-    changed = user.post(f"/v1/jobs/{old['id']}/rerun", json={"retention_seconds": 60}).json()
-    assert (kept["retention_seconds"], changed["retention_seconds"]) == (600, 60)

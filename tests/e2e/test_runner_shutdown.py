@@ -8,59 +8,53 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.conftest import client_for
-from tests.e2e.test_walking_skeleton import run_flood, wait_for, wait_for_archive
+from tests.helpers import (
+    client_for,
+    eventually,
+    long_job,
+    processes_mentioning,
+    tiny_job,
+    wait_for,
+    wait_for_app,
+    wait_for_archive,
+)
+from tests.stacks import stop_all
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def own_stack(servers: Stack, tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(scope="module")
+def services(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Gateway, runner and results of their own (sharing the test servers), free to be stopped."""
     stack = replace(
         servers,
-        state_dir=tmp_path,
+        state_dir=tmp_path_factory.mktemp("own"),
         ports=replace(servers.ports, gateway=free_port()),
         namespace=f"{servers.namespace}-own",
         database=f"{servers.database}_own_{uuid.uuid4().hex[:6]}",
     )
     try:
-        stack.start_services()
         yield stack
     finally:
-        for process in reversed(stack.services()):
-            process.stop()
+        stop_all(stack.services())
 
 
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if text.encode() in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
+@pytest.fixture
+def own_stack(services: Stack) -> Stack:
+    """Those services, each running: a runner an earlier test stopped or killed is started again."""
+    services.start_services()
+    return services
 
 
-def wait_for_app(job_id: str) -> None:
-    """RUNNING is recorded at the claim, before inputs are staged: wait for the app's process itself."""
-    deadline = time.monotonic() + 30
-    while not processes_mentioning(job_id):
-        assert time.monotonic() < deadline, "the app never started"
-        time.sleep(0.05)
-
-
-def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: Stack, project: Path) -> None:
+def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: Stack) -> None:
     api = client_for(own_stack.gateway_url, own_stack.admin_username, own_stack.admin_password)
     try:
-        job = run_flood(api, project, steps=100000)
+        job = long_job(api)
         wait_for_app(job["id"])
         assert api.get(f"/v1/jobs/{job['id']}").json()["state"] == "RUNNING"
 
@@ -80,19 +74,16 @@ def test_stopping_a_runner_mid_job_kills_the_app_and_records_failed(own_stack: S
         api.close()
 
 
-def test_a_runner_killed_mid_job_takes_its_app_along_and_the_job_runs_again(own_stack: Stack, project: Path) -> None:
+def test_a_runner_killed_mid_job_takes_its_app_along_and_the_job_runs_again(own_stack: Stack) -> None:
     api = client_for(own_stack.gateway_url, own_stack.admin_username, own_stack.admin_password)
     try:
-        job = run_flood(api, project, steps=15000)
+        job = tiny_job(api, seconds=1)
         wait_for_app(job["id"])
         runner = own_stack.services()[1]
         pid = runner.pid()
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # no drain, no goodbye: the machine died
-        deadline = time.monotonic() + 10
-        while processes_mentioning(job["id"]):
-            assert time.monotonic() < deadline, "the app outlived its runner"
-            time.sleep(0.05)
+        eventually(lambda: not processes_mentioning(job["id"]), "the app outlived its runner", timeout=10, every=0.05)
         runner.stop()  # forget the dead process
         assert runner.start()  # a new runner (a new id), as after a reboot
         done = wait_for(api, job["id"], timeout=90)

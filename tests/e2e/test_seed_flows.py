@@ -22,36 +22,29 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.conftest import UserFactory, upload
-from tests.e2e.test_cancel import long_job, queued_behind_busy_slots
-from tests.e2e.test_events import read_stream
-from tests.e2e.test_queues import orphan
-from tests.e2e.test_runner_shutdown import processes_mentioning, wait_for_app
-from tests.e2e.test_walking_skeleton import wait_for, wait_for_archive
+from tests.helpers import (
+    VALLEY,
+    UserFactory,
+    archive_members,
+    dispatcher_passed,
+    orphan,
+    processes_mentioning,
+    queued_behind_busy_slots,
+    read_stream,
+    upload,
+    wait_for,
+    wait_for_app,
+)
 
 pytestmark = pytest.mark.e2e
-VALLEY = "apps/flood/example/valley.csv"
 ENDED = "SUCCEEDED,FAILED,TIMED_OUT,CANCELED"
 
 
-def archive_members(api: httpx.Client, job_id: str, *, redirect: bool = False) -> dict[str, bytes]:
-    """The job's archive, fetched as a client would (presigned URL, or the 302 to it), by member path below its root."""
-    link = wait_for_archive(api, job_id)
-    if redirect:
-        answer = api.get(f"/v1/jobs/{job_id}/archive", params={"redirect": "1"})
-        assert answer.status_code == 302
-        url = answer.headers["location"]
-    else:
-        url = link["url"]
-    download = httpx.get(url)  # no credentials: the URL itself grants access
-    assert download.status_code == 200
-    assert hashlib.sha256(download.content).hexdigest() == link["sha256"]
-    with tarfile.open(fileobj=io.BytesIO(download.content), mode="r:gz") as tar:
-        return {
-            m.name.removeprefix(f"{job_id}/"): tar.extractfile(m).read()  # type: ignore[union-attr]
-            for m in tar.getmembers()
-            if m.isfile()
-        }
+def long_flood(user: httpx.Client, project: Path) -> dict[str, Any]:
+    """A flood that runs until canceled (or for its two minutes)."""
+    grid = upload(user, "valley.csv", (project / VALLEY).read_bytes())
+    body = {"app": "flood", "params": {"steps": 100000}, "inputs": {"elevation": grid["id"]}, "timeout_seconds": 120}
+    return submitted(user, body)
 
 
 def submitted(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +153,7 @@ def test_caesar_upload_run_with_options_status_download_and_cancel(make_user: Us
     fit = json.loads(output["outputs/fit.json"])
     assert fit["degree"] == 2 and len(fit["coefficients_highest_power_first"]) == 3
 
-    running = long_job(astronomer, project)
+    running = long_flood(astronomer, project)
     wait_for_app(running["id"])
     assert astronomer.post(f"/v1/jobs/{running['id']}/cancel").status_code == 200
     aborted = wait_for(astronomer, running["id"], timeout=30)
@@ -257,7 +250,7 @@ def test_openquake_lists_running_and_past_jobs_outputs_stops_one_and_shows_the_c
     quick = {"app": "flood", "params": {"steps": 5}, "inputs": {"elevation": grid["id"]}}
     past = wait_for(platform, submitted(platform, quick)["id"])
     assert past["state"] == "SUCCEEDED"
-    busy, waiting = queued_behind_busy_slots(platform, project)
+    busy, waiting = queued_behind_busy_slots(platform, lambda user: long_flood(user, project))
     running = {job["id"] for job in busy}
 
     # Lists: currently running, waiting, past; each item carries its metadata and the URL of the job.
@@ -336,7 +329,7 @@ def test_qdo_queue_batch_add_filter_pause_resume_retry_recover(make_user: UserFa
     batch = user.post("/v1/jobs/batch", json={"jobs": tasks})
     assert batch.status_code == 201, batch.text
     assert user.get("/v1/queues/sky-survey").json()["counts"]["QUEUED"] == 8
-    time.sleep(1)  # paused: nothing starts
+    dispatcher_passed(user)  # paused: nothing starts
     assert ids(user, queue="sky-survey", state="QUEUED") == {item["id"] for item in batch.json()["items"]}
 
     user.post("/v1/queues/sky-survey/resume")

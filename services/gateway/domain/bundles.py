@@ -1,46 +1,53 @@
 """Uploaded dataset bundles (zip, tar, tar.gz): every member checked before anything is stored.
 
 The bundle is a local, seekable file. Sizes are counted while the bytes are read, never taken
-from headers, and reading stops as soon as a limit is crossed. A Pacifica bundle (a top-level
-``metadata.txt`` beside a ``data/`` directory) also yields its parsed metadata.
+from headers, and reading stops as soon as a limit is crossed. A bundle with a top-level
+``metadata.txt`` beside a ``data/`` directory also yields that file, parsed as JSON: its metadata.
+How each archive format is told apart and read is in ``bundle_formats``.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import re
 import stat
 import tarfile
 import zipfile
-import zlib
 from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Self, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from services.gateway.domain.bundle_formats import (
+    CORRUPT,
+    EXTENSIONS,
+    NOT_UTF8,
+    Kind,
+    corrupt,
+    detect,
+    open_tar,
+    refuse_file,
+    tar_data,
+    tar_stream,
+    zip_name,
+)
 from shared.errors import Invalid, TooLarge, Violation
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRead
 
-Kind = Literal["zip", "tar", "tar.gz"]
 BLOCK = 2**20
 MAX_VIOLATIONS = 50
 MAX_METADATA_BYTES = 2**20
-EXTENSIONS: dict[Kind, tuple[str, ...]] = {"zip": (".zip",), "tar": (".tar",), "tar.gz": (".tar.gz", ".tgz")}
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".gz", ".bz2", ".xz", ".7z", ".rar")
 ARCHIVE_MAGIC = re.compile(
     rb"PK\x03\x04|PK\x05\x06|\x1f\x8b|BZh[1-9]1AY&SY|\xfd7zXZ\x00|7z\xbc\xaf\x27\x1c|Rar!\x1a\x07"
 )
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 DRIVE = re.compile(r"[A-Za-z]:")
-CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
 NESTED = "nested archives are not accepted; unpack it first"
-NOT_UTF8 = "the name is not valid UTF-8"
 TAR_REFUSALS = {
     tarfile.SYMTYPE: "symbolic links are not accepted",
     tarfile.LNKTYPE: "hard links are not accepted",
@@ -72,19 +79,11 @@ class Member:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A checked bundle: its regular files sorted by path, and Pacifica metadata when present."""
+    """A checked bundle: its regular files sorted by path, and its metadata.txt parsed (when beside data/)."""
 
     kind: Kind
     members: list[Member]
     metadata: dict[str, Any] | None
-
-
-def _refuse_file(detail: str) -> Invalid:
-    return Invalid(detail, [Violation("/file", detail)])
-
-
-def _corrupt(exc: Exception | str) -> Invalid:
-    return _refuse_file(f"the archive is truncated or corrupt: {exc}")
 
 
 def _refuse_members(violations: list[Violation]) -> Invalid:
@@ -190,16 +189,16 @@ class _Scan:
             raise TooLarge(f"the bundle's compression ratio is above {self.limits.max_ratio:g}")
 
     def finish(self) -> dict[str, Any] | None:
-        """Raise the violations found, if any; otherwise return the Pacifica metadata, if any."""
+        """Raise the violations found, if any; otherwise return the parsed metadata.txt, if any."""
         parents = {path.rsplit("/", depth)[0] for path in self.kinds for depth in range(1, path.count("/") + 1)}
         for parent in sorted(parents):
             if self.kinds.get(parent) == "file":
                 self.refuse(parent, f"{parent} is both a file and a directory")
         if not self.members and not self.violations:
-            raise _refuse_file("the bundle holds no files")
+            raise refuse_file("the bundle holds no files")
         metadata = None
-        is_pacifica = self.kinds.get("metadata.txt") == "file" and any(m.path.startswith("data/") for m in self.members)
-        if is_pacifica and self.metadata_text is not None:
+        beside_data = self.kinds.get("metadata.txt") == "file" and any(m.path.startswith("data/") for m in self.members)
+        if beside_data and self.metadata_text is not None:
             metadata = self.parse_metadata(self.metadata_text)
         if self.violations:
             raise _refuse_members(self.violations)
@@ -222,81 +221,6 @@ class _Scan:
         return None
 
 
-class _StrictTarInfo(tarfile.TarInfo):
-    """Refuses the cut or garbled header that tarfile would quietly take for the end of the archive."""
-
-    @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-        try:
-            return super().frombuf(buf, encoding, errors)
-        except tarfile.HeaderError as exc:
-            if buf == bytes(tarfile.BLOCKSIZE):
-                raise  # the end-of-archive marker
-            raise tarfile.ReadError(f"a header is cut short or garbled ({exc})") from exc
-
-
-@contextmanager
-def _tar_stream(path: Path, kind: Kind) -> Iterator[io.BufferedIOBase]:
-    with path.open("rb") as raw:
-        if kind == "tar":
-            yield raw
-        else:
-            with gzip.GzipFile(fileobj=raw) as unzipped:
-                yield unzipped
-
-
-def _open_tar(stream: io.BufferedIOBase) -> tarfile.TarFile:
-    return tarfile.open(fileobj=stream, mode="r:", tarinfo=_StrictTarInfo, encoding="utf-8", errors="surrogateescape")
-
-
-def _tar_data(archive: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
-    data = archive.extractfile(info)
-    if data is None:
-        raise ValueError(f"{info.name!r} is not a regular file")
-    return data
-
-
-def _is_tar_header(block: bytes) -> bool:
-    try:
-        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
-
-
-def _detect(path: Path) -> Kind:
-    with path.open("rb") as file:
-        head = file.read(tarfile.BLOCKSIZE)
-    if not head:
-        raise _refuse_file("the file is empty")
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head.startswith(b"\x1f\x8b"):
-        try:
-            with gzip.open(path, "rb") as unzipped:
-                head = unzipped.read(tarfile.BLOCKSIZE)
-        except CORRUPT as exc:
-            raise _corrupt(exc) from exc
-        if _is_tar_header(head):
-            return "tar.gz"
-    elif head == bytes(tarfile.BLOCKSIZE) or _is_tar_header(head):
-        return "tar"
-    raise _refuse_file("not a zip or tar archive")
-
-
-def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
-    """A zip member's name as written, and NOT_UTF8 when it cannot be read as UTF-8."""
-    name = info.orig_filename
-    if info.flag_bits & 0x800 or name.isascii():
-        return name, None
-    # Info-ZIP and others write UTF-8 names without setting the flag; zipfile read them as cp437.
-    raw = name.encode("cp437")
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "surrogateescape"), NOT_UTF8
-
-
 def _zip_type_problem(info: zipfile.ZipInfo, file_type: int) -> str | None:
     if info.flag_bits & 0x1:
         return "encrypted members are not accepted"
@@ -317,7 +241,7 @@ def _scan_zip(path: Path, scan: _Scan) -> None:
         if len(archive.infolist()) > scan.limits.max_members:
             raise TooLarge(f"the bundle holds more than {scan.limits.max_members} members")
         for info in archive.infolist():
-            name, problem = _zip_name(info)
+            name, problem = zip_name(info)
             file_type = stat.S_IFMT(info.external_attr >> 16)
             if problem is None:
                 problem = _zip_type_problem(info, file_type)
@@ -335,15 +259,15 @@ def _scan_zip(path: Path, scan: _Scan) -> None:
 
 
 def _scan_tar(path: Path, kind: Kind, scan: _Scan) -> None:
-    with _tar_stream(path, kind) as stream:
-        with _open_tar(stream) as archive:
+    with tar_stream(path, kind) as stream:
+        with open_tar(stream) as archive:
             for info in archive:
                 problem = TAR_REFUSALS.get(info.type)
                 if problem is None and not (info.isreg() or info.isdir()):
                     problem = f"tar member type {info.type!r} is not accepted"
                 member_path = scan.admit(info.name, "dir" if info.isdir() else "file", problem)
                 if member_path is not None:
-                    with _tar_data(archive, info) as data:
+                    with tar_data(archive, info) as data:
                         scan.read(info.name, member_path, data)
         # reading to the end makes gzip check its length and CRC; whatever is there still counts
         while block := stream.read(BLOCK):
@@ -352,9 +276,9 @@ def _scan_tar(path: Path, kind: Kind, scan: _Scan) -> None:
 
 def inspect_bundle(path: Path, filename: str, limits: BundleLimits = BundleLimits()) -> Bundle:
     """Check every member of the bundle; raise Invalid or TooLarge describing the first problems."""
-    kind = _detect(path)
+    kind = detect(path)
     if not filename.lower().endswith(EXTENSIONS[kind]):
-        raise _refuse_file(f"the file is a {kind} but is named {_display(filename)}")
+        raise refuse_file(f"the file is a {kind} but is named {_display(filename)}")
     scan = _Scan(limits, path.stat().st_size)
     try:
         if kind == "zip":
@@ -362,7 +286,7 @@ def inspect_bundle(path: Path, filename: str, limits: BundleLimits = BundleLimit
         else:
             _scan_tar(path, kind, scan)
     except CORRUPT as exc:
-        raise _corrupt(exc) from exc
+        raise corrupt(exc) from exc
     metadata = scan.finish()
     return Bundle(kind, sorted(scan.members, key=lambda member: member.path), metadata)
 
@@ -387,18 +311,18 @@ def iter_members(path: Path, bundle: Bundle) -> Generator[tuple[Member, BinaryIO
     if bundle.kind == "zip":
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                member = None if info.is_dir() else wanted.pop(_normalise(_zip_name(info)[0]), None)
+                member = None if info.is_dir() else wanted.pop(_normalise(zip_name(info)[0]), None)
                 if member is not None:
                     with archive.open(info) as data:
                         yield member, cast(BinaryIO, data)
                 if not wanted:
                     return
     else:
-        with _tar_stream(path, bundle.kind) as stream, _open_tar(stream) as archive:
+        with tar_stream(path, bundle.kind) as stream, open_tar(stream) as archive:
             for entry in archive:
                 member = wanted.pop(_normalise(entry.name), None) if entry.isreg() else None
                 if member is not None:
-                    with _tar_data(archive, entry) as data:
+                    with tar_data(archive, entry) as data:
                         yield member, cast(BinaryIO, data)
                 if not wanted:
                     return

@@ -103,6 +103,7 @@ def check_storable(bundle: Bundle, prefix: str) -> None:
 
 
 def checked_tags(tags: list[str]) -> list[str]:
+    """Tags as a dataset keeps them: each once, sorted."""
     return sorted(set(tags))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -20,12 +22,30 @@ log = structlog.get_logger()
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
+@dataclass(frozen=True)
+class DownloadLink:
+    """A presigned GET of a file's bytes, with what the caller needs to check them."""
+
+    url: str
+    expires_at: datetime
+    size: int
+    sha256: str
+
+
 def check_name(name: str | None) -> str:
     """A file name as users will see it again in jobs and archives: no paths, no control characters."""
     if not name:
         raise BadRequest("say what the file is called: POST /v1/files?name=FILENAME (or a form file with a filename)")
     if len(name.encode()) > 255 or _UNSAFE_NAME.search(name) or name in {".", ".."}:
         raise BadRequest("the file name must be 1-255 bytes (UTF-8) with no '/', '\\' or control characters")
+    return name
+
+
+def check_upload(name: str | None, *, declared_size: int | None, max_bytes: int) -> str:
+    """The checked name of a file about to be received: its name is checked first, then its declared size."""
+    name = check_name(name)
+    if declared_size is not None and declared_size > max_bytes:
+        raise TooLarge(f"uploads are limited to {max_bytes} bytes")
     return name
 
 
@@ -43,16 +63,18 @@ async def receive_upload(
     storage: ObjectStorage,
     chunks: AsyncIterator[bytes],
     owner: str,
-    name: str,
+    name: str | None,
     content_type: str,
+    declared_size: int | None,
     max_bytes: int,
 ) -> StoredFile:
-    """Stream ``chunks`` into a new S3 object part by part, then record the file.
+    """Check the file's name and declared size, stream ``chunks`` into a new S3 object part by part, record the file.
 
     One part is uploaded while the next is read, so memory stays at a few parts. On any
     failure (client gone, too large, S3 refusing) the partial upload is aborted and nothing
     is recorded.
     """
+    name = check_upload(name, declared_size=declared_size, max_bytes=max_bytes)
     file_id = new_id()
     sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
     pending: list[bytes] = []
@@ -102,11 +124,11 @@ async def receive_upload(
 
 async def download_link(
     *, files: FileStore, storage: ObjectStorage, file_id: str, owner: str | None, expires_in: int
-) -> dict[str, Any]:
+) -> DownloadLink:
     """A presigned GET of the file on the public endpoint, saved under the file's name."""
     file = await files.get_file(file_id, owner=owner)
     url, expires_at = await run_in_threadpool(storage.presign_get, file.key, expires_in=expires_in, filename=file.name)
-    return {"url": url, "expires_at": expires_at.isoformat(), "size": file.size, "sha256": file.sha256}
+    return DownloadLink(url=url, expires_at=expires_at, size=file.size, sha256=file.sha256)
 
 
 async def _refuse_if_in_use(file: StoredFile, *, jobs: JobStore) -> None:

@@ -15,8 +15,8 @@ working once the parts are assembled.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +61,40 @@ class CompleteRequest(BaseModel):
     parts: list[PartRef] | None = Field(default=None, max_length=MAX_PARTS)
 
 
+@dataclass(frozen=True)
+class PutUrl:
+    """A presigned PUT of the whole file, and the headers it was signed with."""
+
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PartUrl:
+    """A presigned PUT of one part, signed for that part's exact size."""
+
+    number: int
+    url: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the client sends an upload's bytes: one PUT, or one PUT per part of ``part_size`` bytes."""
+
+    put: PutUrl | None
+    part_size: int | None
+    parts: list[PartUrl] | None
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """A pending upload with fresh URLs for its bytes."""
+
+    upload: PendingUpload
+    targets: Targets
+
+
 def file_key(file_id: str) -> str:
     """Where a file's bytes live once verified."""
     return f"files/{file_id}"
@@ -89,8 +123,8 @@ def check_parts(parts: list[PartRef] | None, count: int) -> list[tuple[int, str]
 
 async def start_upload(
     *, files: FileStore, storage: ObjectStorage, settings: GatewaySettings, request: UploadRequest, owner: str
-) -> PendingUpload:
-    """Check the announcement, open the S3 upload (multipart when large) and record it as pending."""
+) -> OpenUpload:
+    """Check the announcement, open the S3 upload (multipart when large), record it as pending, sign its URLs."""
     try:
         name = check_name(request.name)
     except BadRequest as exc:
@@ -124,10 +158,10 @@ async def start_upload(
             await run_in_threadpool(storage.abort_multipart, key, multipart_id)
         raise
     log.info("upload_started", upload_id=upload.id, size=upload.size, multipart=multipart_id is not None)
-    return upload
+    return OpenUpload(upload, await run_in_threadpool(presigned_urls, storage, upload))
 
 
-def presigned_urls(storage: ObjectStorage, upload: PendingUpload) -> dict[str, Any]:
+def presigned_urls(storage: ObjectStorage, upload: PendingUpload) -> Targets:
     """Where the client sends the bytes: a PUT, or one PUT per part; valid until the upload expires.
 
     Each URL is signed for its exact Content-Length, so S3 itself refuses a PUT of another size.
@@ -137,12 +171,18 @@ def presigned_urls(storage: ObjectStorage, upload: PendingUpload) -> dict[str, A
         url, _ = storage.presign_put(
             upload.key, size=upload.size, content_type=upload.content_type, expires_in=expires_in
         )
-        return {"put": {"url": url, "headers": {"Content-Type": upload.content_type}}, "part_size": None, "parts": None}
+        return Targets(put=PutUrl(url, {"Content-Type": upload.content_type}), part_size=None, parts=None)
     _, count = plan_parts(upload.size, min_part_size=upload.part_size)
     sizes = [min(upload.part_size, upload.size - n * upload.part_size) for n in range(count)]
     urls = storage.presign_parts(upload.key, upload.multipart_id, sizes=sizes, expires_in=expires_in)
-    parts = [{"number": n, "url": url, "size": size} for n, (url, size) in enumerate(zip(urls, sizes, strict=True), 1)]
-    return {"put": None, "part_size": upload.part_size, "parts": parts}
+    parts = [PartUrl(n, url, size) for n, (url, size) in enumerate(zip(urls, sizes, strict=True), 1)]
+    return Targets(put=None, part_size=upload.part_size, parts=parts)
+
+
+async def describe_upload(*, files: FileStore, storage: ObjectStorage, upload_id: str, owner: str | None) -> OpenUpload:
+    """A pending upload, with URLs for its bytes signed afresh."""
+    upload = await files.get_upload(upload_id, owner=owner)
+    return OpenUpload(upload, await run_in_threadpool(presigned_urls, storage, upload))
 
 
 async def discard_upload(upload: PendingUpload, *, files: FileStore, storage: ObjectStorage) -> None:
@@ -155,6 +195,7 @@ async def discard_upload(upload: PendingUpload, *, files: FileStore, storage: Ob
 
 
 async def claim_pending(upload_id: str, owner: str | None, *, files: FileStore) -> PendingUpload:
+    """Hold the pending upload for this request alone; Conflict once it is a file, NotYet while another holds it."""
     upload = await files.claim_upload(upload_id, owner=owner, stale_before=utcnow() - _STALE_COMPLETION)
     if upload is not None:
         return upload
@@ -167,6 +208,13 @@ async def claim_pending(upload_id: str, owner: str | None, *, files: FileStore) 
             raise NotFound(f"no pending upload {upload_id}") from None
         raise Conflict(f"upload {upload_id} is complete already: it is file {file.id}") from None
     raise NotYet(f"upload {upload_id} is being completed by another request", retry_after=2)
+
+
+async def cancel_upload(*, files: FileStore, storage: ObjectStorage, upload_id: str, owner: str | None) -> None:
+    """Cancel a pending upload: its open parts, its object and its record are deleted."""
+    upload = await claim_pending(upload_id, owner, files=files)
+    await discard_upload(upload, files=files, storage=storage)
+    log.info("upload_cancelled", upload_id=upload.id)
 
 
 async def _assemble(storage: ObjectStorage, upload: PendingUpload, parts: list[PartRef] | None) -> int:

@@ -1,16 +1,20 @@
-"""The ``file`` part of a multipart/form-data request, streamed as it arrives: never spooled to disk."""
+"""A file sent as a request's raw body or as its form's ``file`` part, streamed as it arrives: never spooled to disk."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import structlog
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
 
 from shared.errors import BadRequest, TooLarge
 
+log = structlog.get_logger()
 FILE_FIELD = "file"
+FORM_SLACK = 1 * 2**20  # a form may carry this much besides the file: boundaries, headers, small fields
 _MAX_HEADERS_BYTES = 16 * 1024  # all part headers together; a form is not a place to hide data
 
 
@@ -35,6 +39,16 @@ class FilePart:
 
     filename: str | None
     content_type: str
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True)
+class SentFile:
+    """A file a request sends: the name and type the client gives it, its declared size, and its bytes."""
+
+    name: str | None  # ?name=, else (in a form) the file part's filename
+    content_type: str
+    size: int | None  # a raw body's Content-Length; a form tells no size of its file
     chunks: AsyncIterator[bytes]
 
 
@@ -151,3 +165,38 @@ async def file_part(body: AsyncIterator[bytes], *, content_type: str, max_bytes:
         raise BadRequest("the form's file name is not UTF-8") from None
     kind = headers.get("content-type", "").split(";")[0].strip().lower()
     return FilePart(filename=filename, content_type=kind or "application/octet-stream", chunks=chunks())
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a client that goes away before its end is a 400."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        log.info("upload_abandoned", name=request.query_params.get("name"))
+        raise BadRequest("the client went away before the upload finished") from None
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+async def sent_file(request: Request, *, max_bytes: int) -> SentFile:
+    """The file a request sends as its raw body or as a multipart/form-data ``file`` part; 400 for other multipart.
+
+    A form is read up to its file part here, refused (413) once it is declared or found larger
+    than ``max_bytes`` plus room for its other parts; a raw body is left for the caller to read.
+    """
+    header = request.headers.get("content-type", "application/octet-stream")
+    media_type = header.split(";")[0].strip().lower()
+    name = request.query_params.get("name")
+    if media_type == "multipart/form-data":
+        declared = _declared_length(request)
+        if declared is not None and declared > max_bytes + FORM_SLACK:
+            raise TooLarge(f"uploads are limited to {max_bytes} bytes")
+        part = await file_part(_body(request), content_type=header, max_bytes=max_bytes + FORM_SLACK)
+        return SentFile(name or part.filename, part.content_type, None, part.chunks)
+    if media_type.startswith("multipart/"):
+        raise BadRequest("send the file as the request body or as the 'file' part of a multipart/form-data form")
+    return SentFile(name, media_type or "application/octet-stream", _declared_length(request), _body(request))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, overload
+from typing import Protocol, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse
 
 from services.gateway.plumbing.endpoints import Param
 from shared.errors import BadRequest
@@ -65,18 +65,6 @@ class Linked(Protocol):
 L = TypeVar("L", bound=Linked)
 
 
-@overload
-def link_response(link: L, *, redirect: bool) -> L | RedirectResponse: ...
-
-
-@overload
-def link_response(link: dict[str, Any], *, redirect: bool) -> Response: ...
-
-
-def link_response(link: Linked | dict[str, Any], *, redirect: bool) -> Linked | Response:
-    """A presigned link's answer (a model, or a plain dict sent as JSON), or (``?redirect=1``) a 302 to its URL."""
-    # Plain dicts remain until every caller answers a typed model; then this takes only models.
-    url = link["url"] if isinstance(link, dict) else link.url
-    if redirect:
-        return RedirectResponse(url, status_code=302)
-    return JSONResponse(link) if isinstance(link, dict) else link
+def link_response(link: L, *, redirect: bool) -> L | RedirectResponse:
+    """A presigned link's answer, or (``?redirect=1``) a 302 to its URL."""
+    return RedirectResponse(link.url, status_code=302) if redirect else link

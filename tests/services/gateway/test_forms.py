@@ -1,4 +1,4 @@
-"""The streaming form reader, fed by hand: no servers."""
+"""The streaming form reader and the file a request sends (raw or as a form), fed by hand: no servers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from starlette.requests import Request
+from starlette.types import Message
 
-from services.gateway.plumbing.forms import FilePart, file_part
+from services.gateway.plumbing.forms import FORM_SLACK, FilePart, SentFile, file_part, sent_file
 from shared.errors import BadRequest, TooLarge
 
 BOUNDARY = "quern-test-boundary"
@@ -72,3 +74,71 @@ def test_other_content_types_are_refused() -> None:
 
     with pytest.raises(BadRequest):
         asyncio.run(main())
+
+
+def request(body: bytes, *, content_type: str | None, query: str = "", length: bool = True) -> Request:
+    """A POST whose body arrives in two pieces; ``body=b"gone"`` is a client that goes away instead."""
+    headers = [] if content_type is None else [(b"content-type", content_type.encode())]
+    if length:
+        headers.append((b"content-length", str(len(body)).encode()))
+    middle = len(body) // 2
+    messages: list[Message] = [
+        {"type": "http.request", "body": body[:middle], "more_body": True},
+        {"type": "http.request", "body": body[middle:], "more_body": False},
+    ]
+    if body == b"gone":
+        messages = [{"type": "http.request", "body": b"go", "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/files", "query_string": query.encode(), "headers": headers}
+    return Request(scope, receive)
+
+
+def sent(request: Request, *, max_bytes: int = 2**20) -> tuple[SentFile, bytes]:
+    async def main() -> tuple[SentFile, bytes]:
+        file = await sent_file(request, max_bytes=max_bytes)
+        return file, b"".join([chunk async for chunk in file.chunks])
+
+    return asyncio.run(main())
+
+
+def test_a_raw_body_is_the_file_named_by_the_query_with_its_declared_size() -> None:
+    file, data = sent(request(b"a,b\n1,2\n", content_type="Text/CSV; charset=utf-8", query="name=grid.csv"))
+    assert (file.name, file.content_type, file.size, data) == ("grid.csv", "text/csv", 8, b"a,b\n1,2\n")
+
+
+def test_a_raw_body_without_a_media_type_is_octet_stream_and_may_be_unnamed() -> None:
+    file, _ = sent(request(b"abc", content_type=None, length=False))
+    assert (file.name, file.content_type, file.size) == (None, "application/octet-stream", None)
+
+
+def test_a_raw_body_over_the_limit_is_left_for_the_receiver_to_refuse() -> None:
+    file, data = sent(request(b"x" * 100, content_type="application/octet-stream"), max_bytes=10)
+    assert file.size == 100 and len(data) == 100
+
+
+def test_a_form_file_is_named_by_the_query_first_then_by_its_filename() -> None:
+    body = form(("file", "grid.csv", b"1,2"))
+    file, data = sent(request(body, content_type=CONTENT_TYPE))
+    assert (file.name, file.content_type, file.size, data) == ("grid.csv", "text/csv", None, b"1,2")
+    renamed, _ = sent(request(body, content_type=CONTENT_TYPE, query="name=other.csv"))
+    assert renamed.name == "other.csv"
+
+
+def test_a_form_declared_larger_than_the_limit_and_its_slack_is_too_large() -> None:
+    body = form(("file", "a.bin", b"x" * 100))
+    sent(request(body, content_type=CONTENT_TYPE), max_bytes=len(body) - FORM_SLACK)
+    with pytest.raises(TooLarge, match=f"limited to {len(body) - FORM_SLACK - 1} bytes"):
+        sent(request(body, content_type=CONTENT_TYPE), max_bytes=len(body) - FORM_SLACK - 1)
+
+
+def test_other_multipart_bodies_are_bad_requests() -> None:
+    with pytest.raises(BadRequest, match="multipart/form-data"):
+        sent(request(b"--b--\r\n", content_type="multipart/mixed; boundary=b", query="name=x"))
+
+
+def test_a_client_that_goes_away_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest, match="went away"):
+        sent(request(b"gone", content_type="application/octet-stream", query="name=x"))

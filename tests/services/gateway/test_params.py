@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -45,10 +44,3 @@ def test_a_link_answers_its_model_unless_a_redirect_is_asked_for() -> None:
     redirect = link_response(answer, redirect=True)
     assert isinstance(redirect, Response)
     assert redirect.status_code == 302 and redirect.headers["location"] == answer.url
-
-
-def test_a_plain_dict_link_is_sent_as_json_or_redirected_the_same_way() -> None:
-    link = {"url": "https://s3.example/bucket/key?signature=x", "size": 3}
-    assert json.loads(bytes(link_response(link, redirect=False).body)) == link
-    redirect = link_response(link, redirect=True)
-    assert redirect.status_code == 302 and redirect.headers["location"] == link["url"]

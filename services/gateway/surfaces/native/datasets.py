@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from services.gateway.deps import deps
+from services.gateway.domain.bundle_formats import Kind
 from services.gateway.domain.datasets import (
     DatasetChanges,
     DatasetRequest,
@@ -16,50 +17,85 @@ from services.gateway.domain.datasets import (
     delete_dataset,
     update_dataset,
 )
+from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_model
 from services.gateway.plumbing.endpoints import Param, Resource
 from services.gateway.plumbing.links import link
-from services.gateway.plumbing.pages import PAGED, page_request, page_response
-from services.gateway.surfaces.native.schemas import DatasetOut, DatasetPage
-from shared.errors import BadRequest
+from services.gateway.plumbing.pages import PAGED, PageOut, page_request, paged
+from services.gateway.plumbing.params import timestamp
 from shared.models import Dataset
 from shared.store.datasets import DatasetFilter
 
 resource = Resource("datasets")
 
 
-def render_dataset(request: Request, dataset: Dataset, *, members: bool = True) -> dict[str, Any]:
-    """The public view of a dataset; lists leave the members out."""
-    body: dict[str, Any] = {
-        "id": dataset.id,
-        "url": link(request, "dataset", dataset_id=dataset.id),
-        "owner": dataset.owner,
-        "name": dataset.name,
-        "description": dataset.description,
-        "tags": dataset.tags,
-        "kind": dataset.kind,
-        "member_count": len(dataset.members),
-        "size": dataset.size,
-        "metadata": dataset.metadata,
-        "source_file": dataset.source_file,
-        "created": dataset.created.isoformat(),
-        "updated": dataset.updated.isoformat(),
-    }
-    if members:
-        body["members"] = [member.model_dump() for member in dataset.members]
-    return body
+class MemberOut(Out):
+    path: str
+    size: int
+    sha256: str
 
 
-def _instant(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 date or time, such as 2026-01-31T12:00:00Z") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+class DatasetSummary(Out):
+    id: str
+    url: str
+    owner: str
+    name: str
+    description: str
+    tags: list[str]
+    kind: Kind
+    member_count: int
+    size: int
+    metadata: dict[str, Any] | None = Field(
+        description="the bundle's top-level metadata.txt (beside a data/ directory), parsed as JSON; "
+        'a list comes as {"entries": [...]}'
+    )
+    source_file: str
+    created: str
+    updated: str
+
+
+class DatasetOut(DatasetSummary):
+    members: list[MemberOut]
+
+
+class DatasetPage(PageOut[DatasetSummary]):
+    pass  # a docstring would become the schema's description in the OpenAPI document
+
+
+def render_summary(request: Request, dataset: Dataset) -> DatasetSummary:
+    """The public view of a dataset in a list: without its members."""
+    return DatasetSummary(
+        id=dataset.id,
+        url=link(request, "dataset", dataset_id=dataset.id),
+        owner=dataset.owner,
+        name=dataset.name,
+        description=dataset.description,
+        tags=dataset.tags,
+        kind=cast(Kind, dataset.kind),  # a str in the record; this model still refuses any other
+        member_count=len(dataset.members),
+        size=dataset.size,
+        metadata=dataset.metadata,
+        source_file=dataset.source_file,
+        created=dataset.created.isoformat(),
+        updated=dataset.updated.isoformat(),
+    )
+
+
+def render_dataset(request: Request, dataset: Dataset) -> DatasetOut:
+    """The public view of a dataset, with every member's path, size and sha256."""
+    members = [MemberOut(path=member.path, size=member.size, sha256=member.sha256) for member in dataset.members]
+    return DatasetOut(**render_summary(request, dataset).model_dump(), members=members)
+
+
+def dataset_filter(request: Request) -> DatasetFilter:
+    """``?name_prefix=&tag=&created_after=&created_before=`` (ISO 8601), or 400."""
+    return DatasetFilter(
+        name_prefix=request.query_params.get("name_prefix"),
+        tag=request.query_params.get("tag"),
+        created_after=timestamp(request, "created_after"),
+        created_before=timestamp(request, "created_before"),
+    )
 
 
 @resource.endpoint(
@@ -71,7 +107,7 @@ def _instant(request: Request, name: str) -> datetime | None:
     body=DatasetRequest,
     errors=(409,),
 )
-async def create(request: Request) -> Response:
+async def create(request: Request) -> Reply[DatasetOut]:
     """POST /v1/datasets."""
     d = deps(request)
     dataset = await create_dataset(
@@ -82,8 +118,8 @@ async def create(request: Request) -> Response:
         request=await read_model(request, DatasetRequest),
         owner=principal(request).user_id,
     )
-    body = render_dataset(request, dataset)
-    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
+    created = render_dataset(request, dataset)
+    return Reply(created, headers={"Location": created.url})
 
 
 @resource.endpoint(
@@ -99,31 +135,23 @@ async def create(request: Request) -> Response:
         Param("created_before", "ISO 8601 time"),
     ),
 )
-async def list_datasets(request: Request) -> Response:
+async def list_datasets(request: Request) -> DatasetPage:
     """GET /v1/datasets[?name_prefix=&tag=&created_after=&created_before=]: newest first."""
     wanted = page_request(request)
     page = await deps(request).stores.datasets.list_datasets(
-        owner=principal(request).owner_filter,
-        limit=wanted.limit,
-        after=wanted.after,
-        where=DatasetFilter(
-            name_prefix=request.query_params.get("name_prefix"),
-            tag=request.query_params.get("tag"),
-            created_after=_instant(request, "created_after"),
-            created_before=_instant(request, "created_before"),
-        ),
+        owner=principal(request).owner_filter, limit=wanted.limit, after=wanted.after, where=dataset_filter(request)
     )
-    return page_response(request, page, lambda dataset: render_dataset(request, dataset, members=False))
+    return paged(request, page, lambda dataset: render_summary(request, dataset), DatasetPage)
 
 
 @resource.endpoint(
     "GET", "/datasets/{dataset_id}", name="dataset", summary="A dataset with its members", answer=DatasetOut
 )
-async def describe(request: Request) -> Response:
+async def describe(request: Request) -> DatasetOut:
     """GET /v1/datasets/{dataset_id}: with every member's path, size and sha256."""
     datasets = deps(request).stores.datasets
     dataset = await datasets.get_dataset(request.path_params["dataset_id"], owner=principal(request).owner_filter)
-    return JSONResponse(render_dataset(request, dataset))
+    return render_dataset(request, dataset)
 
 
 @resource.endpoint(
@@ -134,7 +162,7 @@ async def describe(request: Request) -> Response:
     body=DatasetChanges,
     errors=(409,),
 )
-async def change(request: Request) -> Response:
+async def change(request: Request) -> DatasetOut:
     """PATCH /v1/datasets/{dataset_id}: rename, describe or retag."""
     dataset = await update_dataset(
         datasets=deps(request).stores.datasets,
@@ -142,7 +170,7 @@ async def change(request: Request) -> Response:
         changes=await read_model(request, DatasetChanges),
         owner=principal(request).owner_filter,
     )
-    return JSONResponse(render_dataset(request, dataset))
+    return render_dataset(request, dataset)
 
 
 @resource.endpoint(

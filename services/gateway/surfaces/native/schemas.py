@@ -6,78 +6,13 @@ suite checks every real answer against them, so the two cannot drift apart quiet
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ConfigDict, Field
 
 from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.pages import PageOut
 from shared.models import JobState
-
-
-class FileOut(Out):
-    id: str
-    url: str
-    owner: str
-    name: str
-    size: int
-    sha256: str
-    content_type: str
-    created: str
-
-
-class FileDownload(Out):
-    url: str
-    expires_at: str
-    size: int
-    sha256: str
-
-
-class PutTarget(Out):
-    url: str
-    headers: dict[str, str]
-
-
-class PartTarget(Out):
-    number: int
-    url: str
-    size: int
-
-
-class UploadOut(FileOut):
-    """A pending upload: the file it will become, and where to send its bytes."""
-
-    expires_at: str
-    put: PutTarget | None = Field(description="one PUT for the whole file (up to the single-PUT limit)")
-    part_size: int | None
-    parts: list[PartTarget] | None = Field(description="one PUT per part, for larger files")
-    complete: str = Field(description="POST here once the bytes are in")
-
-
-class MemberOut(Out):
-    path: str
-    size: int
-    sha256: str
-
-
-class DatasetSummary(Out):
-    id: str
-    url: str
-    owner: str
-    name: str
-    description: str
-    tags: list[str]
-    kind: Literal["zip", "tar", "tar.gz"]
-    member_count: int
-    size: int
-    metadata: dict[str, Any] | None = Field(description="Pacifica metadata.txt, parsed")
-    source_file: str
-    created: str
-    updated: str
-
-
-class DatasetOut(DatasetSummary):
-    members: list[MemberOut]
 
 
 class OutputOut(Out):
@@ -170,14 +105,6 @@ class JobOut(Out):
     expired: str | None = Field(description="when they were deleted; its archive, logs and outputs then answer 410")
     webhook: WebhookTargetOut | None = Field(description="its own receiver of its terminal event, if it has one")
     links: JobLinks
-
-
-class FilePage(PageOut[FileOut]):
-    pass
-
-
-class DatasetPage(PageOut[DatasetSummary]):
-    pass
 
 
 class JobPage(PageOut[JobOut]):

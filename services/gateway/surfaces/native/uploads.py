@@ -2,52 +2,66 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import structlog
-from starlette.concurrency import run_in_threadpool
+from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.uploads import (
     CompleteRequest,
+    OpenUpload,
     UploadRequest,
-    claim_pending,
+    cancel_upload,
     complete_upload,
-    discard_upload,
-    presigned_urls,
+    describe_upload,
     start_upload,
 )
+from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import parse_model, read_body, read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
-from services.gateway.surfaces.native.files import render_file
-from services.gateway.surfaces.native.schemas import FileOut, UploadOut
-from shared.models import PendingUpload
-
-log = structlog.get_logger()
+from services.gateway.surfaces.native.files import FileOut, file_out, render_file
 
 resource = Resource("files")
 
 
-def render_upload(request: Request, upload: PendingUpload, urls: dict[str, Any]) -> dict[str, Any]:
+class PutTarget(Out):
+    url: str
+    headers: dict[str, str]
+
+
+class PartTarget(Out):
+    number: int
+    url: str
+    size: int
+
+
+class UploadOut(FileOut):
+    """A pending upload: the file it will become, and where to send its bytes."""
+
+    expires_at: str
+    put: PutTarget | None = Field(description="one PUT for the whole file (up to the single-PUT limit)")
+    part_size: int | None
+    parts: list[PartTarget] | None = Field(description="one PUT per part, for larger files")
+    complete: str = Field(description="POST here once the bytes are in")
+
+
+def render_upload(request: Request, opened: OpenUpload) -> UploadOut:
     """The public view of a pending upload, with where to send the bytes and how to finish."""
-    url = link(request, "upload", upload_id=upload.id)
-    return {
-        "id": upload.id,
-        "url": url,
-        "owner": upload.owner,
-        "name": upload.name,
-        "size": upload.size,
-        "sha256": upload.sha256,
-        "content_type": upload.content_type,
-        "created": upload.created.isoformat(),
-        "expires_at": upload.expires.isoformat(),
-        **urls,
-        "complete": link(request, "upload_complete", upload_id=upload.id),
-    }
+    upload, targets = opened.upload, opened.targets
+    put = None if targets.put is None else PutTarget(url=targets.put.url, headers=targets.put.headers)
+    parts = (
+        None if targets.parts is None else [PartTarget(number=n.number, url=n.url, size=n.size) for n in targets.parts]
+    )
+    return UploadOut(
+        **file_out(upload, url=link(request, "upload", upload_id=upload.id)).model_dump(),
+        expires_at=upload.expires.isoformat(),
+        put=put,
+        part_size=targets.part_size,
+        parts=parts,
+        complete=link(request, "upload_complete", upload_id=upload.id),
+    )
 
 
 @resource.endpoint(
@@ -58,29 +72,33 @@ def render_upload(request: Request, upload: PendingUpload, urls: dict[str, Any])
     status=201,
     body=UploadRequest,
 )
-async def create(request: Request) -> Response:
+async def create(request: Request) -> Reply[UploadOut]:
     """POST /v1/uploads {name, size, sha256, content_type?}."""
     d = deps(request)
-    upload = await start_upload(
+    opened = await start_upload(
         files=d.stores.files,
         storage=d.storage,
         settings=d.settings,
         request=await read_model(request, UploadRequest),
         owner=principal(request).user_id,
     )
-    urls = await run_in_threadpool(presigned_urls, d.storage, upload)
-    body = render_upload(request, upload, urls)
-    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
+    created = render_upload(request, opened)
+    return Reply(created, headers={"Location": created.url})
 
 
 @resource.endpoint(
     "GET", "/uploads/{upload_id}", name="upload", summary="A pending upload, with fresh URLs", answer=UploadOut
 )
-async def describe(request: Request) -> Response:
+async def describe(request: Request) -> UploadOut:
     """GET /v1/uploads/{upload_id}: the pending upload with fresh URLs."""
     d = deps(request)
-    upload = await d.stores.files.get_upload(request.path_params["upload_id"], owner=principal(request).owner_filter)
-    return JSONResponse(render_upload(request, upload, await run_in_threadpool(presigned_urls, d.storage, upload)))
+    opened = await describe_upload(
+        files=d.stores.files,
+        storage=d.storage,
+        upload_id=request.path_params["upload_id"],
+        owner=principal(request).owner_filter,
+    )
+    return render_upload(request, opened)
 
 
 @resource.endpoint(
@@ -94,7 +112,7 @@ async def describe(request: Request) -> Response:
     body_optional=True,
     errors=(409,),
 )
-async def complete(request: Request) -> Response:
+async def complete(request: Request) -> Reply[FileOut]:
     """POST /v1/uploads/{upload_id}/complete [{parts: [{number, etag}]}]: 201 with the file."""
     d = deps(request)
     raw = await read_body(request, 2 * 2**20)
@@ -106,8 +124,8 @@ async def complete(request: Request) -> Response:
         owner=principal(request).owner_filter,
         parts=parts,
     )
-    body = render_file(request, file)
-    return JSONResponse(body, status_code=201, headers={"Location": body["url"]})
+    created = render_file(request, file)
+    return Reply(created, headers={"Location": created.url})
 
 
 @resource.endpoint(
@@ -116,9 +134,10 @@ async def complete(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     """DELETE /v1/uploads/{upload_id}: 204 once its parts, object and record are gone."""
     d = deps(request)
-    upload = await claim_pending(
-        request.path_params["upload_id"], principal(request).owner_filter, files=d.stores.files
+    await cancel_upload(
+        files=d.stores.files,
+        storage=d.storage,
+        upload_id=request.path_params["upload_id"],
+        owner=principal(request).owner_filter,
     )
-    await discard_upload(upload, files=d.stores.files, storage=d.storage)
-    log.info("upload_cancelled", upload_id=upload.id)
     return Response(status_code=204)

@@ -1,4 +1,4 @@
-"""Authentication, API keys, roles and isolation between users, over the real stack."""
+"""Authentication, API keys, roles and isolation between users, through the in-process gateway."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
-import pytest
 from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
 
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.conftest import UserFactory, client_for, make_dataset, problem
+from tests.datasets import make_dataset
+from tests.helpers import ApiUserFactory, gateway_client, log_in, problem
 
-pytestmark = pytest.mark.e2e
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
 PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"}
 
@@ -39,17 +39,16 @@ def every_endpoint(env: dict[str, str], *, fill: bool = True) -> list[tuple[str,
     return found
 
 
-def test_every_endpoint_but_health_and_login_needs_credentials(env: dict[str, str], stack: Stack) -> None:
+def test_every_endpoint_but_health_and_login_needs_credentials(env: dict[str, str], anonymous: httpx2.Client) -> None:
     endpoints = every_endpoint(env)
     assert len(endpoints) > 15
-    with httpx.Client(base_url=stack.gateway_url, timeout=30) as anonymous:
-        for method, path in endpoints:
-            response = anonymous.request(method, path)
-            if path in PUBLIC_PATHS:
-                assert response.status_code != 401, path
-                continue
-            assert problem(response, 401, "unauthorized")["title"] == "Unauthorized", (method, path)
-            assert response.headers["www-authenticate"].startswith("Bearer")
+    for method, path in endpoints:
+        response = anonymous.request(method, path)
+        if path in PUBLIC_PATHS:
+            assert response.status_code != 401, path
+            continue
+        assert problem(response, 401, "unauthorized")["title"] == "Unauthorized", (method, path)
+        assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 def create_admin(stack: Stack, username: str, password: str) -> subprocess.CompletedProcess[str]:
@@ -57,57 +56,58 @@ def create_admin(stack: Stack, username: str, password: str) -> subprocess.Compl
     return subprocess.run(command, input=password + "\n", env=stack.env(), capture_output=True, text=True, timeout=60)
 
 
-def test_an_admin_can_be_created_from_the_command_line(stack: Stack) -> None:
+def test_an_admin_can_be_created_from_the_command_line(stack: Stack, gateway: TestClient) -> None:
     done = create_admin(stack, "carol-admin", "a long enough secret")
     assert done.returncode == 0, done.stderr
     assert "created admin carol-admin" in done.stdout
-    carol = client_for(stack.gateway_url, "carol-admin", "a long enough secret")
-    try:
+    with gateway_client(gateway) as carol:
+        log_in(carol, "carol-admin", "a long enough secret")
         assert carol.get("/v1/me").json()["role"] == "admin"
         assert carol.get("/v1/users").status_code == 200
-    finally:
-        carol.close()
     taken = create_admin(stack, "carol-admin", "another long secret")
     assert taken.returncode == 1 and "taken" in taken.stderr
     short = create_admin(stack, "dave-admin", "short")
     assert short.returncode == 2 and "password" in short.stderr
 
 
-def test_wrong_password_and_unknown_user_are_the_same_401(stack: Stack, make_user: UserFactory) -> None:
-    with httpx.Client(base_url=stack.gateway_url) as client:
-        wrong = client.post("/v1/auth/login", json={"username": stack.admin_username, "password": "not-it-at-all"})
-        unknown = client.post("/v1/auth/login", json={"username": "nobody-here", "password": "not-it-at-all"})
+def test_wrong_password_and_unknown_user_are_the_same_401(
+    stack: Stack, make_user: ApiUserFactory, anonymous: httpx2.Client
+) -> None:
+    wrong = anonymous.post("/v1/auth/login", json={"username": stack.admin_username, "password": "not-it-at-all"})
+    unknown = anonymous.post("/v1/auth/login", json={"username": "nobody-here", "password": "not-it-at-all"})
     same = problem(wrong, 401, "bad-credentials")["detail"] == problem(unknown, 401, "bad-credentials")["detail"]
     assert same and wrong.json()["detail"] == "wrong username or password"
 
 
-def test_login_answers_a_token_with_its_expiry(stack: Stack, make_user: UserFactory) -> None:
+def test_login_answers_a_token_with_its_expiry(
+    stack: Stack, make_user: ApiUserFactory, anonymous: httpx2.Client
+) -> None:
     user = make_user()
     me = user.get("/v1/me").json()
     assert me["role"] == "user" and me["url"].endswith(f"/v1/users/{me['id']}")
-    with httpx.Client(base_url=stack.gateway_url) as client:
-        answer = client.post(
-            "/v1/auth/login", json={"username": stack.admin_username, "password": stack.admin_password}
-        )
+    answer = anonymous.post("/v1/auth/login", json={"username": stack.admin_username, "password": stack.admin_password})
     body = answer.json()
     assert body["token_type"] == "bearer"
     assert datetime.fromisoformat(body["expires_at"]) > datetime.now(UTC) + timedelta(hours=1)
 
 
-def test_expired_and_forged_tokens_are_refused(stack: Stack, make_user: UserFactory) -> None:
+def test_expired_and_forged_tokens_are_refused(
+    stack: Stack, make_user: ApiUserFactory, anonymous: httpx2.Client
+) -> None:
     user_id = make_user().get("/v1/me").json()["id"]
     past = datetime.now(UTC) - timedelta(minutes=1)
     expired = jwt.encode({"sub": user_id, "exp": past, "typ": "access"}, stack.auth_secret, algorithm="HS256")
     forged = jwt.encode(
         {"sub": user_id, "exp": past + timedelta(hours=2), "typ": "access"}, "x" * 48, algorithm="HS256"
     )
-    with httpx.Client(base_url=stack.gateway_url) as client:
-        for token, detail in ((expired, "expired"), (forged, "not valid"), ("garbage", "not valid")):
-            response = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
-            assert detail in problem(response, 401, "bad-credentials")["detail"]
+    for token, detail in ((expired, "expired"), (forged, "not valid"), ("garbage", "not valid")):
+        response = anonymous.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert detail in problem(response, 401, "bad-credentials")["detail"]
 
 
-def test_api_key_works_until_revoked_and_its_secret_is_shown_once(stack: Stack, make_user: UserFactory) -> None:
+def test_api_key_works_until_revoked_and_its_secret_is_shown_once(
+    make_user: ApiUserFactory, anonymous: httpx2.Client
+) -> None:
     user = make_user()
     created = user.post("/v1/keys", json={"name": "pipeline"})
     assert created.status_code == 201
@@ -115,36 +115,36 @@ def test_api_key_works_until_revoked_and_its_secret_is_shown_once(stack: Stack, 
     assert secret.startswith("qk_")
     listed = user.get("/v1/keys").json()["items"]
     assert [key["name"] for key in listed] == ["pipeline"] and "secret" not in listed[0]
-    with httpx.Client(base_url=stack.gateway_url) as service:
-        assert service.get("/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
-        assert service.get("/v1/me", headers={"X-API-Key": secret}).status_code == 200
-        assert problem(service.get("/v1/me", headers={"X-API-Key": secret[:-2] + "xx"}), 401)
-        assert user.delete(f"/v1/keys/{created.json()['id']}").json()["revoked"] is not None
-        assert problem(service.get("/v1/me", headers={"X-API-Key": secret}), 401, "bad-credentials")
+    assert anonymous.get("/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    assert anonymous.get("/v1/me", headers={"X-API-Key": secret}).status_code == 200
+    assert problem(anonymous.get("/v1/me", headers={"X-API-Key": secret[:-2] + "xx"}), 401)
+    assert user.delete(f"/v1/keys/{created.json()['id']}").json()["revoked"] is not None
+    assert problem(anonymous.get("/v1/me", headers={"X-API-Key": secret}), 401, "bad-credentials")
 
 
-def test_users_cannot_manage_users(make_user: UserFactory) -> None:
+def test_users_cannot_manage_users(make_user: ApiUserFactory) -> None:
     user = make_user()
     problem(user.post("/v1/users", json={"username": "mallory", "password": "p" * 16}), 403)
     problem(user.get("/v1/users"), 403, "forbidden")
 
 
-def test_username_taken_is_409_and_disabled_user_cannot_log_in(stack: Stack, admin: httpx.Client) -> None:
+def test_username_taken_is_409_and_disabled_user_cannot_log_in(admin: httpx2.Client, anonymous: httpx2.Client) -> None:
     body = {"username": "carol-dup", "password": "a-long-password"}
     created = admin.post("/v1/users", json=body)
     assert created.status_code == 201
     problem(admin.post("/v1/users", json=body), 409, "duplicate")
     assert admin.delete(f"/v1/users/{created.json()['id']}").json()["disabled"] is True
-    with httpx.Client(base_url=stack.gateway_url) as client:
-        problem(client.post("/v1/auth/login", json=body), 401, "bad-credentials")
+    problem(anonymous.post("/v1/auth/login", json=body), 401, "bad-credentials")
 
 
-def test_weak_passwords_and_bad_usernames_are_422(admin: httpx.Client) -> None:
+def test_weak_passwords_and_bad_usernames_are_422(admin: httpx2.Client) -> None:
     errors = problem(admin.post("/v1/users", json={"username": "Bad Name", "password": "short"}), 422)["errors"]
     assert {error["pointer"] for error in errors} == {"/username", "/password"}
 
 
-def test_another_users_resources_are_404_everywhere(stack: Stack, make_user: UserFactory, project: Any) -> None:
+def test_another_users_resources_are_404_everywhere(
+    stack: Stack, gateway: TestClient, make_user: ApiUserFactory, project: Any
+) -> None:
     alice, bob = make_user(), make_user()
     file = alice.post("/v1/files", params={"name": "grid.csv"}, content=b"1,2,3\n4,5,6\n7,8,9\n").json()
     job = alice.post("/v1/jobs", json={"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": file["id"]}})
@@ -163,18 +163,16 @@ def test_another_users_resources_are_404_everywhere(stack: Stack, make_user: Use
     problem(stolen, 404)
     for listing in ("/v1/files", "/v1/jobs", "/v1/keys"):
         assert bob.get(listing).json()["items"] == []
-    admin = client_for(stack.gateway_url, stack.admin_username, stack.admin_password)
-    try:
+    with gateway_client(gateway) as admin:
+        log_in(admin, stack.admin_username, stack.admin_password)
         assert admin.get(f"/v1/jobs/{job_id}").json()["owner"] == alice_id
-    finally:
-        admin.close()
 
 
 GLOBAL_PARAMS = {"name"}  # apps are shared by everyone; every other path id names someone's resource
 
 
 def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
-    env: dict[str, str], make_user: UserFactory
+    env: dict[str, str], make_user: ApiUserFactory
 ) -> None:
     alice, bob = make_user(), make_user()
     file = alice.post("/v1/files", params={"name": "grid.csv"}, content=b"1,2,3\n4,5,6\n7,8,9\n").json()
@@ -216,13 +214,13 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
     assert alice.get(f"/v1/webhooks/{ids['webhook_id']}").status_code == 200
 
 
-def alice_webhook(alice: httpx.Client) -> str:
+def alice_webhook(alice: httpx2.Client) -> str:
     assert alice.post("/v1/webhook-secret").status_code == 201
     webhook_id: str = alice.post("/v1/webhooks", json={"url": "https://hooks.example.com/alice"}).json()["id"]
     return webhook_id
 
 
-def test_lists_are_paginated_with_an_opaque_cursor(make_user: UserFactory) -> None:
+def test_lists_are_paginated_with_an_opaque_cursor(make_user: ApiUserFactory) -> None:
     user = make_user()
     ids = [user.post("/v1/files", params={"name": f"f{i}.txt"}, content=b"x").json()["id"] for i in range(5)]
     first = user.get("/v1/files", params={"limit": 2}).json()

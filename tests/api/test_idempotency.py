@@ -7,27 +7,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
-from tests.conftest import UserFactory, problem, upload
-
-pytestmark = pytest.mark.e2e
-VALLEY = "apps/flood/example/valley.csv"
+from tests.helpers import VALLEY, ApiUserFactory, problem, upload
 
 
 @pytest.fixture
-def body(make_user: UserFactory, project: Path) -> tuple[httpx.Client, dict[str, Any]]:
+def body(make_user: ApiUserFactory, project: Path) -> tuple[httpx2.Client, dict[str, Any]]:
     user = make_user()
     grid = upload(user, "valley.csv", (project / VALLEY).read_bytes())
     return user, {"app": "flood", "params": {"steps": 2}, "inputs": {"elevation": grid["id"]}}
 
 
-def submit(user: httpx.Client, body: dict[str, Any], key: str) -> httpx.Response:
+def submit(user: httpx2.Client, body: dict[str, Any], key: str) -> httpx2.Response:
     return user.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
 
 
-def test_the_same_key_and_body_answer_the_same_job(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+def test_the_same_key_and_body_answer_the_same_job(body: tuple[httpx2.Client, dict[str, Any]]) -> None:
     user, request = body
     key = uuid.uuid4().hex
     first, again = submit(user, request, key), submit(user, dict(reversed(request.items())), key)
@@ -37,7 +34,7 @@ def test_the_same_key_and_body_answer_the_same_job(body: tuple[httpx.Client, dic
     assert len(user.get("/v1/jobs").json()["items"]) == 1
 
 
-def test_the_same_key_sent_concurrently_yields_exactly_one_job(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+def test_the_same_key_sent_concurrently_yields_exactly_one_job(body: tuple[httpx2.Client, dict[str, Any]]) -> None:
     user, request = body
     key = uuid.uuid4().hex
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -47,21 +44,21 @@ def test_the_same_key_sent_concurrently_yields_exactly_one_job(body: tuple[httpx
     assert len(user.get("/v1/jobs").json()["items"]) == 1
 
 
-def test_the_same_key_with_another_request_is_409(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+def test_the_same_key_with_another_request_is_409(body: tuple[httpx2.Client, dict[str, Any]]) -> None:
     user, request = body
     key = uuid.uuid4().hex
     assert submit(user, request, key).status_code == 201
     problem(submit(user, request | {"params": {"steps": 3}}, key), 409, "duplicate")
 
 
-def test_a_failed_submission_releases_its_key(body: tuple[httpx.Client, dict[str, Any]]) -> None:
+def test_a_failed_submission_releases_its_key(body: tuple[httpx2.Client, dict[str, Any]]) -> None:
     user, request = body
     key = uuid.uuid4().hex
     problem(submit(user, request | {"params": {"steps": -1}}, key), 422)
     assert submit(user, request, key).status_code == 201
 
 
-def test_keys_belong_to_their_user(body: tuple[httpx.Client, dict[str, Any]], make_user: UserFactory) -> None:
+def test_keys_belong_to_their_user(body: tuple[httpx2.Client, dict[str, Any]], make_user: ApiUserFactory) -> None:
     user, request = body
     key = uuid.uuid4().hex
     mine = submit(user, request, key).json()
@@ -72,7 +69,7 @@ def test_keys_belong_to_their_user(body: tuple[httpx.Client, dict[str, Any]], ma
 
 
 @pytest.mark.parametrize("key", [b"", b"x" * 256, b"bad key", b"caf\xe9", b"tab\there"])
-def test_a_malformed_key_is_400(body: tuple[httpx.Client, dict[str, Any]], key: bytes) -> None:
+def test_a_malformed_key_is_400(body: tuple[httpx2.Client, dict[str, Any]], key: bytes) -> None:
     user, request = body
     problem(user.post("/v1/jobs", json=request, headers={b"Idempotency-Key": key}), 400)
     assert user.get("/v1/jobs").json()["items"] == []  # nothing was submitted

@@ -1,0 +1,13 @@
+"""The OpenAPI document and its docs page, served by the in-process gateway without credentials."""
+
+from __future__ import annotations
+
+import httpx2
+
+
+def test_the_document_is_openapi_3_1_and_docs_are_served(anonymous: httpx2.Client) -> None:
+    document = anonymous.get("/openapi.json").json()
+    assert document["openapi"] == "3.1.0"
+    assert "/v1/jobs/{job_id}/archive" in document["paths"]
+    page = anonymous.get("/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text
