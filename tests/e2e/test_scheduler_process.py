@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 
 from devstack.processes import Process, free_port
 from devstack.stack import Stack
-from tests.conftest import client_for
-from tests.e2e.test_walking_skeleton import wait_for
+from tests.helpers import client_for, tiny_job, wait_for
+from tests.stacks import stop_all
 
 pytestmark = pytest.mark.e2e
 
@@ -39,26 +38,7 @@ def split_stack(servers: Stack, tmp_path: Path) -> Iterator[tuple[Stack, Process
         stack.start_services()
         yield stack, scheduler
     finally:
-        scheduler.stop()
-        for process in reversed(stack.services()):
-            process.stop()
-
-
-def noop_app(admin: httpx.Client) -> str:
-    """Register an app that only writes one small file, under a fresh name."""
-    name = f"noop-{uuid.uuid4().hex[:8]}"
-    definition = {
-        "name": name,
-        "version": "1.0.0",
-        "description": "Writes done.txt.",
-        "command": ["{python}", "-c", "open('done.txt', 'w').write('done')"],
-        "parameters": {"type": "object", "additionalProperties": False, "properties": {}},
-        "outputs": ["done.txt"],
-        "timeout": {"default": 60, "max": 60},
-    }
-    answer = admin.post("/v1/apps", json=definition)
-    assert answer.status_code == 201, answer.text
-    return name
+        stop_all([scheduler, *stack.services()])
 
 
 def test_without_a_scheduler_a_job_waits_until_the_scheduler_process_sends_it(
@@ -67,9 +47,7 @@ def test_without_a_scheduler_a_job_waits_until_the_scheduler_process_sends_it(
     stack, scheduler = split_stack
     api = client_for(stack.gateway_url, stack.admin_username, stack.admin_password)
     try:
-        submitted = api.post("/v1/jobs", json={"app": noop_app(api), "params": {}})
-        assert submitted.status_code == 201, submitted.text
-        job_id = submitted.json()["id"]
+        job_id = tiny_job(api)["id"]
 
         time.sleep(NO_PASS_SECONDS)  # nothing to wait on: the point is that nothing happens
         waiting = api.get(f"/v1/jobs/{job_id}").json()
@@ -78,7 +56,7 @@ def test_without_a_scheduler_a_job_waits_until_the_scheduler_process_sends_it(
         assert scheduler.start()
         done = wait_for(api, job_id)
         assert done["state"] == "SUCCEEDED", done["error"]
-        assert done["dispatched"] is not None and {o["path"] for o in done["outputs"]} == {"done.txt"}
+        assert done["dispatched"] is not None and {o["path"] for o in done["outputs"]} == {"copy.txt"}
         gateway = stack.services()[0]
         assert scheduler.logged("job_dispatched") and not gateway.logged("job_dispatched")
 
