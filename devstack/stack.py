@@ -16,6 +16,7 @@ from devstack.processes import PROJECT, Process, http_ok, port_open, venv_bin, w
 
 LOCAL_S3_KEY = "quern-local"
 LOCAL_S3_SECRET = "quern-local-secret"
+GATEWAY_SECRETS = frozenset({"AUTH_SECRET", "ADMIN_USERNAME", "ADMIN_PASSWORD"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,14 @@ class Stack:
             Process(name, [sys.executable, "-m", f"services.{name}"], self.state_dir, env)
             for name in ("gateway", "runner", "results")
         ]
+
+    def scheduler(self) -> Process:
+        """The scheduler as its own process, for a stack whose gateway has RUN_SCHEDULER=false (not started here).
+
+        It gets no gateway secret: the scheduler serves no HTTP and must start without them.
+        """
+        env = {name: value for name, value in self.env().items() if name not in GATEWAY_SECRETS}
+        return Process("scheduler", [sys.executable, "-m", "services.gateway.scheduling"], self.state_dir, env)
 
     def processes(self) -> list[Process]:
         """Everything this stack starts, in start order."""

@@ -133,8 +133,17 @@ class Settings(BaseSettings):
         return self.s3_public_endpoint_url or self.s3_endpoint_url
 
 
-class GatewaySettings(Settings):
-    """The HTTP API process."""
+class SchedulerSettings(Settings):
+    """The scheduler: dispatch passes and sweeps, inside each gateway or as its own process."""
+
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    dispatch_ahead: int = Field(default=2, ge=0, le=10_000)
+    user_max_running: int = Field(default=0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+
+
+class GatewaySettings(SchedulerSettings):
+    """The HTTP API process (running the scheduler too unless RUN_SCHEDULER=false)."""
 
     auth_secret: SecretStr = Field(min_length=32)
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
@@ -152,10 +161,7 @@ class GatewaySettings(Settings):
     dataset_max_ratio: float = Field(default=200.0, ge=1)
     dataset_ratio_after_bytes: int = Field(default=64 * 2**20, ge=0)
     event_retention_days: int = Field(default=7, ge=1, le=365)
-    dispatch_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    dispatch_ahead: int = Field(default=2, ge=0, le=10_000)
-    user_max_running: int = Field(default=0, ge=0)
-    max_attempts: int = Field(default=3, ge=1, le=100)
+    run_scheduler: bool = True
     results_retention_days: int = Field(default=0, ge=0, le=36500)
     max_retention_days: int = Field(default=0, ge=0, le=36500)
 

@@ -1,10 +1,9 @@
-"""Wires the gateway together: the surfaces it mounts, its request log and the lifespan that opens clients."""
+"""Wires the gateway together: the surfaces it mounts, its request log, and the lifespan that opens clients."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 import structlog
 from starlette.applications import Starlette
@@ -16,8 +15,7 @@ from services.gateway.deps import Deps, LifespanState
 from services.gateway.plumbing.auth import Authenticator
 from services.gateway.plumbing.middleware import RequestLog
 from services.gateway.plumbing.problems import app_error, http_error
-from services.gateway.scheduling.dispatcher import Dispatcher
-from services.gateway.scheduling.sweeps import sweep_forever
+from services.gateway.scheduling.scheduler import Scheduler
 from services.gateway.surfaces import native
 from shared.apps import load_apps
 from shared.broker import Broker
@@ -27,11 +25,14 @@ from shared.storage import ObjectStorage
 from shared.store import Stores
 
 log = structlog.get_logger()
-UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
+
+
+def dispatch_elsewhere() -> None:
+    """Nothing to wake: the scheduler runs in its own process, and sends new jobs at its next pass."""
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
-    """The gateway ASGI app; clients open in its lifespan, so nothing connects at import."""
+    """The gateway ASGI app; clients (and, unless RUN_SCHEDULER=false, the scheduler) start in its lifespan."""
     directory_apps = load_apps(settings.apps_dir)
 
     @asynccontextmanager
@@ -40,15 +41,10 @@ def create_app(settings: GatewaySettings) -> Starlette:
         storage = ObjectStorage(settings)
         broker = Broker(settings)
         authenticator = Authenticator(stores.accounts, settings.auth_secret.get_secret_value())
-        dispatcher = Dispatcher(
-            stores=stores,
-            storage=storage,
-            broker=broker,
-            interval=settings.dispatch_interval_seconds,
-            ahead=settings.dispatch_ahead,
-            user_max_running=settings.user_max_running,
-            heartbeat_seconds=settings.worker_heartbeat_seconds,
-            max_attempts=settings.max_attempts,
+        scheduler = (
+            Scheduler.configured(settings, stores=stores, storage=storage, broker=broker)
+            if settings.run_scheduler
+            else None
         )
         d = Deps(
             settings=settings,
@@ -57,25 +53,26 @@ def create_app(settings: GatewaySettings) -> Starlette:
             storage=storage,
             broker=broker,
             authenticator=authenticator,
-            wake=dispatcher.wake,
+            wake=dispatch_elsewhere if scheduler is None else scheduler.wake,
         )
         try:
             await d.finish_setup()
         except AppError as exc:
             # Start anyway: /readyz reports what is missing and finishes setup once it answers.
             log.warning("backend_not_ready_at_start", detail=exc.detail)
-        log.info("gateway_started", directory_apps=sorted(directory_apps), bucket=settings.s3_bucket)
-        background = [
-            asyncio.create_task(sweep_forever(files=stores.files, storage=storage, every_seconds=UPLOAD_SWEEP_SECONDS)),
-            asyncio.create_task(dispatcher.run_forever()),
-        ]
+        log.info(
+            "gateway_started",
+            directory_apps=sorted(directory_apps),
+            bucket=settings.s3_bucket,
+            scheduler=scheduler is not None,
+        )
+        if scheduler is not None:
+            scheduler.start()
         try:
             yield {"deps": d}
         finally:
-            for task in background:
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+            if scheduler is not None:
+                await scheduler.stop()
             await run_in_threadpool(broker.close)
             await run_in_threadpool(storage.close)
             await stores.close()

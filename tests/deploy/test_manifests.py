@@ -16,9 +16,17 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import GatewaySettings, ResultsSettings, RunnerSettings, Settings
+from shared.settings import GatewaySettings, ResultsSettings, RunnerSettings, SchedulerSettings, Settings
 
-SERVICES: dict[str, type[Settings]] = {"gateway": GatewaySettings, "runner": RunnerSettings, "results": ResultsSettings}
+SERVICES: dict[str, type[Settings]] = {
+    "gateway": GatewaySettings,
+    "scheduler": SchedulerSettings,  # optional: the compose profile and the k8s-scheduler overlay
+    "runner": RunnerSettings,
+    "results": ResultsSettings,
+}
+MODULES = {service: f"services.{service}" for service in SERVICES} | {"scheduler": "services.gateway.scheduling"}
+# The Kustomize base, and the overlay that runs the scheduler apart from the gateways.
+BASE, APART = "k8s", "k8s-scheduler"
 SECRETS = {"RABBITMQ_URL", "MONGO_URL", "S3_SECRET_ACCESS_KEY", "AUTH_SECRET", "ADMIN_PASSWORD"}
 GATEWAY_ONLY = {"AUTH_SECRET", "ADMIN_USERNAME", "ADMIN_PASSWORD"}  # runners run other people's code
 SECRET_FILES = {"quern-secrets": "secrets.env", "quern-gateway-secrets": "gateway-secrets.env"}
@@ -32,13 +40,26 @@ def required(settings: type[Settings]) -> set[str]:
     return {name.upper() for name, field in settings.model_fields.items() if field.is_required()}
 
 
-def k8s_documents(project: Path) -> dict[str, list[dict[str, Any]]]:
-    folder = project / "deploy" / "k8s"
-    return {path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc] for path in folder.glob("*.yaml")}
+def k8s_documents(project: Path, folder: str = BASE) -> dict[str, list[dict[str, Any]]]:
+    files = (project / "deploy" / folder).glob("*.yaml")
+    return {path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc] for path in files}
 
 
-def k8s_objects(project: Path, kind: str) -> list[dict[str, Any]]:
-    return [doc for docs in k8s_documents(project).values() for doc in docs if doc.get("kind") == kind]
+def k8s_objects(project: Path, kind: str, folders: tuple[str, ...] = (BASE,)) -> list[dict[str, Any]]:
+    return [
+        doc
+        for folder in folders
+        for docs in k8s_documents(project, folder).values()
+        for doc in docs
+        if doc.get("kind") == kind
+    ]
+
+
+def apart_patch(project: Path) -> dict[str, Any]:
+    """The overlay's one patch: its target and the patch itself, parsed."""
+    kustomization = yaml.safe_load((project / "deploy" / APART / "kustomization.yaml").read_text())
+    (patch,) = kustomization["patches"]
+    return {"target": patch["target"], "patch": yaml.safe_load(patch["patch"])}
 
 
 def secret_keys(project: Path, secret: str) -> set[str]:
@@ -59,11 +80,12 @@ def environment(project: Path, container: dict[str, Any]) -> set[str]:
 
 
 def test_every_manifest_parses_and_names_its_kind(project: Path) -> None:
-    for file, docs in k8s_documents(project).items():
-        assert docs, file
-        for doc in docs:
-            assert doc.get("apiVersion") and doc.get("kind"), file
-            assert doc["kind"] == "Kustomization" or doc["metadata"]["name"], file
+    for folder in (BASE, APART):
+        for file, docs in k8s_documents(project, folder).items():
+            assert docs, file
+            for doc in docs:
+                assert doc.get("apiVersion") and doc.get("kind"), file
+                assert doc["kind"] == "Kustomization" or doc["metadata"]["name"], file
 
 
 def test_the_kustomization_lists_every_manifest_and_only_those(project: Path) -> None:
@@ -76,8 +98,23 @@ def test_the_kustomization_lists_every_manifest_and_only_those(project: Path) ->
     assert [image["name"] for image in kustomization["images"]] == ["quern"]
 
 
+def test_the_scheduler_overlay_is_the_base_plus_the_scheduler_with_the_gateways_not_scheduling(project: Path) -> None:
+    folder = project / "deploy" / APART
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert kustomization["resources"][0] == f"../{BASE}"
+    assert set(kustomization["resources"][1:]) == {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
+    base = yaml.safe_load((project / "deploy" / BASE / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] == base["namespace"]
+    found = apart_patch(project)
+    assert found["target"] == {"kind": "Deployment", "name": "quern-gateway"}
+    (container,) = found["patch"]["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == "gateway"
+    assert container["env"] == [{"name": "RUN_SCHEDULER", "value": "false"}]
+    assert "RUN_SCHEDULER" in names(GatewaySettings)
+
+
 def test_each_service_runs_its_module_with_resources_and_the_shared_configuration(project: Path) -> None:
-    deployments = {doc["metadata"]["name"]: doc for doc in k8s_objects(project, "Deployment")}
+    deployments = {doc["metadata"]["name"]: doc for doc in k8s_objects(project, "Deployment", (BASE, APART))}
     assert set(deployments) == {f"quern-{service}" for service in SERVICES}
     for service in SERVICES:
         spec = deployments[f"quern-{service}"]["spec"]
@@ -86,7 +123,7 @@ def test_each_service_runs_its_module_with_resources_and_the_shared_configuratio
         assert pod["securityContext"]["runAsNonRoot"] is True
         (container,) = pod["containers"]
         assert container["image"] == "quern"
-        assert container["command"] == ["python", "-m", f"services.{service}"]
+        assert container["command"] == ["python", "-m", MODULES[service]]
         assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
         assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
         refs = [next(iter(source.values()))["name"] for source in container["envFrom"]]
@@ -108,7 +145,7 @@ def test_the_gateway_is_probed_on_healthz_and_readyz_at_the_port_it_listens_on(p
 
 
 def test_kubernetes_settings_are_ones_each_service_reads_and_cover_what_it_requires(project: Path) -> None:
-    for deployment in k8s_objects(project, "Deployment"):
+    for deployment in k8s_objects(project, "Deployment", (BASE, APART)):
         service = deployment["metadata"]["name"].removeprefix("quern-")
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         keys, settings = environment(project, container), SERVICES[service]
@@ -133,7 +170,7 @@ def test_compose_settings_are_ones_the_code_reads_and_cover_what_each_service_re
 ) -> None:
     for service, settings in SERVICES.items():
         definition = compose["services"][service]
-        assert definition["command"] == ["python", "-m", f"services.{service}"]
+        assert definition["command"] == ["python", "-m", MODULES[service]]
         variables = set(definition["environment"])
         assert variables <= names(settings), (service, variables - names(settings))
         assert required(settings) <= variables
@@ -158,6 +195,13 @@ def test_compose_starts_quern_only_once_its_servers_are_healthy(compose: dict[st
             "minio-bucket": "service_completed_successfully",
         }
     assert services["minio-bucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
+
+
+def test_compose_runs_the_scheduler_in_the_gateway_unless_its_profile_is_chosen(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["scheduler"]["profiles"] == ["scheduler"]
+    assert [service for service in SERVICES if "profiles" in services[service]] == ["scheduler"]
+    assert services["gateway"]["environment"]["RUN_SCHEDULER"] == "${RUN_SCHEDULER:-true}"
 
 
 def test_the_image_sets_only_settings_the_code_reads(project: Path) -> None:
@@ -205,6 +249,8 @@ def test_docker_compose_accepts_the_file_once_its_secrets_are_set(docker_compose
     resolved = yaml.safe_load(done.stdout)
     assert resolved["services"]["runner"]["environment"]["MONGO_URL"].startswith("mongodb://quern:gggg")
     assert "AUTH_SECRET" not in resolved["services"]["runner"]["environment"]
+    assert "AUTH_SECRET" not in resolved["services"]["scheduler"]["environment"]
+    assert resolved["services"]["gateway"]["environment"]["RUN_SCHEDULER"] == "true"
 
 
 @pytest.mark.parametrize("missing", sorted(COMPOSE_SECRETS))

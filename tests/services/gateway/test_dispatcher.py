@@ -1,4 +1,4 @@
-"""The dispatcher against a real Mongo and RabbitMQ: what may start, in which order, and how many."""
+"""The scheduler's dispatch passes against a real Mongo and RabbitMQ: what may start, in which order, and how many."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pika
 
 from services.gateway.scheduling.dependencies import settle_dependencies
 from services.gateway.scheduling.dispatcher import MAX_AHEAD, Dispatcher
+from services.gateway.scheduling.scheduler import Scheduler
+from services.gateway.scheduling.sweeps import sweep_lost_messages
 from shared.broker import Broker
 from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
-from shared.settings import Settings
+from shared.settings import SchedulerSettings, Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB, RUNNER_SERVICE
@@ -49,15 +51,16 @@ def delete_queues(settings: Settings) -> None:
         connection.close()
 
 
-def make_dispatcher(stores: Stores, broker: Broker, settings: Settings, **overrides: Any) -> Dispatcher:
+def make_scheduler(stores: Stores, broker: Broker, settings: Settings, **overrides: Any) -> Scheduler:
     options: dict[str, Any] = {
-        "interval": 1,
-        "ahead": 0,
+        "dispatch_interval_seconds": 1,
+        "dispatch_ahead": 0,
         "user_max_running": 0,
-        "heartbeat_seconds": 10,
+        "worker_heartbeat_seconds": 10,
         "max_attempts": 3,
     } | overrides
-    return Dispatcher(stores=stores, storage=ObjectStorage(settings), broker=broker, **options)
+    configured = SchedulerSettings.model_validate(settings.model_dump() | options)
+    return Scheduler.configured(configured, stores=stores, storage=ObjectStorage(settings), broker=broker)
 
 
 def test_a_job_not_dispatched_is_not_claimed(settings: Settings) -> None:
@@ -146,13 +149,13 @@ def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(setting
             greedy, other = new_id(), new_id()
             for owner in (greedy, greedy, greedy, other):
                 await stores.jobs.insert_job(undispatched(owner=owner))
-            dispatcher = make_dispatcher(stores, broker, alone, user_max_running=2)
-            sent = [await dispatcher.dispatch_once()]  # no runner: nowhere to run
+            scheduler = make_scheduler(stores, broker, alone, user_max_running=2)
+            sent = [await scheduler.pass_once()]  # no runner: nowhere to run
             await stores.workers.heartbeat(runner(concurrency=1))
-            sent.append(await dispatcher.dispatch_once())
-            sent.append(await dispatcher.dispatch_once())  # the one slot is taken by the message sent
+            sent.append(await scheduler.pass_once())
+            sent.append(await scheduler.pass_once())  # the one slot is taken by the message sent
             await stores.workers.heartbeat(runner(concurrency=10))
-            sent.append(await dispatcher.dispatch_once())  # greedy may have two in flight, other one
+            sent.append(await scheduler.pass_once())  # greedy may have two in flight, other one
             return sent
         finally:
             await asyncio.to_thread(broker.close)
@@ -190,7 +193,7 @@ def test_jobs_whose_message_was_lost_are_sent_again(settings: Settings) -> None:
             await stores.jobs.insert_job(job)
         broker = Broker(alone)
         try:
-            await make_dispatcher(stores, broker, alone).sweep_lost_messages()
+            await sweep_lost_messages(dispatch=stores.dispatch, broker=broker)
         finally:
             await asyncio.to_thread(broker.close)
         return await stores.jobs.get_job(lost.id), await stores.jobs.get_job(fresh.id)
@@ -214,7 +217,7 @@ def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settin
         await stores.workers.heartbeat(runner(concurrency=1).model_copy(update={"id": "alive-1"}))
         broker = Broker(alone)
         try:
-            await make_dispatcher(stores, broker, alone).dispatch_once()
+            await make_scheduler(stores, broker, alone).pass_once()
         finally:
             await asyncio.to_thread(broker.close)
         return [await stores.jobs.get_job(job.id) for job in (first, last, just_claimed, alive)]
@@ -247,14 +250,13 @@ def test_a_pass_leases_only_what_no_other_dispatcher_holds(settings: Settings) -
 def look_ahead(ahead: int) -> Dispatcher:
     # The look-ahead is arithmetic on the dispatcher's own fields: no collaborator is called.
     return Dispatcher(
-        stores=None,  # type: ignore[arg-type]
-        storage=None,  # type: ignore[arg-type]
+        dispatch=None,  # type: ignore[arg-type]
+        accounts=None,  # type: ignore[arg-type]
+        queues=None,  # type: ignore[arg-type]
+        batches=None,  # type: ignore[arg-type]
         broker=None,  # type: ignore[arg-type]
-        interval=1,
         ahead=ahead,
         user_max_running=0,
-        heartbeat_seconds=10,
-        max_attempts=3,
     )
 
 

@@ -1,0 +1,168 @@
+"""The scheduler: dispatch passes on a timer and whenever woken, plus the periodic sweeps, in the background.
+
+Each pass sends what may start (``dispatcher``), settles dependencies (``dependencies``) and
+recovers the jobs of dead workers (``reaper``). Passes come every ``DISPATCH_INTERVAL_SECONDS``,
+at once when woken (a job was submitted, a queue resumed), while a backlog waits as soon as
+RabbitMQ runs low, never closer than ``MIN_GAP_SECONDS``, and after a slow pass no sooner than
+it took. Abandoned batches and lost messages are swept before a pass every ``SWEEP_SECONDS``;
+expired uploads every ``UPLOAD_SWEEP_SECONDS``, beside the passes.
+
+It runs inside every gateway (unless ``RUN_SCHEDULER=false``) or as its own process
+(``python -m services.gateway.scheduling``). Several at once are safe: dispatch leases each job
+with a compare-and-set, recovery and the sweeps change a job only if it is still as they read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import structlog
+
+from services.gateway.scheduling.dependencies import settle_dependencies
+from services.gateway.scheduling.dispatcher import Dispatcher
+from services.gateway.scheduling.reaper import reap
+from services.gateway.scheduling.sweeps import sweep_abandoned_batches, sweep_expired_uploads, sweep_lost_messages
+from shared.broker import Broker
+from shared.errors import AppError
+from shared.settings import SchedulerSettings
+from shared.storage import ObjectStorage
+from shared.store import Stores
+
+log = structlog.get_logger()
+SWEEP_SECONDS = 60  # abandoned batches and lost messages are looked for this often
+UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
+MIN_GAP_SECONDS = 0.05  # between passes, however often submissions wake the scheduler
+DEPTH_POLL_SECONDS = 0.05  # how often RabbitMQ's depth is read while a backlog waits
+
+
+@dataclass
+class Scheduler:
+    """Runs the dispatch passes and the sweeps until stopped; ``wake()`` asks for a pass now."""
+
+    stores: Stores
+    storage: ObjectStorage
+    broker: Broker
+    dispatcher: Dispatcher
+    interval: float
+    heartbeat_seconds: float
+    max_attempts: int
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _last_sweep: float = 0.0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def configured(
+        cls, settings: SchedulerSettings, *, stores: Stores, storage: ObjectStorage, broker: Broker
+    ) -> Scheduler:
+        """A scheduler over these clients, timed and bounded as the settings say."""
+        dispatcher = Dispatcher(
+            dispatch=stores.dispatch,
+            accounts=stores.accounts,
+            queues=stores.queues,
+            batches=stores.batches,
+            broker=broker,
+            ahead=settings.dispatch_ahead,
+            user_max_running=settings.user_max_running,
+        )
+        return cls(
+            stores=stores,
+            storage=storage,
+            broker=broker,
+            dispatcher=dispatcher,
+            interval=settings.dispatch_interval_seconds,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            max_attempts=settings.max_attempts,
+        )
+
+    def wake(self) -> None:
+        """Look for startable jobs now rather than at the next tick."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Sweep and dispatch in the background of the running event loop."""
+        self._tasks = [
+            asyncio.create_task(self._sweep_uploads_forever()),
+            asyncio.create_task(self._dispatch_forever()),
+        ]
+
+    async def stop(self) -> None:
+        """Cancel the background work and wait until it ended."""
+        for task in self._tasks:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def pass_once(self) -> int:
+        """One pass: send what may start, then settle dependencies and recover the jobs of dead workers.
+
+        Sending comes first, as it is what a submission waits for. Jobs that stop waiting on a
+        dependency wake the scheduler for another pass; recovered jobs go at the next.
+        Returns how many jobs were sent.
+        """
+        stores = self.stores
+        live = [w for w in await stores.workers.list_workers() if w.alive(self.heartbeat_seconds)]
+        sent = await self.dispatcher.dispatch_once(live)
+        if await settle_dependencies(
+            dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
+        ):
+            self.wake()
+        await reap(
+            dispatch=stores.dispatch,
+            jobs=stores.jobs,
+            events=stores.events,
+            storage=self.storage,
+            broker=self.broker,
+            live_workers=[w.id for w in live],
+            heartbeat_seconds=self.heartbeat_seconds,
+            max_attempts=self.max_attempts,
+        )
+        return sent
+
+    async def _dispatch_forever(self) -> None:
+        """Pass until cancelled; a backend outage is logged and retried at the next tick."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                if started - self._last_sweep > SWEEP_SECONDS:
+                    await sweep_abandoned_batches(batches=self.stores.batches)
+                    await sweep_lost_messages(dispatch=self.stores.dispatch, broker=self.broker)
+                    self._last_sweep = started
+                await self.pass_once()
+            except AppError as exc:
+                log.warning("dispatch_failed", detail=exc.detail)
+            except Exception:  # a bug must not end dispatching for this process: log it and go on
+                log.exception("dispatch_crashed")
+            # A slow pass (a database under load) is not repeated at once: rest at least as long as it took.
+            took = loop.time() - started
+            try:
+                await asyncio.wait_for(self._rest(), max(self.interval, took))
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await asyncio.sleep(max(0.0, MIN_GAP_SECONDS - (loop.time() - started)))
+
+    async def _rest(self) -> None:
+        """Return when woken, or (while a backlog waits) once RabbitMQ holds less than a quarter of the look-ahead."""
+        if not self.dispatcher.backlog:
+            await self._wake.wait()
+            return
+        while not self._wake.is_set():
+            try:
+                if await self.dispatcher.running_low():
+                    return
+            except AppError:
+                pass  # RabbitMQ's trouble shows in the next pass; until then, rest the whole interval
+            try:
+                await asyncio.wait_for(self._wake.wait(), DEPTH_POLL_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def _sweep_uploads_forever(self) -> None:
+        """Sweep expired uploads now and then, for as long as the scheduler runs."""
+        while True:
+            await sweep_expired_uploads(files=self.stores.files, storage=self.storage)
+            await asyncio.sleep(UPLOAD_SWEEP_SECONDS)
