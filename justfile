@@ -4,6 +4,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 python := env_var_or_default("PYTHON", "python3")
 bin := ".venv/bin"
+# pytest workers for `just test`, each with servers and a stack of its own (0: one process)
+workers := env_var_or_default("QUERN_TEST_WORKERS", "2")
 
 # List the recipes
 default:
@@ -51,7 +53,7 @@ lint: install
 
 # Run the tests (starts the servers they need); extra arguments go to pytest
 test *args: install
-    {{bin}}/python -m pytest {{args}}
+    {{bin}}/python -m pytest -n {{workers}} --dist loadfile {{args}}
 
 # Run the unit tier alone: no servers, seconds
 test-unit *args: install

@@ -4,7 +4,7 @@ RabbitMQ is the machine's own (started, or installed with apt-get as root, when 
 moto_server (S3) and secantusd-py (Mongo) are started on free ports in a temporary
 directory. The end-to-end stack gets its own queue namespace, database and bucket, so a
 development stack running beside the tests is never disturbed. A server that cannot be
-started fails the run. Helpers live in tests/helpers.py (and tests/datasets.py, tests/stacks.py);
+started fails the run. Helpers live in tests/helpers/;
 this module holds fixtures only.
 """
 
@@ -22,14 +22,8 @@ import pytest
 from devstack.processes import ensure_rabbitmq, free_port, http_ok, port_open, wait_until
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Ports, Stack
 from shared.settings import Settings, load
-
-# The `x as x` imports re-export names tests/quern and tests/shared still take from here,
-# until they import them from tests.helpers and tests.stacks.
-from tests.helpers import UserFactory as UserFactory
-from tests.helpers import add_user, client_for
-from tests.helpers import open_multipart_uploads as open_multipart_uploads
-from tests.helpers import upload as upload
-from tests.stacks import (
+from tests.helpers.clients import UserFactory, add_user, client_for
+from tests.helpers.stacks import (
     DATASET_MAX_BYTES,
     DATASET_MAX_MEMBERS,
     DATASET_MAX_RATIO,
@@ -37,13 +31,13 @@ from tests.stacks import (
     MAX_UPLOAD_BYTES,
     PROJECT,
     RETENTION_SWEEP_SECONDS,
+    SINGLE_PUT_MAX_BYTES,
     WEBHOOK_ALLOWED_NETWORKS,
     WEBHOOK_TIMEOUT_SECONDS,
     apps_dir,
     delete_queues,
     stop_all,
 )
-from tests.stacks import SINGLE_PUT_MAX_BYTES as SINGLE_PUT_MAX_BYTES
 
 OWN = "-own"  # the namespace suffix of the stacks some e2e tests start for themselves
 
@@ -90,7 +84,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         stop_all([mongo, s3])
         for namespace in (stack.namespace, stack.namespace + OWN):
-            delete_queues(stack, namespace)
+            delete_queues(stack.rabbitmq_url, namespace)
 
 
 @pytest.fixture

@@ -28,7 +28,9 @@ class Dataset(Record):
     tags: list[str] = Field(default=[])
     kind: str
     members: list[DatasetMember]
-    metadata: dict[str, Any] | None = Field(default=None, description="Pacifica metadata.txt, parsed")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="the bundle's top-level metadata.txt (beside a data/ directory), parsed"
+    )
     source_file: str
     created: datetime
     updated: datetime

@@ -10,7 +10,7 @@ DEFAULT_QUEUE = "default"
 
 
 class Queue(Record):
-    """A user's named queue of jobs (QDO's queues): paused queues start nothing new."""
+    """A user's named queue of jobs, addressed by id or name: paused queues start nothing new."""
 
     id: str
     owner: str

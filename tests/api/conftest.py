@@ -18,8 +18,8 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.helpers import ApiUserFactory, add_user, gateway_client, log_in
-from tests.stacks import delete_queues
+from tests.helpers.clients import ApiUserFactory, add_user, gateway_client, log_in
+from tests.helpers.stacks import delete_queues
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def stack(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     try:
         yield deployment
     finally:
-        delete_queues(deployment, deployment.namespace)
+        delete_queues(deployment.rabbitmq_url, deployment.namespace)
 
 
 @pytest.fixture

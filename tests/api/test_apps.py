@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.helpers import ApiUserFactory, flood_copy, job_body, problem, register
+from tests.helpers.clients import ApiUserFactory, flood_copy, job_body, problem, register
 
 
 def test_apps_are_listed_and_described_with_their_schema(make_user: ApiUserFactory) -> None:

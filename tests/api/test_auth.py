@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.datasets import make_dataset
-from tests.helpers import ApiUserFactory, gateway_client, log_in, problem
+from tests.helpers.clients import ApiUserFactory, gateway_client, log_in, problem
+from tests.helpers.datasets import make_dataset
 
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
 PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx2
 
-from tests.helpers import ApiUserFactory, new_queue, problem
+from tests.helpers.clients import ApiUserFactory, new_queue, problem
 
 TABLE = b"x,y\n1,2\n2,4\n3,6.5\n"
 

@@ -18,9 +18,9 @@ import httpx2
 import pytest
 
 from devstack.stack import Stack
-from tests.datasets import MODEL, bundle, entry, new_dataset, object_bytes, post_dataset, tar_of, unique, zip_of
-from tests.helpers import ApiUserFactory, orphan, problem, upload
-from tests.stacks import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS
+from tests.helpers.clients import ApiUserFactory, orphan, problem, upload
+from tests.helpers.datasets import MODEL, bundle, entry, new_dataset, object_bytes, post_dataset, tar_of, unique, zip_of
+from tests.helpers.stacks import DATASET_MAX_BYTES, DATASET_MAX_MEMBERS
 
 FILES = {
     "readme.txt": b"hello\n",

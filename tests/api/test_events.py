@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from tests.helpers import ApiUserFactory, tiny_job
+from tests.helpers.clients import ApiUserFactory, tiny_job
 
 
 @pytest.fixture(scope="module")

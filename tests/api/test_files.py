@@ -15,8 +15,8 @@ import httpx2
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers import VALLEY, ApiUserFactory, open_multipart_uploads, problem, upload
-from tests.stacks import MAX_UPLOAD_BYTES
+from tests.helpers.clients import VALLEY, ApiUserFactory, open_multipart_uploads, problem, upload
+from tests.helpers.stacks import MAX_UPLOAD_BYTES
 
 JSON = {"content-type": "application/json"}
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.helpers import ApiUserFactory, flood_job, grid, problem
+from tests.helpers.clients import ApiUserFactory, flood_job, grid, problem
 
 
 @pytest.mark.parametrize(

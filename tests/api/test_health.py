@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from tests.helpers import ApiUserFactory
+from tests.helpers.clients import ApiUserFactory
 
 
 @pytest.fixture(scope="module")

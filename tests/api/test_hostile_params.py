@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx2
 
-from tests.helpers import ApiUserFactory, echo_app, problem
+from tests.helpers.clients import ApiUserFactory, echo_app, problem
 
 
 def test_what_no_command_line_can_carry_is_refused_before_anything_runs(

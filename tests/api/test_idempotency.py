@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.helpers import VALLEY, ApiUserFactory, problem, upload
+from tests.helpers.clients import VALLEY, ApiUserFactory, problem, upload
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.helpers import ApiUserFactory, flood_job, grid, listed, problem, upload
+from tests.helpers.clients import ApiUserFactory, flood_job, grid, listed, problem, upload
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.helpers import ApiUserFactory, problem, run_flood, wait_for
+from tests.helpers.clients import ApiUserFactory, problem, run_flood, wait_for
 
 
 @pytest.fixture(scope="module")

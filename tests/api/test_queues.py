@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import ApiUserFactory, new_queue, problem, tiny_job
+from tests.helpers.clients import ApiUserFactory, new_queue, problem, tiny_job
 
 TABLE = b"x,y\n1,2\n2,4\n3,6.5\n"
 

@@ -9,7 +9,7 @@ import pymongo
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers import ApiUserFactory, flood_job, grid, problem
+from tests.helpers.clients import ApiUserFactory, flood_job, grid, problem
 
 
 def test_rerun_applies_overrides_over_the_old_job(make_user: ApiUserFactory, project: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import ApiUserFactory, flood_job, grid
+from tests.helpers.clients import ApiUserFactory, flood_job, grid
 
 
 def test_each_job_of_a_batch_keeps_its_own_retention(make_user: ApiUserFactory, project: Path) -> None:

@@ -14,8 +14,8 @@ import pymongo
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers import ApiUserFactory, announce, problem, put
-from tests.stacks import MAX_UPLOAD_BYTES, SINGLE_PUT_MAX_BYTES
+from tests.helpers.clients import ApiUserFactory, announce, problem, put
+from tests.helpers.stacks import MAX_UPLOAD_BYTES, SINGLE_PUT_MAX_BYTES
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.helpers import VALLEY, ApiUserFactory, problem, signing_secret, upload
+from tests.helpers.clients import VALLEY, ApiUserFactory, problem, signing_secret, upload
 
 
 @pytest.fixture

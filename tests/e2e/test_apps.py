@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.helpers import UserFactory, flood_copy, job_body, problem, register, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import UserFactory, flood_copy, job_body, problem, register, wait_for
 
 
 def test_an_app_registered_through_the_api_runs_on_the_runner(

@@ -6,11 +6,8 @@ import concurrent.futures
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.helpers import TINY, UserFactory, problem, upload, wait_for, wait_for_archive
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import TINY, UserFactory, problem, upload, wait_for, wait_for_archive
 
 
 def tinies(user: httpx.Client, n: int, **extra: Any) -> list[dict[str, Any]]:

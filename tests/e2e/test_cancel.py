@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from devstack.stack import Stack
-from tests.helpers import (
+from tests.helpers.clients import (
     UserFactory,
     free_slots_then_expect,
     long_job,
@@ -17,8 +15,6 @@ from tests.helpers import (
     wait_for,
     wait_for_app,
 )
-
-pytestmark = pytest.mark.e2e
 
 
 def test_cancelling_a_running_job_stops_its_app_within_seconds(make_user: UserFactory) -> None:

@@ -26,10 +26,9 @@ import pytest
 
 from devstack.processes import Process, free_port, port_open, wait_until
 from devstack.stack import Stack
-from tests.helpers import client_for, read_stream, script_app, states, wait_for
-from tests.stacks import stop_all
+from tests.helpers.clients import client_for, read_stream, script_app, states, wait_for
+from tests.helpers.stacks import stop_all
 
-pytestmark = pytest.mark.e2e
 CONSUMER_TIMEOUT_MS = 3000
 JOB_SECONDS = 8  # well past the timeout plus a tick, so the channel is closed mid-job
 TIMED_OUT = b"timed out waiting for delivery acknowledgement"

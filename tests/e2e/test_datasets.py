@@ -11,10 +11,8 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.datasets import MODEL, new_dataset, object_bytes
-from tests.helpers import UserFactory, wait_for, wait_for_archive
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import UserFactory, wait_for, wait_for_archive
+from tests.helpers.datasets import MODEL, new_dataset, object_bytes
 
 
 @pytest.fixture(scope="module")

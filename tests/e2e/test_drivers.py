@@ -1,7 +1,7 @@
 """Execution drivers over the real stack: a docker app through the docker command line, and apps as another user.
 
 No Docker engine runs on the test machines, so ``DOCKER_COMMAND`` points at
-``tests/docker_stand_in.py``: it records each command line and runs the container's
+``tests/helpers/docker_stand_in.py``: it records each command line and runs the container's
 entrypoint on the host with the container's user, directory and environment.
 """
 
@@ -23,10 +23,8 @@ import pytest
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.helpers import archive_members, client_for, processes_mentioning, wait_for
-from tests.stacks import stop_all
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import archive_members, client_for, processes_mentioning, wait_for
+from tests.helpers.stacks import stop_all
 
 NOBODY = 65534
 WHO = (
@@ -47,7 +45,7 @@ def drivers_stack(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
     work.chmod(0o711)
     calls = state / "docker-calls.jsonl"
     docker = state / "docker"
-    stand_in = Path(__file__).parent.parent / "docker_stand_in.py"
+    stand_in = Path(__file__).parent.parent / "helpers" / "docker_stand_in.py"
     docker.write_text(f'#!/bin/sh\nDOCKER_STAND_IN_LOG="{calls}" exec "{sys.executable}" "{stand_in}" "$@"\n')
     docker.chmod(0o755)
     stack = replace(

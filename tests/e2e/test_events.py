@@ -9,9 +9,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import UserFactory, long_job, read_stream, run_flood, states, tiny_job, wait_for, wait_for_app
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import (
+    UserFactory,
+    long_job,
+    read_stream,
+    run_flood,
+    states,
+    tiny_job,
+    wait_for,
+    wait_for_app,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,10 @@ import json
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.helpers import UserFactory, archive_members, echo_app, wait_for
-from tests.helpers import script_app as script_app
+from tests.helpers.clients import UserFactory, archive_members, echo_app, wait_for
 
-# Re-exported until tests/quern imports it from tests.helpers (it is outside this change).
-
-pytestmark = pytest.mark.e2e
+# Re-exported until tests/quern imports it from tests.helpers.clients (it is outside this change).
 
 
 def test_shell_syntax_and_paths_arrive_verbatim_as_one_argument(

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers import (
+from tests.helpers.clients import (
     UserFactory,
     eventually,
     flood_job,
@@ -28,8 +28,6 @@ from tests.helpers import (
     wait_for_app,
     wait_for_archive,
 )
-
-pytestmark = pytest.mark.e2e
 
 
 def failing(user: httpx.Client, project: Path, **fields: Any) -> dict[str, Any]:

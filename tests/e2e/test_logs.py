@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.helpers import UserFactory, archive_members, long_job, problem, tiny_job, wait_for, wait_for_app
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import UserFactory, archive_members, long_job, problem, tiny_job, wait_for, wait_for_app
 
 
 def test_a_finished_jobs_log_reads_in_slices_equal_to_the_archived_log(make_user: UserFactory) -> None:

@@ -25,10 +25,9 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.datasets import make_dataset
-from tests.helpers import TINY, UserFactory, flood_copy, wait_for, wait_for_archive
+from tests.helpers.clients import TINY, UserFactory, flood_copy, wait_for, wait_for_archive
+from tests.helpers.datasets import make_dataset
 
-pytestmark = pytest.mark.e2e
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers import UserFactory, archive_members, problem, run_flood, script_app, wait_for
+from tests.helpers.clients import UserFactory, archive_members, problem, run_flood, script_app, wait_for
 
-pytestmark = pytest.mark.e2e
 FLOOD_OUTPUTS = {"depth.csv", "max_depth.csv", "summary.json", "flood_map.png"}
 LOGS = {"logs/stdout.txt", "logs/stderr.txt"}
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from tests.helpers import UserFactory, script_app, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import UserFactory, script_app, wait_for
 
 
 def test_an_app_may_report_progress_through_its_progress_file(make_user: UserFactory, admin: httpx.Client) -> None:

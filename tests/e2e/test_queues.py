@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 
 import httpx
-import pytest
 
 from devstack.stack import Stack
-from tests.helpers import (
+from tests.helpers.clients import (
     UserFactory,
     dispatcher_passed,
     eventually,
@@ -21,7 +20,6 @@ from tests.helpers import (
     wait_for_app,
 )
 
-pytestmark = pytest.mark.e2e
 TABLE = b"x,y\n1,2\n2,4\n3,6.5\n"
 
 

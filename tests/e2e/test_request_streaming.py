@@ -12,10 +12,8 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers import UserFactory, open_multipart_uploads, problem
-from tests.stacks import MAX_UPLOAD_BYTES
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import UserFactory, open_multipart_uploads, problem
+from tests.helpers.stacks import MAX_UPLOAD_BYTES
 
 
 @pytest.fixture(scope="module")

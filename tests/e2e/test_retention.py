@@ -1,6 +1,6 @@
 """Retention over the real stack: expired jobs lose their objects and answer 410; lost packagings are redone.
 
-The results workers sweep every second here (``RETENTION_SWEEP_SECONDS`` in tests/stacks.py).
+The results workers sweep every second here (``RETENTION_SWEEP_SECONDS`` in tests/helpers/stacks.py).
 That deleting a job leaves no object behind is tested in test_jobs.py
 (``test_deleting_a_finished_job_removes_its_objects_and_record``).
 """
@@ -12,12 +12,9 @@ from typing import Any
 
 import httpx
 import pymongo
-import pytest
 
 from devstack.stack import Stack
-from tests.helpers import UserFactory, eventually, objects, problem, tiny_job, wait_for, wait_for_archive
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import UserFactory, eventually, objects, problem, tiny_job, wait_for, wait_for_archive
 
 
 def wait_until_set(user: httpx.Client, job_id: str, field: str, timeout: float = 30) -> dict[str, Any]:

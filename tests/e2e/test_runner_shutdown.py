@@ -13,7 +13,7 @@ import pytest
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.helpers import (
+from tests.helpers.clients import (
     client_for,
     eventually,
     long_job,
@@ -23,9 +23,7 @@ from tests.helpers import (
     wait_for_app,
     wait_for_archive,
 )
-from tests.stacks import stop_all
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.stacks import stop_all
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,8 @@ import pytest
 
 from devstack.processes import Process, free_port
 from devstack.stack import Stack
-from tests.helpers import client_for, tiny_job, wait_for
-from tests.stacks import stop_all
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import client_for, tiny_job, wait_for
+from tests.helpers.stacks import stop_all
 
 # Were a scheduler running, it would pass every DISPATCH_INTERVAL_SECONDS (0.2 s in the tests) and at
 # once when the job is submitted; this is several passes' time in which none may come.

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from devstack.stack import Stack
-from tests.helpers import (
+from tests.helpers.clients import (
     VALLEY,
     UserFactory,
     archive_members,
@@ -36,7 +35,6 @@ from tests.helpers import (
     wait_for_app,
 )
 
-pytestmark = pytest.mark.e2e
 ENDED = "SUCCEEDED,FAILED,TIMED_OUT,CANCELED"
 
 

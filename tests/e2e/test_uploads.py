@@ -11,9 +11,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers import TINY, VALLEY, UserFactory, announce, problem, put, wait_for
-
-pytestmark = pytest.mark.e2e
+from tests.helpers.clients import TINY, VALLEY, UserFactory, announce, problem, put, wait_for
 
 
 @pytest.fixture(scope="module")

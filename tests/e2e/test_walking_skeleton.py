@@ -19,12 +19,9 @@ from devstack.stack import Stack
 from shared.broker import Broker
 from shared.settings import Settings
 from shared.tasks import PACKAGE_RESULTS, RUN_JOB
-from tests.helpers import VALLEY, UserFactory, problem, run_flood, tiny_job, upload, wait_for_archive
-from tests.helpers import wait_for as wait_for
+from tests.helpers.clients import VALLEY, UserFactory, problem, run_flood, tiny_job, upload, wait_for, wait_for_archive
 
-# Re-exported until tests/quern imports it from tests.helpers (it is outside this change).
-
-pytestmark = pytest.mark.e2e
+# Re-exported until tests/quern imports it from tests.helpers.clients (it is outside this change).
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import UserFactory, script_app, signing_secret, tiny_job, wait_for
-from tests.receiver import Received, receiver
+from tests.helpers.clients import UserFactory, script_app, signing_secret, tiny_job, wait_for
+from tests.helpers.receiver import Received, receiver
 
-pytestmark = pytest.mark.e2e
 TOLERANCE_SECONDS = 300
 
 

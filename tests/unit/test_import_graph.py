@@ -307,3 +307,40 @@ def test_the_checker_reports_what_breaks_the_rules(
         *crossings(graph, boundaries(graph.modules, root="synthetic.")),
     ]
     assert [report.splitlines()[0] for report in found] == expected
+
+
+def borrowed(graph: grimp.ImportGraph, top: str = "tests") -> list[str]:
+    """Each import by a test module or conftest of another test module or conftest (only helpers may be shared)."""
+    helpers = f"{top}.helpers"
+    found = []
+    for importer in sorted(graph.modules):
+        if importer == helpers or importer.startswith(helpers + "."):
+            continue
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            if imported.startswith(top + ".") and not (imported == helpers or imported.startswith(helpers + ".")):
+                found.append("\n".join(described(graph, (importer, imported))))
+    return found
+
+
+def test_test_modules_share_only_helpers() -> None:
+    graph = grimp.build_graph("tests", cache_dir=None)
+    fail_with("tests importing other tests (move what they share into tests/helpers/)", borrowed(graph))
+
+
+def test_the_test_rule_reports_a_test_module_importing_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    top = tmp_path / "synthetic_tests"
+    for path, text in {
+        "__init__.py": "",
+        "helpers/__init__.py": "",
+        "helpers/clients.py": "",
+        "api/__init__.py": "",
+        "api/test_a.py": "from synthetic_tests.helpers import clients\n",
+        "api/test_b.py": "from synthetic_tests.api.test_a import clients\n",
+    }.items():
+        (top / path).parent.mkdir(parents=True, exist_ok=True)
+        (top / path).write_text(text)
+    monkeypatch.syspath_prepend(tmp_path)
+    graph = grimp.build_graph("synthetic_tests", cache_dir=None)
+    assert [report.splitlines()[0] for report in borrowed(graph, "synthetic_tests")] == [
+        "synthetic_tests.api.test_b -> synthetic_tests.api.test_a"
+    ]

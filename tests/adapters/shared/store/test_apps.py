@@ -14,7 +14,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 from shared.store import Stores
-from tests.adapters.shared.store.scenarios import in_store, make_app
+from tests.helpers.records import in_store, make_app
 
 
 def test_the_current_app_version_is_the_latest_enabled_one(settings: Settings) -> None:

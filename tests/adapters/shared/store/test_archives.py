@@ -14,7 +14,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 from shared.store import Stores
-from tests.adapters.shared.store.scenarios import ended, forced, in_store, make_job
+from tests.helpers.records import ended, forced, in_store, make_job
 
 
 def test_archive_is_attached_once(settings: Settings) -> None:

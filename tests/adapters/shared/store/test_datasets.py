@@ -10,7 +10,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 from shared.store import Stores
-from tests.adapters.shared.store.scenarios import in_store, make_dataset
+from tests.helpers.records import in_store, make_dataset
 
 
 def test_a_dataset_name_is_unique_per_owner_even_when_inserts_race(settings: Settings) -> None:

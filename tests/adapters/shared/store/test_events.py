@@ -9,7 +9,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 from shared.store import Stores
-from tests.adapters.shared.store.scenarios import in_store, make_job
+from tests.helpers.records import in_store, make_job
 
 
 def test_events_come_back_in_order_after_an_id_per_job_and_per_owner(settings: Settings) -> None:

@@ -12,7 +12,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 from shared.store import Stores
-from tests.adapters.shared.store.scenarios import in_store
+from tests.helpers.records import in_store
 
 
 def test_only_one_request_at_a_time_may_complete_an_upload(settings: Settings) -> None:

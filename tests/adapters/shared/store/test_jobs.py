@@ -18,7 +18,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 from shared.store import Stores
-from tests.adapters.shared.store.scenarios import ended, forced, in_store, make_dataset, make_job
+from tests.helpers.records import ended, forced, in_store, make_dataset, make_job
 
 
 def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings: Settings) -> None:

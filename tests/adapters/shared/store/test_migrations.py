@@ -8,7 +8,7 @@ from shared.settings import Settings
 from shared.store import Stores
 from shared.store.database import to_document
 from shared.store.migrations import MIGRATIONS, migrate
-from tests.adapters.shared.store.scenarios import in_store, make_job
+from tests.helpers.records import in_store, make_job
 
 WAITING_ON = "jobs_wait_on_nothing"
 

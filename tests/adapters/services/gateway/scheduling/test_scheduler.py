@@ -1,0 +1,270 @@
+"""The scheduler's dispatch passes against a real Mongo and RabbitMQ: what may start, in which order, and how many."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from services.gateway.scheduling.dependencies import settle_dependencies
+from services.gateway.scheduling.dispatcher import MAX_AHEAD, Dispatcher
+from services.gateway.scheduling.scheduler import Scheduler
+from services.gateway.scheduling.sweeps import sweep_lost_messages
+from shared.broker import Broker
+from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
+from shared.settings import SchedulerSettings, Settings
+from shared.storage import ObjectStorage
+from shared.store import Stores
+from shared.tasks import RUNNER_SERVICE
+from tests.helpers.records import in_store, make_job
+from tests.helpers.stacks import delete_queues
+
+
+def undispatched(**overrides: Any) -> Any:
+    return make_job(owner=overrides.pop("owner", new_id()), dispatched=None, dispatch_lease=None, **overrides)
+
+
+def runner(concurrency: int) -> WorkerInfo:
+    now = utcnow()
+    return WorkerInfo(
+        id=new_id(),
+        service=RUNNER_SERVICE,
+        host="h",
+        pid=1,
+        concurrency=concurrency,
+        busy=0,
+        queues=[],
+        started=now,
+        heartbeat=now,
+    )
+
+
+def make_scheduler(stores: Stores, broker: Broker, settings: Settings, **overrides: Any) -> Scheduler:
+    options: dict[str, Any] = {
+        "dispatch_interval_seconds": 1,
+        "dispatch_ahead": 0,
+        "user_max_running": 0,
+        "worker_heartbeat_seconds": 10,
+        "max_attempts": 3,
+    } | overrides
+    configured = SchedulerSettings.model_validate(settings.model_dump() | options)
+    return Scheduler.configured(configured, stores=stores, storage=ObjectStorage(settings), broker=broker)
+
+
+def test_a_job_not_dispatched_is_not_claimed(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Any:
+        job = undispatched()
+        await stores.jobs.insert_job(job)
+        refused = await stores.jobs.claim_job(job.id, worker="w")
+        assert await stores.dispatch.lease_dispatches([job.id], until=utcnow()) == [job.id]  # its message may be out
+        return refused, await stores.jobs.claim_job(job.id, worker="w")
+
+    refused, claimed = in_store(settings, scenario)
+    assert refused is None and claimed.state is JobState.RUNNING
+
+
+def test_only_one_of_concurrent_leases_wins(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[bool]:
+        job = undispatched()
+        await stores.jobs.insert_job(job)
+        later = utcnow() + timedelta(days=1)
+        leases = [stores.dispatch.lease_dispatches([job.id], until=later + timedelta(milliseconds=n)) for n in range(8)]
+        return [bool(taken) for taken in await asyncio.gather(*leases)]
+
+    assert sorted(in_store(settings, scenario)) == [False] * 7 + [True]
+
+
+def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[str]:
+        owner = new_id()
+        now = utcnow()
+        storing = new_id()
+        await stores.batches.insert_batch(Batch(id=storing, owner=owner, size=1, created=now), [])
+        jobs = {
+            "low": undispatched(owner=owner, priority=1),
+            "high": undispatched(owner=owner, priority=9),
+            "mid-old": undispatched(owner=owner, priority=5),
+            "mid-new": undispatched(owner=owner, priority=5),
+            "paused": undispatched(owner=owner, priority=9, queue="held"),
+            "waiting": undispatched(owner=owner, priority=9, depends_on=["x"], waiting_on=["x"]),
+            "storing": undispatched(owner=owner, priority=9, batch=storing),
+            "sent": undispatched(owner=owner, priority=9).model_copy(update={"dispatched": now}),
+        }
+        for job in jobs.values():
+            await stores.jobs.insert_job(job)
+        names = {job.id: name for name, job in jobs.items()}
+        found = await stores.dispatch.dispatch_candidates(
+            limit=100, skip_owners=[], paused=[(owner, "held")], storing=await stores.batches.uncommitted_batches()
+        )
+        return [names[job.id] for job in found if job.id in names]
+
+    assert in_store(settings, scenario) == ["high", "mid-old", "mid-new", "low"]
+
+
+def test_dependencies_are_released_on_success_and_fail_their_dependents_otherwise(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> dict[str, Any]:
+        owner = new_id()
+        ok = undispatched(owner=owner, state=JobState.SUCCEEDED)
+        bad = undispatched(owner=owner, state=JobState.CANCELED)
+        after_ok = undispatched(owner=owner, depends_on=[ok.id], waiting_on=[ok.id])
+        after_bad = undispatched(owner=owner, depends_on=[ok.id, bad.id], waiting_on=[ok.id, bad.id])
+        after_after = undispatched(owner=owner, depends_on=[after_bad.id], waiting_on=[after_bad.id])
+        after_gone = undispatched(owner=owner, depends_on=["gone"], waiting_on=["gone"])
+        for job in (ok, bad, after_ok, after_bad, after_after, after_gone):
+            await stores.jobs.insert_job(job)
+        await settle_dependencies(dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events)
+        return {
+            name: await stores.jobs.get_job(job.id)
+            for name, job in {
+                "after_ok": after_ok,
+                "after_bad": after_bad,
+                "after_after": after_after,
+                "after_gone": after_gone,
+            }.items()
+        }
+
+    jobs = in_store(settings, scenario)
+    assert jobs["after_ok"].state is JobState.QUEUED and jobs["after_ok"].waiting_on == []
+    assert jobs["after_bad"].state is JobState.FAILED and "ended CANCELED" in jobs["after_bad"].error.reason
+    assert jobs["after_after"].state is JobState.FAILED and jobs["after_bad"].id in jobs["after_after"].error.reason
+    assert jobs["after_gone"].error.reason == "dependency gone was deleted; this job did not run"
+
+
+def test_only_as_many_jobs_as_free_slots_are_sent_and_a_user_limit_holds(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[int]:
+        broker = Broker(alone)
+        try:
+            greedy, other = new_id(), new_id()
+            for owner in (greedy, greedy, greedy, other):
+                await stores.jobs.insert_job(undispatched(owner=owner))
+            scheduler = make_scheduler(stores, broker, alone, user_max_running=2)
+            sent = [await scheduler.pass_once()]  # no runner: nowhere to run
+            await stores.workers.heartbeat(runner(concurrency=1))
+            sent.append(await scheduler.pass_once())
+            sent.append(await scheduler.pass_once())  # the one slot is taken by the message sent
+            await stores.workers.heartbeat(runner(concurrency=10))
+            sent.append(await scheduler.pass_once())  # greedy may have two in flight, other one
+            return sent
+        finally:
+            await asyncio.to_thread(broker.close)
+
+    # A database and queues of its own: this test counts every job in flight and every runner's slots,
+    # and its messages must not reach the test stack's runner.
+    alone = settings.model_copy(update={"mongo_database": f"dispatch_{new_id()}", "queue_namespace": f"d{new_id()}"})
+    try:
+        assert in_store(alone, scenario) == [0, 1, 0, 2]
+    finally:
+        delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
+
+
+def test_a_hand_back_during_sending_is_not_overwritten(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Any:
+        job = undispatched()
+        await stores.jobs.insert_job(job)
+        lease = utcnow() + timedelta(minutes=1)
+        await stores.dispatch.lease_dispatches([job.id], until=lease)
+        await stores.dispatch.undispatch(job.id)  # the runner saw its queue paused before the dispatcher marked it sent
+        await stores.dispatch.mark_dispatched([job.id], lease=lease)
+        return await stores.jobs.get_job(job.id)
+
+    job = in_store(settings, scenario)
+    assert job.dispatched is None and job.dispatch_lease is None
+
+
+def test_jobs_whose_message_was_lost_are_sent_again(settings: Settings) -> None:
+    alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})  # an empty run_job queue
+
+    async def scenario(stores: Stores) -> Any:
+        lost = undispatched().model_copy(update={"dispatched": utcnow() - timedelta(hours=1)})
+        fresh = undispatched().model_copy(update={"dispatched": utcnow()})
+        for job in (lost, fresh):
+            await stores.jobs.insert_job(job)
+        broker = Broker(alone)
+        try:
+            await sweep_lost_messages(dispatch=stores.dispatch, broker=broker)
+        finally:
+            await asyncio.to_thread(broker.close)
+        return await stores.jobs.get_job(lost.id), await stores.jobs.get_job(fresh.id)
+
+    lost, fresh = in_store(alone, scenario)
+    assert lost.dispatched is None and fresh.dispatched is not None
+
+
+def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settings: Settings, stack: Any) -> None:
+    alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})
+
+    async def scenario(stores: Stores) -> Any:
+        long_ago = utcnow() - timedelta(hours=1)
+        running = {"state": JobState.RUNNING, "worker": "dead-1", "started": long_ago}
+        first = undispatched(**running)
+        last = undispatched(**running, attempt=3)
+        just_claimed = undispatched(**running | {"started": utcnow()})  # its worker may not have reported yet
+        alive = undispatched(**running | {"worker": "alive-1"})
+        for job in (first, last, just_claimed, alive):
+            await stores.jobs.insert_job(job)
+        await stores.workers.heartbeat(runner(concurrency=1).model_copy(update={"id": "alive-1"}))
+        broker = Broker(alone)
+        try:
+            await make_scheduler(stores, broker, alone).pass_once()
+        finally:
+            await asyncio.to_thread(broker.close)
+        return [await stores.jobs.get_job(job.id) for job in (first, last, just_claimed, alive)]
+
+    try:
+        first, last, just_claimed, alive = in_store(alone, scenario)
+    finally:
+        delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
+    assert first.state is JobState.QUEUED and first.attempt == 2 and first.worker is None
+    assert first.history[-1].by == "reaper" and first.history[-1].reason.startswith(
+        "worker dead-1 stopped heartbeating"
+    )
+    assert last.state is JobState.FAILED and "attempt 3 of 3; giving up" in last.error.reason
+    assert just_claimed.state is JobState.RUNNING and alive.state is JobState.RUNNING
+
+
+def test_a_pass_leases_only_what_no_other_dispatcher_holds(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[list[str], list[str]]:
+        jobs = [undispatched() for _ in range(5)]
+        for job in jobs:
+            await stores.jobs.insert_job(job)
+        ids = [job.id for job in jobs]
+        other = await stores.dispatch.lease_dispatches([ids[1]], until=utcnow() + timedelta(minutes=1))
+        return other, await stores.dispatch.lease_dispatches(ids, until=utcnow() + timedelta(minutes=1, milliseconds=7))
+
+    other, mine = in_store(settings, scenario)
+    assert len(other) == 1 and sorted(mine) == sorted(set(mine)) and other[0] not in mine and len(mine) == 4
+
+
+def look_ahead(ahead: int) -> Dispatcher:
+    # The look-ahead is arithmetic on the dispatcher's own fields: no collaborator is called.
+    return Dispatcher(
+        dispatch=None,  # type: ignore[arg-type]
+        accounts=None,  # type: ignore[arg-type]
+        queues=None,  # type: ignore[arg-type]
+        batches=None,  # type: ignore[arg-type]
+        broker=None,  # type: ignore[arg-type]
+        ahead=ahead,
+        user_max_running=0,
+    )
+
+
+def test_the_look_ahead_doubles_while_runners_run_dry_with_work_left_behind() -> None:
+    dispatcher = look_ahead(2)
+    seen = []
+    for _ in range(12):
+        dispatcher._backlog, dispatcher._left = True, dispatcher._ahead
+        dispatcher._adapt(waiting=0)
+        seen.append(dispatcher._ahead)
+    assert seen[:4] == [4, 8, 16, 32] and seen[-1] == MAX_AHEAD
+
+
+def test_the_look_ahead_stays_without_a_backlog_and_halves_back_while_messages_wait() -> None:
+    dispatcher = look_ahead(2)
+    dispatcher._adapt(waiting=0)  # runners idle, nothing left behind: no reason to send more
+    assert dispatcher._ahead == 2
+    dispatcher._ahead = 64
+    seen = []
+    for _ in range(6):
+        dispatcher._adapt(waiting=dispatcher._ahead)  # a whole look-ahead still waits
+        seen.append(dispatcher._ahead)
+    assert seen == [32, 16, 8, 4, 2, 2]

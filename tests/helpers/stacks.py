@@ -1,0 +1,57 @@
+"""The tests' stacks: their settings, their APPS_DIR, and how they are torn down.
+
+The settings are named here for the tests that rely on them; tests/conftest.py applies them.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pika
+
+from devstack.processes import Process
+from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS, RUN_JOB
+
+PROJECT = Path(__file__).resolve().parents[2]
+MAX_UPLOAD_BYTES = 200 * 2**20  # room for the CLI's 200 MB upload
+SINGLE_PUT_MAX_BYTES = 8 * 2**20  # presigned uploads above this are multipart, in 5 MiB parts
+# Small dataset limits, so the hostile-bundle tests stay quick.
+DATASET_MAX_MEMBERS = 20
+DATASET_MAX_BYTES = 8 * 2**20
+DATASET_MAX_RATIO = 50
+DATASET_RATIO_AFTER_BYTES = 2**20
+RETENTION_SWEEP_SECONDS = 1  # the results workers' sweep, so retention tests see expiry within seconds
+WEBHOOK_ALLOWED_NETWORKS = "127.0.0.0/8"
+WEBHOOK_TIMEOUT_SECONDS = 1.0
+# The test-only apps (tests/fixture_apps), served beside the shipped ones.
+FIXTURE_APPS = Path(__file__).resolve().parents[1] / "fixture_apps"
+
+
+def apps_dir(root: Path) -> Path:
+    """A directory holding the shipped apps and the test-only ones, side by side as APPS_DIR wants them."""
+    root.mkdir()
+    for app in [*(PROJECT / "apps").iterdir(), *FIXTURE_APPS.iterdir()]:
+        if (app / "app.json").is_file():
+            (root / app.name).symlink_to(app)
+    return root
+
+
+def stop_all(processes: list[Process]) -> None:
+    """Stop the processes side by side, so their grace periods overlap rather than add up."""
+    with ThreadPoolExecutor(max(1, len(processes))) as pool:
+        list(pool.map(Process.stop, processes))
+
+
+def delete_queues(rabbitmq_url: str, namespace: str) -> None:
+    """Remove every queue quern's services declare in ``namespace`` (with their delay and dead-letter queues)."""
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:
+        for task in (RUN_JOB, PACKAGE_RESULTS, DELIVER_WEBHOOK):
+            base = task.queue_name(namespace)
+            for name in (base, f"{base}.DQ", f"{base}.XQ"):
+                channel = connection.channel()
+                channel.queue_delete(name)
+                channel.close()
+    finally:
+        connection.close()
