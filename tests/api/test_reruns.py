@@ -69,3 +69,9 @@ def test_rerun_of_another_users_job_is_404(make_user: ApiUserFactory, project: P
     alice, bob = make_user(), make_user()
     job = flood_job(alice, grid(alice, project))
     problem(bob.post(f"/v1/jobs/{job['id']}/rerun", json={}), 404)
+
+
+def test_rerun_of_another_users_job_is_404_before_its_body_is_read(make_user: ApiUserFactory, project: Path) -> None:
+    alice, bob = make_user(), make_user()
+    job = flood_job(alice, grid(alice, project))
+    problem(bob.post(f"/v1/jobs/{job['id']}/rerun", json={"params": {"steps": 0}, "nonsense": 1}), 404)

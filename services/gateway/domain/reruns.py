@@ -72,16 +72,21 @@ async def rerun_job(
     wake: Callable[[], None],
     job_id: str,
     owner: str | None,
-    changes: RerunRequest,
+    changes: Callable[[], RerunRequest],
     retention: RetentionPolicy = KEEP_FOREVER,
     networks: tuple[Network, ...] = (),
 ) -> Job:
-    """Submit a copy of the job (for its owner) with ``changes``; 409 if its app version is gone."""
+    """Submit a copy of the job (for its owner) with the changes; 409 if its app version is gone.
+
+    ``changes`` is read once the job is found, so a job the caller may not see is NotFound
+    before anything is said about the body.
+    """
     job = await stores.jobs.get_job(job_id, owner=owner)
+    wanted = changes()
     await _installed(job, apps=stores.apps)
     return await submit_job(
         stores=stores,
-        request=clone_request(job, changes, retention=retention),
+        request=clone_request(job, wanted, retention=retention),
         owner=job.owner,
         wake=wake,
         rerun_of=job.id,

@@ -41,7 +41,7 @@ async def rerun(request: Request) -> Reply[JobOut]:
         wake=d.wake,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
-        changes=parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest(),
+        changes=lambda: parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest(),
         retention=RetentionPolicy.of(d.settings),
         networks=d.settings.allowed_networks(),
     )
