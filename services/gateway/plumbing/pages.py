@@ -12,7 +12,6 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.endpoints import Param
@@ -62,13 +61,6 @@ def page_request(request: Request) -> PageRequest:
 def encode_cursor(after: str) -> str:
     """The opaque cursor that continues a list after ``after``."""
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
-
-
-def page_response(request: Request, page: Page[T], render: Callable[[T], dict[str, Any]]) -> JSONResponse:
-    """The JSON page, with the cursor and the full URL of the next page."""
-    cursor = None if page.next_after is None else encode_cursor(page.next_after)
-    next_url = None if cursor is None else str(request.url.include_query_params(cursor=cursor))
-    return JSONResponse({"items": [render(item) for item in page.items], "next_cursor": cursor, "next": next_url})
 
 
 class PageOut(Out, Generic[Item]):
