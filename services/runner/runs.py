@@ -119,6 +119,9 @@ def outcome_of(
         return JobState.CANCELED, JobError(reason="canceled on request while it ran", stderr_tail=stderr_tail)
     if ended.stopped:
         return JobState.FAILED, JobError(reason="the worker shut down while the job ran", stderr_tail=stderr_tail)
+    if ended.over_disk_mb is not None:
+        reason = f"used more than {ended.over_disk_mb} MB of disk in its directory"
+        return JobState.FAILED, JobError(reason=reason, stderr_tail=stderr_tail)
     if ended.timed_out:
         return JobState.TIMED_OUT, JobError(reason=f"killed after the {timeout} s time limit", stderr_tail=stderr_tail)
     if ended.code == 0:
@@ -308,7 +311,15 @@ async def _run(
             await asyncio.to_thread(sandbox.hand_over, *driver.owner)
         argv = build_argv(spec, job.params, inputs, python=sys.executable, app_dir=settings.apps_dir / spec.name)
         ended = await follow_app(
-            run_app(argv, sandbox=sandbox, spec=spec, timeout=job.timeout_seconds, stop=stop, driver=driver),
+            run_app(
+                argv,
+                sandbox=sandbox,
+                spec=spec,
+                timeout=job.timeout_seconds,
+                stop=stop,
+                driver=driver,
+                max_disk_mb=settings.max_job_disk_mb,
+            ),
             job=job,
             files={"stdout": sandbox.stdout, "stderr": sandbox.stderr},
             jobs=jobs,

@@ -18,7 +18,7 @@ VALUED = {
     "--name", "--label", "--network", "--cap-drop", "--security-opt", "--user", "--workdir", "--mount",
     "--ulimit", "--memory", "--memory-swap", "--pids-limit", "--env", "--entrypoint",
 }  # fmt: skip
-FLAGS = {"--rm", "--init"}
+FLAGS = {"--rm", "--init", "--read-only"}
 
 
 def record(args: list[str]) -> None:

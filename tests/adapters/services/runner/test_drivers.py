@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.runner.drivers import DockerDriver, LocalDriver, RunAs, offered, own_work_dir
+from services.runner.containers import DockerDriver
+from services.runner.drivers import LocalDriver, offered, own_work_dir
 from services.runner.processes import run_app
 from services.runner.sandbox import Sandbox
+from services.runner.users import RunAs
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
 
@@ -91,13 +93,14 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
     r, run, tmp = sandbox.inputs, sandbox.run, sandbox.tmp
     assert docker == [
         "/opt/docker", "run", "--rm", "--name", "quern-01job", "--label", "quern.job=01JOB", "--init",
-        "--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only",
         "--user", "65534:65534", "--workdir", str(run),
         "--mount", f"type=bind,source={r},target={r},readonly",
         "--mount", f"type=bind,source={run},target={run}",
         "--mount", f"type=bind,source={tmp},target={tmp}",
         "--ulimit", "core=0", "--memory", "512m", "--memory-swap", "512m", "--ulimit", "cpu=60:60",
-        "--ulimit", f"fsize={8 * 2**20}:{8 * 2**20}", "--ulimit", "nofile=256:256", "--pids-limit", "32",
+        "--ulimit", f"fsize={8 * 2**20}:{8 * 2**20}", "--ulimit", "nofile=256:256", "--ulimit", "nproc=32:32",
+        "--pids-limit", "32",
         "--env", "LANG=C.UTF-8", "--env", "LC_ALL=C.UTF-8", "--env", f"HOME={run}", "--env", f"TMPDIR={tmp}",
         "--env", f"QUERN_PROGRESS_FILE={sandbox.progress_file}", "--env", "OMP_NUM_THREADS=2",
         "--entrypoint", "/usr/bin/python3", "ghcr.io/example/model:2.1", "-c", "print(1)", "x; rm -rf /",
