@@ -31,7 +31,7 @@ WHO = (
     "import json, os, sys; "
     "secret = 'unread'\n"
     "try:\n    open(os.environ['SECRET']).read(); secret = 'read'\n"
-    "except PermissionError:\n    pass\n"
+    "except OSError:\n    pass\n"
     "json.dump(dict(uid=os.getuid(), cwd=os.getcwd(), argv=sys.argv[1:], env=sorted(os.environ), secret=secret),"
     " open('who.json', 'w'))"
 )
