@@ -185,7 +185,7 @@ def test_a_hostile_tenant_learns_nothing_of_the_other_job_and_leaves_nothing_beh
 
 
 def test_the_hostile_app_sees_everything_when_unconfined(tenants: Tenants, tmp_path: Path) -> None:
-    """The control: run on the host, the same script reads, connects and kills, so its "failed" above means something."""
+    """The control: on the host the same script reads, connects and kills, so its "failed" above means something."""
     victim = tmp_path / "victim"
     (victim / "run").mkdir(parents=True)
     (victim / "inputs" / "data").mkdir(parents=True)
