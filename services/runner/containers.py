@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
 import structlog
 
@@ -18,9 +19,11 @@ from services.runner import launch
 from services.runner.sandbox import BASE_ENV, Sandbox
 from services.runner.users import RunAs
 from shared.apps import AppSpec
+from shared.settings import ConfigError
 
 log = structlog.get_logger()
 CLEAN_UP_SECONDS = 60.0
+PROBE_SECONDS = 30.0
 # Podman needs explicit open-file and process limits; these apply when an app sets none.
 DEFAULT_OPEN_FILES = 1024
 DEFAULT_PROCESSES = 1024
@@ -99,8 +102,33 @@ class DockerDriver:
             env["DOCKER_HOST"] = self.host
         return env
 
+    def probe(self) -> None:
+        """Exit unless ``DOCKER_COMMAND version`` answers: without an engine every job of this driver would fail."""
+        try:
+            done = subprocess.run(
+                [self.executable, "version"],
+                env=self._cli_environment(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=PROBE_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            said = str(exc)
+        else:
+            if done.returncode == 0:
+                return
+            said = done.stderr.decode(errors="replace").strip()[-500:] or f"exit code {done.returncode}"
+        raise ConfigError(
+            f"configuration error:\n  DOCKER_COMMAND: {self.executable} version failed ({said}); the docker driver "
+            "needs a docker or podman engine this runner may use (see docs/sandboxing.md)"
+        )
+
+    def _cli_environment(self) -> dict[str, str]:
+        return {"PATH": BASE_ENV["PATH"], **({"DOCKER_HOST": self.host} if self.host else {})}
+
     async def clean_up(self, job_id: str) -> None:
-        env = {"PATH": BASE_ENV["PATH"], **({"DOCKER_HOST": self.host} if self.host else {})}
+        env = self._cli_environment()
         try:
             process = await asyncio.create_subprocess_exec(
                 self.executable,

@@ -138,7 +138,8 @@ def offered(settings: RunnerSettings) -> dict[str, Driver]:
     if "local" in settings.drivers():
         drivers["local"] = local_driver(settings, run_as, user)
     if "docker" in settings.drivers():
-        drivers["docker"] = DockerDriver(settings.docker_command, run_as=user, host=settings.docker_host)
+        drivers["docker"] = docker = DockerDriver(settings.docker_command, run_as=user, host=settings.docker_host)
+        docker.probe()
     room = shutil.disk_usage(settings.work_dir).total
     if settings.max_job_disk_mb * 2**20 * settings.runner_concurrency > room:
         log.warning(

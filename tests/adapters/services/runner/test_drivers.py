@@ -254,12 +254,17 @@ def test_offered_drivers_follow_the_settings(tmp_path: Path) -> None:
         "rabbitmq_url": "amqp://h",
         "mongo_url": "mongodb://h",
         "s3_bucket": "quern",
-        "work_dir": tmp_path,
+        "work_dir": tmp_path / "work",
     }
+    engine = tmp_path / "docker"
+    engine.write_text("#!/bin/sh\necho 'Version: 27.0'\n")  # answers the probe at start
+    engine.chmod(0o755)
     assert sorted(offered(RunnerSettings(**base))) == ["local"]
-    drivers = offered(RunnerSettings(**base, runner_drivers="local,docker", docker_command="/opt/docker"))
+    drivers = offered(RunnerSettings(**base, runner_drivers="local,docker", docker_command=str(engine)))
     assert isinstance(drivers["docker"], DockerDriver)
-    assert drivers["docker"].executable == "/opt/docker"
+    assert drivers["docker"].executable == str(engine)
+    with pytest.raises(ConfigError, match="DOCKER_COMMAND: /opt/no-docker version failed"):
+        offered(RunnerSettings(**base, runner_drivers="docker", docker_command="/opt/no-docker"))
 
 
 DETACH = """
