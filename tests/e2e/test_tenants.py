@@ -18,14 +18,13 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.processes import free_port
 from devstack.stack import Stack
 from tests.helpers.clients import (
     add_user,
@@ -37,7 +36,7 @@ from tests.helpers.clients import (
     wait_for,
 )
 from tests.helpers.containers import build_image, ensure_podman, podman_command
-from tests.helpers.stacks import FIXTURE_APPS, stop_all
+from tests.helpers.stacks import FIXTURE_APPS, own_stack, stop_all
 
 MAX_JOB_DISK_MB = 40
 SCRIPTS = {"tenant.sh": FIXTURE_APPS / "tenant/tenant.sh", "hostile.sh": FIXTURE_APPS / "hostile/hostile.sh"}
@@ -61,20 +60,15 @@ def tenants(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     image = build_image(SCRIPTS)
     state = tmp_path_factory.mktemp("tenants")
     work = Path(tempfile.mkdtemp(prefix="quern-tenants-")) / "work"
-    stack = replace(
+    stack = own_stack(
         servers,
-        state_dir=state,
-        ports=replace(servers.ports, gateway=free_port()),
-        namespace=f"{servers.namespace}-own",
-        database=f"{servers.database}_tenants_{uuid.uuid4().hex[:6]}",
-        runner_threads=2,
-        extra_env={
-            **servers.extra_env,
-            "RUNNER_DRIVERS": "local,docker",
-            "DOCKER_COMMAND": str(podman_command(state, image)),
-            "WORK_DIR": str(work),
-            "MAX_JOB_DISK_MB": str(MAX_JOB_DISK_MB),
-        },
+        state,
+        "tenants",
+        RUNNER_DRIVERS="local,docker",
+        DOCKER_COMMAND=str(podman_command(state, image)),
+        WORK_DIR=str(work),
+        MAX_JOB_DISK_MB=str(MAX_JOB_DISK_MB),
+        RUNNER_CONCURRENCY="2",
     )
     try:
         stack.start_services()

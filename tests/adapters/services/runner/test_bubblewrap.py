@@ -26,8 +26,10 @@ from services.runner.sandbox import Sandbox
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
 from tests.helpers.clients import processes_mentioning
+from tests.helpers.records import make_spec
 
 NOBODY = (65534, 65534)
+NO_PARAMETERS = {"type": "object", "additionalProperties": False}
 APPS = Path(__file__).resolve().parents[4] / "apps"
 
 SEEN = """
@@ -80,16 +82,7 @@ def bwrap(work: Path) -> Bubblewrap:
 
 
 def spec_of(**overrides: Any) -> AppSpec:
-    definition: dict[str, Any] = {
-        "name": "probe",
-        "version": "1",
-        "description": "test app",
-        "command": ["{python}"],
-        "parameters": {"type": "object", "additionalProperties": False},
-        "outputs": ["*"],
-        "timeout": {"default": 30, "max": 30},
-    }
-    return AppSpec.model_validate(definition | overrides)
+    return make_spec(command=["/bin/true"], parameters=NO_PARAMETERS, inputs={}, **overrides)
 
 
 def box_in(work: Path, job_id: str = "01JOB") -> Sandbox:

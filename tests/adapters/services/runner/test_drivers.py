@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import stat
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,17 +146,6 @@ def test_run_as_must_name_a_user_other_than_root() -> None:
         RunAs.resolve("no-such-user-here")
     with pytest.raises(ConfigError, match="must not run as root"):
         RunAs.resolve("0")
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory the run-as user can enter (pytest's own tmp_path is private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="quern-run-as-"))
-    directory.chmod(0o711)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory)
 
 
 def test_a_work_dir_the_run_as_user_cannot_enter_is_refused(open_dir: Path) -> None:

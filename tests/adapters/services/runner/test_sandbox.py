@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,17 +129,6 @@ def test_a_tree_the_app_locked_is_removed(sandbox: Sandbox) -> None:
     locked_tree(sandbox)
     sandbox.remove()
     assert not sandbox.root.exists()
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory another user can enter (pytest's own tmp_path is private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="quern-remove-"))
-    directory.chmod(0o711)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory)
 
 
 def test_a_runner_that_is_not_root_removes_the_tree_its_app_locked(open_dir: Path) -> None:
