@@ -394,9 +394,11 @@ def free_slots_then_expect(
 
 
 def orphan(stack: Stack, job_id: str, *, worker: str) -> None:
-    """Make the job look RUNNING on a worker that died mid-run (and so never heartbeats again)."""
+    """Make the job look RUNNING on a worker that died mid-run: claimed just now, its lease never renewed again."""
     mongo: MongoClient[dict[str, Any]]
     with MongoClient(stack.env()["MONGO_URL"], tz_aware=True) as mongo:
+        now = datetime.now(UTC)
         mongo[stack.database]["jobs"].update_one(
-            {"_id": job_id}, {"$set": {"state": "RUNNING", "worker": worker, "started": datetime.now(UTC)}}
+            {"_id": job_id},
+            {"$set": {"state": "RUNNING", "worker": worker, "started": now, "lease": now, "run_token": "gone"}},
         )
