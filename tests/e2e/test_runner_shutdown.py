@@ -111,8 +111,8 @@ def test_a_preempted_app_resumes_from_its_checkpoint(own_stack: Stack) -> None:
     try:
         app = script_app(api, RESUMING, args=[], text_param=False, outputs=["result.txt"])
         job = api.post("/v1/jobs", json={"app": app}).json()
-        wait_for_app(job["id"])
-        time.sleep(0.5)  # it has written its checkpoint by now
+        state = own_stack.state_dir / "work" / job["id"] / "tmp" / "checkpoint" / "deep" / "state.txt"
+        eventually(state.exists, "the app never wrote its checkpoint", every=0.05)
         runner = own_stack.services()[1]
         assert runner.stop(timeout=60)
         back = api.get(f"/v1/jobs/{job['id']}").json()
