@@ -27,7 +27,7 @@ import pytest
 from devstack.processes import Process, free_port, port_open, wait_until
 from devstack.stack import Stack
 from shared.tasks import RUN_JOB
-from tests.helpers.clients import client_for, read_stream, script_app, states, wait_for, wait_for_app
+from tests.helpers.clients import client_for, eventually, read_stream, script_app, states, wait_for
 from tests.helpers.stacks import stop_all
 
 CONSUMER_TIMEOUT_MS = 3000
@@ -156,7 +156,7 @@ def test_a_job_longer_than_the_consumer_timeout_runs_once_holding_no_delivery(
     runner = timeout_stack.services()[1]
 
     job_id = admin_ct.post("/v1/jobs", json={"app": long_app}).json()["id"]
-    wait_for_app(job_id)
+    eventually(lambda: admin_ct.get(f"/v1/jobs/{job_id}").json()["state"] == "RUNNING", "the job never started")
     held = []
     while admin_ct.get(f"/v1/jobs/{job_id}").json()["state"] == "RUNNING":
         held.append(unacknowledged(node, timeout_stack))

@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from devstack.tcp_proxy import TcpProxy
 from services.runner.backoff import Backoff
 from services.runner.drivers import LocalDriver
 from services.runner.runs import _run, _upload_logs
@@ -29,7 +30,6 @@ from shared.models import Job, JobError, JobState, OutputFile, StoredFile, new_i
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
 from shared.store import Stores
-from tests.helpers.tcp_proxy import TcpProxy
 
 OUTAGE_SECONDS = 3.5  # longer than boto3's own retries of a refused connection
 COPY = "import shutil, sys; print('started', flush=True); shutil.copy(sys.argv[1], 'out.txt')"
