@@ -39,6 +39,7 @@ def app_environment(sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
         "HOME": str(sandbox.run),
         "TMPDIR": str(sandbox.tmp),
         "QUERN_PROGRESS_FILE": str(sandbox.progress_file),
+        "QUERN_CHECKPOINT_DIR": str(sandbox.checkpoint),
         **spec.env,
     }
 

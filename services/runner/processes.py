@@ -65,21 +65,28 @@ def _kill_group(pgid: int, signum: int) -> None:
         pass
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def _stop(process: asyncio.subprocess.Process, grace: float) -> None:
     _kill_group(process.pid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), TERM_GRACE_SECONDS)
+        await asyncio.wait_for(process.wait(), grace)
     except TimeoutError:
         _kill_group(process.pid, signal.SIGKILL)
         await process.wait()
 
 
 async def run_app(
-    argv: list[str], *, sandbox: Sandbox, spec: AppSpec, timeout: float, stop: asyncio.Event, driver: Driver
+    argv: list[str],
+    *,
+    sandbox: Sandbox,
+    spec: AppSpec,
+    timeout: float,
+    stop: asyncio.Event,
+    driver: Driver,
+    grace: float = TERM_GRACE_SECONDS,
 ) -> Exit:
     """Run argv through ``driver`` in its own session and process group until it exits, times out or ``stop`` is set.
 
-    On timeout or stop the whole group gets SIGTERM, then SIGKILL after a grace period; then
+    On timeout or stop the whole group gets SIGTERM, then SIGKILL after ``grace`` seconds; then
     the driver removes whatever of the run outlived the group (a container).
     """
     await driver.clean_up(sandbox.job_id)  # a leftover of an earlier attempt on this machine
@@ -99,7 +106,7 @@ async def run_app(
         await asyncio.wait({exited, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if exited.done():
             return Exit(code=exited.result())
-        await _stop(process)
+        await _stop(process, grace)
         return Exit(code=None, timed_out=not stopping.done(), stopped=stopping.done())
     finally:
         stopping.cancel()
