@@ -198,6 +198,10 @@ class RunnerSettings(Settings):
     docker_host: str | None = None
     run_as_user: str | None = None
     webhook_progress_seconds: float = Field(default=30.0, ge=0, le=24 * 3600)
+    # Shutdown: running jobs go on for the drain, then each app gets SIGTERM and the grace before SIGKILL;
+    # what is still running is handed back to the queue (a preemption, not an attempt).
+    drain_seconds: float = Field(default=60.0, ge=0, le=7 * 24 * 3600)
+    app_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
 
     @field_validator("runner_drivers")
     @classmethod
