@@ -65,26 +65,21 @@ async def package_results(
             log.info("packaging_held", job_id=job_id, seconds=round(wait, 3))
             return wait
         lease = await PackagingLease.take(archives, job)
-        if lease is not None:
-            await _package(
-                lease, jobs=jobs, archives=archives, events=events, webhooks=webhooks, storage=storage, broker=broker
-            )
-            return None
-        # Taken by another packager, or packaged, expired or run again between the read and the claim: read again.
+        if lease is None:
+            continue  # taken by another packager, or packaged, expired or run again since the read: read again
+        key, packaged = await _package(lease, archives=archives, events=events, storage=storage)
+        if packaged is None:
+            await _drop_if_gone(job_id, key, jobs=jobs, storage=storage)
+        else:
+            await _announce(packaged, webhooks=webhooks, broker=broker)
+        return None
     raise Conflict(f"job {job_id} kept changing while its packaging was claimed")
 
 
 async def _package(
-    lease: PackagingLease,
-    *,
-    jobs: JobStore,
-    archives: ArchiveStore,
-    events: EventStore,
-    webhooks: WebhookStore,
-    storage: ObjectStorage,
-    broker: Broker,
-) -> None:
-    """Build the archive of the leased job's run, attach it and announce the job's end."""
+    lease: PackagingLease, *, archives: ArchiveStore, events: EventStore, storage: ObjectStorage
+) -> tuple[str, Job | None]:
+    """Build the archive of the leased job's run and attach it: its key, and the job packaged (None if it raced)."""
     job = lease.job
     key, size, sha256 = await lease.hold_while(asyncio.to_thread(build_archive, storage, job))
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
@@ -95,11 +90,10 @@ async def _package(
         # outlive that deletion.
         log.info("archive_raced", job_id=job.id)
         await lease.release()
-        await _drop_if_gone(job.id, key, jobs=jobs, storage=storage)
-        return
+        return key, None
     await events.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
     log.info("job_packaged", job_id=job.id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
-    await _announce(packaged, webhooks=webhooks, broker=broker)
+    return key, packaged
 
 
 async def _drop_if_gone(job_id: str, key: str, *, jobs: JobStore, storage: ObjectStorage) -> None:

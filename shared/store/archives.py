@@ -19,6 +19,11 @@ from shared.store.database import Database, Document, translated, unset_or_befor
 from shared.store.jobs import transition
 
 
+def _unpackaged(job_id: str, finished: datetime | None) -> Document:
+    """Matches the job while the run that ended at ``finished`` has no archive and no sweeper expires it."""
+    return {"_id": job_id, "archive": None, "finished": finished, "expired": None, "expiry_lease": None}
+
+
 class ArchiveStore:
     """The jobs collection as the packager and the retention sweeper see it."""
 
@@ -38,18 +43,8 @@ class ArchiveStore:
         None if another packager's lease has not lapsed, or the job is packaged, expired or ran again since.
         ``until`` tells this packager's lease from another's.
         """
-        return await transition(
-            self._jobs,
-            {
-                "_id": job_id,
-                "archive": None,
-                "finished": finished,
-                "expired": None,
-                "expiry_lease": None,
-                "packaging_lease": unset_or_before(utcnow()),
-            },
-            {"packaging_lease": until},
-        )
+        match = _unpackaged(job_id, finished) | {"packaging_lease": unset_or_before(utcnow())}
+        return await transition(self._jobs, match, {"packaging_lease": until})
 
     async def extend_packaging(self, job_id: str, *, lease: datetime, until: datetime) -> bool:
         """Move this packager's lease on to ``until``; False if it is not this packager's any more."""
@@ -72,18 +67,8 @@ class ArchiveStore:
         None if the lease is not this packager's any more, an archive is attached already, or the job
         was run again (retried) or expired since: that archive is then of an old run, or unwanted.
         """
-        return await transition(
-            self._jobs,
-            {
-                "_id": job_id,
-                "archive": None,
-                "finished": finished,
-                "expired": None,
-                "expiry_lease": None,
-                "packaging_lease": lease,
-            },
-            {"archive": archive.model_dump(), "packaging_lease": None},
-        )
+        match = _unpackaged(job_id, finished) | {"packaging_lease": lease}
+        return await transition(self._jobs, match, {"archive": archive.model_dump(), "packaging_lease": None})
 
     async def request_selection(self, job: Job, digest: str, selection: Selection, *, resend_before: datetime) -> bool:
         """Record that ``selection`` is wanted; True if this caller won the right to enqueue its packaging.

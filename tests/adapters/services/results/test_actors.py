@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from services.results.actors import package_results, package_selection
+from services.results.actors import package_selection
 from services.results.leases import PackagingLease
 from shared.broker import Broker
 from shared.errors import Unavailable
@@ -22,7 +22,7 @@ from shared.models import Job, JobState, OutputFile, Selection, new_id, utcnow
 from shared.settings import Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
-from tests.helpers.records import ended, in_store
+from tests.helpers.records import ended, in_store, package
 from tests.helpers.stacks import delete_queues
 
 
@@ -126,18 +126,7 @@ def run_packagers(own: Settings, storage: ObjectStorage, job: Job, times: int) -
         broker = Broker(own)
         try:
             await stores.jobs.insert_job(job.model_copy(update={"logs": {"stdout": key}}))
-            packagers = (
-                package_results(
-                    job.id,
-                    jobs=stores.jobs,
-                    archives=stores.archives,
-                    events=stores.events,
-                    webhooks=stores.webhooks,
-                    storage=storage,
-                    broker=broker,
-                )
-                for _ in range(times)
-            )
+            packagers = (package(job.id, stores, storage=storage, broker=broker) for _ in range(times))
             waits = list(await asyncio.gather(*packagers))
             archived = [e for e in await stores.events.events_after(None, job_id=job.id) if e.type == "archive"]
             return waits, await stores.jobs.get_job(job.id), len(archived)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from services.results.actors import package_results
 from services.results.sweeps import Sweeper
 from shared.broker import Broker
 from shared.models import Archive, Job, JobState, new_id, utcnow
@@ -18,7 +17,7 @@ from shared.settings import Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
 from shared.tasks import PACKAGE_RESULTS
-from tests.helpers.records import ended, in_store
+from tests.helpers.records import ended, in_store, package
 from tests.helpers.stacks import delete_queues
 
 
@@ -128,15 +127,7 @@ def test_an_expired_job_is_not_packaged(own: Settings, storage: ObjectStorage, b
 
     async def scenario(stores: Stores) -> Job:
         await stores.jobs.insert_job(job)
-        await package_results(
-            job.id,
-            jobs=stores.jobs,
-            archives=stores.archives,
-            events=stores.events,
-            webhooks=stores.webhooks,
-            storage=storage,
-            broker=broker,
-        )
+        await package(job.id, stores, storage=storage, broker=broker)
         return await stores.jobs.get_job(job.id)
 
     assert in_store(own, scenario).archive is None
