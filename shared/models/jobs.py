@@ -163,6 +163,7 @@ class Job(Record):
     expired: datetime | None = Field(default=None, description="when its objects were deleted for good")
     expiry_lease: datetime | None = Field(default=None, description="a sweeper is deleting its objects until then")
     packaging_resent: datetime | None = Field(default=None, description="when a lost packaging was last asked again")
+    packaging_lease: datetime | None = Field(default=None, description="a packager is building its archive until then")
     webhook: WebhookTarget | None = Field(default=None, description="where its terminal event is POSTed")
 
     @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset

@@ -389,6 +389,7 @@ class JobStore:
             "expired": None,
             "expiry_lease": None,
             "packaging_resent": None,
+            "packaging_lease": None,
         }
         if change.from_.terminal:
             reset["checkpoint"] = None  # a run started over does not resume from an earlier one's checkpoint

@@ -130,7 +130,7 @@ class Scheduler:
             try:
                 if started - self._last_sweep > SWEEP_SECONDS:
                     await sweep_abandoned_batches(batches=self.stores.batches)
-                    await sweep_lost_messages(dispatch=self.stores.dispatch, broker=self.broker)
+                    await sweep_lost_messages(dispatch=self.stores.dispatch)
                     self._last_sweep = started
                 await self.pass_once()
             except AppError as exc:
