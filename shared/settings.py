@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     apps_dir: Path = Path("apps")
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A runner renews the lease of each job it runs three times per lease; one not renewed for a whole lease is
+    # recovered by the reaper. The runner stops an app whose lease it could not renew for two thirds of it.
+    job_lease_seconds: float = Field(default=30.0, ge=3, le=3600)
 
     # Webhooks: the networks outbound requests may reach although they are not public (the SSRF guard).
     webhook_allowed_networks: str = ""
@@ -200,6 +203,11 @@ class RunnerSettings(Settings):
     local_sandbox: Literal["bwrap", "none"] = "bwrap"
     max_job_disk_mb: int = Field(default=20 * 1024, ge=1)
     webhook_progress_seconds: float = Field(default=30.0, ge=0, le=24 * 3600)
+    # Shutdown: running jobs go on for the drain, then each app gets SIGTERM and the grace before SIGKILL;
+    # what is still running is handed back to the queue (a preemption, not an attempt).
+    drain_seconds: float = Field(default=60.0, ge=0, le=7 * 24 * 3600)
+    app_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    max_output_files: int = Field(default=10_000, ge=1, le=50_000)
 
     @field_validator("runner_drivers")
     @classmethod

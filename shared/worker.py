@@ -10,8 +10,10 @@ at import time.
 A service may also run one ``background`` coroutine (the results service's retention sweep)
 on that loop, beside the heartbeat, from boot until shutdown.
 
-Prefetch equals the thread count: a worker never holds messages it cannot start, so a long
-job does not sit on work another worker could take.
+Prefetch equals the thread count unless the service asks for less: a worker never holds
+messages it cannot start, so a long job does not sit on work another worker could take. A
+service may also stop consuming one queue while it is full (``Intake``): the runner does, as it
+acknowledges a job's message at the claim and runs the job beyond the message.
 """
 
 from __future__ import annotations
@@ -47,6 +49,44 @@ Background = Callable[["Resources"], Coroutine[Any, Any, None]]
 """A service's periodic task (a sweep), run on the event loop from boot until shutdown."""
 
 
+class Intake:
+    """Pauses and resumes consuming one queue, so a worker takes messages only while it can start them.
+
+    Pausing makes Dramatiq's consumer close its channel at its next idle moment (a message already
+    delivered is still handed over); resuming consumes again. Either may be asked before the
+    worker has started: it applies once it has.
+    """
+
+    def __init__(self) -> None:
+        self.queue: str | None = None
+        self._worker: dramatiq.Worker | None = None
+        self._paused = False
+
+    def attach(self, worker: dramatiq.Worker) -> None:
+        """Control the consumer of ``queue`` in this (started) worker."""
+        self._worker = worker
+        self._apply()
+
+    def pause(self) -> None:
+        """Stop consuming the queue."""
+        self._paused = True
+        self._apply()
+
+    def resume(self) -> None:
+        """Consume the queue again."""
+        self._paused = False
+        self._apply()
+
+    def _apply(self) -> None:
+        consumer = None if self._worker is None or self.queue is None else self._worker.consumers.get(self.queue)
+        if consumer is None or consumer.paused == self._paused:
+            return
+        if self._paused:
+            consumer.pause()
+        else:
+            consumer.resume()
+
+
 @dataclass
 class Resources:
     """The clients actors use; ``stores`` exist once the worker has booted."""
@@ -55,7 +95,11 @@ class Resources:
     broker: Broker
     storage: ObjectStorage
     appname: str
+    worker_id: str
     _stores: Stores | None = field(default=None)
+    intake: Intake = field(default_factory=Intake)
+    load: Callable[[], int] | None = None  # the service's own count of work in hand, for the heartbeat
+    on_boot: Callable[[Stores], None] | None = None  # called on the event loop once the stores are open
 
     @property
     def stores(self) -> Stores:
@@ -101,6 +145,8 @@ class OpenClients(Middleware):
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         async def open_stores() -> None:
             self.resources._stores = Stores.connect(self.resources.settings, appname=self.resources.appname)
+            if self.resources.on_boot is not None:
+                self.resources.on_boot(self.resources._stores)
             self._beating = asyncio.create_task(self._heartbeat(self.resources._stores.workers))
             if self.background is not None:
                 self._sweeping = asyncio.create_task(self.background(self.resources))
@@ -110,9 +156,9 @@ class OpenClients(Middleware):
     async def _heartbeat(self, workers: WorkerStore) -> None:
         while True:
             try:
-                await workers.heartbeat(
-                    self.presence.model_copy(update={"busy": self.busy.count, "heartbeat": utcnow()})
-                )
+                load = self.resources.load
+                busy = self.busy.count if load is None else load()
+                await workers.heartbeat(self.presence.model_copy(update={"busy": busy, "heartbeat": utcnow()}))
             except AppError as exc:
                 log.warning("heartbeat_failed", detail=exc.detail)
             await asyncio.sleep(self.resources.settings.worker_heartbeat_seconds)
@@ -147,17 +193,24 @@ def serve(
     threads: int,
     worker_id: str | None = None,
     register: Callable[[Broker, Resources], Drain | None],
-    grace_seconds: int = 30,
+    grace_seconds: float = 30,
+    prefetch: int | None = None,
     background: Background | None = None,
 ) -> None:
-    """Run a worker until SIGTERM or SIGINT; then drain the service's work and stop."""
+    """Run a worker until SIGTERM or SIGINT; then drain the service's work (at most ``grace_seconds``) and stop."""
     broker = Broker(settings, middleware=[AsyncIO(), MessageContext()])
-    resources = Resources(settings=settings, broker=broker, storage=ObjectStorage(settings), appname=appname)
+    resources = Resources(
+        settings=settings,
+        broker=broker,
+        storage=ObjectStorage(settings),
+        appname=appname,
+        worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
+    )
     drain = register(broker, resources)
     busy = Busy()
     queues = set(broker.dramatiq.get_declared_queues())
     presence = WorkerInfo(
-        id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        id=resources.worker_id,
         service=appname,
         host=socket.gethostname(),
         pid=os.getpid(),
@@ -178,8 +231,9 @@ def serve(
     # this broker too, and an unrestricted worker would start consuming (and dead-lettering) it.
     broker.dramatiq.emit_after("process_boot")
     worker = dramatiq.Worker(broker.dramatiq, queues=queues, worker_threads=threads, worker_timeout=1000)
-    worker.queue_prefetch = threads
+    worker.queue_prefetch = prefetch or threads
     worker.start()
+    resources.intake.attach(worker)
     log.info("worker_started", appname=appname, threads=threads, queues=sorted(queues))
     stop.wait()
     log.info("worker_stopping", grace_seconds=grace_seconds)
@@ -188,7 +242,7 @@ def serve(
             _loop().run_coroutine(asyncio.wait_for(drain(), grace_seconds))
         except TimeoutError:
             log.warning("worker_drain_timed_out", grace_seconds=grace_seconds)
-    worker.stop(timeout=grace_seconds * 1000)
+    worker.stop(timeout=int(grace_seconds * 1000))
     broker.close()
     resources.storage.close()
     log.info("worker_stopped", appname=appname)

@@ -60,6 +60,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "S3_PART_SIZE_MB": "5",
             "WORKER_HEARTBEAT_SECONDS": "1",
             "DISPATCH_INTERVAL_SECONDS": "0.2",
+            # A killed runner's jobs are recovered within seconds; a stopped one drains briefly.
+            "JOB_LEASE_SECONDS": "6",
+            "DRAIN_SECONDS": "2",
+            "APP_GRACE_SECONDS": "2",
             "UPLOAD_SINGLE_PUT_MAX_BYTES": str(SINGLE_PUT_MAX_BYTES),
             "SCRATCH_DIR": str(tmp_path_factory.mktemp("scratch")),
             "DATASET_MAX_MEMBERS": str(DATASET_MAX_MEMBERS),

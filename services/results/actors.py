@@ -9,6 +9,7 @@ import dramatiq
 import structlog
 
 from services.results.archives import build_archive
+from services.results.leases import PackagingLease, wait_for_lease
 from services.results.webhooks import LEASE_MARGIN_SECONDS, announce, announce_progress, deliver
 from shared.broker import Broker
 from shared.errors import Conflict, NotFound
@@ -24,6 +25,8 @@ from shared.worker import Drain, Resources
 
 log = structlog.get_logger()
 ACTOR_TIME_LIMIT_MS = 6 * 3600 * 1000
+CLAIM_TRIES = 3  # reads and claims of one message before its retry: a job changes state only a few times
+RETRY_MARGIN_SECONDS = 1.0  # try a held packaging again this long after its lease lapses
 
 
 async def package_results(
@@ -35,35 +38,62 @@ async def package_results(
     webhooks: WebhookStore,
     storage: ObjectStorage,
     broker: Broker,
-) -> None:
-    """Package a finished job once, then announce its end to its webhooks; a job deleted meanwhile is left alone."""
-    try:
-        job = await jobs.get_job(job_id)
-    except NotFound:
-        log.info("job_gone", job_id=job_id)  # deleted by its owner: nothing left to package
-        return
-    if job.archive is not None:
-        log.info("archive_exists", job_id=job_id)
-        await _announce(job, webhooks=webhooks, broker=broker)  # idempotent: a packager may have stopped before it
-        return
-    if job.expired is not None or job.expiry_lease is not None:
-        log.info("job_expired_unpackaged", job_id=job_id)  # its retention ran out: nothing is kept any more
-        await _announce(job, webhooks=webhooks, broker=broker)  # its end is still news to its webhooks
-        return
-    if not job.state.terminal:
-        raise Conflict(f"job {job_id} is {job.state.value}; it is packaged once it finishes")
-    key, size, sha256 = await asyncio.to_thread(build_archive, storage, job)
+) -> float | None:
+    """Package a finished job once, then announce its end to its webhooks; a job deleted meanwhile is left alone.
+
+    The packaging is claimed with a lease first, so a redelivered or duplicated message never builds
+    the archive beside another packager. Returns how many seconds to wait before trying again when
+    another packager holds the lease (it may have died: then it lapses), else None.
+    """
+    for _ in range(CLAIM_TRIES):
+        try:
+            job = await jobs.get_job(job_id)
+        except NotFound:
+            log.info("job_gone", job_id=job_id)  # deleted by its owner: nothing left to package
+            return None
+        if job.archive is not None:
+            log.info("archive_exists", job_id=job_id)
+            await _announce(job, webhooks=webhooks, broker=broker)  # idempotent: a packager may have stopped before it
+            return None
+        if job.expired is not None or job.expiry_lease is not None:
+            log.info("job_expired_unpackaged", job_id=job_id)  # its retention ran out: nothing is kept any more
+            await _announce(job, webhooks=webhooks, broker=broker)  # its end is still news to its webhooks
+            return None
+        if not job.state.terminal:
+            raise Conflict(f"job {job_id} is {job.state.value}; it is packaged once it finishes")
+        if (wait := wait_for_lease(job)) is not None:
+            log.info("packaging_held", job_id=job_id, seconds=round(wait, 3))
+            return wait
+        lease = await PackagingLease.take(archives, job)
+        if lease is None:
+            continue  # taken by another packager, or packaged, expired or run again since the read: read again
+        key, packaged = await _package(lease, archives=archives, events=events, storage=storage)
+        if packaged is None:
+            await _drop_if_gone(job_id, key, jobs=jobs, storage=storage)
+        else:
+            await _announce(packaged, webhooks=webhooks, broker=broker)
+        return None
+    raise Conflict(f"job {job_id} kept changing while its packaging was claimed")
+
+
+async def _package(
+    lease: PackagingLease, *, archives: ArchiveStore, events: EventStore, storage: ObjectStorage
+) -> tuple[str, Job | None]:
+    """Build the archive of the leased job's run and attach it: its key, and the job packaged (None if it raced)."""
+    job = lease.job
+    key, size, sha256 = await lease.hold_while(asyncio.to_thread(build_archive, storage, job))
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
-    packaged = await archives.set_archive(job_id, archive, finished=job.finished)
+    packaged = await archives.set_archive(job.id, archive, finished=job.finished, lease=lease.until)
     if packaged is None:
-        # Another packager won (the bytes are identical), or the job was retried and this run's archive is stale,
-        # or it was deleted or expired meanwhile: then the archive just written must not outlive that deletion.
-        log.info("archive_raced", job_id=job_id)
-        await _drop_if_gone(job_id, key, jobs=jobs, storage=storage)
-        return
+        # The lease lapsed and another packager took it (the bytes are identical), or the job was retried and this
+        # run's archive is stale, or it was deleted or expired meanwhile: then the archive just written must not
+        # outlive that deletion.
+        log.info("archive_raced", job_id=job.id)
+        await lease.release()
+        return key, None
     await events.record_events([job_event(job, "archive", {"size": size, "sha256": sha256})])
-    log.info("job_packaged", job_id=job_id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
-    await _announce(packaged, webhooks=webhooks, broker=broker)
+    log.info("job_packaged", job_id=job.id, size=size, sha256=sha256, members=len(job.outputs) + len(job.logs) + 1)
+    return key, packaged
 
 
 async def _drop_if_gone(job_id: str, key: str, *, jobs: JobStore, storage: ObjectStorage) -> None:
@@ -139,15 +169,17 @@ async def package_selection(
 def register(broker: Broker, resources: Resources) -> Drain | None:
     """Declare the packaging actors and the webhook ones (deliver, announce an end, announce progress).
 
-    Packaging retries five times with backoff when a backend fails; webhook deliveries follow their own schedule.
+    Packaging retries five times with backoff when a backend fails, and once another packager's lease would have
+    lapsed when it holds the job; webhook deliveries follow their own schedule.
 
-    No drain: an archive in progress is finished at shutdown (or redone by the redelivered message).
+    No drain: an archive in progress is finished at shutdown (or redone by the redelivered message, once the
+    stopped packager's lease lapsed).
     """
 
     async def package(job_id: str) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             stores = resources.stores
-            await package_results(
+            held = await package_results(
                 job_id,
                 jobs=stores.jobs,
                 archives=stores.archives,
@@ -156,6 +188,10 @@ def register(broker: Broker, resources: Resources) -> Drain | None:
                 storage=resources.storage,
                 broker=broker,
             )
+        if held is not None:
+            # Another packager holds the job: look again once its lease would have lapsed, should it have died.
+            # A live one attaches the archive meanwhile, and this message then finds it there.
+            raise dramatiq.Retry(delay=int((held + RETRY_MARGIN_SECONDS) * 1000))
 
     dramatiq.actor(
         broker=broker.dramatiq,

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from shared.apps import matching_outputs
 from shared.errors import Conflict
-from shared.models import Job
+from shared.models import Job, run_prefix
 from shared.storage import ObjectStorage
 
 COMPRESS_LEVEL = 6
@@ -80,15 +80,16 @@ def manifest(job: Job, files: list[dict[str, Any]], include: list[str] | None = 
 def build_archive(
     storage: ObjectStorage, job: Job, *, selection: tuple[str, list[str]] | None = None
 ) -> tuple[str, int, str]:
-    """Write ``jobs/<id>/archive.tar.gz``; returns its key, size and sha256.
+    """Write ``archive.tar.gz`` under the run's prefix; returns its key, size and sha256.
 
-    A ``selection`` ``(digest, globs)`` goes to ``jobs/<id>/archives/<digest>.tar.gz`` instead.
+    A ``selection`` ``(digest, globs)`` goes to ``archives/<digest>.tar.gz`` there instead. The
+    run's prefix keeps an archive of an earlier run, still being built, from landing on this one's key.
     """
     mtime = (job.finished or job.created).timestamp()
     include = None if selection is None else selection[1]
     outputs = job.outputs if include is None else matching_outputs(job.outputs, include)
     where = "archive" if selection is None else f"archives/{selection[0]}"
-    sink = storage.sink(f"jobs/{job.id}/{where}.tar.gz", content_type="application/gzip")
+    sink = storage.sink(f"{run_prefix(job.id, job.run_token)}{where}.tar.gz", content_type="application/gzip")
     files: list[dict[str, Any]] = []
     try:
         with (

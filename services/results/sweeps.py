@@ -6,8 +6,8 @@ Every ``RETENTION_SWEEP_SECONDS`` each results worker:
 2. deletes every object under ``jobs/<id>/`` of each job past ``expires``, then marks it ``expired``
    (the record stays, and the gateway answers 410 for its archive, logs and outputs);
 3. asks again for the packaging of jobs that ran, ended over ``UNPACKAGED_SECONDS`` ago and still
-   have no archive (their ``package_results`` message was lost), at most once per
-   ``RESEND_SECONDS`` per job, and only while the results queue is empty.
+   have no archive (their ``package_results`` message was lost) and that no packager holds, at
+   most once per ``RESEND_SECONDS`` per job, and only while the results queue is empty.
 
 Several workers may sweep at once: a job is claimed with a compare-and-set lease before its
 objects are deleted, and a packaging resend is claimed the same way, so each happens once.

@@ -9,11 +9,13 @@ import structlog
 from services.runner.actors import register
 from services.runner.drivers import offered
 from shared.logging import configure_logging
+from shared.models import new_id
 from shared.settings import RunnerSettings, load
 from shared.tasks import RUNNER_SERVICE
 from shared.worker import serve
 
 PR_SET_DUMPABLE = 4
+HAND_BACK_SECONDS = 60
 log = structlog.get_logger()
 
 
@@ -34,13 +36,19 @@ def main() -> None:
     if not protect_credentials():
         log.warning("runner_dumpable", detail="prctl(PR_SET_DUMPABLE, 0) failed; apps may read the runner's environ")
     drivers = offered(settings)  # exits here, before any job, if WORK_DIR or RUN_AS_USER cannot work
-    log.info("runner_drivers", drivers=sorted(drivers), run_as=settings.run_as_user)
+    # Each start is an incarnation of its own: a runner restarted under the same RUNNER_ID (a pod's
+    # name, a container's constant PID 1) renews none of the leases its earlier incarnation held.
+    incarnation = f"{settings.runner_id}-{new_id()}"
+    log.info("runner_drivers", drivers=sorted(drivers), run_as=settings.run_as_user, worker=incarnation)
     serve(
         settings,
         appname=RUNNER_SERVICE,
         threads=settings.runner_concurrency,
-        worker_id=settings.runner_id,
+        worker_id=incarnation,
         register=register,
+        # Drain, then every app's grace, then uploading checkpoints and handing the jobs back.
+        grace_seconds=settings.drain_seconds + settings.app_grace_seconds + HAND_BACK_SECONDS,
+        prefetch=1,
     )
 
 

@@ -8,7 +8,8 @@ import dramatiq
 import structlog
 
 from services.runner.drivers import offered
-from services.runner.runs import ActiveRuns, execute_job
+from services.runner.runs import RunnerKit, take_job
+from services.runner.slots import Slots
 from services.runner.specs import AppVersions
 from shared.broker import Broker
 from shared.errors import Invalid, NotFound
@@ -16,44 +17,44 @@ from shared.settings import RunnerSettings
 from shared.tasks import RUN_JOB
 from shared.worker import Drain, Resources
 
-# A job enforces its own wall-clock limit (at most the app's timeout.max, itself at most 7 days);
-# the actor's limit only catches a runner that hangs outside the app.
-ACTOR_TIME_LIMIT_MS = 8 * 24 * 3600 * 1000
+# The actor only takes a slot and claims the job; the run goes on beyond it, on the event loop.
+ACTOR_TIME_LIMIT_MS = 5 * 60 * 1000
 
 
 def register(broker: Broker, resources: Resources) -> Drain:
-    """Declare ``run_job`` on ``broker``; returns the drain that stops running apps at shutdown.
+    """Declare ``run_job`` on ``broker``; returns the drain that hands running jobs back at shutdown.
 
     Retries cover a backend that does not answer before the claim: up to 20, backing off to
-    5 minutes, which is safe because the claim is idempotent. Once claimed, the outcome is
-    recorded in Mongo and a retry only finds the job taken. Unknown jobs are permanent
-    failures. Shutdown is handled by the drain rather than by interrupting the actor.
+    5 minutes, which is safe because the claim is idempotent. Once claimed, the message is done
+    and the run's outcome is recorded in Mongo; a duplicate only finds the job taken. Unknown
+    jobs are permanent failures.
     """
     settings = cast(RunnerSettings, resources.settings)
+    resources.intake.queue = broker.queue(RUN_JOB)
+    slots = Slots(
+        resources.worker_id,
+        capacity=settings.runner_concurrency,
+        jobs=None,
+        intake=resources.intake,
+        lease_seconds=settings.job_lease_seconds,
+    )
+    resources.load = lambda: slots.used
+    resources.on_boot = lambda stores: slots.bind(stores.jobs)
     specs = AppVersions()
-    active = ActiveRuns(settings.runner_id)
     drivers = offered(settings)
 
     async def run_job(job_id: str) -> None:
+        kit = RunnerKit(
+            stores=resources.stores,
+            storage=resources.storage,
+            broker=resources.broker,
+            specs=specs,
+            settings=settings,
+            slots=slots,
+            drivers=drivers,
+        )
         with structlog.contextvars.bound_contextvars(job_id=job_id):
-            stores = resources.stores
-            await execute_job(
-                job_id,
-                jobs=stores.jobs,
-                events=stores.events,
-                queues=stores.queues,
-                dispatch=stores.dispatch,
-                webhooks=stores.webhooks,
-                apps=stores.apps,
-                files=stores.files,
-                datasets=stores.datasets,
-                storage=resources.storage,
-                broker=resources.broker,
-                specs=specs,
-                settings=settings,
-                active=active,
-                drivers=drivers,
-            )
+            await take_job(job_id, kit=kit)
 
     dramatiq.actor(
         broker=broker.dramatiq,
@@ -65,4 +66,8 @@ def register(broker: Broker, resources: Resources) -> Drain:
         time_limit=ACTOR_TIME_LIMIT_MS,
         throws=(NotFound, Invalid),
     )(run_job)
-    return active.stop_all
+
+    async def drain() -> None:
+        await slots.drain(drain_seconds=settings.drain_seconds)
+
+    return drain

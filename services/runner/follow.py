@@ -4,9 +4,13 @@ The app writes stdout and stderr straight to files (no pipes), so the runner rea
 file grew by since the last tick, at most ``read_bytes`` per file per tick. A line
 ``##quern progress PERCENT "STEP"`` is a progress report, never a log line; so is each new
 content of the progress file (``$QUERN_PROGRESS_FILE``, JSON ``{"percent": P, "step": S}``),
-for apps that would rather not print markers. Other lines are
+for apps that would rather not print markers. Only a tick's last report is kept (a marker read
+after the progress file's report), so a flood of markers costs what one report costs: one
+``set_progress``, one progress event and at most one webhook announcement per tick. Other lines are
 kept up to ``max_lines`` and ``max_bytes`` per tick across both files (the rest are counted as
-dropped; the complete logs are uploaded when the job ends), each cut to ``max_line_bytes``.
+dropped; the complete logs are uploaded when the job ends), each cut to ``max_line_bytes``. Lines
+are taken one at a time from each read, so a tick holds at most one read (``read_bytes``) per file
+and its kept lines in memory, whatever the app printed: the final tick too, which reads to the end.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -57,9 +61,9 @@ def parse_progress(line: str) -> Progress | None:
 
 @dataclass
 class Tick:
-    """What one tick found: progress reports in order, kept log lines per stream, and lines dropped."""
+    """What one tick found: its last progress report, kept log lines per stream, and lines dropped."""
 
-    progress: list[Progress] = field(default_factory=list)
+    progress: Progress | None = None
     lines: dict[str, list[str]] = field(default_factory=dict)
     dropped: int = 0
 
@@ -95,9 +99,7 @@ class Follower:
 
     def tick(self, *, final: bool = False) -> Tick:
         """Read what was appended; ``final`` reads to the end and ends an unterminated last line."""
-        tick = Tick()
-        if (reported := self._read_progress_file()) is not None:
-            tick.progress.append(reported)
+        tick = Tick(progress=self._read_progress_file())
         budget = [self._max_lines, self._max_bytes]
         for name, stream in self._streams.items():
             while True:
@@ -143,24 +145,25 @@ class Follower:
         stream.offset += len(chunk)
         return chunk
 
-    def _lines(self, stream: _Stream, chunk: bytes, *, final: bool) -> list[str]:
-        *complete, rest = (stream.partial + chunk).split(b"\n")
-        lines = []
-        for raw in complete:
+    def _lines(self, stream: _Stream, chunk: bytes, *, final: bool) -> Iterator[str]:
+        """The lines ``chunk`` completes, one at a time (a read of tiny lines is never a list of them all)."""
+        data, start = stream.partial + chunk, 0
+        while (end := data.find(b"\n", start)) != -1:
+            raw, start = data[start:end], end + 1
             if stream.overlong:
                 stream.overlong = False  # the tail of a line already cut and kept
                 continue
-            lines.append(self._text(raw))
+            yield self._text(raw)
+        rest = data[start:]
         if final and rest and not stream.overlong:
-            lines.append(self._text(rest))
+            yield self._text(rest)
             rest = b""
         elif len(rest) > self._max_line_bytes and not stream.overlong:
-            lines.append(self._text(rest))
+            yield self._text(rest)
             stream.overlong, rest = True, b""
         elif stream.overlong:
             rest = b""
         stream.partial = rest
-        return lines
 
     def _text(self, raw: bytes) -> str:
         text = raw[: self._max_line_bytes].decode("utf-8", errors="replace").rstrip("\r")
@@ -169,7 +172,7 @@ class Follower:
     def _take(self, tick: Tick, name: str, line: str, budget: list[int]) -> None:
         progress = parse_progress(line)
         if progress is not None:
-            tick.progress.append(progress)
+            tick.progress = progress  # a later report replaces it: only where the app got to matters
             return
         size = len(line.encode())
         if budget[0] <= 0 or budget[1] < size:
@@ -215,12 +218,14 @@ async def _report(tick: Tick, *, job: Job, jobs: JobStore, events: EventStore) -
 
     Returns the id of the latest progress event stored, if the tick had one.
     """
-    happened = [job_event(job, "progress", {"percent": p.percent, "step": p.step}) for p in tick.progress]
+    latest = None
+    if tick.progress is not None:
+        latest = job_event(job, "progress", {"percent": tick.progress.percent, "step": tick.progress.step})
+    happened = [] if latest is None else [latest]
     for name, lines in tick.lines.items():
         happened.append(job_event(job, "log", {"stream": name, "lines": lines}))
     if tick.dropped:
         log.info("job_log_lines_dropped", job_id=job.id, dropped=tick.dropped)
-    latest = happened[len(tick.progress) - 1] if tick.progress else None
     try:
         if latest is not None:
             await jobs.set_progress(

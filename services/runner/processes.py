@@ -67,10 +67,10 @@ def _kill_group(pgid: int, signum: int) -> None:
         pass
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def _stop(process: asyncio.subprocess.Process, grace: float) -> None:
     _kill_group(process.pid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), TERM_GRACE_SECONDS)
+        await asyncio.wait_for(process.wait(), grace)
     except TimeoutError:
         _kill_group(process.pid, signal.SIGKILL)
         await process.wait()
@@ -90,11 +90,12 @@ async def run_app(
     timeout: float,
     stop: asyncio.Event,
     driver: Driver,
+    grace: float = TERM_GRACE_SECONDS,
     max_disk_mb: int | None = None,
 ) -> Exit:
     """Run argv through ``driver`` in its own session and process group until it exits, times out or ``stop`` is set.
 
-    On timeout or stop the whole group gets SIGTERM, then SIGKILL after a grace period; then
+    On timeout or stop the whole group gets SIGTERM, then SIGKILL after ``grace`` seconds; then
     the driver removes whatever of the run outlived the group (a container). With
     ``max_disk_mb``, an app whose directory grows over it is stopped the same way.
     """
@@ -119,7 +120,7 @@ async def run_app(
             # A quick app may fill its directory between two looks: the last look is after it ended.
             over = max_disk_mb is not None and await asyncio.to_thread(sandbox.disk_use) > max_disk_mb * 2**20
             return Exit(code=exited.result(), over_disk_mb=max_disk_mb if over else None)
-        await _stop(process)
+        await _stop(process, grace)
         if filling.done() and not stopping.done():
             return Exit(code=None, over_disk_mb=max_disk_mb)
         return Exit(code=None, timed_out=not stopping.done(), stopped=stopping.done())

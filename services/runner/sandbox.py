@@ -7,6 +7,7 @@ Layout of a job's directory::
     <job_id>/run/                        the app's working directory; outputs are globbed here
     <job_id>/logs/stdout.txt, stderr.txt
     <job_id>/tmp/                        TMPDIR, and progress.json ($QUERN_PROGRESS_FILE)
+    <job_id>/tmp/checkpoint/             $QUERN_CHECKPOINT_DIR: kept when the run is preempted
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ class Sandbox:
         self.stdout = self.logs / "stdout.txt"
         self.stderr = self.logs / "stderr.txt"
         self.progress_file = self.tmp / "progress.json"  # outside run/, so never taken for an output
+        self.checkpoint = self.tmp / "checkpoint"
 
     def create(self) -> None:
         """Start from empty, even if an earlier attempt left a tree behind."""
         shutil.rmtree(self.root, ignore_errors=True)
-        for directory in (self.inputs, self.run, self.logs, self.tmp):
+        for directory in (self.inputs, self.run, self.logs, self.tmp, self.checkpoint):
             directory.mkdir(parents=True, mode=0o700)
         self.stdout.touch()
         self.stderr.touch()
@@ -61,6 +63,7 @@ class Sandbox:
             "HOME": str(self.run),
             "TMPDIR": str(self.tmp),
             "QUERN_PROGRESS_FILE": str(self.progress_file),
+            "QUERN_CHECKPOINT_DIR": str(self.checkpoint),
             **declared,
         }
 
@@ -73,6 +76,9 @@ class Sandbox:
         os.chmod(self.root, 0o711)
         for directory in (self.run, self.tmp):
             os.chown(directory, uid, gid)
+        for top, names, files in os.walk(self.checkpoint):  # restored from a preempted run: the app's to change
+            for name in (".", *names, *files):
+                os.chown(Path(top, name), uid, gid, follow_symlinks=False)
         for top, _, names in os.walk(self.inputs):
             os.chmod(top, 0o755)
             for name in names:
@@ -156,11 +162,12 @@ class Sandbox:
                     pending.append(entry.path)
         return used
 
-    def collect(self, globs: list[str], *, max_bytes: int) -> list[tuple[str, Path]]:
+    def collect(self, globs: list[str], *, max_bytes: int, max_files: int = 10_000) -> list[tuple[str, Path]]:
         """Regular files in the run directory matching the app's output globs, as (relative path, path).
 
         The walk never follows links (so ``**`` cannot wander out of the directory or loop) and
-        links are never collected; more than ``max_bytes`` in all is an error.
+        links are never collected; more than ``max_bytes`` in all, or more than ``max_files`` files
+        (each is described in the job's record, which must stay well below Mongo's 16 MiB), is an error.
         """
         patterns = [glob_regex(glob) for glob in globs]
         found: list[tuple[str, Path]] = []
@@ -174,19 +181,22 @@ class Sandbox:
                 relative = path.relative_to(self.run).as_posix()
                 if not path.is_symlink() and path.is_file() and any(p.match(relative) for p in patterns):
                     found.append((relative, path))
+        if len(found) > max_files:
+            raise Invalid(f"the app wrote {len(found)} output files; at most {max_files} are kept (MAX_OUTPUT_FILES)")
         if sum(path.stat().st_size for _, path in found) > max_bytes:
             raise Invalid(f"the outputs exceed the limit of {max_bytes} bytes")
         return sorted(found)
 
-    def open_output(self, relative: str) -> BinaryIO:
+    def open_output(self, relative: str, *, base: Path | None = None) -> BinaryIO:
         """Open an output found by ``collect`` for reading, one path component at a time, never through a link.
 
         The run directory is the app's: a process the app left behind could swap a file, or a
         directory above it, for a link between ``collect`` and the upload. Walking with
-        ``O_NOFOLLOW`` from the run directory makes the runner read only what lies inside it.
+        ``O_NOFOLLOW`` from the run directory (or ``base``, another of the app's) makes the runner
+        read only what lies inside it.
         """
         *parents, name = relative.split("/")
-        directory = os.open(self.run, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        directory = os.open(base or self.run, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
             for part in parents:
                 inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)

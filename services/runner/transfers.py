@@ -13,7 +13,7 @@ from pathlib import Path
 
 from services.runner.sandbox import Sandbox
 from shared.errors import NotFound
-from shared.models import DatasetInput, Job, OutputFile
+from shared.models import DatasetInput, Job, OutputFile, run_prefix
 from shared.storage import ObjectStorage
 from shared.store.datasets import DatasetStore
 from shared.store.files import FileStore
@@ -22,10 +22,10 @@ from shared.store.files import FileStore
 def upload_outputs(
     storage: ObjectStorage, job: Job, sandbox: Sandbox, files: list[tuple[str, Path]]
 ) -> list[OutputFile]:
-    """Upload each output under ``jobs/<id>/outputs/`` and describe it; checksum and upload read the same open file."""
+    """Upload each output under the run's ``outputs/`` and describe it; checksum and upload read the same open file."""
     outputs = []
     for relative, _ in files:
-        key = f"jobs/{job.id}/outputs/{relative}"
+        key = f"{run_prefix(job.id, job.run_token)}outputs/{relative}"
         content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
         with sandbox.open_output(relative) as handle:
             digest, size = hashlib.sha256(), 0
@@ -44,7 +44,7 @@ def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str,
     """Upload stdout and stderr; returns name -> key."""
     logs = {}
     for name, path in (("stdout", sandbox.stdout), ("stderr", sandbox.stderr)):
-        key = f"jobs/{job.id}/logs/{name}.txt"
+        key = f"{run_prefix(job.id, job.run_token)}logs/{name}.txt"
         storage.upload_file(path, key, content_type="text/plain; charset=utf-8")
         logs[name] = key
     return logs

@@ -19,7 +19,9 @@ from shared.models.jobs import (
     RetryPolicy,
     Selection,
     StateChange,
+    checkpoint_key,
     job_prefix,
+    run_prefix,
     webhook_receivers,
 )
 from shared.models.queues import DEFAULT_QUEUE, Batch, Queue
@@ -71,11 +73,13 @@ __all__ = [
     "WebhookTarget",
     "WorkerInfo",
     "check_webhook_url",
+    "checkpoint_key",
     "dataset_prefix",
     "job_event",
     "job_prefix",
     "new_event_id",
     "new_id",
+    "run_prefix",
     "state_event",
     "utcnow",
     "webhook_receivers",

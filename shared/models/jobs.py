@@ -32,8 +32,21 @@ class JobState(StrEnum):
 
 
 def job_prefix(job_id: str) -> str:
-    """The S3 prefix of a job's outputs, logs and archive: everything it owns in S3."""
+    """The S3 prefix of everything a job owns in S3: each run's outputs, logs and archives, and its checkpoint."""
     return f"jobs/{job_id}/"
+
+
+def run_prefix(job_id: str, run_token: str | None) -> str:
+    """The S3 prefix of one run's outputs, logs and archives, so a stale run never writes over the current one.
+
+    Jobs run before runs had tokens kept their objects straight under the job's prefix.
+    """
+    return job_prefix(job_id) if run_token is None else f"jobs/{job_id}/runs/{run_token}/"
+
+
+def checkpoint_key(job_id: str) -> str:
+    """Where a preempted run's checkpoint directory is kept, as a tar.gz, for the job's next run."""
+    return f"jobs/{job_id}/checkpoint.tar.gz"
 
 
 class OutputFile(Record):
@@ -134,6 +147,10 @@ class Job(Record):
     progress: JobProgress | None = None
     queue: str = DEFAULT_QUEUE
     attempt: int = Field(default=1, description="which run this is: recovery from a dead worker adds one")
+    preemptions: int = Field(default=0, description="runs handed back by a runner shutting down (not attempts)")
+    run_token: str | None = Field(default=None, description="the current run's token, new at each claim")
+    lease: datetime | None = Field(default=None, description="when its runner last renewed its claim (database time)")
+    checkpoint: str | None = Field(default=None, description="S3 key of the checkpoint a preempted run left")
     retry: RetryPolicy | None = None
     depends_on: list[str] = Field(default=[], description="jobs that must succeed before this one starts")
     waiting_on: list[str] = Field(default=[], description="those of depends_on that have not succeeded yet")
@@ -146,6 +163,7 @@ class Job(Record):
     expired: datetime | None = Field(default=None, description="when its objects were deleted for good")
     expiry_lease: datetime | None = Field(default=None, description="a sweeper is deleting its objects until then")
     packaging_resent: datetime | None = Field(default=None, description="when a lost packaging was last asked again")
+    packaging_lease: datetime | None = Field(default=None, description="a packager is building its archive until then")
     webhook: WebhookTarget | None = Field(default=None, description="where its terminal event is POSTed")
 
     @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset

@@ -22,6 +22,6 @@ class WorkerInfo(Record):
     started: datetime
     heartbeat: datetime
 
-    def alive(self, heartbeat_seconds: float) -> bool:
-        """Whether it reported within the last three heartbeat intervals."""
-        return (utcnow() - self.heartbeat).total_seconds() < MISSED_BEATS * heartbeat_seconds
+    def alive(self, heartbeat_seconds: float, *, now: datetime | None = None) -> bool:
+        """Whether it reported within the last three heartbeat intervals before ``now`` (the database's clock)."""
+        return ((now or utcnow()) - self.heartbeat).total_seconds() < MISSED_BEATS * heartbeat_seconds

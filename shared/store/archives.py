@@ -1,5 +1,8 @@
 """Archives and retention: a job's packaged archive and selections, lost packagings asked again, and expiry.
 
+A packager claims a job's packaging with a lease (``packaging_lease``, a time) taken only when
+unset or lapsed, moves it on while the archive builds, and attaches the archive only while it
+still holds it: a redelivered or duplicated message never builds the same archive at once.
 Selective archives are ``selections.<digest>`` on a job, asked for by the gateway and filled by the
 results worker. Ended jobs whose time is up lose their S3 objects; the sweeper claims each before
 deleting, and a job that expired gets no archive any more.
@@ -16,6 +19,11 @@ from shared.store.database import Database, Document, translated, unset_or_befor
 from shared.store.jobs import transition
 
 
+def _unpackaged(job_id: str, finished: datetime | None) -> Document:
+    """Matches the job while the run that ended at ``finished`` has no archive and no sweeper expires it."""
+    return {"_id": job_id, "archive": None, "finished": finished, "expired": None, "expiry_lease": None}
+
+
 class ArchiveStore:
     """The jobs collection as the packager and the retention sweeper see it."""
 
@@ -29,16 +37,38 @@ class ArchiveStore:
             await self._jobs.create_index([("expired", ASCENDING), ("expires", ASCENDING)])
             await self._jobs.create_index([("expired", ASCENDING), ("finished", ASCENDING)])
 
-    async def set_archive(self, job_id: str, archive: Archive, *, finished: datetime | None) -> Job | None:
-        """Attach the archive of the run that ended at ``finished``, unless one is attached already.
+    async def claim_packaging(self, job_id: str, *, finished: datetime | None, until: datetime) -> Job | None:
+        """Take the right to package the run that ended at ``finished`` until ``until``, if no packager holds it.
 
-        None if one was, or if the job was run again since (retried): that archive is of an old run.
+        None if another packager's lease has not lapsed, or the job is packaged, expired or ran again since.
+        ``until`` tells this packager's lease from another's.
         """
-        return await transition(
-            self._jobs,
-            {"_id": job_id, "archive": None, "finished": finished, "expired": None, "expiry_lease": None},
-            {"archive": archive.model_dump()},
-        )
+        match = _unpackaged(job_id, finished) | {"packaging_lease": unset_or_before(utcnow())}
+        return await transition(self._jobs, match, {"packaging_lease": until})
+
+    async def extend_packaging(self, job_id: str, *, lease: datetime, until: datetime) -> bool:
+        """Move this packager's lease on to ``until``; False if it is not this packager's any more."""
+        with translated(f"job {job_id}"):
+            result = await self._jobs.update_one(
+                {"_id": job_id, "packaging_lease": lease}, {"$set": {"packaging_lease": until}}
+            )
+        return bool(result.modified_count)
+
+    async def release_packaging(self, job_id: str, *, lease: datetime) -> None:
+        """Give up this packager's lease, so the next message need not wait for it to lapse."""
+        with translated(f"job {job_id}"):
+            await self._jobs.update_one({"_id": job_id, "packaging_lease": lease}, {"$set": {"packaging_lease": None}})
+
+    async def set_archive(
+        self, job_id: str, archive: Archive, *, finished: datetime | None, lease: datetime
+    ) -> Job | None:
+        """Attach the archive of the run that ended at ``finished`` and release the packager's ``lease``.
+
+        None if the lease is not this packager's any more, an archive is attached already, or the job
+        was run again (retried) or expired since: that archive is then of an old run, or unwanted.
+        """
+        match = _unpackaged(job_id, finished) | {"packaging_lease": lease}
+        return await transition(self._jobs, match, {"archive": archive.model_dump(), "packaging_lease": None})
 
     async def request_selection(self, job: Job, digest: str, selection: Selection, *, resend_before: datetime) -> bool:
         """Record that ``selection`` is wanted; True if this caller won the right to enqueue its packaging.
@@ -140,13 +170,17 @@ class ArchiveStore:
         )
 
     async def unpackaged_jobs(self, *, finished_before: datetime, resent_before: datetime, limit: int) -> list[str]:
-        """Ids of jobs that ran and ended before then without an archive, not asked again since ``resent_before``."""
+        """Ids of jobs that ran and ended before then without an archive, not asked again since ``resent_before``.
+
+        A job a packager holds (a long archive still building) is not lost: it is left out.
+        """
         match = {
             "expired": None,
             "finished": {"$lt": finished_before},
             "started": {"$ne": None},
             "archive": None,
             "packaging_resent": unset_or_before(resent_before),
+            "packaging_lease": unset_or_before(utcnow()),
         }
         with translated("unpackaged jobs"):
             docs = await self._jobs.find(match, {"_id": 1}).sort("finished", ASCENDING).limit(limit).to_list(None)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from bson.errors import InvalidDocument
@@ -62,6 +62,13 @@ class Database:
     async def close(self) -> None:
         """Close the client's connections."""
         await self._client.close()
+
+    async def server_time(self) -> datetime:
+        """The database server's clock: leases are stamped and judged by it, never by a worker's own."""
+        with translated("server time"):
+            answer = await self._db.command("hello")
+        moment: datetime = answer["localTime"]
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # commands decode naive
 
     async def ping(self) -> None:
         """Raise Unavailable unless the server answers."""

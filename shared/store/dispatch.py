@@ -1,12 +1,12 @@
 """Dispatch: QUEUED jobs wait here until they may start; the dispatcher leases them and sends them to RabbitMQ.
 
 Also what the dispatcher settles on each pass: dependencies (``waiting_on``) and the RUNNING jobs
-of workers that stopped heartbeating (orphans).
+whose runner stopped renewing their lease (orphans).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING
 
@@ -26,6 +26,7 @@ class DispatchStore:
     """The jobs collection as the dispatcher sees it: candidates, leases, dependencies and orphans."""
 
     def __init__(self, database: Database) -> None:
+        self._database = database
         self._jobs = database.collection("jobs")
 
     async def ensure_indexes(self) -> None:
@@ -36,6 +37,8 @@ class DispatchStore:
                 [("state", ASCENDING), ("dispatched", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING)]
             )
             await self._jobs.create_index([("waiting_on", ASCENDING), ("state", ASCENDING)])
+            # The reaper's scan: RUNNING jobs whose lease lapsed.
+            await self._jobs.create_index([("state", ASCENDING), ("lease", ASCENDING)])
 
     async def in_flight(self, *, live_workers: list[str]) -> dict[str, int]:
         """Per owner, jobs RUNNING on a live worker, or sent to RabbitMQ and not started yet."""
@@ -126,18 +129,23 @@ class DispatchStore:
             )
         return int(result.modified_count)
 
-    async def orphaned_jobs(self, *, live_workers: list[str], started_before: datetime) -> list[Job]:
-        """RUNNING jobs whose worker is not among the live ones (and that did not start just now)."""
-        match = {"state": JobState.RUNNING.value, "worker": {"$nin": live_workers}, "started": {"$lt": started_before}}
+    async def orphaned_jobs(self, *, lease_seconds: float) -> list[Job]:
+        """RUNNING jobs whose lease was last renewed over ``lease_seconds`` ago, by the database's clock.
+
+        Whatever their worker's heartbeat says: a runner restarted under the same name, or one that
+        lost track of a job, heartbeats on but renews only the leases of the runs it really holds.
+        """
+        now = await self._database.server_time()
+        match = {"state": JobState.RUNNING.value, "lease": unset_or_before(now - timedelta(seconds=lease_seconds))}
         with translated("orphaned jobs"):
             docs = await self._jobs.find(match).to_list(None)
         return [from_document(Job, doc) for doc in docs]
 
     async def fail_orphan(self, job: Job, *, reason: str) -> Job | None:
-        """RUNNING on a dead worker -> FAILED with ``reason``; None if it moved meanwhile."""
+        """RUNNING on a lapsed lease -> FAILED with ``reason``; None if it moved meanwhile."""
         return await transition(
             self._jobs,
-            {"_id": job.id, "state": JobState.RUNNING.value, "worker": job.worker},
+            {"_id": job.id, "state": JobState.RUNNING.value, "worker": job.worker, "run_token": job.run_token},
             ended(JobState.FAILED, reason),
         )
 

@@ -11,7 +11,17 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING
 
-from shared.models import DEFAULT_QUEUE, Job, JobError, JobProgress, JobState, OutputFile, StateChange, utcnow
+from shared.models import (
+    DEFAULT_QUEUE,
+    Job,
+    JobError,
+    JobProgress,
+    JobState,
+    OutputFile,
+    StateChange,
+    new_id,
+    utcnow,
+)
 from shared.store.database import (
     Collection,
     Database,
@@ -26,6 +36,7 @@ from shared.store.database import (
     to_document,
     translated,
     update_and_read,
+    update_by_ids,
 )
 
 ACTIVE = [JobState.QUEUED.value, JobState.RUNNING.value]
@@ -80,10 +91,23 @@ class ActiveCount:
 
 
 async def transition(
-    jobs: Collection, match: Document, changes: Document, *, push: Document | None = None
+    jobs: Collection,
+    match: Document,
+    changes: Document,
+    *,
+    push: Document | None = None,
+    stamp: tuple[str, ...] = (),
+    add: Document | None = None,
 ) -> Job | None:
-    """Set ``changes`` on the job ``match`` finds (by ``_id`` and expected fields); it as changed, or None."""
+    """Set ``changes`` on the job ``match`` finds (by ``_id`` and expected fields); it as changed, or None.
+
+    ``stamp`` names fields set to the database server's time; ``add`` counters to increase.
+    """
     update: Document = {"$set": changes} | ({"$push": push} if push else {})
+    if stamp:
+        update["$currentDate"] = {name: True for name in stamp}
+    if add:
+        update["$inc"] = add
     with translated(f"job {match['_id']}"):
         doc = await update_and_read(jobs, match, update)
     return None if doc is None else from_document(Job, doc)
@@ -197,15 +221,54 @@ class JobStore:
             await self.delete_job(job_id)
 
     async def claim_job(self, job_id: str, *, worker: str) -> Job | None:
-        """Move a dispatched job from QUEUED to RUNNING for ``worker``; None if someone else got there first.
+        """Move a dispatched job from QUEUED to RUNNING for ``worker``, with a new run token and a fresh lease.
 
-        A job taken back from RabbitMQ (its lease cleared) is not claimed: its stale message is dropped.
-        A dispatcher's lease stays once the message is sent, so a runner may claim before the send is recorded.
+        None if someone else got there first. A job taken back from RabbitMQ (its dispatch lease
+        cleared) is not claimed: its stale message is dropped. A dispatcher's lease stays once the
+        message is sent, so a runner may claim before the send is recorded.
         """
         return await transition(
             self._jobs,
             {"_id": job_id, "state": JobState.QUEUED.value, "dispatch_lease": {"$ne": None}},
-            {"state": JobState.RUNNING.value, "worker": worker, "started": utcnow()},
+            {"state": JobState.RUNNING.value, "worker": worker, "started": utcnow(), "run_token": new_id()},
+            stamp=("lease",),
+        )
+
+    async def renew_leases(self, job_ids: list[str], *, worker: str) -> int:
+        """Renew, by the database's clock, the leases of those of these jobs still RUNNING on ``worker``; how many."""
+        if not job_ids:
+            return 0
+        match = {"state": JobState.RUNNING.value, "worker": worker}
+        with translated(f"renew {len(job_ids)} leases"):
+            return await update_by_ids(self._jobs, job_ids, match, {"$currentDate": {"lease": True}})
+
+    async def preempt_job(self, job: Job, change: StateChange, *, checkpoint: str | None) -> Job | None:
+        """Hand a run back: RUNNING on this run -> QUEUED, counted as a preemption, never as an attempt.
+
+        None if the job moved meanwhile or was asked to stop (a cancel wins over a shutdown).
+        Its dependencies succeeded already, so it does not wait on them again.
+        """
+        match = {
+            "_id": job.id,
+            "state": JobState.RUNNING.value,
+            "worker": job.worker,
+            "run_token": job.run_token,
+            "cancel_requested": None,
+        }
+        reset: Document = {
+            "state": JobState.QUEUED.value,
+            "started": None,
+            "worker": None,
+            "run_token": None,
+            "lease": None,
+            "progress": None,
+            "dispatched": None,
+            "dispatch_lease": None,
+        }
+        if checkpoint is not None:
+            reset["checkpoint"] = checkpoint
+        return await transition(
+            self._jobs, match, reset, push={"history": _history_entry(change)}, add={"preemptions": 1}
         )
 
     async def finish_job(
@@ -213,18 +276,19 @@ class JobStore:
         job_id: str,
         *,
         worker: str,
+        run_token: str | None,
         state: JobState,
         exit_code: int | None,
         error: JobError | None,
         outputs: list[OutputFile],
         logs: dict[str, str],
     ) -> Job | None:
-        """Record the end of a run held by ``worker``; None if the job is not RUNNING on it."""
+        """Record the end of a run held by ``worker``; None if the job is not RUNNING on that run (a stale run)."""
         if not state.terminal:
             raise ValueError(f"{state} is not a terminal state")
         return await transition(
             self._jobs,
-            {"_id": job_id, "state": JobState.RUNNING.value, "worker": worker},
+            {"_id": job_id, "state": JobState.RUNNING.value, "worker": worker, "run_token": run_token},
             {
                 "state": state.value,
                 "finished": utcnow(),
@@ -235,10 +299,12 @@ class JobStore:
             },
         )
 
-    async def keep_logs_of_ended(self, job_id: str, *, worker: str, logs: dict[str, str]) -> Job | None:
+    async def keep_logs_of_ended(
+        self, job_id: str, *, worker: str, run_token: str | None, logs: dict[str, str]
+    ) -> Job | None:
         """Attach the logs of a run whose job was forced to an end meanwhile; None unless it is ended and unpackaged."""
         terminal = [state.value for state in JobState if state.terminal]
-        match = {"_id": job_id, "worker": worker, "state": {"$in": terminal}, "archive": None}
+        match = {"_id": job_id, "worker": worker, "run_token": run_token, "state": {"$in": terminal}, "archive": None}
         return await transition(self._jobs, match, {"logs": logs})
 
     async def set_progress(self, job_id: str, progress: JobProgress) -> None:
@@ -299,12 +365,14 @@ class JobStore:
         """
         match: Document = {"_id": job.id, "state": change.from_.value}
         if change.from_ is JobState.RUNNING:
-            match["worker"] = job.worker
+            match["worker"], match["run_token"] = job.worker, job.run_token
         reset: Document = {
             "state": JobState.QUEUED.value,
             "started": None,
             "finished": None,
             "worker": None,
+            "run_token": None,
+            "lease": None,
             "exit_code": None,
             "error": None,
             "cancel_requested": None,
@@ -321,5 +389,8 @@ class JobStore:
             "expired": None,
             "expiry_lease": None,
             "packaging_resent": None,
+            "packaging_lease": None,
         }
+        if change.from_.terminal:
+            reset["checkpoint"] = None  # a run started over does not resume from an earlier one's checkpoint
         return await transition(self._jobs, match, reset, push={"history": _history_entry(change)})

@@ -12,13 +12,23 @@ class WorkerStore:
     """The registered workers."""
 
     def __init__(self, database: Database) -> None:
+        self._database = database
         self._workers = database.collection("workers")
 
     async def heartbeat(self, worker: WorkerInfo) -> None:
-        """Record (or refresh) a worker's presence."""
+        """Record (or refresh) a worker's presence, stamped by the database's clock rather than the worker's."""
         doc = to_document(worker)
-        with translated(f"worker {worker.id}"):
-            await self._workers.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        worker_id = doc.pop("_id")
+        doc.pop("heartbeat", None)
+        with translated(f"worker {worker_id}"):
+            await self._workers.update_one(
+                {"_id": worker_id}, {"$set": doc, "$currentDate": {"heartbeat": True}}, upsert=True
+            )
+
+    async def live_workers(self, heartbeat_seconds: float) -> list[WorkerInfo]:
+        """The workers whose last heartbeat is recent by the database's clock (a skewed worker clock does not count)."""
+        now = await self._database.server_time()
+        return [worker for worker in await self.list_workers() if worker.alive(heartbeat_seconds, now=now)]
 
     async def remove_worker(self, worker_id: str) -> None:
         """Forget a worker that stopped cleanly."""

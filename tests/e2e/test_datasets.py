@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.helpers.clients import UserFactory, wait_for, wait_for_archive
+from tests.helpers.clients import UserFactory, run_key, wait_for, wait_for_archive
 from tests.helpers.datasets import MODEL, new_dataset, object_bytes
 
 
@@ -31,7 +31,7 @@ def test_model_folder_dataset_runs_as_a_job_input_with_relative_references(
     job = wait_for(api, response.json()["id"])
     assert job["state"] == "SUCCEEDED", job["error"]
     assert {output["path"] for output in job["outputs"]} == {"summary.json", "summary.csv"}
-    summary = json.loads(object_bytes(s3, stack, f"jobs/{job['id']}/outputs/summary.json"))
+    summary = json.loads(object_bytes(s3, stack, run_key(s3, stack, job["id"], "/outputs/summary.json")))
     assert summary["control"] == "run.tcf"
     assert summary["tables"]["data/flows.csv"]["columns"]["q"]["mean"] == 2.5
     assert summary["tables"]["data/levels.csv"]["rows"] == 3
@@ -47,5 +47,5 @@ def test_whole_dataset_input_is_staged_as_a_directory(api: httpx.Client, s3: Any
     assert response.status_code == 201, response.text
     job = wait_for(api, response.json()["id"])
     assert job["state"] == "SUCCEEDED", job["error"]
-    summary = json.loads(object_bytes(s3, stack, f"jobs/{job['id']}/outputs/summary.json"))
+    summary = json.loads(object_bytes(s3, stack, run_key(s3, stack, job["id"], "/outputs/summary.json")))
     assert sorted(summary["tables"]) == ["model/data/flows.csv", "model/data/levels.csv"]

@@ -136,7 +136,16 @@ def test_a_docker_app_runs_through_the_docker_command_line_as_the_run_as_user(
     assert who["argv"] == [text]
     assert who["cwd"].endswith(f"/{job['id']}/run")
     assert who["secret"] == "unread"
-    assert who["env"] == ["HOME", "LANG", "LC_ALL", "PATH", "QUERN_PROGRESS_FILE", "SECRET", "TMPDIR"]
+    assert who["env"] == [
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "PATH",
+        "QUERN_CHECKPOINT_DIR",
+        "QUERN_PROGRESS_FILE",
+        "SECRET",
+        "TMPDIR",
+    ]
 
     before, started, after = docker_calls(calls, job["id"])
     assert before[:2] == after[:2] == ["rm", "--force"]  # a leftover of an earlier attempt; then whatever outlived

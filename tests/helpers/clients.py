@@ -142,6 +142,13 @@ def objects(s3: Any, stack: Stack, job_id: str) -> list[str]:
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
+def run_key(s3: Any, stack: Stack, job_id: str, path: str) -> str:
+    """The S3 key of ``path`` (``outputs/x``, ``archive.tar.gz``…) under the prefix of the job's current run."""
+    found = [key for key in objects(s3, stack, job_id) if key.startswith(f"jobs/{job_id}/runs/") and key.endswith(path)]
+    assert len(found) == 1, f"{path} of job {job_id}: {found}"
+    return found[0]
+
+
 def announce(api: Client, data: bytes, name: str = "big.bin", **extra: Any) -> dict[str, Any]:
     """Announce a presigned upload of ``data``; returns the upload."""
     body = {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), **extra}
@@ -394,9 +401,11 @@ def free_slots_then_expect(
 
 
 def orphan(stack: Stack, job_id: str, *, worker: str) -> None:
-    """Make the job look RUNNING on a worker that died mid-run (and so never heartbeats again)."""
+    """Make the job look RUNNING on a worker that died mid-run: claimed just now, its lease never renewed again."""
     mongo: MongoClient[dict[str, Any]]
     with MongoClient(stack.env()["MONGO_URL"], tz_aware=True) as mongo:
+        now = datetime.now(UTC)
         mongo[stack.database]["jobs"].update_one(
-            {"_id": job_id}, {"$set": {"state": "RUNNING", "worker": worker, "started": datetime.now(UTC)}}
+            {"_id": job_id},
+            {"$set": {"state": "RUNNING", "worker": worker, "started": now, "lease": now, "run_token": "gone"}},
         )

@@ -7,9 +7,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from services.results.actors import package_results
 from shared.apps import AppSpec, RegisteredApp, version_id
+from shared.broker import Broker
 from shared.models import Dataset, DatasetMember, Job, JobState, StateChange, WebhookTarget, new_id, utcnow
 from shared.settings import Settings
+from shared.storage import ObjectStorage
 from shared.store import Stores
 
 T = TypeVar("T")
@@ -27,6 +30,19 @@ def in_store(settings: Settings, scenario: Callable[[Stores], Awaitable[T]]) -> 
             await stores.close()
 
     return asyncio.run(main())
+
+
+async def package(job_id: str, stores: Stores, *, storage: ObjectStorage, broker: Broker) -> float | None:
+    """``package_results`` of ``job_id`` over ``stores``, as a results worker runs it."""
+    return await package_results(
+        job_id,
+        jobs=stores.jobs,
+        archives=stores.archives,
+        events=stores.events,
+        webhooks=stores.webhooks,
+        storage=storage,
+        broker=broker,
+    )
 
 
 def make_job(**overrides: Any) -> Job:

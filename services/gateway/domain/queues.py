@@ -228,7 +228,7 @@ async def recover_jobs(
 ) -> Recovered:
     """Put the queue's RUNNING jobs whose worker is gone (no heartbeat) back to QUEUED."""
     queue = await find_queue(ref, queues=queues)
-    live = {worker.id for worker in await workers.list_workers() if worker.alive(heartbeat_seconds)}
+    live = {worker.id for worker in await workers.live_workers(heartbeat_seconds)}
     recovered = []
     for job_id in await queues.queue_job_ids(queue, states=[JobState.RUNNING]):
         job = await jobs.get_job(job_id)

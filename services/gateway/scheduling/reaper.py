@@ -1,14 +1,11 @@
-"""The reaper: RUNNING jobs of workers that stopped heartbeating run again, or fail after their last attempt."""
+"""The reaper: RUNNING jobs whose lease lapsed run again, or fail after their last attempt."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 import structlog
 
 from services.gateway.domain.requeues import recover
 from shared.broker import Broker
-from shared.models import MISSED_BEATS, utcnow
 from shared.storage import ObjectStorage
 from shared.store.dispatch import DispatchStore
 from shared.store.events import EventStore
@@ -24,18 +21,17 @@ async def reap(
     events: EventStore,
     storage: ObjectStorage,
     broker: Broker,
-    live_workers: list[str],
-    heartbeat_seconds: float,
+    lease_seconds: float,
     max_attempts: int,
 ) -> None:
-    """Recover the RUNNING jobs of workers not in ``live_workers``: run again, or FAILED after the last attempt.
+    """Recover the RUNNING jobs whose lease lapsed: run again, or FAILED after the last attempt.
 
-    A job claimed within the last three heartbeats is left alone: its worker may not have
-    reported yet. The app of a dead runner died with it (the kernel kills it), and a runner
-    that was only cut off stops the app once it sees the job is no longer its own.
+    A lease is renewed by the runner holding the run, by the database's clock, so neither a
+    worker's clock nor its heartbeat decides. The app of a dead runner died with it (the kernel
+    kills it); a runner that could not renew stopped the app before the lease lapsed, and a
+    stale run's finish is refused (its run token is no longer the job's).
     """
-    started_before = utcnow() - timedelta(seconds=MISSED_BEATS * heartbeat_seconds)
-    for job in await dispatch.orphaned_jobs(live_workers=live_workers, started_before=started_before):
+    for job in await dispatch.orphaned_jobs(lease_seconds=lease_seconds):
         outcome = await recover(
             jobs=jobs,
             events=events,

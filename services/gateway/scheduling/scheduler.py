@@ -1,7 +1,7 @@
 """The scheduler: dispatch passes on a timer and whenever woken, plus the periodic sweeps, in the background.
 
 Each pass sends what may start (``dispatcher``), settles dependencies (``dependencies``) and
-recovers the jobs of dead workers (``reaper``). Passes come every ``DISPATCH_INTERVAL_SECONDS``,
+recovers the jobs whose lease lapsed (``reaper``). Passes come every ``DISPATCH_INTERVAL_SECONDS``,
 at once when woken (a job was submitted, a queue resumed), while a backlog waits as soon as
 RabbitMQ runs low, never closer than ``MIN_GAP_SECONDS``, and after a slow pass no sooner than
 it took. Abandoned batches and lost messages are swept before a pass every ``SWEEP_SECONDS``;
@@ -47,6 +47,7 @@ class Scheduler:
     dispatcher: Dispatcher
     interval: float
     heartbeat_seconds: float
+    lease_seconds: float
     max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
@@ -73,6 +74,7 @@ class Scheduler:
             dispatcher=dispatcher,
             interval=settings.dispatch_interval_seconds,
             heartbeat_seconds=settings.worker_heartbeat_seconds,
+            lease_seconds=settings.job_lease_seconds,
             max_attempts=settings.max_attempts,
         )
 
@@ -96,14 +98,14 @@ class Scheduler:
         self._tasks = []
 
     async def pass_once(self) -> int:
-        """One pass: send what may start, then settle dependencies and recover the jobs of dead workers.
+        """One pass: send what may start, then settle dependencies and recover the jobs whose lease lapsed.
 
         Sending comes first, as it is what a submission waits for. Jobs that stop waiting on a
         dependency wake the scheduler for another pass; recovered jobs go at the next.
         Returns how many jobs were sent.
         """
         stores = self.stores
-        live = [w for w in await stores.workers.list_workers() if w.alive(self.heartbeat_seconds)]
+        live = await stores.workers.live_workers(self.heartbeat_seconds)
         sent = await self.dispatcher.dispatch_once(live)
         if await settle_dependencies(
             dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
@@ -115,8 +117,7 @@ class Scheduler:
             events=stores.events,
             storage=self.storage,
             broker=self.broker,
-            live_workers=[w.id for w in live],
-            heartbeat_seconds=self.heartbeat_seconds,
+            lease_seconds=self.lease_seconds,
             max_attempts=self.max_attempts,
         )
         return sent
@@ -129,7 +130,7 @@ class Scheduler:
             try:
                 if started - self._last_sweep > SWEEP_SECONDS:
                     await sweep_abandoned_batches(batches=self.stores.batches)
-                    await sweep_lost_messages(dispatch=self.stores.dispatch, broker=self.broker)
+                    await sweep_lost_messages(dispatch=self.stores.dispatch)
                     self._last_sweep = started
                 await self.pass_once()
             except AppError as exc:

@@ -5,17 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import structlog
-from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.uploads import sweep_expired
-from shared.broker import Broker
 from shared.errors import AppError
 from shared.models import utcnow
 from shared.storage import ObjectStorage
 from shared.store.batches import BatchStore
 from shared.store.dispatch import DispatchStore
 from shared.store.files import FileStore
-from shared.tasks import RUN_JOB
 
 log = structlog.get_logger()
 ABANDONED_BATCH_SECONDS = 600
@@ -30,15 +27,14 @@ async def sweep_abandoned_batches(*, batches: BatchStore) -> None:
         log.warning("batch_abandoned", batch=batch_id)
 
 
-async def sweep_lost_messages(*, dispatch: DispatchStore, broker: Broker) -> None:
-    """Send again the jobs whose message went missing (dead-lettered after its retries, or purged).
+async def sweep_lost_messages(*, dispatch: DispatchStore) -> None:
+    """Send again the jobs sent ``STALE_DISPATCH_SECONDS`` ago and still not claimed: their message may be lost.
 
-    Only while no ``run_job`` message waits in RabbitMQ: then a job sent minutes ago and still
-    not claimed has no message left. Should one turn up after all, the claim drops the duplicate.
+    Lost (dead-lettered after its retries, purged, or taken by a runner that died before its claim)
+    or only waiting behind a backlog: the two cannot be told apart, so the job is sent again
+    whatever the queue's depth. The runner's claim is a compare-and-set, so whichever message comes
+    second is dropped for the cost of one read.
     """
-    depth = await run_in_threadpool(broker.queue_stats, [RUN_JOB])
-    if any(stats["messages"] for stats in depth.values()):
-        return
     before = utcnow() - timedelta(seconds=STALE_DISPATCH_SECONDS)
     if taken_back := await dispatch.undispatch_stale(dispatched_before=before):
         log.warning("lost_messages_resent", jobs=taken_back)

@@ -30,6 +30,8 @@ BASE, APART = "k8s", "k8s-scheduler"
 SECRETS = {"RABBITMQ_URL", "MONGO_URL", "S3_SECRET_ACCESS_KEY", "AUTH_SECRET", "ADMIN_PASSWORD"}
 GATEWAY_ONLY = {"AUTH_SECRET", "ADMIN_USERNAME", "ADMIN_PASSWORD"}  # runners run other people's code
 SECRET_FILES = {"quern-secrets": "secrets.env", "quern-gateway-secrets": "gateway-secrets.env"}
+# What a stopping runner needs beyond drain and grace: uploading logs and checkpoints, handing its jobs back.
+UPLOAD_MARGIN_SECONDS = 30
 
 
 def names(settings: type[Settings]) -> set[str]:
@@ -159,6 +161,43 @@ def test_kubernetes_settings_are_ones_each_service_reads_and_cover_what_it_requi
     assert SECRETS <= secret_keys(project, "quern-secrets") | secret_keys(project, "quern-gateway-secrets")
 
 
+def runner_deployment(project: Path) -> dict[str, Any]:
+    (runner,) = [d for d in k8s_objects(project, "Deployment") if d["metadata"]["name"] == "quern-runner"]
+    return runner
+
+
+def drain_and_grace(env: dict[str, str]) -> float:
+    """How long a runner given ``env`` may take to stop before its jobs are handed back: drain plus the apps' grace."""
+    names = ("DRAIN_SECONDS", "APP_GRACE_SECONDS")
+    assert set(names) <= env.keys(), "set the drain and the apps' grace explicitly, beside the grace period"
+    settings = RunnerSettings.model_fields
+    assert {name.lower() for name in names} <= settings.keys()
+    return sum(float(env[name]) for name in names)
+
+
+def test_a_runner_pod_is_given_its_drain_and_grace_and_time_to_hand_its_jobs_back(project: Path) -> None:
+    pod = runner_deployment(project)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {variable["name"]: variable["value"] for variable in container["env"] if "value" in variable}
+    assert pod["terminationGracePeriodSeconds"] >= drain_and_grace(env) + UPLOAD_MARGIN_SECONDS
+
+
+def test_runners_roll_out_without_losing_slots(project: Path) -> None:
+    strategy = runner_deployment(project)["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_a_disruption_budget_evicts_runner_pods_one_at_a_time(project: Path) -> None:
+    (budget,) = k8s_objects(project, "PodDisruptionBudget")
+    assert budget["apiVersion"] == "policy/v1" and budget["spec"]["maxUnavailable"] == 1
+    selector = budget["spec"]["selector"]["matchLabels"]
+    runner = runner_deployment(project)["spec"]
+    assert selector == runner["selector"]["matchLabels"]
+    assert selector.items() <= runner["template"]["metadata"]["labels"].items()
+    others = [d for d in k8s_objects(project, "Deployment", (BASE, APART)) if d["metadata"]["name"] != "quern-runner"]
+    assert others and not [d for d in others if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+
+
 @pytest.fixture
 def compose(project: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((project / "deploy" / "compose.yml").read_text())
@@ -174,6 +213,16 @@ def test_compose_settings_are_ones_the_code_reads_and_cover_what_each_service_re
         variables = set(definition["environment"])
         assert variables <= names(settings), (service, variables - names(settings))
         assert required(settings) <= variables
+
+
+def test_compose_gives_a_stopping_runner_its_drain_and_grace_and_time_to_hand_its_jobs_back(
+    compose: dict[str, Any],
+) -> None:
+    runner = compose["services"]["runner"]
+    period = re.fullmatch(r"(\d+)(s|m)", runner["stop_grace_period"])
+    assert period is not None, "stop_grace_period in seconds (120s) or minutes (2m)"
+    seconds = int(period.group(1)) * (60 if period.group(2) == "m" else 1)
+    assert seconds >= drain_and_grace(runner["environment"]) + UPLOAD_MARGIN_SECONDS
 
 
 def test_compose_takes_secrets_from_the_environment_without_defaults(compose: dict[str, Any]) -> None:
@@ -257,11 +306,6 @@ def test_docker_compose_accepts_the_file_once_its_secrets_are_set(docker_compose
 def test_docker_compose_refuses_to_start_without_each_secret(docker_compose: str, project: Path, missing: str) -> None:
     done = compose_config(docker_compose, project, {k: v for k, v in COMPOSE_SECRETS.items() if k != missing})
     assert done.returncode != 0 and missing in done.stderr, done.stderr
-
-
-def runner_deployment(project: Path) -> dict[str, Any]:
-    (runner,) = [d for d in k8s_objects(project, "Deployment") if d["metadata"]["name"] == "quern-runner"]
-    return runner
 
 
 def test_runner_pods_hold_no_api_token_and_allow_the_app_sandbox_without_privileges(project: Path) -> None:

@@ -105,6 +105,9 @@ class JobOut(Out):
     progress: ProgressOut | None = Field(description='the app\'s latest ##quern progress PERCENT "STEP" line')
     queue: str
     attempt: int = Field(ge=1, description="which run this is; recovery from a dead worker adds one")
+    preemptions: int = Field(
+        ge=0, description="runs handed back to the queue by a runner shutting down (they do not count as attempts)"
+    )
     retry: RetryPolicyOut | None = Field(description="exit codes that mean: run again, and the most runs in all")
     batch: str | None = Field(description="the batch it was submitted in")
     depends_on: list[str] = Field(description="jobs that must succeed before this one starts")
@@ -168,6 +171,7 @@ def render_job(request: Request, job: Job) -> JobOut:
         else ProgressOut(percent=progress.percent, step=progress.step, at=_json_time(progress.at)),
         queue=job.queue,
         attempt=job.attempt,
+        preemptions=job.preemptions,
         retry=None if retry is None else RetryPolicyOut(exit_codes=retry.exit_codes, attempts=retry.attempts),
         batch=job.batch,
         depends_on=job.depends_on,

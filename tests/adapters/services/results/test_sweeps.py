@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from services.results.actors import package_results
 from services.results.sweeps import Sweeper
 from shared.broker import Broker
 from shared.models import Archive, Job, JobState, new_id, utcnow
@@ -18,7 +17,7 @@ from shared.settings import Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
 from shared.tasks import PACKAGE_RESULTS
-from tests.helpers.records import ended, in_store
+from tests.helpers.records import ended, in_store, package
 from tests.helpers.stacks import delete_queues
 
 
@@ -110,20 +109,25 @@ def test_a_lost_packaging_is_asked_again_once_by_two_sweepers(
     assert broker.queue_stats([PACKAGE_RESULTS])[broker.queue(PACKAGE_RESULTS)]["messages"] == 1
 
 
+def test_a_job_a_packager_holds_is_not_asked_again(own: Settings, storage: ObjectStorage, broker: Broker) -> None:
+    building = stored_job(storage, seconds_ago=3600, packaging_lease=utcnow() + timedelta(minutes=2))
+    died = stored_job(storage, seconds_ago=3600, packaging_lease=utcnow() - timedelta(seconds=1))
+
+    async def scenario(stores: Stores) -> int:
+        for job in (building, died):
+            await stores.jobs.insert_job(job)
+        return await sweepers(stores, storage, broker)[0].resend_unpackaged()
+
+    assert in_store(own, scenario) == 1
+    assert broker.queue_stats([PACKAGE_RESULTS])[broker.queue(PACKAGE_RESULTS)]["messages"] == 1
+
+
 def test_an_expired_job_is_not_packaged(own: Settings, storage: ObjectStorage, broker: Broker, s3: Any) -> None:
     job = stored_job(storage, seconds_ago=3600, expired=utcnow() - timedelta(seconds=1))
 
     async def scenario(stores: Stores) -> Job:
         await stores.jobs.insert_job(job)
-        await package_results(
-            job.id,
-            jobs=stores.jobs,
-            archives=stores.archives,
-            events=stores.events,
-            webhooks=stores.webhooks,
-            storage=storage,
-            broker=broker,
-        )
+        await package(job.id, stores, storage=storage, broker=broker)
         return await stores.jobs.get_job(job.id)
 
     assert in_store(own, scenario).archive is None
@@ -136,11 +140,13 @@ def test_no_archive_is_attached_while_a_sweeper_holds_the_job(own: Settings, sto
 
     async def scenario(stores: Stores) -> tuple[Job | None, Job | None]:
         await stores.jobs.insert_job(job)
+        packaging = utcnow() + timedelta(minutes=2)
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=packaging) is not None
         lease = utcnow() + timedelta(minutes=10)
         assert await stores.archives.claim_expiry(job.id, until=lease) is not None
-        # A packager that read the job before the lease must not attach what it wrote meanwhile.
-        refused = await stores.archives.set_archive(job.id, archive, finished=job.finished)
+        # A packager that claimed the job before the sweeper's lease must not attach what it wrote meanwhile.
+        refused = await stores.archives.set_archive(job.id, archive, finished=job.finished, lease=packaging)
         await stores.archives.mark_expired(job.id, lease=lease)
-        return refused, await stores.archives.set_archive(job.id, archive, finished=job.finished)
+        return refused, await stores.archives.set_archive(job.id, archive, finished=job.finished, lease=packaging)
 
     assert in_store(own, scenario) == (None, None)

@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,10 @@ import pytest
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from devstack.tcp_proxy import TcpProxy
 from services.runner.backoff import Backoff
 from services.runner.drivers import LocalDriver
-from services.runner.runs import ActiveRuns, _run, _upload_logs
+from services.runner.runs import _run, _upload_logs
 from services.runner.sandbox import Sandbox
 from services.runner.specs import AppVersions
 from shared.apps import AppSpec, RegisteredApp, version_id
@@ -29,7 +30,6 @@ from shared.models import Job, JobError, JobState, OutputFile, StoredFile, new_i
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
 from shared.store import Stores
-from tests.helpers.tcp_proxy import TcpProxy
 
 OUTAGE_SECONDS = 3.5  # longer than boto3's own retries of a refused connection
 COPY = "import shutil, sys; print('started', flush=True); shutil.copy(sys.argv[1], 'out.txt')"
@@ -67,25 +67,29 @@ class Harness:
     storage: ObjectStorage
     direct: ObjectStorage
     settings: RunnerSettings
-    active: ActiveRuns
     stop: asyncio.Event
+    reasons: dict[str, str] = field(default_factory=dict)
+    handed_back: str | None = None
 
     async def run(self) -> tuple[JobState, int | None, JobError | None, list[OutputFile]]:
-        return await _run(
+        outcome = await _run(
             self.job,
             self.sandbox,
             self.stop,
-            jobs=self.stores.jobs,
-            events=self.stores.events,
-            apps=self.stores.apps,
-            files=self.stores.files,
-            datasets=self.stores.datasets,
+            stores=self.stores,
             storage=self.storage,
             specs=AppVersions(),
             settings=self.settings,
-            active=self.active,
+            reason=lambda: self.reasons.get(self.job.id),
             drivers={"local": LocalDriver()},
         )
+        self.handed_back = outcome.handed_back
+        return outcome.state, outcome.exit_code, outcome.error, outcome.outputs
+
+    def ask_to_stop(self, reason: str) -> None:
+        """Stop the run as the runner's slots would: the reason first, then the event."""
+        self.reasons.setdefault(self.job.id, reason)
+        self.stop.set()
 
     async def started(self) -> None:
         """Wait until the app has printed that it started (its inputs are staged by then)."""
@@ -120,15 +124,12 @@ def in_run(env: dict[str, str], proxy: TcpProxy, tmp_path: Path) -> Callable[...
             setup = Stores.connect(settings, appname="quern-tests")
             stores = Stores.connect(proxied, appname="quern-tests") if mongo is not None else setup
             direct, storage = ObjectStorage(settings), ObjectStorage(proxied)
-            active = ActiveRuns(settings.runner_id)
             try:
                 direct.ensure_bucket()
                 job = await claimed_job(setup, direct, settings, script, tmp_path)
-                stop = active.start(job.id, stores.jobs)
                 sandbox = Sandbox(settings.work_dir, job.id)
-                return await scenario(Harness(job, sandbox, stores, storage, direct, settings, active, stop))
+                return await scenario(Harness(job, sandbox, stores, storage, direct, settings, asyncio.Event()))
             finally:
-                active.end(job.id)
                 direct.close()
                 storage.close()
                 await setup.close()
@@ -278,7 +279,7 @@ def test_a_cancel_during_the_staging_backoff_ends_the_job_canceled_at_once(
             running = asyncio.ensure_future(run.run())
             while not events(logs, "job_stage_retrying"):
                 await asyncio.sleep(0.05)
-            run.active.stop(run.job.id, "canceled")
+            run.ask_to_stop("canceled")
             asked = time.monotonic()
             state, exit_code, error, outputs = await asyncio.wait_for(running, 5)
         assert (state, exit_code, outputs) == (JobState.CANCELED, None, [])
@@ -289,7 +290,7 @@ def test_a_cancel_during_the_staging_backoff_ends_the_job_canceled_at_once(
     assert in_run(scenario, script=COPY, retries=3, backoff=30) < 1
 
 
-def test_a_shutdown_during_the_staging_backoff_fails_the_job_at_once(
+def test_a_shutdown_during_the_staging_backoff_hands_the_run_back_at_once(
     in_run: Callable[..., Any], proxy: TcpProxy
 ) -> None:
     async def scenario(run: Harness) -> None:
@@ -298,11 +299,8 @@ def test_a_shutdown_during_the_staging_backoff_fails_the_job_at_once(
             running = asyncio.ensure_future(run.run())
             while not events(logs, "job_stage_retrying"):
                 await asyncio.sleep(0.05)
-            stopping = asyncio.ensure_future(run.active.stop_all())
-            state, _, error, _ = await asyncio.wait_for(running, 1)
-        assert state is JobState.FAILED
-        assert error is not None and error.reason == "the worker shut down while the job ran"
-        run.active.end(run.job.id)
-        await asyncio.wait_for(stopping, 1)
+            run.ask_to_stop("shutdown")
+            await asyncio.wait_for(running, 1)
+        assert run.handed_back == "shutdown"
 
     in_run(scenario, script=COPY, retries=3, backoff=30)

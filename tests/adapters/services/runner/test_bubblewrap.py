@@ -127,7 +127,8 @@ def test_an_app_sees_its_job_alone_as_nobody_without_network_or_the_runners_envi
     assert ended.code == 0, box.stderr_tail()
     seen = json.loads((box.run / "seen.json").read_text())
     assert seen["uid"] == 65534 and seen["cwd"] == str(box.run) and seen["hostname"] == "quern"
-    assert seen["env"] == ["HOME", "INPUT", "LANG", "LC_ALL", "PATH", "QUERN_PROGRESS_FILE", "TMPDIR"]
+    expected = ["HOME", "INPUT", "LANG", "LC_ALL", "PATH", "QUERN_CHECKPOINT_DIR", "QUERN_PROGRESS_FILE", "TMPDIR"]
+    assert seen["env"] == expected
     assert seen["neighbour"] == "FileNotFoundError"
     assert seen["work_dir"] == ["01JOB"]
     assert seen["connect"] != "ok"

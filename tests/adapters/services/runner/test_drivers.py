@@ -99,7 +99,8 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
         "--ulimit", f"fsize={8 * 2**20}:{8 * 2**20}", "--ulimit", "nofile=256:256", "--ulimit", "nproc=32:32",
         "--pids-limit", "32",
         "--env", "LANG=C.UTF-8", "--env", "LC_ALL=C.UTF-8", "--env", f"HOME={run}", "--env", f"TMPDIR={tmp}",
-        "--env", f"QUERN_PROGRESS_FILE={sandbox.progress_file}", "--env", "OMP_NUM_THREADS=2",
+        "--env", f"QUERN_PROGRESS_FILE={sandbox.progress_file}",
+        "--env", f"QUERN_CHECKPOINT_DIR={sandbox.checkpoint}", "--env", "OMP_NUM_THREADS=2",
         "--entrypoint", "/usr/bin/python3", "ghcr.io/example/model:2.1", "-c", "print(1)", "x; rm -rf /",
     ]  # fmt: skip
 

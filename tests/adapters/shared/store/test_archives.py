@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared.models import (
     Archive,
@@ -17,31 +17,86 @@ from shared.store import Stores
 from tests.helpers.records import ended, forced, in_store, make_job
 
 
-def test_archive_is_attached_once(settings: Settings) -> None:
-    async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job]:
+def lease_from_now(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def test_archive_is_attached_once_and_its_lease_cleared(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None, Job]:
         job = make_job()
         await stores.jobs.insert_job(job)
+        lease = lease_from_now(60)
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease) is not None
         first = Archive(key="a", size=1, sha256="x", created=utcnow())
         second = Archive(key="b", size=2, sha256="y", created=utcnow())
         return (
-            await stores.archives.set_archive(job.id, first, finished=job.finished),
-            await stores.archives.set_archive(job.id, second, finished=job.finished),
+            await stores.archives.set_archive(job.id, first, finished=job.finished, lease=lease),
+            await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease_from_now(60)),
+            await stores.archives.set_archive(job.id, second, finished=job.finished, lease=lease),
             await stores.jobs.get_job(job.id),
         )
 
-    first, second, stored = in_store(settings, scenario)
-    assert first is not None and second is None
-    assert stored.archive is not None and stored.archive.key == "a"
+    first, claimed_again, second, stored = in_store(settings, scenario)
+    assert first is not None and claimed_again is None and second is None
+    assert stored.archive is not None and stored.archive.key == "a" and stored.packaging_lease is None
+
+
+def test_only_one_of_concurrent_packaging_claims_wins(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[Job | None]:
+        job = ended(5)
+        await stores.jobs.insert_job(job)
+        claims = (
+            stores.archives.claim_packaging(job.id, finished=job.finished, until=lease_from_now(60 + n))
+            for n in range(8)
+        )
+        return list(await asyncio.gather(*claims))
+
+    assert sum(claim is not None for claim in in_store(settings, scenario)) == 1
+
+
+def test_a_lapsed_packaging_lease_is_taken_over_and_its_holder_can_no_longer_use_it(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[bool, bool, Job | None, Job]:
+        job = ended(5)
+        await stores.jobs.insert_job(job)
+        lapsed = utcnow() - timedelta(seconds=1)
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=lapsed) is not None
+        mine = lease_from_now(60)
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=mine) is not None
+        extended_by_old = await stores.archives.extend_packaging(job.id, lease=lapsed, until=lease_from_now(90))
+        await stores.archives.release_packaging(job.id, lease=lapsed)  # not the old holder's to release any more
+        extended = await stores.archives.extend_packaging(job.id, lease=mine, until=lease_from_now(120))
+        archive = Archive(key="k", size=1, sha256="0" * 64, created=utcnow())
+        refused = await stores.archives.set_archive(job.id, archive, finished=job.finished, lease=lapsed)
+        return extended_by_old, extended, refused, await stores.jobs.get_job(job.id)
+
+    extended_by_old, extended, refused, stored = in_store(settings, scenario)
+    assert not extended_by_old and extended and refused is None
+    assert stored.packaging_lease is not None and stored.packaging_lease > utcnow() + timedelta(seconds=90)
+
+
+def test_a_released_packaging_lease_may_be_taken_at_once(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Job | None:
+        job = ended(5)
+        await stores.jobs.insert_job(job)
+        lease = lease_from_now(60)
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease) is not None
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease_from_now(61)) is None
+        await stores.archives.release_packaging(job.id, lease=lease)
+        return await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease_from_now(62))
+
+    assert in_store(settings, scenario) is not None
 
 
 def test_the_archive_of_an_earlier_run_is_not_attached_to_a_retried_job(settings: Settings) -> None:
     async def scenario(stores: Stores) -> Job | None:
         job = make_job(state=JobState.FAILED, started=utcnow(), finished=utcnow())
         await stores.jobs.insert_job(job)
+        lease = lease_from_now(60)
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease) is not None
         change = forced(job, JobState.QUEUED, "retried")
         assert await stores.jobs.requeue_job(job, change) is not None
         return await stores.archives.set_archive(
-            job.id, Archive(key="a", size=1, sha256="x", created=utcnow()), finished=job.finished
+            job.id, Archive(key="a", size=1, sha256="x", created=utcnow()), finished=job.finished, lease=lease
         )
 
     assert in_store(settings, scenario) is None
@@ -147,12 +202,26 @@ def test_only_one_of_concurrent_expiry_claims_wins(settings: Settings) -> None:
     assert sum(claim is not None for claim in claims) == 1
 
 
-def test_an_expired_job_gets_no_archive(settings: Settings) -> None:
+def test_an_expired_job_is_not_claimed_for_packaging(settings: Settings) -> None:
     async def scenario(stores: Stores) -> Job | None:
         job = ended(5, expired=utcnow())
         await stores.jobs.insert_job(job)
+        return await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease_from_now(60))
+
+    assert in_store(settings, scenario) is None
+
+
+def test_an_expired_job_gets_no_archive(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Job | None:
+        job = ended(5, expires=utcnow() - timedelta(seconds=1))
+        await stores.jobs.insert_job(job)
+        lease = lease_from_now(60)
+        assert await stores.archives.claim_packaging(job.id, finished=job.finished, until=lease) is not None
+        expiry = lease_from_now(600)  # a sweeper expires it while the packager builds
+        assert await stores.archives.claim_expiry(job.id, until=expiry) is not None
+        assert await stores.archives.mark_expired(job.id, lease=expiry) is not None
         archive = Archive(key="k", size=1, sha256="0" * 64, created=utcnow())
-        return await stores.archives.set_archive(job.id, archive, finished=job.finished)
+        return await stores.archives.set_archive(job.id, archive, finished=job.finished, lease=lease)
 
     assert in_store(settings, scenario) is None
 

@@ -28,10 +28,18 @@ def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings:
         seen = [await stores.jobs.dataset_in_use(dataset.id)]
         await stores.jobs.insert_job(job)
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
-        await stores.jobs.claim_job(job.id, worker="w")
+        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        assert claimed is not None
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
         await stores.jobs.finish_job(
-            job.id, worker="w", state=JobState.SUCCEEDED, exit_code=0, error=None, outputs=[], logs={}
+            job.id,
+            worker="w",
+            run_token=claimed.run_token,
+            state=JobState.SUCCEEDED,
+            exit_code=0,
+            error=None,
+            outputs=[],
+            logs={},
         )
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
         return seen
@@ -51,11 +59,12 @@ def test_only_one_of_many_concurrent_claims_wins(settings: Settings) -> None:
     assert winners[0].state is JobState.RUNNING and winners[0].started is not None
 
 
-def test_a_job_is_finished_only_by_the_worker_that_holds_it(settings: Settings) -> None:
-    async def scenario(stores: Stores) -> tuple[Job | None, Job | None]:
+def test_a_job_is_finished_only_by_the_worker_and_run_that_hold_it(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None]:
         job = make_job()
         await stores.jobs.insert_job(job)
-        await stores.jobs.claim_job(job.id, worker="holder")
+        claimed = await stores.jobs.claim_job(job.id, worker="holder")
+        assert claimed is not None and claimed.run_token is not None and claimed.lease is not None
         outcome: dict[str, Any] = {
             "state": JobState.SUCCEEDED,
             "exit_code": 0,
@@ -64,12 +73,13 @@ def test_a_job_is_finished_only_by_the_worker_that_holds_it(settings: Settings) 
             "logs": {},
         }
         return (
-            await stores.jobs.finish_job(job.id, worker="intruder", **outcome),
-            await stores.jobs.finish_job(job.id, worker="holder", **outcome),
+            await stores.jobs.finish_job(job.id, worker="intruder", run_token=claimed.run_token, **outcome),
+            await stores.jobs.finish_job(job.id, worker="holder", run_token="an-earlier-run", **outcome),
+            await stores.jobs.finish_job(job.id, worker="holder", run_token=claimed.run_token, **outcome),
         )
 
-    intruder, holder = in_store(settings, scenario)
-    assert intruder is None
+    intruder, stale, holder = in_store(settings, scenario)
+    assert intruder is None and stale is None
     assert holder is not None and holder.state is JobState.SUCCEEDED and holder.finished is not None
 
 
@@ -135,3 +145,59 @@ def test_a_requeued_job_forgets_its_expiry(settings: Settings) -> None:
 
     requeued = in_store(settings, scenario)
     assert requeued is not None and requeued.expires is None and requeued.expired is None
+
+
+def test_leases_are_renewed_only_for_the_runs_a_worker_holds_and_by_the_database_clock(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[int, Job, Job, Any]:
+        mine, theirs = make_job(), make_job()
+        for job in (mine, theirs):
+            await stores.jobs.insert_job(job)
+        claimed = await stores.jobs.claim_job(mine.id, worker="me")
+        await stores.jobs.claim_job(theirs.id, worker="them")
+        assert claimed is not None and claimed.lease is not None
+        await asyncio.sleep(0.05)
+        before = await stores.database.server_time()
+        renewed = await stores.jobs.renew_leases([mine.id, theirs.id, "gone"], worker="me")
+        return renewed, await stores.jobs.get_job(mine.id), await stores.jobs.get_job(theirs.id), before
+
+    renewed, mine, theirs, before = in_store(settings, scenario)
+    assert renewed == 1
+    assert mine.lease is not None and mine.lease >= before
+    assert theirs.lease is not None and theirs.lease < before
+
+
+def test_a_preempted_run_goes_back_to_the_queue_without_counting_an_attempt(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None]:
+        job = make_job(depends_on=["d1"], waiting_on=[])
+        await stores.jobs.insert_job(job)
+        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        assert claimed is not None
+        change = StateChange.model_validate(
+            {"at": utcnow(), "from": JobState.RUNNING, "to": JobState.QUEUED, "by": "runner", "reason": "preempted"}
+        )
+        stale = await stores.jobs.preempt_job(claimed.model_copy(update={"run_token": "old"}), change, checkpoint=None)
+        preempted = await stores.jobs.preempt_job(claimed, change, checkpoint="jobs/x/checkpoint.tar.gz")
+        again = await stores.jobs.preempt_job(claimed, change, checkpoint=None)
+        return stale, preempted, again
+
+    stale, preempted, again = in_store(settings, scenario)
+    assert stale is None and again is None
+    assert preempted is not None and preempted.state is JobState.QUEUED
+    assert (preempted.attempt, preempted.preemptions, preempted.waiting_on) == (1, 1, [])
+    assert (preempted.worker, preempted.run_token, preempted.lease, preempted.dispatched) == (None, None, None, None)
+    assert preempted.checkpoint == "jobs/x/checkpoint.tar.gz" and preempted.history[-1].reason == "preempted"
+
+
+def test_a_run_asked_to_cancel_is_not_preempted(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Job | None:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        assert claimed is not None
+        await stores.jobs.request_cancel(job.id, owner=None)
+        change = StateChange.model_validate(
+            {"at": utcnow(), "from": JobState.RUNNING, "to": JobState.QUEUED, "by": "runner", "reason": "preempted"}
+        )
+        return await stores.jobs.preempt_job(claimed, change, checkpoint=None)
+
+    assert in_store(settings, scenario) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def test_progress_markers_are_parsed_and_not_logged(tmp_path: Path) -> None:
     follow, out, _ = follower(tmp_path)
     append(out, 'hello\n##quern progress 40 "routing step 4/10"\n##quern progress 100 "done"\n')
     tick = follow.tick()
-    assert tick.progress == [Progress(40, "routing step 4/10"), Progress(100, "done")]
+    assert tick.progress == Progress(100, "done")
     assert tick.lines == {"stdout": ["hello"]}
 
 
@@ -41,7 +42,7 @@ def test_a_line_split_across_ticks_is_reported_once_whole(tmp_path: Path) -> Non
     append(out, " and second\n##quern progress 5")
     assert follow.tick().lines == {"stdout": ["first half and second"]}
     append(out, '0 "half way"\n')
-    assert follow.tick().progress == [Progress(50, "half way")]
+    assert follow.tick().progress == Progress(50, "half way")
 
 
 def test_the_final_tick_ends_an_unterminated_last_line(tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_progress_is_never_dropped_by_the_log_limit(tmp_path: Path) -> None:
     follow, out, _ = follower(tmp_path, max_lines=1)
     append(out, 'a\nb\n##quern progress 100 "end"\n')
     tick = follow.tick()
-    assert tick.progress == [Progress(100, "end")] and tick.lines == {"stdout": ["a"]}
+    assert tick.progress == Progress(100, "end") and tick.lines == {"stdout": ["a"]}
 
 
 def test_long_lines_are_cut_and_their_rest_skipped(tmp_path: Path) -> None:
@@ -97,18 +98,54 @@ def test_the_final_tick_reads_to_the_end(tmp_path: Path) -> None:
     follow, out, _ = follower(tmp_path, read_bytes=6)
     append(out, 'aaaaa\n##quern progress 100 "x"\n')
     tick = follow.tick(final=True)
-    assert tick.lines == {"stdout": ["aaaaa"]} and tick.progress == [Progress(100, "x")]
+    assert tick.lines == {"stdout": ["aaaaa"]} and tick.progress == Progress(100, "x")
 
 
 def test_each_new_content_of_the_progress_file_is_one_report(tmp_path: Path) -> None:
     progress = tmp_path / "progress.json"
     follow = Follower({}, progress_file=progress)
-    assert follow.tick().progress == []  # no file yet
+    assert follow.tick().progress is None  # no file yet
     progress.write_text('{"percent": 12.5, "step": "meshing"}')
-    assert follow.tick().progress == [Progress(12.5, "meshing")]
-    assert follow.tick().progress == []  # unchanged: not reported again
+    assert follow.tick().progress == Progress(12.5, "meshing")
+    assert follow.tick().progress is None  # unchanged: not reported again
     for broken in ('{"percent": 30', '{"percent": 130, "step": "x"}', '{"step": "x"}', "[]"):
         progress.write_text(broken)
-        assert follow.tick().progress == [], broken
+        assert follow.tick().progress is None, broken
     progress.write_text('{"percent": 100, "step": "done"}')
-    assert follow.tick().progress == [Progress(100, "done")]
+    assert follow.tick().progress == Progress(100, "done")
+
+
+def test_a_flood_of_markers_in_one_tick_is_one_report_the_last(tmp_path: Path) -> None:
+    follow, out, err = follower(tmp_path)
+    append(out, "".join(f'##quern progress {i / 100} "step {i}"\n' for i in range(10_000)))
+    append(err, "warning\n")
+    tick = follow.tick()
+    assert tick.progress == Progress(99.99, "step 9999")
+    assert tick.lines == {"stderr": ["warning"]} and tick.dropped == 0
+
+
+def test_a_marker_after_the_progress_file_wins_within_a_tick(tmp_path: Path) -> None:
+    out, progress = tmp_path / "stdout.txt", tmp_path / "progress.json"
+    follow = Follower({"stdout": out}, progress_file=progress)
+    progress.write_text('{"percent": 10, "step": "from the file"}')
+    append(out, '##quern progress 20 "from a marker"\n')
+    assert follow.tick().progress == Progress(20, "from a marker")
+    progress.write_text('{"percent": 30, "step": "from the file"}')
+    assert follow.tick().progress == Progress(30, "from the file")  # no marker since: the file's report stands
+
+
+def test_the_final_tick_over_a_backlog_of_markers_and_lines_holds_little_memory(tmp_path: Path) -> None:
+    follow, out, _ = follower(tmp_path, read_bytes=64 * 1024)
+    with out.open("w", encoding="utf-8") as handle:  # about 5 MB: markers and one-character lines, interleaved
+        for i in range(100_000):
+            handle.write(f'##quern progress {i % 100} "s{i}"\nx\n')
+        handle.write('##quern progress 100 "done"\n')
+    tracemalloc.start()
+    try:
+        tick = follow.tick(final=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert tick.progress == Progress(100, "done")
+    assert len(tick.lines["stdout"]) == 50 and tick.dropped == 100_000 - 50
+    assert peak < 2 * 2**20, f"the final tick held {peak} bytes at its peak"

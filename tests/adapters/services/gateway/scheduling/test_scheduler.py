@@ -171,36 +171,31 @@ def test_a_hand_back_during_sending_is_not_overwritten(settings: Settings) -> No
     assert job.dispatched is None and job.dispatch_lease is None
 
 
-def test_jobs_whose_message_was_lost_are_sent_again(settings: Settings) -> None:
-    alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})  # an empty run_job queue
-
+def test_jobs_sent_long_ago_and_not_claimed_are_sent_again_whatever_waits_in_rabbitmq(settings: Settings) -> None:
     async def scenario(stores: Stores) -> Any:
         lost = undispatched().model_copy(update={"dispatched": utcnow() - timedelta(hours=1)})
         fresh = undispatched().model_copy(update={"dispatched": utcnow()})
         for job in (lost, fresh):
             await stores.jobs.insert_job(job)
-        broker = Broker(alone)
-        try:
-            await sweep_lost_messages(dispatch=stores.dispatch, broker=broker)
-        finally:
-            await asyncio.to_thread(broker.close)
+        await sweep_lost_messages(dispatch=stores.dispatch)
         return await stores.jobs.get_job(lost.id), await stores.jobs.get_job(fresh.id)
 
-    lost, fresh = in_store(alone, scenario)
+    lost, fresh = in_store(settings, scenario)
     assert lost.dispatched is None and fresh.dispatched is not None
 
 
-def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settings: Settings, stack: Any) -> None:
+def test_the_jobs_whose_lease_lapsed_run_again_until_the_last_attempt_fails(settings: Settings, stack: Any) -> None:
     alone = settings.model_copy(update={"queue_namespace": f"d{new_id()}"})
 
     async def scenario(stores: Stores) -> Any:
         long_ago = utcnow() - timedelta(hours=1)
-        running = {"state": JobState.RUNNING, "worker": "dead-1", "started": long_ago}
+        running = {"state": JobState.RUNNING, "worker": "w-1", "started": long_ago, "lease": long_ago}
         first = undispatched(**running)
         last = undispatched(**running, attempt=3)
-        just_claimed = undispatched(**running | {"started": utcnow()})  # its worker may not have reported yet
+        renewed = undispatched(**running | {"lease": utcnow()})  # its runner renews its lease
+        # Its worker heartbeats (restarted under the same name, say), but nobody renews this lease.
         alive = undispatched(**running | {"worker": "alive-1"})
-        for job in (first, last, just_claimed, alive):
+        for job in (first, last, renewed, alive):
             await stores.jobs.insert_job(job)
         await stores.workers.heartbeat(runner(concurrency=1).model_copy(update={"id": "alive-1"}))
         broker = Broker(alone)
@@ -208,18 +203,17 @@ def test_the_jobs_of_a_dead_worker_run_again_until_the_last_attempt_fails(settin
             await make_scheduler(stores, broker, alone).pass_once()
         finally:
             await asyncio.to_thread(broker.close)
-        return [await stores.jobs.get_job(job.id) for job in (first, last, just_claimed, alive)]
+        return [await stores.jobs.get_job(job.id) for job in (first, last, renewed, alive)]
 
     try:
-        first, last, just_claimed, alive = in_store(alone, scenario)
+        first, last, renewed, alive = in_store(alone, scenario)
     finally:
         delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
-    assert first.state is JobState.QUEUED and first.attempt == 2 and first.worker is None
-    assert first.history[-1].by == "reaper" and first.history[-1].reason.startswith(
-        "worker dead-1 stopped heartbeating"
-    )
+    assert first.state is JobState.QUEUED and first.attempt == 2 and first.worker is None and first.lease is None
+    assert first.history[-1].by == "reaper" and first.history[-1].reason.startswith("the lease of worker w-1 lapsed")
     assert last.state is JobState.FAILED and "attempt 3 of 3; giving up" in last.error.reason
-    assert just_claimed.state is JobState.RUNNING and alive.state is JobState.RUNNING
+    assert renewed.state is JobState.RUNNING
+    assert alive.state is JobState.QUEUED and alive.attempt == 2
 
 
 def test_a_pass_leases_only_what_no_other_dispatcher_holds(settings: Settings) -> None:

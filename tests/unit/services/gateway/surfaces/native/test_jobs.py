@@ -75,6 +75,7 @@ def test_a_new_job_shows_every_field_with_nulls_and_its_links() -> None:
         "progress": None,
         "queue": "default",
         "attempt": 1,
+        "preemptions": 0,
         "retry": None,
         "batch": None,
         "depends_on": [],

@@ -1,0 +1,95 @@
+"""The first two scenarios of ``just chaos``: runners killed mid-job, and RabbitMQ stopped during submissions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from devstack.processes import PROJECT, ensure_rabbitmq, port_open
+from devstack.stack import Stack
+
+TABLE = b"x,y\n1,2\n2,4\n3,6.5\n4,8.1\n"
+
+
+def running_apps(job_ids: set[str]) -> bool:
+    """Whether an app process of one of these jobs is running (its sandbox path names the job)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            continue
+        if any(job_id.encode() in text for job_id in job_ids):
+            return True
+    return False
+
+
+def kill_runners(stack: Stack, api: httpx.Client, kills: int) -> list[str]:
+    """Submit jobs and SIGKILL the runner while their apps run, ``kills`` times; returns the job ids."""
+    grid = api.post(
+        "/v1/files", params={"name": "valley.csv"}, content=(PROJECT / "apps/flood/example/valley.csv").read_bytes()
+    )
+    grid.raise_for_status()
+    submitted: list[str] = []
+    runner = stack.services()[1]
+    for round_ in range(kills):
+        body = {"app": "flood", "params": {"steps": 6000}, "inputs": {"elevation": grid.json()["id"]}}
+        batch = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(2)]
+        submitted += batch
+        deadline = time.monotonic() + 60
+        while not running_apps(set(submitted)):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"chaos: round {round_ + 1}: no app started within a minute")
+            time.sleep(0.05)
+        pid = runner.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while running_apps(set(submitted)):  # they die with their runner; wait, so the next round sees new ones
+            if time.monotonic() > deadline:
+                raise SystemExit(f"chaos: round {round_ + 1}: an app outlived its killed runner")
+            time.sleep(0.05)
+        runner.stop()
+        runner.start()
+        print(f"chaos: killed runner {pid} mid-job ({round_ + 1}/{kills})", flush=True)
+    return submitted
+
+
+def rabbitmq_outage(stack: Stack, api: httpx.Client, jobs: int) -> tuple[list[str], int]:
+    """Submit ``jobs`` jobs while RabbitMQ is stopped and started again; returns the ids and the refusals."""
+    table = api.post("/v1/files", params={"name": "t.csv"}, content=TABLE)
+    table.raise_for_status()
+    body = {"app": "linfit", "params": {"x": "x", "y": "y"}, "inputs": {"table": table.json()["id"]}}
+    accepted: list[str] = []
+    refused = 0
+    started = threading.Event()
+
+    def submit() -> None:
+        nonlocal refused
+        for i in range(jobs):
+            if i == jobs // 10:
+                started.set()
+            answer = api.post("/v1/jobs", json=body)
+            if answer.status_code == 201:
+                accepted.append(answer.json()["id"])
+            else:
+                refused += 1
+        started.set()
+
+    submitter = threading.Thread(target=submit)
+    submitter.start()
+    started.wait()
+    subprocess.run(["rabbitmqctl", "stop"], capture_output=True, check=False)
+    while port_open("127.0.0.1", 5672):
+        time.sleep(0.1)
+    print("chaos: RabbitMQ stopped", flush=True)
+    time.sleep(3)
+    ensure_rabbitmq()
+    print("chaos: RabbitMQ started again", flush=True)
+    submitter.join()
+    return accepted, refused
