@@ -2,10 +2,11 @@
 
 The app gets its own mount, PID, IPC, UTS and (unless its definition sets ``network``) network
 namespaces, and a root made of: ``/usr`` and the ``/bin``, ``/lib``… links, a few ``/etc``
-files, the runner's Python prefixes (for ``{python}`` apps) and ``$APPS_DIR/<app>``, all
-read-only; the job's ``inputs/`` read-only and ``run/``, ``tmp/`` writable, at the same paths
-as outside (argv holds absolute paths); a new ``/proc``, ``/dev`` and ``/tmp``. Nothing else
-of ``WORK_DIR``, of the runner's files or of its environment is there.
+files, the runner's Python prefixes (for ``{python}`` apps) and ``$APPS_DIR`` (the deployed
+programs, which an app registered through the API may name by path), all read-only; the job's
+``inputs/`` read-only and ``run/``, ``tmp/`` writable, at the same paths as outside (argv holds
+absolute paths); a new ``/proc``, ``/dev`` and ``/tmp``. Nothing else of ``WORK_DIR``, of the
+runner's files or of its environment is there.
 
 A runner started as root runs bwrap as root (it can mount what the app's user could not
 reach) and the app drops to its user inside with ``setpriv``, so it is that uid on the host
@@ -99,9 +100,7 @@ class Bubblewrap:
             bwrap=bwrap, env=_tool("env"), setpriv=_tool("setpriv"), user=user, apps_dir=apps_dir, prefixes=prefixes
         )
 
-    def command(
-        self, argv: list[str], *, sandbox: Sandbox, env: Mapping[str, str], app: str | None, network: bool
-    ) -> list[str]:
+    def command(self, argv: list[str], *, sandbox: Sandbox, env: Mapping[str, str], network: bool) -> list[str]:
         """bwrap's command line that runs ``argv`` in the job's sandbox with exactly ``env``."""
         args = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not network:
@@ -121,8 +120,7 @@ class Bubblewrap:
         # /tmp before the job's directories: WORK_DIR is often under /tmp, and a later tmpfs would hide them.
         args += ["--perms", "1777", "--tmpfs", "/tmp"]
         readable = [Path("/etc", name) for name in ETC] + [CPU_TOPOLOGY, *self.prefixes]
-        if app is not None and (self.apps_dir / app).is_dir():
-            readable.append(self.apps_dir / app)
+        readable += self.deployed()
         readable.append(sandbox.inputs)
         writable = [sandbox.run, sandbox.tmp]
         # bwrap makes missing parents 0700, which the app's user could not pass through.
@@ -144,6 +142,13 @@ class Bubblewrap:
             inner += [f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
         return [*args, "--", *inner, "--no-new-privs", "--", *argv]
 
+    def deployed(self) -> list[Path]:
+        """Each app's directory under ``$APPS_DIR``, at its path there (a link to a directory is mounted as one)."""
+        try:
+            return sorted(entry for entry in self.apps_dir.iterdir() if entry.is_dir())
+        except OSError:
+            return []
+
     def probe(self, work_dir: Path) -> None:
         """Run ``true`` in the namespaces and mounts apps get; exit with bwrap's own words if that fails."""
         probe = Path(tempfile.mkdtemp(prefix=".sandbox-probe-", dir=work_dir))
@@ -152,7 +157,7 @@ class Bubblewrap:
             box.create()
             if self.user is not None:
                 box.hand_over(*self.user)
-            command = self.command(["true"], sandbox=box, env={"PATH": "/usr/bin:/bin"}, app=None, network=False)
+            command = self.command(["true"], sandbox=box, env={"PATH": "/usr/bin:/bin"}, network=False)
             try:
                 done = subprocess.run(
                     command, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_SECONDS, check=False

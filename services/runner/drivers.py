@@ -73,7 +73,7 @@ class LocalDriver:
         # and death signal pass through bwrap to the app (exec and fork keep them). bwrap starts as the
         # runner's user, to mount what the app's user could not reach, and drops to the app's user last.
         env = sandbox.environment(spec.env)
-        wrapped = self.bwrap.command(argv, sandbox=sandbox, env=env, app=spec.name, network=spec.network)
+        wrapped = self.bwrap.command(argv, sandbox=sandbox, env=env, network=spec.network)
         return launch.command({"limits": limits, "user": None, "cwd": None, "ignore_term": True}, wrapped)
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
