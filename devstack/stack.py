@@ -88,6 +88,9 @@ class Stack:
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": str(self.ports.gateway),
             "RUNNER_CONCURRENCY": str(self.runner_threads),
+            # Drain and grace fit in the 20 s `just down` gives each process before SIGKILL.
+            "DRAIN_SECONDS": "8",
+            "APP_GRACE_SECONDS": "5",
             **self.extra_env,
         }
 

@@ -106,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                 start(process)
             rolled, stops = rolling_restart(api, sleeper, fleet, args.rolling)
 
+            settle(stack, api, rolled, args.timeout)  # the runner killed next holds only the jobs submitted to it
             for process in fleet[1:]:
                 process.stop(timeout=120)
             same_id = kill_and_restart_same_id(api, sleeper, fleet[0])
-            outcome = settle(stack, api, rolled + same_id, args.timeout)  # before the fleet changes again
+            settle(stack, api, same_id, args.timeout)
             fleet[0].stop(timeout=120)
 
             proxy.up()

@@ -18,7 +18,7 @@ from devstack.processes import Process
 
 
 def kill_and_restart_same_id(api: httpx.Client, app: str, process: Process, jobs: int = 4) -> list[str]:
-    """Run ``jobs`` 8-second jobs on ``process`` (the only runner up), kill it mid-run, restart it at once."""
+    """Run ``jobs`` 8-second jobs on ``process`` (the only runner up, idle), kill it mid-run, restart it at once."""
     submitted = [api.post("/v1/jobs", json={"app": app, "params": {"seconds": 8}}).json()["id"] for _ in range(jobs)]
     deadline = time.monotonic() + 60
     while not all(api.get(f"/v1/jobs/{job_id}").json()["state"] == "RUNNING" for job_id in submitted):

@@ -228,9 +228,8 @@ async def _report(tick: Tick, *, job: Job, jobs: JobStore, events: EventStore) -
         log.info("job_log_lines_dropped", job_id=job.id, dropped=tick.dropped)
     try:
         if latest is not None:
-            await jobs.set_progress(
-                job.id, JobProgress(percent=latest.data["percent"], step=latest.data["step"], at=latest.at)
-            )
+            progress = JobProgress(percent=latest.data["percent"], step=latest.data["step"], at=latest.at)
+            await jobs.set_progress(job.id, progress, run_token=job.run_token)
         await events.insert_events(happened)
     except AppError as exc:
         log.warning("job_events_lost", job_id=job.id, detail=exc.detail, events=len(happened))

@@ -307,10 +307,12 @@ class JobStore:
         match = {"_id": job_id, "worker": worker, "run_token": run_token, "state": {"$in": terminal}, "archive": None}
         return await transition(self._jobs, match, {"logs": logs})
 
-    async def set_progress(self, job_id: str, progress: JobProgress) -> None:
-        """Record the app's latest progress report on its job."""
+    async def set_progress(self, job_id: str, progress: JobProgress, *, run_token: str | None) -> None:
+        """Record the app's latest progress report on its job, while the job is still on that run (not a stale one)."""
         with translated(f"job {job_id}"):
-            await self._jobs.update_one({"_id": job_id}, {"$set": {"progress": progress.model_dump()}})
+            await self._jobs.update_one(
+                {"_id": job_id, "run_token": run_token}, {"$set": {"progress": progress.model_dump()}}
+            )
 
     async def cancel_queued(self, job_id: str, *, owner: str | None, reason: str) -> Job | None:
         """QUEUED -> CANCELED at once; None if the job is not (or no longer) QUEUED."""

@@ -199,10 +199,12 @@ def test_pacifica_bundle_progress_and_an_admin_failing_a_stuck_job(
     job = submitted(uploader, {"app": "tabulate", "inputs": {"control": {"dataset": dataset["id"]}}})
     events = read_stream(uploader, f"/v1/jobs/{job['id']}/events")
     steps = [(e["data"]["data"]["percent"], e["data"]["data"]["step"]) for e in events if e["event"] == "progress"]
-    assert steps == [
+    reported = [
         (50, "summarised data/mywork/experiment/results.csv (1/2)"),
         (100, "summarised data/mywork/experiment/terrain.csv (2/2)"),
     ]
+    # Only the last report of a tick is kept: the first may fall in the same tick as the last.
+    assert steps in (reported, reported[1:])
     shown = uploader.get(job["url"]).json()
     assert shown["state"] == "SUCCEEDED"
     assert (shown["progress"]["percent"], shown["progress"]["step"]) == steps[-1]

@@ -11,6 +11,7 @@ from shared.errors import Conflict, NotFound
 from shared.models import (
     DatasetInput,
     Job,
+    JobProgress,
     JobState,
     StateChange,
     new_id,
@@ -201,3 +202,19 @@ def test_a_run_asked_to_cancel_is_not_preempted(settings: Settings) -> None:
         return await stores.jobs.preempt_job(claimed, change, checkpoint=None)
 
     assert in_store(settings, scenario) is None
+
+
+def test_progress_from_a_stale_run_is_not_recorded(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> Job:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        assert claimed is not None
+        stale = JobProgress(percent=99, step="stale", at=utcnow())
+        await stores.jobs.set_progress(job.id, stale, run_token="an-earlier-run")
+        current = JobProgress(percent=10, step="current", at=utcnow())
+        await stores.jobs.set_progress(job.id, current, run_token=claimed.run_token)
+        return await stores.jobs.get_job(job.id)
+
+    progress = in_store(settings, scenario).progress
+    assert progress is not None and (progress.percent, progress.step) == (10, "current")
