@@ -36,7 +36,15 @@ from typing import Any
 
 import httpx
 
-from devstack.processes import Process, ensure_rabbitmq, http_ok, venv_bin, wait_until
+from devstack.processes import (
+    SANDBOX_PACKAGES,
+    Process,
+    ensure_commands,
+    ensure_rabbitmq,
+    http_ok,
+    venv_bin,
+    wait_until,
+)
 from devstack.stack import Ports, Stack
 from shared.tasks import RUNNER_SERVICE
 
@@ -167,6 +175,7 @@ def processes(stack: Stack, work: Path, rabbit_port: int) -> list[Process]:
 def run(jobs: int, timeout: float) -> dict[str, Any]:
     """Start everything, run ``jobs`` jobs, cut runner 1's host off; the counts."""
     ensure_rabbitmq()
+    ensure_commands(SANDBOX_PACKAGES)
     with tempfile.TemporaryDirectory(prefix="quern-multihost-") as folder, network():
         work = Path(folder)
         ports = Ports(s3=19000, mongo=27117, gateway=8000)  # on the hosts' own addresses

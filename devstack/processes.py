@@ -15,11 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+# What a runner needs on its machine to sandbox local apps (LOCAL_SANDBOX=bwrap), by command.
+SANDBOX_PACKAGES = {"bwrap": "bubblewrap"}
 # Children started by this interpreter, kept so they are reaped rather than left as zombies.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -172,16 +174,29 @@ def _reap(pid: int) -> None:
         del _CHILDREN[pid]
 
 
+def apt_install(*packages: str) -> None:
+    """Install Debian packages with apt-get, as root; fail saying what to install when that is not possible."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(f"install the Debian packages {' '.join(packages)} (apt-get needs root)")
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    subprocess.run(["apt-get", "update", "-q"], check=True, **quiet)  # type: ignore[call-overload]
+    subprocess.run(["apt-get", "install", "-y", "-q", *packages], check=True, **quiet)  # type: ignore[call-overload]
+
+
+def ensure_commands(packages: Mapping[str, str]) -> list[str]:
+    """Install the package of each command (command -> Debian package) that is not on PATH; returns those installed."""
+    missing = sorted({package for command, package in packages.items() if shutil.which(command) is None})
+    if missing:
+        apt_install(*missing)
+    return missing
+
+
 def ensure_rabbitmq(host: str = "127.0.0.1", port: int = 5672) -> bool:
     """Reuse a running RabbitMQ or start Debian's (installing it as root); returns whether we started it."""
     if port_open(host, port):
         return False
     if shutil.which("rabbitmq-server") is None:
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise RuntimeError(f"RabbitMQ is not on {host}:{port} and rabbitmq-server is not installed")
-        quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
-        subprocess.run(["apt-get", "update", "-q"], check=True, **quiet)  # type: ignore[call-overload]
-        subprocess.run(["apt-get", "install", "-y", "-q", "rabbitmq-server"], check=True, **quiet)  # type: ignore[call-overload]
+        apt_install("rabbitmq-server")
         if port_open(host, port):  # the package's own service start may have brought it up
             return True
     subprocess.run(["rabbitmq-server", "-detached"], check=True, stdout=subprocess.DEVNULL)

@@ -12,7 +12,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.processes import PROJECT, Process, http_ok, port_open, venv_bin, wait_until
+from devstack.processes import (
+    PROJECT,
+    SANDBOX_PACKAGES,
+    Process,
+    ensure_commands,
+    http_ok,
+    port_open,
+    venv_bin,
+    wait_until,
+)
 
 LOCAL_S3_KEY = "quern-local"
 LOCAL_S3_SECRET = "quern-local-secret"
@@ -148,6 +157,8 @@ class Stack:
         """Start gateway, runner and results unless running; wait until each is ready."""
         started = []
         gateway, runner, results = self.services()
+        if self.env().get("LOCAL_SANDBOX", "bwrap") == "bwrap":
+            ensure_commands(SANDBOX_PACKAGES)  # else the runner refuses to start
         if not gateway.running() and port_open("127.0.0.1", self.ports.gateway):
             raise RuntimeError(f"port {self.ports.gateway} is taken by a process this stack did not start (gateway)")
         for process in (gateway, runner, results):

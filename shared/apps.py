@@ -108,6 +108,7 @@ class AppSpec(BaseModel):
     example: Example | None = None
     driver: Literal["local", "docker"] = "local"
     image: str | None = Field(default=None, pattern=_IMAGE)
+    network: bool = Field(default=False, description="whether the app may reach the network (off: no interface)")
     retention_seconds: int | None = Field(
         default=None, ge=1, le=MAX_RETENTION, description="keep a job's results this long after it ends"
     )

@@ -200,6 +200,8 @@ class RunnerSettings(Settings):
     docker_command: str = "docker"
     docker_host: str | None = None
     run_as_user: str | None = None
+    local_sandbox: Literal["bwrap", "none"] = "bwrap"
+    max_job_disk_mb: int = Field(default=20 * 1024, ge=1)
     webhook_progress_seconds: float = Field(default=30.0, ge=0, le=24 * 3600)
     # Shutdown: running jobs go on for the drain, then each app gets SIGTERM and the grace before SIGKILL;
     # what is still running is handed back to the queue (a preemption, not an attempt).

@@ -1,9 +1,10 @@
 """Apply an app's resource limits and user to this process, then become the app.
 
 Run as ``python -m services.runner.launch OPTIONS_JSON -- ARGV...``, where the options are
-``{"limits": {...}, "user": [uid, gid] or null, "cwd": path or null}``. The runner starts apps through this small
-program instead of a ``preexec_fn``, which is unsafe in a threaded process: the limits and the
-user are set before the app's first instruction, and ``exec`` keeps them.
+``{"limits": {...}, "user": [uid, gid] or null, "cwd": path or null, "ignore_term": bool}``. The runner
+starts apps through this small program instead of a ``preexec_fn``, which is unsafe in a threaded
+process: the limits and the user are set before the app's first instruction, and ``exec`` keeps
+them. Under the local sandbox the launcher becomes ``bwrap``, not the app (see ``services.runner.drivers``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def become(uid: int, gid: int) -> None:
     os.setuid(uid)
 
 
+def command(options: dict[str, object], argv: list[str]) -> list[str]:
+    """The runner's side: the command line that starts ``argv`` through this launcher with ``options``."""
+    # -I: the launcher runs as root until it drops to the app's user, so it must not import from
+    # its working directory, nor heed PYTHON* variables an app definition may declare.
+    return [sys.executable, "-I", "-m", "services.runner.launch", json.dumps(options), "--", *argv]
+
+
 def main(args: list[str]) -> None:
     """Set limits, drop core dumps and privileges, exec the app; exit 127 if it cannot be started."""
     if len(args) < 3 or args[1] != "--":
@@ -64,6 +72,10 @@ def main(args: list[str]) -> None:
     if options.get("cwd") is not None:
         os.chdir(options["cwd"])
     die_with_the_runner(runner)
+    if options.get("ignore_term"):
+        # bwrap would die of the runner's SIGTERM and take its sandbox down with SIGKILL; ignored here
+        # (and restored inside the sandbox), the signal reaches the app itself, which gets its grace.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     argv = args[2:]
     try:
         os.execvp(argv[0], argv)

@@ -21,6 +21,7 @@ from shared.apps import PLACEHOLDER, AppSpec
 from shared.errors import Invalid
 
 TERM_GRACE_SECONDS = 5.0
+DISK_CHECK_SECONDS = 2.0
 
 
 def render_value(value: Any) -> str:
@@ -56,6 +57,7 @@ class Exit:
     code: int | None
     timed_out: bool = False
     stopped: bool = False
+    over_disk_mb: int | None = None  # the disk limit its directory went over (it was stopped, or ended, over it)
 
 
 def _kill_group(pgid: int, signum: int) -> None:
@@ -74,6 +76,12 @@ async def _stop(process: asyncio.subprocess.Process, grace: float) -> None:
         await process.wait()
 
 
+async def _watch_disk(sandbox: Sandbox, limit_mb: int) -> None:
+    """Return once the app's part of its directory holds more than ``limit_mb``, looking every few seconds."""
+    while await asyncio.to_thread(sandbox.disk_use) <= limit_mb * 2**20:
+        await asyncio.sleep(DISK_CHECK_SECONDS)
+
+
 async def run_app(
     argv: list[str],
     *,
@@ -83,11 +91,13 @@ async def run_app(
     stop: asyncio.Event,
     driver: Driver,
     grace: float = TERM_GRACE_SECONDS,
+    max_disk_mb: int | None = None,
 ) -> Exit:
     """Run argv through ``driver`` in its own session and process group until it exits, times out or ``stop`` is set.
 
     On timeout or stop the whole group gets SIGTERM, then SIGKILL after ``grace`` seconds; then
-    the driver removes whatever of the run outlived the group (a container).
+    the driver removes whatever of the run outlived the group (a container). With
+    ``max_disk_mb``, an app whose directory grows over it is stopped the same way.
     """
     await driver.clean_up(sandbox.job_id)  # a leftover of an earlier attempt on this machine
     with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
@@ -102,14 +112,21 @@ async def run_app(
         )
     exited = asyncio.ensure_future(process.wait())
     stopping = asyncio.ensure_future(stop.wait())
+    # Never done without a limit; with one, done when the directory went over it.
+    filling = asyncio.ensure_future(_watch_disk(sandbox, max_disk_mb) if max_disk_mb else asyncio.Event().wait())
     try:
-        await asyncio.wait({exited, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({exited, stopping, filling}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if exited.done():
-            return Exit(code=exited.result())
+            # A quick app may fill its directory between two looks: the last look is after it ended.
+            over = max_disk_mb is not None and await asyncio.to_thread(sandbox.disk_use) > max_disk_mb * 2**20
+            return Exit(code=exited.result(), over_disk_mb=max_disk_mb if over else None)
         await _stop(process, grace)
+        if filling.done() and not stopping.done():
+            return Exit(code=None, over_disk_mb=max_disk_mb)
         return Exit(code=None, timed_out=not stopping.done(), stopped=stopping.done())
     finally:
         stopping.cancel()
+        filling.cancel()
         # Whatever the app left running in its group dies with it.
         _kill_group(process.pid, signal.SIGKILL)
         await driver.clean_up(sandbox.job_id)

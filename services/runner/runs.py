@@ -79,6 +79,9 @@ def outcome_of(ended: Exit, timeout: int, stderr_tail: str, stop_reason: str | N
         return Outcome(
             JobState.CANCELED, error=JobError(reason="canceled on request while it ran", stderr_tail=stderr_tail)
         )
+    if ended.over_disk_mb is not None:
+        reason = f"used more than {ended.over_disk_mb} MB of disk in its directory"
+        return Outcome(JobState.FAILED, error=JobError(reason=reason, stderr_tail=stderr_tail))
     if ended.timed_out:
         reason = f"killed after the {timeout} s time limit"
         return Outcome(JobState.TIMED_OUT, error=JobError(reason=reason, stderr_tail=stderr_tail))
@@ -336,6 +339,7 @@ async def _run(
             stop=stop,
             driver=driver,
             grace=settings.app_grace_seconds,
+            max_disk_mb=settings.max_job_disk_mb,
         )
         ended = await follow_app(
             app,

@@ -12,17 +12,25 @@ Layout of a job's directory::
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 from shared.apps import glob_regex
 from shared.errors import Invalid
 
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 TAIL_BYTES = 2000
 MAX_SCANNED_FILES = 100_000
+# Each file counts at least one block, so a flood of empty files (or of names) is bounded too.
+MIN_ENTRY_BYTES = 4096
+UNMEASURABLE = 2**62
+REMOVE_SECONDS = 600
 
 
 class Sandbox:
@@ -47,6 +55,17 @@ class Sandbox:
             directory.mkdir(parents=True, mode=0o700)
         self.stdout.touch()
         self.stderr.touch()
+
+    def environment(self, declared: Mapping[str, str]) -> dict[str, str]:
+        """The app's whole environment: what every program needs, this directory's paths, what the app declares."""
+        return {
+            **BASE_ENV,
+            "HOME": str(self.run),
+            "TMPDIR": str(self.tmp),
+            "QUERN_PROGRESS_FILE": str(self.progress_file),
+            "QUERN_CHECKPOINT_DIR": str(self.checkpoint),
+            **declared,
+        }
 
     def hand_over(self, uid: int, gid: int) -> None:
         """Let the run-as user work in run/ and tmp/ and read inputs/; the rest stays the runner's.
@@ -93,8 +112,55 @@ class Sandbox:
             return handle.read().decode("utf-8", errors="replace")
 
     def remove(self) -> None:
-        """Delete the whole tree."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Delete the whole tree, whatever the app made of its part: unreadable (chmod 000), deep, oddly named.
+
+        Root deletes anything; a runner of another user first gives itself back the directories
+        the app closed (they are its own: the app ran as its user). GNU ``chmod -R`` and ``rm -rf``
+        walk without following links and without Python's recursion or path-length limits.
+        """
+        try:
+            shutil.rmtree(self.root)
+            return
+        except FileNotFoundError:
+            return
+        except (OSError, RecursionError):
+            pass
+        for command in (["chmod", "-R", "u+rwx", "--"], ["rm", "-rf", "--one-file-system", "--"]):
+            subprocess.run(
+                [*command, str(self.root)], stdin=subprocess.DEVNULL, capture_output=True, timeout=REMOVE_SECONDS
+            )
+
+    def disk_use(self) -> int:
+        """Bytes the app's part of the directory (``run/``, ``tmp/``, ``logs/``) takes on disk, read without recursion.
+
+        Links are never followed; a directory the app closed (chmod 000) is opened again for a
+        runner that is not root (it is the runner's own), so nothing it holds goes uncounted.
+        """
+        used = 0
+        pending = [str(self.run), str(self.tmp), str(self.logs)]
+        while pending:
+            directory = pending.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except PermissionError:
+                _reopen(directory)
+                try:
+                    entries = list(os.scandir(directory))
+                except OSError:
+                    continue
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    return UNMEASURABLE  # nested deeper than a path can name: a place to hide, taken as full
+                continue
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                used += max(info.st_blocks * 512, MIN_ENTRY_BYTES)
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(entry.path)
+        return used
 
     def collect(self, globs: list[str], *, max_bytes: int, max_files: int = 10_000) -> list[tuple[str, Path]]:
         """Regular files in the run directory matching the app's output globs, as (relative path, path).
@@ -145,3 +211,18 @@ class Sandbox:
             os.close(fd)
             raise Invalid(f"output {relative} changed after the run (no longer a regular file)")
         return os.fdopen(fd, "rb")
+
+
+def _reopen(directory: str) -> None:
+    """Give the runner back a directory of its own that the app made unreadable, without following a link."""
+    try:
+        fd = os.open(directory, os.O_PATH | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.chmod(f"/proc/self/fd/{fd}", 0o700)  # an O_PATH descriptor names the directory itself
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

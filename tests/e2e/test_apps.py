@@ -6,13 +6,19 @@ from pathlib import Path
 
 import httpx
 
+from devstack.stack import Stack
 from tests.helpers.clients import UserFactory, flood_copy, job_body, problem, register, wait_for
 
 
+def deployed(stack: Stack) -> Path:
+    """The stack's APPS_DIR, where flood.py is deployed: what an app registered through the API may name."""
+    return Path(stack.env()["APPS_DIR"])
+
+
 def test_an_app_registered_through_the_api_runs_on_the_runner(
-    admin: httpx.Client, make_user: UserFactory, project: Path
+    admin: httpx.Client, make_user: UserFactory, project: Path, stack: Stack
 ) -> None:
-    definition = flood_copy(project)
+    definition = flood_copy(project, deployed=deployed(stack))
     created = register(admin, definition)
     assert created["source"] == "api" and created["registered_by"] == admin.get("/v1/me").json()["username"]
     assert created["disabled"] is False and created["command"] == definition["command"]
@@ -26,12 +32,12 @@ def test_an_app_registered_through_the_api_runs_on_the_runner(
 
 
 def test_a_new_version_takes_new_jobs_and_old_versions_stay_readable(
-    admin: httpx.Client, make_user: UserFactory, project: Path
+    admin: httpx.Client, make_user: UserFactory, project: Path, stack: Stack
 ) -> None:
-    first = flood_copy(project)
+    first = flood_copy(project, deployed=deployed(stack))
     name = first["name"]
     register(admin, first)
-    second = flood_copy(project, "2.0.0", name=name, description="second")
+    second = flood_copy(project, "2.0.0", deployed=deployed(stack), name=name, description="second")
     answer = admin.post(f"/v1/apps/{name}/versions", json=second)
     assert answer.status_code == 201, answer.text
     assert answer.headers["location"].endswith(f"/v1/apps/{name}?version=2.0.0")
@@ -46,9 +52,9 @@ def test_a_new_version_takes_new_jobs_and_old_versions_stay_readable(
 
 
 def test_a_disabled_app_takes_no_new_jobs_until_enabled(
-    admin: httpx.Client, make_user: UserFactory, project: Path
+    admin: httpx.Client, make_user: UserFactory, project: Path, stack: Stack
 ) -> None:
-    definition = flood_copy(project)
+    definition = flood_copy(project, deployed=deployed(stack))
     name = definition["name"]
     register(admin, definition)
     user = make_user()

@@ -14,24 +14,22 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.processes import free_port
 from devstack.stack import Stack
 from tests.helpers.clients import archive_members, client_for, processes_mentioning, wait_for
-from tests.helpers.stacks import stop_all
+from tests.helpers.stacks import own_stack, stop_all
 
 NOBODY = 65534
 WHO = (
     "import json, os, sys; "
     "secret = 'unread'\n"
     "try:\n    open(os.environ['SECRET']).read(); secret = 'read'\n"
-    "except PermissionError:\n    pass\n"
+    "except OSError:\n    pass\n"
     "json.dump(dict(uid=os.getuid(), cwd=os.getcwd(), argv=sys.argv[1:], env=sorted(os.environ), secret=secret),"
     " open('who.json', 'w'))"
 )
@@ -48,19 +46,14 @@ def drivers_stack(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
     stand_in = Path(__file__).parent.parent / "helpers" / "docker_stand_in.py"
     docker.write_text(f'#!/bin/sh\nDOCKER_STAND_IN_LOG="{calls}" exec "{sys.executable}" "{stand_in}" "$@"\n')
     docker.chmod(0o755)
-    stack = replace(
+    stack = own_stack(
         servers,
-        state_dir=state,
-        ports=replace(servers.ports, gateway=free_port()),
-        namespace=f"{servers.namespace}-own",
-        database=f"{servers.database}_own_{uuid.uuid4().hex[:6]}",
-        extra_env={
-            **servers.extra_env,
-            "RUNNER_DRIVERS": "local,docker",
-            "DOCKER_COMMAND": str(docker),
-            "RUN_AS_USER": "nobody",
-            "WORK_DIR": str(work / "work"),
-        },
+        state,
+        "own",
+        RUNNER_DRIVERS="local,docker",
+        DOCKER_COMMAND=str(docker),
+        RUN_AS_USER="nobody",
+        WORK_DIR=str(work / "work"),
     )
     try:
         stack.start_services()

@@ -196,10 +196,16 @@ def echo_app(admin: Client) -> str:
     return script_app(admin, script, args=args, text_param=True, outputs=["argv.json"])
 
 
-def flood_copy(project: Path, version: str = "1.0.0", **overrides: Any) -> dict[str, Any]:
-    """The flood app's definition under a fresh name, its command naming flood.py by absolute path."""
+def flood_copy(
+    project: Path, version: str = "1.0.0", *, deployed: Path | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """The flood app's definition under a fresh name, its command naming flood.py by absolute path.
+
+    ``deployed`` is the APPS_DIR flood is deployed in (the project's apps/ unless given): a runner's
+    sandbox shows apps the programs under APPS_DIR, not the project tree.
+    """
     definition: dict[str, Any] = json.loads((project / "apps/flood/app.json").read_text())
-    definition["command"][1] = str(project / "apps/flood/flood.py")
+    definition["command"][1] = str((deployed or project / "apps") / "flood/flood.py")
     return definition | {"name": f"flood-{uuid.uuid4().hex[:8]}", "version": version} | overrides
 
 

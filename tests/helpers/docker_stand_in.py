@@ -1,6 +1,7 @@
 """A stand-in for the ``docker`` command line, for tests on machines without a Docker engine.
 
-It understands what quern's docker driver sends, and nothing more: ``run`` records its
+It understands what quern's docker driver sends, and nothing more: ``version`` answers the
+runner's probe at start; ``run`` records its
 arguments (one JSON line per call in ``$DOCKER_STAND_IN_LOG``), then does on the host what the
 container would do with them: take the ``--user``, enter the ``--workdir``, keep only the
 ``--env`` variables (plus a ``PATH``, as an image has) and exec ``--entrypoint`` with the
@@ -18,7 +19,7 @@ VALUED = {
     "--name", "--label", "--network", "--cap-drop", "--security-opt", "--user", "--workdir", "--mount",
     "--ulimit", "--memory", "--memory-swap", "--pids-limit", "--env", "--entrypoint",
 }  # fmt: skip
-FLAGS = {"--rm", "--init"}
+FLAGS = {"--rm", "--init", "--read-only"}
 
 
 def record(args: list[str]) -> None:
@@ -54,6 +55,9 @@ def run(args: list[str]) -> None:
 
 
 def main(args: list[str]) -> None:
+    if args == ["version"]:  # the runner's probe at start: answered, not recorded
+        print("Version: stand-in")
+        sys.exit(0)
     record(args)
     if args[:1] == ["rm"]:
         sys.stderr.write(f"Error response from daemon: No such container: {args[-1]}\n")

@@ -5,12 +5,15 @@ The settings are named here for the tests that rely on them; tests/conftest.py a
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pika
 
-from devstack.processes import Process
+from devstack.processes import Process, free_port
+from devstack.stack import Stack
 from shared.tasks import DELIVER_WEBHOOK, PACKAGE_RESULTS, RUN_JOB
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -35,6 +38,21 @@ def apps_dir(root: Path) -> Path:
         if (app / "app.json").is_file():
             (root / app.name).symlink_to(app)
     return root
+
+
+def own_stack(servers: Stack, state_dir: Path, name: str, **extra_env: str) -> Stack:
+    """A stack of a module's own on the session's servers: its gateway port and database, ``extra_env`` on top.
+
+    Its queue namespace is the session's plus ``-own``, whose queues the session deletes at the end.
+    """
+    return replace(
+        servers,
+        state_dir=state_dir,
+        ports=replace(servers.ports, gateway=free_port()),
+        namespace=f"{servers.namespace}-own",
+        database=f"{servers.database}_{name}_{uuid.uuid4().hex[:6]}",
+        extra_env={**servers.extra_env, **extra_env},
+    )
 
 
 def stop_all(processes: list[Process]) -> None:

@@ -306,3 +306,41 @@ def test_docker_compose_accepts_the_file_once_its_secrets_are_set(docker_compose
 def test_docker_compose_refuses_to_start_without_each_secret(docker_compose: str, project: Path, missing: str) -> None:
     done = compose_config(docker_compose, project, {k: v for k, v in COMPOSE_SECRETS.items() if k != missing})
     assert done.returncode != 0 and missing in done.stderr, done.stderr
+
+
+def test_runner_pods_hold_no_api_token_and_allow_the_app_sandbox_without_privileges(project: Path) -> None:
+    pod = runner_deployment(project)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["hostUsers"] is False
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
+    assert "privileged" not in context
+    assert context["procMount"] == "Unmasked"
+    assert context["seccompProfile"] == context["appArmorProfile"] == {"type": "Unconfined"}
+
+
+def test_runners_may_reach_dns_and_their_servers_only(project: Path) -> None:
+    (policy,) = k8s_objects(project, "NetworkPolicy")
+    labels = runner_deployment(project)["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"} and policy["spec"]["ingress"] == []
+    ports = {(port["protocol"], port["port"]) for rule in policy["spec"]["egress"] for port in rule["ports"]}
+    assert ports == {
+        ("UDP", 53),
+        ("TCP", 53),
+        ("TCP", 27017),
+        ("TCP", 5671),
+        ("TCP", 5672),
+        ("TCP", 443),
+        ("TCP", 9000),
+    }
+    for rule in policy["spec"]["egress"]:
+        for destination in rule.get("to", []):
+            assert "169.254.0.0/16" in destination["ipBlock"]["except"]  # the cloud's metadata endpoint
+
+
+def test_the_image_and_compose_give_runners_bubblewrap(project: Path, compose: dict[str, Any]) -> None:
+    assert re.search(r"apt-get install [^\n]*\bbubblewrap\b", (project / "deploy/Dockerfile").read_text())
+    options = set(compose["services"]["runner"]["security_opt"])
+    assert options == {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}

@@ -5,24 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import stat
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from services.runner.drivers import DockerDriver, LocalDriver, RunAs, offered, own_work_dir
+from services.runner.containers import DockerDriver
+from services.runner.drivers import LocalDriver, offered, own_work_dir
 from services.runner.processes import run_app
 from services.runner.sandbox import Sandbox
+from services.runner.users import RunAs
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
 
-NOBODY = RunAs("nobody", 65534, 65534)
+# A user of these tests alone, not nobody: between runs the unconfined local driver SIGKILLs every process
+# of its run-as user, which must not hit the apps other tests run at the same time (as nobody).
+APP_USER = RunAs("quern-test-app", 64999, 64999)
 
 
 def spec_of(**overrides: Any) -> AppSpec:
@@ -66,11 +67,11 @@ def launch_options(command: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 def test_the_local_driver_launches_the_argv_with_the_apps_limits_and_user(sandbox: Sandbox) -> None:
     spec = spec_of(limits={"memory_mb": 512, "processes": 64})
-    options, argv = launch_options(LocalDriver(NOBODY).command(["/bin/app", "a b"], sandbox=sandbox, spec=spec))
+    options, argv = launch_options(LocalDriver(APP_USER).command(["/bin/app", "a b"], sandbox=sandbox, spec=spec))
     assert argv == ["/bin/app", "a b"]
     assert options == {
         "limits": {"memory_mb": 512, "cpu_seconds": None, "file_size_mb": 4096, "open_files": 1024, "processes": 64},
-        "user": [65534, 65534],
+        "user": [64999, 64999],
         "cwd": str(sandbox.run),
     }
     assert launch_options(LocalDriver().command(["/bin/app"], sandbox=sandbox, spec=spec))[0]["user"] is None
@@ -83,7 +84,7 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
         env={"OMP_NUM_THREADS": "2"},
         limits={"memory_mb": 512, "cpu_seconds": 60, "file_size_mb": 8, "open_files": 256, "processes": 32},
     )
-    driver = DockerDriver("/opt/docker", run_as=NOBODY)
+    driver = DockerDriver("/opt/docker", run_as=APP_USER)
     options, docker = launch_options(
         driver.command(["/usr/bin/python3", "-c", "print(1)", "x; rm -rf /"], sandbox=sandbox, spec=spec)
     )
@@ -91,13 +92,14 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
     r, run, tmp = sandbox.inputs, sandbox.run, sandbox.tmp
     assert docker == [
         "/opt/docker", "run", "--rm", "--name", "quern-01job", "--label", "quern.job=01JOB", "--init",
-        "--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--user", "65534:65534", "--workdir", str(run),
+        "--network", "none", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only",
+        "--user", "64999:64999", "--workdir", str(run),
         "--mount", f"type=bind,source={r},target={r},readonly",
         "--mount", f"type=bind,source={run},target={run}",
         "--mount", f"type=bind,source={tmp},target={tmp}",
         "--ulimit", "core=0", "--memory", "512m", "--memory-swap", "512m", "--ulimit", "cpu=60:60",
-        "--ulimit", f"fsize={8 * 2**20}:{8 * 2**20}", "--ulimit", "nofile=256:256", "--pids-limit", "32",
+        "--ulimit", f"fsize={8 * 2**20}:{8 * 2**20}", "--ulimit", "nofile=256:256", "--ulimit", "nproc=32:32",
+        "--pids-limit", "32",
         "--env", "LANG=C.UTF-8", "--env", "LC_ALL=C.UTF-8", "--env", f"HOME={run}", "--env", f"TMPDIR={tmp}",
         "--env", f"QUERN_PROGRESS_FILE={sandbox.progress_file}",
         "--env", f"QUERN_CHECKPOINT_DIR={sandbox.checkpoint}", "--env", "OMP_NUM_THREADS=2",
@@ -149,25 +151,14 @@ def test_run_as_must_name_a_user_other_than_root() -> None:
         RunAs.resolve("0")
 
 
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory the run-as user can enter (pytest's own tmp_path is private to root)."""
-    directory = Path(tempfile.mkdtemp(prefix="quern-run-as-"))
-    directory.chmod(0o711)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory)
-
-
 def test_a_work_dir_the_run_as_user_cannot_enter_is_refused(open_dir: Path) -> None:
     closed = open_dir / "closed"
     (closed / "work").mkdir(parents=True)
     closed.chmod(0o700)
-    with pytest.raises(ConfigError, match=f"nobody cannot enter {closed}"):
-        NOBODY.check_reachable(closed / "work")
+    with pytest.raises(ConfigError, match=f"quern-test-app cannot enter {closed}"):
+        APP_USER.check_reachable(closed / "work")
     closed.chmod(0o711)
-    NOBODY.check_reachable(closed / "work")
+    APP_USER.check_reachable(closed / "work")
 
 
 PROBE = """
@@ -208,12 +199,12 @@ def run_probe(directory: Path, limits: dict[str, Any]) -> dict[str, Any]:
     staged.write_text("staged input")
     staged.chmod(0o600)  # as a strict umask would leave it
     spec = spec_of(env={"SECRET": str(secret), "INPUT": str(staged)}, limits=limits)
-    box.hand_over(NOBODY.uid, NOBODY.gid)
-    driver = LocalDriver(NOBODY)
+    box.hand_over(APP_USER.uid, APP_USER.gid)
+    driver = LocalDriver(APP_USER)
     argv = ["/usr/bin/python3", "-c", PROBE]
     exit = asyncio.run(run_app(argv, sandbox=box, spec=spec, timeout=20, stop=asyncio.Event(), driver=driver))
     assert exit.code == 0, box.stderr_tail()
-    assert (box.run / "who.json").stat().st_uid == NOBODY.uid
+    assert (box.run / "who.json").stat().st_uid == APP_USER.uid
     report: dict[str, Any] = json.loads((box.run / "who.json").read_text())
     return report
 
@@ -222,8 +213,8 @@ def run_probe(directory: Path, limits: dict[str, Any]) -> dict[str, Any]:
 def test_an_app_runs_as_the_run_as_user_and_cannot_read_the_runners_files(open_dir: Path) -> None:
     report = run_probe(open_dir, {"processes": None})
     assert report == {
-        "uid": 65534,
-        "gid": 65534,
+        "uid": 64999,
+        "gid": 64999,
         "groups": [],
         "secret": "unread",
         "logs": "closed",
@@ -239,12 +230,12 @@ def test_the_process_limit_applies_to_the_run_as_user(open_dir: Path) -> None:
 
 @pytest.mark.usefixtures("root")
 def test_handing_over_keeps_the_job_root_and_logs_the_runners(sandbox: Sandbox) -> None:
-    sandbox.hand_over(NOBODY.uid, NOBODY.gid)
+    sandbox.hand_over(APP_USER.uid, APP_USER.gid)
     assert stat.S_IMODE(sandbox.root.stat().st_mode) == 0o711
     assert sandbox.root.stat().st_uid == os.getuid()
     assert sandbox.logs.stat().st_uid == os.getuid()
     assert stat.S_IMODE(sandbox.logs.stat().st_mode) == 0o700
-    assert sandbox.run.stat().st_uid == sandbox.tmp.stat().st_uid == NOBODY.uid
+    assert sandbox.run.stat().st_uid == sandbox.tmp.stat().st_uid == APP_USER.uid
 
 
 def test_offered_drivers_follow_the_settings(tmp_path: Path) -> None:
@@ -252,12 +243,17 @@ def test_offered_drivers_follow_the_settings(tmp_path: Path) -> None:
         "rabbitmq_url": "amqp://h",
         "mongo_url": "mongodb://h",
         "s3_bucket": "quern",
-        "work_dir": tmp_path,
+        "work_dir": tmp_path / "work",
     }
+    engine = tmp_path / "docker"
+    engine.write_text("#!/bin/sh\necho 'Version: 27.0'\n")  # answers the probe at start
+    engine.chmod(0o755)
     assert sorted(offered(RunnerSettings(**base))) == ["local"]
-    drivers = offered(RunnerSettings(**base, runner_drivers="local,docker", docker_command="/opt/docker"))
+    drivers = offered(RunnerSettings(**base, runner_drivers="local,docker", docker_command=str(engine)))
     assert isinstance(drivers["docker"], DockerDriver)
-    assert drivers["docker"].executable == "/opt/docker"
+    assert drivers["docker"].executable == str(engine)
+    with pytest.raises(ConfigError, match="DOCKER_COMMAND: /opt/no-docker version failed"):
+        offered(RunnerSettings(**base, runner_drivers="docker", docker_command="/opt/no-docker"))
 
 
 DETACH = """
@@ -276,9 +272,9 @@ time.sleep(0.5)
 def test_a_process_the_app_detached_does_not_outlive_the_run(open_dir: Path) -> None:
     box = Sandbox(open_dir / "work", "01JOB")
     box.create()
-    box.hand_over(NOBODY.uid, NOBODY.gid)
+    box.hand_over(APP_USER.uid, APP_USER.gid)
     spec = spec_of(limits={"processes": None})
-    driver = LocalDriver(NOBODY)
+    driver = LocalDriver(APP_USER)
     argv = ["/usr/bin/python3", "-c", DETACH]
     exit = asyncio.run(run_app(argv, sandbox=box, spec=spec, timeout=20, stop=asyncio.Event(), driver=driver))
     assert exit.code == 0, box.stderr_tail()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from services.runner.drivers import LocalDriver
-from services.runner.processes import build_argv, render_value, run_app
+from services.runner.processes import Exit, build_argv, render_value, run_app
 from services.runner.sandbox import Sandbox
 from shared.apps import AppSpec
 from shared.errors import Invalid
@@ -178,3 +178,37 @@ def test_missing_program_exits_127(tmp_path: Path, sandbox: Sandbox) -> None:
     )
     assert result.code == 127
     assert "cannot start no-such-program-anywhere" in sandbox.stderr_tail()
+
+
+def run_with_disk_limit(spec: AppSpec, sandbox: Sandbox, limit_mb: int) -> Any:
+    argv = [sys.executable, str(sandbox.root.parent.parent / "probe.py")]
+    return asyncio.run(
+        run_app(
+            argv,
+            sandbox=sandbox,
+            spec=spec,
+            timeout=30,
+            stop=asyncio.Event(),
+            driver=LocalDriver(),
+            max_disk_mb=limit_mb,
+        )
+    )
+
+
+def test_an_app_filling_its_directory_is_stopped(tmp_path: Path, sandbox: Sandbox) -> None:
+    spec = write_app(tmp_path, "import os, time; open('fill', 'wb').write(os.urandom(3 * 2**20)); time.sleep(60)")
+    started = time.monotonic()
+    result = run_with_disk_limit(spec, sandbox, 2)
+    assert result.over_disk_mb == 2 and result.code is None and not result.timed_out
+    assert time.monotonic() - started < 10
+
+
+def test_an_app_that_ends_over_its_disk_limit_is_caught(tmp_path: Path, sandbox: Sandbox) -> None:
+    spec = write_app(tmp_path, "import os; open(os.environ['TMPDIR'] + '/fill', 'wb').write(os.urandom(3 * 2**20))")
+    result = run_with_disk_limit(spec, sandbox, 2)
+    assert (result.code, result.over_disk_mb) == (0, 2)
+
+
+def test_an_app_within_its_disk_limit_is_left_alone(tmp_path: Path, sandbox: Sandbox) -> None:
+    spec = write_app(tmp_path, "import os; open('fill', 'wb').write(os.urandom(2**20))")
+    assert run_with_disk_limit(spec, sandbox, 2) == Exit(code=0)

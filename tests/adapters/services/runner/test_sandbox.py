@@ -12,6 +12,8 @@ import pytest
 from services.runner.sandbox import Sandbox
 from shared.errors import Invalid
 
+NOBODY = 65534
+
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Sandbox:
@@ -101,3 +103,73 @@ def test_an_output_swapped_for_a_fifo_is_refused_without_blocking(sandbox: Sandb
     os.mkfifo(sandbox.run / "pipe.txt")
     with pytest.raises(Invalid, match="no longer a regular file"):
         sandbox.open_output("pipe.txt")
+
+
+def locked_tree(sandbox: Sandbox) -> None:
+    """What a hostile app leaves: closed (chmod 000) directories and files, odd names, depth Python cannot recurse."""
+    deep = sandbox.run / "trap" / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "file").write_text("locked")
+    for name in (b"new\nline", b"\xff\xfe", b"-rf", b" "):
+        (sandbox.run / "trap").joinpath(os.fsdecode(name)).write_text("odd")
+    fd = os.open(sandbox.tmp, os.O_RDONLY)
+    try:
+        for _ in range(1200):  # deeper than the recursion limit; relative steps, as a path this long cannot be named
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    for path in (deep / "file", deep, deep.parent, deep.parent.parent, sandbox.run):
+        path.chmod(0)
+
+
+def test_a_tree_the_app_locked_is_removed(sandbox: Sandbox) -> None:
+    locked_tree(sandbox)
+    sandbox.remove()
+    assert not sandbox.root.exists()
+
+
+def test_a_runner_that_is_not_root_removes_the_tree_its_app_locked(open_dir: Path) -> None:
+    """The apps of a runner of another user run as that user, so what they lock is the runner's own to open again."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the removal test takes another user's identity and must run as root")
+        pytest.skip("taking another user's identity needs root")
+    sandbox = Sandbox(open_dir / "work", "job1")
+    sandbox.create()
+    for directory, names, files in os.walk(open_dir / "work"):
+        for name in [directory, *(os.path.join(directory, n) for n in [*names, *files])]:
+            os.chown(name, NOBODY, NOBODY)
+    # The runner's user from here on: root's effective identity, the way back kept in the saved uid.
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        locked_tree(sandbox)
+        sandbox.remove()
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    assert not sandbox.root.exists()
+
+
+def test_disk_use_counts_what_the_app_wrote_and_nothing_it_links_to(tmp_path: Path, sandbox: Sandbox) -> None:
+    (sandbox.input_path("data", "big.bin")).write_bytes(os.urandom(2**20))  # staged by quern: not the app's
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(os.urandom(4 * 2**20))
+    os.symlink(outside, sandbox.run / "link")
+    empty = sandbox.disk_use()
+    (sandbox.run / "out.bin").write_bytes(os.urandom(2**20))
+    (sandbox.tmp / "closed").mkdir()
+    (sandbox.tmp / "closed" / "scratch.bin").write_bytes(os.urandom(2**20))
+    (sandbox.tmp / "closed").chmod(0)
+    grown = sandbox.disk_use() - empty
+    assert 2 * 2**20 <= grown < 2 * 2**20 + 64 * 1024
+
+
+def test_a_flood_of_empty_files_counts(sandbox: Sandbox) -> None:
+    before = sandbox.disk_use()
+    for n in range(1000):
+        (sandbox.run / f"{n}").touch()
+    assert sandbox.disk_use() - before >= 1000 * 4096

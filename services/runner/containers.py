@@ -1,0 +1,155 @@
+"""The container driver: each job in a container of its own, through the docker or podman command line.
+
+The runner runs ``DOCKER_COMMAND run`` in place of the app, with the job's ``inputs/``
+(read-only), ``run/`` and ``tmp/`` bind-mounted at the same paths, so the argv means the same
+inside; no network unless the app's definition asks for it, no capabilities, no new
+privileges, a read-only root, and memory, process and open-file limits (podman wants the
+last two explicit). The container is named after the job and removed before and after the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+
+import structlog
+
+from services.runner import launch
+from services.runner.sandbox import BASE_ENV, Sandbox
+from services.runner.users import RunAs
+from shared.apps import AppSpec
+from shared.settings import ConfigError
+
+log = structlog.get_logger()
+CLEAN_UP_SECONDS = 60.0
+PROBE_SECONDS = 30.0
+# Podman needs explicit open-file and process limits; these apply when an app sets none.
+DEFAULT_OPEN_FILES = 1024
+DEFAULT_PROCESSES = 1024
+
+
+class DockerDriver:
+    """The app runs in a container of the app's image, through the docker (or podman) command line."""
+
+    name = "docker"
+
+    def __init__(self, executable: str = "docker", *, run_as: RunAs | None = None, host: str | None = None) -> None:
+        self.executable = executable
+        self.host = host
+        # Files the app writes into the bind mounts belong to this user, so the runner can read and remove them.
+        self.owner = None if run_as is None else (run_as.uid, run_as.gid)
+        self.user = self.owner or (os.getuid(), os.getgid())
+
+    @staticmethod
+    def container(job_id: str) -> str:
+        """The container's name: one per job, so a leftover of an earlier attempt can be found and removed."""
+        return f"quern-{job_id.lower()}"
+
+    def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
+        limits = spec.limits
+        docker = [
+            self.executable,
+            "run",
+            "--rm",
+            "--name",
+            self.container(sandbox.job_id),
+            "--label",
+            f"quern.job={sandbox.job_id}",
+            "--init",  # a PID 1 that forwards SIGTERM on cancel and timeout, and reaps the app's children
+            *([] if spec.network else ["--network", "none"]),
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--read-only",
+            "--user",
+            f"{self.user[0]}:{self.user[1]}",
+            "--workdir",
+            str(sandbox.run),
+            "--mount",
+            f"type=bind,source={sandbox.inputs},target={sandbox.inputs},readonly",
+            "--mount",
+            f"type=bind,source={sandbox.run},target={sandbox.run}",
+            "--mount",
+            f"type=bind,source={sandbox.tmp},target={sandbox.tmp}",
+            "--ulimit",
+            "core=0",
+        ]
+        if limits.memory_mb is not None:
+            docker += ["--memory", f"{limits.memory_mb}m", "--memory-swap", f"{limits.memory_mb}m"]
+        if limits.cpu_seconds is not None:
+            docker += ["--ulimit", f"cpu={limits.cpu_seconds}:{limits.cpu_seconds}"]
+        if limits.file_size_mb is not None:
+            size = limits.file_size_mb * 2**20
+            docker += ["--ulimit", f"fsize={size}:{size}"]
+        open_files = limits.open_files or DEFAULT_OPEN_FILES
+        processes = limits.processes or DEFAULT_PROCESSES
+        docker += ["--ulimit", f"nofile={open_files}:{open_files}", "--ulimit", f"nproc={processes}:{processes}"]
+        docker += ["--pids-limit", str(processes)]
+        # The image's own PATH stays unless the app declares one.
+        env = {key: value for key, value in sandbox.environment(spec.env).items() if key != "PATH" or key in spec.env}
+        for key, value in env.items():
+            docker += ["--env", f"{key}={value}"]
+        assert spec.image is not None  # AppSpec requires one for this driver
+        docker += ["--entrypoint", argv[0], spec.image, *argv[1:]]
+        return launch.command({"limits": {}, "user": None, "cwd": str(sandbox.root)}, docker)
+
+    def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
+        # The CLI reads ~/.docker/config.json (credential helpers, proxies): never from a directory the app owns.
+        env = {"PATH": BASE_ENV["PATH"], "HOME": str(sandbox.root)}
+        if self.host is not None:
+            env["DOCKER_HOST"] = self.host
+        return env
+
+    def probe(self) -> None:
+        """Exit unless ``DOCKER_COMMAND version`` answers: without an engine every job of this driver would fail."""
+        try:
+            done = subprocess.run(
+                [self.executable, "version"],
+                env=self._cli_environment(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=PROBE_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            said = str(exc)
+        else:
+            if done.returncode == 0:
+                return
+            said = done.stderr.decode(errors="replace").strip()[-500:] or f"exit code {done.returncode}"
+        raise ConfigError(
+            f"configuration error:\n  DOCKER_COMMAND: {self.executable} version failed ({said}); the docker driver "
+            "needs a docker or podman engine this runner may use (see docs/sandboxing.md)"
+        )
+
+    def _cli_environment(self) -> dict[str, str]:
+        return {"PATH": BASE_ENV["PATH"], **({"DOCKER_HOST": self.host} if self.host else {})}
+
+    async def clean_up(self, job_id: str) -> None:
+        env = self._cli_environment()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.executable,
+                "rm",
+                "--force",
+                self.container(job_id),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            log.warning("container_clean_up_failed", job_id=job_id, error=repr(exc))
+            return
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), CLEAN_UP_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            log.warning("container_clean_up_failed", job_id=job_id, error=f"docker rm took over {CLEAN_UP_SECONDS} s")
+            return
+        # docker says "No such container", podman "no such container"
+        if process.returncode != 0 and b"no such container" not in err.lower():
+            log.warning("container_clean_up_failed", job_id=job_id, error=err.decode(errors="replace")[-500:])
