@@ -49,18 +49,22 @@ Background = Callable[["Resources"], Coroutine[Any, Any, None]]
 """A service's periodic task (a sweep), run on the event loop from boot until shutdown."""
 
 
-class Intake:
+class Intake(Middleware):
     """Pauses and resumes consuming one queue, so a worker takes messages only while it can start them.
 
-    Pausing makes Dramatiq's consumer close its channel at its next idle moment (a message already
-    delivered is still handed over); resuming consumes again. Either may be asked before the
-    worker has started: it applies once it has.
+    Pausing makes Dramatiq's consumer close its connection at its next idle moment (a message
+    already delivered is still handed over); resuming consumes again. A pause asked for while a
+    message of the queue is being processed waits until that message is done and its ack queued:
+    the consumer's connection must not close under an ack not yet sent, or RabbitMQ would deliver
+    the message again. Either may be asked before the worker has started: it applies once it has.
     """
 
     def __init__(self) -> None:
         self.queue: str | None = None
         self._worker: dramatiq.Worker | None = None
         self._paused = False
+        self._processing = 0
+        self._lock = threading.Lock()
 
     def attach(self, worker: dramatiq.Worker) -> None:
         """Control the consumer of ``queue`` in this (started) worker."""
@@ -68,7 +72,7 @@ class Intake:
         self._apply()
 
     def pause(self) -> None:
-        """Stop consuming the queue."""
+        """Stop consuming the queue (once no message of it is being processed)."""
         self._paused = True
         self._apply()
 
@@ -77,14 +81,26 @@ class Intake:
         self._paused = False
         self._apply()
 
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        with self._lock:
+            self._processing += 1
+
+    def after_ack(self, broker: Any, message: Any) -> None:
+        # The ack is queued on the consumer's connection now; closing it sends what is queued first.
+        with self._lock:
+            self._processing -= 1
+        self._apply()
+
+    after_nack = after_ack
+
     def _apply(self) -> None:
         consumer = None if self._worker is None or self.queue is None else self._worker.consumers.get(self.queue)
         if consumer is None or consumer.paused == self._paused:
             return
-        if self._paused:
-            consumer.pause()
-        else:
+        if not self._paused:
             consumer.resume()
+        elif self._processing == 0:
+            consumer.pause()
 
 
 @dataclass
@@ -221,6 +237,7 @@ def serve(
         heartbeat=utcnow(),
     )
     broker.dramatiq.add_middleware(busy)
+    broker.dramatiq.add_middleware(resources.intake)
     broker.dramatiq.add_middleware(OpenClients(resources, presence, busy, background))
 
     stop = threading.Event()

@@ -17,20 +17,38 @@ from devstack.stack import Stack
 TABLE = b"x,y\n1,2\n2,4\n3,6.5\n4,8.1\n"
 
 
-def running_apps(job_ids: set[str]) -> bool:
-    """Whether an app process of one of these jobs is running (its sandbox path names the job)."""
+def app_processes(job_ids: set[str]) -> set[int]:
+    """The live processes running an app of one of these jobs (their sandbox paths name the job)."""
+    found = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes()
         except OSError:
             continue
         if any(job_id.encode() in text for job_id in job_ids):
-            return True
-    return False
+            found.add(int(cmdline.parent.name))
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (a zombie has ended)."""
+    running = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                running.add(pid)
+        except OSError:
+            continue
+    return running
 
 
 def kill_runners(stack: Stack, api: httpx.Client, kills: int) -> list[str]:
-    """Submit jobs and SIGKILL the runner while their apps run, ``kills`` times; returns the job ids."""
+    """Submit jobs and SIGKILL the runner while their apps run, ``kills`` times; returns the job ids.
+
+    Each time a new runner starts at once, as a supervisor would start it, and the apps of the
+    killed one must be gone within 30 s: they die with it, and a sandbox that bwrap was still
+    setting up when its runner died is killed by the next runner of that ``WORK_DIR``.
+    """
     grid = api.post(
         "/v1/files", params={"name": "valley.csv"}, content=(PROJECT / "apps/flood/example/valley.csv").read_bytes()
     )
@@ -42,20 +60,20 @@ def kill_runners(stack: Stack, api: httpx.Client, kills: int) -> list[str]:
         batch = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(2)]
         submitted += batch
         deadline = time.monotonic() + 60
-        while not running_apps(set(submitted)):
+        while not (apps := app_processes(set(batch))):
             if time.monotonic() > deadline:
                 raise SystemExit(f"chaos: round {round_ + 1}: no app started within a minute")
             time.sleep(0.05)
         pid = runner.pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
+        runner.stop()
+        runner.start()
         deadline = time.monotonic() + 30
-        while running_apps(set(submitted)):  # they die with their runner; wait, so the next round sees new ones
+        while alive(apps):
             if time.monotonic() > deadline:
                 raise SystemExit(f"chaos: round {round_ + 1}: an app outlived its killed runner")
             time.sleep(0.05)
-        runner.stop()
-        runner.start()
         print(f"chaos: killed runner {pid} mid-job ({round_ + 1}/{kills})", flush=True)
     return submitted
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -178,3 +179,26 @@ class Bubblewrap:
         if self.user is not None:
             return "root with CAP_SYS_ADMIN (mount, PID and network namespaces)"
         return "unprivileged user namespaces (user.max_user_namespaces > 0), allowed by seccomp and AppArmor"
+
+
+def kill_sandboxes(marker: str) -> int:
+    """SIGKILL every bwrap whose command line names ``marker`` (a path under ``WORK_DIR``); how many were killed.
+
+    bwrap clears the parent-death signal the launcher set when it changes credentials, and sets its
+    own a few milliseconds later: a runner killed in between leaves a sandbox running on, unowned.
+    Its next incarnation (and the job's next run here) kills what is left.
+    """
+    needle = marker.encode()
+    killed = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"bwrap") and any(needle in arg for arg in argv):
+            try:
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+    return killed

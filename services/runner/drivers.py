@@ -20,7 +20,7 @@ from typing import Protocol
 import structlog
 
 from services.runner import launch
-from services.runner.bubblewrap import Bubblewrap
+from services.runner.bubblewrap import Bubblewrap, kill_sandboxes
 from services.runner.containers import DockerDriver
 from services.runner.sandbox import BASE_ENV, Sandbox
 from services.runner.users import RunAs, app_user, kill_processes_of
@@ -82,16 +82,23 @@ class LocalDriver:
         return {"PATH": BASE_ENV["PATH"]}  # bwrap's own; the app's is set inside with --clearenv and --setenv
 
     async def clean_up(self, job_id: str) -> None:
-        """Kill what an unconfined app detached from its process group, once no app of this runner is running.
+        """Kill what may outlive a run: a sandbox left unowned, or what an unconfined app detached from its group.
 
-        In a sandbox nothing outlives the app: its PID namespace ends with it. Unconfined, an app
+        In a sandbox nothing outlives the app: its PID namespace ends with it, unless the runner was
+        killed while bwrap started (``kill_sandboxes``), so a sandbox naming this job's directory
+        is killed before and after each run. Unconfined, an app
         may leave its group (``setsid``, a double fork) and so escape the group kill. With
         ``RUN_AS_USER`` every process of that user is an app's, so when this runner has no run in
         progress, any such process is a leftover. This runs in the event loop's thread without
         awaiting, so no run of this runner starts while it looks.
         """
         self._running.discard(job_id)
-        if self.bwrap is not None or self.run_as is None or self._running:
+        if self.bwrap is not None:
+            # Its own group is gone by now: a sandbox still naming this job's directory is a leftover.
+            if killed := kill_sandboxes(f"/{job_id}/run"):
+                log.warning("leftover_sandboxes_killed", job_id=job_id, sandboxes=killed)
+            return
+        if self.run_as is None or self._running:
             return
         if killed := kill_processes_of(self.run_as.uid):
             log.warning("leftover_processes_killed", job_id=job_id, user=self.run_as.name, processes=killed)
@@ -124,6 +131,9 @@ def local_driver(settings: RunnerSettings, run_as: RunAs | None, user: RunAs | N
     inside = (user.uid, user.gid) if user is not None and os.geteuid() == 0 else None
     bwrap = Bubblewrap.find(user=inside, apps_dir=settings.apps_dir, work_dir=settings.work_dir)
     bwrap.probe(settings.work_dir)
+    # This runner has started nothing yet: a sandbox of WORK_DIR is an earlier incarnation's leftover.
+    if killed := kill_sandboxes(f"{settings.work_dir}/"):
+        log.warning("leftover_sandboxes_killed", work_dir=str(settings.work_dir), sandboxes=killed)
     return LocalDriver(run_as, bwrap=bwrap)
 
 

@@ -52,16 +52,18 @@ def become(uid: int, gid: int) -> None:
 def command(options: dict[str, object], argv: list[str]) -> list[str]:
     """The runner's side: the command line that starts ``argv`` through this launcher with ``options``."""
     # -I: the launcher runs as root until it drops to the app's user, so it must not import from
-    # its working directory, nor heed PYTHON* variables an app definition may declare.
-    return [sys.executable, "-I", "-m", "services.runner.launch", json.dumps(options), "--", *argv]
+    # its working directory, nor heed PYTHON* variables an app definition may declare. The runner
+    # names itself: a launcher whose runner died before it looked would take init for its runner.
+    named = {**options, "runner": os.getpid()}
+    return [sys.executable, "-I", "-m", "services.runner.launch", json.dumps(named), "--", *argv]
 
 
 def main(args: list[str]) -> None:
     """Set limits, drop core dumps and privileges, exec the app; exit 127 if it cannot be started."""
     if len(args) < 3 or args[1] != "--":
         sys.exit("usage: python -m services.runner.launch OPTIONS_JSON -- ARGV...")
-    runner = os.getppid()
     options = json.loads(args[0])
+    runner = int(options.get("runner", os.getppid()))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for name, value in options.get("limits", {}).items():
         if value is not None:

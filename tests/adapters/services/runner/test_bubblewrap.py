@@ -19,7 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from devstack.processes import SANDBOX_PACKAGES, ensure_commands
-from services.runner.bubblewrap import Bubblewrap, outermost
+from services.runner.bubblewrap import Bubblewrap, kill_sandboxes, outermost
 from services.runner.drivers import LocalDriver, offered
 from services.runner.processes import Exit, run_app
 from services.runner.sandbox import Sandbox
@@ -168,9 +168,11 @@ def test_the_sandbox_dies_with_a_runner_killed_outright(work: Path, bwrap: Bubbl
     command = driver.command(
         ["/bin/sh", "-c", f"setsid sh -c 'sleep 300; : {marker}' & sleep 300"], sandbox=box, spec=spec
     )
-    runner = (
+    runner = (  # the runner names itself in the launcher's options: the stand-in is the runner here
         "import json, os, subprocess, sys, time\n"
-        "subprocess.Popen(json.loads(sys.argv[1]), env=json.loads(sys.argv[2]), start_new_session=True)\n"
+        "command = json.loads(sys.argv[1])\n"
+        "command[4] = json.dumps({**json.loads(command[4]), 'runner': os.getpid()})\n"
+        "subprocess.Popen(command, env=json.loads(sys.argv[2]), start_new_session=True)\n"
         "time.sleep(30)\n"
     )
     stand_in = subprocess.Popen(
@@ -188,6 +190,35 @@ def test_the_sandbox_dies_with_a_runner_killed_outright(work: Path, bwrap: Bubbl
     while processes_mentioning(marker):
         assert time.monotonic() < deadline, "the sandbox outlived the runner"
         time.sleep(0.05)
+
+
+def test_a_sandbox_left_unowned_is_found_and_killed(work: Path, bwrap: Bubblewrap) -> None:
+    box = box_in(work, "01LEFTOVER")
+    box.hand_over(*NOBODY)
+    command = bwrap.command(["/bin/sleep", "300"], sandbox=box, env={"PATH": "/usr/bin:/bin"}, network=False)
+    leftover = subprocess.Popen(command, start_new_session=True)  # as if its runner had died while bwrap started
+    try:
+        deadline = time.monotonic() + 10
+        while not processes_mentioning("/bin/sleep"):
+            assert time.monotonic() < deadline, "the sandbox never started"
+            time.sleep(0.05)
+        assert kill_sandboxes(f"{work}/other-job/") == 0  # only the sandboxes named are killed
+        assert kill_sandboxes("/01LEFTOVER/run") >= 1  # bwrap and, with a PID namespace, its init
+        assert leftover.wait(timeout=10) == -9
+    finally:
+        leftover.kill()
+
+
+def test_a_launcher_whose_runner_died_before_it_looked_starts_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    options = json.dumps({"limits": {}, "user": None, "cwd": None, "runner": 1})  # not its parent: gone
+    done = subprocess.run(
+        [sys.executable, "-I", "-m", "services.runner.launch", options, "--", "/usr/bin/touch", str(marker)],
+        cwd=APPS.parent,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 137 and not marker.exists()
 
 
 def test_a_runner_without_bwrap_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

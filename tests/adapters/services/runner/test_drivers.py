@@ -73,6 +73,7 @@ def test_the_local_driver_launches_the_argv_with_the_apps_limits_and_user(sandbo
         "limits": {"memory_mb": 512, "cpu_seconds": None, "file_size_mb": 4096, "open_files": 1024, "processes": 64},
         "user": [64999, 64999],
         "cwd": str(sandbox.run),
+        "runner": os.getpid(),  # the runner names itself: its launcher checks it is still its parent
     }
     assert launch_options(LocalDriver().command(["/bin/app"], sandbox=sandbox, spec=spec))[0]["user"] is None
 
@@ -88,7 +89,8 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
     options, docker = launch_options(
         driver.command(["/usr/bin/python3", "-c", "print(1)", "x; rm -rf /"], sandbox=sandbox, spec=spec)
     )
-    assert options == {"limits": {}, "user": None, "cwd": str(sandbox.root)}  # the docker CLI runs as the runner
+    # The docker CLI runs as the runner.
+    assert options == {"limits": {}, "user": None, "cwd": str(sandbox.root), "runner": os.getpid()}
     r, run, tmp = sandbox.inputs, sandbox.run, sandbox.tmp
     assert docker == [
         "/opt/docker", "run", "--rm", "--name", "quern-01job", "--label", "quern.job=01JOB", "--init",
