@@ -59,6 +59,19 @@ test *args: install
 test-unit *args: install
     {{bin}}/python -m pytest tests/unit {{args}}
 
+# Vendor swagger-ui-dist VERSION from npm as the /docs page's assets (then commit them; see their README.md)
+vendor-swagger-ui version:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dest=services/gateway/plumbing/static/swagger-ui
+    tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && npm pack --silent "swagger-ui-dist@{{version}}" >/dev/null && tar xzf swagger-ui-dist-*.tgz)
+    for file in swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css LICENSE NOTICE; do
+        cp "$tmp/package/$file" "$dest/$file"
+    done
+    sed -i -E "s/Swagger UI [0-9]+\.[0-9]+\.[0-9]+/Swagger UI {{version}}/" "$dest/README.md" docs/api.md docs/operations.md
+    git status --short "$dest" docs/api.md docs/operations.md
+
 # Lint, then test
 check: lint test
 

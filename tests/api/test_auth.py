@@ -20,7 +20,9 @@ from tests.helpers.clients import ApiUserFactory, gateway_client, log_in, proble
 from tests.helpers.datasets import make_dataset
 
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
-PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"}
+PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"} | {
+    f"/docs/assets/{name}" for name in ("swagger-ui.css", "swagger-ui-bundle.js", "docs.js")
+}
 
 
 def every_endpoint(env: dict[str, str], *, fill: bool = True) -> list[tuple[str, str]]:

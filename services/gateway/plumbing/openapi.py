@@ -1,4 +1,4 @@
-"""An API surface's OpenAPI 3.1 document, built from its endpoint declarations, and its docs page.
+"""An API surface's OpenAPI 3.1 document, built from its endpoint declarations, and the routes that publish it.
 
 Request schemas come from the pydantic models endpoints parse, answer schemas from the models
 they answer with; the test suite runs schemathesis against the result, so every real answer is
@@ -14,9 +14,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.gateway.plumbing.docs_page import docs_routes
 from services.gateway.plumbing.endpoints import EVENT_STREAM, Endpoint
 
 ERROR_TEXT = {
@@ -141,24 +142,11 @@ def build_document(mounted: Sequence[Mounted], *, info: dict[str, Any], problem:
     }
 
 
-DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({{url: "{url}", dom_id: "#ui"}});</script>
-</body></html>
-"""
-
-
 def document_routes(document: dict[str, Any], *, at: str = "") -> list[Route]:
-    """``{at}/openapi.json`` and ``{at}/docs`` (both public) serving ``document``."""
-    page = DOCS_PAGE.format(title=document["info"]["title"] + " API", url=f"{at}/openapi.json")
+    """``{at}/openapi.json`` serving ``document``, and ``{at}/docs`` rendering it (all public)."""
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(document)
 
-    async def docs(request: Request) -> Response:
-        return HTMLResponse(page)
-
-    return [Route(f"{at}/openapi.json", openapi_json), Route(f"{at}/docs", docs)]
+    title = document["info"]["title"] + " API"
+    return [Route(f"{at}/openapi.json", openapi_json), *docs_routes(title=title, spec=f"{at}/openapi.json", at=at)]
