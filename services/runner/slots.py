@@ -1,8 +1,9 @@
 """The runs a runner holds: one slot each, their stop events, the watch for cancels, the leases, the drain.
 
 A ``run_job`` message is acknowledged right after the claim; the run goes on as a task on the
-worker's event loop, holding a slot. When every slot is taken the runner stops consuming
-(``Intake``), so it never holds a message it cannot start, and RabbitMQ's ``consumer_timeout``
+worker's event loop, holding a slot. A message that finds every slot taken waits a moment for
+one, then hands its job back to the dispatcher and stops the consuming (``Intake``) until a slot
+is free: the runner never holds a message it cannot start, and RabbitMQ's ``consumer_timeout``
 never applies to a run.
 
 While runs are held, one loop looks for cancel requests every second and renews the leases of
@@ -61,19 +62,23 @@ class Slots:
         self._jobs = jobs
 
     async def reserve(self) -> bool:
-        """Take a slot, waiting briefly for one; False when none is free (or the runner drains)."""
+        """Take a slot, waiting briefly for one; False when none is free (or the runner drains).
+
+        A message that finds every slot busy for ``SLOT_WAIT_SECONDS`` stops the consuming until a
+        slot is free again. Pausing only then, rather than whenever the slots fill, spares a runner
+        of short jobs from closing and reopening its consumer at every job.
+        """
         async with self._freed:
             try:
                 await asyncio.wait_for(
                     self._freed.wait_for(lambda: self.closed or self._reserved < self.capacity), SLOT_WAIT_SECONDS
                 )
             except TimeoutError:
+                self.intake.pause()
                 return False
             if self.closed:
                 return False
             self._reserved += 1
-            if self._reserved >= self.capacity:
-                self.intake.pause()
             return True
 
     async def release(self) -> None:
