@@ -111,6 +111,7 @@ async def results(d: Deps, job: Job) -> dict[str, Any]:
             length=STORED_LOG_BYTES,
         )
         stdout_tail = excerpt.text
+    shown.sort(key=lambda each: (each.preview != "image", each.output.path))  # pictures first: the map
     return {"outputs": shown, "archive": archive, "stdout_tail": stdout_tail}
 
 

@@ -7,6 +7,7 @@
   const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"]);
   const LOG_LINES = 500; // lines kept in a live log tail
   const PREVIEW_ROWS = 20; // rows of a CSV preview
+  const PREVIEW_COLUMNS = 16; // and its columns
 
   function localTimes(root) {
     const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
@@ -187,9 +188,15 @@
     const body = document.createElement("tbody");
     for (const line of lines.slice(0, PREVIEW_ROWS)) {
       const row = document.createElement("tr");
-      for (const cell of line.split(",")) {
+      const cells = line.split(",");
+      for (const cell of cells.slice(0, PREVIEW_COLUMNS)) {
         const td = document.createElement("td");
         td.textContent = cell.trim();
+        row.append(td);
+      }
+      if (cells.length > PREVIEW_COLUMNS) {
+        const td = document.createElement("td");
+        td.textContent = "… " + (cells.length - PREVIEW_COLUMNS) + " more";
         row.append(td);
       }
       body.append(row);
@@ -199,7 +206,7 @@
     wrap.className = "scroll";
     wrap.append(table);
     const more = lines.length > PREVIEW_ROWS || !whole;
-    if (more) wrap.append(muted("First " + Math.min(PREVIEW_ROWS, lines.length) + " rows."));
+    if (more) wrap.append(muted("The first " + Math.min(PREVIEW_ROWS, lines.length) + " rows."));
     return wrap;
   }
 
