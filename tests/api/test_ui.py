@@ -193,3 +193,45 @@ def test_the_job_page_shows_the_owners_job_and_cancels_it(
         answer = client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf": csrf_of(page.text)})
         assert answer.status_code == 303 and answer.headers["location"] == f"/ui/jobs/{job['id']}"
         assert api.get(f"/v1/jobs/{job['id']}").json()["state"] == "CANCELED"
+
+
+def test_the_submit_form_is_made_from_the_apps_schema(user: tuple[httpx2.Client, str, str]) -> None:
+    client, username, password = user
+    form = ui_log_in(client, username, password).get("/ui/submit/flood").text
+    steps = re.search(r'<input type="number" id="p-steps"[^>]*>', form, re.DOTALL)
+    assert steps and 'value="400"' in steps.group(0) and 'step="1"' in steps.group(0)
+    assert 'min="1"' in steps.group(0) and 'max="100000"' in steps.group(0)
+    assert re.search(r'<select id="p-boundary"[^>]*>.*<option selected>open</option>', form, re.DOTALL)
+    assert "Rainfall depth in millimetres" in form and 'name="input.elevation"' in form
+
+
+def test_the_submit_form_shows_a_violation_beside_its_field(user: tuple[httpx2.Client, str, str]) -> None:
+    client, username, password = user
+    form = ui_log_in(client, username, password).get("/ui/submit/flood").text
+    answer = client.post(
+        "/ui/submit/flood",
+        data={"csrf": csrf_of(form), "param.rain_mm": "0", "param.steps": "10", "priority": "12"},
+    )
+    assert answer.status_code == 422
+    rain = re.search(r'<p class="error field-error" id="p-rain_mm-error">([^<]*)</p>', answer.text)
+    assert rain and "0" in rain.group(1), answer.text
+    assert 'id="j-priority-error"' in answer.text
+    assert re.search(r'id="p-steps" name="param.steps" value="10"', answer.text)  # what was typed stays
+
+
+def test_a_job_submitted_with_a_file_uploaded_from_the_form_opens_its_page(
+    user: tuple[httpx2.Client, str, str],
+) -> None:
+    client, username, password = user
+    token = csrf_of(ui_log_in(client, username, password).get("/ui/submit/flood").text)
+    stored = client.post(
+        "/ui/files", params={"name": "grid.csv"}, content=b"1,2,3\n4,5,6\n7,8,9\n", headers={"X-CSRF-Token": token}
+    )
+    assert stored.status_code == 201, stored.text
+    answer = client.post(
+        "/ui/submit/flood",
+        data={"csrf": token, "param.steps": "3", "input.elevation": stored.json()["id"], "tags": "a, b"},
+    )
+    assert answer.status_code == 303, answer.text
+    page = client.get(answer.headers["location"]).text
+    assert "QUEUED" in page and '<span class="tag">a</span>' in page

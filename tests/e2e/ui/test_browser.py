@@ -205,3 +205,34 @@ def test_logging_out_ends_the_session(
         again.context.add_cookies(cookies)  # type: ignore[arg-type]
         again.goto("/ui/jobs")
         assert again.url.endswith("/ui/login?next=/jobs")
+
+
+def test_a_flood_job_is_submitted_through_the_generated_form_with_an_uploaded_grid(
+    browser: Browser, stack: Stack, make_person: Callable[[], Person], blocked: list[str]
+) -> None:
+    alice = make_person()
+    with new_page(browser, stack.gateway_url, blocked=blocked) as page:
+        log_in_page(page, alice.username, alice.password)
+        page.get_by_role("link", name="Submit").click()
+        page.get_by_role("link", name="flood").click()
+        expect(page.get_by_label("steps")).to_have_value("400")
+        page.get_by_label("or upload one").set_input_files(str(PROJECT / VALLEY))
+        expect(page.locator(".upload [role=status]")).to_have_text("Uploaded valley.csv.", timeout=SECONDS)
+        assert page.eval_on_selector(".upload progress", "bar => bar.value") == 100
+        page.get_by_label("rain_mm").fill("0")  # the browser allows it (min 0); the schema wants more than 0
+        page.get_by_label("Name", exact=True).fill("from the form")
+        screenshot(page, "submit")
+        with page.expect_navigation() as refused:
+            page.get_by_role("button", name="Submit", exact=True).click()
+        assert refused.value is not None and refused.value.status == 422
+        expect(page.locator("#p-rain_mm-error")).to_contain_text("0", timeout=SECONDS)
+        assert page.get_by_label("rain_mm").get_attribute("aria-invalid") == "true"
+        assert page.locator("#i-elevation").evaluate("select => select.selectedOptions[0].text").startswith("valley")
+        page.get_by_label("rain_mm").fill("60")
+        page.get_by_role("button", name="Submit", exact=True).click()
+        page.wait_for_url("**/ui/jobs/*")
+        expect(page.locator("h1")).to_have_text("from the form")
+        expect(page.locator("#state")).to_have_text("SUCCEEDED", timeout=SECONDS)
+        expect(page.locator("img.preview-image")).to_be_visible(timeout=SECONDS)
+    jobs = alice.api.get("/v1/jobs").json()["items"]
+    assert [(job["name"], job["params"]["rain_mm"]) for job in jobs] == [("from the form", 60)]

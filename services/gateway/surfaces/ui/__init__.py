@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.gateway.surfaces.ui import job_actions, job_list, job_page, sign_in, streams
+from services.gateway.surfaces.ui import job_actions, job_list, job_page, sign_in, streams, submit
 from services.gateway.surfaces.ui.headers import SecurityHeaders
 from services.gateway.surfaces.ui.sessions import SessionGate
 from services.gateway.surfaces.ui.templates import app_error, error_page, http_error
@@ -47,6 +47,10 @@ def routes(settings: GatewaySettings) -> list[BaseRoute]:
         Route("/jobs/{job_id}/cancel", job_actions.cancel, methods=["POST"], name="job_cancel"),
         Route("/jobs/{job_id}/rerun", job_actions.rerun, methods=["POST"], name="job_rerun"),
         Route("/jobs/{job_id}/delete", job_actions.delete, methods=["POST"], name="job_delete"),
+        Route("/submit", submit.choose_app, methods=["GET"], name="apps"),
+        Route("/submit/{app}", submit.show_form, methods=["GET"], name="submit"),
+        Route("/submit/{app}", submit.submit, methods=["POST"]),
+        Route("/files", submit.upload, methods=["POST"], name="files"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return [
