@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from devstack.stack import Stack
 from services.gateway.app import create_app
 from shared.settings import GatewaySettings, load
-from tests.helpers.clients import ApiUserFactory, add_user, gateway_client, tiny_job
+from tests.helpers.clients import ApiUserFactory, add_user, gateway_client, log_in, tiny_job
 from tests.helpers.ui_forms import csrf_of, ui_log_in
 
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
@@ -160,10 +160,7 @@ def test_the_jobs_page_filters_and_counts_per_state(user: tuple[httpx2.Client, s
     client, username, password = user
     ui_log_in(client, username, password)
     with gateway_client(gateway) as api:
-        api.headers["Authorization"] = (
-            "Bearer "
-            + api.post("/v1/auth/login", json={"username": username, "password": password}).json()["access_token"]
-        )
+        log_in(api, username, password)
         for name in ("alpha-1", "alpha-2", "beta-1"):
             tiny_job(api, name=name, tags=["t1"])
     everything = client.get("/ui/jobs").text
@@ -181,10 +178,7 @@ def test_the_job_page_shows_the_owners_job_and_cancels_it(
     client, username, password = user
     ui_log_in(client, username, password)
     with gateway_client(gateway) as api:
-        api.headers["Authorization"] = (
-            "Bearer "
-            + api.post("/v1/auth/login", json={"username": username, "password": password}).json()["access_token"]
-        )
+        log_in(api, username, password)
         job = tiny_job(api, seconds=7, name="<b>bold</b>")
         page = client.get(f"/ui/jobs/{job['id']}")
         assert page.status_code == 200

@@ -83,9 +83,7 @@
       job.dataset.state = state;
       setState(badge, state);
       const item = document.createElement("li");
-      const label = document.createElement("span");
-      label.className = "badge state-" + state.toLowerCase();
-      label.textContent = state;
+      const label = element("span", "badge state-" + state.toLowerCase(), state);
       const time = document.createElement("time");
       time.setAttribute("datetime", event.at);
       item.append(label, " ", time);
@@ -114,21 +112,22 @@
       document.getElementById("live-log-section").hidden = false;
       const follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
       for (const line of event.data.lines) {
-        const span = document.createElement("span");
-        span.className = event.data.stream;
-        span.textContent = line + "\n";
-        log.append(span);
+        log.append(element("span", event.data.stream, line + "\n"));
       }
       while (log.childNodes.length > LOG_LINES) log.firstChild.remove();
       if (follow) log.scrollTop = log.scrollHeight;
     });
   }
 
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    node.className = className;
+    node.textContent = text;
+    return node;
+  }
+
   function muted(text) {
-    const span = document.createElement("span");
-    span.className = "muted";
-    span.textContent = text;
-    return span;
+    return element("span", "muted", text);
   }
 
   function showProgress(percent, step) {
@@ -173,10 +172,7 @@
   }
 
   function pre(text) {
-    const block = document.createElement("pre");
-    block.className = "log";
-    block.textContent = text;
-    return block;
+    return element("pre", "log", text);
   }
 
   function csvTable(text, whole) {
