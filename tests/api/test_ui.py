@@ -229,3 +229,28 @@ def test_a_job_submitted_with_a_file_uploaded_from_the_form_opens_its_page(
     assert answer.status_code == 303, answer.text
     page = client.get(answer.headers["location"]).text
     assert "QUEUED" in page and '<span class="tag">a</span>' in page
+
+
+def test_a_queue_is_paused_and_resumed_from_the_queues_page(
+    user: tuple[httpx2.Client, str, str], make_user: ApiUserFactory
+) -> None:
+    client, username, password = user
+    page = ui_log_in(client, username, password).get("/ui/queues").text
+    default = re.search(r'action="/ui/queues/(\w+)/pause"', page)
+    assert default and 'data-queue="default"' in page
+    answer = client.post(f"/ui/queues/{default.group(1)}/pause", data={"csrf": csrf_of(page)})
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/queues"
+    paused = client.get("/ui/queues").text
+    assert f'action="/ui/queues/{default.group(1)}/resume"' in paused
+    client.post(f"/ui/queues/{default.group(1)}/resume", data={"csrf": csrf_of(paused)})
+    assert f'action="/ui/queues/{default.group(1)}/pause"' in client.get("/ui/queues").text
+    other = make_user()
+    theirs = other.post("/v1/queues", json={"name": "theirs"}).json()
+    assert client.post(f"/ui/queues/{theirs['id']}/pause", data={"csrf": csrf_of(paused)}).status_code == 404
+    assert other.get(f"/v1/queues/{theirs['id']}").json()["paused"] is False
+
+
+def test_the_cluster_page_shows_the_active_jobs(user: tuple[httpx2.Client, str, str]) -> None:
+    client, username, password = user
+    page = ui_log_in(client, username, password).get("/ui/cluster")
+    assert page.status_code == 200 and "Your active jobs" in page.text

@@ -238,3 +238,24 @@ def test_a_flood_job_is_submitted_through_the_generated_form_with_an_uploaded_gr
     expect(page.locator("img.preview-image")).to_be_visible(timeout=SECONDS)
     jobs = alice.api.get("/v1/jobs").json()["items"]
     assert [(job["name"], job["params"]["rain_mm"]) for job in jobs] == [("from the form", 60)]
+
+
+def test_a_queue_is_paused_and_resumed_from_the_queues_page(
+    signed_in: Callable[[Person], Page], make_person: Callable[[], Person]
+) -> None:
+    alice = make_person()
+    assert alice.api.post("/v1/queues", json={"name": "nightly"}).status_code == 201
+    page = signed_in(alice)
+    page.get_by_role("link", name="Queues").click()
+    status = page.locator('tr[data-queue="nightly"] [data-role="status"]')
+    expect(status).to_have_text("running")
+    page.get_by_role("button", name="Pause nightly").click()
+    expect(status).to_have_text("paused")
+    queue = next(q for q in alice.api.get("/v1/queues").json()["items"] if q["name"] == "nightly")
+    assert queue["paused"] is True
+    page.get_by_role("button", name="Resume nightly").click()
+    expect(status).to_have_text("running")
+    assert alice.api.get(f"/v1/queues/{queue['id']}").json()["paused"] is False
+    page.get_by_role("link", name="Cluster").click()
+    expect(page.locator("h1")).to_have_text("Cluster")
+    expect(page.locator("table").first).to_contain_text("alive", timeout=SECONDS)

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.gateway.surfaces.ui import job_actions, job_list, job_page, sign_in, streams, submit
+from services.gateway.surfaces.ui import job_actions, job_list, job_page, operations, sign_in, streams, submit
 from services.gateway.surfaces.ui.headers import SecurityHeaders
 from services.gateway.surfaces.ui.sessions import SessionGate
 from services.gateway.surfaces.ui.templates import app_error, error_page, http_error
@@ -51,6 +51,10 @@ def routes(settings: GatewaySettings) -> list[BaseRoute]:
         Route("/submit/{app}", submit.show_form, methods=["GET"], name="submit"),
         Route("/submit/{app}", submit.submit, methods=["POST"]),
         Route("/files", submit.upload, methods=["POST"], name="files"),
+        Route("/queues", operations.list_queues, methods=["GET"], name="queues"),
+        Route("/queues/{queue_id}/pause", operations.pause, methods=["POST"], name="queue_pause"),
+        Route("/queues/{queue_id}/resume", operations.resume, methods=["POST"], name="queue_resume"),
+        Route("/cluster", operations.cluster, methods=["GET"], name="cluster"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return [
