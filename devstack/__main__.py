@@ -43,6 +43,7 @@ def up(stack: Stack, *, example: str | None) -> int:
     started = stack.start()
     print(f"started: {', '.join(started) or 'nothing (all running)'}; gateway {stack.gateway_url}")
     print(f"logs in {STATE / 'logs'}; admin login: {stack.admin_username}, password in {CREDENTIALS}")
+    print(f"web UI: {stack.gateway_url}/ui (log in as the admin above)")
     if example is None:
         return 0
     os.environ["QUERN_USERNAME"], os.environ["QUERN_PASSWORD"] = stack.admin_username, stack.admin_password

@@ -150,6 +150,7 @@ class GatewaySettings(SchedulerSettings):
 
     auth_secret: SecretStr = Field(min_length=32)
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+    ui_session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
     admin_username: str | None = Field(default=None, pattern=USERNAME)
     admin_password: SecretStr | None = None
     gateway_host: str = "127.0.0.1"

@@ -22,6 +22,7 @@ from shared.store.idempotency import IdempotencyStore
 from shared.store.jobs import JobStore
 from shared.store.migrations import migrate
 from shared.store.queues import QueueStore
+from shared.store.sessions import SessionStore
 from shared.store.webhooks import WebhookStore
 from shared.store.workers import WorkerStore
 
@@ -44,6 +45,7 @@ class Stores:
     idempotency: IdempotencyStore
     archives: ArchiveStore
     webhooks: WebhookStore
+    sessions: SessionStore
 
     @classmethod
     def over(cls, database: Database) -> Stores:
@@ -63,6 +65,7 @@ class Stores:
             idempotency=IdempotencyStore(database),
             archives=ArchiveStore(database),
             webhooks=WebhookStore(database),
+            sessions=SessionStore(database),
         )
 
     @classmethod
@@ -93,6 +96,7 @@ class Stores:
             self.idempotency,
             self.archives,
             self.webhooks,
+            self.sessions,
         ):
             await store.ensure_indexes()
         await migrate(self.database)

@@ -167,6 +167,14 @@ class JobStore:
         match = owner_filter(owner) | _matching(where or JobFilter())
         return await read_page(self._jobs, Job, match, limit=limit, after=after, oldest_first=oldest_first)
 
+    async def count_by_state(self, *, owner: str | None, where: JobFilter | None = None) -> dict[JobState, int]:
+        """How many jobs (of ``owner``, unless None) narrowed by ``where`` are in each state that has any."""
+        match = owner_filter(owner) | _matching(where or JobFilter())
+        pipeline = [{"$match": match}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        with translated("count jobs by state"):
+            rows = [row async for row in await self._jobs.aggregate(pipeline)]
+        return {JobState(row["_id"]): int(row["n"]) for row in rows}
+
     async def job_states(self, job_ids: list[str], *, owner: str | None = None) -> dict[str, JobState]:
         """The state of each of these jobs (of ``owner``, unless None) that still exists."""
         states: dict[str, JobState] = {}
