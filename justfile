@@ -55,6 +55,10 @@ lint: install
 test *args: install
     {{bin}}/python -m pytest -n {{workers}} --dist loadfile {{args}}
 
+# Refresh the screenshots the docs show (docs/screenshots/) from the browser tests
+screenshots: install
+    QUERN_SCREENSHOTS="$PWD/docs/screenshots" {{bin}}/python -m pytest tests/e2e/ui -q
+
 # Run the unit tier alone: no servers, seconds
 test-unit *args: install
     {{bin}}/python -m pytest tests/unit {{args}}

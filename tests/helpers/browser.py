@@ -10,6 +10,7 @@ aborted, so a page that reached for a CDN would break in the test as it would at
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,10 @@ FLAGS = (
     "--no-first-run",
 )
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PROJECT = Path(__file__).resolve().parents[2]
+# Where the tests save their screenshots: .state/screenshots, untracked, unless QUERN_SCREENSHOTS names
+# another directory (`just screenshots` points it at docs/screenshots, the copies the docs show).
+SCREENSHOTS = Path(os.environ.get("QUERN_SCREENSHOTS", PROJECT / ".state" / "screenshots"))
 
 
 def ensure_chromium() -> Path:
@@ -89,7 +93,7 @@ def log_in_page(page: Page, username: str, password: str) -> None:
 
 
 def screenshot(page: Page, name: str) -> Path:
-    """Save the whole page as docs/screenshots/<name>.png, for the docs and the README."""
+    """Save the whole page as <name>.png in ``SCREENSHOTS``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
