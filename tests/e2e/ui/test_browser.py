@@ -259,3 +259,18 @@ def test_a_queue_is_paused_and_resumed_from_the_queues_page(
     page.get_by_role("link", name="Cluster").click()
     expect(page.locator("h1")).to_have_text("Cluster")
     expect(page.locator("table").first).to_contain_text("alive", timeout=SECONDS)
+
+
+def test_the_api_reference_renders_with_every_request_off_the_machine_blocked(browser: Browser, stack: Stack) -> None:
+    blocked: list[str] = []
+    violations: list[str] = []
+    with new_page(browser, stack.gateway_url, blocked=blocked) as page:
+        page.on(
+            "console", lambda message: violations.append(message.text) if "Content Security" in message.text else None
+        )
+        page.goto("/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("quern")
+        operations = page.locator(".opblock")
+        expect(operations.first).to_be_visible()
+        assert operations.count() > 50  # every operation of the native API is listed
+    assert blocked == [] and violations == []
