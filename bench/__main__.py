@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import latency, package_rss, read_path, scale, throughput, upload_rss
+from bench import latency, package_rss, read_path, scale, throughput, ui_page, upload_rss
 from bench.harness import RESULTS, bench_stack, report
 
 
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             ("upload", lambda where: upload_rss.measure(stack, upload_mb, where)),
             ("package", lambda where: package_rss.measure(stack, package_mb, where)),
             ("read_path", lambda where: read_path.measure(stack, where, seconds=read_seconds, rounds=rounds)),
+            ("ui_page", lambda where: ui_page.measure(stack, where, rounds=rounds, requests=3 if args.quick else 30)),
             # Last: it leaves 100,000 jobs in the store and a paused queue of 10,000.
             ("scale", lambda where: scale.measure(stack, where, count=stored, batch=batch, pages=pages)),
         ]
