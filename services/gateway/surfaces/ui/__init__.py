@@ -64,8 +64,8 @@ def repairs_and_admin() -> list[BaseRoute]:
         Route("/admin/users/{user_id}/enable", admin_users.enable, methods=["POST"], name="admin_user_enable"),
         Route("/admin/apps", admin_apps.list_apps, methods=["GET"], name="admin_apps"),
         Route("/admin/apps", admin_apps.register, methods=["POST"]),
-        Route("/admin/apps/{name}/disable", admin_apps.disable, methods=["POST"], name="admin_app_disable"),
-        Route("/admin/apps/{name}/enable", admin_apps.enable, methods=["POST"], name="admin_app_enable"),
+        Route("/admin/apps/{app}/disable", admin_apps.disable, methods=["POST"], name="admin_app_disable"),
+        Route("/admin/apps/{app}/enable", admin_apps.enable, methods=["POST"], name="admin_app_enable"),
     ]
 
 

@@ -67,7 +67,7 @@ async def toggle(request: Request, *, disable: bool) -> Response:
     version = str((await request.form()).get("version", "")).strip() or None
     await set_disabled(
         apps=deps(request).stores.apps,
-        name=request.path_params["name"],
+        name=request.path_params["app"],
         version=version,
         by=who.username if disable else None,
     )
@@ -75,10 +75,10 @@ async def toggle(request: Request, *, disable: bool) -> Response:
 
 
 async def disable(request: Request) -> Response:
-    """POST /ui/admin/apps/{name}/disable: that version (or, without one, the app) takes no new jobs."""
+    """POST /ui/admin/apps/{app}/disable: that version (or, without one, the app) takes no new jobs."""
     return await toggle(request, disable=True)
 
 
 async def enable(request: Request) -> Response:
-    """POST /ui/admin/apps/{name}/enable."""
+    """POST /ui/admin/apps/{app}/enable."""
     return await toggle(request, disable=False)
