@@ -70,6 +70,9 @@ def test_a_non_admin_cannot_reach_the_admin_pages(
     assert created.status_code == 403
     assert name not in admin.get("/v1/users", params={"limit": 500}).text
     assert client.post("/ui/admin/apps/tiny/disable", data={"csrf": token}).status_code == 403
+    me = api.get("/v1/me").json()["id"]
+    assert client.post(f"/ui/admin/users/{me}/limit", data={"csrf": token, "max_running": "99"}).status_code == 403
+    assert api.get("/v1/me").json()["max_running"] is None
     job = tiny_job(api)
     forced = client.post(f"/ui/jobs/{job['id']}/state", data={"csrf": token, "state": "FAILED", "reason": "x"})
     assert forced.status_code == 403
@@ -163,3 +166,29 @@ def test_retry_failed_from_the_queues_page_says_what_it_did(user_ui: tuple[httpx
     assert "Queue default: 0 failed jobs put back to QUEUED." in answer.text
     answer = client.post(f"/ui/queues/{default.group(1)}/recover", data={"csrf": csrf_of(page)}, follow_redirects=True)
     assert "Queue default: 0 running jobs of gone workers put back to QUEUED." in answer.text
+
+
+def test_an_admin_forces_a_job_failed_from_its_page_and_a_missing_reason_is_refused(
+    admin_ui: httpx2.Client, user_ui: tuple[httpx2.Client, httpx2.Client]
+) -> None:
+    _, api = user_ui
+    job = tiny_job(api)
+    page = admin_ui.get(f"/ui/jobs/{job['id']}").text
+    assert 'id="force-form"' in page
+    token = csrf_of(page)
+    empty = admin_ui.post(f"/ui/jobs/{job['id']}/state", data={"csrf": token, "state": "FAILED", "reason": " "})
+    assert empty.status_code == 422 and "reason" in empty.text
+    assert api.get(f"/v1/jobs/{job['id']}").json()["state"] == "QUEUED"
+    data = {"csrf": token, "state": "FAILED", "reason": "stuck"}
+    assert admin_ui.post(f"/ui/jobs/{job['id']}/state", data=data).status_code == 303
+    forced = api.get(f"/v1/jobs/{job['id']}").json()
+    assert forced["state"] == "FAILED" and forced["history"][-1]["reason"] == "stuck"
+    assert "QUEUED → FAILED by" in admin_ui.get(f"/ui/jobs/{job['id']}").text
+
+
+def test_the_queues_page_says_nothing_of_a_queue_it_does_not_list(
+    user_ui: tuple[httpx2.Client, httpx2.Client],
+) -> None:
+    client, _ = user_ui
+    page = client.get("/ui/queues", params={"queue": "<b>anything</b>", "retried": "9"}).text
+    assert 'id="message"' not in page and "anything" not in page

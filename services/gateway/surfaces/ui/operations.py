@@ -28,7 +28,7 @@ async def list_queues(request: Request) -> Response:
         queues=counted.page.items,
         counts=counted.counts,
         states=list(JobState),
-        message=repair_message(request),
+        message=repair_message(request, counted.page.items),
     )
 
 

@@ -1,7 +1,8 @@
 """The queues page's repairs: retry a queue's failed jobs, recover the running jobs of gone workers.
 
 Each is a form post carrying the session's CSRF token; the queues page then says what was done,
-from counts in its query (numbers only, so a link cannot make the page say anything else).
+from the queue's id and counts in its query (an id of a queue it lists and numbers only, so a
+link cannot make the page say anything else).
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ from starlette.responses import RedirectResponse, Response
 from services.gateway.deps import deps
 from services.gateway.domain.queues import QueueRef, RetryRequest, find_queue, recover_jobs, retry_jobs
 from services.gateway.plumbing.auth import principal
+from shared.models import Queue
 
 COUNTS = ("retried", "skipped", "recovered")
 
 
-def to_queues(request: Request, name: str, **counts: int) -> Response:
-    """Back to the queues page, with what was done to queue ``name``."""
-    url = request.url_for("ui:queues").include_query_params(queue=name, **counts)
+def to_queues(request: Request, queue_id: str, **counts: int) -> Response:
+    """Back to the queues page, with what was done to the queue."""
+    url = request.url_for("ui:queues").include_query_params(queue=queue_id, **counts)
     return RedirectResponse(f"{url.path}?{url.query}", status_code=303)
 
 
-def repair_message(request: Request) -> str | None:
-    """What the last retry or recovery did, from the queues page's query."""
+def repair_message(request: Request, queues: list[Queue]) -> str | None:
+    """What the last retry or recovery did to one of ``queues``, from the queues page's query."""
     counts = {name: request.query_params.get(name, "") for name in COUNTS}
-    queue = request.query_params.get("queue", "")
-    if not queue or not any(value.isdigit() for value in counts.values()):
+    named = {queue.id: queue.name for queue in queues}
+    queue = named.get(request.query_params.get("queue", ""))
+    if queue is None or not all(value.isdigit() for value in counts.values() if value):
         return None
     if counts["recovered"].isdigit():
         return f"Queue {queue}: {counts['recovered']} running jobs of gone workers put back to QUEUED."
@@ -50,7 +53,7 @@ async def retry(request: Request) -> Response:
         by=who.username,
         wake=d.wake,
     )
-    return to_queues(request, queue.name, retried=len(done.retried), skipped=len(done.skipped))
+    return to_queues(request, queue.id, retried=len(done.retried), skipped=len(done.skipped))
 
 
 async def recover(request: Request) -> Response:
@@ -69,4 +72,4 @@ async def recover(request: Request) -> Response:
         by=who.username,
         wake=d.wake,
     )
-    return to_queues(request, queue.name, recovered=len(done.recovered))
+    return to_queues(request, queue.id, recovered=len(done.recovered))
