@@ -165,9 +165,12 @@ def test_the_jobs_page_filters_and_counts_per_state(user: tuple[httpx2.Client, s
             tiny_job(api, name=name, tags=["t1"])
     everything = client.get("/ui/jobs").text
     assert everything.count('data-job="') == 3
-    assert re.search(r'data-count="QUEUED"[^>]*>Queued <span class="n">3</span>', everything)
+    counts = client.get("/ui/jobs/counts").json()
+    assert counts["total"] == 3 and counts["counts"]["QUEUED"] == 3 and counts["counts"]["RUNNING"] == 0
     alphas = client.get("/ui/jobs", params={"name": "alpha"}).text
     assert alphas.count('data-job="') == 2
+    # The counts follow the page's other filters, never its state.
+    assert client.get("/ui/jobs/counts", params={"name": "alpha", "state": "RUNNING"}).json()["total"] == 2
     assert client.get("/ui/jobs", params={"state": "RUNNING"}).text.count('data-job="') == 0
     assert client.get("/ui/jobs", params={"tag": "nope"}).text.count('data-job="') == 0
 

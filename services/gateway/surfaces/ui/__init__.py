@@ -77,6 +77,7 @@ def routes(settings: GatewaySettings) -> list[BaseRoute]:
         Route("/login", sign_in.log_in, methods=["POST"]),
         Route("/logout", sign_in.log_out, methods=["POST"], name="logout"),
         Route("/jobs", job_list.list_jobs, methods=["GET"], name="jobs"),
+        Route("/jobs/counts", job_list.count_jobs, methods=["GET"], name="job_counts"),
         Route("/events", streams.my_events, methods=["GET"], name="events"),
         Route("/jobs/{job_id}", job_page.show_job, methods=["GET"], name="job"),
         Route("/jobs/{job_id}/results", job_page.show_results, methods=["GET"], name="job_results"),

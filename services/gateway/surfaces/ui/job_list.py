@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.events import horizon
@@ -55,10 +55,9 @@ class JobListQuery:
 
 
 async def list_jobs(request: Request) -> Response:
-    """GET /ui/jobs."""
+    """GET /ui/jobs: the page of jobs; its counts per state come from ``count_jobs``, fetched by the page's script."""
     query, who, jobs = JobListQuery.of(request), principal(request), deps(request).stores.jobs
     found = await jobs.list_jobs(owner=who.owner_filter, limit=PAGE_SIZE, after=query.after, where=query.where())
-    counts = await jobs.count_by_state(owner=who.owner_filter, where=query.where(with_state=False))
     return page(
         request,
         "jobs.html",
@@ -67,7 +66,17 @@ async def list_jobs(request: Request) -> Response:
         first_link=query.link() if query.after else None,
         query=query,
         states=list(JobState),
-        counts={state.value: counts.get(state, 0) for state in JobState},
-        total=sum(counts.values()),
         stream_after=horizon(),  # the page's stream starts here: what happened before is shown already
     )
+
+
+async def count_jobs(request: Request) -> Response:
+    """GET /ui/jobs/counts: how many jobs the page's other filters match, in all and per state (JSON).
+
+    Counting is an aggregate over every matching job, so the page does not wait for it: the list
+    shows at once, and its script fills the counts in.
+    """
+    query, who = JobListQuery.of(request), principal(request)
+    counts = await deps(request).stores.jobs.count_by_state(owner=who.owner_filter, where=query.where(with_state=False))
+    by_state = {state.value: counts.get(state, 0) for state in JobState}
+    return JSONResponse({"total": sum(by_state.values()), "counts": by_state})

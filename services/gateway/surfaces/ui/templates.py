@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from starlette.exceptions import HTTPException
@@ -45,9 +46,21 @@ _env.filters["file_size"] = file_size
 def page(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     """``template`` rendered for this request, with the user, CSRF token and ``url(name, **params)``."""
     session = getattr(request.state, "ui_session", None)
+    shapes: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def url(name: str, **params: Any) -> str:
-        return str(request.url_for(name, **params).path)
+        # Starlette's url_for walks every route of the app; a page of 50 jobs asks for 50 job links.
+        # Each route's path is looked up once per page, with markers where its parameters go.
+        key = (name, tuple(sorted(params)))
+        if key not in shapes:
+            try:
+                shapes[key] = str(request.url_for(name, **{param: f"\x00{param}\x00" for param in params}).path)
+            except (AssertionError, ValueError):  # a typed parameter (an int) takes no marker: look it up each time
+                return str(request.url_for(name, **params).path)
+        path = shapes[key]
+        for param, value in params.items():
+            path = path.replace(f"\x00{param}\x00", quote(str(value), safe=""))
+        return path
 
     html = _env.get_template(template).render(
         user=getattr(request.state, "principal", None),

@@ -35,6 +35,7 @@
 
   // The jobs page: each state or progress event of a listed job changes its row and the counts.
   function jobsPage() {
+    loadCounts();
     const table = document.getElementById("jobs");
     const notice = document.getElementById("new-jobs");
     if (!table) return;
@@ -63,9 +64,25 @@
     });
   }
 
+  // The counts per state are fetched after the page shows (counting is the slow part of the page).
+  function loadCounts() {
+    const nav = document.querySelector("nav[data-counts]");
+    if (!nav) return;
+    fetch(nav.dataset.counts, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((answer) => (answer.ok ? answer.json() : null))
+      .then((found) => {
+        if (!found) return;
+        nav.querySelector("[data-count-total]").textContent = String(found.total);
+        for (const [state, n] of Object.entries(found.counts)) {
+          const node = nav.querySelector('[data-count="' + state + '"] .n');
+          if (node) node.textContent = String(n);
+        }
+      });
+  }
+
   function count(state, change) {
     const node = document.querySelector('[data-count="' + state + '"] .n');
-    if (node) node.textContent = String(Math.max(0, Number(node.textContent) + change));
+    if (node && node.textContent !== "") node.textContent = String(Math.max(0, Number(node.textContent) + change));
   }
 
   // The job page: state, progress and output lines as they happen; the results once it has ended.
