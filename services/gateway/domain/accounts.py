@@ -101,6 +101,14 @@ async def disable_user(*, accounts: AccountStore, user_id: str, caller: Caller) 
     return user
 
 
+async def enable_user(*, accounts: AccountStore, user_id: str, caller: Caller) -> User:
+    """Enable a disabled user's account again (admins only)."""
+    check_may_manage(user_id, caller)
+    user = await accounts.set_user_disabled(user_id, False)
+    log.info("user_enabled", user_id=user.id)
+    return user
+
+
 async def limit_user(
     *, accounts: AccountStore, wake: Callable[[], None], user_id: str, max_running: int | None
 ) -> User:

@@ -33,7 +33,8 @@ class RerunRequest(BaseModel):
     webhook: WebhookTarget | None = Field(default=None, description="a URL for the new job's terminal event")
 
 
-async def _installed(job: Job, *, apps: AppStore) -> AppSpec:
+async def installed_spec(job: Job, *, apps: AppStore) -> AppSpec:
+    """The app version the job ran, if it is still the current one; Conflict otherwise."""
     try:
         spec = await find_app(job.app, apps=apps)
     except NotFound:
@@ -83,7 +84,7 @@ async def rerun_job(
     """
     job = await stores.jobs.get_job(job_id, owner=owner)
     wanted = changes()
-    await _installed(job, apps=stores.apps)
+    await installed_spec(job, apps=stores.apps)
     return await submit_job(
         stores=stores,
         request=clone_request(job, wanted, retention=retention),

@@ -16,7 +16,21 @@ from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.gateway.surfaces.ui import job_actions, job_list, job_page, operations, sign_in, streams, submit
+from services.gateway.surfaces.ui import (
+    admin_apps,
+    admin_users,
+    api_keys,
+    forced_form,
+    job_actions,
+    job_list,
+    job_page,
+    operations,
+    queue_repairs,
+    rerun_form,
+    sign_in,
+    streams,
+    submit,
+)
 from services.gateway.surfaces.ui.headers import SecurityHeaders
 from services.gateway.surfaces.ui.sessions import SessionGate
 from services.gateway.surfaces.ui.templates import app_error, error_page, http_error
@@ -30,6 +44,29 @@ PUBLIC = ("/login", "/static/")  # within /ui: everything else needs a session
 def home(_: object) -> RedirectResponse:
     """GET /ui/: the jobs page."""
     return RedirectResponse("jobs", status_code=303)
+
+
+def repairs_and_admin() -> list[BaseRoute]:
+    """Rerun with changes, queue repairs, API keys, and the admin pages (users, apps, forcing a job's state)."""
+    return [
+        Route("/jobs/{job_id}/rerun", rerun_form.show_form, methods=["GET"], name="job_rerun"),
+        Route("/jobs/{job_id}/rerun", rerun_form.rerun, methods=["POST"]),
+        Route("/jobs/{job_id}/state", forced_form.force, methods=["POST"], name="job_force"),
+        Route("/queues/{queue_id}/retry", queue_repairs.retry, methods=["POST"], name="queue_retry"),
+        Route("/queues/{queue_id}/recover", queue_repairs.recover, methods=["POST"], name="queue_recover"),
+        Route("/keys", api_keys.list_keys, methods=["GET"], name="keys"),
+        Route("/keys", api_keys.add_key, methods=["POST"]),
+        Route("/keys/{key_id}/revoke", api_keys.revoke, methods=["POST"], name="key_revoke"),
+        Route("/admin/users", admin_users.list_users, methods=["GET"], name="admin_users"),
+        Route("/admin/users", admin_users.add_user, methods=["POST"]),
+        Route("/admin/users/{user_id}/limit", admin_users.set_limit, methods=["POST"], name="admin_user_limit"),
+        Route("/admin/users/{user_id}/disable", admin_users.disable, methods=["POST"], name="admin_user_disable"),
+        Route("/admin/users/{user_id}/enable", admin_users.enable, methods=["POST"], name="admin_user_enable"),
+        Route("/admin/apps", admin_apps.list_apps, methods=["GET"], name="admin_apps"),
+        Route("/admin/apps", admin_apps.register, methods=["POST"]),
+        Route("/admin/apps/{app}/disable", admin_apps.disable, methods=["POST"], name="admin_app_disable"),
+        Route("/admin/apps/{app}/enable", admin_apps.enable, methods=["POST"], name="admin_app_enable"),
+    ]
 
 
 def routes(settings: GatewaySettings) -> list[BaseRoute]:
@@ -46,7 +83,6 @@ def routes(settings: GatewaySettings) -> list[BaseRoute]:
         Route("/jobs/{job_id}/results", job_page.show_results, methods=["GET"], name="job_results"),
         Route("/jobs/{job_id}/events", streams.job_events, methods=["GET"], name="job_events"),
         Route("/jobs/{job_id}/cancel", job_actions.cancel, methods=["POST"], name="job_cancel"),
-        Route("/jobs/{job_id}/rerun", job_actions.rerun, methods=["POST"], name="job_rerun"),
         Route("/jobs/{job_id}/delete", job_actions.delete, methods=["POST"], name="job_delete"),
         Route("/submit", submit.choose_app, methods=["GET"], name="apps"),
         Route("/submit/{app}", submit.show_form, methods=["GET"], name="submit"),
@@ -56,6 +92,7 @@ def routes(settings: GatewaySettings) -> list[BaseRoute]:
         Route("/queues/{queue_id}/pause", operations.pause, methods=["POST"], name="queue_pause"),
         Route("/queues/{queue_id}/resume", operations.resume, methods=["POST"], name="queue_resume"),
         Route("/cluster", operations.cluster, methods=["GET"], name="cluster"),
+        *repairs_and_admin(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return [

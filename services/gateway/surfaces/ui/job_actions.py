@@ -1,4 +1,4 @@
-"""What the job page's buttons do: cancel, run again, delete; each a form post carrying the session's CSRF token."""
+"""What the job page's buttons do: cancel and delete; each a form post carrying the session's CSRF token."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from starlette.responses import RedirectResponse, Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.cancellation import cancel_job, delete_job
-from services.gateway.domain.reruns import RerunRequest, rerun_job
-from services.gateway.domain.retention import RetentionPolicy
-from services.gateway.domain.submission import SubmissionStores
 from services.gateway.plumbing.auth import principal
 
 
@@ -28,21 +25,6 @@ async def cancel(request: Request) -> Response:
         owner=who.owner_filter,
         who=who.username,
         broker=d.broker,
-    )
-    return to_job(request, job.id)
-
-
-async def rerun(request: Request) -> Response:
-    """POST /ui/jobs/{job_id}/rerun: the new job's page."""
-    who, d = principal(request), deps(request)
-    job = await rerun_job(
-        stores=SubmissionStores.of(d.stores),
-        wake=d.wake,
-        job_id=request.path_params["job_id"],
-        owner=who.owner_filter,
-        changes=RerunRequest,
-        retention=RetentionPolicy.of(d.settings),
-        networks=d.settings.allowed_networks(),
     )
     return to_job(request, job.id)
 

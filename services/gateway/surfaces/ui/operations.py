@@ -9,6 +9,7 @@ from services.gateway.deps import deps
 from services.gateway.domain.cluster import cluster_summary
 from services.gateway.domain.queues import QueueRef, pause_queue, queue_page
 from services.gateway.plumbing.auth import principal
+from services.gateway.surfaces.ui.queue_repairs import repair_message
 from services.gateway.surfaces.ui.templates import page
 from shared.models import JobState
 
@@ -21,7 +22,14 @@ async def list_queues(request: Request) -> Response:
     counted = await queue_page(
         queues=deps(request).stores.queues, caller=who.user_id, owner=who.owner_filter, limit=QUEUES_SHOWN, after=None
     )
-    return page(request, "queues.html", queues=counted.page.items, counts=counted.counts, states=list(JobState))
+    return page(
+        request,
+        "queues.html",
+        queues=counted.page.items,
+        counts=counted.counts,
+        states=list(JobState),
+        message=repair_message(request, counted.page.items),
+    )
 
 
 async def set_paused(request: Request, paused: bool) -> Response:

@@ -54,8 +54,9 @@ async def form_page(
     form: FormData | None = None,
     violations: list[tuple[str, str]] | None = None,
     status: int = 200,
+    rerun_of: str | None = None,
 ) -> Response:
-    """The submit form of ``spec``, showing what was posted and where it went wrong."""
+    """The submit form of ``spec`` (or of a rerun of job ``rerun_of``), showing what was posted and what is wrong."""
     placed, others = errors_by_field(violations or [])
     params = fields(spec.parameters, values)
     for each in params:
@@ -72,6 +73,7 @@ async def form_page(
         errors=placed,
         other_errors=others,
         input_prefix=INPUT,
+        rerun_of=rerun_of,
     )
 
 
