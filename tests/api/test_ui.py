@@ -190,6 +190,11 @@ def test_the_job_page_shows_the_owners_job_and_cancels_it(
         answer = client.post(f"/ui/jobs/{job['id']}/cancel", data={"csrf": csrf_of(page.text)})
         assert answer.status_code == 303 and answer.headers["location"] == f"/ui/jobs/{job['id']}"
         assert api.get(f"/v1/jobs/{job['id']}").json()["state"] == "CANCELED"
+        # Its end, recorded a moment ago, is in the history of the page that now shows the job ended.
+        history = re.search(
+            r'<ol class="history" id="history">(.*?)</ol>', client.get(f"/ui/jobs/{job['id']}").text, re.S
+        )
+        assert history is not None and "state-canceled" in history.group(1)
 
 
 def test_the_submit_form_is_made_from_the_apps_schema(user: tuple[httpx2.Client, str, str]) -> None:

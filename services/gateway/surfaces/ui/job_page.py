@@ -67,7 +67,10 @@ class Timeline:
 
 async def timeline(d: Deps, job: Job) -> Timeline:
     """The job's state changes and output lines from its recorded events."""
-    recorded = await d.stores.events.events_after(None, before=horizon(), job_id=job.id, limit=MAX_EVENTS)
+    # A running job's page follows its stream from a settled point; a finished job's is not followed, so all
+    # of its events are read, its last state change (recorded a moment ago, maybe) included.
+    before = None if job.state.terminal else horizon()
+    recorded = await d.stores.events.events_after(None, before=before, job_id=job.id, limit=MAX_EVENTS)
     log: list[tuple[str, str]] = []
     for event in recorded:
         if event.type == "log":
