@@ -16,7 +16,17 @@ from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from services.gateway.surfaces.ui import job_actions, job_list, job_page, operations, sign_in, streams, submit
+from services.gateway.surfaces.ui import (
+    dataset_pages,
+    file_pages,
+    job_actions,
+    job_list,
+    job_page,
+    operations,
+    sign_in,
+    streams,
+    submit,
+)
 from services.gateway.surfaces.ui.headers import SecurityHeaders
 from services.gateway.surfaces.ui.sessions import SessionGate
 from services.gateway.surfaces.ui.templates import app_error, error_page, http_error
@@ -51,6 +61,16 @@ def routes(settings: GatewaySettings) -> list[BaseRoute]:
         Route("/submit/{app}", submit.show_form, methods=["GET"], name="submit"),
         Route("/submit/{app}", submit.submit, methods=["POST"]),
         Route("/files", submit.upload, methods=["POST"], name="files"),
+        # -- files and datasets: the files page, direct-to-S3 uploads, the datasets pages --
+        Route("/files", file_pages.list_files, methods=["GET"]),
+        Route("/files/{file_id}/delete", file_pages.delete, methods=["POST"], name="file_delete"),
+        Route("/uploads", file_pages.start, methods=["POST"], name="uploads"),
+        Route("/uploads/{upload_id}/complete", file_pages.complete, methods=["POST"], name="upload_complete"),
+        Route("/datasets", dataset_pages.list_datasets, methods=["GET"], name="datasets"),
+        Route("/datasets", dataset_pages.create, methods=["POST"]),
+        Route("/datasets/{dataset_id}", dataset_pages.show_dataset, methods=["GET"], name="dataset"),
+        Route("/datasets/{dataset_id}/delete", dataset_pages.delete, methods=["POST"], name="dataset_delete"),
+        # -- end of files and datasets --
         Route("/queues", operations.list_queues, methods=["GET"], name="queues"),
         Route("/queues/{queue_id}/pause", operations.pause, methods=["POST"], name="queue_pause"),
         Route("/queues/{queue_id}/resume", operations.resume, methods=["POST"], name="queue_resume"),
