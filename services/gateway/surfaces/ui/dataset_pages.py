@@ -13,9 +13,10 @@ from services.gateway.deps import deps
 from services.gateway.domain.datasets import DatasetRequest, create_dataset, delete_dataset
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.problems import status_of
+from services.gateway.surfaces.ui.file_pages import unless_in_use
 from services.gateway.surfaces.ui.sessions import MAX_FORM_BYTES
 from services.gateway.surfaces.ui.templates import page
-from shared.errors import AppError, Invalid, NotYet, TooLarge
+from shared.errors import AppError, Invalid, TooLarge
 
 PAGE_SIZE = 50
 FILES_SHOWN = 100  # the newest files offered as bundles
@@ -114,14 +115,13 @@ async def show_dataset(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     """POST /ui/datasets/{dataset_id}/delete: the datasets page; while a job reads it, its page with why (409)."""
     d = deps(request)
-    try:
-        await delete_dataset(
-            datasets=d.stores.datasets,
-            jobs=d.stores.jobs,
-            storage=d.storage,
-            dataset_id=request.path_params["dataset_id"],
-            owner=principal(request).user_id,
-        )
-    except NotYet as exc:
-        return await show(request, message=exc.detail, status=status_of(exc))
-    return RedirectResponse(request.url_for("ui:datasets").path, status_code=303)
+    removal = delete_dataset(
+        datasets=d.stores.datasets,
+        jobs=d.stores.jobs,
+        storage=d.storage,
+        dataset_id=request.path_params["dataset_id"],
+        owner=principal(request).user_id,
+    )
+    return await unless_in_use(
+        request, removal, then="ui:datasets", otherwise=lambda why, status: show(request, message=why, status=status)
+    )

@@ -9,6 +9,8 @@ parts S3 holds instead; the size and sha256 check that follows is what vouches f
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -46,20 +48,30 @@ async def list_files(request: Request) -> Response:
     return await files_page(request)
 
 
+async def unless_in_use(
+    request: Request, removal: Awaitable[object], *, then: str, otherwise: Callable[[str, int], Awaitable[Response]]
+) -> Response:
+    """Await ``removal``, then go to the page named ``then``; while a job needs the thing, ``otherwise`` says why."""
+    try:
+        await removal
+    except NotYet as exc:
+        return await otherwise(exc.detail, status_of(exc))
+    return RedirectResponse(request.url_for(then).path, status_code=303)
+
+
 async def delete(request: Request) -> Response:
     """POST /ui/files/{file_id}/delete: the files page; while a job needs the file, the page with why (409)."""
     d = deps(request)
-    try:
-        await delete_file(
-            files=d.stores.files,
-            jobs=d.stores.jobs,
-            storage=d.storage,
-            file_id=request.path_params["file_id"],
-            owner=principal(request).user_id,
-        )
-    except NotYet as exc:
-        return await files_page(request, message=exc.detail, status=status_of(exc))
-    return RedirectResponse(request.url_for("ui:files").path, status_code=303)
+    removal = delete_file(
+        files=d.stores.files,
+        jobs=d.stores.jobs,
+        storage=d.storage,
+        file_id=request.path_params["file_id"],
+        owner=principal(request).user_id,
+    )
+    return await unless_in_use(
+        request, removal, then="ui:files", otherwise=lambda why, status: files_page(request, message=why, status=status)
+    )
 
 
 async def start(request: Request) -> Response:
