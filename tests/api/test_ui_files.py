@@ -98,6 +98,16 @@ def test_an_upload_whose_parts_did_not_all_arrive_is_refused(person: Person) -> 
     assert answer.status_code == 422
 
 
+def test_a_failed_upload_is_canceled(person: Person, make_user: ApiUserFactory) -> None:
+    announced = {"name": "big.bin", "size": SINGLE_PUT_MAX_BYTES + 1, "sha256": "0" * 64}
+    opened = person.ui.post("/ui/uploads", json=announced, headers={"X-CSRF-Token": person.token}).json()
+    assert person.api.get(f"/v1/uploads/{opened['id']}").status_code == 200
+    assert make_user().get(f"/v1/uploads/{opened['id']}").status_code == 404
+    answer = person.ui.post(f"/ui/uploads/{opened['id']}/cancel", headers={"X-CSRF-Token": person.token})
+    assert answer.status_code == 204
+    assert person.api.get(f"/v1/uploads/{opened['id']}").status_code == 404
+
+
 def test_a_dataset_is_made_from_a_bundle_and_shows_its_members_and_metadata(person: Person) -> None:
     metadata = [{"destinationTable": "Transactions.submitter", "value": 10}, {"destinationTable": "Files"}]
     name, data = bundle("tar", {"metadata.txt": json.dumps(metadata).encode(), "data/run1/out.csv": b"a\n1\n"})
@@ -142,6 +152,7 @@ def test_every_new_change_is_refused_without_the_csrf_token(person: Person) -> N
         f"/ui/files/{file['id']}/delete",
         "/ui/uploads",
         f"/ui/uploads/{FAKE_ID}/complete",
+        f"/ui/uploads/{FAKE_ID}/cancel",
         "/ui/datasets",
         f"/ui/datasets/{dataset['id']}/delete",
     ]
@@ -159,8 +170,25 @@ def test_another_users_file_and_dataset_urls_are_404(person: Person, make_user: 
     assert person.ui.get(f"/ui/datasets/{dataset['id']}").status_code == 404
     assert person.ui.post(f"/ui/datasets/{dataset['id']}/delete", data={"csrf": person.token}).status_code == 404
     assert person.ui.post(f"/ui/files/{file['id']}/delete", data={"csrf": person.token}).status_code == 404
+    theirs = alice.post("/v1/uploads", json={"name": "b.bin", "size": SINGLE_PUT_MAX_BYTES + 1, "sha256": "0" * 64})
+    for action in ("complete", "cancel"):
+        answer = person.ui.post(f"/ui/uploads/{theirs.json()['id']}/{action}", headers={"X-CSRF-Token": person.token})
+        assert answer.status_code == 404
     made = person.ui.post("/ui/datasets", data={"csrf": person.token, "file_id": file["id"], "name": unique()})
     assert made.status_code == 404
     assert "theirs.txt" not in person.ui.get("/ui/files").text
     assert alice.get(f"/v1/files/{file['id']}").status_code == 200
     assert alice.get(f"/v1/datasets/{dataset['id']}").status_code == 200
+
+
+def test_a_dataset_a_queued_job_reads_is_not_deleted_and_its_page_says_why(person: Person) -> None:
+    dataset = new_dataset(person.api, MODEL)
+    queue = person.api.post("/v1/queues", json={"name": "held"}).json()
+    assert person.api.post(f"/v1/queues/{queue['id']}/pause").status_code == 200
+    job = person.api.post(
+        "/v1/jobs", json={"app": "tabulate", "inputs": {"control": {"dataset": dataset["id"]}}, "queue": "held"}
+    ).json()
+    answer = person.ui.post(f"/ui/datasets/{dataset['id']}/delete", data={"csrf": person.token})
+    assert answer.status_code == 409 and 'id="message"' in answer.text and "has not finished" in answer.text
+    assert person.api.get(f"/v1/datasets/{dataset['id']}").status_code == 200
+    person.api.post(f"/v1/jobs/{job['id']}/cancel")

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from devstack.stack import Stack
 from tests.helpers.browser import chromium, log_in_page, new_page, screenshot
-from tests.helpers.clients import add_user, client_for, upload
+from tests.helpers.clients import add_user, client_for, open_multipart_uploads, upload
 from tests.helpers.datasets import MODEL, bundle, new_dataset, unique
 from tests.helpers.stacks import SINGLE_PUT_MAX_BYTES
 
@@ -152,3 +153,21 @@ def test_tabulate_runs_with_a_dataset_member_chosen_in_the_submit_form(person: t
     expect(page.locator("#state")).to_have_text("SUCCEEDED", timeout=SECONDS)
     (job,) = api.get("/v1/jobs").json()["items"]
     assert job["inputs"]["control"] == {"dataset": dataset["id"], "path": "model/run.tcf"}
+
+
+def test_an_upload_the_store_refuses_is_canceled_and_leaves_nothing_open(
+    person: tuple[Page, httpx.Client], stack: Stack, s3: Any, tmp_path: Path
+) -> None:
+    page, api = person
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"z" * (SINGLE_PUT_MAX_BYTES + 2**20))
+    before = open_multipart_uploads(s3, stack.bucket)
+    page.goto("/ui/files")
+    page.route(stack.s3_url.rstrip("/") + "/**", lambda route: route.abort("failed"))
+    page.get_by_label("A file").set_input_files(str(path))
+    expect(page.locator("#file-upload [role=status]")).to_have_text(
+        "The upload failed: the connection broke.", timeout=SECONDS
+    )
+    expect(page.locator(".empty")).to_have_text("No files yet.")
+    assert open_multipart_uploads(s3, stack.bucket) - before == set()
+    assert api.get("/v1/files").json()["items"] == []

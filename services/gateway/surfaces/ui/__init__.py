@@ -66,6 +66,7 @@ def routes(settings: GatewaySettings) -> list[BaseRoute]:
         Route("/files/{file_id}/delete", file_pages.delete, methods=["POST"], name="file_delete"),
         Route("/uploads", file_pages.start, methods=["POST"], name="uploads"),
         Route("/uploads/{upload_id}/complete", file_pages.complete, methods=["POST"], name="upload_complete"),
+        Route("/uploads/{upload_id}/cancel", file_pages.cancel, methods=["POST"], name="upload_cancel"),
         Route("/datasets", dataset_pages.list_datasets, methods=["GET"], name="datasets"),
         Route("/datasets", dataset_pages.create, methods=["POST"]),
         Route("/datasets/{dataset_id}", dataset_pages.show_dataset, methods=["GET"], name="dataset"),

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.files import delete_file
-from services.gateway.domain.uploads import PartRef, UploadRequest, complete_upload, start_upload
+from services.gateway.domain.uploads import PartRef, UploadRequest, cancel_upload, complete_upload, start_upload
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_model
 from services.gateway.plumbing.problems import status_of
@@ -100,3 +100,15 @@ async def complete(request: Request) -> Response:
         parts = [PartRef(number=number, etag=etag) for number, etag in held]
     file = await complete_upload(files=d.stores.files, storage=d.storage, upload_id=upload.id, owner=owner, parts=parts)
     return JSONResponse({"id": file.id, "name": file.name, "size": file.size}, status_code=201)
+
+
+async def cancel(request: Request) -> Response:
+    """POST /ui/uploads/{upload_id}/cancel: a failed upload leaves no parts, object or record behind (204)."""
+    d = deps(request)
+    await cancel_upload(
+        files=d.stores.files,
+        storage=d.storage,
+        upload_id=request.path_params["upload_id"],
+        owner=principal(request).user_id,
+    )
+    return Response(status_code=204)

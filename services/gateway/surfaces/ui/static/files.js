@@ -51,6 +51,19 @@
     const uploads = picker.dataset.uploadsUrl;
     const upload = answered(await send("POST", uploads, JSON.stringify(announced), json, () => {}), 201, "the gateway");
     say("Uploading " + file.name + " to the object store…");
+    const here = uploads + "/" + encodeURIComponent(upload.id);
+    try {
+      await sendParts(file, upload, progress);
+    } catch (error) {
+      await send("POST", here + "/cancel", "", { "X-CSRF-Token": csrf() }, () => {}).catch(() => {});
+      throw error;
+    }
+    say("Checking " + file.name + " in the object store…");
+    return answered(await send("POST", here + "/complete", "", { "X-CSRF-Token": csrf() }, () => {}), 201, "the gateway");
+  }
+
+  // PUT the file to its presigned URL, or each part to its own, in order.
+  async function sendParts(file, upload, progress) {
     let done = 0;
     const targets = upload.put ? [{ url: upload.put.url, size: file.size, headers: upload.put.headers }] : upload.parts;
     for (const target of targets) {
@@ -59,9 +72,6 @@
       if (sent.status !== 200) throw new Error("the object store answered " + sent.status);
       done += target.size;
     }
-    say("Checking " + file.name + " in the object store…");
-    const url = uploads + "/" + encodeURIComponent(upload.id) + "/complete";
-    return answered(await send("POST", url, "", { "X-CSRF-Token": csrf() }, () => {}), 201, "the gateway");
   }
 
   // Upload ``file`` as ``picker`` says, showing progress in ``box``; resolves with the stored file, or null.
