@@ -217,6 +217,18 @@ class ObjectStorage:
                 for number, size in enumerate(sizes, start=1)
             ]
 
+    def uploaded_parts(self, key: str, upload_id: str) -> list[tuple[int, str]]:
+        """The parts S3 holds of an open multipart upload, as (number, ETag), in order."""
+        found: list[tuple[int, str]] = []
+        marker = 0
+        with _translated(f"list the parts of {key}"):
+            while True:
+                answer = self._s3.list_parts(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker)
+                found += [(part["PartNumber"], part["ETag"]) for part in answer.get("Parts", [])]
+                if not answer.get("IsTruncated"):
+                    return found
+                marker = answer["NextPartNumberMarker"]
+
     def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
         """Assemble the client's parts, given as (number, ETag); Invalid if they do not fit together."""
         with _translated(f"complete {key}"):

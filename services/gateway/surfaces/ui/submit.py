@@ -27,10 +27,13 @@ from services.gateway.surfaces.ui.sessions import MAX_FORM_BYTES
 from services.gateway.surfaces.ui.templates import page
 from shared.apps import AppSpec, validate_request
 from shared.errors import Conflict, Invalid, NotFound, TooLarge
-from shared.models import StoredFile
+from shared.models import Dataset, StoredFile
 
 FILES_SHOWN = 100  # the newest files offered for an input
 INPUT = "input."  # the form's name of an input slot's field: input.<slot>
+DATASET = "dataset:"  # an input's value naming a dataset: dataset:<id>, or one of its members: dataset:<id>:<path>
+DATASETS_SHOWN = 100  # the newest datasets offered for an input
+MEMBERS_OFFERED = 200  # members of each offered one by one
 JOB_FIELDS = ("name", "tags", "queue", "priority", "timeout_seconds")
 
 
@@ -44,6 +47,22 @@ async def recent_files(request: Request) -> list[StoredFile]:
     """The user's newest files, to choose inputs from."""
     found = await deps(request).stores.files.list_files(owner=principal(request).user_id, limit=FILES_SHOWN, after=None)
     return found.items
+
+
+async def recent_datasets(request: Request) -> list[Dataset]:
+    """The user's newest datasets, to choose inputs (or one of their members) from."""
+    found = await deps(request).stores.datasets.list_datasets(
+        owner=principal(request).user_id, limit=DATASETS_SHOWN, after=None
+    )
+    return found.items
+
+
+def input_value(raw: str) -> str | dict[str, str]:
+    """An input field's value as the job takes it: a file id, or ``{dataset, path?}``."""
+    if not raw.startswith(DATASET):
+        return raw
+    dataset, _, path = raw.removeprefix(DATASET).partition(":")
+    return {"dataset": dataset, "path": path} if path else {"dataset": dataset}
 
 
 async def form_page(
@@ -69,6 +88,10 @@ async def form_page(
         spec=spec,
         params=params,
         files=await recent_files(request),
+        datasets=await recent_datasets(request),
+        dataset_prefix=DATASET,
+        members_offered=MEMBERS_OFFERED,
+        single_put_max=deps(request).settings.upload_single_put_max_bytes,
         posted=posted,
         errors=placed,
         other_errors=others,
@@ -86,7 +109,7 @@ async def show_form(request: Request) -> Response:
 def job_request(spec: AppSpec, form: FormData) -> tuple[JobRequest | None, dict[str, Any], list[tuple[str, str]]]:
     """The job a posted form asks for (None if its own fields are malformed), its parameters, and what is wrong."""
     params = read_params(spec.parameters, form)
-    inputs = {slot: str(form[INPUT + slot]) for slot in spec.inputs if form.get(INPUT + slot)}
+    inputs = {slot: input_value(str(form[INPUT + slot])) for slot in spec.inputs if form.get(INPUT + slot)}
     body: dict[str, Any] = {"app": spec.name, "params": params, "inputs": inputs}
     for name in JOB_FIELDS:
         raw = str(form.get(name, "")).strip()

@@ -223,66 +223,6 @@
     return wrap;
   }
 
-  // The submit form: a file chosen for an input is uploaded at once (with a progress bar) and then chosen.
-  function submitPage() {
-    const form = document.getElementById("submit-form");
-    if (!form) return;
-    const button = form.querySelector('button[type="submit"]');
-    let uploading = 0;
-    for (const picker of form.querySelectorAll("input[type=file][data-upload-for]")) {
-      const box = picker.closest(".upload");
-      box.hidden = false;
-      picker.addEventListener("change", () => {
-        const file = picker.files[0];
-        if (!file) return;
-        uploading += 1;
-        button.disabled = true;
-        upload(file, picker, box).finally(() => {
-          uploading -= 1;
-          button.disabled = uploading > 0;
-        });
-      });
-    }
-  }
-
-  function upload(file, picker, box) {
-    const bar = box.querySelector("progress");
-    const status = box.querySelector('[role="status"]');
-    const select = document.getElementById(picker.dataset.uploadFor);
-    bar.hidden = false;
-    bar.value = 0;
-    status.textContent = "Uploading " + file.name + "…";
-    return new Promise((resolve) => {
-      const request = new XMLHttpRequest();
-      request.open("POST", picker.dataset.uploadUrl + "?name=" + encodeURIComponent(file.name));
-      request.setRequestHeader("X-CSRF-Token", document.body.dataset.csrf);
-      request.setRequestHeader("Content-Type", file.type || "application/octet-stream");
-      request.upload.addEventListener("progress", (event) => {
-        if (event.lengthComputable) bar.value = (100 * event.loaded) / event.total;
-      });
-      request.addEventListener("load", () => {
-        if (request.status === 201) {
-          const stored = JSON.parse(request.responseText);
-          const option = document.createElement("option");
-          option.value = stored.id;
-          option.textContent = stored.name + " (just uploaded)";
-          select.append(option);
-          select.value = stored.id;
-          bar.value = 100;
-          status.textContent = "Uploaded " + stored.name + ".";
-        } else {
-          status.textContent = "The upload failed (" + request.status + ").";
-        }
-        resolve();
-      });
-      request.addEventListener("error", () => {
-        status.textContent = "The upload failed: the connection broke.";
-        resolve();
-      });
-      request.send(file);
-    });
-  }
-
   document.addEventListener("DOMContentLoaded", () => {
     localTimes(document);
     confirmations();
@@ -290,6 +230,5 @@
     const page = document.body.dataset.page;
     if (page === "jobs") jobsPage();
     if (page === "job") jobPage();
-    if (page === "submit") submitPage();
   });
 })();
