@@ -18,17 +18,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from devstack.stack import Stack
-from tests.helpers.browser import chromium, log_in_page, new_page
+from tests.helpers.browser import log_in_page, new_page
 from tests.helpers.clients import VALLEY, add_user, client_for, upload
 from tests.helpers.stacks import PROJECT
 
 Person = tuple[str, str, httpx.Client]  # username, password, an API client as them
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

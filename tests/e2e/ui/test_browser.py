@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from devstack.stack import Stack
-from tests.helpers.browser import chromium, log_in_page, new_page, screenshot, sha256_of
+from tests.helpers.browser import log_in_page, new_page, screenshot, sha256_of
 from tests.helpers.clients import VALLEY, add_user, client_for, script_app, upload, wait_for
 from tests.helpers.stacks import PROJECT
 
@@ -39,12 +39,6 @@ class Person:
     username: str
     password: str
     api: httpx.Client
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from devstack.stack import Stack
-from tests.helpers.browser import chromium, log_in_page, new_page, screenshot
+from tests.helpers.browser import log_in_page, new_page, screenshot
 from tests.helpers.clients import add_user, client_for, open_multipart_uploads, upload
 from tests.helpers.datasets import MODEL, bundle, new_dataset, unique
 from tests.helpers.stacks import SINGLE_PUT_MAX_BYTES
@@ -33,12 +33,6 @@ Object.defineProperty(HTMLProgressElement.prototype, "value", {
   set(v) { window.progressSeen.push(Number(v)); own.set.call(this, v); },
 });
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
