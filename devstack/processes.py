@@ -77,6 +77,28 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_mentioning(*texts: str) -> list[int]:
+    """The processes whose command line holds any of ``texts`` (a job id, a marker)."""
+    needles = [text.encode() for text in texts]
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes()
+        except OSError:
+            continue
+        if any(needle in line for needle in needles):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
 @dataclass
 class Process:
     """A named background process with its own session, log file and pid file."""
@@ -107,12 +129,7 @@ class Process:
     def running(self) -> bool:
         """Whether the process we started is alive (zombies count as gone)."""
         pid = self.pid()
-        if pid is None:
-            return False
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
+        return pid is not None and alive(pid)
 
     def start(self) -> bool:
         """Start unless already running; returns whether it started now."""

@@ -19,7 +19,7 @@ from pymongo import MongoClient
 
 from devstack.chaos.apps import archived_output
 from devstack.chaos.runners import start, work_dir
-from devstack.processes import Process
+from devstack.processes import Process, wait_until
 from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 from devstack.tcp_proxy import TcpProxy
 
@@ -33,27 +33,25 @@ class CutOff:
     stale_objects: int
 
 
-def wait(check: Any, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"chaos: cut-off: timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def cut_off_from_mongo(
     stack: Stack, api: httpx.Client, app: str, cut: Process, other: Process, proxy: TcpProxy
 ) -> CutOff:
     """Run a job on ``cut`` (its Mongo behind ``proxy``), cut the proxy mid-run, let ``other`` take over."""
     job_id = api.post("/v1/jobs", json={"app": app}).json()["id"]
-    wait(lambda: (work_dir(cut) / job_id / "run").exists(), "the app to start on the runner to cut off")
+    wait_until(
+        lambda: (work_dir(cut) / job_id / "run").exists(), "the app to start on the runner to cut off", timeout=120
+    )
     time.sleep(0.5)
     proxy.down()
     print(f"chaos: cut {cut.name} off from Mongo while job {job_id} ran", flush=True)
     start(other)
-    wait(lambda: api.get(f"/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED", "the new attempt to succeed")
+
+    def succeeded() -> bool:
+        return bool(api.get(f"/v1/jobs/{job_id}").json()["state"] == "SUCCEEDED")
+
+    wait_until(succeeded, "the new attempt to succeed", timeout=120)
     proxy.up()
-    wait(lambda: cut.logged("job_run_stale"), "the cut-off run's finish to be refused")
+    wait_until(lambda: cut.logged("job_run_stale"), "the cut-off run's finish to be refused", timeout=120)
     job = api.get(f"/v1/jobs/{job_id}").json()
     expected = str(work_dir(other) / job_id / "run").encode()
     packaged = archived_output(api, job_id, "out.txt")

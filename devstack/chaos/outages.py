@@ -7,39 +7,13 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
-from devstack.processes import PROJECT, ensure_rabbitmq, port_open
+from devstack.processes import PROJECT, alive, ensure_rabbitmq, port_open, processes_mentioning
 from devstack.stack import Stack
 
 TABLE = b"x,y\n1,2\n2,4\n3,6.5\n4,8.1\n"
-
-
-def app_processes(job_ids: set[str]) -> set[int]:
-    """The live processes running an app of one of these jobs (their sandbox paths name the job)."""
-    found = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes()
-        except OSError:
-            continue
-        if any(job_id.encode() in text for job_id in job_ids):
-            found.add(int(cmdline.parent.name))
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    """Those of ``pids`` still running (a zombie has ended)."""
-    running = set()
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                running.add(pid)
-        except OSError:
-            continue
-    return running
 
 
 def kill_runners(stack: Stack, api: httpx.Client, kills: int) -> list[str]:
@@ -60,7 +34,7 @@ def kill_runners(stack: Stack, api: httpx.Client, kills: int) -> list[str]:
         batch = [api.post("/v1/jobs", json=body).json()["id"] for _ in range(2)]
         submitted += batch
         deadline = time.monotonic() + 60
-        while not (apps := app_processes(set(batch))):
+        while not (apps := set(processes_mentioning(*batch))):
             if time.monotonic() > deadline:
                 raise SystemExit(f"chaos: round {round_ + 1}: no app started within a minute")
             time.sleep(0.05)
@@ -70,7 +44,7 @@ def kill_runners(stack: Stack, api: httpx.Client, kills: int) -> list[str]:
         runner.stop()
         runner.start()
         deadline = time.monotonic() + 30
-        while alive(apps):
+        while any(alive(app) for app in apps):
             if time.monotonic() > deadline:
                 raise SystemExit(f"chaos: round {round_ + 1}: an app outlived its killed runner")
             time.sleep(0.05)

@@ -14,17 +14,17 @@ import time
 import httpx
 
 from devstack.chaos.runners import start
-from devstack.processes import Process
+from devstack.processes import Process, wait_until
 
 
 def kill_and_restart_same_id(api: httpx.Client, app: str, process: Process, jobs: int = 4) -> list[str]:
     """Run ``jobs`` 8-second jobs on ``process`` (the only runner up, idle), kill it mid-run, restart it at once."""
     submitted = [api.post("/v1/jobs", json={"app": app, "params": {"seconds": 8}}).json()["id"] for _ in range(jobs)]
-    deadline = time.monotonic() + 60
-    while not all(api.get(f"/v1/jobs/{job_id}").json()["state"] == "RUNNING" for job_id in submitted):
-        if time.monotonic() > deadline:
-            raise SystemExit("chaos: same-id restart: the jobs never all ran")
-        time.sleep(0.2)
+
+    def all_running() -> bool:
+        return all(api.get(f"/v1/jobs/{job_id}").json()["state"] == "RUNNING" for job_id in submitted)
+
+    wait_until(all_running, "the same-id restart's jobs to run, all at once", timeout=60)
     time.sleep(1)
     pid = process.pid()
     if pid is not None:

@@ -13,7 +13,7 @@ import time
 import httpx
 
 from devstack.chaos.runners import start, stop_gracefully
-from devstack.processes import Process
+from devstack.processes import Process, wait_until
 
 LONG_SECONDS = 8  # longer than the chaos stack's drain (3 s) plus grace (2 s): these are preempted
 
@@ -39,11 +39,11 @@ def submit_workload(api: httpx.Client, app: str, jobs: int) -> list[str]:
 def rolling_restart(api: httpx.Client, app: str, runners: list[Process], jobs: int) -> tuple[list[str], list[float]]:
     """Submit the workload, then stop and start each runner in turn while it runs; the ids and each stop's seconds."""
     submitted = submit_workload(api, app, jobs)
-    deadline = time.monotonic() + 60
-    while api.get("/v1/jobs", params={"state": "RUNNING", "limit": 1}).json()["items"] == []:
-        if time.monotonic() > deadline:
-            raise SystemExit("chaos: rolling restart: no job started within a minute")
-        time.sleep(0.2)
+
+    def one_running() -> bool:
+        return bool(api.get("/v1/jobs", params={"state": "RUNNING", "limit": 1}).json()["items"])
+
+    wait_until(one_running, "a job of the rolling restart to start", timeout=60)
     time.sleep(LONG_SECONDS / 2)  # long jobs are mid-run on every runner now
     stops = []
     for process in runners:

@@ -28,6 +28,7 @@ import httpx2
 from pymongo import MongoClient
 from starlette.testclient import TestClient
 
+from devstack.processes import processes_mentioning as processes_mentioning  # the tests look apps up by it
 from devstack.stack import Stack
 from shared.models import JobState
 from tests.helpers.stacks import PROJECT
@@ -354,17 +355,6 @@ def states(events: list[dict[str, Any]]) -> list[str]:
 
 
 # The runner's processes
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if text.encode() in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def wait_for_app(job_id: str) -> None:
