@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, Page, Route, sync_playwright
@@ -81,6 +82,31 @@ def new_page(browser: Browser, base_url: str, *, blocked: list[str] | None = Non
         yield page
     finally:
         context.close()
+
+
+AXE = Path(__file__).parent / "axe" / "axe.min.js"
+# WCAG 2 A and AA: labels, names, contrast, structure, keyboard focusability.
+AXE_RUN = (
+    "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa']})"
+    ".then(r => r.violations.map(v => [v.id, v.impact, v.nodes.length, v.help]))"
+)
+
+
+@contextmanager
+def axe_page(browser: Browser, base_url: str) -> Iterator[Page]:
+    """A page of ``base_url`` into which the test may inject axe-core: its CSP (script-src 'self') would refuse it."""
+    context = browser.new_context(base_url=base_url, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def axe_violations(page: Page) -> list[list[Any]]:
+    """What axe-core finds on the page as it stands: ``[rule, impact, nodes, help]`` per WCAG 2 A/AA violation."""
+    page.add_script_tag(path=str(AXE))
+    found: list[list[Any]] = page.evaluate(AXE_RUN)
+    return found
 
 
 def log_in_page(page: Page, username: str, password: str) -> None:

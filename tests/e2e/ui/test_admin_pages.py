@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from devstack.stack import Stack
-from tests.helpers.browser import log_in_page, new_page
+from tests.helpers.browser import axe_page, axe_violations, log_in_page, new_page
 from tests.helpers.clients import VALLEY, add_user, client_for, upload
 from tests.helpers.stacks import PROJECT
 
@@ -161,24 +161,13 @@ def test_failed_jobs_are_retried_from_the_queues_page(
     assert api.get(f"/v1/jobs/{job['id']}").json()["state"] == "QUEUED"
 
 
-AXE = PROJECT / "tests" / "helpers" / "axe" / "axe.min.js"
-# WCAG 2 A and AA, as test_browser.py checks the other pages.
-AXE_RUN = (
-    "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa']})"
-    ".then(r => r.violations.map(v => [v.id, v.impact, v.nodes.length, v.help]))"
-)
-
-
 def test_these_pages_meet_wcag_2_aa_as_axe_checks_them(
     browser: Browser, stack: Stack, make_person: Callable[[], Person]
 ) -> None:
     _, _, owner = make_person()
     job = held_flood(owner, "checked")
-    # axe is injected as a script of the test's own: the page's CSP (script-src 'self') would refuse it.
-    context = browser.new_context(base_url=stack.gateway_url, bypass_csp=True, viewport={"width": 1280, "height": 900})
     found = {}
-    try:
-        page = context.new_page()
+    with axe_page(browser, stack.gateway_url) as page:
         log_in_page(page, stack.admin_username, stack.admin_password)
         for path in (
             "/ui/admin/users",
@@ -189,8 +178,5 @@ def test_these_pages_meet_wcag_2_aa_as_axe_checks_them(
             f"/ui/jobs/{job['id']}/rerun",
         ):
             page.goto(path)
-            page.add_script_tag(path=str(AXE))
-            found[path] = page.evaluate(AXE_RUN)
-    finally:
-        context.close()
+            found[path] = axe_violations(page)
     assert found == {path: [] for path in found}, found  # every impact, minor included

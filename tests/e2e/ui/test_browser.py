@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from devstack.stack import Stack
-from tests.helpers.browser import log_in_page, new_page, screenshot, sha256_of
+from tests.helpers.browser import axe_page, axe_violations, log_in_page, new_page, screenshot, sha256_of
 from tests.helpers.clients import VALLEY, add_user, client_for, script_app, upload, wait_for
 from tests.helpers.stacks import PROJECT
 
@@ -270,28 +270,16 @@ def test_the_api_reference_renders_with_every_request_off_the_machine_blocked(br
     assert blocked == [] and violations == []
 
 
-AXE = PROJECT / "tests" / "helpers" / "axe" / "axe.min.js"
-# WCAG 2 A and AA: labels, names, contrast, structure, keyboard focusability.
-AXE_RUN = (
-    "axe.run(document, {runOnly: ['wcag2a', 'wcag2aa']})"
-    ".then(r => r.violations.map(v => [v.id, v.impact, v.nodes.length, v.help]))"
-)
-
-
 def test_the_pages_meet_wcag_2_aa_as_axe_checks_them(
     browser: Browser, stack: Stack, admin: httpx.Client, make_person: Callable[[], Person]
 ) -> None:
     person = make_person()
     app = script_app(admin, "open('out.txt', 'w').write('ok')", args=[], text_param=False, outputs=["out.txt"])
     job = wait_for(person.api, person.api.post("/v1/jobs", json={"app": app}).json()["id"])
-    # axe is injected as a script of the test's own: the page's CSP (script-src 'self') would refuse it.
-    context = browser.new_context(base_url=stack.gateway_url, bypass_csp=True, viewport={"width": 1280, "height": 900})
-    try:
-        page = context.new_page()
-        found = {}
+    found = {}
+    with axe_page(browser, stack.gateway_url) as page:
         page.goto("/ui/login")
-        page.add_script_tag(path=str(AXE))
-        found["/ui/login"] = page.evaluate(AXE_RUN)
+        found["/ui/login"] = axe_violations(page)
         log_in_page(page, person.username, person.password)
         for path in (
             "/ui/jobs",
@@ -302,10 +290,7 @@ def test_the_pages_meet_wcag_2_aa_as_axe_checks_them(
             "/ui/cluster",
         ):
             page.goto(path)
-            page.add_script_tag(path=str(AXE))
-            found[path] = page.evaluate(AXE_RUN)
-    finally:
-        context.close()
+            found[path] = axe_violations(page)
     assert found == {path: [] for path in found}, found  # every impact, minor included
 
 
