@@ -26,7 +26,6 @@ class DispatchStore:
     """The jobs collection as the dispatcher sees it: candidates, leases, dependencies and orphans."""
 
     def __init__(self, database: Database) -> None:
-        self._database = database
         self._jobs = database.collection("jobs")
 
     async def ensure_indexes(self) -> None:
@@ -129,13 +128,12 @@ class DispatchStore:
             )
         return int(result.modified_count)
 
-    async def orphaned_jobs(self, *, lease_seconds: float) -> list[Job]:
-        """RUNNING jobs whose lease was last renewed over ``lease_seconds`` ago, by the database's clock.
+    async def orphaned_jobs(self, *, lease_seconds: float, now: datetime) -> list[Job]:
+        """RUNNING jobs whose lease was last renewed over ``lease_seconds`` before ``now``, the database's time.
 
         Whatever their worker's heartbeat says: a runner restarted under the same name, or one that
         lost track of a job, heartbeats on but renews only the leases of the runs it really holds.
         """
-        now = await self._database.server_time()
         match = {"state": JobState.RUNNING.value, "lease": unset_or_before(now - timedelta(seconds=lease_seconds))}
         with translated("orphaned jobs"):
             docs = await self._jobs.find(match).to_list(None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pymongo import ASCENDING
 
 from shared.models import WorkerInfo
@@ -25,9 +27,12 @@ class WorkerStore:
                 {"_id": worker_id}, {"$set": doc, "$currentDate": {"heartbeat": True}}, upsert=True
             )
 
-    async def live_workers(self, heartbeat_seconds: float) -> list[WorkerInfo]:
-        """The workers whose last heartbeat is recent by the database's clock (a skewed worker clock does not count)."""
-        now = await self._database.server_time()
+    async def live_workers(self, heartbeat_seconds: float, *, now: datetime | None = None) -> list[WorkerInfo]:
+        """The workers whose last heartbeat is recent by the database's clock (a skewed worker clock does not count).
+
+        ``now`` is the database's time, read here unless the caller has it already.
+        """
+        now = now or await self._database.server_time()
         return [worker for worker in await self.list_workers() if worker.alive(heartbeat_seconds, now=now)]
 
     async def remove_worker(self, worker_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import structlog
 
 from services.gateway.domain.requeues import recover
@@ -23,15 +25,16 @@ async def reap(
     broker: Broker,
     lease_seconds: float,
     max_attempts: int,
+    now: datetime,
 ) -> None:
     """Recover the RUNNING jobs whose lease lapsed: run again, or FAILED after the last attempt.
 
     A lease is renewed by the runner holding the run, by the database's clock, so neither a
     worker's clock nor its heartbeat decides. The app of a dead runner died with it (the kernel
     kills it); a runner that could not renew stopped the app before the lease lapsed, and a
-    stale run's finish is refused (its run token is no longer the job's).
+    stale run's finish is refused (its run token is no longer the job's). ``now`` is the database's time.
     """
-    for job in await dispatch.orphaned_jobs(lease_seconds=lease_seconds):
+    for job in await dispatch.orphaned_jobs(lease_seconds=lease_seconds, now=now):
         outcome = await recover(
             jobs=jobs,
             events=events,

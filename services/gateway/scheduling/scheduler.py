@@ -105,7 +105,8 @@ class Scheduler:
         Returns how many jobs were sent.
         """
         stores = self.stores
-        live = await stores.workers.live_workers(self.heartbeat_seconds)
+        now = await stores.database.server_time()  # heartbeats and leases are judged by the database's clock
+        live = await stores.workers.live_workers(self.heartbeat_seconds, now=now)
         sent = await self.dispatcher.dispatch_once(live)
         if await settle_dependencies(
             dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
@@ -119,6 +120,7 @@ class Scheduler:
             broker=self.broker,
             lease_seconds=self.lease_seconds,
             max_attempts=self.max_attempts,
+            now=now,
         )
         return sent
 
