@@ -89,13 +89,12 @@ class Slots:
                 self.intake.resume()
             self._freed.notify_all()
 
-    def launch(self, job_id: str, run: Coroutine[Any, Any, None]) -> asyncio.Event:
-        """Run a claimed job in the background on a reserved slot; returns its stop event."""
-        self._stops[job_id] = stop = asyncio.Event()
+    def launch(self, job_id: str, run: Coroutine[Any, Any, None]) -> None:
+        """Run a claimed job in the background on a reserved slot (the run finds its stop event by ``stop_event``)."""
+        self._stops[job_id] = asyncio.Event()
         self._tasks[job_id] = asyncio.create_task(self._hold(job_id, run))
         if self._watching is None or self._watching.done():
             self._watching = asyncio.create_task(self._watch())
-        return stop
 
     async def _hold(self, job_id: str, run: Coroutine[Any, Any, None]) -> None:
         try:
