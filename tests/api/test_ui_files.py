@@ -145,6 +145,22 @@ def test_tabulate_takes_a_dataset_member_from_the_submit_form(person: Person) ->
     assert re.search(r'id="i-control-error">[^<]*has no member', wrong.text)
 
 
+def test_a_rerun_form_keeps_the_dataset_input_of_the_job_it_reruns(person: Person) -> None:
+    dataset = new_dataset(person.api, MODEL)
+    member = f"dataset:{dataset['id']}:model/run.tcf"
+    submitted = person.ui.post("/ui/submit/tabulate", data={"csrf": person.token, "input.control": member})
+    job_id = submitted.headers["location"].rsplit("/", 1)[1]
+    form = person.ui.get(f"/ui/jobs/{job_id}/rerun").text
+    assert re.search(rf'<option value="{re.escape(member)}" selected>', form)
+    again = person.ui.post(
+        f"/ui/jobs/{job_id}/rerun", data={"csrf": person.token, "edited": "1", "input.control": member}
+    )
+    assert again.status_code == 303, again.text
+    rerun = person.api.get(f"/v1/jobs/{again.headers['location'].rsplit('/', 1)[1]}").json()
+    assert rerun["rerun_of"] == job_id
+    assert rerun["inputs"]["control"] == {"dataset": dataset["id"], "path": "model/run.tcf"}
+
+
 def test_every_new_change_is_refused_without_the_csrf_token(person: Person) -> None:
     file = upload(person.api, "keep.txt", b"keep\n")
     dataset = new_dataset(person.api, {"data/a.csv": b"x\n1\n"})

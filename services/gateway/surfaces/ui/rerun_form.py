@@ -18,16 +18,15 @@ from services.gateway.domain.reruns import RerunRequest, installed_spec, rerun_j
 from services.gateway.domain.retention import RetentionPolicy
 from services.gateway.domain.submission import SubmissionStores
 from services.gateway.plumbing.auth import principal
-from services.gateway.surfaces.ui.schema_forms import read_params
 from services.gateway.surfaces.ui.sessions import MAX_FORM_BYTES
-from services.gateway.surfaces.ui.submit import INPUT, JOB_FIELDS, form_page
+from services.gateway.surfaces.ui.submit import INPUT, form_page, input_choice, posted_job, violations_of
 from shared.apps import AppSpec
 from shared.errors import Conflict, Invalid, NotFound, TooLarge
 from shared.models import Job
 
 
 def prefilled(job: Job) -> FormData:
-    """The form's job fields and file inputs as the old job had them."""
+    """The form's job fields and inputs (files, datasets) as the old job had them."""
     shown: list[tuple[str, str | UploadFile]] = [
         ("name", job.name or ""),
         ("tags", ", ".join(job.tags)),
@@ -35,7 +34,7 @@ def prefilled(job: Job) -> FormData:
         ("priority", str(job.priority)),
         ("timeout_seconds", str(job.timeout_seconds)),
     ]
-    shown += [(INPUT + slot, value) for slot, value in job.inputs.items() if isinstance(value, str)]
+    shown += [(INPUT + slot, input_choice(value)) for slot, value in job.inputs.items()]
     return FormData(shown)
 
 
@@ -49,19 +48,11 @@ async def show_form(request: Request) -> Response:
 
 def changes_of(spec: AppSpec, form: FormData) -> tuple[RerunRequest | None, dict[str, Any], list[tuple[str, str]]]:
     """The changes a posted form asks for (None if malformed), its parameters, and what is wrong."""
-    params = read_params(spec.parameters, form)
-    body: dict[str, Any] = {
-        "params": params,
-        "inputs": {slot: str(form[INPUT + slot]) for slot in spec.inputs if form.get(INPUT + slot)},
-    }
-    for name in JOB_FIELDS:
-        raw = str(form.get(name, "")).strip()
-        if raw:
-            body[name] = [tag.strip() for tag in raw.split(",") if tag.strip()] if name == "tags" else raw
+    body = posted_job(spec, form)
     try:
-        return RerunRequest.model_validate(body), params, []
+        return RerunRequest.model_validate(body), body["params"], []
     except ValidationError as exc:
-        return None, params, [("/" + "/".join(str(part) for part in e["loc"]), e["msg"]) for e in exc.errors()]
+        return None, body["params"], violations_of(exc)
 
 
 async def rerun(request: Request) -> Response:

@@ -27,7 +27,7 @@ from services.gateway.surfaces.ui.sessions import MAX_FORM_BYTES
 from services.gateway.surfaces.ui.templates import page
 from shared.apps import AppSpec, validate_request
 from shared.errors import Conflict, Invalid, NotFound, TooLarge
-from shared.models import Dataset, StoredFile
+from shared.models import Dataset, InputValue, StoredFile
 
 FILES_SHOWN = 100  # the newest files offered for an input
 INPUT = "input."  # the form's name of an input slot's field: input.<slot>
@@ -55,6 +55,13 @@ async def recent_datasets(request: Request) -> list[Dataset]:
         owner=principal(request).user_id, limit=DATASETS_SHOWN, after=None
     )
     return found.items
+
+
+def input_choice(value: InputValue) -> str:
+    """A job's input as the form's picker names it (``input_value`` reads it back)."""
+    if isinstance(value, str):
+        return value
+    return DATASET + value.dataset + ("" if value.path is None else ":" + value.path)
 
 
 def input_value(raw: str) -> str | dict[str, str]:
@@ -106,19 +113,31 @@ async def show_form(request: Request) -> Response:
     return await form_page(request, spec)
 
 
-def job_request(spec: AppSpec, form: FormData) -> tuple[JobRequest | None, dict[str, Any], list[tuple[str, str]]]:
-    """The job a posted form asks for (None if its own fields are malformed), its parameters, and what is wrong."""
+def posted_job(spec: AppSpec, form: FormData) -> dict[str, Any]:
+    """What a posted job form holds: ``params``, ``inputs`` (file ids, or datasets) and the job's own fields given."""
     params = read_params(spec.parameters, form)
     inputs = {slot: input_value(str(form[INPUT + slot])) for slot in spec.inputs if form.get(INPUT + slot)}
-    body: dict[str, Any] = {"app": spec.name, "params": params, "inputs": inputs}
+    body: dict[str, Any] = {"params": params, "inputs": inputs}
     for name in JOB_FIELDS:
         raw = str(form.get(name, "")).strip()
         if raw:
             body[name] = [tag.strip() for tag in raw.split(",") if tag.strip()] if name == "tags" else raw
+    return body
+
+
+def violations_of(exc: ValidationError) -> list[tuple[str, str]]:
+    """A request model's validation errors as (JSON pointer, message), to show beside their fields."""
+    return [("/" + "/".join(str(part) for part in e["loc"]), e["msg"]) for e in exc.errors()]
+
+
+def job_request(spec: AppSpec, form: FormData) -> tuple[JobRequest | None, dict[str, Any], list[tuple[str, str]]]:
+    """The job a posted form asks for (None if its own fields are malformed), its parameters, and what is wrong."""
+    body = posted_job(spec, form)
+    params, inputs = body["params"], body["inputs"]
     try:
-        return JobRequest.model_validate(body), params, []
+        return JobRequest.model_validate({"app": spec.name, **body}), params, []
     except ValidationError as exc:
-        found = [("/" + "/".join(str(part) for part in e["loc"]), e["msg"]) for e in exc.errors()]
+        found = violations_of(exc)
     try:  # the job's own fields are wrong: say what is wrong with the parameters and inputs too
         validate_request(spec, params, inputs)
     except Invalid as invalid:
