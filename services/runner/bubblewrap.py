@@ -181,6 +181,20 @@ class Bubblewrap:
         return "unprivileged user namespaces (user.max_user_namespaces > 0), allowed by seccomp and AppArmor"
 
 
+def sandboxes_naming(marker: str) -> list[int]:
+    """The bwrap processes (a sandbox's outer bwrap, its PID namespace's init) whose command line names ``marker``."""
+    needle = marker.encode()
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"bwrap") and any(needle in arg for arg in argv):
+            found.append(int(cmdline.parent.name))
+    return found
+
+
 def kill_sandboxes(marker: str) -> int:
     """SIGKILL every bwrap whose command line names ``marker`` (a path under ``WORK_DIR``); how many were killed.
 
@@ -188,17 +202,11 @@ def kill_sandboxes(marker: str) -> int:
     own a few milliseconds later: a runner killed in between leaves a sandbox running on, unowned.
     Its next incarnation (and the job's next run here) kills what is left.
     """
-    needle = marker.encode()
     killed = 0
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for pid in sandboxes_naming(marker):
         try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"bwrap") and any(needle in arg for arg in argv):
-            try:
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
-                killed += 1
-            except (ProcessLookupError, PermissionError):
-                pass
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            pass
     return killed

@@ -12,15 +12,17 @@ run as ``RUN_AS_USER``, or as nobody (65534) under a runner started as root.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Protocol
 
 import structlog
 
 from services.runner import launch
-from services.runner.bubblewrap import Bubblewrap, kill_sandboxes
+from services.runner.bubblewrap import Bubblewrap, kill_sandboxes, sandboxes_naming
 from services.runner.containers import DockerDriver
 from services.runner.sandbox import BASE_ENV, Sandbox
 from services.runner.users import RunAs, app_user, kill_processes_of
@@ -28,6 +30,8 @@ from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
 
 log = structlog.get_logger()
+
+SANDBOX_END_SECONDS = 5.0  # how long a killed sandbox may take to end before the runner says so
 
 
 class Driver(Protocol):
@@ -86,17 +90,27 @@ class LocalDriver:
 
         In a sandbox nothing outlives the app: its PID namespace ends with it, unless the runner was
         killed while bwrap started (``kill_sandboxes``), so a sandbox naming this job's directory
-        is killed before and after each run. Unconfined, an app
+        is killed before and after each run, and the run ends once none is left. Unconfined, an app
         may leave its group (``setsid``, a double fork) and so escape the group kill. With
         ``RUN_AS_USER`` every process of that user is an app's, so when this runner has no run in
-        progress, any such process is a leftover. This runs in the event loop's thread without
+        progress, any such process is a leftover. That look runs in the event loop's thread without
         awaiting, so no run of this runner starts while it looks.
         """
+        ran = job_id in self._running
         self._running.discard(job_id)
         if self.bwrap is not None:
-            # Its own group is gone by now: a sandbox still naming this job's directory is a leftover.
-            if killed := kill_sandboxes(f"/{job_id}/run"):
+            marker = f"/{job_id}/run"
+            # Before a run, a sandbox naming this job's directory is a leftover. After one, the outer
+            # bwrap exits as soon as the app does, and the namespace's init and what the app left
+            # running end a moment later: the run is over once they are gone.
+            if (killed := kill_sandboxes(marker)) and not ran:
                 log.warning("leftover_sandboxes_killed", job_id=job_id, sandboxes=killed)
+            deadline = time.monotonic() + SANDBOX_END_SECONDS
+            while sandboxes_naming(marker):
+                if time.monotonic() > deadline:
+                    log.error("sandbox_outlived_kill", job_id=job_id, seconds=SANDBOX_END_SECONDS)
+                    break
+                await asyncio.sleep(0.01)
             return
         if self.run_as is None or self._running:
             return
