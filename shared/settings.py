@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.models.tasks import TaskPolicy
+
 # Credentials that ship in tutorials and images; production refuses to start with them.
 _DEFAULT_SECRETS = frozenset({"minioadmin", "changeme", "password", "secret", "guest", "quern-local-secret"})
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -67,6 +69,17 @@ class Settings(BaseSettings):
     # Webhooks: the networks outbound requests may reach although they are not public (the SSRF guard).
     webhook_allowed_networks: str = ""
 
+    # GA4GH TES tasks: the images they may run (comma-separated glob patterns; none: every task is refused),
+    # those of them whose containers get a network, and the buckets s3:// inputs and outputs may name,
+    # reached with the TES_S3_* credentials (the gateway checks at submission, the runner again at run).
+    tes_images: str = ""
+    tes_network_images: str = ""
+    tes_s3_buckets: str = ""
+    tes_s3_endpoint_url: str | None = None
+    tes_s3_region: str = "us-east-1"
+    tes_s3_access_key_id: str | None = None
+    tes_s3_secret_access_key: SecretStr | None = None
+
     @field_validator("rabbitmq_url")
     @classmethod
     def _amqp(cls, value: SecretStr) -> SecretStr:
@@ -79,7 +92,7 @@ class Settings(BaseSettings):
         _require_scheme(value.get_secret_value(), ("mongodb", "mongodb+srv"), "MONGO_URL")
         return value
 
-    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "tes_s3_endpoint_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         return None if value is None else _require_scheme(value, ("http", "https"), "S3 endpoint")
@@ -119,6 +132,18 @@ class Settings(BaseSettings):
     def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The private networks webhooks may reach (WEBHOOK_ALLOWED_NETWORKS)."""
         return tuple(ipaddress.ip_network(c.strip()) for c in self.webhook_allowed_networks.split(",") if c.strip())
+
+    def task_policy(self) -> TaskPolicy:
+        """What TES tasks may use (TES_IMAGES, TES_NETWORK_IMAGES, TES_S3_BUCKETS)."""
+
+        def patterns(value: str) -> tuple[str, ...]:
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+
+        return TaskPolicy(
+            images=patterns(self.tes_images),
+            network_images=patterns(self.tes_network_images),
+            s3_buckets=patterns(self.tes_s3_buckets),
+        )
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
@@ -168,6 +193,7 @@ class GatewaySettings(SchedulerSettings):
     run_scheduler: bool = True
     results_retention_days: int = Field(default=0, ge=0, le=36500)
     max_retention_days: int = Field(default=0, ge=0, le=36500)
+    tes_timeout_seconds: int = Field(default=24 * 3600, ge=1, le=7 * 24 * 3600)
 
     @field_validator("scratch_dir")
     @classmethod
@@ -209,6 +235,7 @@ class RunnerSettings(Settings):
     drain_seconds: float = Field(default=60.0, ge=0, le=7 * 24 * 3600)
     app_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     max_output_files: int = Field(default=10_000, ge=1, le=50_000)
+    tes_http_input_max_mb: int = Field(default=1024, ge=1)
 
     @field_validator("runner_drivers")
     @classmethod

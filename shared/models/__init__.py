@@ -26,6 +26,19 @@ from shared.models.jobs import (
 )
 from shared.models.queues import DEFAULT_QUEUE, Batch, Queue
 from shared.models.records import Record, new_id, utcnow
+from shared.models.tasks import (
+    TASK_APP,
+    TASK_APP_VERSION,
+    ExecutorLog,
+    OutputFileLog,
+    TaskExecutor,
+    TaskInput,
+    TaskOutput,
+    TaskPolicy,
+    TaskResources,
+    TaskSpec,
+    TaskTag,
+)
 from shared.models.webhooks import (
     WEBHOOK_URL_MAX,
     Delivery,
@@ -41,6 +54,8 @@ from shared.models.workers import MISSED_BEATS, WorkerInfo
 __all__ = [
     "DEFAULT_QUEUE",
     "MISSED_BEATS",
+    "TASK_APP",
+    "TASK_APP_VERSION",
     "WEBHOOK_URL_MAX",
     "ApiKey",
     "Archive",
@@ -53,12 +68,14 @@ __all__ = [
     "DeliveryState",
     "Event",
     "EventType",
+    "ExecutorLog",
     "InputValue",
     "Job",
     "JobError",
     "JobProgress",
     "JobState",
     "OutputFile",
+    "OutputFileLog",
     "PendingUpload",
     "Queue",
     "Record",
@@ -67,6 +84,13 @@ __all__ = [
     "Selection",
     "StateChange",
     "StoredFile",
+    "TaskExecutor",
+    "TaskInput",
+    "TaskOutput",
+    "TaskPolicy",
+    "TaskResources",
+    "TaskSpec",
+    "TaskTag",
     "User",
     "Webhook",
     "WebhookSecret",

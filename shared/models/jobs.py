@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer, field_validator
 
 from shared.models.datasets import DatasetInput, InputValue
 from shared.models.queues import DEFAULT_QUEUE
 from shared.models.records import Record, utcnow
+from shared.models.tasks import ExecutorLog, OutputFileLog, TaskSpec, TaskTag
 from shared.models.webhooks import Webhook, WebhookTarget
 
 
@@ -165,6 +166,20 @@ class Job(Record):
     packaging_resent: datetime | None = Field(default=None, description="when a lost packaging was last asked again")
     packaging_lease: datetime | None = Field(default=None, description="a packager is building its archive until then")
     webhook: WebhookTarget | None = Field(default=None, description="where its terminal event is POSTed")
+    # A GA4GH TES task (app TASK_APP): what it runs, its tags as pairs, and what its runs recorded
+    task: TaskSpec | None = Field(default=None, description="the TES task this job runs; stored as JSON text")
+    task_tags: list[TaskTag] = Field(default=[], description="the task's tags, as pairs a query can match")
+    executor_logs: list[ExecutorLog] = Field(default=[], description="one per executor started, in order")
+    output_logs: list[OutputFileLog] = Field(default=[], description="the files the task's outputs delivered")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_text(cls, value: object) -> object:
+        return TaskSpec.model_validate_json(value) if isinstance(value, str) else value
+
+    @field_serializer("task")
+    def _task_as_text(self, task: TaskSpec | None) -> str | None:
+        return None if task is None else task.model_dump_json(exclude_defaults=True)
 
     @computed_field  # type: ignore[prop-decorator]  # stored with the job, so Mongo finds the jobs using a dataset
     @property
