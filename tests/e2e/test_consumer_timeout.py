@@ -157,11 +157,14 @@ def test_a_job_longer_than_the_consumer_timeout_runs_once_holding_no_delivery(
 
     job_id = admin_ct.post("/v1/jobs", json={"app": long_app}).json()["id"]
     eventually(lambda: admin_ct.get(f"/v1/jobs/{job_id}").json()["state"] == "RUNNING", "the job never started")
-    held = []
+    held, looked = [], []
     while admin_ct.get(f"/v1/jobs/{job_id}").json()["state"] == "RUNNING":
         held.append(unacknowledged(node, timeout_stack))
+        looked.append(time.monotonic())
         time.sleep(0.5)
-    assert len(held) >= 5 and set(held) == {0}, held  # acked at the claim: nothing held while the app ran
+    # Acked at the claim: nothing held while the app ran. A look (rabbitmqctl) takes seconds on a busy
+    # machine, so the looks are judged by the time they span, not by their number.
+    assert set(held) == {0} and looked[-1] - looked[0] >= JOB_SECONDS / 2, (held, looked)
     job = wait_for(admin_ct, job_id, timeout=45)
     assert (job["state"], job["attempt"]) == ("SUCCEEDED", 1), job
     assert node.channels_timed_out() == 0, "RabbitMQ closed the runner's channel for a delivery held too long"
