@@ -131,6 +131,7 @@ async def check_input_urls(
 ) -> None:
     """s3:// inputs from allowed buckets, http(s):// ones from public hosts, quern:// ones the owner's (404)."""
     owned: dict[str, InputValue] = {}
+    resolved: set[tuple[str, int | None]] = set()  # each host is looked up once, however many inputs name it
     for index, one in enumerate(inputs):
         url, pointer = one.url, f"/inputs/{index}/url"
         if url is None:
@@ -138,7 +139,7 @@ async def check_input_urls(
         if url.startswith("s3://"):
             _check_bucket(url, pointer, policy)
         elif url.startswith(("http://", "https://")):
-            await _check_public(url, pointer, networks)
+            await _check_public(url, pointer, networks, resolved)
         elif found := _FILE_URL.match(url):
             owned[f"/inputs/{index}"] = found.group(1)
         elif found := _DATASET_URL.match(url):
@@ -150,12 +151,17 @@ async def check_input_urls(
         await check_inputs([owned], owner=owner, files=files, datasets=datasets)
 
 
-async def _check_public(url: str, pointer: str, networks: tuple[Network, ...]) -> None:
+async def _check_public(
+    url: str, pointer: str, networks: tuple[Network, ...], resolved: set[tuple[str, int | None]]
+) -> None:
     try:
         check_webhook_url(url)
     except ValueError as exc:
         raise _refuse(pointer, f"{url!r} {exc}") from None
     parts = urlsplit(url)
+    if (parts.hostname or "", parts.port) in resolved:
+        return
+    resolved.add((parts.hostname or "", parts.port))
     try:  # resolved off the event loop (getaddrinfo in the loop's executor); the runner checks again when it fetches
         await resolve(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), networks)
     except Refused as exc:

@@ -1,7 +1,8 @@
 """The TES 1.1 messages, field for field as spec/tes-1.1.openapi.yaml names them; unset fields are left out.
 
 A task is read with every field optional but ``executors`` (the read-only ones a client sends
-back, such as ``id`` or ``state``, are ignored) and turned into the stored ``TaskSpec``.
+back, such as ``id`` or ``state``, are ignored) and turned into the stored ``TaskSpec``; the
+constraints here are those of ``TaskSpec``, so that a task read is one that can be stored.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.models import TaskSpec
 
@@ -60,7 +61,7 @@ class tesResources(_Message):
 
 class tesExecutor(_Message):
     image: str
-    command: list[str]
+    command: list[str] = Field(min_length=1)
     workdir: str | None = None
     stdin: str | None = None
     stdout: str | None = None
@@ -100,7 +101,7 @@ class tesTask(_Message):
     inputs: list[tesInput] | None = None
     outputs: list[tesOutput] | None = None
     resources: tesResources | None = None
-    executors: list[tesExecutor] | None = None
+    executors: list[tesExecutor] | None = Field(default=None, min_length=1)
     volumes: list[str] | None = None
     tags: dict[str, str] | None = None
     logs: list[tesTaskLog] | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,7 +25,7 @@ from services.gateway.surfaces.tes.models import (
     tesView,
 )
 from services.gateway.surfaces.tes.views import render_task
-from shared.errors import BadRequest, Invalid, Violation
+from shared.errors import BadRequest
 from shared.models import TaskSpec
 from shared.store.jobs import TaskFilter
 
@@ -50,11 +49,7 @@ def read_task(raw: bytes) -> TaskSpec:
         task.model_dump_json()
     except PydanticSerializationError:
         raise BadRequest("the body holds a string that is not valid Unicode") from None
-    try:
-        return task.spec()
-    except ValidationError as exc:
-        violations = [Violation("".join(f"/{part}" for part in e["loc"]), e["msg"]) for e in exc.errors()]
-        raise Invalid("the task is malformed", violations) from None
+    return task.spec()
 
 
 def view_of(request: Request) -> tesView:
