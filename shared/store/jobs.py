@@ -436,27 +436,25 @@ class TaskFilter:
 
 _RUNNING = JobState.RUNNING.value
 _NOTHING: Document = {"_id": {"$in": []}}
-# The last forced change of a job handed back by a shutting-down runner, until it runs again.
-_PREEMPTED: Document = {
-    "preemptions": {"$gt": 0},
-    "$expr": {
-        "$let": {
-            "vars": {"last": {"$arrayElemAt": [{"$ifNull": ["$history", []]}, -1]}},
-            "in": {
-                "$and": [
-                    {"$eq": ["$$last.to", JobState.QUEUED.value]},
-                    {"$eq": ["$$last.reason", "preempted by shutdown"]},
-                ]
-            },
-        }
-    },
+# A queued job handed back by a shutting-down runner, not run since: its last forced change says so.
+_HANDED_BACK: Document = {
+    "$let": {
+        "vars": {"last": {"$arrayElemAt": [{"$ifNull": ["$history", []]}, -1]}},
+        "in": {
+            "$and": [
+                {"$gt": [{"$ifNull": ["$preemptions", 0]}, 0]},
+                {"$eq": ["$$last.to", JobState.QUEUED.value]},
+                {"$eq": ["$$last.reason", "preempted by shutdown"]},
+            ]
+        },
+    }
 }
 # Each TES state as a condition on the job (services/gateway/domain/tasks.py task_state is its twin for one job).
 TASK_STATES: dict[str, Document] = {
     "UNKNOWN": _NOTHING,
     "PAUSED": _NOTHING,
-    "QUEUED": {"state": JobState.QUEUED.value, "$nor": [_PREEMPTED]},
-    "PREEMPTED": {"state": JobState.QUEUED.value, **_PREEMPTED},
+    "QUEUED": {"state": JobState.QUEUED.value, "$expr": {"$not": [_HANDED_BACK]}},
+    "PREEMPTED": {"state": JobState.QUEUED.value, "$expr": _HANDED_BACK},
     "INITIALIZING": {"state": _RUNNING, "cancel_requested": None, "executor_logs.0": {"$exists": False}},
     "RUNNING": {"state": _RUNNING, "cancel_requested": None, "executor_logs.0": {"$exists": True}},
     "CANCELING": {"state": _RUNNING, "cancel_requested": {"$ne": None}},
