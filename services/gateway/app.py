@@ -16,7 +16,7 @@ from services.gateway.plumbing.auth import Authenticator
 from services.gateway.plumbing.middleware import RequestLog
 from services.gateway.plumbing.problems import app_error, http_error
 from services.gateway.scheduling.scheduler import Scheduler
-from services.gateway.surfaces import native, ui
+from services.gateway.surfaces import native, tes, ui
 from shared.apps import load_apps
 from shared.broker import Broker
 from shared.errors import AppError
@@ -79,7 +79,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             log.info("gateway_stopped")
 
     return Starlette(
-        routes=[*native.routes(), *ui.routes(settings)],
+        routes=[*native.routes(), *tes.routes(), *ui.routes(settings)],
         middleware=[Middleware(RequestLog)],
         exception_handlers={AppError: app_error, HTTPException: http_error},
         lifespan=lifespan,

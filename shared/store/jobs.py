@@ -33,6 +33,7 @@ from shared.store.database import (
     owner_filter,
     read_one,
     read_page,
+    starting_with,
     to_document,
     translated,
     update_and_read,
@@ -404,3 +405,63 @@ class JobStore:
         if change.from_.terminal:
             reset["checkpoint"] = None  # a run started over does not resume from an earlier one's checkpoint
         return await transition(self._jobs, match, reset, push={"history": _history_entry(change)})
+
+    # TES tasks
+
+    async def list_tasks(
+        self, app: str, *, owner: str | None, limit: int, after: str | None, where: TaskFilter
+    ) -> Page[Job]:
+        """The TES tasks (jobs of ``app``) of ``owner``, newest first, narrowed by ``where``."""
+        match: Document = owner_filter(owner) | {"app": app}
+        if where.name_prefix:
+            match["name"] = starting_with(where.name_prefix)
+        conditions = [TASK_STATES[where.state]] if where.state is not None else []
+        if where.tags:
+            # Each pair is one task_tags element: an empty value asks only that the key be there.
+            wanted = [{"key": key} | ({"value": value} if value else {}) for key, value in where.tags]
+            match["task_tags"] = {"$all": [{"$elemMatch": one} for one in wanted]}
+        if conditions:
+            match["$and"] = conditions
+        return await read_page(self._jobs, Job, match, limit=limit, after=after)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which TES tasks a list shows: a name prefix, a TES state (see ``TASK_STATES``), tag pairs ("" any value)."""
+
+    name_prefix: str | None = None
+    state: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+_RUNNING = JobState.RUNNING.value
+_NOTHING: Document = {"_id": {"$in": []}}
+# A queued job handed back by a shutting-down runner, not run since: its last forced change says so.
+_HANDED_BACK: Document = {
+    "$let": {
+        "vars": {"last": {"$arrayElemAt": [{"$ifNull": ["$history", []]}, -1]}},
+        "in": {
+            "$and": [
+                {"$gt": [{"$ifNull": ["$preemptions", 0]}, 0]},
+                {"$eq": ["$$last.to", JobState.QUEUED.value]},
+                {"$eq": ["$$last.reason", "preempted by shutdown"]},
+            ]
+        },
+    }
+}
+# Each TES state as a condition on the job (services/gateway/domain/tasks.py task_state is its twin for one job).
+TASK_STATES: dict[str, Document] = {
+    "UNKNOWN": _NOTHING,
+    "PAUSED": _NOTHING,
+    "QUEUED": {"state": JobState.QUEUED.value, "$expr": {"$not": [_HANDED_BACK]}},
+    "PREEMPTED": {"state": JobState.QUEUED.value, "$expr": _HANDED_BACK},
+    "INITIALIZING": {"state": _RUNNING, "cancel_requested": None, "executor_logs.0": {"$exists": False}},
+    "RUNNING": {"state": _RUNNING, "cancel_requested": None, "executor_logs.0": {"$exists": True}},
+    "CANCELING": {"state": _RUNNING, "cancel_requested": {"$ne": None}},
+    "COMPLETE": {"state": JobState.SUCCEEDED.value},
+    "EXECUTOR_ERROR": {
+        "$or": [{"state": JobState.FAILED.value, "exit_code": {"$ne": None}}, {"state": JobState.TIMED_OUT.value}]
+    },
+    "SYSTEM_ERROR": {"state": JobState.FAILED.value, "exit_code": None},
+    "CANCELED": {"state": JobState.CANCELED.value},
+}

@@ -20,9 +20,15 @@ from tests.helpers.clients import ApiUserFactory, gateway_client, log_in, proble
 from tests.helpers.datasets import make_dataset
 
 FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
-PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/v1/auth/login"} | {
-    f"/docs/assets/{name}" for name in ("swagger-ui.css", "swagger-ui-bundle.js", "docs.js")
-}
+PUBLIC_PATHS = {
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/docs",
+    "/v1/auth/login",
+    "/ga4gh/tes/v1/service-info",
+    "/ga4gh/tes/v1/openapi.json",
+} | {f"/docs/assets/{name}" for name in ("swagger-ui.css", "swagger-ui-bundle.js", "docs.js")}
 
 
 def every_endpoint(env: dict[str, str], *, fill: bool = True) -> list[tuple[str, str]]:
@@ -49,6 +55,7 @@ def every_endpoint(env: dict[str, str], *, fill: bool = True) -> list[tuple[str,
 def test_every_endpoint_but_health_and_login_needs_credentials(env: dict[str, str], anonymous: httpx2.Client) -> None:
     endpoints = every_endpoint(env)
     assert len(endpoints) > 15
+    assert ("POST", f"/ga4gh/tes/v1/tasks/{FAKE_ID}:cancel") in endpoints
     for method, path in endpoints:
         response = anonymous.request(method, path)
         if path in PUBLIC_PATHS:
@@ -194,6 +201,7 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         "user_id": alice.get("/v1/me").json()["id"],
         "queue_id": alice.post("/v1/queues", json={"name": "alices-queue"}).json()["id"],
         "webhook_id": alice_webhook(alice),
+        "id": alice_task(alice),  # a GA4GH TES task's id
     }
     walked = 0
     for method, template in every_endpoint(env, fill=False):
@@ -206,7 +214,7 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
         response = bob.request(method, path, json={} if method in {"POST", "PATCH", "PUT"} else None)
         assert response.status_code == 404, (method, template, response.status_code, response.text)
         walked += 1
-    assert walked >= 12
+    assert walked >= 14
     owned = (
         ("file_id", "/v1/files/{}"),
         ("job_id", "/v1/jobs/{}"),
@@ -219,6 +227,13 @@ def test_every_endpoint_on_another_users_resources_is_404_and_changes_nothing(
     assert alice.get(f"/v1/queues/{ids['queue_id']}").json()["paused"] is False
     assert alice.get(f"/v1/keys/{ids['key_id']}").json()["revoked"] is None
     assert alice.get(f"/v1/webhooks/{ids['webhook_id']}").status_code == 200
+    assert alice.get(f"/ga4gh/tes/v1/tasks/{ids['id']}").json()["state"] == "QUEUED"
+
+
+def alice_task(alice: httpx2.Client) -> str:
+    executors = [{"image": "localhost/quern-tes:1", "command": ["true"]}]
+    task_id: str = alice.post("/ga4gh/tes/v1/tasks", json={"executors": executors}).json()["id"]
+    return task_id
 
 
 def alice_webhook(alice: httpx2.Client) -> str:

@@ -13,7 +13,7 @@ from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.submission import MAX_TAGS, JobRequest, QueueName, SubmissionStores, submit_job
 from shared.apps import MAX_RETENTION, AppSpec
 from shared.errors import Conflict, NotFound
-from shared.models import InputValue, Job, WebhookTarget
+from shared.models import TASK_APP, InputValue, Job, WebhookTarget
 from shared.outbound import Network
 from shared.store.apps import AppStore
 
@@ -34,7 +34,9 @@ class RerunRequest(BaseModel):
 
 
 async def installed_spec(job: Job, *, apps: AppStore) -> AppSpec:
-    """The app version the job ran, if it is still the current one; Conflict otherwise."""
+    """The app version the job ran, if it is still the current one; Conflict otherwise (and for a TES task)."""
+    if job.app == TASK_APP:
+        raise Conflict(f"job {job.id} is a GA4GH TES task: submit it again with POST /ga4gh/tes/v1/tasks")
     try:
         spec = await find_app(job.app, apps=apps)
     except NotFound:

@@ -47,15 +47,18 @@ def page_request(request: Request) -> PageRequest:
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     cursor = request.query_params.get("cursor")
-    if cursor is None:
-        return PageRequest(int(raw_limit), None)
+    return PageRequest(int(raw_limit), None if cursor is None else decode_cursor(cursor))
+
+
+def decode_cursor(cursor: str) -> str:
+    """The id an opaque cursor continues after; 400 if it is not one ``encode_cursor`` made."""
     try:
         after = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["after"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise BadRequest("the cursor is not one this service handed out") from None
     if not isinstance(after, str) or not _ID.match(after):
         raise BadRequest("the cursor is not one this service handed out")
-    return PageRequest(int(raw_limit), after)
+    return after
 
 
 def encode_cursor(after: str) -> str:

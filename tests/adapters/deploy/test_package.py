@@ -1,7 +1,8 @@
 """What a non-editable install gets: the wheel the Dockerfile builds (and the sdist) carry the package's data files.
 
-The data files here are the docs page's assets; without them ``/docs`` would be a blank page in
-the image while every editable checkout, the tests' included, still showed it.
+The data files here are the docs page's assets and the GA4GH TES document; without them ``/docs``
+would be a blank page in the image (and the gateway would not start, missing the TES document)
+while every editable checkout, the tests' included, still worked.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 STATIC = "services/gateway/plumbing/static"
+TES_SPEC = "services/gateway/surfaces/tes/spec"  # the GA4GH TES document the TES surface publishes
 BUILD = "import sys; from setuptools import build_meta as b; out = sys.argv[1]; b.build_wheel(out); b.build_sdist(out)"
 
 
@@ -42,8 +44,14 @@ def dist(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def data_files(project: Path) -> set[str]:
-    found = {path.relative_to(project).as_posix() for path in (project / STATIC).rglob("*") if path.is_file()}
+    found = {
+        path.relative_to(project).as_posix()
+        for folder in (STATIC, TES_SPEC)
+        for path in (project / folder).rglob("*")
+        if path.is_file()
+    }
     assert {f"{STATIC}/docs.js", f"{STATIC}/swagger-ui/swagger-ui-bundle.js", f"{STATIC}/swagger-ui/LICENSE"} <= found
+    assert {f"{TES_SPEC}/tes-1.1.openapi.yaml", f"{TES_SPEC}/tes-1.1.LICENSE"} <= found
     return found
 
 

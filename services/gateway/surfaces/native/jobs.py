@@ -117,6 +117,9 @@ class JobOut(Out):
     expires: str | None = Field(description="when its outputs, logs and archive are deleted (null: not set, or never)")
     expired: str | None = Field(description="when they were deleted; its archive, logs and outputs then answer 410")
     webhook: WebhookTargetOut | None = Field(description="its own receiver of its terminal event, if it has one")
+    task: dict[str, Any] | None = Field(
+        description="the GA4GH TES task it runs (app ga4gh-tes; see /ga4gh/tes/v1), as submitted; null for others"
+    )
     links: JobLinks
 
 
@@ -181,6 +184,7 @@ def render_job(request: Request, job: Job) -> JobOut:
         expires=_iso(job.expiry),
         expired=_iso(job.expired),
         webhook=None if webhook is None else WebhookTargetOut(url=webhook.url, progress=webhook.progress),
+        task=None if job.task is None else job.task.model_dump(mode="json", exclude_defaults=True),
         links=JobLinks(
             self=url,
             app=link(request, "app", name=job.app),

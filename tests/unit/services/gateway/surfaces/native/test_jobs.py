@@ -85,6 +85,7 @@ def test_a_new_job_shows_every_field_with_nulls_and_its_links() -> None:
         "expires": None,
         "expired": None,
         "webhook": None,
+        "task": None,
         "links": {
             "self": f"{BASE}/jobs/{JOB_ID}",
             "app": f"{BASE}/apps/grid",
