@@ -8,6 +8,7 @@ Layout of a job's directory::
     <job_id>/logs/stdout.txt, stderr.txt
     <job_id>/tmp/                        TMPDIR, and progress.json ($QUERN_PROGRESS_FILE)
     <job_id>/tmp/checkpoint/             $QUERN_CHECKPOINT_DIR: kept when the run is preempted
+    <job_id>/task/<container path>       a TES task's inputs, volumes and outputs (``services.runner.task_tree``)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Sandbox:
         self.stderr = self.logs / "stderr.txt"
         self.progress_file = self.tmp / "progress.json"  # outside run/, so never taken for an output
         self.checkpoint = self.tmp / "checkpoint"
+        self.task = self.root / "task"
 
     def create(self) -> None:
         """Start from empty, even if an earlier attempt left a tree behind."""
@@ -131,13 +133,13 @@ class Sandbox:
             )
 
     def disk_use(self) -> int:
-        """Bytes the app's part of the directory (``run/``, ``tmp/``, ``logs/``) takes on disk, read without recursion.
+        """Bytes the app's part of the directory (run/, tmp/, logs/, task/) takes on disk, read without recursion.
 
         Links are never followed; a directory the app closed (chmod 000) is opened again for a
         runner that is not root (it is the runner's own), so nothing it holds goes uncounted.
         """
         used = 0
-        pending = [str(self.run), str(self.tmp), str(self.logs)]
+        pending = [str(self.run), str(self.tmp), str(self.logs), str(self.task)]
         while pending:
             directory = pending.pop()
             try:
