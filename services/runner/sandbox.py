@@ -197,22 +197,31 @@ class Sandbox:
         ``O_NOFOLLOW`` from the run directory (or ``base``, another of the app's) makes the runner
         read only what lies inside it.
         """
-        *parents, name = relative.split("/")
-        directory = os.open(base or self.run, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
-            for part in parents:
-                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
-                os.close(directory)
-                directory = inner
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+            fd = open_beneath(base or self.run, relative, os.O_RDONLY)
         except OSError as exc:
             raise Invalid(f"output {relative} changed after the run ({exc.strerror})") from None
-        finally:
-            os.close(directory)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise Invalid(f"output {relative} changed after the run (no longer a regular file)")
         return os.fdopen(fd, "rb")
+
+
+def open_beneath(base: Path, relative: str, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of ``base/relative`` opened with ``flags``, walked one component at a time, never through a link.
+
+    Non-blocking too: a FIFO planted there must not hang the runner (regular files ignore the flag).
+    """
+    *parents, name = relative.split("/")
+    directory = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parents:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def _reopen(directory: str) -> None:

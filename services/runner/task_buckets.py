@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
-import boto3
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import Invalid, NotFound, Unavailable
 from shared.models.tasks import TaskPolicy
 from shared.settings import Settings
+from shared.storage import s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -60,21 +59,11 @@ class TaskBuckets:
     def __init__(self, settings: Settings) -> None:
         secret = settings.tes_s3_secret_access_key
         self.policy: TaskPolicy = settings.task_policy()
-        self._s3: S3Client = boto3.client(
-            "s3",
+        self._s3: S3Client = s3_client(
             endpoint_url=settings.tes_s3_endpoint_url,
-            region_name=settings.tes_s3_region,
-            aws_access_key_id=settings.tes_s3_access_key_id,
-            aws_secret_access_key=None if secret is None else secret.get_secret_value(),
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
+            region=settings.tes_s3_region,
+            access_key_id=settings.tes_s3_access_key_id,
+            secret_access_key=None if secret is None else secret.get_secret_value(),
         )
         self._transfer = TransferConfig(max_concurrency=4)
 

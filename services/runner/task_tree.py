@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from services.runner.sandbox import open_beneath
 from shared.errors import Invalid
 from shared.models.tasks import TaskOutput, TaskSpec
 
@@ -113,20 +114,11 @@ def open_in(task_dir: Path, path: str, *, write: bool = False) -> BinaryIO:
 
     Reading, it must be a regular file; writing, missing directories are refused (the executors' own tree).
     """
-    *parents, name = relative_in_tree(path).split("/")
-    directory = os.open(task_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY
     try:
-        for part in parents:
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
-            os.close(directory)
-            directory = inner
-        # Non-blocking: a FIFO an executor left there must not hang the runner (regular files ignore the flag).
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if write else os.O_RDONLY
-        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644, dir_fd=directory)
+        fd = open_beneath(task_dir, relative_in_tree(path), flags)
     except OSError as exc:
         raise Invalid(f"{path}: cannot be {'written' if write else 'read'} ({exc.strerror})") from None
-    finally:
-        os.close(directory)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise Invalid(f"{path}: not a regular file")

@@ -24,35 +24,31 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
-import os
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import structlog
 
-from services.runner import launch
 from services.runner.announcements import ProgressAnnouncer
 from services.runner.backoff import Backoff, retry_on_outage
-from services.runner.containers import DEFAULT_OPEN_FILES, DEFAULT_PROCESSES, DockerDriver
+from services.runner.containers import DockerDriver
 from services.runner.drivers import Driver
+from services.runner.executors import captured, disk_limit, executor_command
 from services.runner.follow import Follower, follow_app
 from services.runner.outcomes import Doing, Outcome, outcome_of
 from services.runner.processes import Exit, run_process
 from services.runner.sandbox import Sandbox
 from services.runner.task_buckets import TaskBuckets
 from services.runner.task_files import Sources, deliver_outputs, stage_task_inputs
-from services.runner.task_tree import Mount, host_path, open_in, prepare
+from services.runner.task_tree import Mount, open_in, prepare
 from shared.errors import AppError, Invalid
 from shared.models import Job, JobError, JobState, utcnow
-from shared.models.tasks import ExecutorLog, TaskExecutor, TaskSpec
+from shared.models.tasks import ExecutorLog
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
 from shared.store import Stores
 
 log = structlog.get_logger()
-LOG_TAIL_BYTES = 10 * 1024
 
 
 async def run_task(
@@ -178,7 +174,7 @@ async def _run_executors(
                     stop=stop,
                     clean_up=lambda: docker.clean_up(job.id),
                     grace=settings.app_grace_seconds,
-                    max_disk_mb=_disk_limit(task, settings),
+                    max_disk_mb=disk_limit(task, settings),
                     stdin=stdin,
                 )
                 files = {"stdout": sandbox.stdout, "stderr": sandbox.stderr}
@@ -189,7 +185,7 @@ async def _run_executors(
         finally:
             if stdin is not None:
                 stdin.close()
-        out, err = await asyncio.to_thread(_captured, sandbox, starts, executor, owner=docker.owner)
+        out, err = await asyncio.to_thread(captured, sandbox, starts, executor, owner=docker.owner)
         recorded[-1] = recorded[-1].model_copy(
             update={"end": utcnow(), "exit_code": ended.code, "stdout": out, "stderr": err}
         )
@@ -203,74 +199,6 @@ async def _run_executors(
             return dataclasses.replace(outcome, error=JobError(reason=said, stderr_tail=err))
         return outcome
     return None
-
-
-def executor_command(
-    docker: DockerDriver,
-    job: Job,
-    index: int,
-    executor: TaskExecutor,
-    mounts: list[Mount],
-    *,
-    task_dir: Path,
-    networked: bool,
-) -> list[str]:
-    """The command that runs one executor in its container, through the launcher (so it dies with the runner)."""
-    task = job.task
-    assert task is not None
-    command = docker.confined(f"{docker.container(job.id)}-{index}", job_id=job.id, network=networked)
-    command += ["--user", f"{docker.user[0]}:{docker.user[1]}", "--ulimit", "core=0"]
-    command += ["--ulimit", f"nofile={DEFAULT_OPEN_FILES}:{DEFAULT_OPEN_FILES}"]
-    command += ["--ulimit", f"nproc={DEFAULT_PROCESSES}:{DEFAULT_PROCESSES}", "--pids-limit", str(DEFAULT_PROCESSES)]
-    resources = task.resources
-    if resources is not None and resources.cpu_cores:
-        command += ["--cpus", str(resources.cpu_cores)]
-    if resources is not None and resources.ram_gb:
-        memory = math.ceil(resources.ram_gb * 1024)
-        command += ["--memory", f"{memory}m", "--memory-swap", f"{memory}m"]
-    for mount in mounts:
-        source = host_path(task_dir, mount.target)
-        command += [
-            "--mount",
-            f"type=bind,source={source},target={mount.target}{'' if mount.writable else ',readonly'}",
-        ]
-    if executor.workdir:
-        command += ["--workdir", executor.workdir]
-    for key, value in executor.env.items():
-        command += ["--env", f"{key}={value}"]
-    if executor.stdin:
-        command.append("--interactive")
-    command += ["--entrypoint", executor.command[0], executor.image, *executor.command[1:]]
-    return launch.command({"limits": {}, "user": None, "cwd": str(task_dir.parent)}, command)
-
-
-def _disk_limit(task: TaskSpec, settings: RunnerSettings) -> int:
-    """The disk the job's directory may use, in MB: the task's ``disk_gb``, at most ``MAX_JOB_DISK_MB``."""
-    asked = None if task.resources is None else task.resources.disk_gb
-    return settings.max_job_disk_mb if not asked else min(math.ceil(asked * 1024), settings.max_job_disk_mb)
-
-
-def _captured(
-    sandbox: Sandbox, starts: tuple[int, int], executor: TaskExecutor, *, owner: tuple[int, int] | None
-) -> tuple[str, str]:
-    """What one executor printed: written to its stdout/stderr paths (``owner``'s) if it names them; the ends."""
-    tails = []
-    streams = ((sandbox.stdout, starts[0], executor.stdout), (sandbox.stderr, starts[1], executor.stderr))
-    for log_file, start, path in streams:
-        with log_file.open("rb") as source:
-            end = os.fstat(source.fileno()).st_size
-            if path is not None:
-                source.seek(start)
-                with open_in(sandbox.task, path, write=True) as sink:
-                    if owner is not None:
-                        os.fchown(sink.fileno(), *owner)
-                    left = end - start
-                    while left > 0 and (block := source.read(min(left, 2**20))):
-                        sink.write(block)
-                        left -= len(block)
-            source.seek(max(start, end - LOG_TAIL_BYTES))
-            tails.append(source.read(end - source.tell()).decode("utf-8", errors="replace"))
-    return tails[0], tails[1]
 
 
 async def _record(job: Job, recorded: list[ExecutorLog], *, stores: Stores) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from services.runner.runs import _run, finish
 from services.runner.sandbox import Sandbox
 from services.runner.specs import AppVersions
 from services.runner.users import RunAs
-from shared.models import Job, JobState, StoredFile, new_id, run_prefix, utcnow
+from shared.models import Dataset, DatasetMember, Job, JobState, StoredFile, new_id, run_prefix, utcnow
 from shared.models.tasks import TASK_APP, TASK_APP_VERSION, TaskSpec
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
@@ -100,6 +102,20 @@ class Tes:
         await self.stores.files.insert_file(stored)
         return file_id
 
+    async def quern_dataset(self, members: dict[str, bytes], *, owner: str = "u1") -> str:
+        dataset_id = new_id()
+        for path, content in members.items():
+            source = self.settings.work_dir / f"member-{new_id()}"
+            source.write_bytes(content)
+            key = f"datasets/{dataset_id}/{path}"
+            await asyncio.to_thread(self.storage.upload_file, source, key, content_type="text/plain")
+        dataset = Dataset(
+            id=dataset_id, owner=owner, name="d", kind="tar", source_file="f", created=utcnow(), updated=utcnow(),
+            members=[DatasetMember(path=path, size=len(content), sha256="0" * 64) for path, content in members.items()],
+        )  # fmt: skip
+        await self.stores.datasets.insert_dataset(dataset)
+        return dataset_id
+
     def containers(self, job: Job) -> list[str]:
         listed = subprocess.run(
             [str(self.podman), "ps", "--all", "--quiet", "--filter", f"label=quern.job={job.id}"],
@@ -135,6 +151,7 @@ def in_tes(
             "tes_s3_access_key_id": LOCAL_S3_KEY,
             "tes_s3_secret_access_key": SecretStr(LOCAL_S3_SECRET),
             "app_grace_seconds": 2.0,
+            "tes_http_input_max_mb": 1,
         }
     )
     settings.work_dir.mkdir(mode=0o711)
@@ -281,9 +298,9 @@ def test_a_cancel_mid_run_ends_the_task_canceled_with_its_container_gone(in_tes:
 def test_a_task_over_its_time_limit_times_out(in_tes: Callable[..., Any]) -> None:
     async def scenario(tes: Tes) -> None:
         job = await tes.submit({"executors": [executor(tes.image, "sleep", "60")]}, timeout=2)
-        _, stored = await tes.run(job)
-        assert stored.state is JobState.TIMED_OUT
-        assert tes.containers(job) == []
+        outcome, stored = await tes.run(job)
+        assert stored.state is JobState.TIMED_OUT, outcome
+        assert tes.containers(job) == [], outcome
 
     in_tes(scenario)
 
@@ -347,5 +364,106 @@ def test_a_directory_and_a_wildcard_output_deliver_each_file_by_its_relative_pat
         listed = tes.s3.list_objects_v2(Bucket=tes.bucket, Prefix="res/")["Contents"]
         assert sorted(item["Key"] for item in listed) == ["res/a", "res/sub/b"]
         assert [output.path for output in stored.outputs] == ["vcf/x.vcf"]
+
+    in_tes(scenario)
+
+
+def test_a_dataset_stages_as_a_directory_and_a_member_as_a_file(in_tes: Callable[..., Any]) -> None:
+    async def scenario(tes: Tes) -> None:
+        dataset_id = await tes.quern_dataset({"a.txt": b"A\n", "sub/b.txt": b"B\n"})
+        job = await tes.submit(
+            {
+                "inputs": [
+                    {"path": "/data/set", "type": "DIRECTORY", "url": f"quern://datasets/{dataset_id}"},
+                    {"path": "/data/one.txt", "url": f"quern://datasets/{dataset_id}/sub/b.txt"},
+                ],
+                "executors": [executor(tes.image, "cat", "/data/set/a.txt", "/data/set/sub/b.txt", "/data/one.txt")],
+            }
+        )
+        _, stored = await tes.run(job)
+        assert stored.state is JobState.SUCCEEDED
+        assert stored.executor_logs[0].stdout == "A\nB\nB\n"
+
+    in_tes(scenario)
+
+
+def test_a_file_of_another_owner_is_not_staged(in_tes: Callable[..., Any]) -> None:
+    async def scenario(tes: Tes) -> None:
+        dataset_id = await tes.quern_dataset({"a.txt": b"A\n"}, owner="someone-else")
+        job = await tes.submit(
+            {
+                "inputs": [{"path": "/data/set", "type": "DIRECTORY", "url": f"quern://datasets/{dataset_id}"}],
+                "executors": [executor(tes.image, "true")],
+            }
+        )
+        _, stored = await tes.run(job)
+        assert (stored.state, stored.exit_code) == (JobState.FAILED, None)
+        assert stored.error is not None and "is not the task owner's" in stored.error.reason
+
+    in_tes(scenario)
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """A web server on loopback: /file.txt is 2 KiB of "x", /big 1.5 MiB, /moved redirects to /file.txt."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/file.txt")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = b"x" * (1536 * 1024 if self.path == "/big" else 2048)
+            self.send_response(200 if self.path in ("/file.txt", "/big") else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_http_input_follows_a_redirect_and_is_staged(in_tes: Callable[..., Any], web: str) -> None:
+    async def scenario(tes: Tes) -> None:
+        job = await tes.submit(
+            {
+                "inputs": [{"path": "/in/web.txt", "url": f"{web}/moved"}],
+                "executors": [executor(tes.image, "wc", "-c", "/in/web.txt")],
+            }
+        )
+        _, stored = await tes.run(job)
+        assert stored.state is JobState.SUCCEEDED
+        assert stored.executor_logs[0].stdout.split()[0] == "2048"
+
+    in_tes(scenario)
+
+
+def test_an_http_input_over_its_size_limit_or_on_a_private_address_is_refused(
+    in_tes: Callable[..., Any], web: str
+) -> None:
+    async def scenario(tes: Tes) -> None:
+        task = {
+            "inputs": [{"path": "/in/web.txt", "url": f"{web}/file.txt"}],
+            "executors": [executor(tes.image, "true")],
+        }
+        guarded = tes.settings.model_copy(update={"webhook_allowed_networks": ""})
+        _, stored = await tes.run(await tes.submit(task), guarded)
+        assert stored.error is not None and "not a public address" in stored.error.reason
+        assert stored.state is JobState.FAILED and stored.executor_logs == []
+        big = {"inputs": [{"path": "/in/big", "url": f"{web}/big"}], "executors": [executor(tes.image, "true")]}
+        _, stored = await tes.run(await tes.submit(big))  # TES_HTTP_INPUT_MAX_MB is 1
+        assert stored.error is not None and stored.error.reason.endswith(f"{web}/big: larger than {2**20} bytes")
 
     in_tes(scenario)
