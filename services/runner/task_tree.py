@@ -128,7 +128,8 @@ def open_in(task_dir: Path, path: str, *, write: bool = False) -> BinaryIO:
 def files_under(task_dir: Path, directory: str) -> list[str]:
     """The regular files under a container directory's mirror, as container paths; links are never followed."""
     top = host_path(task_dir, directory)
-    if top.is_symlink() or not top.is_dir():
+    # Reached through no link at any level: an executor may have swapped a directory above it for one.
+    if top.resolve() != task_dir.resolve() / relative_in_tree(directory) or not top.is_dir():
         raise Invalid(f"{directory}: the executors left no directory there")
     found = []
     for walked, _, names in os.walk(top, followlinks=False):

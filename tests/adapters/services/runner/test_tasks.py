@@ -70,7 +70,9 @@ class Tes:
         assert claimed is not None
         return claimed
 
-    async def run(self, job: Job, settings: RunnerSettings | None = None) -> tuple[Outcome, Job]:
+    async def run(
+        self, job: Job, settings: RunnerSettings | None = None, *, drivers: dict[str, Any] | None = None
+    ) -> tuple[Outcome, Job]:
         """Run the claimed job to its end and record it as the runner would; the outcome and the stored job."""
         outcome = await _run(
             job,
@@ -81,7 +83,7 @@ class Tes:
             specs=AppVersions(),
             settings=settings or self.settings,
             reason=lambda: self.reasons.get(job.id),
-            drivers={"docker": DockerDriver(str(self.podman), run_as=NOBODY)},
+            drivers={"docker": DockerDriver(str(self.podman), run_as=NOBODY)} if drivers is None else drivers,
         )
         fields = {"exit_code": outcome.exit_code, "error": outcome.error, "outputs": outcome.outputs}
         await finish(
@@ -285,6 +287,8 @@ def test_a_cancel_mid_run_ends_the_task_canceled_with_its_container_gone(in_tes:
         while not tes.containers(job):
             assert not running.done(), running.result()
             await asyncio.sleep(0.2)
+        running_logs = (await tes.stores.jobs.get_job(job.id)).executor_logs
+        assert len(running_logs) == 1 and running_logs[0].end is None  # recorded as it started
         tes.reasons[job.id] = "canceled"
         tes.stop.set()
         _, stored = await asyncio.wait_for(running, 30)
@@ -465,5 +469,30 @@ def test_an_http_input_over_its_size_limit_or_on_a_private_address_is_refused(
         big = {"inputs": [{"path": "/in/big", "url": f"{web}/big"}], "executors": [executor(tes.image, "true")]}
         _, stored = await tes.run(await tes.submit(big))  # TES_HTTP_INPUT_MAX_MB is 1
         assert stored.error is not None and stored.error.reason.endswith(f"{web}/big: larger than {2**20} bytes")
+
+    in_tes(scenario)
+
+
+def test_an_output_an_executor_swapped_for_a_link_is_not_followed(in_tes: Callable[..., Any]) -> None:
+    async def scenario(tes: Tes) -> None:
+        job = await tes.submit(
+            {
+                "executors": [executor(tes.image, "ln", "-s", "/etc/passwd", "/out/leak")],
+                "outputs": [{"path": "/out/leak", "url": "quern://outputs/leak"}],
+            }
+        )
+        _, stored = await tes.run(job)
+        assert (stored.state, stored.exit_code, stored.outputs) == (JobState.FAILED, None, [])
+        assert stored.error is not None and "output /out/leak: the executors left no file there" in stored.error.reason
+
+    in_tes(scenario)
+
+
+def test_a_runner_without_the_docker_driver_fails_the_task_saying_so(in_tes: Callable[..., Any]) -> None:
+    async def scenario(tes: Tes) -> None:
+        job = await tes.submit({"executors": [executor(tes.image, "true")]})
+        _, stored = await tes.run(job, drivers={})
+        assert (stored.state, stored.exit_code) == (JobState.FAILED, None)
+        assert stored.error is not None and "does not offer the docker driver (RUNNER_DRIVERS=" in stored.error.reason
 
     in_tes(scenario)
