@@ -37,7 +37,7 @@ from services.runner.executors import captured, disk_limit, executor_command
 from services.runner.follow import Follower, follow_app
 from services.runner.outcomes import Doing, Outcome, outcome_of
 from services.runner.processes import Exit, run_process
-from services.runner.sandbox import Sandbox
+from services.runner.sandbox import TAIL_BYTES, Sandbox
 from services.runner.task_buckets import TaskBuckets
 from services.runner.task_files import Sources, deliver_outputs, stage_task_inputs
 from services.runner.task_tree import Mount, open_in, prepare
@@ -191,12 +191,12 @@ async def _run_executors(
         )
         await _record(job, recorded, stores=stores)
         log.info("executor_ended", job_id=job.id, executor=index, exit_code=ended.code)
-        outcome = outcome_of(ended, job.timeout_seconds, err, reason())
+        outcome = outcome_of(ended, job.timeout_seconds, err[-TAIL_BYTES:], reason())
         if outcome.state is JobState.SUCCEEDED or (executor.ignore_error and outcome.exit_code is not None):
             continue
         if outcome.state is JobState.FAILED and outcome.error is not None:
             said = f"executor {index + 1} of {len(task.executors)} ({executor.image}) {outcome.error.reason}"
-            return dataclasses.replace(outcome, error=JobError(reason=said, stderr_tail=err))
+            return dataclasses.replace(outcome, error=JobError(reason=said, stderr_tail=err[-TAIL_BYTES:]))
         return outcome
     return None
 
