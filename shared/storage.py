@@ -67,12 +67,24 @@ def attachment(filename: str) -> str:
 
 def _client(settings: Settings, endpoint_url: str | None) -> S3Client:
     secret = settings.s3_secret_access_key
+    return s3_client(
+        endpoint_url=endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=None if secret is None else secret.get_secret_value(),
+    )
+
+
+def s3_client(
+    *, endpoint_url: str | None, region: str, access_key_id: str | None, secret_access_key: str | None
+) -> S3Client:
+    """A boto3 S3 client as quern configures them: path-style, a few retries, short timeouts, checksums as needed."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key_id,
-        aws_secret_access_key=None if secret is None else secret.get_secret_value(),
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
         config=Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},

@@ -46,22 +46,28 @@ class DockerDriver:
         """The container's name: one per job, so a leftover of an earlier attempt can be found and removed."""
         return f"quern-{job_id.lower()}"
 
-    def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
-        limits = spec.limits
-        docker = [
+    def confined(self, name: str, *, job_id: str, network: bool) -> list[str]:
+        """The start of a ``run`` command line: the container's name and job label, its init, and what it may not do."""
+        return [
             self.executable,
             "run",
             "--rm",
             "--name",
-            self.container(sandbox.job_id),
+            name,
             "--label",
-            f"quern.job={sandbox.job_id}",
+            f"quern.job={job_id}",
             "--init",  # a PID 1 that forwards SIGTERM on cancel and timeout, and reaps the app's children
-            *([] if spec.network else ["--network", "none"]),
+            *([] if network else ["--network", "none"]),
             "--cap-drop",
             "ALL",
             "--security-opt",
             "no-new-privileges",
+        ]
+
+    def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
+        limits = spec.limits
+        docker = [
+            *self.confined(self.container(sandbox.job_id), job_id=sandbox.job_id, network=spec.network),
             "--read-only",
             "--user",
             f"{self.user[0]}:{self.user[1]}",
@@ -107,7 +113,7 @@ class DockerDriver:
         try:
             done = subprocess.run(
                 [self.executable, "version"],
-                env=self._cli_environment(),
+                env=self.cli_environment(),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=PROBE_SECONDS,
@@ -124,32 +130,45 @@ class DockerDriver:
             "needs a docker or podman engine this runner may use (see docs/sandboxing.md)"
         )
 
-    def _cli_environment(self) -> dict[str, str]:
+    def cli_environment(self) -> dict[str, str]:
+        """The environment of the engine's command line when it is not running an app."""
         return {"PATH": BASE_ENV["PATH"], **({"DOCKER_HOST": self.host} if self.host else {})}
 
     async def clean_up(self, job_id: str) -> None:
-        env = self._cli_environment()
+        """Remove the job's containers: the one named after it, and every one labelled with it (a TES task's)."""
+        found = await self._cli(job_id, "ps", "--all", "--quiet", "--filter", f"label=quern.job={job_id}")
+        if found is None:
+            return
+        code, _, err = await self._cli(job_id, "rm", "--force", self.container(job_id), *found[1].decode().split()) or (
+            0,
+            b"",
+            b"",
+        )
+        # docker says "No such container", podman "no such container"
+        if code != 0 and b"no such container" not in err.lower():
+            log.warning("container_clean_up_failed", job_id=job_id, error=err.decode(errors="replace")[-500:])
+
+    async def _cli(self, job_id: str, *args: str) -> tuple[int, bytes, bytes] | None:
+        """The engine's command's exit code, stdout and stderr; None, with a warning, if it did not end."""
         try:
             process = await asyncio.create_subprocess_exec(
                 self.executable,
-                "rm",
-                "--force",
-                self.container(job_id),
-                env=env,
+                *args,
+                env=self.cli_environment(),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as exc:
             log.warning("container_clean_up_failed", job_id=job_id, error=repr(exc))
-            return
+            return None
         try:
-            _, err = await asyncio.wait_for(process.communicate(), CLEAN_UP_SECONDS)
+            out, err = await asyncio.wait_for(process.communicate(), CLEAN_UP_SECONDS)
         except TimeoutError:
             process.kill()
             await process.wait()
-            log.warning("container_clean_up_failed", job_id=job_id, error=f"docker rm took over {CLEAN_UP_SECONDS} s")
-            return
-        # docker says "No such container", podman "no such container"
-        if process.returncode != 0 and b"no such container" not in err.lower():
-            log.warning("container_clean_up_failed", job_id=job_id, error=err.decode(errors="replace")[-500:])
+            log.warning(
+                "container_clean_up_failed", job_id=job_id, error=f"docker {args[0]} took over {CLEAN_UP_SECONDS} s"
+            )
+            return None
+        return process.returncode or 0, out, err

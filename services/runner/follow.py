@@ -193,13 +193,15 @@ async def follow_app(
     progress_file: Path | None = None,
     every: float = TICK_SECONDS,
     on_progress: Callable[[str | None], Awaitable[None]] | None = None,
+    follower: Follower | None = None,
 ) -> T:
     """Await the app's end, recording its progress and log lines about every ``every`` seconds meanwhile.
 
     ``on_progress`` is called every tick with the id of the tick's latest progress event once it is
-    stored, or None when there was none.
+    stored, or None when there was none. A ``follower`` of earlier processes goes on where it stopped
+    (a TES task's executors append to the same logs).
     """
-    follower = Follower(files, progress_file=progress_file)
+    follower = follower or Follower(files, progress_file=progress_file)
     running = asyncio.ensure_future(app)
     try:
         while not running.done():

@@ -11,9 +11,10 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from services.runner.drivers import Driver
 from services.runner.sandbox import Sandbox
@@ -100,12 +101,40 @@ async def run_app(
     ``max_disk_mb``, an app whose directory grows over it is stopped the same way.
     """
     await driver.clean_up(sandbox.job_id)  # a leftover of an earlier attempt on this machine
+    return await run_process(
+        driver.command(argv, sandbox=sandbox, spec=spec),
+        env=driver.environment(sandbox, spec),
+        sandbox=sandbox,
+        timeout=timeout,
+        stop=stop,
+        clean_up=lambda: driver.clean_up(sandbox.job_id),
+        grace=grace,
+        max_disk_mb=max_disk_mb,
+    )
+
+
+async def run_process(
+    command: list[str],
+    *,
+    env: dict[str, str],
+    sandbox: Sandbox,
+    timeout: float,
+    stop: asyncio.Event,
+    clean_up: Callable[[], Awaitable[None]],
+    grace: float = TERM_GRACE_SECONDS,
+    max_disk_mb: int | None = None,
+    stdin: BinaryIO | None = None,
+) -> Exit:
+    """Run a command built by a driver, appending to the job's logs, and stop it as ``run_app`` says.
+
+    ``stdin``, an open file, is what it reads (else nothing); ``clean_up`` removes what outlived it.
+    """
     with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
         process = await asyncio.create_subprocess_exec(
-            *driver.command(argv, sandbox=sandbox, spec=spec),
+            *command,
             cwd=sandbox.root,  # the runner's; the launcher enters run/ once it is the app's user
-            env=driver.environment(sandbox, spec),
-            stdin=subprocess.DEVNULL,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=out,
             stderr=err,
             start_new_session=True,
@@ -129,4 +158,4 @@ async def run_app(
         filling.cancel()
         # Whatever the app left running in its group dies with it.
         _kill_group(process.pid, signal.SIGKILL)
-        await driver.clean_up(sandbox.job_id)
+        await clean_up()

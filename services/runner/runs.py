@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -27,10 +27,12 @@ from services.runner.backoff import Backoff, retry_on_outage
 from services.runner.checkpoints import restore_checkpoint, save_checkpoint
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
+from services.runner.outcomes import Doing, Outcome, outcome_of
 from services.runner.processes import Exit, build_argv, run_app
 from services.runner.sandbox import Sandbox
 from services.runner.slots import LEASE_LOST, SHUTDOWN, Slots
 from services.runner.specs import AppVersions
+from services.runner.tasks import run_task
 from services.runner.transfers import stage_inputs, upload_logs, upload_outputs
 from shared.apps import AppSpec
 from shared.broker import Broker
@@ -48,17 +50,6 @@ FINISH_BACKOFF_SECONDS = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60, 60, 60, 60, 60, 60
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How a run ended: a terminal state to record, or ``handed_back`` (why the run was given up instead)."""
-
-    state: JobState
-    exit_code: int | None = None
-    error: JobError | None = None
-    outputs: list[OutputFile] = field(default_factory=list)
-    handed_back: str | None = None
-
-
-@dataclass(frozen=True)
 class RunnerKit:
     """What a runner's runs work with: its clients, settings, drivers and slots."""
 
@@ -69,27 +60,6 @@ class RunnerKit:
     settings: RunnerSettings
     slots: Slots
     drivers: Mapping[str, Driver]
-
-
-def outcome_of(ended: Exit, timeout: int, stderr_tail: str, stop_reason: str | None = None) -> Outcome:
-    """The run's outcome from how its process ended (and why it was stopped, if it was)."""
-    if ended.stopped and stop_reason in (SHUTDOWN, LEASE_LOST):
-        return Outcome(JobState.QUEUED, handed_back=stop_reason)
-    if ended.stopped:
-        return Outcome(
-            JobState.CANCELED, error=JobError(reason="canceled on request while it ran", stderr_tail=stderr_tail)
-        )
-    if ended.over_disk_mb is not None:
-        reason = f"used more than {ended.over_disk_mb} MB of disk in its directory"
-        return Outcome(JobState.FAILED, error=JobError(reason=reason, stderr_tail=stderr_tail))
-    if ended.timed_out:
-        reason = f"killed after the {timeout} s time limit"
-        return Outcome(JobState.TIMED_OUT, error=JobError(reason=reason, stderr_tail=stderr_tail))
-    if ended.code == 0:
-        return Outcome(JobState.SUCCEEDED, exit_code=0)
-    code = ended.code if ended.code is not None else -1
-    reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    return Outcome(JobState.FAILED, exit_code=ended.code, error=JobError(reason=reason, stderr_tail=stderr_tail))
 
 
 async def take_job(job_id: str, *, kit: RunnerKit) -> None:
@@ -190,6 +160,7 @@ async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, *, kit: Runn
         error=outcome.error,
         outputs=outcome.outputs,
         logs=logs,
+        output_logs=outcome.output_logs,
     )
     if finished is None:
         # Forced to an end while it ran: the forced end stands, and the logs are still kept and packaged,
@@ -316,14 +287,31 @@ async def _run(
     async def upload(produced: list[tuple[str, Path]]) -> list[OutputFile]:
         return await asyncio.to_thread(upload_outputs, storage, job, sandbox, produced)
 
-    step = "prepare the run"
+    doing = Doing("prepare the run")
     try:
         await asyncio.to_thread(sandbox.create)
-        step = "stage the inputs"
+        if job.task is not None:
+            try:
+                return await run_task(
+                    job,
+                    sandbox,
+                    stop,
+                    doing=doing,
+                    stores=stores,
+                    storage=storage,
+                    settings=settings,
+                    reason=reason,
+                    drivers=drivers,
+                    announcer=announcer,
+                )
+            finally:
+                if announcer is not None:
+                    await announcer.close()
+        doing.what = "stage the inputs"
         spec, inputs = await retry_on_outage(
             prepare, backoff=backoff, stop=stop, event="job_stage_retrying", job_id=job.id
         )
-        step = "start the app"
+        doing.what = "start the app"
         driver = drivers.get(spec.driver)
         if driver is None:
             offers = settings.runner_drivers
@@ -356,11 +344,11 @@ async def _run(
         outcome = outcome_of(ended, job.timeout_seconds, tail, reason())
         if outcome.handed_back is not None:
             return outcome
-        step = "collect the outputs"
+        doing.what = "collect the outputs"
         produced = await asyncio.to_thread(
             sandbox.collect, spec.outputs, max_bytes=settings.max_output_bytes, max_files=settings.max_output_files
         )
-        step = "upload the outputs"
+        doing.what = "upload the outputs"
         outputs = await retry_on_outage(
             lambda: upload(produced), backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id
         )
@@ -369,7 +357,7 @@ async def _run(
         if stop.is_set():
             # Stopped while quern waited on a server: the stop decides the outcome, as it would have mid-run.
             return outcome_of(Exit(code=None, stopped=True), job.timeout_seconds, "", reason())
-        return Outcome(JobState.FAILED, error=JobError(reason=f"quern could not {step}: {exc.detail}"))
+        return Outcome(JobState.FAILED, error=JobError(reason=f"quern could not {doing.what}: {exc.detail}"))
     except Exception as exc:
         # A bug of ours, or the disk, must still end the job rather than leave it RUNNING.
         log.exception("job_crashed", job_id=job.id)

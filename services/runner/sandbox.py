@@ -8,6 +8,7 @@ Layout of a job's directory::
     <job_id>/logs/stdout.txt, stderr.txt
     <job_id>/tmp/                        TMPDIR, and progress.json ($QUERN_PROGRESS_FILE)
     <job_id>/tmp/checkpoint/             $QUERN_CHECKPOINT_DIR: kept when the run is preempted
+    <job_id>/task/<container path>       a TES task's inputs, volumes and outputs (``services.runner.task_tree``)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Sandbox:
         self.stderr = self.logs / "stderr.txt"
         self.progress_file = self.tmp / "progress.json"  # outside run/, so never taken for an output
         self.checkpoint = self.tmp / "checkpoint"
+        self.task = self.root / "task"
 
     def create(self) -> None:
         """Start from empty, even if an earlier attempt left a tree behind."""
@@ -131,13 +133,13 @@ class Sandbox:
             )
 
     def disk_use(self) -> int:
-        """Bytes the app's part of the directory (``run/``, ``tmp/``, ``logs/``) takes on disk, read without recursion.
+        """Bytes the app's part of the directory (run/, tmp/, logs/, task/) takes on disk, read without recursion.
 
         Links are never followed; a directory the app closed (chmod 000) is opened again for a
         runner that is not root (it is the runner's own), so nothing it holds goes uncounted.
         """
         used = 0
-        pending = [str(self.run), str(self.tmp), str(self.logs)]
+        pending = [str(self.run), str(self.tmp), str(self.logs), str(self.task)]
         while pending:
             directory = pending.pop()
             try:
@@ -195,22 +197,31 @@ class Sandbox:
         ``O_NOFOLLOW`` from the run directory (or ``base``, another of the app's) makes the runner
         read only what lies inside it.
         """
-        *parents, name = relative.split("/")
-        directory = os.open(base or self.run, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
-            for part in parents:
-                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
-                os.close(directory)
-                directory = inner
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+            fd = open_beneath(base or self.run, relative, os.O_RDONLY)
         except OSError as exc:
             raise Invalid(f"output {relative} changed after the run ({exc.strerror})") from None
-        finally:
-            os.close(directory)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise Invalid(f"output {relative} changed after the run (no longer a regular file)")
         return os.fdopen(fd, "rb")
+
+
+def open_beneath(base: Path, relative: str, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of ``base/relative`` opened with ``flags``, walked one component at a time, never through a link.
+
+    Non-blocking too: a FIFO planted there must not hang the runner (regular files ignore the flag).
+    """
+    *parents, name = relative.split("/")
+    directory = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parents:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def _reopen(directory: str) -> None:

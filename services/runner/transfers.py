@@ -12,22 +12,27 @@ import mimetypes
 from pathlib import Path
 
 from services.runner.sandbox import Sandbox
-from shared.errors import NotFound
-from shared.models import DatasetInput, Job, OutputFile, run_prefix
+from shared.errors import Invalid, NotFound
+from shared.models import Dataset, DatasetInput, Job, OutputFile, run_prefix
 from shared.storage import ObjectStorage
 from shared.store.datasets import DatasetStore
 from shared.store.files import FileStore
 
 
 def upload_outputs(
-    storage: ObjectStorage, job: Job, sandbox: Sandbox, files: list[tuple[str, Path]]
+    storage: ObjectStorage, job: Job, sandbox: Sandbox, files: list[tuple[str, Path]], *, base: Path | None = None
 ) -> list[OutputFile]:
-    """Upload each output under the run's ``outputs/`` and describe it; checksum and upload read the same open file."""
+    """Upload each output under the run's ``outputs/`` and describe it; checksum and upload read the same open file.
+
+    Each is (its name among the outputs, its path), read from the run directory, or from ``base``
+    when the files lie elsewhere (a TES task's tree), never through a link.
+    """
     outputs = []
-    for relative, _ in files:
+    for relative, path in files:
         key = f"{run_prefix(job.id, job.run_token)}outputs/{relative}"
         content_type = mimetypes.guess_type(relative)[0] or "application/octet-stream"
-        with sandbox.open_output(relative) as handle:
+        inside = relative if base is None else path.relative_to(base).as_posix()
+        with sandbox.open_output(inside, base=base) as handle:
             digest, size = hashlib.sha256(), 0
             while block := handle.read(2**20):
                 digest.update(block)
@@ -82,7 +87,16 @@ async def _stage_dataset(
     if value.path is not None and value.path not in {member.path for member in dataset.members}:
         raise NotFound(f"input {slot!r}: dataset {dataset.id} no longer holds {value.path}")
     directory = sandbox.input_dir(slot)
-    for member in dataset.members:
-        target = sandbox.member_path(slot, member.path)
-        await asyncio.to_thread(storage.download_file, dataset.prefix + member.path, target)
+    await download_members(dataset, directory, storage=storage)
     return directory if value.path is None else sandbox.member_path(slot, value.path)
+
+
+async def download_members(dataset: Dataset, directory: Path, *, storage: ObjectStorage) -> None:
+    """Download every member of ``dataset`` into ``directory`` at its path; one that would escape it is refused."""
+    inside = directory.resolve()
+    for member in dataset.members:
+        target = (directory / member.path).resolve()
+        if not target.is_relative_to(inside) or target == inside:
+            raise Invalid(f"dataset member {member.path!r} would be staged outside its input directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(storage.download_file, dataset.prefix + member.path, target)

@@ -13,11 +13,13 @@ from pymongo import ASCENDING, DESCENDING
 
 from shared.models import (
     DEFAULT_QUEUE,
+    ExecutorLog,
     Job,
     JobError,
     JobProgress,
     JobState,
     OutputFile,
+    OutputFileLog,
     StateChange,
     new_id,
     utcnow,
@@ -291,8 +293,12 @@ class JobStore:
         error: JobError | None,
         outputs: list[OutputFile],
         logs: dict[str, str],
+        output_logs: list[OutputFileLog] | None = None,
     ) -> Job | None:
-        """Record the end of a run held by ``worker``; None if the job is not RUNNING on that run (a stale run)."""
+        """Record the end of a run held by ``worker``; None if the job is not RUNNING on that run (a stale run).
+
+        A TES task's run also records the files its outputs delivered (``output_logs``).
+        """
         if not state.terminal:
             raise ValueError(f"{state} is not a terminal state")
         return await transition(
@@ -305,6 +311,7 @@ class JobStore:
                 "error": None if error is None else error.model_dump(),
                 "outputs": [o.model_dump() for o in outputs],
                 "logs": logs,
+                **({} if output_logs is None else {"output_logs": [entry.model_dump() for entry in output_logs]}),
             },
         )
 
@@ -322,6 +329,20 @@ class JobStore:
             await self._jobs.update_one(
                 {"_id": job_id, "run_token": run_token}, {"$set": {"progress": progress.model_dump()}}
             )
+
+    async def record_executor_logs(
+        self, job_id: str, executor_logs: list[ExecutorLog], *, worker: str, run_token: str | None
+    ) -> bool:
+        """Record a TES task's executor logs so far (the whole list), while the job is RUNNING on that run.
+
+        False if it is not (a stale run, or forced to an end meanwhile): the caller's run is over.
+        """
+        match = {"_id": job_id, "state": JobState.RUNNING.value, "worker": worker, "run_token": run_token}
+        with translated(f"job {job_id}"):
+            done = await self._jobs.update_one(
+                match, {"$set": {"executor_logs": [entry.model_dump() for entry in executor_logs]}}
+            )
+        return done.matched_count == 1
 
     async def cancel_queued(self, job_id: str, *, owner: str | None, reason: str) -> Job | None:
         """QUEUED -> CANCELED at once; None if the job is not (or no longer) QUEUED."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from services.runner.outcomes import outcome_of
 from services.runner.processes import Exit
-from services.runner.runs import outcome_of
 from shared.models import JobState
 
 
