@@ -91,6 +91,12 @@ class Stack:
             # Drain and grace fit in the 20 s `just down` gives each process before SIGKILL.
             "DRAIN_SECONDS": "8",
             "APP_GRACE_SECONDS": "5",
+            # GA4GH TES: images built here (localhost/quern-*) and quern-tes-* buckets on this stack's S3
+            "TES_IMAGES": "localhost/quern-*",
+            "TES_S3_BUCKETS": "quern-tes-*",
+            "TES_S3_ENDPOINT_URL": self.s3_url,
+            "TES_S3_ACCESS_KEY_ID": LOCAL_S3_KEY,
+            "TES_S3_SECRET_ACCESS_KEY": LOCAL_S3_SECRET,
             **self.extra_env,
         }
 
