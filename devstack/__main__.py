@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import sys
 
 from devstack.processes import PROJECT, ensure_rabbitmq, stop_rabbitmq
@@ -27,15 +26,11 @@ def local_stack() -> Stack:
         with os.fdopen(fd, "w") as handle:
             json.dump(made, handle, indent=2)
     saved = json.loads(CREDENTIALS.read_text())
-    # With podman here, the runner offers the container driver too, so container apps and TES tasks run.
-    podman = shutil.which("podman")
-    containers = {"RUNNER_DRIVERS": "local,docker", "DOCKER_COMMAND": podman} if podman else {}
     return Stack(
         state_dir=STATE,
         admin_username=saved["username"],
         admin_password=saved["password"],
         auth_secret=saved["auth_secret"],
-        extra_env=containers,
     )
 
 

@@ -16,7 +16,7 @@ import subprocess
 import structlog
 
 from services.runner import launch
-from services.runner.sandbox import BASE_ENV, Sandbox
+from services.runner.sandbox import Sandbox
 from services.runner.users import RunAs
 from shared.apps import AppSpec
 from shared.settings import ConfigError
@@ -27,6 +27,8 @@ PROBE_SECONDS = 30.0
 # Podman needs explicit open-file and process limits; these apply when an app sets none.
 DEFAULT_OPEN_FILES = 1024
 DEFAULT_PROCESSES = 1024
+# The engine's command line runs helpers from the sbin directories (podman's netavark calls iptables there).
+ENGINE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class DockerDriver:
@@ -103,7 +105,7 @@ class DockerDriver:
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
         # The CLI reads ~/.docker/config.json (credential helpers, proxies): never from a directory the app owns.
-        env = {"PATH": BASE_ENV["PATH"], "HOME": str(sandbox.root)}
+        env = {"PATH": ENGINE_PATH, "HOME": str(sandbox.root)}
         if self.host is not None:
             env["DOCKER_HOST"] = self.host
         return env
@@ -132,7 +134,7 @@ class DockerDriver:
 
     def cli_environment(self) -> dict[str, str]:
         """The environment of the engine's command line when it is not running an app."""
-        return {"PATH": BASE_ENV["PATH"], **({"DOCKER_HOST": self.host} if self.host else {})}
+        return {"PATH": ENGINE_PATH, **({"DOCKER_HOST": self.host} if self.host else {})}
 
     async def clean_up(self, job_id: str) -> None:
         """Remove the job's containers: the one named after it, and every one labelled with it (a TES task's)."""

@@ -29,11 +29,17 @@ def executor_command(
     *,
     task_dir: Path,
     networked: bool,
+    network_mode: str = "",
 ) -> list[str]:
-    """The command that runs one executor in its container, through the launcher (so it dies with the runner)."""
+    """The command that runs one executor in its container, through the launcher (so it dies with the runner).
+
+    A networked executor joins ``network_mode`` (``TES_NETWORK``), or the engine's default network.
+    """
     task = job.task
     assert task is not None
     command = docker.confined(f"{docker.container(job.id)}-{index}", job_id=job.id, network=networked)
+    if networked and network_mode:
+        command += ["--network", network_mode]
     command += ["--user", f"{docker.user[0]}:{docker.user[1]}", "--ulimit", "core=0"]
     command += ["--ulimit", f"nofile={DEFAULT_OPEN_FILES}:{DEFAULT_OPEN_FILES}"]
     command += ["--ulimit", f"nproc={DEFAULT_PROCESSES}:{DEFAULT_PROCESSES}", "--pids-limit", str(DEFAULT_PROCESSES)]

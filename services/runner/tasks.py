@@ -154,7 +154,14 @@ async def _run_executors(
     await _record(job, recorded, stores=stores)  # an earlier (preempted) run's logs go
     for index, executor in enumerate(task.executors):
         command = executor_command(
-            docker, job, index, executor, mounts, task_dir=sandbox.task, networked=policy.networked(executor.image)
+            docker,
+            job,
+            index,
+            executor,
+            mounts,
+            task_dir=sandbox.task,
+            networked=policy.networked(executor.image),
+            network_mode=settings.tes_network,
         )
         stdin = None if executor.stdin is None else await asyncio.to_thread(open_in, sandbox.task, executor.stdin)
         starts = (sandbox.stdout.stat().st_size, sandbox.stderr.stat().st_size)

@@ -116,8 +116,8 @@ def test_the_docker_driver_runs_containers_as_the_runner_without_a_run_as_user(s
     assert "--memory" not in docker
     assert not any(value.startswith("fsize=") for value in docker)
     # The CLI reads its config from the job root, which the app cannot write to.
-    assert DockerDriver().environment(sandbox, spec) == {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+    assert DockerDriver().environment(sandbox, spec) == {  # sbin too: podman's network helpers call iptables
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(sandbox.root),
     }
 
