@@ -30,7 +30,7 @@ from pathlib import Path
 from tests.helpers.containers import ensure_podman
 
 IMAGE = "localhost/quern-snakemake"
-RECIPE = 2  # bump when _root changes what goes into the image
+RECIPE = 3  # bump when _root changes what goes into the image
 ENGINE_PACKAGES = (
     "snakemake==9.27.1",
     "snakemake-executor-plugin-tes==0.1.3",
@@ -54,8 +54,8 @@ _SKIPPED = {"test", "site-packages", "tkinter", "idlelib", "turtledemo", "ensure
 _SCRIPTS = {"snakemake": "snakemake", "pip": "pip", "pip3": "pip"}
 
 
-def _podman(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["podman", *args], input=stdin, capture_output=True, timeout=600, check=False)
+def _podman(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["podman", *args], capture_output=True, timeout=600, check=False)
 
 
 def _interpreter() -> Path:
@@ -118,8 +118,8 @@ def _add_link(tar: tarfile.TarFile, name: str, target: str) -> None:
     tar.addfile(entry)
 
 
-def _root(staging: Path) -> bytes:
-    """The image's root as a tarball: interpreter, packages, libraries, shells, wheelhouse."""
+def _root(staging: Path) -> Path:
+    """The image's root as a tarball in ``staging``: interpreter, packages, libraries, shells, wheelhouse."""
     python = _interpreter().resolve()
     prefix = Path(sys.base_prefix).resolve()
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
@@ -131,8 +131,8 @@ def _root(staging: Path) -> bytes:
     git = Path(shutil.which("git") or "/usr/bin/git")
     binaries = [python, Path("/bin/bash"), git, *stdlib.glob("lib-dynload/*.so"), *site.rglob("*.so*")]
     binaries = [b for b in binaries if b.is_file() and "tkinter" not in b.name]
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
+    archive = staging / "root.tar"
+    with tarfile.open(archive, mode="w") as tar:
         for directory in (
             "bin",
             "usr",
@@ -150,8 +150,8 @@ def _root(staging: Path) -> bytes:
         _add_link(tar, "lib", "usr/lib")
         _add_link(tar, "lib64", "usr/lib64")
         for library in sorted(_libraries(binaries)):
-            if str(library).startswith(str(prefix)):
-                continue  # libpython, added with the interpreter below
+            if library.is_relative_to(prefix) or library.is_relative_to(staging):
+                continue  # libpython, added with the interpreter below; a wheel's own libraries, in site-packages
             # Debian merged /lib into /usr/lib; the image keeps that shape.
             name = str(library).lstrip("/")
             name = name if name.startswith("usr/") else f"usr/{name}"
@@ -180,7 +180,7 @@ def _root(staging: Path) -> bytes:
         tar.add(str(git.resolve()), "usr/bin/git")
         _add_text(tar, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
         _add_text(tar, "etc/group", "root:x:0:\nnogroup:x:65534:\n")
-    return archive.getvalue()
+    return archive
 
 
 def build_engine_image() -> str:
@@ -189,10 +189,9 @@ def build_engine_image() -> str:
     image = image_tag()
     if _podman("image", "exists", image).returncode == 0:
         return image
+    changes = [f"--change=ENV {key}={value}" for key, value in ENV.items()]
     with tempfile.TemporaryDirectory(prefix="quern-engine-image-") as staging:
-        root = _root(Path(staging))
-    changes = [f"ENV {key}={value}" for key, value in ENV.items()]
-    done = _podman("import", *(f"--change={c}" for c in changes), "-", image, stdin=root)
+        done = _podman("import", *changes, str(_root(Path(staging))), image)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return image
 
