@@ -188,7 +188,7 @@ def test_a_running_task_canceled_ends_canceled_and_its_container_is_gone(tes_sta
     eventually(lambda: user.tes.get_task(task_id, "MINIMAL").state == "RUNNING" or None, "the task runs", timeout=60)
     user.tes.cancel_task(task_id)
     done = eventually(
-        lambda: (task := user.tes.get_task(task_id, "FULL")).state == "CANCELED" and task or None,
+        lambda: ((task := user.tes.get_task(task_id, "FULL")).state == "CANCELED" and task) or None,
         "the task is canceled",
         timeout=60,
     )

@@ -8,8 +8,8 @@ S3 plugin (from the image's wheelhouse), fetches the workflow's sources from S3 
 job, reading and writing its files in S3 itself: the tasks have no ``outputs`` and the workflow
 never touches quern's storage. The S3 endpoint the script names is the one the submitting
 snakemake was given (the stand-in on 127.0.0.1), so the task's container must share the host's
-network: the runner runs images of ``TES_NETWORK_IMAGES`` with ``--network host`` (podman's
-slirp4netns and bridge networks cannot reach a port bound to the host's 127.0.0.1).
+network: the runner runs images of ``TES_NETWORK_IMAGES`` with ``--network host`` (``TES_NETWORK``;
+podman's slirp4netns and bridge networks cannot reach a port bound to the host's 127.0.0.1).
 
 The submitting snakemake runs in a container of the same image (``--network host``), so the
 plugin's old py-tes stays out of the project's environment. It authenticates with a quern API
@@ -21,8 +21,7 @@ key; a MINIMAL view of exactly ``id`` and ``state`` (py-tes 0.4 refuses any fiel
 know, such as TES 1.1's ``streamable`` or ``ignore_error``, in the other views); an input given
 by ``content`` staged as a file at ``/tmp/run_snakemake.sh`` with ``/tmp`` writable by the
 container's user (the script runs ``mkdir /tmp/conda`` and works in ``/tmp``); and the host's
-network for the engine image. Until the TES facade and the runner's executors are merged the
-test fails at ``404 Not Found for url: .../ga4gh/tes/v1/tasks``.
+network for the engine image.
 """
 
 from __future__ import annotations
@@ -91,6 +90,7 @@ def engine(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         WORK_DIR=str(work),
         TES_IMAGES=f"{IMAGE}:*",
         TES_NETWORK_IMAGES=f"{IMAGE}:*",
+        TES_NETWORK="host",
         TES_S3_BUCKETS=BUCKETS,
         TES_S3_ENDPOINT_URL=servers.s3_url,
         TES_S3_ACCESS_KEY_ID=LOCAL_S3_KEY,
