@@ -53,7 +53,11 @@ lint: install
 
 # Run the tests (starts the servers they need); extra arguments go to pytest
 test *args: install
-    {{bin}}/python -m pytest -n {{workers}} --dist loadfile {{args}}
+    {{bin}}/python -m pytest -n {{workers}} --dist loadfile --ignore=tests/engines {{args}}
+
+# Real workflow engines on the TES facade (Snakemake; its image is built offline once, ~1-3 min)
+engines *args: install
+    {{bin}}/python -m pytest tests/engines {{args}}
 
 # Refresh the screenshots the docs show (docs/screenshots/) from the browser tests
 screenshots: install
