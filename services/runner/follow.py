@@ -204,9 +204,11 @@ async def follow_app(
     follower = follower or Follower(files, progress_file=progress_file)
     running = asyncio.ensure_future(app)
     try:
-        while not running.done():
+        final = False
+        while not final:  # the last tick is always a final one, read after the app ended
             await asyncio.wait({running}, timeout=every)
-            tick = await asyncio.to_thread(follower.tick, final=running.done())
+            final = running.done()
+            tick = await asyncio.to_thread(follower.tick, final=final)
             latest = await _report(tick, job=job, jobs=jobs, events=events)
             if on_progress is not None:
                 await on_progress(latest)
