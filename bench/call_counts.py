@@ -1,5 +1,7 @@
 """What a trivial job costs in store calls: Mongo commands by name and S3 requests by operation, per quern process.
 
+Part of ``python -m bench``; alone: ``python -m bench.call_counts [--jobs N] [--idle-seconds S]``.
+
 A stack of its own runs with ``QUERN_COUNT_CALLS`` set (``shared/call_counts.py``), so each service
 writes its counts to a file. After a warm-up job, the stack idles for a while to measure the
 background rate (heartbeats, scheduler passes, sweeps); then N jobs of the ``true`` app are submitted
@@ -11,9 +13,12 @@ rate x window) / N. Beside it: the durable baseline's 3 Mongo commands (insert, 
 
 from __future__ import annotations
 
+import argparse
 import json
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +87,22 @@ def per_job(jobs: Counts, idle: Counts, *, window: float, idle_window: float, co
     return {key: value for key, value in net.items() if round(value, 2) != 0}
 
 
-def grouped(counts: Counts, kind: str, by: int) -> dict[str, float]:
-    """The ``kind`` counts summed by process (``by=1``) or by name (``by=2``), largest first."""
+def grouped(counts: Counts, kind: str, by: Callable[[str, str], str]) -> dict[str, float]:
+    """The ``kind`` counts summed by ``by(process, name)``, largest first."""
     sums: dict[str, float] = {}
-    for key, value in counts.items():
-        if key[0] == kind:
-            sums[key[by]] = sums.get(key[by], 0.0) + value
+    for (k, process, name), value in counts.items():
+        if k == kind:
+            sums[by(process, name)] = sums.get(by(process, name), 0.0) + value
     return {name: round(value, 2) for name, value in sorted(sums.items(), key=lambda item: -item[1])}
+
+
+def command(process: str, name: str) -> str:
+    """``find`` of ``find:jobs``: the command alone."""
+    return name.split(":")[0]
+
+
+def both(process: str, name: str) -> str:
+    return f"{process} {name}"
 
 
 def table(counts: Counts, kind: str) -> dict[str, dict[str, float]]:
@@ -118,9 +132,11 @@ def measure(work: Path, count: int, *, idle_seconds: float) -> list[dict[str, An
     rows = []
     for kind, label, goal in (("mongo", "Mongo commands", GOAL_MONGO), ("s3", "S3 requests", GOAL_S3)):
         total = sum(value for key, value in net.items() if key[0] == kind)
-        by_name, by_process = grouped(net, kind, 2), table(net, kind)
-        print(f"  {label} per job: {round(total, 2)}; by name {by_name}; by process {by_process}")
-        background = {name: round(value / (idled - started), 2) for name, value in grouped(idle, kind, 2).items()}
+        by_name, by_process = grouped(net, kind, command), table(net, kind)
+        print(f"  {label} per job: {round(total, 2)}; by name {by_name}")
+        for process, calls in by_process.items():
+            print(f"    {process}: {calls}")
+        background = {name: round(value / (idled - started), 2) for name, value in grouped(idle, kind, both).items()}
         rows.append(
             row(
                 f"{label} per trivial job ({count} jobs)",
@@ -135,3 +151,18 @@ def measure(work: Path, count: int, *, idle_seconds: float) -> list[dict[str, An
             )
         )
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.call_counts", description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="quern-calls-") as work:
+        for entry in measure(Path(work), args.jobs, idle_seconds=args.idle_seconds):
+            print(json.dumps(entry))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,8 +1,9 @@
 """Call counts: how many Mongo commands (by name) and S3 requests (by operation) this process made.
 
 Off unless ``QUERN_COUNT_CALLS`` (``settings.quern_count_calls``) names a directory: then every
-Mongo client gets a PyMongo ``CommandListener`` and every S3 client a botocore ``request-created``
-hook, and a daemon thread writes the counts as ``<process>-<pid>.json`` in that directory twice a
+Mongo client gets a PyMongo ``CommandListener`` (counting ``command:collection``), the object
+storage's S3 client a botocore ``request-created`` hook (counting operations, retries included),
+and a daemon thread writes the counts as ``<process>-<pid>.json`` in that directory twice a
 second (and at exit). ``bench.call_counts`` reads them. Counting only adds to a dict: no call is
 changed, delayed or retried because of it. With the setting unset nothing is registered at all.
 """
@@ -81,13 +82,15 @@ def tally(directory: Path) -> Tally:
 
 
 class MongoCommands(monitoring.CommandListener):
-    """Counts each command a client sends, by name (``find``, ``update``, ``getMore``...)."""
+    """Counts each command a client sends, by name and collection (``find:jobs``, ``insert:events``, ``hello``)."""
 
     def __init__(self, counts: Tally) -> None:
         self.counts = counts
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.counts.count("mongo", event.command_name)
+        name = event.command_name
+        target = event.command.get(name)  # the collection, for the commands that have one
+        self.counts.count("mongo", f"{name}:{target}" if isinstance(target, str) else name)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

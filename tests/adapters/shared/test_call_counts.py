@@ -14,7 +14,7 @@ from shared.storage import ObjectStorage
 from shared.store.database import Database
 
 
-def test_mongo_commands_are_counted_by_name(settings: Settings, tmp_path: Path) -> None:
+def test_mongo_commands_are_counted_by_name_and_collection(settings: Settings, tmp_path: Path) -> None:
     counting = settings.model_copy(update={"quern_count_calls": tmp_path})
 
     async def scenario() -> None:
@@ -29,7 +29,7 @@ def test_mongo_commands_are_counted_by_name(settings: Settings, tmp_path: Path) 
 
     asyncio.run(scenario())
     mongo = tally(tmp_path).snapshot()["mongo"]
-    assert (mongo["insert"], mongo["find"], mongo["update"]) == (1, 1, 1)
+    assert (mongo["insert:counted_things"], mongo["find:counted_things"], mongo["update:counted_things"]) == (1, 1, 1)
 
 
 def test_s3_requests_are_counted_by_operation(settings: Settings, tmp_path: Path) -> None:
