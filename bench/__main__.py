@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import latency, package_rss, read_path, scale, throughput, ui_page, upload_rss
+from bench import call_counts, latency, package_rss, read_path, scale, throughput, ui_page, upload_rss
 from bench.harness import RESULTS, bench_stack, report
 
 
@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             where.mkdir()
             print(f"bench: measuring {name}", flush=True)
             rows += measure(where)
+    with tempfile.TemporaryDirectory(prefix="quern-bench-") as work:
+        # A stack of its own, started with QUERN_COUNT_CALLS, so no other figure is taken with counting on.
+        print("bench: measuring call_counts", flush=True)
+        rows += call_counts.measure(Path(work), jobs, idle_seconds=2.0 if args.quick else 10.0)
     print(report(rows, args.results))
     return 0
 

@@ -1,5 +1,6 @@
 """Trivial-job throughput: N jobs of an app that runs ``true``, submitted through the API, until all SUCCEEDED,
-beside a bare Dramatiq actor that fork/execs ``true`` for N messages on the same RabbitMQ, with
+beside a bare Dramatiq actor that fork/execs ``true`` for N messages on the same RabbitMQ, and the durable
+baseline (``bench.durable_baseline``: insert, claim, run, one log PUT, finish) on the same stores, each with
 the runner's process and thread counts (one process, ``RUNNER_CONCURRENCY`` threads).
 """
 
@@ -9,12 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import durable
 from bench.harness import admin_client, row
-from bench.latency import TRUE_APP, bare_worker
+from bench.latency import TRUE_APP
+from bench.worker import bare_worker
 from devstack.stack import Stack
 
 GOAL_RATIO = 0.5
 GOAL_PER_SECOND = 200.0
+GOAL_DURABLE_RATIO = 0.5  # issue 19: at least half the durable baseline's jobs per second
 BATCH = 1000  # jobs per POST /v1/jobs/batch
 # Counting a queue's jobs costs the Mongo stand-in time in proportion to them: look rarely, not to slow the stack.
 POLL_SECONDS = 0.5
@@ -45,17 +49,25 @@ def bare_seconds(stack: Stack, count: int, work: Path, *, threads: int) -> float
         started = time.perf_counter()
         for _ in range(count):
             bare.send()
-        deadline = time.monotonic() + 600
-        while len(bare.readings()) < count:
-            assert time.monotonic() < deadline, "the bare worker did not finish"
-            time.sleep(0.01)
+        bare.wait_for(count, timeout=600, pause=0.01)
         return time.perf_counter() - started
 
 
 def measure(stack: Stack, count: int, work: Path, *, threads: int = 2) -> list[dict[str, Any]]:
     """The throughput row: jobs per second, quern against the bare actor."""
     bare = count / bare_seconds(stack, count, work, threads=threads)
+    kept = count / durable.seconds(stack, count, work, threads=threads)
     ours = count / quern_seconds(stack, count)
     goal = f">= {GOAL_RATIO:g}x, {GOAL_PER_SECOND:g}/s"
     met = ours >= GOAL_RATIO * bare and ours >= GOAL_PER_SECOND
-    return [row(f"trivial jobs per second ({count} jobs)", ours, bare, ours / bare, goal, met)]
+    return [
+        row(f"trivial jobs per second ({count} jobs)", ours, bare, ours / bare, goal, met),
+        row(
+            f"trivial jobs per second vs durable ({count} jobs)",
+            ours,
+            kept,
+            ours / kept,
+            f">= {GOAL_DURABLE_RATIO:g}x durable",
+            ours >= GOAL_DURABLE_RATIO * kept,
+        ),
+    ]

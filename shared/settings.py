@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     quern_env: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+    # Benchmarks only: count this process's Mongo commands and S3 requests into files here (shared/call_counts.py).
+    quern_count_calls: Path | None = None
 
     rabbitmq_url: SecretStr
     queue_namespace: str = "quern"

@@ -25,6 +25,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.call_counts import count_s3_requests
 from shared.errors import Invalid, NotFound, Unavailable, Violation
 from shared.settings import Settings
 
@@ -107,6 +108,7 @@ class ObjectStorage:
         self.bucket = settings.s3_bucket
         self.part_size = settings.s3_part_size_mb * 2**20
         self._s3 = _client(settings, settings.s3_endpoint_url)
+        count_s3_requests(self._s3, settings.quern_count_calls)
         self._presigner = _client(settings, settings.presign_endpoint_url)
         self._transfer = TransferConfig(multipart_chunksize=self.part_size, max_concurrency=4)
 

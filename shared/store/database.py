@@ -26,6 +26,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from shared.call_counts import mongo_listeners
 from shared.errors import Duplicate, NotFound, TooLarge, Unavailable
 from shared.models import Record
 from shared.settings import Settings
@@ -52,6 +53,7 @@ class Database:
             tz_aware=True,
             serverSelectionTimeoutMS=int(settings.mongo_timeout_seconds * 1000),
             appname=appname,
+            event_listeners=mongo_listeners(settings.quern_count_calls),
         )
         return cls(client, settings.mongo_database)
 

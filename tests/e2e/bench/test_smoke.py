@@ -22,4 +22,11 @@ def test_the_quick_bench_runs_every_measurement_and_ends_with_the_goals_line(tmp
     assert {"submit -> RUNNING p50 (ms)", "gateway peak RSS during upload (MB)"} <= figures
     assert any(figure.startswith("package ") for figure in figures)
     assert any(figure.startswith("trivial jobs per second") for figure in figures)
+    # issue 19: the durable baseline's two rows and the per-job call counts, broken down by name and process
+    assert "submit -> RUNNING p50 vs durable insert -> start (ms)" in figures
+    assert any(figure.startswith("trivial jobs per second vs durable") for figure in figures)
+    counted = {entry["figure"].split(" per ")[0]: entry for entry in rows if "per trivial job" in entry["figure"]}
+    assert set(counted) == {"Mongo commands", "S3 requests"}
+    assert counted["Mongo commands"]["detail"]["by_name"].get("insert", 0) >= 1  # the job itself, at least
+    assert counted["S3 requests"]["detail"]["by_process"]["runner"]  # the runner stores the job's logs
     assert all({"quern", "baseline", "ratio", "goal", "met"} <= set(entry) for entry in rows)
