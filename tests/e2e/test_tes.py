@@ -1,8 +1,9 @@
 """GA4GH TES 1.1 through py-tes, the GA4GH Python client, unchanged, against the real stack and real podman.
 
 One stack whose runner offers the container driver through podman, with the test image built
-offline (tests/helpers/containers.py) and allowed by ``TES_IMAGES``; ``TES_S3_BUCKETS`` allows
-the ``quern-tes-*`` buckets on the stack's own S3 stand-in, reached with the ``TES_S3_*`` keys.
+offline (tests/helpers/containers.py). Every development stack (devstack/stack.py) allows
+``localhost/quern-*`` images and the ``quern-tes-*`` buckets of its own S3 stand-in, reached
+with the ``TES_S3_*`` keys.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ import httpx
 import pytest
 import tes
 
-from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
+from devstack.stack import Stack
 from tests.helpers.clients import add_user, client_for, eventually, upload
 from tests.helpers.containers import build_image, ensure_podman, podman_command
 from tests.helpers.stacks import own_stack, stop_all
-
-BUCKET_PATTERN = "quern-tes-*"
 
 
 @dataclass
@@ -54,11 +53,6 @@ def tes_stack(servers: Stack, s3: Any, tmp_path_factory: pytest.TempPathFactory)
         DOCKER_COMMAND=str(podman_command(state, image)),
         WORK_DIR=str(work),
         RUNNER_CONCURRENCY="2",
-        TES_IMAGES="localhost/quern-*",
-        TES_S3_BUCKETS=BUCKET_PATTERN,
-        TES_S3_ENDPOINT_URL=servers.s3_url,
-        TES_S3_ACCESS_KEY_ID=LOCAL_S3_KEY,
-        TES_S3_SECRET_ACCESS_KEY=LOCAL_S3_SECRET,
     )
     try:
         stack.start_services()

@@ -91,10 +91,7 @@ def engine(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         TES_IMAGES=f"{IMAGE}:*",
         TES_NETWORK_IMAGES=f"{IMAGE}:*",
         TES_NETWORK="host",
-        TES_S3_BUCKETS=BUCKETS,
-        TES_S3_ENDPOINT_URL=servers.s3_url,
-        TES_S3_ACCESS_KEY_ID=LOCAL_S3_KEY,
-        TES_S3_SECRET_ACCESS_KEY=LOCAL_S3_SECRET,
+        TES_S3_BUCKETS=BUCKETS,  # the stack's own S3 and keys (TES_S3_*) are every development stack's
     )
     try:
         stack.start_services()
