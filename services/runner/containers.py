@@ -137,17 +137,17 @@ class DockerDriver:
         return {"PATH": ENGINE_PATH, **({"DOCKER_HOST": self.host} if self.host else {})}
 
     async def clean_up(self, job_id: str) -> None:
-        """Remove the job's containers: the one named after it, and every one labelled with it (a TES task's)."""
+        """Remove the job's containers: every one labelled with it (the app's, or each of a TES task's executors)."""
         found = await self._cli(job_id, "ps", "--all", "--quiet", "--filter", f"label=quern.job={job_id}")
-        labelled = found[1].decode().split() if found is not None and found[0] == 0 else []
-        # One call per kind: podman 4 removes nothing, and says nothing, when a name among those given is unknown.
-        for names in ([self.container(job_id)], labelled):
-            if not names:
-                continue
-            code, _, err = await self._cli(job_id, "rm", "--force", *names) or (0, b"", b"")
-            # docker says "No such container", podman "no such container"
-            if code != 0 and b"no such container" not in err.lower():
-                log.warning("container_clean_up_failed", job_id=job_id, error=err.decode(errors="replace")[-500:])
+        # By id, as listed; by the app container's name only where the engine could not list them. Never both in
+        # one call: podman 4 removes nothing, and says nothing, when a name among those given is unknown.
+        names = found[1].decode().split() if found is not None and found[0] == 0 else [self.container(job_id)]
+        if not names:
+            return
+        code, _, err = await self._cli(job_id, "rm", "--force", *names) or (0, b"", b"")
+        # docker says "No such container", podman "no such container" (one removed meanwhile)
+        if code != 0 and b"no such container" not in err.lower():
+            log.warning("container_clean_up_failed", job_id=job_id, error=err.decode(errors="replace")[-500:])
 
     async def _cli(self, job_id: str, *args: str) -> tuple[int, bytes, bytes] | None:
         """The engine's command's exit code, stdout and stderr; None, with a warning, if it did not end."""
