@@ -11,7 +11,7 @@ this module holds fixtures only.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,23 @@ from tests.helpers.stacks import (
     WEBHOOK_TIMEOUT_SECONDS,
     apps_dir,
     delete_queues,
+    log_tails,
     stop_all,
 )
 
 OWN = "-own"  # the namespace suffix of the stacks some e2e tests start for themselves
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """An end-to-end test that fails shows what the stack's services logged last: a CI failure can be read."""
+    report: pytest.TestReport = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and isinstance(stack, Stack):
+        report.sections.append(("the stack's service logs (tails)", log_tails(stack)))
+    return report
 
 
 @pytest.fixture(scope="session")

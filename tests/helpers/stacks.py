@@ -73,3 +73,15 @@ def delete_queues(rabbitmq_url: str, namespace: str) -> None:
                 channel.close()
     finally:
         connection.close()
+
+
+def log_tails(stack: Stack, *, lines: int = 40, width: int = 400) -> str:
+    """The last lines each quern process of ``stack`` logged, to read beside an end-to-end failure."""
+    parts = []
+    for process in stack.services():
+        try:
+            tail = process.logfile.read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            tail = ["(no log)"]
+        parts.append(f"--- {process.logfile}\n" + "\n".join(line[:width] for line in tail))
+    return "\n".join(parts)
