@@ -237,6 +237,8 @@ class RunnerSettings(Settings):
     drain_seconds: float = Field(default=60.0, ge=0, le=7 * 24 * 3600)
     app_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     max_output_files: int = Field(default=10_000, ge=1, le=50_000)
+    # Runs whose outputs and logs total at most this are archived by the runner itself (0: always by results)
+    runner_archive_max_mb: int = Field(default=4, ge=0, le=1024)
     tes_http_input_max_mb: int = Field(default=1024, ge=1)
     # The --network of TES containers whose image is in TES_NETWORK_IMAGES (empty: the engine's default network)
     tes_network: str = Field(default="", pattern=r"^([a-z][a-z0-9_.-]{0,62}(:[A-Za-z0-9_.,=:-]{1,200})?)?$")

@@ -25,7 +25,7 @@ RUN_JOB = Task(actor="run_job", queue="jobs")
 """Runner: claim a QUEUED job, run its app, upload outputs and logs. Args: ``(job_id,)``."""
 
 PACKAGE_RESULTS = Task(actor="package_results", queue="results")
-"""Results: stream a finished job's outputs into a tar.gz in S3. Args: ``(job_id,)``."""
+"""Results: package a finished run its runner did not archive into a tar.gz in S3. Args: ``(job_id,)``."""
 
 PACKAGE_SELECTION = Task(actor="package_selection", queue="results")
 """Results: package only the outputs a job's selection matches (``?include=``). Args: ``(job_id, digest)``."""
@@ -33,7 +33,8 @@ DELIVER_WEBHOOK = Task(actor="deliver_webhook", queue="webhooks")
 """Results: POST one signed webhook event, again with backoff until a 2xx or the last try. Args: ``(delivery_id,)``."""
 
 ANNOUNCE_END = Task(actor="announce_job_end", queue="webhooks")
-"""Results: record and send the webhook deliveries of a job that ended without a run to package. Args: ``(job_id,)``."""
+"""Results: record and send the webhook deliveries of a job ended with nothing to package (it never ran, or its
+runner archived it). Args: ``(job_id,)``."""
 
 ANNOUNCE_PROGRESS = Task(actor="announce_job_progress", queue="webhooks")
 """Results: record and send the ``job.progress`` deliveries of a running job. Args: ``(job_id, event_id)``."""

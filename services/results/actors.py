@@ -130,7 +130,8 @@ async def announce_job_progress(
 
 
 async def announce_job_end(job_id: str, *, jobs: JobStore, webhooks: WebhookStore, broker: Broker) -> None:
-    """Announce the end of a job that no packager will see (it never ran); a job deleted or run again is left alone."""
+    """Announce the end of a job no packager will see (it never ran, or its runner archived it); a job deleted or
+    run again is left alone."""
     try:
         job = await jobs.get_job(job_id)
     except NotFound:

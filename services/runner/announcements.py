@@ -1,8 +1,10 @@
-"""Progress announcements: a running job's progress reports handed to the results service for its webhooks.
+"""Announcements: a job's progress reports and archived end, handed to the results service for its webhooks.
 
 Only jobs with a receiver that asked for progress (the job's own webhook, or else one its owner
 registered) are announced, and at most once every ``WEBHOOK_PROGRESS_SECONDS``: a report
 within that time of the last one sent waits for the interval to end (replaced by any newer one).
+The end of a run its runner archived (``archives.py``) is announced once it is recorded, and
+only when the job has a receiver: most jobs have none, and then the results service does nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Callable
 
 import structlog
 
+from services.runner.backoff import Backoff, retry_on_outage
 from shared.broker import Broker
-from shared.errors import AppError
+from shared.errors import AppError, Unavailable
 from shared.models import Job, webhook_receivers
 from shared.store.webhooks import WebhookStore
-from shared.tasks import ANNOUNCE_PROGRESS
+from shared.tasks import ANNOUNCE_END, ANNOUNCE_PROGRESS
 
 log = structlog.get_logger()
 SEND_TIMEOUT_SECONDS = 10.0
@@ -77,3 +80,30 @@ class ProgressAnnouncer:
             await asyncio.wait_for(asyncio.to_thread(self._send, event_id), SEND_TIMEOUT_SECONDS)
         except Exception as exc:  # a lost progress report must never touch the run
             log.warning("webhook_progress_lost", job_id=self._job.id, error=repr(exc))
+
+
+async def announce_end(job: Job, *, webhooks: WebhookStore, broker: Broker, backoff: Backoff) -> bool:
+    """Have the results service announce the archived end of ``job`` if it has a receiver; True if asked.
+
+    The webhooks are looked up here, so a job without any costs no message and nothing in the
+    results service; a failed lookup asks anyway (the results service looks again). The send
+    rides out a RabbitMQ outage as long as a run's uploads do; after that the event is lost (and logged).
+    """
+    try:
+        registered = [] if job.webhook is not None else await webhooks.owner_webhooks(job.owner)
+        if not webhook_receivers(job, registered):
+            return False
+    except AppError as exc:
+        log.warning("webhook_end_lookup_failed", job_id=job.id, detail=exc.detail)
+
+    async def send() -> None:
+        await asyncio.to_thread(broker.send, ANNOUNCE_END, job.id)
+
+    try:
+        await retry_on_outage(
+            send, backoff=backoff, stop=asyncio.Event(), event="webhook_announce_retrying", job_id=job.id
+        )
+    except Unavailable as exc:
+        log.warning("webhook_announce_lost", job_id=job.id, state=job.state.value, detail=exc.detail)
+        return False
+    return True

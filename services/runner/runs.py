@@ -7,9 +7,11 @@ redelivered or duplicated message finds the job taken and does nothing, except r
 packaging if a finished job still lacks its archive (that message may have been the one lost).
 
 Everything a run writes to S3 lies under its own run prefix, and its end is recorded only while
-the job is still RUNNING on that run (worker and token). A stale run (recovered meanwhile) has
-its finish refused and its uploads deleted. A runner shutting down hands its runs back to the
-queue (a preemption, not an attempt); one that lost its leases gives its runs up to the reaper.
+the job is still RUNNING on that run (worker and token). A small run's archive is written here and
+attached by that same update (``archives.py``); other runs are packaged by the results service.
+A stale run (recovered meanwhile) has its finish refused and its uploads, archive included, deleted.
+A runner shutting down hands its runs back to the queue (a preemption, not an attempt); one that
+lost its leases gives its runs up to the reaper.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import structlog
 
-from services.runner.announcements import ProgressAnnouncer
+from services.runner.announcements import ProgressAnnouncer, announce_end
+from services.runner.archives import archived_here, build_run_archive
 from services.runner.backoff import Backoff, retry_on_outage
 from services.runner.checkpoints import restore_checkpoint, save_checkpoint
 from services.runner.drivers import Driver
@@ -37,7 +40,18 @@ from services.runner.transfers import stage_inputs, upload_logs, upload_outputs
 from shared.apps import AppSpec
 from shared.broker import Broker
 from shared.errors import AppError, Invalid, NotFound, Unavailable
-from shared.models import Job, JobError, JobState, OutputFile, StateChange, run_prefix, state_event, utcnow
+from shared.models import (
+    Archive,
+    Job,
+    JobError,
+    JobState,
+    OutputFile,
+    StateChange,
+    job_event,
+    run_prefix,
+    state_event,
+    utcnow,
+)
 from shared.settings import RunnerSettings
 from shared.storage import ObjectStorage
 from shared.store import Stores
@@ -149,9 +163,24 @@ async def _run_claimed(job: Job, *, kit: RunnerKit) -> None:
 
 
 async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, *, kit: RunnerKit) -> None:
-    """Upload the logs, record the end on this run, and ask for packaging; a stale run's uploads are deleted."""
+    """Upload the logs, archive a small run, record the end on this run; a stale run's uploads are deleted.
+
+    A run archived here has its archive attached by the end's own update, and its end announced to
+    its webhooks (if any); any other run is packaged by the results service.
+    """
     stores, stop = kit.stores, kit.slots.stop_event(job.id)
     logs = await _upload_logs(kit.storage, job, sandbox, backoff=Backoff.of(kit.settings), stop=stop)
+    ended = job.model_copy(
+        update={
+            "state": outcome.state,
+            "finished": utcnow(),
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "outputs": outcome.outputs,
+            "logs": logs,
+        }
+    )
+    archive = await _archive(ended, sandbox, kit=kit)
     finished = await finish(
         job,
         jobs=stores.jobs,
@@ -161,10 +190,15 @@ async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, *, kit: Runn
         outputs=outcome.outputs,
         logs=logs,
         output_logs=outcome.output_logs,
+        finished=ended.finished,
+        archive=archive,
     )
+    if finished is None and archive is not None:
+        finished = await _attached_meanwhile(job, archive, jobs=stores.jobs)
     if finished is None:
-        # Forced to an end while it ran: the forced end stands, and the logs are still kept and packaged,
-        # or its archive would be awaited for ever. Recovered meanwhile: this run is stale, its uploads go.
+        # Forced to an end while it ran: the forced end stands, and the logs are still kept and packaged (by
+        # results, over this run's archive, whose manifest told another end), or its archive would be awaited for
+        # ever. Recovered meanwhile: this run is stale, its uploads (its archive too) go.
         if await stores.jobs.keep_logs_of_ended(job.id, worker=job.worker or "", run_token=job.run_token, logs=logs):
             log.warning("job_finish_lost", job_id=job.id, state=outcome.state.value)
             await asyncio.to_thread(kit.broker.send, PACKAGE_RESULTS, job.id)
@@ -172,7 +206,10 @@ async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, *, kit: Runn
             log.warning("job_run_stale", job_id=job.id, run_token=job.run_token, state=outcome.state.value)
             await _discard(job, kit=kit)
         return
-    await stores.events.record_events([state_event(finished)])
+    events = [state_event(finished)]
+    if archive is not None:
+        events.append(job_event(finished, "archive", {"size": archive.size, "sha256": archive.sha256}))
+    await stores.events.record_events(events)
     log.info(
         "job_finished",
         job_id=job.id,
@@ -180,10 +217,37 @@ async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, *, kit: Runn
         exit_code=outcome.exit_code,
         elapsed_seconds=finished.elapsed_seconds,
         outputs=len(outcome.outputs),
+        archived=archive is not None,
     )
-    await asyncio.to_thread(kit.broker.send, PACKAGE_RESULTS, job.id)
+    if archive is None:
+        await asyncio.to_thread(kit.broker.send, PACKAGE_RESULTS, job.id)
+    else:
+        await announce_end(finished, webhooks=stores.webhooks, broker=kit.broker, backoff=Backoff.of(kit.settings))
     if job.checkpoint is not None:
         await asyncio.to_thread(kit.storage.delete, job.checkpoint)  # the run it served is over
+
+
+async def _attached_meanwhile(job: Job, archive: Archive, *, jobs: JobStore) -> Job | None:
+    """The job as this run's end left it, if a finish whose answer was lost (an outage) attached ``archive``."""
+    try:
+        current = await jobs.get_job(job.id)
+    except NotFound:
+        return None
+    attached = current.archive
+    if current.run_token != job.run_token or attached is None or attached.sha256 != archive.sha256:
+        return None  # another run's, or results packaged a forced end over this run's archive
+    return current
+
+
+async def _archive(ended: Job, sandbox: Sandbox, *, kit: RunnerKit) -> Archive | None:
+    """The archive of a small run, written here; None leaves it to the results service (a big run, or a failure)."""
+    try:
+        if not await asyncio.to_thread(archived_here, ended, sandbox, settings=kit.settings):
+            return None
+        return await asyncio.to_thread(build_run_archive, kit.storage, ended, sandbox)
+    except (AppError, OSError) as exc:
+        log.warning("run_archive_left_to_results", job_id=ended.id, error=repr(exc))
+        return None
 
 
 async def finish(job: Job, *, jobs: JobStore, **outcome: object) -> Job | None:

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING
 
 from shared.models import (
     DEFAULT_QUEUE,
+    Archive,
     ExecutorLog,
     Job,
     JobError,
@@ -294,10 +295,13 @@ class JobStore:
         outputs: list[OutputFile],
         logs: dict[str, str],
         output_logs: list[OutputFileLog] | None = None,
+        finished: datetime | None = None,
+        archive: Archive | None = None,
     ) -> Job | None:
         """Record the end of a run held by ``worker``; None if the job is not RUNNING on that run (a stale run).
 
-        A TES task's run also records the files its outputs delivered (``output_logs``).
+        ``finished`` is when it ended (now if None). A TES task's run also records the files its outputs
+        delivered (``output_logs``); a run its runner archived, its ``archive``, attached only with its end.
         """
         if not state.terminal:
             raise ValueError(f"{state} is not a terminal state")
@@ -306,12 +310,13 @@ class JobStore:
             {"_id": job_id, "state": JobState.RUNNING.value, "worker": worker, "run_token": run_token},
             {
                 "state": state.value,
-                "finished": utcnow(),
+                "finished": finished or utcnow(),
                 "exit_code": exit_code,
                 "error": None if error is None else error.model_dump(),
                 "outputs": [o.model_dump() for o in outputs],
                 "logs": logs,
                 **({} if output_logs is None else {"output_logs": [entry.model_dump() for entry in output_logs]}),
+                **({} if archive is None else {"archive": archive.model_dump()}),
             },
         )
 

@@ -137,9 +137,7 @@ def test_duplicated_run_job_message_runs_the_app_once(api: httpx.Client, stack: 
     assert len(skipped) == 2
 
 
-def test_every_job_is_packaged_by_the_results_service_and_nothing_is_dead_lettered(
-    api: httpx.Client, stack: Stack
-) -> None:
+def test_every_job_gets_its_archive_and_nothing_is_dead_lettered(api: httpx.Client, stack: Stack) -> None:
     jobs = [tiny_job(api)["id"] for _ in range(6)]
     for job_id in jobs:
         assert wait_for(api, job_id)["state"] == "SUCCEEDED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -110,6 +111,24 @@ def make_app(name: str, version: str, **overrides: Any) -> RegisteredApp:
         "registered_by": "admin",
     }
     return RegisteredApp(**(fields | overrides))
+
+
+def script_app(script: str, *, inputs: dict[str, Any] | None = None) -> RegisteredApp:
+    """A new app running the Python ``script`` (given each input's path), whose output is ``out.txt``."""
+    name = f"s{uuid.uuid4().hex[:10]}"
+    spec = AppSpec.model_validate(
+        {
+            "name": name,
+            "version": "1",
+            "description": "test app",
+            "command": ["{python}", "-c", script, *(f"{{inputs.{slot}}}" for slot in inputs or {})],
+            "parameters": {"type": "object", "additionalProperties": False},
+            "inputs": inputs or {},
+            "outputs": ["out.txt"],
+            "timeout": {"default": 30, "max": 30},
+        }
+    )
+    return make_app(name, "1", spec=spec)
 
 
 def make_spec(**overrides: Any) -> AppSpec:

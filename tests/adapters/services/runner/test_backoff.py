@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,11 @@ from services.runner.drivers import LocalDriver
 from services.runner.runs import _run, _upload_logs
 from services.runner.sandbox import Sandbox
 from services.runner.specs import AppVersions
-from shared.apps import AppSpec, RegisteredApp, version_id
 from shared.models import Job, JobError, JobState, OutputFile, StoredFile, new_id, utcnow
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
 from shared.store import Stores
+from tests.helpers.records import script_app
 
 OUTAGE_SECONDS = 3.5  # longer than boto3's own retries of a refused connection
 COPY = "import shutil, sys; print('started', flush=True); shutil.copy(sys.argv[1], 'out.txt')"
@@ -144,28 +143,7 @@ def in_run(env: dict[str, str], proxy: TcpProxy, tmp_path: Path) -> Callable[...
 async def claimed_job(
     stores: Stores, storage: ObjectStorage, settings: RunnerSettings, script: str, tmp_path: Path
 ) -> Job:
-    name = f"s{uuid.uuid4().hex[:10]}"
-    spec = AppSpec.model_validate(
-        {
-            "name": name,
-            "version": "1",
-            "description": "test app",
-            "command": ["{python}", "-c", script, "{inputs.data}"],
-            "parameters": {"type": "object", "additionalProperties": False},
-            "inputs": {"data": {"description": "any file"}},
-            "outputs": ["out.txt"],
-            "timeout": {"default": 30, "max": 30},
-        }
-    )
-    registered = RegisteredApp(
-        id=version_id(name, "1"),
-        name=name,
-        version="1",
-        spec=spec,
-        source="api",
-        registered=utcnow(),
-        registered_by="admin",
-    )
+    registered = script_app(script, inputs={"data": {"description": "any file"}})
     await stores.apps.insert_app(registered)
     source = tmp_path / "payload.txt"
     source.write_bytes(b"payload")
@@ -177,7 +155,7 @@ async def claimed_job(
     job = Job(
         id=new_id(),
         owner="u1",
-        app=name,
+        app=registered.name,
         app_version="1",
         params={},
         inputs={"data": file_id},

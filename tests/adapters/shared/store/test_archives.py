@@ -239,3 +239,30 @@ def test_only_one_of_concurrent_packaging_resends_wins(settings: Settings) -> No
 
     lost, claims = in_store(settings, scenario)
     assert len(lost) == 1 and claims.count(True) == 1
+
+
+def test_an_archive_rides_only_on_the_finish_of_the_current_run_and_is_then_never_packaged(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None, list[str]]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        claimed = await stores.jobs.claim_job(job.id, worker="holder")
+        assert claimed is not None
+        at = utcnow() - timedelta(hours=1)  # ended long ago: a lost packaging would be asked again by now
+        archive = Archive(key="runner", size=1, sha256="x", created=at)
+
+        async def finish(run_token: str | None) -> Job | None:
+            return await stores.jobs.finish_job(
+                job.id, worker="holder", run_token=run_token, state=JobState.SUCCEEDED, exit_code=0,
+                error=None, outputs=[], logs={}, finished=at, archive=archive,
+            )  # fmt: skip
+
+        stale, holder = await finish("an-earlier-run"), await finish(claimed.run_token)
+        lost = await stores.archives.unpackaged_jobs(finished_before=utcnow(), resent_before=utcnow(), limit=10)
+        claim = await stores.archives.claim_packaging(job.id, finished=at, until=lease_from_now(60))
+        return stale, holder, claim, lost
+
+    stale, holder, claim, lost = in_store(settings, scenario)
+    assert stale is None
+    assert holder is not None and holder.archive is not None and holder.archive.key == "runner"
+    assert holder.finished is not None and holder.finished < utcnow() - timedelta(minutes=59)
+    assert claim is None and lost == []
