@@ -25,8 +25,12 @@ from devstack.stack import Stack
 
 
 def processes(stack: Stack) -> dict[str, psutil.Process]:
-    """The stack's processes by role, and the machine's RabbitMQ."""
+    """The stack's processes by role, and the machine's RabbitMQ.
+
+    Only this process's descendants count as the stack's: on a shared machine other stacks run the same commands.
+    """
     found: dict[str, psutil.Process] = {}
+    ours = {child.pid for child in psutil.Process().children(recursive=True)}
     marks = {
         "gateway": ["-m", "services.gateway"],
         "runner": ["-m", "services.runner"],
@@ -38,7 +42,7 @@ def processes(stack: Stack) -> dict[str, psutil.Process]:
         words = process.info["cmdline"] or []
         pairs = set(itertools.pairwise(words))
         for role, mark in marks.items():
-            if tuple(mark) in pairs and process.pid != os.getpid():
+            if tuple(mark) in pairs and process.pid in ours:
                 found.setdefault(role, process)
         if process.info["name"] == "beam.smp":
             found.setdefault("rabbitmq", process)

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.runner.launch import tool
 from services.runner.sandbox import Sandbox
 from services.runner.users import NOBODY
 from shared.settings import ConfigError
@@ -64,19 +65,12 @@ def outermost(paths: Iterable[Path], *, covered: Iterable[Path] = ()) -> list[Pa
     return sorted(kept)
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name, path="/usr/bin:/bin")
-    if path is None:
-        raise ConfigError(f"configuration error:\n  LOCAL_SANDBOX: {name} is not installed; {GUIDE}")
-    return path
-
-
 @dataclass(frozen=True)
 class Bubblewrap:
     """How this runner wraps an app in bwrap: the tools, the app's user, and the read-only trees beside ``/usr``."""
 
     bwrap: str
-    env: str  # coreutils env: gives the app back the default SIGTERM the launcher ignores
+    env: str  # coreutils env: gives the app back the default SIGTERM the launcher ignored
     setpriv: str  # util-linux setpriv: no new privileges; drops a root runner's app to its user after the mounts
     user: tuple[int, int] | None  # the app's uid and gid when the runner is root; None: a user namespace
     apps_dir: Path
@@ -98,7 +92,7 @@ class Bubblewrap:
                     "it would show apps each other's jobs"
                 )
         return cls(
-            bwrap=bwrap, env=_tool("env"), setpriv=_tool("setpriv"), user=user, apps_dir=apps_dir, prefixes=prefixes
+            bwrap=bwrap, env=tool("env"), setpriv=tool("setpriv"), user=user, apps_dir=apps_dir, prefixes=prefixes
         )
 
     def command(self, argv: list[str], *, sandbox: Sandbox, env: Mapping[str, str], network: bool) -> list[str]:

@@ -101,7 +101,7 @@ class DockerDriver:
             docker += ["--env", f"{key}={value}"]
         assert spec.image is not None  # AppSpec requires one for this driver
         docker += ["--entrypoint", argv[0], spec.image, *argv[1:]]
-        return launch.command({"limits": {}, "user": None, "cwd": str(sandbox.root)}, docker)
+        return launch.command(docker)  # in the job's root, where the runner starts it
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
         # The CLI reads ~/.docker/config.json (credential helpers, proxies): never from a directory the app owns.

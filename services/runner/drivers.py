@@ -24,7 +24,7 @@ import structlog
 from services.runner import launch
 from services.runner.bubblewrap import Bubblewrap, kill_sandboxes, sandboxes_naming
 from services.runner.containers import DockerDriver
-from services.runner.sandbox import BASE_ENV, Sandbox
+from services.runner.sandbox import Sandbox
 from services.runner.users import RunAs, app_user, kill_processes_of
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
@@ -70,20 +70,20 @@ class LocalDriver:
     def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
         self._running.add(sandbox.job_id)
         limits = spec.limits.model_dump()
-        if self.bwrap is None:
-            user = None if self.run_as is None else [self.run_as.uid, self.run_as.gid]
-            return launch.command({"limits": limits, "user": user, "cwd": str(sandbox.run)}, argv)
-        # launcher -> bwrap -> app. The launcher stays outside, where the runner's code is; its limits
-        # and death signal pass through bwrap to the app (exec and fork keep them). bwrap starts as the
-        # runner's user, to mount what the app's user could not reach, and drops to the app's user last.
         env = sandbox.environment(spec.env)
+        if self.bwrap is None:
+            user = None if self.run_as is None else (self.run_as.uid, self.run_as.gid)
+            return launch.command(argv, limits=limits, user=user, cwd=sandbox.run, env=env)
+        # launcher -> bwrap -> app. The launcher wraps bwrap, outside the sandbox; its limits and death
+        # signal pass through bwrap to the app (exec and fork keep them). bwrap starts as the runner's
+        # user, to mount what the app's user could not reach, and drops to the app's user last.
         wrapped = self.bwrap.command(argv, sandbox=sandbox, env=env, network=spec.network)
-        return launch.command({"limits": limits, "user": None, "cwd": None, "ignore_term": True}, wrapped)
+        return launch.command(wrapped, limits=limits, ignore_term=True)
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
-        if self.bwrap is None:
-            return sandbox.environment(spec.env)
-        return {"PATH": BASE_ENV["PATH"]}  # bwrap's own; the app's is set inside with --clearenv and --setenv
+        # The launcher's own: the app's is set once the launcher is the app's user, or inside the sandbox
+        # (bwrap's --clearenv and --setenv).
+        return dict(launch.ENVIRONMENT)
 
     async def clean_up(self, job_id: str) -> None:
         """Kill what may outlive a run: a sandbox left unowned, or what an unconfined app detached from its group.
@@ -152,7 +152,8 @@ def local_driver(settings: RunnerSettings, run_as: RunAs | None, user: RunAs | N
 
 
 def offered(settings: RunnerSettings) -> dict[str, Driver]:
-    """The drivers this runner offers, by name; exits if ``RUN_AS_USER`` or the local sandbox cannot work here."""
+    """The drivers this runner offers, by name; exits if the launcher, ``RUN_AS_USER`` or a sandbox cannot work."""
+    launch.check()
     run_as = RunAs.resolve(settings.run_as_user) if settings.run_as_user else None
     own_work_dir(settings.work_dir)
     if run_as is not None:

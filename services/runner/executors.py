@@ -62,7 +62,7 @@ def executor_command(
     if executor.stdin:
         command.append("--interactive")
     command += ["--entrypoint", executor.command[0], executor.image, *executor.command[1:]]
-    return launch.command({"limits": {}, "user": None, "cwd": str(task_dir.parent)}, command)
+    return launch.command(command)  # in the job's root, where the runner starts it
 
 
 def disk_limit(task: TaskSpec, settings: RunnerSettings) -> int:

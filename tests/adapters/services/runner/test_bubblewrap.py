@@ -27,6 +27,7 @@ from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
 from tests.helpers.clients import processes_mentioning
 from tests.helpers.records import make_spec
+from tests.helpers.runners import stand_in_runner
 
 NOBODY = (65534, 65534)
 NO_PARAMETERS = {"type": "object", "additionalProperties": False}
@@ -163,21 +164,8 @@ def test_the_sandbox_dies_with_a_runner_killed_outright(work: Path, bwrap: Bubbl
     marker = f"quern-daemon-{uuid.uuid4().hex}"
     box = box_in(work)
     box.hand_over(*NOBODY)
-    driver = LocalDriver(bwrap=bwrap)
-    spec = spec_of()
-    command = driver.command(
-        ["/bin/sh", "-c", f"setsid sh -c 'sleep 300; : {marker}' & sleep 300"], sandbox=box, spec=spec
-    )
-    runner = (  # the runner names itself in the launcher's options: the stand-in is the runner here
-        "import json, os, subprocess, sys, time\n"
-        "command = json.loads(sys.argv[1])\n"
-        "command[4] = json.dumps({**json.loads(command[4]), 'runner': os.getpid()})\n"
-        "subprocess.Popen(command, env=json.loads(sys.argv[2]), start_new_session=True)\n"
-        "time.sleep(30)\n"
-    )
-    stand_in = subprocess.Popen(
-        [sys.executable, "-c", runner, json.dumps(command), json.dumps(driver.environment(box, spec))], cwd=box.root
-    )
+    argv = ["/bin/sh", "-c", f"setsid sh -c 'sleep 300; : {marker}' & sleep 300"]
+    stand_in = stand_in_runner(LocalDriver(bwrap=bwrap), argv, sandbox=box, spec=spec_of())
     try:
         deadline = time.monotonic() + 10
         while not processes_mentioning(marker):
@@ -207,18 +195,6 @@ def test_a_sandbox_left_unowned_is_found_and_killed(work: Path, bwrap: Bubblewra
         assert leftover.wait(timeout=10) == -9
     finally:
         leftover.kill()
-
-
-def test_a_launcher_whose_runner_died_before_it_looked_starts_nothing(tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
-    options = json.dumps({"limits": {}, "user": None, "cwd": None, "runner": 1})  # not its parent: gone
-    done = subprocess.run(
-        [sys.executable, "-I", "-m", "services.runner.launch", options, "--", "/usr/bin/touch", str(marker)],
-        cwd=APPS.parent,
-        capture_output=True,
-        check=False,
-    )
-    assert done.returncode == 137 and not marker.exists()
 
 
 def test_a_runner_without_bwrap_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

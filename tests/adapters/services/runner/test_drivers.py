@@ -6,7 +6,9 @@ import asyncio
 import json
 import os
 import stat
+import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from services.runner.sandbox import Sandbox
 from services.runner.users import RunAs
 from shared.apps import AppSpec
 from shared.settings import ConfigError, RunnerSettings
+from tests.helpers.clients import eventually, processes_mentioning
+from tests.helpers.runners import stand_in_runner
 
 # A user of these tests alone, not nobody: between runs the unconfined local driver SIGKILLs every process
 # of its run-as user, which must not hit the apps other tests run at the same time (as nobody).
@@ -59,23 +63,57 @@ def root() -> None:
         pytest.skip("switching users needs root")
 
 
-def launch_options(command: list[str]) -> tuple[dict[str, Any], list[str]]:
-    assert command[:4] == [sys.executable, "-I", "-m", "services.runner.launch"]
-    assert command[5] == "--"
-    return json.loads(command[4]), command[6:]
+LIMITS = """
+import json, os, resource, signal, sys
+names = ("AS", "CPU", "FSIZE", "NOFILE", "NPROC", "CORE")
+print(json.dumps({
+    "argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ),
+    "limits": {name: resource.getrlimit(getattr(resource, f"RLIMIT_{name}")) for name in names},
+    "term": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+}))
+"""
 
 
-def test_the_local_driver_launches_the_argv_with_the_apps_limits_and_user(sandbox: Sandbox) -> None:
-    spec = spec_of(limits={"memory_mb": 512, "processes": 64})
-    options, argv = launch_options(LocalDriver(APP_USER).command(["/bin/app", "a b"], sandbox=sandbox, spec=spec))
-    assert argv == ["/bin/app", "a b"]
-    assert options == {
-        "limits": {"memory_mb": 512, "cpu_seconds": None, "file_size_mb": 4096, "open_files": 1024, "processes": 64},
-        "user": [64999, 64999],
-        "cwd": str(sandbox.run),
-        "runner": os.getpid(),  # the runner names itself: its launcher checks it is still its parent
+def test_the_local_driver_starts_the_argv_whole_in_run_with_the_apps_limits_and_no_core_dumps(
+    sandbox: Sandbox,
+) -> None:
+    limits = {"memory_mb": 512, "cpu_seconds": 30, "file_size_mb": 8, "open_files": 64, "processes": 64}
+    spec = spec_of(limits=limits, env={"DECLARED": "yes"})
+    argv = ["/usr/bin/python3", "-c", LIMITS, "a b", "x=y", "-i", "$HOME", "{params.label}", ""]
+    exit = asyncio.run(
+        run_app(argv, sandbox=sandbox, spec=spec, timeout=20, stop=asyncio.Event(), driver=LocalDriver())
+    )
+    assert exit.code == 0, sandbox.stderr_tail()
+    seen = json.loads(sandbox.stdout.read_text())
+    assert seen["argv"] == argv[3:]
+    assert seen["cwd"] == str(sandbox.run)
+    assert seen["env"] == sandbox.environment({"DECLARED": "yes"})  # exactly the app's
+    assert seen["limits"] == {
+        "AS": [512 * 2**20] * 2,
+        "CPU": [30, 30],
+        "FSIZE": [8 * 2**20] * 2,
+        "NOFILE": [64, 64],
+        "NPROC": [64, 64],
+        "CORE": [0, 0],
     }
-    assert launch_options(LocalDriver().command(["/bin/app"], sandbox=sandbox, spec=spec))[0]["user"] is None
+    assert seen["term"]  # the app may be stopped by SIGTERM
+
+
+def test_an_app_whose_runner_died_before_it_could_follow_it_does_not_start(sandbox: Sandbox) -> None:
+    marker = sandbox.run / "ran"
+    driver, spec = LocalDriver(), spec_of()
+    command = driver.command(["/usr/bin/touch", str(marker)], sandbox=sandbox, spec=spec)  # this process's
+    # Started by another process, as an app whose runner died at once would find itself adopted by another.
+    adopter = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", adopter, *command], env=driver.environment(sandbox, spec), cwd=sandbox.root, check=False
+    )
+    assert done.returncode == 137 and not marker.exists()
+
+
+def engine_argv(command: list[str], executable: str) -> list[str]:
+    """The container engine's command line within the runner's command."""
+    return command[command.index(executable) :]
 
 
 def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_argv_whole(sandbox: Sandbox) -> None:
@@ -86,11 +124,8 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
         limits={"memory_mb": 512, "cpu_seconds": 60, "file_size_mb": 8, "open_files": 256, "processes": 32},
     )
     driver = DockerDriver("/opt/docker", run_as=APP_USER)
-    options, docker = launch_options(
-        driver.command(["/usr/bin/python3", "-c", "print(1)", "x; rm -rf /"], sandbox=sandbox, spec=spec)
-    )
-    # The docker CLI runs as the runner.
-    assert options == {"limits": {}, "user": None, "cwd": str(sandbox.root), "runner": os.getpid()}
+    command = driver.command(["/usr/bin/python3", "-c", "print(1)", "x; rm -rf /"], sandbox=sandbox, spec=spec)
+    docker = engine_argv(command, "/opt/docker")
     r, run, tmp = sandbox.inputs, sandbox.run, sandbox.tmp
     assert docker == [
         "/opt/docker", "run", "--rm", "--name", "quern-01job", "--label", "quern.job=01JOB", "--init",
@@ -111,7 +146,7 @@ def test_the_docker_command_line_mounts_the_job_limits_the_container_and_keeps_a
 
 def test_the_docker_driver_runs_containers_as_the_runner_without_a_run_as_user(sandbox: Sandbox) -> None:
     spec = spec_of(driver="docker", image="busybox", limits={"memory_mb": None, "file_size_mb": None})
-    _, docker = launch_options(DockerDriver().command(["/bin/true"], sandbox=sandbox, spec=spec))
+    docker = engine_argv(DockerDriver().command(["/bin/true"], sandbox=sandbox, spec=spec), "docker")
     assert docker[docker.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
     assert "--memory" not in docker
     assert not any(value.startswith("fsize=") for value in docker)
@@ -120,6 +155,21 @@ def test_the_docker_driver_runs_containers_as_the_runner_without_a_run_as_user(s
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(sandbox.root),
     }
+
+
+def test_the_container_engine_runs_as_the_runner_in_the_jobs_root_without_core_dumps(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    engine = tmp_path / "docker"
+    engine.write_text('#!/bin/sh\n[ "$1" = run ] || exit 0\necho "$(id -u) $(ulimit -c) $(pwd)"\n')
+    engine.chmod(0o755)
+    spec = spec_of(driver="docker", image="busybox")
+    driver = DockerDriver(str(engine), run_as=APP_USER)
+    exit = asyncio.run(
+        run_app(["/bin/true"], sandbox=sandbox, spec=spec, timeout=20, stop=asyncio.Event(), driver=driver)
+    )
+    assert exit.code == 0, sandbox.stderr_tail()
+    assert sandbox.stdout.read_text() == f"{os.getuid()} 0 {sandbox.root}\n"
 
 
 @pytest.mark.parametrize(
@@ -282,6 +332,23 @@ def test_a_process_the_app_detached_does_not_outlive_the_run(open_dir: Path) -> 
     assert exit.code == 0, box.stderr_tail()
     daemon = int((box.run / "daemon.pid").read_text())
     assert not Path(f"/proc/{daemon}").exists() or "zombie" in Path(f"/proc/{daemon}/status").read_text()
+
+
+@pytest.mark.usefixtures("root")
+def test_an_app_run_as_another_user_dies_with_a_runner_killed_outright(open_dir: Path) -> None:
+    # The parent-death signal does not survive a change of user: it must be set after it.
+    box = Sandbox(open_dir / "work", "01JOB")
+    box.create()
+    box.hand_over(APP_USER.uid, APP_USER.gid)
+    marker = f"quern-app-{uuid.uuid4().hex}"
+    argv = ["/usr/bin/python3", "-c", f"import time; time.sleep(300)  # {marker}"]
+    stand_in = stand_in_runner(LocalDriver(APP_USER), argv, sandbox=box, spec=spec_of(limits={"processes": None}))
+    try:
+        eventually(lambda: processes_mentioning(marker), "the app never started", every=0.05)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    eventually(lambda: not processes_mentioning(marker), "the app outlived its runner", every=0.05, timeout=5)
 
 
 def test_a_launcher_in_the_apps_directory_is_never_imported(sandbox: Sandbox) -> None:
