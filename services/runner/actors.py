@@ -8,6 +8,7 @@ import dramatiq
 import structlog
 
 from services.runner.drivers import offered
+from services.runner.pauses import PausedQueues
 from services.runner.runs import RunnerKit, take_job
 from services.runner.slots import Slots
 from services.runner.specs import AppVersions
@@ -41,6 +42,7 @@ def register(broker: Broker, resources: Resources) -> Drain:
     resources.load = lambda: slots.used
     resources.on_boot = lambda stores: slots.bind(stores.jobs)
     specs = AppVersions()
+    paused = PausedQueues()
     drivers = offered(settings)
 
     async def run_job(job_id: str) -> None:
@@ -52,6 +54,7 @@ def register(broker: Broker, resources: Resources) -> Drain:
             settings=settings,
             slots=slots,
             drivers=drivers,
+            paused=paused,
         )
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             await take_job(job_id, kit=kit)

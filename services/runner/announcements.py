@@ -5,6 +5,8 @@ registered) are announced, and at most once every ``WEBHOOK_PROGRESS_SECONDS``: 
 within that time of the last one sent waits for the interval to end (replaced by any newer one).
 The end of a run its runner archived (``archives.py``) is announced once it is recorded, and
 only when the job has a receiver: most jobs have none, and then the results service does nothing.
+For progress, the owner's webhooks are read once per run, at its first report: most runs report
+none, and cost no read for it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -30,26 +32,33 @@ SEND_TIMEOUT_SECONDS = 10.0
 class ProgressAnnouncer:
     """Sends ``announce_job_progress`` for one run, throttled; a broker outage loses only these reports."""
 
-    def __init__(self, job: Job, send: Callable[[str], object], *, every: float, wanted: bool) -> None:
+    def __init__(
+        self, job: Job, send: Callable[[str], object], *, every: float, wanted: bool | Callable[[], Awaitable[bool]]
+    ) -> None:
         self._job = job
         self._send = send  # blocking (pika): called in a thread with the event id
         self._every = every
-        self.wanted = wanted
+        # Whether some receiver asked for progress, or how to find out (at the first report).
+        self._wanted = wanted
         self._last: float | None = None
         self._pending: str | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def for_run(cls, job: Job, *, webhooks: WebhookStore, broker: Broker, every: float) -> ProgressAnnouncer:
-        """An announcer that sends only if some receiver of ``job`` asked for progress (looked up once per run)."""
+    def for_run(cls, job: Job, *, webhooks: WebhookStore, broker: Broker, every: float) -> ProgressAnnouncer:
+        """An announcer that sends only if some receiver of ``job`` asked for progress.
+
+        The job's own webhook says so at once; else its owner's webhooks are read at the first report.
+        """
         send = functools.partial(broker.send, ANNOUNCE_PROGRESS, job.id)
-        try:
-            registered = [] if job.webhook is not None else await webhooks.owner_webhooks(job.owner)
-        except AppError as exc:
-            log.warning("webhook_progress_lookup_failed", job_id=job.id, detail=exc.detail)
-            return cls(job, send, every=every, wanted=False)
-        wanted = bool(webhook_receivers(job, registered, progress=True))
-        return cls(job, send, every=every, wanted=wanted)
+        if job.webhook is not None:
+            return cls(job, send, every=every, wanted=job.webhook.progress)
+
+        async def registered_wants_progress() -> bool:
+            registered = await webhooks.owner_webhooks(job.owner)
+            return bool(webhook_receivers(job, registered, progress=True))
+
+        return cls(job, send, every=every, wanted=registered_wants_progress)
 
     async def __call__(self, event_id: str | None) -> None:
         """Called every tick with the tick's latest progress event (or None): announce the newest one not yet sent.
@@ -58,7 +67,9 @@ class ProgressAnnouncer:
         and goes once the interval is over, so receivers never stay on a stale figure. Sending runs
         beside the run: a slow or refusing broker never holds up the app or its log.
         """
-        if not self.wanted:
+        if event_id is None and self._pending is None:
+            return  # nothing to announce (and, before the first report, nothing to look up)
+        if not await self._receivers_want_progress():
             return
         if event_id is not None:
             self._pending = event_id
@@ -69,6 +80,16 @@ class ProgressAnnouncer:
         task = asyncio.create_task(self._send_quietly(pending))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+    async def _receivers_want_progress(self) -> bool:
+        """Whether some receiver asked for progress, looked up once (a failed lookup announces nothing)."""
+        if not isinstance(self._wanted, bool):
+            try:
+                self._wanted = await self._wanted()
+            except AppError as exc:
+                log.warning("webhook_progress_lookup_failed", job_id=self._job.id, detail=exc.detail)
+                self._wanted = False
+        return self._wanted
 
     async def close(self) -> None:
         """Wait for the announcements under way (each gives up after ``SEND_TIMEOUT_SECONDS``)."""

@@ -1,10 +1,14 @@
 """One run of a job, from claim to recorded outcome (or hand-back).
 
-A ``run_job`` message is taken only with a free slot (``slots``). The claim is a compare-and-set
-(QUEUED -> RUNNING, with a new run token and a lease) and the message is acknowledged right after
-it: the run goes on in the background, so no delivery is held for a job's whole run. A
-redelivered or duplicated message finds the job taken and does nothing, except re-dispatch
-packaging if a finished job still lacks its archive (that message may have been the one lost).
+A ``run_job`` message is taken only with a free slot (``slots``). The job is read once: that read
+gives the run all it needs, and its queue, which goes back to the dispatcher if it was paused
+after the dispatch (``pauses``: no read per job, a pause is seen within a second). The claim is
+one compare-and-set on that read (QUEUED -> RUNNING, with a new run token and a lease) and the
+message is acknowledged right after it: the run goes on in the background, so no delivery is held
+for a job's whole run. A job whose dispatch was taken back is not claimed (its message is stale),
+and a job deleted meanwhile is left alone. A redelivered or duplicated message finds the job
+taken and does nothing, except re-dispatch packaging if a finished job still lacks its archive
+(that message may have been the one lost).
 
 Everything a run writes to S3 lies under its own run prefix, and its end is recorded only while
 the job is still RUNNING on that run (worker and token). A small run's archive is written here and
@@ -31,6 +35,7 @@ from services.runner.checkpoints import restore_checkpoint, save_checkpoint
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
 from services.runner.outcomes import Doing, Outcome, outcome_of
+from services.runner.pauses import PausedQueues
 from services.runner.processes import Exit, build_argv, run_app
 from services.runner.sandbox import Sandbox
 from services.runner.slots import LEASE_LOST, SHUTDOWN, Slots
@@ -65,7 +70,7 @@ FINISH_BACKOFF_SECONDS = (1, 2, 4, 8, 15, 30, 60, 60, 60, 60, 60, 60, 60, 60, 60
 
 @dataclass(frozen=True)
 class RunnerKit:
-    """What a runner's runs work with: its clients, settings, drivers and slots."""
+    """What a runner's runs work with: its clients, settings, drivers, slots and view of the paused queues."""
 
     stores: Stores
     storage: ObjectStorage
@@ -74,12 +79,14 @@ class RunnerKit:
     settings: RunnerSettings
     slots: Slots
     drivers: Mapping[str, Driver]
+    paused: PausedQueues
 
 
 async def take_job(job_id: str, *, kit: RunnerKit) -> None:
     """Take a slot, claim the job and start its run in the background; the message is done once this returns.
 
-    With no free slot (or the runner draining) the job goes back to the dispatcher rather than wait here.
+    With no free slot (or the runner draining), or its queue paused, the job goes back to the
+    dispatcher rather than wait here.
     """
     jobs, dispatch, slots = kit.stores.jobs, kit.stores.dispatch, kit.slots
     if not await slots.reserve():
@@ -87,43 +94,52 @@ async def take_job(job_id: str, *, kit: RunnerKit) -> None:
         log.info("job_handed_back", job_id=job_id, reason="no free slot")
         return
     try:
-        if await _hand_back_if_paused(job_id, kit=kit):
+        read = await jobs.get_job(job_id)
+        if await _hand_back_if_paused(read, kit=kit):
             await slots.release()
             return
-        job = await jobs.claim_job(job_id, worker=slots.worker)
+        job = await jobs.claim_job(read, worker=slots.worker)
+    except NotFound:
+        await slots.release()
+        # Deleted before it ran (DELETE cancels a queued job and removes it): nothing to do, nothing failed.
+        log.info("job_gone", job_id=job_id)
+        return
     except BaseException:
         await slots.release()
         raise
     if job is None:
         await slots.release()
-        await _claim_skipped(job_id, kit=kit)
+        await _claim_skipped(read, kit=kit)
         return
     log.info("job_started", job_id=job.id, app=job.app, app_version=job.app_version, worker=slots.worker)
     slots.launch(job.id, _run_claimed(job, kit=kit))
 
 
-async def _claim_skipped(job_id: str, *, kit: RunnerKit) -> None:
-    try:
-        current = await kit.stores.jobs.get_job(job_id)
-    except NotFound:
-        # Deleted before it ran (DELETE cancels a queued job and removes it): nothing to do, nothing failed.
-        log.info("job_gone", job_id=job_id)
-        return
-    log.info("job_claim_skipped", job_id=job_id, state=current.state.value, worker=current.worker)
+async def _claim_skipped(read: Job, *, kit: RunnerKit) -> None:
+    """Say why a job was not claimed, and re-send packaging if it ended without an archive.
+
+    A job read as claimable lost a race to another move since: it is read again to know which.
+    """
+    current = read
+    if read.state is JobState.QUEUED and read.dispatch_lease is not None:
+        try:
+            current = await kit.stores.jobs.get_job(read.id)
+        except NotFound:
+            log.info("job_gone", job_id=read.id)
+            return
+    log.info("job_claim_skipped", job_id=read.id, state=current.state.value, worker=current.worker)
     if current.state.terminal and current.archive is None:
-        await asyncio.to_thread(kit.broker.send, PACKAGE_RESULTS, job_id)
+        await asyncio.to_thread(kit.broker.send, PACKAGE_RESULTS, read.id)
 
 
-async def _hand_back_if_paused(job_id: str, *, kit: RunnerKit) -> bool:
+async def _hand_back_if_paused(job: Job, *, kit: RunnerKit) -> bool:
     """A job whose queue was paused after it was dispatched goes back to the dispatcher rather than start."""
-    try:
-        job = await kit.stores.jobs.get_job(job_id)
-    except NotFound:
-        return False  # the claim finds it gone and says so
-    if job.state is not JobState.QUEUED or not await kit.stores.queues.queue_paused(owner=job.owner, name=job.queue):
+    if job.state is not JobState.QUEUED or job.dispatch_lease is None:
+        return False  # not claimable: the claim says so
+    if not await kit.paused.paused(job.owner, job.queue, queues=kit.stores.queues):
         return False
-    await kit.stores.dispatch.undispatch(job_id)
-    log.info("job_handed_back", job_id=job_id, queue=job.queue, reason="queue paused")
+    await kit.stores.dispatch.undispatch(job.id)
+    log.info("job_handed_back", job_id=job.id, queue=job.queue, reason="queue paused")
     return True
 
 
@@ -135,7 +151,7 @@ async def _run_claimed(job: Job, *, kit: RunnerKit) -> None:
     stop = slots.stop_event(job.id)
     outcome = Outcome(JobState.FAILED)
     try:
-        announcer = await ProgressAnnouncer.for_run(
+        announcer = ProgressAnnouncer.for_run(
             job, webhooks=stores.webhooks, broker=kit.broker, every=settings.webhook_progress_seconds
         )
         outcome = await _run(

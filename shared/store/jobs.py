@@ -232,19 +232,27 @@ class JobStore:
         for job_id in job_ids:
             await self.delete_job(job_id)
 
-    async def claim_job(self, job_id: str, *, worker: str) -> Job | None:
-        """Move a dispatched job from QUEUED to RUNNING for ``worker``, with a new run token and a fresh lease.
+    async def claim_job(self, job: Job, *, worker: str) -> Job | None:
+        """Move a dispatched job, as just read, from QUEUED to RUNNING for ``worker``, with a new run token and a lease.
 
-        None if someone else got there first. A job taken back from RabbitMQ (its dispatch lease
-        cleared) is not claimed: its stale message is dropped. A dispatcher's lease stays once the
-        message is sent, so a runner may claim before the send is recorded.
+        One ``update_one``, a compare-and-set on the state and the dispatch lease read: None, and no
+        write, if the job read was not QUEUED or its dispatch was taken back (lease cleared: its stale
+        message is dropped); None too if either changed since the read (someone else got there first,
+        or it was taken back and sent again). A dispatcher's lease stays once the message is sent, so a
+        runner may claim before the send is recorded; each new dispatch leases anew (``lease_dispatches``).
+
+        The job returned is the one read with the claim's changes, not read back: what may change in
+        between without a new lease (the ``dispatched`` stamp) a run does not use, and the lease, stamped
+        by the database's clock, is left as read (the runner renews it by id and never reads it).
         """
-        return await transition(
-            self._jobs,
-            {"_id": job_id, "state": JobState.QUEUED.value, "dispatch_lease": {"$ne": None}},
-            {"state": JobState.RUNNING.value, "worker": worker, "started": utcnow(), "run_token": new_id()},
-            stamp=("lease",),
-        )
+        if job.state is not JobState.QUEUED or job.dispatch_lease is None:
+            return None
+        claim = {"state": JobState.RUNNING, "worker": worker, "started": utcnow(), "run_token": new_id()}
+        match = {"_id": job.id, "state": JobState.QUEUED.value, "dispatch_lease": job.dispatch_lease}
+        update = {"$set": claim | {"state": JobState.RUNNING.value}, "$currentDate": {"lease": True}}
+        with translated(f"job {job.id}"):
+            result = await self._jobs.update_one(match, update)
+        return job.model_copy(update=claim) if result.matched_count else None
 
     async def renew_leases(self, job_ids: list[str], *, worker: str) -> int:
         """Renew, by the database's clock, the leases of those of these jobs still RUNNING on ``worker``; how many."""

@@ -21,6 +21,7 @@ import pytest
 
 from services.results.archives import build_archive
 from services.runner.drivers import LocalDriver
+from services.runner.pauses import PausedQueues
 from services.runner.runs import RunnerKit, _run_claimed
 from services.runner.slots import Slots
 from services.runner.specs import AppVersions
@@ -74,7 +75,7 @@ async def claimed(stores: Stores, settings: RunnerSettings, script: str, **field
     await stores.apps.insert_app(registered)
     job = make_job(app=registered.name, app_version="1", params={}, inputs={}, timeout_seconds=30, **fields)
     await stores.jobs.insert_job(job)
-    taken = await stores.jobs.claim_job(job.id, worker=settings.runner_id)
+    taken = await stores.jobs.claim_job(job, worker=settings.runner_id)
     assert taken is not None
     return taken
 
@@ -86,7 +87,9 @@ def run(settings: RunnerSettings, script: str, *, stale: bool = False, **fields:
         stores = Stores.connect(settings, appname="quern-tests")
         storage, broker = ObjectStorage(settings), Broker(settings)
         slots = Slots(settings.runner_id, capacity=1, jobs=stores.jobs, intake=Intake(), lease_seconds=300)
-        kit = RunnerKit(stores, storage, broker, AppVersions(), settings, slots, {"local": LocalDriver()})
+        kit = RunnerKit(
+            stores, storage, broker, AppVersions(), settings, slots, {"local": LocalDriver()}, PausedQueues()
+        )
         try:
             job = await claimed(stores, settings, script, **fields)
             if stale:

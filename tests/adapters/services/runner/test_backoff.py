@@ -165,7 +165,7 @@ async def claimed_job(
         dispatch_lease=utcnow(),
     )
     await stores.jobs.insert_job(job)
-    claimed = await stores.jobs.claim_job(job.id, worker=settings.runner_id)
+    claimed = await stores.jobs.claim_job(job, worker=settings.runner_id)
     assert claimed is not None
     return claimed
 

@@ -66,7 +66,7 @@ class Tes:
             task=TaskSpec.model_validate(task),
         )
         await self.stores.jobs.insert_job(job)
-        claimed = await self.stores.jobs.claim_job(job.id, worker=self.settings.runner_id)
+        claimed = await self.stores.jobs.claim_job(job, worker=self.settings.runner_id)
         assert claimed is not None
         return claimed
 

@@ -245,7 +245,7 @@ def test_an_archive_rides_only_on_the_finish_of_the_current_run_and_is_then_neve
     async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None, list[str]]:
         job = make_job()
         await stores.jobs.insert_job(job)
-        claimed = await stores.jobs.claim_job(job.id, worker="holder")
+        claimed = await stores.jobs.claim_job(job, worker="holder")
         assert claimed is not None
         at = utcnow() - timedelta(hours=1)  # ended long ago: a lost packaging would be asked again by now
         archive = Archive(key="runner", size=1, sha256="x", created=at)

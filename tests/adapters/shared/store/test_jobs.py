@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings:
         seen = [await stores.jobs.dataset_in_use(dataset.id)]
         await stores.jobs.insert_job(job)
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
-        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        claimed = await stores.jobs.claim_job(job, worker="w")
         assert claimed is not None
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
         await stores.jobs.finish_job(
@@ -52,7 +53,7 @@ def test_only_one_of_many_concurrent_claims_wins(settings: Settings) -> None:
     async def scenario(stores: Stores) -> list[Job | None]:
         job = make_job()
         await stores.jobs.insert_job(job)
-        return await asyncio.gather(*(stores.jobs.claim_job(job.id, worker=f"w{i}") for i in range(8)))
+        return await asyncio.gather(*(stores.jobs.claim_job(job, worker=f"w{i}") for i in range(8)))
 
     claims = in_store(settings, scenario)
     winners = [claim for claim in claims if claim is not None]
@@ -64,8 +65,8 @@ def test_a_job_is_finished_only_by_the_worker_and_run_that_hold_it(settings: Set
     async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None]:
         job = make_job()
         await stores.jobs.insert_job(job)
-        claimed = await stores.jobs.claim_job(job.id, worker="holder")
-        assert claimed is not None and claimed.run_token is not None and claimed.lease is not None
+        claimed = await stores.jobs.claim_job(job, worker="holder")
+        assert claimed is not None and claimed.run_token is not None
         outcome: dict[str, Any] = {
             "state": JobState.SUCCEEDED,
             "exit_code": 0,
@@ -82,6 +83,67 @@ def test_a_job_is_finished_only_by_the_worker_and_run_that_hold_it(settings: Set
     intruder, stale, holder = in_store(settings, scenario)
     assert intruder is None and stale is None
     assert holder is not None and holder.state is JobState.SUCCEEDED and holder.finished is not None
+
+
+def test_a_claim_returns_the_job_as_stored_but_for_the_lease_the_database_stamped(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job, Any]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        before = await stores.database.server_time()
+        return (
+            await stores.jobs.claim_job(await stores.jobs.get_job(job.id), worker="w"),
+            await stores.jobs.get_job(job.id),
+            before,
+        )
+
+    claimed, stored, before = in_store(settings, scenario)
+    assert claimed is not None and claimed.lease is None  # not read back: the runner never reads it
+    assert stored.lease is not None and stored.lease >= before
+    assert claimed.model_copy(update={"lease": stored.lease}) == stored
+    assert (stored.state, stored.worker, stored.run_token) == (JobState.RUNNING, "w", claimed.run_token)
+
+
+def test_a_job_whose_dispatch_was_taken_back_is_not_claimed_on_a_read_before_or_after(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        before = await stores.jobs.get_job(job.id)
+        assert await stores.dispatch.undispatch(job.id)
+        after = await stores.jobs.get_job(job.id)
+        return await stores.jobs.claim_job(before, worker="w"), await stores.jobs.claim_job(after, worker="w"), after
+
+    stale, taken_back, stored = in_store(settings, scenario)
+    assert stale is None and taken_back is None
+    assert (stored.state, stored.worker, stored.run_token) == (JobState.QUEUED, None, None)
+
+
+def test_a_claim_on_a_read_older_than_the_jobs_latest_dispatch_is_refused(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        first = await stores.jobs.get_job(job.id)
+        await stores.dispatch.undispatch(job.id)
+        assert await stores.dispatch.lease_dispatches([job.id], until=utcnow() + timedelta(minutes=1)) == [job.id]
+        return await stores.jobs.claim_job(first, worker="w"), await stores.jobs.claim_job(
+            await stores.jobs.get_job(job.id), worker="w"
+        )
+
+    stale, current = in_store(settings, scenario)
+    assert stale is None
+    assert current is not None and current.state is JobState.RUNNING
+
+
+def test_a_job_read_when_no_longer_queued_is_not_claimed(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        claimed = await stores.jobs.claim_job(job, worker="first")
+        assert claimed is not None
+        again = await stores.jobs.claim_job(await stores.jobs.get_job(job.id), worker="second")
+        return again, await stores.jobs.get_job(job.id)
+
+    again, stored = in_store(settings, scenario)
+    assert again is None and stored.worker == "first"
 
 
 def test_of_concurrent_forced_changes_from_one_state_only_one_wins(settings: Settings) -> None:
@@ -103,7 +165,7 @@ def test_a_forced_end_of_a_running_job_stamps_finished_and_asks_its_runner_to_st
     async def scenario(stores: Stores) -> Job | None:
         job = make_job()
         await stores.jobs.insert_job(job)
-        running = await stores.jobs.claim_job(job.id, worker="w")
+        running = await stores.jobs.claim_job(job, worker="w")
         assert running is not None
         return await stores.jobs.force_state(running, forced(running, JobState.FAILED, "stuck"))
 
@@ -153,9 +215,8 @@ def test_leases_are_renewed_only_for_the_runs_a_worker_holds_and_by_the_database
         mine, theirs = make_job(), make_job()
         for job in (mine, theirs):
             await stores.jobs.insert_job(job)
-        claimed = await stores.jobs.claim_job(mine.id, worker="me")
-        await stores.jobs.claim_job(theirs.id, worker="them")
-        assert claimed is not None and claimed.lease is not None
+        await stores.jobs.claim_job(mine, worker="me")
+        await stores.jobs.claim_job(theirs, worker="them")
         await asyncio.sleep(0.05)
         before = await stores.database.server_time()
         renewed = await stores.jobs.renew_leases([mine.id, theirs.id, "gone"], worker="me")
@@ -171,7 +232,7 @@ def test_a_preempted_run_goes_back_to_the_queue_without_counting_an_attempt(sett
     async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None]:
         job = make_job(depends_on=["d1"], waiting_on=[])
         await stores.jobs.insert_job(job)
-        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        claimed = await stores.jobs.claim_job(job, worker="w")
         assert claimed is not None
         change = StateChange.model_validate(
             {"at": utcnow(), "from": JobState.RUNNING, "to": JobState.QUEUED, "by": "runner", "reason": "preempted"}
@@ -193,7 +254,7 @@ def test_a_run_asked_to_cancel_is_not_preempted(settings: Settings) -> None:
     async def scenario(stores: Stores) -> Job | None:
         job = make_job()
         await stores.jobs.insert_job(job)
-        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        claimed = await stores.jobs.claim_job(job, worker="w")
         assert claimed is not None
         await stores.jobs.request_cancel(job.id, owner=None)
         change = StateChange.model_validate(
@@ -208,7 +269,7 @@ def test_progress_from_a_stale_run_is_not_recorded(settings: Settings) -> None:
     async def scenario(stores: Stores) -> Job:
         job = make_job()
         await stores.jobs.insert_job(job)
-        claimed = await stores.jobs.claim_job(job.id, worker="w")
+        claimed = await stores.jobs.claim_job(job, worker="w")
         assert claimed is not None
         stale = JobProgress(percent=99, step="stale", at=utcnow())
         await stores.jobs.set_progress(job.id, stale, run_token="an-earlier-run")

@@ -8,6 +8,7 @@ import time
 import structlog
 
 from services.runner.announcements import ProgressAnnouncer
+from shared.errors import Unavailable
 from shared.models import Job, JobState
 from tests.helpers.records import ended_job
 
@@ -58,3 +59,30 @@ def test_nothing_is_sent_when_no_receiver_asked_for_progress() -> None:
     sent: list[str] = []
     announced(ProgressAnnouncer(job(), sent.append, every=0, wanted=False), ["e1", "e2"])
     assert sent == []
+
+
+def test_receivers_are_looked_up_at_the_first_report_and_only_then() -> None:
+    sent: list[str] = []
+    lookups: list[str] = []
+
+    async def wants_progress() -> bool:
+        lookups.append("read")
+        return True
+
+    announcer = ProgressAnnouncer(job(), sent.append, every=0, wanted=wants_progress)
+    announced(announcer, [None, None])
+    assert lookups == [] and sent == []
+    announced(announcer, ["e1", None, "e2"])
+    assert lookups == ["read"] and sent == ["e1", "e2"]
+
+
+def test_a_failed_lookup_of_receivers_announces_nothing_for_the_run() -> None:
+    sent: list[str] = []
+
+    async def unreachable() -> bool:
+        raise Unavailable("Mongo is away")
+
+    with structlog.testing.capture_logs() as logs:
+        announced(ProgressAnnouncer(job(), sent.append, every=0, wanted=unreachable), ["e1", "e2"])
+    assert sent == []
+    assert [entry["event"] for entry in logs] == ["webhook_progress_lookup_failed"]

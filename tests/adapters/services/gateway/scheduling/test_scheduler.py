@@ -55,9 +55,9 @@ def test_a_job_not_dispatched_is_not_claimed(settings: Settings) -> None:
     async def scenario(stores: Stores) -> Any:
         job = undispatched()
         await stores.jobs.insert_job(job)
-        refused = await stores.jobs.claim_job(job.id, worker="w")
+        refused = await stores.jobs.claim_job(await stores.jobs.get_job(job.id), worker="w")
         assert await stores.dispatch.lease_dispatches([job.id], until=utcnow()) == [job.id]  # its message may be out
-        return refused, await stores.jobs.claim_job(job.id, worker="w")
+        return refused, await stores.jobs.claim_job(await stores.jobs.get_job(job.id), worker="w")
 
     refused, claimed = in_store(settings, scenario)
     assert refused is None and claimed.state is JobState.RUNNING
