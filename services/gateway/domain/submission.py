@@ -145,11 +145,14 @@ def build_job(
 
 
 async def check_queues(names: set[str], *, owner: str, queues: QueueStore) -> None:
-    """Every named queue must be the owner's (404); the default queue is created on first use."""
+    """Every named queue must be the owner's (404); the default queue is created on first use.
+
+    The default queue cannot be deleted, so each process ensures an owner's only once.
+    """
     for name in sorted(names):
         if name == DEFAULT_QUEUE:
             now = utcnow()
-            await queues.ensure_queue(Queue(id=new_id(), owner=owner, name=name, created=now, updated=now))
+            await queues.ensure_queue_exists(Queue(id=new_id(), owner=owner, name=name, created=now, updated=now))
         elif await queues.find_queue(owner=owner, name=name) is None:
             raise NotFound(f"no queue {name!r}; create it first with POST /v1/queues")
 

@@ -40,6 +40,7 @@ from shared.tasks import RUN_JOB, RUNNER_SERVICE
 log = structlog.get_logger()
 LEASE_SECONDS = 60
 MAX_AHEAD = 1000
+GLIMPSE = 20  # startable jobs a pass looks for first: fewer are all there are, and need no second read
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Dispatcher:
     _ahead: int = field(init=False)  # the look-ahead now: ``ahead`` until runners outpace the passes
     _left: int = 0  # run_job messages the last pass left waiting in RabbitMQ
     _backlog: bool = False  # the last pass left startable jobs behind: the budget ran out
+    _crowded: bool = False  # the last look found ``GLIMPSE`` startable jobs or more: skip the glimpse
 
     def __post_init__(self) -> None:
         self._ahead = self.ahead
@@ -77,19 +79,36 @@ class Dispatcher:
             self._ahead = max(self.ahead, self._ahead // 2)
 
     async def dispatch_once(self, live: list[WorkerInfo]) -> int:
-        """One pass: lease and send what may start, given the live workers; how many jobs were sent."""
-        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
-        in_flight, waiting, limits, paused, storing = await asyncio.gather(
-            self.dispatch.in_flight(live_workers=[w.id for w in live]),
-            run_in_threadpool(self.broker.waiting, RUN_JOB),
-            self.accounts.user_limits(),
-            self.queues.paused_queues(),
-            self.batches.uncommitted_batches(),
-        )
+        """One pass: lease and send what may start, given the live workers; how many jobs were sent.
+
+        Unless the last pass met a crowd, a pass first glimpses at the first ``GLIMPSE`` startable
+        jobs (paused queues passed over): none, and the pass is over (an idle one reads little);
+        fewer, and they are all there are, so the counts in flight, the user limits and the batches
+        being stored are read and applied to them. A crowd is read filtered by the query, as many as
+        the budget allows, until it thins out.
+        """
         capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)
+        waiting, paused = await asyncio.gather(
+            run_in_threadpool(self.broker.waiting, RUN_JOB), self._paused(needed=capacity > 0)
+        )
         self._adapt(waiting)
-        budget = 0 if capacity == 0 else capacity + self._ahead - sum(in_flight.values())
         self._backlog, self._left = False, waiting
+        if capacity == 0:
+            return 0
+        glimpse: list[Job] | None = None
+        if not self._crowded:
+            glimpse = await self.dispatch.dispatch_candidates(limit=GLIMPSE, skip_owners=[], paused=paused, storing=[])
+            if not glimpse:
+                return 0
+            self._crowded = len(glimpse) == GLIMPSE
+        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
+        # A job's batch record is written before the job, so batches read after the glimpse cover its jobs.
+        in_flight, limits, storing = await asyncio.gather(
+            self.dispatch.in_flight(live_workers=[w.id for w in live]),
+            self.accounts.user_limits(),
+            self._storing(needed=glimpse is None or self._crowded or any(job.batch for job in glimpse)),
+        )
+        budget = capacity + self._ahead - sum(in_flight.values())
         if budget <= 0:
             return 0
 
@@ -97,12 +116,16 @@ class Dispatcher:
             limit = limits.get(owner, self.user_max_running or None)
             return limit is not None and in_flight.get(owner, 0) >= limit
 
-        candidates = await self.dispatch.dispatch_candidates(
-            limit=budget * 4 + 20,
-            skip_owners=[owner for owner in in_flight | limits if full(owner)],
-            paused=paused,
-            storing=storing,
-        )
+        if self._crowded or glimpse is None:
+            candidates = await self.dispatch.dispatch_candidates(
+                limit=budget * 4 + 20,
+                skip_owners=[owner for owner in in_flight | limits if full(owner)],
+                paused=paused,
+                storing=storing,
+            )
+            self._crowded = len(candidates) >= GLIMPSE
+        else:
+            candidates = [job for job in glimpse if job.batch not in set(storing)]
         chosen: list[Job] = []
         for job in candidates:
             if len(chosen) >= budget:
@@ -119,6 +142,14 @@ class Dispatcher:
         sent = await self._send(leased, lease)
         self._left += sent
         return sent
+
+    async def _paused(self, *, needed: bool) -> list[tuple[str, str]]:
+        """(owner, name) of the paused queues, if ``needed`` (not while no runner has a slot)."""
+        return await self.queues.paused_queues() if needed else []
+
+    async def _storing(self, *, needed: bool) -> list[str]:
+        """The batches being stored, if ``needed``: only when a job of a batch may be among the candidates."""
+        return await self.batches.uncommitted_batches() if needed else []
 
     async def _send(self, leased: list[Job], lease: datetime) -> int:
         """Publish the leased jobs' messages; those RabbitMQ did not take are given back to the next pass."""

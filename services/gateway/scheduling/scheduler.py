@@ -1,11 +1,13 @@
 """The scheduler: dispatch passes on a timer and whenever woken, plus the periodic sweeps, in the background.
 
-Each pass sends what may start (``dispatcher``), settles dependencies (``dependencies``) and
-recovers the jobs whose lease lapsed (``reaper``). Passes come every ``DISPATCH_INTERVAL_SECONDS``,
-at once when woken (a job was submitted, a queue resumed), while a backlog waits as soon as
-RabbitMQ runs low, never closer than ``MIN_GAP_SECONDS``, and after a slow pass no sooner than
-it took. Abandoned batches and lost messages are swept before a pass every ``SWEEP_SECONDS``;
-expired uploads every ``UPLOAD_SWEEP_SECONDS``, beside the passes.
+Each pass sends what may start (``dispatcher``), settles dependencies (``dependencies``) and,
+every ``JOB_LEASE_SECONDS / REAP_SHARE``, recovers the jobs whose lease lapsed (``reaper``).
+Passes come every ``DISPATCH_INTERVAL_SECONDS``, at once when woken (a job was submitted, a
+queue resumed), while a backlog waits as soon as RabbitMQ runs low, never closer than
+``MIN_GAP_SECONDS``, and after a slow pass no sooner than it took. The database's clock, which
+judges heartbeats and leases, is read every ``CLOCK_SECONDS``. Abandoned batches and lost
+messages are swept before a pass every ``SWEEP_SECONDS``; expired uploads every
+``UPLOAD_SWEEP_SECONDS``, beside the passes.
 
 It runs inside every gateway (unless ``RUN_SCHEDULER=false``) or as its own process
 (``python -m services.gateway.scheduling``). Several at once are safe: dispatch leases each job
@@ -15,8 +17,10 @@ with a compare-and-set, recovery and the sweeps change a job only if it is still
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -35,6 +39,8 @@ SWEEP_SECONDS = 60  # abandoned batches and lost messages are looked for this of
 UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
 MIN_GAP_SECONDS = 0.05  # between passes, however often submissions wake the scheduler
 DEPTH_POLL_SECONDS = 0.05  # how often RabbitMQ's depth is read while a backlog waits
+REAP_SHARE = 10  # orphans are looked for every JOB_LEASE_SECONDS / REAP_SHARE (at least every interval)
+CLOCK_SECONDS = 10.0  # the database's clock is read this often; in between, it is counted on from the last reading
 
 
 @dataclass
@@ -51,6 +57,8 @@ class Scheduler:
     max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
+    _last_reap: float | None = None  # when the last pass recovered orphans (time.monotonic)
+    _clock: tuple[float, datetime] | None = None  # (time.monotonic, the database's time) at the last reading
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -98,20 +106,25 @@ class Scheduler:
         self._tasks = []
 
     async def pass_once(self) -> int:
-        """One pass: send what may start, then settle dependencies and recover the jobs whose lease lapsed.
+        """One pass: send what may start, settle dependencies, and now and then recover orphaned jobs.
 
         Sending comes first, as it is what a submission waits for. Jobs that stop waiting on a
-        dependency wake the scheduler for another pass; recovered jobs go at the next.
+        dependency wake the scheduler for another pass; recovered jobs go at the next. A lease lapses
+        after ``JOB_LEASE_SECONDS``, so orphans are looked for every tenth of that (or every interval,
+        if longer): found at most that much later, rather than at every pass a submission wakes.
         Returns how many jobs were sent.
         """
         stores = self.stores
-        now = await stores.database.server_time()  # heartbeats and leases are judged by the database's clock
+        now = await self._database_now()  # heartbeats and leases are judged by the database's clock
         live = await stores.workers.live_workers(self.heartbeat_seconds, now=now)
         sent = await self.dispatcher.dispatch_once(live)
         if await settle_dependencies(
             dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
         ):
             self.wake()
+        if self._last_reap is not None and time.monotonic() - self._last_reap < self._reap_every:
+            return sent
+        self._last_reap = time.monotonic()
         await reap(
             dispatch=stores.dispatch,
             jobs=stores.jobs,
@@ -123,6 +136,17 @@ class Scheduler:
             now=now,
         )
         return sent
+
+    @property
+    def _reap_every(self) -> float:
+        return max(self.interval, self.lease_seconds / REAP_SHARE)
+
+    async def _database_now(self) -> datetime:
+        """The database's time: read every ``CLOCK_SECONDS``, counted on by this process's steady clock in between."""
+        steady = time.monotonic()
+        if self._clock is None or steady - self._clock[0] >= CLOCK_SECONDS:
+            self._clock = (steady, await self.stores.database.server_time())
+        return self._clock[1] + timedelta(seconds=steady - self._clock[0])
 
     async def _dispatch_forever(self) -> None:
         """Pass until cancelled; a backend outage is logged and retried at the next tick."""

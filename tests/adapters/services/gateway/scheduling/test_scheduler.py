@@ -7,11 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 from services.gateway.scheduling.dependencies import settle_dependencies
-from services.gateway.scheduling.dispatcher import MAX_AHEAD, Dispatcher
+from services.gateway.scheduling.dispatcher import GLIMPSE, MAX_AHEAD, Dispatcher
 from services.gateway.scheduling.scheduler import Scheduler
 from services.gateway.scheduling.sweeps import sweep_lost_messages
 from shared.broker import Broker
-from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
+from shared.models import Batch, JobState, Queue, User, WorkerInfo, new_id, utcnow
 from shared.settings import SchedulerSettings, Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
@@ -262,3 +262,74 @@ def test_the_look_ahead_stays_without_a_backlog_and_halves_back_while_messages_w
         dispatcher._adapt(waiting=dispatcher._ahead)  # a whole look-ahead still waits
         seen.append(dispatcher._ahead)
     assert seen == [32, 16, 8, 4, 2, 2]
+
+
+def sent_by_one_pass(settings: Settings, *, extra: int) -> dict[str, bool]:
+    """One pass over jobs that may not start (paused, batch being stored, waiting, over the user limit), beside
+    ``extra`` more that may: which of the named jobs it sent. Under ``GLIMPSE`` jobs it filters the glimpse,
+    over it the query does.
+    """
+
+    async def scenario(stores: Stores) -> dict[str, bool]:
+        broker = Broker(alone)
+        try:
+            owner, limited, now = new_id(), new_id(), utcnow()
+            storing = new_id()
+            await stores.batches.insert_batch(Batch(id=storing, owner=owner, size=1, created=now), [])
+            held = await stores.queues.ensure_queue(
+                Queue(id=new_id(), owner=owner, name="held", created=now, updated=now)
+            )
+            await stores.queues.set_queue_paused(held.id, owner=owner, paused=True)
+            jobs = {
+                "first": undispatched(owner=owner, priority=9),
+                "paused": undispatched(owner=owner, priority=9, queue="held"),
+                "storing": undispatched(owner=owner, priority=9, batch=storing),
+                "waiting": undispatched(owner=owner, priority=9, depends_on=["x"], waiting_on=["x"]),
+                "limited-1": undispatched(owner=limited, priority=8),
+                "limited-2": undispatched(owner=limited, priority=8),
+            }
+            for job in [*jobs.values(), *(undispatched(owner=owner, priority=1) for _ in range(extra))]:
+                await stores.jobs.insert_job(job)
+            user = User(id=limited, username=limited, password_hash="-", created=now, max_running=1)
+            await stores.accounts.insert_user(user)
+            await stores.workers.heartbeat(runner(concurrency=100))
+            await make_scheduler(stores, broker, alone).pass_once()
+            return {name: (await stores.jobs.get_job(job.id)).dispatched is not None for name, job in jobs.items()}
+        finally:
+            await asyncio.to_thread(broker.close)
+
+    alone = settings.model_copy(update={"mongo_database": f"dispatch_{new_id()}", "queue_namespace": f"d{new_id()}"})
+    try:
+        return in_store(alone, scenario)
+    finally:
+        delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
+
+
+def test_a_pass_over_a_few_jobs_sends_only_what_may_start(settings: Settings) -> None:
+    sent = sent_by_one_pass(settings, extra=0)
+    assert sent.pop("first") and sent.pop("limited-1") != sent.pop("limited-2")  # one of the two: its limit is 1
+    assert sent == {"paused": False, "storing": False, "waiting": False}
+
+
+def test_a_pass_over_a_crowd_sends_only_what_may_start(settings: Settings) -> None:
+    sent = sent_by_one_pass(settings, extra=GLIMPSE)
+    assert sent.pop("first") and sent.pop("limited-1") != sent.pop("limited-2")
+    assert sent == {"paused": False, "storing": False, "waiting": False}
+
+
+def test_in_flight_counts_jobs_running_on_live_workers_and_jobs_sent(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> dict[str, int]:
+        one, two, now = new_id(), new_id(), utcnow()
+        for job in (
+            undispatched(owner=one, state=JobState.RUNNING, worker="live", started=now),
+            undispatched(owner=one, state=JobState.RUNNING, worker="dead", started=now),
+            undispatched(owner=one).model_copy(update={"dispatched": now}),
+            undispatched(owner=two).model_copy(update={"dispatched": now}),
+            undispatched(owner=two),
+            undispatched(owner=two, state=JobState.SUCCEEDED),
+        ):
+            await stores.jobs.insert_job(job)
+        counts = await stores.dispatch.in_flight(live_workers=["live"])
+        return {{one: "one", two: "two"}[owner]: n for owner, n in counts.items()}
+
+    assert in_store(settings, scenario) == {"one": 2, "two": 1}
