@@ -22,6 +22,7 @@ from services.gateway.domain.submission import (
     check_dependencies,
     check_inputs,
     check_queues,
+    waiting,
 )
 from services.gateway.domain.webhooks import check_webhooks
 from shared.apps import AppSpec
@@ -114,7 +115,9 @@ async def submit_batch(
         raise Invalid(detail, [Violation("/jobs", detail)])
     await check_inputs([item.inputs for item in batch.jobs], owner=owner, files=stores.files, datasets=stores.datasets)
     await check_queues({job.queue for job in jobs}, owner=owner, queues=stores.queues)
-    await check_dependencies(dependencies, owner=owner, jobs=stores.jobs)
+    if dependencies:
+        pending = await check_dependencies(dependencies, owner=owner, jobs=stores.jobs)
+        jobs = [waiting(job, pending) for job in jobs]
     webhooks = [(f"/jobs/{index}/webhook", job.webhook) for index, job in enumerate(jobs) if job.webhook is not None]
     await check_webhooks(webhooks, owner=owner, networks=networks, webhooks=stores.webhooks)
     try:

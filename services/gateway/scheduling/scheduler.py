@@ -57,7 +57,7 @@ class Scheduler:
     max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
-    _last_reap: float | None = None  # when the last pass recovered orphans (time.monotonic)
+    _done: dict[str, float] = field(default_factory=dict)  # chore -> when a pass last did it (time.monotonic)
     _clock: tuple[float, datetime] | None = None  # (time.monotonic, the database's time) at the last reading
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -109,9 +109,9 @@ class Scheduler:
         """One pass: send what may start, settle dependencies, and now and then recover orphaned jobs.
 
         Sending comes first, as it is what a submission waits for. Jobs that stop waiting on a
-        dependency wake the scheduler for another pass; recovered jobs go at the next. A lease lapses
-        after ``JOB_LEASE_SECONDS``, so orphans are looked for every tenth of that (or every interval,
-        if longer): found at most that much later, rather than at every pass a submission wakes.
+        dependency wake the scheduler for another pass; recovered jobs go at the next. A lease
+        lapses after ``JOB_LEASE_SECONDS``, so orphans are looked for every tenth of that (or every
+        interval, if longer) rather than at every pass a submission wakes.
         Returns how many jobs were sent.
         """
         stores = self.stores
@@ -122,9 +122,8 @@ class Scheduler:
             dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
         ):
             self.wake()
-        if self._last_reap is not None and time.monotonic() - self._last_reap < self._reap_every:
+        if not self._due("reap", max(self.interval, self.lease_seconds / REAP_SHARE)):
             return sent
-        self._last_reap = time.monotonic()
         await reap(
             dispatch=stores.dispatch,
             jobs=stores.jobs,
@@ -137,9 +136,13 @@ class Scheduler:
         )
         return sent
 
-    @property
-    def _reap_every(self) -> float:
-        return max(self.interval, self.lease_seconds / REAP_SHARE)
+    def _due(self, chore: str, every: float) -> bool:
+        """Whether ``chore`` was last done ``every`` seconds ago or more (or never); if so, it counts as done now."""
+        now = time.monotonic()
+        if chore in self._done and now - self._done[chore] < every:
+            return False
+        self._done[chore] = now
+        return True
 
     async def _database_now(self) -> datetime:
         """The database's time: read every ``CLOCK_SECONDS``, counted on by this process's steady clock in between."""
