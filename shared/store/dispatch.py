@@ -78,8 +78,10 @@ class DispatchStore:
         with translated("dispatch candidates"):
             cursor = self._jobs.find(match).sort([("priority", DESCENDING), ("_id", ASCENDING)])
             if not held:
-                cursor = cursor.limit(limit)
-            async for doc in cursor.batch_size(min(limit, 1000)):
+                cursor = cursor.limit(limit).batch_size(min(limit, 1000))
+            # Else the server's own batches (101 documents, then up to 16 MB): a paused queue's jobs
+            # are read past in a few round trips, not one per ``limit`` of them.
+            async for doc in cursor:
                 if (doc["owner"], doc.get("queue")) in held:
                     continue
                 found.append(from_document(Job, doc))
