@@ -31,10 +31,8 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.broker import Broker
 from shared.models import Job, WorkerInfo, utcnow
-from shared.store.accounts import AccountStore
 from shared.store.batches import BatchStore
-from shared.store.dispatch import DispatchStore
-from shared.store.queues import QueueStore
+from shared.store.dispatch import DispatchStore, DispatchView
 from shared.tasks import RUN_JOB, RUNNER_SERVICE
 
 log = structlog.get_logger()
@@ -48,8 +46,6 @@ class Dispatcher:
     """Sends startable jobs to RabbitMQ, as many as the live runners' free slots plus the look-ahead."""
 
     dispatch: DispatchStore
-    accounts: AccountStore
-    queues: QueueStore
     batches: BatchStore
     broker: Broker
     ahead: int
@@ -81,36 +77,35 @@ class Dispatcher:
     async def dispatch_once(self, live: list[WorkerInfo]) -> int:
         """One pass: lease and send what may start, given the live workers; how many jobs were sent.
 
-        Unless the last pass met a crowd, a pass first glimpses at the first ``GLIMPSE`` startable
-        jobs (paused queues passed over): none, and the pass is over (an idle one reads little);
-        fewer, and they are all there are, so the counts in flight, the user limits and the batches
-        being stored are read and applied to them. A crowd is read filtered by the query, as many as
-        the budget allows, until it thins out.
+        The jobs in flight, the user limits and the paused queues come in one read. Unless the last
+        pass met a crowd, a pass then glimpses at the first ``GLIMPSE`` startable jobs (paused
+        queues passed over): none, and the pass is over; fewer, and they are all there are, so
+        the limits and (only if one of them is a batch's) the batches being stored are applied to
+        them here. A crowd is read filtered by the query, as many as the budget allows, until it thins out.
         """
         capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)
-        waiting, paused = await asyncio.gather(
-            run_in_threadpool(self.broker.waiting, RUN_JOB), self._paused(needed=capacity > 0)
+        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
+        waiting, view = await asyncio.gather(
+            run_in_threadpool(self.broker.waiting, RUN_JOB), self._view(live, needed=capacity > 0)
         )
         self._adapt(waiting)
         self._backlog, self._left = False, waiting
-        if capacity == 0:
+        if view is None:
             return 0
-        glimpse: list[Job] | None = None
-        if not self._crowded:
-            glimpse = await self.dispatch.dispatch_candidates(limit=GLIMPSE, skip_owners=[], paused=paused, storing=[])
-            if not glimpse:
-                return 0
-            self._crowded = len(glimpse) == GLIMPSE
-        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
-        # A job's batch record is written before the job, so batches read after the glimpse cover its jobs.
-        in_flight, limits, storing = await asyncio.gather(
-            self.dispatch.in_flight(live_workers=[w.id for w in live]),
-            self.accounts.user_limits(),
-            self._storing(needed=glimpse is None or self._crowded or any(job.batch for job in glimpse)),
-        )
+        in_flight, limits = view.in_flight, view.limits
         budget = capacity + self._ahead - sum(in_flight.values())
         if budget <= 0:
             return 0
+        glimpse: list[Job] | None = None
+        if not self._crowded:
+            glimpse = await self.dispatch.dispatch_candidates(
+                limit=GLIMPSE, skip_owners=[], paused=view.paused, storing=[]
+            )
+            if not glimpse:
+                return 0
+            self._crowded = len(glimpse) == GLIMPSE
+        # A job's batch record is written before the job, so batches read after the glimpse cover its jobs.
+        storing = await self._storing(needed=glimpse is None or self._crowded or any(job.batch for job in glimpse))
 
         def full(owner: str) -> bool:
             limit = limits.get(owner, self.user_max_running or None)
@@ -120,7 +115,7 @@ class Dispatcher:
             candidates = await self.dispatch.dispatch_candidates(
                 limit=budget * 4 + 20,
                 skip_owners=[owner for owner in in_flight | limits if full(owner)],
-                paused=paused,
+                paused=view.paused,
                 storing=storing,
             )
             self._crowded = len(candidates) >= GLIMPSE
@@ -143,9 +138,9 @@ class Dispatcher:
         self._left += sent
         return sent
 
-    async def _paused(self, *, needed: bool) -> list[tuple[str, str]]:
-        """(owner, name) of the paused queues, if ``needed`` (not while no runner has a slot)."""
-        return await self.queues.paused_queues() if needed else []
+    async def _view(self, live: list[WorkerInfo], *, needed: bool) -> DispatchView | None:
+        """Jobs in flight, user limits and paused queues, if ``needed`` (not while no runner has a slot)."""
+        return await self.dispatch.dispatch_view(live_workers=[w.id for w in live]) if needed else None
 
     async def _storing(self, *, needed: bool) -> list[str]:
         """The batches being stored, if ``needed``: only when a job of a batch may be among the candidates."""

@@ -68,8 +68,6 @@ class Scheduler:
         """A scheduler over these clients, timed and bounded as the settings say."""
         dispatcher = Dispatcher(
             dispatch=stores.dispatch,
-            accounts=stores.accounts,
-            queues=stores.queues,
             batches=stores.batches,
             broker=broker,
             ahead=settings.dispatch_ahead,

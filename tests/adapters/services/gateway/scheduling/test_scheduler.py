@@ -15,6 +15,7 @@ from shared.models import Batch, JobState, Queue, User, WorkerInfo, new_id, utcn
 from shared.settings import SchedulerSettings, Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
+from shared.store.dispatch import DispatchView
 from shared.tasks import RUNNER_SERVICE
 from tests.helpers.records import in_store, make_job
 from tests.helpers.stacks import delete_queues
@@ -233,8 +234,6 @@ def look_ahead(ahead: int) -> Dispatcher:
     # The look-ahead is arithmetic on the dispatcher's own fields: no collaborator is called.
     return Dispatcher(
         dispatch=None,  # type: ignore[arg-type]
-        accounts=None,  # type: ignore[arg-type]
-        queues=None,  # type: ignore[arg-type]
         batches=None,  # type: ignore[arg-type]
         broker=None,  # type: ignore[arg-type]
         ahead=ahead,
@@ -317,9 +316,9 @@ def test_a_pass_over_a_crowd_sends_only_what_may_start(settings: Settings) -> No
     assert sent == {"paused": False, "storing": False, "waiting": False}
 
 
-def test_in_flight_counts_jobs_running_on_live_workers_and_jobs_sent(settings: Settings) -> None:
-    async def scenario(stores: Stores) -> dict[str, int]:
-        one, two, now = new_id(), new_id(), utcnow()
+def test_the_dispatch_view_counts_jobs_in_flight_and_reads_user_limits_and_paused_queues(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> DispatchView:
+        one, two, three, now = new_id(), new_id(), new_id(), utcnow()
         for job in (
             undispatched(owner=one, state=JobState.RUNNING, worker="live", started=now),
             undispatched(owner=one, state=JobState.RUNNING, worker="dead", started=now),
@@ -329,7 +328,21 @@ def test_in_flight_counts_jobs_running_on_live_workers_and_jobs_sent(settings: S
             undispatched(owner=two, state=JobState.SUCCEEDED),
         ):
             await stores.jobs.insert_job(job)
-        counts = await stores.dispatch.in_flight(live_workers=["live"])
-        return {{one: "one", two: "two"}[owner]: n for owner, n in counts.items()}
+        for user, limit in ((one, None), (three, 4)):
+            await stores.accounts.insert_user(
+                User(id=user, username=user, password_hash="-", created=now, max_running=limit)
+            )
+        for owner, name, paused in ((one, "held", True), (one, "open", False), (two, "held", False)):
+            queue = await stores.queues.ensure_queue(
+                Queue(id=new_id(), owner=owner, name=name, created=now, updated=now)
+            )
+            await stores.queues.set_queue_paused(queue.id, owner=owner, paused=paused)
+        view = await stores.dispatch.dispatch_view(live_workers=["live"])
+        names = {one: "one", two: "two", three: "three"}
+        return DispatchView(
+            {names[owner]: n for owner, n in view.in_flight.items()},
+            {names[user]: n for user, n in view.limits.items()},
+            [(names[owner], name) for owner, name in view.paused],
+        )
 
-    assert in_store(settings, scenario) == {"one": 2, "two": 1}
+    assert in_store(settings, scenario) == DispatchView({"one": 2, "two": 1}, {"three": 4}, [("one", "held")])
