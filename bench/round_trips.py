@@ -60,7 +60,9 @@ async def timings(url: str, reps: int) -> list[tuple[str, str, float]]:
     await timed("gateway", "insert_job", lambda n: jobs.insert_job(queued[n]))
     await timed("dispatcher", "list_workers", lambda n: stores.workers.list_workers())
     await timed(
-        "dispatcher", "in_flight (beside three smaller reads)", lambda n: dispatch.in_flight(live_workers=["w"])
+        "dispatcher",
+        "dispatch_view (in flight, user limits, paused queues)",
+        lambda n: dispatch.dispatch_view(live_workers=["w"]),
     )
     await timed(
         "dispatcher",

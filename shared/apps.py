@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -198,6 +198,11 @@ class AppSpec(BaseModel):
         """The default of every top-level parameter that has one."""
         return {k: p["default"] for k, p in self.parameters.get("properties", {}).items() if "default" in p}
 
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        """The parameters' JSON Schema validator, built once per definition (a registered version is one)."""
+        return Draft202012Validator(self.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
 
 def _pointer(*parts: object) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
@@ -226,10 +231,9 @@ def validate_request(spec: AppSpec, params: dict[str, Any], inputs: Mapping[str,
     Raises Invalid listing every violation, each with a JSON pointer into the request body.
     """
     complete = {**spec.defaults(), **params}
-    validator = Draft202012Validator(spec.parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
     violations = [
         Violation(_pointer("params", *error.absolute_path), error.message)
-        for error in sorted(validator.iter_errors(complete), key=lambda e: [str(p) for p in e.absolute_path])
+        for error in sorted(spec.validator.iter_errors(complete), key=lambda e: [str(p) for p in e.absolute_path])
     ]
     if not violations:
         violations += [Violation(_pointer("params", name), why) for name, why in _unplaceable(complete)]

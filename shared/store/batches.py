@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from pymongo import ASCENDING
@@ -25,11 +26,16 @@ class BatchStore:
             await self._batches.create_index([("committed", ASCENDING), ("created", ASCENDING)])
 
     async def insert_batch(self, batch: Batch, jobs: list[Job]) -> None:
-        """Record a batch (uncommitted) and its jobs; the dispatcher ignores them until it is committed."""
+        """Record a batch (uncommitted) and its jobs; the dispatcher ignores them until it is committed.
+
+        The jobs go in one ``insert_many`` (the driver splits it only where the server's limits say),
+        their documents made off the event loop.
+        """
+        docs = await asyncio.to_thread(lambda: [to_document(job) for job in jobs])
         with translated(f"batch {batch.id}"):
             await self._batches.insert_one(to_document(batch))
-            for start in range(0, len(jobs), 1000):
-                await self._jobs.insert_many([to_document(job) for job in jobs[start : start + 1000]], ordered=True)
+            if docs:
+                await self._jobs.insert_many(docs, ordered=True)
 
     async def commit_batch(self, batch_id: str) -> None:
         """Let the dispatcher see a batch that is fully stored; Unavailable if it was swept away as abandoned."""

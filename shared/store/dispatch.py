@@ -6,6 +6,7 @@ whose runner stopped renewing their lease (orphans).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING
@@ -22,11 +23,30 @@ from shared.store.database import (
 from shared.store.jobs import ended, transition
 
 
+@dataclass(frozen=True)
+class DispatchView:
+    """What a dispatch pass weighs jobs by: jobs in flight per owner, users' own limits, paused queues."""
+
+    in_flight: dict[str, int]
+    limits: dict[str, int]  # user id -> max_running, for the users that have one of their own
+    paused: list[tuple[str, str]]  # (owner, name)
+
+
+def _as(kind: str, n: str | None = None) -> Document:
+    """A ``$project`` that tags a user's (``_id``) or a queue's (``owner``, ``name``) row of the view."""
+    if n is not None:
+        return {"$project": {"_id": 0, "kind": {"$literal": kind}, "owner": "$_id", "n": n}}
+    return {"$project": {"_id": 0, "kind": {"$literal": kind}, "owner": 1, "name": 1}}
+
+
 class DispatchStore:
     """The jobs collection as the dispatcher sees it: candidates, leases, dependencies and orphans."""
 
     def __init__(self, database: Database) -> None:
         self._jobs = database.collection("jobs")
+        # Read by the dispatch view only; their stores own them (and their indexes).
+        self._users = database.collection("users")
+        self._queues = database.collection("queues")
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
@@ -39,18 +59,34 @@ class DispatchStore:
             # The reaper's scan: RUNNING jobs whose lease lapsed.
             await self._jobs.create_index([("state", ASCENDING), ("lease", ASCENDING)])
 
-    async def in_flight(self, *, live_workers: list[str]) -> dict[str, int]:
-        """Per owner, jobs RUNNING on a live worker, or sent to RabbitMQ and not started yet."""
+    async def dispatch_view(self, *, live_workers: list[str]) -> DispatchView:
+        """What a pass weighs jobs by, in one aggregate (``$unionWith``, MongoDB 4.4+), each part by its own index.
+
+        Per owner, the jobs RUNNING on a live worker or sent to RabbitMQ and not started yet; then the
+        users with a limit of their own (``AccountStore.user_limits``) and the paused queues
+        (``QueueStore.paused_queues``), the same queries those stores make.
+        """
         running = {"state": JobState.RUNNING.value, "worker": {"$in": live_workers}}
         sent = {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}}
-        counts: dict[str, int] = {}
-        with translated("count jobs in flight"):
-            for match in (running, sent):
-                async for row in await self._jobs.aggregate(
-                    [{"$match": match}, {"$group": {"_id": "$owner", "n": {"$sum": 1}}}]
-                ):
-                    counts[row["_id"]] = counts.get(row["_id"], 0) + row["n"]
-        return counts
+        limits = {"max_running": {"$ne": None}}
+        pipeline: list[Document] = [
+            {"$match": running},
+            {"$unionWith": {"coll": self._jobs.name, "pipeline": [{"$match": sent}]}},
+            {"$group": {"_id": "$owner", "n": {"$sum": 1}}},
+            {"$project": {"_id": 0, "kind": {"$literal": "in_flight"}, "owner": "$_id", "n": 1}},
+            {"$unionWith": {"coll": self._users.name, "pipeline": [{"$match": limits}, _as("limit", "$max_running")]}},
+            {"$unionWith": {"coll": self._queues.name, "pipeline": [{"$match": {"paused": True}}, _as("paused")]}},
+        ]
+        view = DispatchView({}, {}, [])
+        with translated("dispatch view"):
+            async for row in await self._jobs.aggregate(pipeline):
+                if row["kind"] == "in_flight":
+                    view.in_flight[row["owner"]] = row["n"]
+                elif row["kind"] == "limit":
+                    view.limits[row["owner"]] = int(row["n"])
+                else:
+                    view.paused.append((row["owner"], row["name"]))
+        return view
 
     async def dispatch_candidates(
         self, *, limit: int, skip_owners: list[str], paused: list[tuple[str, str]], storing: list[str]
@@ -76,8 +112,10 @@ class DispatchStore:
         with translated("dispatch candidates"):
             cursor = self._jobs.find(match).sort([("priority", DESCENDING), ("_id", ASCENDING)])
             if not held:
-                cursor = cursor.limit(limit)
-            async for doc in cursor.batch_size(min(limit, 1000)):
+                cursor = cursor.limit(limit).batch_size(min(limit, 1000))
+            # Else the server's own batches (101 documents, then up to 16 MB): a paused queue's jobs
+            # are read past in a few round trips, not one per ``limit`` of them.
+            async for doc in cursor:
                 if (doc["owner"], doc.get("queue")) in held:
                     continue
                 found.append(from_document(Job, doc))

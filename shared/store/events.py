@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from pymongo import ASCENDING
 
@@ -11,6 +13,7 @@ from shared.store.database import Database, Document, from_document, owner_filte
 
 log = structlog.get_logger()
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600
+MANY_EVENTS = 100  # from this many on, their documents are made off the event loop (a batch's QUEUED events)
 
 
 class EventStore:
@@ -27,10 +30,15 @@ class EventStore:
             await self._events.create_index("at", expireAfterSeconds=retention_seconds)
 
     async def insert_events(self, events: list[Event]) -> None:
-        """Record what happened to jobs, in order."""
-        if events:
-            with translated("insert events"):
-                await self._events.insert_many([to_document(event) for event in events], ordered=True)
+        """Record what happened to jobs, in order, in one ``insert_many``."""
+        if not events:
+            return
+        if len(events) < MANY_EVENTS:
+            docs = [to_document(event) for event in events]
+        else:
+            docs = await asyncio.to_thread(lambda: [to_document(event) for event in events])
+        with translated("insert events"):
+            await self._events.insert_many(docs, ordered=True)
 
     async def record_events(self, events: list[Event]) -> None:
         """Record events of changes already made, at best effort: ones lost to an outage are logged, never raised."""

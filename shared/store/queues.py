@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
 from shared.errors import Duplicate, NotFound
@@ -19,6 +21,8 @@ from shared.store.database import (
     translated,
 )
 
+KNOWN_QUEUES = 10_000  # (owner, name) pairs each process remembers as existing, the least recently used forgotten
+
 
 class QueueStore:
     """Queues, each name unique per owner, and the jobs in them."""
@@ -26,6 +30,7 @@ class QueueStore:
     def __init__(self, database: Database) -> None:
         self._queues = database.collection("queues")
         self._jobs = database.collection("jobs")
+        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()  # (owner, name) -> id, ensured by this process
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
@@ -49,6 +54,20 @@ class QueueStore:
         if found is None:
             raise NotFound(f"no queue {queue.name!r}")
         return from_document(Queue, found)
+
+    async def ensure_queue_exists(self, queue: Queue) -> None:
+        """As ``ensure_queue``, without a round trip for a queue this process ensured already.
+
+        Only for queues that cannot be deleted (each user's default queue): one deleted by another
+        process would stay remembered here. ``delete_queue`` forgets what it deletes in this process.
+        """
+        key = (queue.owner, queue.name)
+        if key in self._known:
+            self._known.move_to_end(key)
+            return
+        self._known[key] = (await self.ensure_queue(queue)).id
+        if len(self._known) > KNOWN_QUEUES:
+            self._known.popitem(last=False)
 
     async def insert_queue(self, queue: Queue) -> None:
         """Record a new queue; Conflict if the owner has one of that name."""
@@ -88,6 +107,8 @@ class QueueStore:
         """Forget a queue (its jobs are the caller's business)."""
         with translated(f"queue {queue_id}"):
             await self._queues.delete_one({"_id": queue_id})
+        for key in [key for key, known in self._known.items() if known == queue_id]:
+            del self._known[key]
 
     async def queue_counts(self, queues: list[Queue]) -> dict[str, dict[str, int]]:
         """Jobs per state in each of ``queues``: {queue id: {state: count}}."""

@@ -35,3 +35,15 @@ def test_users_forcing_states_are_refused_before_their_body_is_read(make_user: A
     body = {"state": "DONE"}  # 422 for an admin
     problem(alice.post(f"/v1/jobs/{job['id']}/state", json=body), 403)
     problem(bob.post(f"/v1/jobs/{job['id']}/state", json=body), 404)
+
+
+def test_a_job_waits_only_on_dependencies_that_have_not_succeeded(
+    make_user: ApiUserFactory, admin: httpx2.Client, project: Path
+) -> None:
+    user = make_user()
+    table = grid(user, project)
+    done, pending = flood_job(user, table), flood_job(user, table)
+    forced = admin.post(f"/v1/jobs/{done['id']}/state", json={"state": "SUCCEEDED", "reason": "ran elsewhere"})
+    assert forced.status_code == 200, forced.text
+    after = flood_job(user, table, depends_on=[done["id"], pending["id"]])
+    assert after["depends_on"] == [done["id"], pending["id"]] and after["waiting_on"] == [pending["id"]]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.registry import find_app
@@ -21,6 +22,7 @@ from services.gateway.domain.submission import (
     check_dependencies,
     check_inputs,
     check_queues,
+    waiting,
 )
 from services.gateway.domain.webhooks import check_webhooks
 from shared.apps import AppSpec
@@ -104,16 +106,18 @@ async def submit_batch(
     If storing fails part way, what was stored is deleted again (and, should that fail too, the
     dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
     """
-    jobs = build_jobs(
-        await find_apps(batch, apps=stores.apps), batch, owner=owner, batch_id=batch_id, retention=retention
-    )
+    apps = await find_apps(batch, apps=stores.apps)
+    # Thousands of validations take a good part of a second: not on the event loop.
+    jobs = await run_in_threadpool(build_jobs, apps, batch, owner=owner, batch_id=batch_id, retention=retention)
     dependencies = {dep for job in jobs for dep in job.depends_on}
     if len(dependencies) > MAX_BATCH:
         detail = f"a batch may depend on at most {MAX_BATCH} distinct jobs, not {len(dependencies)}"
         raise Invalid(detail, [Violation("/jobs", detail)])
     await check_inputs([item.inputs for item in batch.jobs], owner=owner, files=stores.files, datasets=stores.datasets)
     await check_queues({job.queue for job in jobs}, owner=owner, queues=stores.queues)
-    await check_dependencies(dependencies, owner=owner, jobs=stores.jobs)
+    if dependencies:
+        pending = await check_dependencies(dependencies, owner=owner, jobs=stores.jobs)
+        jobs = [waiting(job, pending) for job in jobs]
     webhooks = [(f"/jobs/{index}/webhook", job.webhook) for index, job in enumerate(jobs) if job.webhook is not None]
     await check_webhooks(webhooks, owner=owner, networks=networks, webhooks=stores.webhooks)
     try:
@@ -125,7 +129,7 @@ async def submit_batch(
         except AppError:
             log.warning("batch_rollback_failed", batch=batch_id, jobs=len(jobs))
         raise
-    await stores.events.record_events([state_event(job) for job in jobs])
+    await stores.events.record_events(await run_in_threadpool(lambda: [state_event(job) for job in jobs]))
     wake()
     log.info("batch_submitted", batch=batch_id, jobs=len(jobs))
     return jobs

@@ -158,10 +158,9 @@ async def delete_queue(
     queue = await find_queue(ref, queues=queues)
     if queue.name == DEFAULT_QUEUE:
         raise Conflict("the default queue cannot be deleted")
-    job_ids = await queues.queue_job_ids(queue)
-    if job_ids and not force:
-        raise Conflict(f"queue {queue.name!r} holds {len(job_ids)} jobs; delete them first, or pass force=true")
-    await queues.delete_unstarted_jobs(owner=queue.owner, queue=queue.name)
+    if not force and (held := sum((await queues.queue_counts([queue]))[queue.id].values())):
+        raise Conflict(f"queue {queue.name!r} holds {held} jobs; delete them first, or pass force=true")
+    unstarted = await queues.delete_unstarted_jobs(owner=queue.owner, queue=queue.name)
     remaining = await queues.queue_job_ids(queue)
     canceled = [
         await cancel_job(jobs=jobs, events=events, job_id=job_id, owner=queue.owner, who=who) for job_id in remaining
@@ -174,7 +173,7 @@ async def delete_queue(
             await run_in_threadpool(storage.delete_prefix, job_prefix(job.id))
     await jobs.delete_jobs([job.id for job in canceled])
     await queues.delete_queue(queue.id)
-    log.info("queue_deleted", queue_id=queue.id, jobs=len(job_ids))
+    log.info("queue_deleted", queue_id=queue.id, jobs=unstarted + len(remaining))
 
 
 def check_retryable(states: list[JobState]) -> None:

@@ -86,8 +86,11 @@ async def set_disabled(*, apps: AppStore, name: str, version: str | None, by: st
 
 
 async def find_app(name: str, *, apps: AppStore) -> AppSpec:
-    """The latest enabled version of app ``name`` for a new job: NotFound if unknown, Conflict if disabled."""
-    current = await apps.current_app(name)
+    """The latest enabled version of app ``name`` for a new job: NotFound if unknown, Conflict if disabled.
+
+    As read at most ``CURRENT_APP_SECONDS`` ago (a change through this process shows at once).
+    """
+    current = await apps.recent_current_app(name)
     if current is None:
         raise NotFound(f"no app {name!r}")
     if current.disabled is not None:

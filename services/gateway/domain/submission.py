@@ -145,19 +145,25 @@ def build_job(
 
 
 async def check_queues(names: set[str], *, owner: str, queues: QueueStore) -> None:
-    """Every named queue must be the owner's (404); the default queue is created on first use."""
+    """Every named queue must be the owner's (404); the default queue is created on first use.
+
+    The default queue cannot be deleted, so each process ensures an owner's only once.
+    """
     for name in sorted(names):
         if name == DEFAULT_QUEUE:
             now = utcnow()
-            await queues.ensure_queue(Queue(id=new_id(), owner=owner, name=name, created=now, updated=now))
+            await queues.ensure_queue_exists(Queue(id=new_id(), owner=owner, name=name, created=now, updated=now))
         elif await queues.find_queue(owner=owner, name=name) is None:
             raise NotFound(f"no queue {name!r}; create it first with POST /v1/queues")
 
 
-async def check_dependencies(job_ids: set[str], *, owner: str, jobs: JobStore) -> None:
-    """Every dependency must be one of the owner's jobs (404) that may still succeed (409)."""
+async def check_dependencies(job_ids: set[str], *, owner: str, jobs: JobStore) -> set[str]:
+    """Every dependency must be one of the owner's jobs (404) that may still succeed (409).
+
+    Returns those that have not succeeded yet: the ones a new job waits on.
+    """
     if not job_ids:
-        return
+        return set()
     states = await jobs.job_states(sorted(job_ids), owner=owner)
     for job_id in sorted(job_ids):
         state = states.get(job_id)
@@ -165,6 +171,13 @@ async def check_dependencies(job_ids: set[str], *, owner: str, jobs: JobStore) -
             raise NotFound(f"depends_on: no job {job_id}")
         if state.terminal and state is not JobState.SUCCEEDED:
             raise Conflict(f"depends_on: job {job_id} ended {state.value}, so this job could never start")
+    return {job_id for job_id in job_ids if states[job_id] is not JobState.SUCCEEDED}
+
+
+def waiting(job: Job, pending: set[str]) -> Job:
+    """``job`` waiting only on its dependencies in ``pending``: those that succeeded already are struck now."""
+    waiting_on = [job_id for job_id in job.depends_on if job_id in pending]
+    return job if waiting_on == job.waiting_on else job.model_copy(update={"waiting_on": waiting_on})
 
 
 @dataclass(frozen=True)
@@ -207,7 +220,7 @@ async def submit_job(
     job = build_job(spec, request, owner=owner, job_id=job_id, rerun_of=rerun_of, retention=retention)
     await check_inputs([request.inputs], owner=owner, files=stores.files, datasets=stores.datasets)
     await check_queues({job.queue}, owner=owner, queues=stores.queues)
-    await check_dependencies(set(job.depends_on), owner=owner, jobs=stores.jobs)
+    job = waiting(job, await check_dependencies(set(job.depends_on), owner=owner, jobs=stores.jobs))
     if job.webhook is not None:
         await check_webhooks([("/webhook", job.webhook)], owner=owner, networks=networks, webhooks=stores.webhooks)
     await stores.jobs.insert_job(job)

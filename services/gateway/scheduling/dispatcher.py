@@ -31,15 +31,14 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.broker import Broker
 from shared.models import Job, WorkerInfo, utcnow
-from shared.store.accounts import AccountStore
 from shared.store.batches import BatchStore
-from shared.store.dispatch import DispatchStore
-from shared.store.queues import QueueStore
+from shared.store.dispatch import DispatchStore, DispatchView
 from shared.tasks import RUN_JOB, RUNNER_SERVICE
 
 log = structlog.get_logger()
 LEASE_SECONDS = 60
 MAX_AHEAD = 1000
+GLIMPSE = 20  # startable jobs a pass looks for first: fewer are all there are, and need no second read
 
 
 @dataclass
@@ -47,8 +46,6 @@ class Dispatcher:
     """Sends startable jobs to RabbitMQ, as many as the live runners' free slots plus the look-ahead."""
 
     dispatch: DispatchStore
-    accounts: AccountStore
-    queues: QueueStore
     batches: BatchStore
     broker: Broker
     ahead: int
@@ -56,6 +53,7 @@ class Dispatcher:
     _ahead: int = field(init=False)  # the look-ahead now: ``ahead`` until runners outpace the passes
     _left: int = 0  # run_job messages the last pass left waiting in RabbitMQ
     _backlog: bool = False  # the last pass left startable jobs behind: the budget ran out
+    _crowded: bool = False  # the last look found ``GLIMPSE`` startable jobs or more: skip the glimpse
 
     def __post_init__(self) -> None:
         self._ahead = self.ahead
@@ -77,32 +75,52 @@ class Dispatcher:
             self._ahead = max(self.ahead, self._ahead // 2)
 
     async def dispatch_once(self, live: list[WorkerInfo]) -> int:
-        """One pass: lease and send what may start, given the live workers; how many jobs were sent."""
-        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
-        in_flight, waiting, limits, paused, storing = await asyncio.gather(
-            self.dispatch.in_flight(live_workers=[w.id for w in live]),
-            run_in_threadpool(self.broker.waiting, RUN_JOB),
-            self.accounts.user_limits(),
-            self.queues.paused_queues(),
-            self.batches.uncommitted_batches(),
-        )
+        """One pass: lease and send what may start, given the live workers; how many jobs were sent.
+
+        The jobs in flight, the user limits and the paused queues come in one read. Unless the last
+        pass met a crowd, a pass then glimpses at the first ``GLIMPSE`` startable jobs (paused
+        queues passed over): none, and the pass is over; fewer, and they are all there are, so
+        the limits and (only if one of them is a batch's) the batches being stored are applied to
+        them here. A crowd is read filtered by the query, as many as the budget allows, until it thins out.
+        """
         capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)
+        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
+        waiting, view = await asyncio.gather(
+            run_in_threadpool(self.broker.waiting, RUN_JOB), self._view(live, needed=capacity > 0)
+        )
         self._adapt(waiting)
-        budget = 0 if capacity == 0 else capacity + self._ahead - sum(in_flight.values())
         self._backlog, self._left = False, waiting
+        if view is None:
+            return 0
+        in_flight, limits = view.in_flight, view.limits
+        budget = capacity + self._ahead - sum(in_flight.values())
         if budget <= 0:
             return 0
+        glimpse: list[Job] | None = None
+        if not self._crowded:
+            glimpse = await self.dispatch.dispatch_candidates(
+                limit=GLIMPSE, skip_owners=[], paused=view.paused, storing=[]
+            )
+            if not glimpse:
+                return 0
+            self._crowded = len(glimpse) == GLIMPSE
+        # A job's batch record is written before the job, so batches read after the glimpse cover its jobs.
+        storing = await self._storing(needed=glimpse is None or self._crowded or any(job.batch for job in glimpse))
 
         def full(owner: str) -> bool:
             limit = limits.get(owner, self.user_max_running or None)
             return limit is not None and in_flight.get(owner, 0) >= limit
 
-        candidates = await self.dispatch.dispatch_candidates(
-            limit=budget * 4 + 20,
-            skip_owners=[owner for owner in in_flight | limits if full(owner)],
-            paused=paused,
-            storing=storing,
-        )
+        if self._crowded or glimpse is None:
+            candidates = await self.dispatch.dispatch_candidates(
+                limit=budget * 4 + 20,
+                skip_owners=[owner for owner in in_flight | limits if full(owner)],
+                paused=view.paused,
+                storing=storing,
+            )
+            self._crowded = len(candidates) >= GLIMPSE
+        else:
+            candidates = [job for job in glimpse if job.batch not in set(storing)]
         chosen: list[Job] = []
         for job in candidates:
             if len(chosen) >= budget:
@@ -119,6 +137,14 @@ class Dispatcher:
         sent = await self._send(leased, lease)
         self._left += sent
         return sent
+
+    async def _view(self, live: list[WorkerInfo], *, needed: bool) -> DispatchView | None:
+        """Jobs in flight, user limits and paused queues, if ``needed`` (not while no runner has a slot)."""
+        return await self.dispatch.dispatch_view(live_workers=[w.id for w in live]) if needed else None
+
+    async def _storing(self, *, needed: bool) -> list[str]:
+        """The batches being stored, if ``needed``: only when a job of a batch may be among the candidates."""
+        return await self.batches.uncommitted_batches() if needed else []
 
     async def _send(self, leased: list[Job], lease: datetime) -> int:
         """Publish the leased jobs' messages; those RabbitMQ did not take are given back to the next pass."""

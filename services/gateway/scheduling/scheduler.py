@@ -1,11 +1,13 @@
 """The scheduler: dispatch passes on a timer and whenever woken, plus the periodic sweeps, in the background.
 
-Each pass sends what may start (``dispatcher``), settles dependencies (``dependencies``) and
-recovers the jobs whose lease lapsed (``reaper``). Passes come every ``DISPATCH_INTERVAL_SECONDS``,
-at once when woken (a job was submitted, a queue resumed), while a backlog waits as soon as
-RabbitMQ runs low, never closer than ``MIN_GAP_SECONDS``, and after a slow pass no sooner than
-it took. Abandoned batches and lost messages are swept before a pass every ``SWEEP_SECONDS``;
-expired uploads every ``UPLOAD_SWEEP_SECONDS``, beside the passes.
+Each pass sends what may start (``dispatcher``), settles dependencies (``dependencies``) and,
+every ``JOB_LEASE_SECONDS / REAP_SHARE``, recovers the jobs whose lease lapsed (``reaper``).
+Passes come every ``DISPATCH_INTERVAL_SECONDS``, at once when woken (a job was submitted, a
+queue resumed), while a backlog waits as soon as RabbitMQ runs low, never closer than
+``MIN_GAP_SECONDS``, and after a slow pass no sooner than it took. The database's clock, which
+judges heartbeats and leases, is read every ``CLOCK_SECONDS``. Abandoned batches and lost
+messages are swept before a pass every ``SWEEP_SECONDS``; expired uploads every
+``UPLOAD_SWEEP_SECONDS``, beside the passes.
 
 It runs inside every gateway (unless ``RUN_SCHEDULER=false``) or as its own process
 (``python -m services.gateway.scheduling``). Several at once are safe: dispatch leases each job
@@ -15,8 +17,10 @@ with a compare-and-set, recovery and the sweeps change a job only if it is still
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -35,6 +39,8 @@ SWEEP_SECONDS = 60  # abandoned batches and lost messages are looked for this of
 UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
 MIN_GAP_SECONDS = 0.05  # between passes, however often submissions wake the scheduler
 DEPTH_POLL_SECONDS = 0.05  # how often RabbitMQ's depth is read while a backlog waits
+REAP_SHARE = 10  # orphans are looked for every JOB_LEASE_SECONDS / REAP_SHARE (at least every interval)
+CLOCK_SECONDS = 10.0  # the database's clock is read this often; in between, it is counted on from the last reading
 
 
 @dataclass
@@ -51,6 +57,8 @@ class Scheduler:
     max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
+    _done: dict[str, float] = field(default_factory=dict)  # chore -> when a pass last did it (time.monotonic)
+    _clock: tuple[float, datetime] | None = None  # (time.monotonic, the database's time) at the last reading
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -60,8 +68,6 @@ class Scheduler:
         """A scheduler over these clients, timed and bounded as the settings say."""
         dispatcher = Dispatcher(
             dispatch=stores.dispatch,
-            accounts=stores.accounts,
-            queues=stores.queues,
             batches=stores.batches,
             broker=broker,
             ahead=settings.dispatch_ahead,
@@ -98,20 +104,24 @@ class Scheduler:
         self._tasks = []
 
     async def pass_once(self) -> int:
-        """One pass: send what may start, then settle dependencies and recover the jobs whose lease lapsed.
+        """One pass: send what may start, settle dependencies, and now and then recover orphaned jobs.
 
         Sending comes first, as it is what a submission waits for. Jobs that stop waiting on a
-        dependency wake the scheduler for another pass; recovered jobs go at the next.
+        dependency wake the scheduler for another pass; recovered jobs go at the next. A lease
+        lapses after ``JOB_LEASE_SECONDS``, so orphans are looked for every tenth of that (or every
+        interval, if longer) rather than at every pass a submission wakes.
         Returns how many jobs were sent.
         """
         stores = self.stores
-        now = await stores.database.server_time()  # heartbeats and leases are judged by the database's clock
+        now = await self._database_now()  # heartbeats and leases are judged by the database's clock
         live = await stores.workers.live_workers(self.heartbeat_seconds, now=now)
         sent = await self.dispatcher.dispatch_once(live)
         if await settle_dependencies(
             dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
         ):
             self.wake()
+        if not self._due("reap", max(self.interval, self.lease_seconds / REAP_SHARE)):
+            return sent
         await reap(
             dispatch=stores.dispatch,
             jobs=stores.jobs,
@@ -123,6 +133,21 @@ class Scheduler:
             now=now,
         )
         return sent
+
+    def _due(self, chore: str, every: float) -> bool:
+        """Whether ``chore`` was last done ``every`` seconds ago or more (or never); if so, it counts as done now."""
+        now = time.monotonic()
+        if chore in self._done and now - self._done[chore] < every:
+            return False
+        self._done[chore] = now
+        return True
+
+    async def _database_now(self) -> datetime:
+        """The database's time: read every ``CLOCK_SECONDS``, counted on by this process's steady clock in between."""
+        steady = time.monotonic()
+        if self._clock is None or steady - self._clock[0] >= CLOCK_SECONDS:
+            self._clock = (steady, await self.stores.database.server_time())
+        return self._clock[1] + timedelta(seconds=steady - self._clock[0])
 
     async def _dispatch_forever(self) -> None:
         """Pass until cancelled; a backend outage is logged and retried at the next tick."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from shared.models import (
 )
 from shared.settings import Settings
 from shared.store import Stores
+from shared.store.apps import CURRENT_APP_SECONDS, AppStore
 from tests.helpers.records import in_store, make_app
 
 
@@ -34,6 +36,27 @@ def test_the_current_app_version_is_the_latest_enabled_one(settings: Settings) -
         return [None if app is None else (app.version, app.disabled is not None) for app in seen]
 
     assert in_store(settings, scenario) == [None, ("2", False), ("1", False), ("2", True), ("1", False)]
+
+
+def test_a_process_sees_its_own_registry_changes_at_once_and_others_within_the_bound(settings: Settings) -> None:
+    name = f"a{new_id()[-12:]}"
+
+    async def scenario(stores: Stores) -> list[tuple[str, bool] | None]:
+        other = AppStore(stores.database)  # another gateway's store over the same database
+        seen: list[RegisteredApp | None] = [await stores.apps.recent_current_app(name)]
+        await other.insert_app(make_app(name, "1", registered=utcnow() - timedelta(seconds=2)))
+        seen.append(await stores.apps.recent_current_app(name))  # an unknown app is not remembered
+        await stores.apps.insert_app(make_app(name, "2"))
+        seen.append(await stores.apps.recent_current_app(name))
+        await stores.apps.set_app_disabled(name, "2", by="admin")
+        seen.append(await stores.apps.recent_current_app(name))
+        await other.set_app_disabled(name, "1", by="admin")
+        seen.append(await stores.apps.recent_current_app(name))  # another's change: not yet
+        await asyncio.sleep(CURRENT_APP_SECONDS)
+        seen.append(await stores.apps.recent_current_app(name))
+        return [None if app is None else (app.version, app.disabled is not None) for app in seen]
+
+    assert in_store(settings, scenario) == [None, ("1", False), ("2", False), ("1", False), ("1", False), ("2", True)]
 
 
 def test_an_app_version_is_registered_once_and_read_back_whole(settings: Settings) -> None:

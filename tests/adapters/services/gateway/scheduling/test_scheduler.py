@@ -7,14 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 from services.gateway.scheduling.dependencies import settle_dependencies
-from services.gateway.scheduling.dispatcher import MAX_AHEAD, Dispatcher
+from services.gateway.scheduling.dispatcher import GLIMPSE, MAX_AHEAD, Dispatcher
 from services.gateway.scheduling.scheduler import Scheduler
 from services.gateway.scheduling.sweeps import sweep_lost_messages
 from shared.broker import Broker
-from shared.models import Batch, JobState, WorkerInfo, new_id, utcnow
+from shared.models import Batch, JobState, Queue, User, WorkerInfo, new_id, utcnow
 from shared.settings import SchedulerSettings, Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
+from shared.store.dispatch import DispatchView
 from shared.tasks import RUNNER_SERVICE
 from tests.helpers.records import in_store, make_job
 from tests.helpers.stacks import delete_queues
@@ -233,8 +234,6 @@ def look_ahead(ahead: int) -> Dispatcher:
     # The look-ahead is arithmetic on the dispatcher's own fields: no collaborator is called.
     return Dispatcher(
         dispatch=None,  # type: ignore[arg-type]
-        accounts=None,  # type: ignore[arg-type]
-        queues=None,  # type: ignore[arg-type]
         batches=None,  # type: ignore[arg-type]
         broker=None,  # type: ignore[arg-type]
         ahead=ahead,
@@ -262,3 +261,88 @@ def test_the_look_ahead_stays_without_a_backlog_and_halves_back_while_messages_w
         dispatcher._adapt(waiting=dispatcher._ahead)  # a whole look-ahead still waits
         seen.append(dispatcher._ahead)
     assert seen == [32, 16, 8, 4, 2, 2]
+
+
+def sent_by_one_pass(settings: Settings, *, extra: int) -> dict[str, bool]:
+    """One pass over jobs that may not start (paused, batch being stored, waiting, over the user limit), beside
+    ``extra`` more that may: which of the named jobs it sent. Under ``GLIMPSE`` jobs it filters the glimpse,
+    over it the query does.
+    """
+
+    async def scenario(stores: Stores) -> dict[str, bool]:
+        broker = Broker(alone)
+        try:
+            owner, limited, now = new_id(), new_id(), utcnow()
+            storing = new_id()
+            await stores.batches.insert_batch(Batch(id=storing, owner=owner, size=1, created=now), [])
+            held = await stores.queues.ensure_queue(
+                Queue(id=new_id(), owner=owner, name="held", created=now, updated=now)
+            )
+            await stores.queues.set_queue_paused(held.id, owner=owner, paused=True)
+            jobs = {
+                "first": undispatched(owner=owner, priority=9),
+                "paused": undispatched(owner=owner, priority=9, queue="held"),
+                "storing": undispatched(owner=owner, priority=9, batch=storing),
+                "waiting": undispatched(owner=owner, priority=9, depends_on=["x"], waiting_on=["x"]),
+                "limited-1": undispatched(owner=limited, priority=8),
+                "limited-2": undispatched(owner=limited, priority=8),
+            }
+            for job in [*jobs.values(), *(undispatched(owner=owner, priority=1) for _ in range(extra))]:
+                await stores.jobs.insert_job(job)
+            user = User(id=limited, username=limited, password_hash="-", created=now, max_running=1)
+            await stores.accounts.insert_user(user)
+            await stores.workers.heartbeat(runner(concurrency=100))
+            await make_scheduler(stores, broker, alone).pass_once()
+            return {name: (await stores.jobs.get_job(job.id)).dispatched is not None for name, job in jobs.items()}
+        finally:
+            await asyncio.to_thread(broker.close)
+
+    alone = settings.model_copy(update={"mongo_database": f"dispatch_{new_id()}", "queue_namespace": f"d{new_id()}"})
+    try:
+        return in_store(alone, scenario)
+    finally:
+        delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
+
+
+def test_a_pass_over_a_few_jobs_sends_only_what_may_start(settings: Settings) -> None:
+    sent = sent_by_one_pass(settings, extra=0)
+    assert sent.pop("first") and sent.pop("limited-1") != sent.pop("limited-2")  # one of the two: its limit is 1
+    assert sent == {"paused": False, "storing": False, "waiting": False}
+
+
+def test_a_pass_over_a_crowd_sends_only_what_may_start(settings: Settings) -> None:
+    sent = sent_by_one_pass(settings, extra=GLIMPSE)
+    assert sent.pop("first") and sent.pop("limited-1") != sent.pop("limited-2")
+    assert sent == {"paused": False, "storing": False, "waiting": False}
+
+
+def test_the_dispatch_view_counts_jobs_in_flight_and_reads_user_limits_and_paused_queues(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> DispatchView:
+        one, two, three, now = new_id(), new_id(), new_id(), utcnow()
+        for job in (
+            undispatched(owner=one, state=JobState.RUNNING, worker="live", started=now),
+            undispatched(owner=one, state=JobState.RUNNING, worker="dead", started=now),
+            undispatched(owner=one).model_copy(update={"dispatched": now}),
+            undispatched(owner=two).model_copy(update={"dispatched": now}),
+            undispatched(owner=two),
+            undispatched(owner=two, state=JobState.SUCCEEDED),
+        ):
+            await stores.jobs.insert_job(job)
+        for user, limit in ((one, None), (three, 4)):
+            await stores.accounts.insert_user(
+                User(id=user, username=user, password_hash="-", created=now, max_running=limit)
+            )
+        for owner, name, paused in ((one, "held", True), (one, "open", False), (two, "held", False)):
+            queue = await stores.queues.ensure_queue(
+                Queue(id=new_id(), owner=owner, name=name, created=now, updated=now)
+            )
+            await stores.queues.set_queue_paused(queue.id, owner=owner, paused=paused)
+        view = await stores.dispatch.dispatch_view(live_workers=["live"])
+        names = {one: "one", two: "two", three: "three"}
+        return DispatchView(
+            {names[owner]: n for owner, n in view.in_flight.items()},
+            {names[user]: n for user, n in view.limits.items()},
+            [(names[owner], name) for owner, name in view.paused],
+        )
+
+    assert in_store(settings, scenario) == DispatchView({"one": 2, "two": 1}, {"three": 4}, [("one", "held")])
