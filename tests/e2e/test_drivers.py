@@ -169,7 +169,8 @@ def test_canceling_a_docker_job_stops_the_app_and_removes_its_container(
     drivers_stack: tuple[Stack, Path], api: httpx.Client
 ) -> None:
     _, calls = drivers_stack
-    script = "import time; print('##quern progress 10 \"waiting\"', flush=True); time.sleep(120)"
+    marker = uuid.uuid4().hex  # this test's app alone: another run of this test on the machine is not this one
+    script = f"import time; print('##quern progress 10 \"waiting\"', flush=True); time.sleep(120)  # {marker}"
     name = register(api, ["/usr/bin/python3", "-c", script], driver="docker", image="busybox:1.36")
     job_id = api.post("/v1/jobs", json={"app": name}).json()["id"]
     deadline = time.monotonic() + 30
@@ -180,4 +181,4 @@ def test_canceling_a_docker_job_stops_the_app_and_removes_its_container(
     job = wait_for(api, job_id, timeout=30)
     assert job["state"] == "CANCELED"
     assert [args[0] for args in docker_calls(calls, job_id)] == ["rm", "run", "rm"]
-    assert not [pid for pid in processes_mentioning("##quern progress 10")]
+    assert not processes_mentioning(marker)
