@@ -232,6 +232,9 @@ class RunnerSettings(Settings):
     local_sandbox: Literal["bwrap", "none"] = "bwrap"
     max_job_disk_mb: int = Field(default=20 * 1024, ge=1)
     webhook_progress_seconds: float = Field(default=30.0, ge=0, le=24 * 3600)
+    # How long a run's RUNNING event may wait to go in one insert with its end's (0: written at the claim).
+    # Well under the event streams' settled lag of a second (services/gateway/domain/events.py).
+    runner_start_event_seconds: float = Field(default=0.25, ge=0, le=0.5)
     # Shutdown: running jobs go on for the drain, then each app gets SIGTERM and the grace before SIGKILL;
     # what is still running is handed back to the queue (a preemption, not an attempt).
     drain_seconds: float = Field(default=60.0, ge=0, le=7 * 24 * 3600)

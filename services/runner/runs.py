@@ -11,8 +11,10 @@ taken and does nothing, except re-dispatch packaging if a finished job still lac
 (that message may have been the one lost).
 
 Everything a run writes to S3 lies under its own run prefix, and its end is recorded only while
-the job is still RUNNING on that run (worker and token). A small run's archive is written here and
-attached by that same update (``archives.py``); other runs are packaged by the results service.
+the job is still RUNNING on that run (worker and token), by one update not read back. A small run's
+archive is written here and attached by that same update (``archives.py``); other runs are packaged
+by the results service. The end's events go in one insert, with the RUNNING event when the run is
+over within moments of its claim (``start_events.py``).
 A stale run (recovered meanwhile) has its finish refused and its uploads, archive included, deleted.
 A runner shutting down hands its runs back to the queue (a preemption, not an attempt); one that
 lost its leases gives its runs up to the reaper.
@@ -40,6 +42,7 @@ from services.runner.processes import Exit, build_argv, run_app
 from services.runner.sandbox import Sandbox
 from services.runner.slots import LEASE_LOST, SHUTDOWN, Slots
 from services.runner.specs import AppVersions
+from services.runner.start_events import StartEvent
 from services.runner.tasks import run_task
 from services.runner.transfers import stage_inputs, upload_logs, upload_outputs
 from shared.apps import AppSpec
@@ -146,7 +149,7 @@ async def _hand_back_if_paused(job: Job, *, kit: RunnerKit) -> bool:
 async def _run_claimed(job: Job, *, kit: RunnerKit) -> None:
     """Run a claimed job in its sandbox, then record its end, hand it back, or give it up."""
     settings, slots, stores = kit.settings, kit.slots, kit.stores
-    await stores.events.record_events([state_event(job)])
+    start = StartEvent(job, events=stores.events, within=settings.runner_start_event_seconds)
     sandbox = Sandbox(settings.work_dir, job.id)
     stop = slots.stop_event(job.id)
     outcome = Outcome(JobState.FAILED)
@@ -167,22 +170,24 @@ async def _run_claimed(job: Job, *, kit: RunnerKit) -> None:
             announcer=announcer,
         )
         if outcome.handed_back == SHUTDOWN:
-            await _preempt(job, sandbox, kit=kit)
+            await _preempt(job, sandbox, start, kit=kit)
         elif outcome.handed_back == LEASE_LOST:
             log.warning("job_given_up", job_id=job.id, reason="its lease could not be renewed")
             await _discard(job, kit=kit)
-        elif not await _run_again(job, outcome, kit=kit):
-            await _record_end(job, sandbox, outcome, kit=kit)
+        elif not await _run_again(job, outcome, start, kit=kit):
+            await _record_end(job, sandbox, outcome, start, kit=kit)
     finally:
+        await start.close()  # a run that wrote no event of its own still says it ran
         if outcome.state is JobState.SUCCEEDED or not settings.keep_failed_dirs:
             await asyncio.to_thread(sandbox.remove)
 
 
-async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, *, kit: RunnerKit) -> None:
+async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, start: StartEvent, *, kit: RunnerKit) -> None:
     """Upload the logs, archive a small run, record the end on this run; a stale run's uploads are deleted.
 
     A run archived here has its archive attached by the end's own update, and its end announced to
-    its webhooks (if any); any other run is packaged by the results service.
+    its webhooks (if any); any other run is packaged by the results service. The end's events go in
+    one insert, with the RUNNING event if it is not written yet (``start_events.py``).
     """
     stores, stop = kit.stores, kit.slots.stop_event(job.id)
     logs = await _upload_logs(kit.storage, job, sandbox, backoff=Backoff.of(kit.settings), stop=stop)
@@ -222,7 +227,7 @@ async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, *, kit: Runn
             log.warning("job_run_stale", job_id=job.id, run_token=job.run_token, state=outcome.state.value)
             await _discard(job, kit=kit)
         return
-    events = [state_event(finished)]
+    events = [*start.take(), state_event(finished)]
     if archive is not None:
         events.append(job_event(finished, "archive", {"size": archive.size, "sha256": archive.sha256}))
     await stores.events.record_events(events)
@@ -270,14 +275,14 @@ async def finish(job: Job, *, jobs: JobStore, **outcome: object) -> Job | None:
     """Record the outcome on this run, riding out a Mongo outage rather than leaving the job RUNNING."""
     for pause in FINISH_BACKOFF_SECONDS:
         try:
-            return await jobs.finish_job(job.id, worker=job.worker or "", run_token=job.run_token, **outcome)  # type: ignore[arg-type]
+            return await jobs.finish_job(job, **outcome)  # type: ignore[arg-type]
         except Unavailable as exc:
             log.warning("job_finish_retrying", job_id=job.id, detail=exc.detail, retry_in=pause)
             await asyncio.sleep(pause)
-    return await jobs.finish_job(job.id, worker=job.worker or "", run_token=job.run_token, **outcome)  # type: ignore[arg-type]
+    return await jobs.finish_job(job, **outcome)  # type: ignore[arg-type]
 
 
-async def _preempt(job: Job, sandbox: Sandbox, *, kit: RunnerKit) -> None:
+async def _preempt(job: Job, sandbox: Sandbox, start: StartEvent, *, kit: RunnerKit) -> None:
     """Hand the job back to the queue: its checkpoint kept, the attempt not counted, its dependents untouched."""
     stores = kit.stores
     checkpoint = None
@@ -304,9 +309,9 @@ async def _preempt(job: Job, sandbox: Sandbox, *, kit: RunnerKit) -> None:
         if current.state is JobState.RUNNING and current.run_token == job.run_token:
             error = JobError(reason="canceled on request while it ran", stderr_tail="")
             canceled = Outcome(JobState.CANCELED, error=error)
-            await _record_end(job, sandbox, canceled, kit=kit)
+            await _record_end(job, sandbox, canceled, start, kit=kit)
         return
-    await stores.events.record_events([state_event(preempted)])
+    await stores.events.record_events([*start.take(), state_event(preempted)])
     log.info("job_preempted", job_id=job.id, checkpoint=preempted.checkpoint, preemptions=preempted.preemptions)
 
 
@@ -318,7 +323,7 @@ async def _discard(job: Job, *, kit: RunnerKit) -> None:
         log.warning("run_uploads_left", job_id=job.id, run_token=job.run_token, detail=exc.detail)
 
 
-async def _run_again(job: Job, outcome: Outcome, *, kit: RunnerKit) -> bool:
+async def _run_again(job: Job, outcome: Outcome, start: StartEvent, *, kit: RunnerKit) -> bool:
     """Put the job back to QUEUED for its next attempt if it asked for that on this exit code."""
     policy = job.retry
     if outcome.state is not JobState.FAILED or policy is None or outcome.exit_code not in policy.exit_codes:
@@ -332,7 +337,7 @@ async def _run_again(job: Job, outcome: Outcome, *, kit: RunnerKit) -> bool:
     requeued = await kit.stores.jobs.requeue_job(job, change, attempt=job.attempt + 1)
     if requeued is None:
         return False  # forced or recovered meanwhile: record the outcome as usual
-    await kit.stores.events.record_events([state_event(requeued)])
+    await kit.stores.events.record_events([*start.take(), state_event(requeued)])
     await _discard(job, kit=kit)
     log.info("job_retrying", job_id=job.id, exit_code=outcome.exit_code, attempt=requeued.attempt)
     return True

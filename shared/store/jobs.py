@@ -293,10 +293,8 @@ class JobStore:
 
     async def finish_job(
         self,
-        job_id: str,
+        job: Job,
         *,
-        worker: str,
-        run_token: str | None,
         state: JobState,
         exit_code: int | None,
         error: JobError | None,
@@ -306,27 +304,34 @@ class JobStore:
         finished: datetime | None = None,
         archive: Archive | None = None,
     ) -> Job | None:
-        """Record the end of a run held by ``worker``; None if the job is not RUNNING on that run (a stale run).
+        """Record the end of ``job``'s run, as claimed; None if the job is not RUNNING on that run (a stale run).
 
         ``finished`` is when it ended (now if None). A TES task's run also records the files its outputs
         delivered (``output_logs``); a run its runner archived, its ``archive``, attached only with its end.
+
+        One ``update_one``, a compare-and-set on the run (state, worker and run token). The job returned
+        is the one claimed with the end's changes, not read back: what changed meanwhile without moving
+        it off this run is as claimed (``cancel_requested``, ``progress``, ``lease``, ``executor_logs``,
+        ``dispatched``); the end's event, log line and announcement use none of them.
         """
         if not state.terminal:
             raise ValueError(f"{state} is not a terminal state")
-        return await transition(
-            self._jobs,
-            {"_id": job_id, "state": JobState.RUNNING.value, "worker": worker, "run_token": run_token},
-            {
-                "state": state.value,
-                "finished": finished or utcnow(),
-                "exit_code": exit_code,
-                "error": None if error is None else error.model_dump(),
-                "outputs": [o.model_dump() for o in outputs],
-                "logs": logs,
-                **({} if output_logs is None else {"output_logs": [entry.model_dump() for entry in output_logs]}),
-                **({} if archive is None else {"archive": archive.model_dump()}),
-            },
-        )
+        end: dict[str, object] = {
+            "state": state,
+            "finished": finished or utcnow(),
+            "exit_code": exit_code,
+            "error": error,
+            "outputs": outputs,
+            "logs": logs,
+            **({} if output_logs is None else {"output_logs": output_logs}),
+            **({} if archive is None else {"archive": archive}),
+        }
+        done = job.model_copy(update=end)
+        document = to_document(done)  # each field stored as an inserted job's would be
+        match = {"_id": job.id, "state": JobState.RUNNING.value, "worker": job.worker, "run_token": job.run_token}
+        with translated(f"job {job.id}"):
+            written = await self._jobs.update_one(match, {"$set": {name: document[name] for name in end}})
+        return done if written.matched_count else None
 
     async def keep_logs_of_ended(
         self, job_id: str, *, worker: str, run_token: str | None, logs: dict[str, str]

@@ -1,5 +1,7 @@
 """A small run is archived by its runner and attached with its end; a big one, or a stale one, is not.
 
+A run ended at once writes its RUNNING event in one insert with its end's; a longer one writes it alone, early.
+
 Each test claims a job of a one-script app in a database, bucket and queue namespace of its own
 and runs it through the runner's own slots (``_run_claimed``, as ``take_job`` starts it) against
 the test stack's Mongo, S3 and RabbitMQ. Nothing consumes the test's queues, so what the runner
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from services.runner.runs import RunnerKit, _run_claimed
 from services.runner.slots import Slots
 from services.runner.specs import AppVersions
 from shared.broker import Broker
+from shared.call_counts import tally
 from shared.models import Event, Job, JobState, StateChange, WebhookTarget, new_id, run_prefix, utcnow
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
@@ -37,6 +41,8 @@ from tests.helpers.stacks import delete_queues
 
 SMALL = "import sys; print('hello'); print('oops', file=sys.stderr); open('out.txt', 'w').write('result\\n')"
 BIG = "import os; print('hello'); open('out.txt', 'wb').write(os.urandom(1536 * 1024))"  # 1.5 MiB, incompressible
+QUIET = "open('out.txt', 'w').write('result\\n')"  # no log lines: no log events
+SLOW = "import time; time.sleep(2); open('out.txt', 'w').write('result\\n')"
 
 
 @dataclass
@@ -47,10 +53,12 @@ class Ran:
     events: list[Event]
     packagings: int
     announcements: int
+    mongo: dict[str, int]  # the commands the run made, by name and collection
+    running_alone: float | None  # seconds from the launch until the RUNNING event was stored without the end's
 
 
 @pytest.fixture
-def own(env: dict[str, str], open_dir: Path, s3: Any) -> Iterator[RunnerSettings]:
+def own(env: dict[str, str], open_dir: Path, tmp_path: Path, s3: Any) -> Iterator[RunnerSettings]:
     """Runner settings with a database, a versioned bucket (each put of a key is a version) and queues of their own."""
     settings = load(RunnerSettings).model_copy(
         update={
@@ -59,6 +67,7 @@ def own(env: dict[str, str], open_dir: Path, s3: Any) -> Iterator[RunnerSettings
             "s3_bucket": f"quern-arch-{uuid.uuid4().hex[:12]}",
             "work_dir": open_dir / "work",
             "runner_archive_max_mb": 1,
+            "quern_count_calls": tmp_path / "counts",  # outlives the test: counts are written at exit too
         }
     )
     storage = ObjectStorage(settings)
@@ -99,13 +108,21 @@ def run(settings: RunnerSettings, script: str, *, stale: bool = False, **fields:
                 )
                 assert await stores.jobs.requeue_job(job, change) is not None
             assert await slots.reserve()
+            assert settings.quern_count_calls is not None
+            counts = tally(settings.quern_count_calls)
+            before = counts.snapshot()["mongo"]
             slots.launch(job.id, _run_claimed(job, kit=kit))
+            watching = asyncio.create_task(running_alone(stores, job.id))
             await slots.drain(drain_seconds=60)  # waits for the run to end
+            alone = await asyncio.wait_for(watching, 10)  # every run writes its RUNNING event
+            after = counts.snapshot()["mongo"]
             return Ran(
                 job=await stores.jobs.get_job(job.id),
                 events=await stores.events.events_after(None, job_id=job.id),
                 packagings=await asyncio.to_thread(broker.waiting, PACKAGE_RESULTS),
                 announcements=await asyncio.to_thread(broker.waiting, ANNOUNCE_END),
+                mongo={name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name)},
+                running_alone=alone,
             )
         finally:
             await asyncio.to_thread(broker.close)
@@ -113,6 +130,17 @@ def run(settings: RunnerSettings, script: str, *, stale: bool = False, **fields:
             await stores.close()
 
     return asyncio.run(main())
+
+
+async def running_alone(stores: Stores, job_id: str) -> float | None:
+    """Seconds until the job's RUNNING event is stored without its end's; None if they come together."""
+    began = time.monotonic()
+    while True:
+        events = await stores.events.events_after(None, job_id=job_id)
+        states = [event.data["state"] for event in events if event.type == "state"]
+        if JobState.RUNNING.value in states:
+            return None if any(JobState(state).terminal for state in states) else time.monotonic() - began
+        await asyncio.sleep(0.02)
 
 
 def read(settings: RunnerSettings, key: str) -> bytes:
@@ -209,3 +237,32 @@ def test_a_stale_run_attaches_nothing_and_its_archive_goes_with_its_uploads(own:
     assert s3.list_objects_v2(Bucket=own.s3_bucket, Prefix=f"jobs/{job.id}/").get("Contents", []) == []
     assert ran.packagings == 0 and ran.announcements == 0
     assert "archive" not in [event.type for event in ran.events]
+
+
+def test_a_run_ended_at_once_writes_its_running_event_in_the_ends_insert(own: RunnerSettings) -> None:
+    ran = run(own.model_copy(update={"runner_start_event_seconds": 0.5}), QUIET)
+    job = ran.job
+    assert [(event.type, event.data.get("state")) for event in ran.events] == [
+        ("state", "RUNNING"),
+        ("state", "SUCCEEDED"),
+        ("archive", None),
+    ]
+    assert ran.events[0].at == job.started  # its real time, though written with the end
+    assert ran.running_alone is None
+    # One update (the end, not read back) and one insert of events for the whole run.
+    assert (ran.mongo.get("insert:events"), ran.mongo.get("update:jobs")) == (1, 1)
+
+
+def test_a_run_still_going_has_its_running_event_written_alone_well_within_a_second(own: RunnerSettings) -> None:
+    ran = run(own, SLOW)
+    job = ran.job
+    assert job.state is JobState.SUCCEEDED and job.archive is not None
+    assert [(event.type, event.data.get("state")) for event in ran.events] == [
+        ("state", "RUNNING"),
+        ("state", "SUCCEEDED"),
+        ("archive", None),
+    ]
+    assert ran.events[0].at == job.started
+    # Streams send an event once it is a second old: the RUNNING event is there well before.
+    assert ran.running_alone is not None and ran.running_alone < 0.75
+    assert ran.mongo.get("insert:events") == 2

@@ -252,7 +252,7 @@ def test_an_archive_rides_only_on_the_finish_of_the_current_run_and_is_then_neve
 
         async def finish(run_token: str | None) -> Job | None:
             return await stores.jobs.finish_job(
-                job.id, worker="holder", run_token=run_token, state=JobState.SUCCEEDED, exit_code=0,
+                claimed.model_copy(update={"run_token": run_token}), state=JobState.SUCCEEDED, exit_code=0,
                 error=None, outputs=[], logs={}, finished=at, archive=archive,
             )  # fmt: skip
 

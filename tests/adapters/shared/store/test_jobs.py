@@ -10,10 +10,13 @@ import pytest
 
 from shared.errors import Conflict, NotFound
 from shared.models import (
+    Archive,
     DatasetInput,
     Job,
+    JobError,
     JobProgress,
     JobState,
+    OutputFile,
     StateChange,
     new_id,
     utcnow,
@@ -34,9 +37,7 @@ def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings:
         assert claimed is not None
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
         await stores.jobs.finish_job(
-            job.id,
-            worker="w",
-            run_token=claimed.run_token,
+            claimed,
             state=JobState.SUCCEEDED,
             exit_code=0,
             error=None,
@@ -75,14 +76,41 @@ def test_a_job_is_finished_only_by_the_worker_and_run_that_hold_it(settings: Set
             "logs": {},
         }
         return (
-            await stores.jobs.finish_job(job.id, worker="intruder", run_token=claimed.run_token, **outcome),
-            await stores.jobs.finish_job(job.id, worker="holder", run_token="an-earlier-run", **outcome),
-            await stores.jobs.finish_job(job.id, worker="holder", run_token=claimed.run_token, **outcome),
+            await stores.jobs.finish_job(claimed.model_copy(update={"worker": "intruder"}), **outcome),
+            await stores.jobs.finish_job(claimed.model_copy(update={"run_token": "an-earlier-run"}), **outcome),
+            await stores.jobs.finish_job(claimed, **outcome),
         )
 
     intruder, stale, holder = in_store(settings, scenario)
     assert intruder is None and stale is None
     assert holder is not None and holder.state is JobState.SUCCEEDED and holder.finished is not None
+
+
+def test_a_finish_returns_the_job_as_stored_but_for_what_changed_while_it_ran(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job]:
+        job = make_job()
+        await stores.jobs.insert_job(job)
+        claimed = await stores.jobs.claim_job(job, worker="w")
+        assert claimed is not None
+        progress = JobProgress(percent=50, step="half way", at=utcnow())
+        await stores.jobs.set_progress(job.id, progress, run_token=claimed.run_token)
+        assert await stores.jobs.request_cancel(job.id, owner=None) is not None
+        finished = await stores.jobs.finish_job(
+            claimed,
+            state=JobState.CANCELED,
+            exit_code=None,
+            error=JobError(reason="canceled on request while it ran", stderr_tail="bye"),
+            outputs=[OutputFile(path="out/a.txt", size=1, sha256="0" * 64, content_type="text/plain", key="k")],
+            logs={"stdout": "logs/stdout"},
+            archive=Archive(key="runner", size=1, sha256="x", created=utcnow()),
+        )
+        return finished, await stores.jobs.get_job(job.id)
+
+    finished, stored = in_store(settings, scenario)
+    assert finished is not None and finished.progress is None and finished.cancel_requested is None
+    assert stored.progress is not None and stored.cancel_requested is not None  # not read back: as claimed
+    lagging = {"lease": stored.lease, "progress": stored.progress, "cancel_requested": stored.cancel_requested}
+    assert finished.model_copy(update=lagging) == stored
 
 
 def test_a_claim_returns_the_job_as_stored_but_for_the_lease_the_database_stamped(settings: Settings) -> None:
