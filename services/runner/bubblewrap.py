@@ -19,6 +19,7 @@ work refuses to start rather than run apps unconfined.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -65,6 +66,21 @@ def outermost(paths: Iterable[Path], *, covered: Iterable[Path] = ()) -> list[Pa
     return sorted(kept)
 
 
+def _parents(paths: Iterable[Path]) -> set[Path]:
+    """The directories above ``paths`` that the sandbox's root lacks (all but ``/`` and what ``/usr`` holds)."""
+    return {p for path in paths for p in path.parents if len(p.parts) > 1 and not p.is_relative_to("/usr")}
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """bwrap's arguments alike for every sandbox of a runner: system trees, read-only files' parents and binds."""
+
+    system: list[str]
+    parents: frozenset[Path]
+    dirs: list[str]
+    binds: list[str]
+
+
 @dataclass(frozen=True)
 class Bubblewrap:
     """How this runner wraps an app in bwrap: the tools, the app's user, and the read-only trees beside ``/usr``."""
@@ -95,33 +111,34 @@ class Bubblewrap:
             bwrap=bwrap, env=tool("env"), setpriv=tool("setpriv"), user=user, apps_dir=apps_dir, prefixes=prefixes
         )
 
-    def command(self, argv: list[str], *, sandbox: Sandbox, env: Mapping[str, str], network: bool) -> list[str]:
-        """bwrap's command line that runs ``argv`` in the job's sandbox with exactly ``env``."""
+    def command(
+        self, argv: list[str], *, sandbox: Sandbox, env: Mapping[str, str], network: bool, info_fd: int | None = None
+    ) -> list[str]:
+        """bwrap's command line that runs ``argv`` in the job's sandbox with exactly ``env``.
+
+        With ``info_fd``, bwrap writes to that descriptor (JSON) which process is its namespace's init.
+        """
         args = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        if info_fd is not None:
+            args += ["--info-fd", str(info_fd)]
         if not network:
             args.append("--unshare-net")
         if self.user is None:
             args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
         # Without --new-session: the runner stops an app by signalling its process group, which the
         # app must stay in; the session is already the launcher's own, with no terminal to inject into.
-        args += ["--die-with-parent", "--hostname", "quern", "--ro-bind", "/usr", "/usr"]
-        for name in SYSTEM:
-            path = Path("/", name)
-            if path.is_symlink():
-                args += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                args += ["--ro-bind", str(path), str(path)]
+        args += ["--die-with-parent", "--hostname", "quern", "--ro-bind", "/usr", "/usr", *self._fixed.system]
         args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
         # /tmp before the job's directories: WORK_DIR is often under /tmp, and a later tmpfs would hide them.
         args += ["--perms", "1777", "--tmpfs", "/tmp"]
-        readable = [Path("/etc", name) for name in ETC] + [CPU_TOPOLOGY, *self.prefixes]
-        readable += self.deployed()
-        readable.append(sandbox.inputs)
+        readable = [*self.deployed(), sandbox.inputs]
         writable = [sandbox.run, sandbox.tmp]
-        # bwrap makes missing parents 0700, which the app's user could not pass through.
-        for parent in sorted({p for path in [*readable, *writable] for p in path.parents if len(p.parts) > 1}):
-            if not parent.is_relative_to("/usr"):
-                args += ["--perms", "0755", "--dir", str(parent)]
+        # bwrap makes missing parents 0700, which the app's user could not pass through. The fixed
+        # trees' parents come first, and include their own parents: each directory follows its parent.
+        args += self._fixed.dirs
+        for parent in sorted(_parents([*readable, *writable]) - self._fixed.parents):
+            args += ["--perms", "0755", "--dir", str(parent)]
+        args += self._fixed.binds
         for path in readable:
             args += ["--ro-bind-try", str(path), str(path)]
         for path in writable:
@@ -136,6 +153,22 @@ class Bubblewrap:
             uid, gid = self.user
             inner += [f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
         return [*args, "--", *inner, "--no-new-privs", "--", *argv]
+
+    @functools.cached_property
+    def _fixed(self) -> _Fixed:
+        """What every sandbox of this runner mounts alike (the base system, ``/etc``, Python), worked out once."""
+        system = []
+        for name in SYSTEM:
+            path = Path("/", name)
+            if path.is_symlink():
+                system += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                system += ["--ro-bind", str(path), str(path)]
+        readable = [Path("/etc", name) for name in ETC] + [CPU_TOPOLOGY, *self.prefixes]
+        parents = _parents(readable)
+        dirs = [arg for parent in sorted(parents) for arg in ("--perms", "0755", "--dir", str(parent))]
+        binds = [arg for path in readable for arg in ("--ro-bind-try", str(path), str(path))]
+        return _Fixed(system=system, parents=frozenset(parents), dirs=dirs, binds=binds)
 
     def deployed(self) -> list[Path]:
         """Each app's directory under ``$APPS_DIR``, at its path there (a link to a directory is mounted as one)."""
@@ -176,31 +209,73 @@ class Bubblewrap:
 
 
 def sandboxes_naming(marker: str) -> list[int]:
-    """The bwrap processes (a sandbox's outer bwrap, its PID namespace's init) whose command line names ``marker``."""
+    """The bwrap processes (a sandbox's outer bwrap, its PID namespace's init) whose command line names ``marker``.
+
+    Every process is looked at, through ``os`` (``Path.glob`` would stat each entry first).
+    """
     needle = marker.encode()
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
+    for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
+        # The name first (one short read): the command line is read only of bwrap, from the process's memory.
+        if _read(f"/proc/{pid}/comm", whole=False) != b"bwrap\n":
             continue
-        if argv and argv[0].endswith(b"bwrap") and any(needle in arg for arg in argv):
-            found.append(int(cmdline.parent.name))
+        argv = _read(f"/proc/{pid}/cmdline").split(b"\0")
+        if any(needle in arg for arg in argv):
+            found.append(pid)
     return found
 
 
-def kill_sandboxes(marker: str) -> int:
-    """SIGKILL every bwrap whose command line names ``marker`` (a path under ``WORK_DIR``); how many were killed.
+def _read(path: str, *, whole: bool = True) -> bytes:
+    """A /proc file: all of it (a command line may be longer than one read returns), or one read; b"" if gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            if not whole:
+                return chunk
+            chunks.append(chunk)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def sandboxes_alive(marker: str, pids: Iterable[int]) -> list[int]:
+    """Those of ``pids`` that are still a bwrap naming ``marker``, or a bwrap still ending.
+
+    A namespace's init loses its command line as it starts to exit, and becomes a zombie only once
+    every process of its namespace has ended: until then its run is not over.
+    """
+    alive = []
+    for pid in pids:
+        stat = _read(f"/proc/{pid}/stat", whole=False)  # "PID (NAME) STATE ..."
+        name, _, rest = stat.partition(b" (")[2].rpartition(b") ")
+        if name != b"bwrap" or rest[:1] in (b"", b"Z", b"X"):
+            continue
+        argv = _read(f"/proc/{pid}/cmdline")
+        if not argv or any(marker.encode() in arg for arg in argv.split(b"\0")):
+            alive.append(pid)  # else another process has that PID now
+    return alive
+
+
+def kill_sandboxes(marker: str, pids: Iterable[int] | None = None) -> list[int]:
+    """SIGKILL every bwrap whose command line names ``marker`` (a path under ``WORK_DIR``); the ones killed.
+
+    Given ``pids``, those of them still alive (``sandboxes_alive``) instead.
 
     bwrap clears the parent-death signal the launcher set when it changes credentials, and sets its
     own a few milliseconds later: a runner killed in between leaves a sandbox running on, unowned.
     Its next incarnation (and the job's next run here) kills what is left.
     """
-    killed = 0
-    for pid in sandboxes_naming(marker):
+    killed = []
+    for pid in sandboxes_naming(marker) if pids is None else sandboxes_alive(marker, pids):
         try:
             os.kill(pid, signal.SIGKILL)
-            killed += 1
+            killed.append(pid)
         except (ProcessLookupError, PermissionError):
             pass
     return killed

@@ -136,8 +136,13 @@ class DockerDriver:
         """The environment of the engine's command line when it is not running an app."""
         return {"PATH": ENGINE_PATH, **({"DOCKER_HOST": self.host} if self.host else {})}
 
-    async def clean_up(self, job_id: str) -> None:
+    def pass_fds(self, job_id: str) -> tuple[int, ...]:
+        return ()
+
+    async def clean_up(self, job_id: str, *, fresh: bool = False) -> None:
         """Remove the job's containers: every one labelled with it (the app's, or each of a TES task's executors)."""
+        if fresh:
+            return  # no run of this job has started a container
         found = await self._cli(job_id, "ps", "--all", "--quiet", "--filter", f"label=quern.job={job_id}")
         # By id, as listed; by the app container's name only where the engine could not list them. Never both in
         # one call: podman 4 removes nothing, and says nothing, when a name among those given is unknown.

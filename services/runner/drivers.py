@@ -13,6 +13,7 @@ run as ``RUN_AS_USER``, or as nobody (65534) under a runner started as root.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
@@ -22,7 +23,7 @@ from typing import Protocol
 import structlog
 
 from services.runner import launch
-from services.runner.bubblewrap import Bubblewrap, kill_sandboxes, sandboxes_naming
+from services.runner.bubblewrap import Bubblewrap, kill_sandboxes, sandboxes_alive
 from services.runner.containers import DockerDriver
 from services.runner.sandbox import Sandbox
 from services.runner.users import RunAs, app_user, kill_processes_of
@@ -48,8 +49,15 @@ class Driver(Protocol):
         """The environment of that command."""
         ...
 
-    async def clean_up(self, job_id: str) -> None:
-        """Remove whatever of this job's run may outlive the started process (before and after a run)."""
+    def pass_fds(self, job_id: str) -> tuple[int, ...]:
+        """The descriptors that command must inherit; whoever starts it closes them once it started."""
+        ...
+
+    async def clean_up(self, job_id: str, *, fresh: bool = False) -> None:
+        """Remove whatever of this job's run may outlive the started process (before and after a run).
+
+        ``fresh``: before the job's first run, which no earlier run of it can have left anything for.
+        """
         ...
 
 
@@ -66,6 +74,10 @@ class LocalDriver:
         else:
             self.owner = None if run_as is None else (run_as.uid, run_as.gid)
         self._running: set[str] = set()
+        # Per job, a pipe bwrap writes its namespace's init into (--info-fd): the read end, and the
+        # write end until the command is started with it.
+        self._info: dict[str, int] = {}
+        self._inherit: dict[str, int] = {}
 
     def command(self, argv: list[str], *, sandbox: Sandbox, spec: AppSpec) -> list[str]:
         self._running.add(sandbox.job_id)
@@ -77,21 +89,29 @@ class LocalDriver:
         # launcher -> bwrap -> app. The launcher wraps bwrap, outside the sandbox; its limits and death
         # signal pass through bwrap to the app (exec and fork keep them). bwrap starts as the runner's
         # user, to mount what the app's user could not reach, and drops to the app's user last.
-        wrapped = self.bwrap.command(argv, sandbox=sandbox, env=env, network=spec.network)
+        self._init_of(sandbox.job_id)  # a pipe of an earlier command never started goes
+        self._info[sandbox.job_id], self._inherit[sandbox.job_id] = os.pipe()
+        info_fd = self._inherit[sandbox.job_id]
+        wrapped = self.bwrap.command(argv, sandbox=sandbox, env=env, network=spec.network, info_fd=info_fd)
         return launch.command(wrapped, limits=limits, ignore_term=True)
+
+    def pass_fds(self, job_id: str) -> tuple[int, ...]:
+        write = self._inherit.pop(job_id, None)
+        return () if write is None else (write,)
 
     def environment(self, sandbox: Sandbox, spec: AppSpec) -> dict[str, str]:
         # The launcher's own: the app's is set once the launcher is the app's user, or inside the sandbox
         # (bwrap's --clearenv and --setenv).
         return dict(launch.ENVIRONMENT)
 
-    async def clean_up(self, job_id: str) -> None:
+    async def clean_up(self, job_id: str, *, fresh: bool = False) -> None:
         """Kill what may outlive a run: a sandbox left unowned, or what an unconfined app detached from its group.
 
         In a sandbox nothing outlives the app: its PID namespace ends with it, unless the runner was
         killed while bwrap started (``kill_sandboxes``), so a sandbox naming this job's directory
-        is killed before and after each run, and the run ends once none is left. Unconfined, an app
-        may leave its group (``setsid``, a double fork) and so escape the group kill. With
+        is killed before each run but the job's first (``fresh``: none can exist) and after each
+        run, and the run ends once none is left. Unconfined, an app may leave its group
+        (``setsid``, a double fork) and so escape the group kill. With
         ``RUN_AS_USER`` every process of that user is an app's, so when this runner has no run in
         progress, any such process is a leftover. That look runs in the event loop's thread without
         awaiting, so no run of this runner starts while it looks.
@@ -99,23 +119,54 @@ class LocalDriver:
         ran = job_id in self._running
         self._running.discard(job_id)
         if self.bwrap is not None:
+            init = self._init_of(job_id) if ran else None
+            if fresh and not ran:
+                return  # no run of this job has started a sandbox: there is no process to look for
             marker = f"/{job_id}/run"
             # Before a run, a sandbox naming this job's directory is a leftover. After one, the outer
             # bwrap exits as soon as the app does, and the namespace's init and what the app left
-            # running end a moment later: the run is over once they are gone.
-            if (killed := kill_sandboxes(marker)) and not ran:
-                log.warning("leftover_sandboxes_killed", job_id=job_id, sandboxes=killed)
+            # running end a moment later: the run is over once they are gone. bwrap said which
+            # process that init is, so only it is looked at; if it did not (it ended before it
+            # started one), or before a run, one look at every process finds them. Then only those
+            # are watched, and everything is looked at once more when they are gone (a bwrap killed
+            # as it started its namespace's init left that init).
+            rescan = init is None
+            sandboxes = kill_sandboxes(marker) if init is None else kill_sandboxes(marker, [init])
+            if sandboxes and not ran:
+                log.warning("leftover_sandboxes_killed", job_id=job_id, sandboxes=len(sandboxes))
             deadline = time.monotonic() + SANDBOX_END_SECONDS
-            while sandboxes_naming(marker):
-                if time.monotonic() > deadline:
-                    log.error("sandbox_outlived_kill", job_id=job_id, seconds=SANDBOX_END_SECONDS)
-                    break
-                await asyncio.sleep(0.01)
+            while sandboxes:
+                while sandboxes_alive(marker, sandboxes):
+                    if time.monotonic() > deadline:
+                        log.error("sandbox_outlived_kill", job_id=job_id, seconds=SANDBOX_END_SECONDS)
+                        return
+                    await asyncio.sleep(0.01)
+                sandboxes = kill_sandboxes(marker) if rescan else []
             return
         if self.run_as is None or self._running:
             return
         if killed := kill_processes_of(self.run_as.uid):
             log.warning("leftover_processes_killed", job_id=job_id, user=self.run_as.name, processes=killed)
+
+    def _init_of(self, job_id: str) -> int | None:
+        """The PID of the run's namespace init, as bwrap wrote it (None if it did not); the job's pipe is closed."""
+        write = self._inherit.pop(job_id, None)
+        if write is not None:
+            os.close(write)  # the command was never started
+        read = self._info.pop(job_id, None)
+        if read is None:
+            return None
+        try:
+            os.set_blocking(read, False)
+            said = os.read(read, 65536)  # one write, as bwrap started the init; b"" if it never did
+        except OSError:
+            return None  # nothing written, and bwrap not yet reaped (the run was cancelled)
+        finally:
+            os.close(read)
+        try:
+            return int(json.loads(said)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 def own_work_dir(work_dir: Path) -> None:
@@ -147,7 +198,7 @@ def local_driver(settings: RunnerSettings, run_as: RunAs | None, user: RunAs | N
     bwrap.probe(settings.work_dir)
     # This runner has started nothing yet: a sandbox of WORK_DIR is an earlier incarnation's leftover.
     if killed := kill_sandboxes(f"{settings.work_dir}/"):
-        log.warning("leftover_sandboxes_killed", work_dir=str(settings.work_dir), sandboxes=killed)
+        log.warning("leftover_sandboxes_killed", work_dir=str(settings.work_dir), sandboxes=len(killed))
     return LocalDriver(run_as, bwrap=bwrap)
 
 

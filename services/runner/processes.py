@@ -78,9 +78,15 @@ async def _stop(process: asyncio.subprocess.Process, grace: float) -> None:
 
 
 async def _watch_disk(sandbox: Sandbox, limit_mb: int) -> None:
-    """Return once the app's part of its directory holds more than ``limit_mb``, looking every few seconds."""
-    while await asyncio.to_thread(sandbox.disk_use) <= limit_mb * 2**20:
+    """Return once the app's part of its directory holds more than ``limit_mb``, looking every few seconds.
+
+    The first look is a few seconds in: at the start the app has written nothing yet, and a run
+    that ends before is looked at once it has ended (``run_process``).
+    """
+    while True:
         await asyncio.sleep(DISK_CHECK_SECONDS)
+        if await asyncio.to_thread(sandbox.disk_use) > limit_mb * 2**20:
+            return
 
 
 async def run_app(
@@ -93,16 +99,20 @@ async def run_app(
     driver: Driver,
     grace: float = TERM_GRACE_SECONDS,
     max_disk_mb: int | None = None,
+    fresh: bool = False,
 ) -> Exit:
     """Run argv through ``driver`` in its own session and process group until it exits, times out or ``stop`` is set.
 
     On timeout or stop the whole group gets SIGTERM, then SIGKILL after ``grace`` seconds; then
     the driver removes whatever of the run outlived the group (a container). With
-    ``max_disk_mb``, an app whose directory grows over it is stopped the same way.
+    ``max_disk_mb``, an app whose directory grows over it is stopped the same way. Before the run
+    the driver removes a leftover of an earlier one on this machine, unless the job is ``fresh`` (on its first run).
     """
-    await driver.clean_up(sandbox.job_id)  # a leftover of an earlier attempt on this machine
+    await driver.clean_up(sandbox.job_id, fresh=fresh)
+    command = driver.command(argv, sandbox=sandbox, spec=spec)
     return await run_process(
-        driver.command(argv, sandbox=sandbox, spec=spec),
+        command,
+        pass_fds=driver.pass_fds(sandbox.job_id),
         env=driver.environment(sandbox, spec),
         sandbox=sandbox,
         timeout=timeout,
@@ -124,21 +134,31 @@ async def run_process(
     grace: float = TERM_GRACE_SECONDS,
     max_disk_mb: int | None = None,
     stdin: BinaryIO | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> Exit:
     """Run a command built by a driver, appending to the job's logs, and stop it as ``run_app`` says.
 
     ``stdin``, an open file, is what it reads (else nothing); ``clean_up`` removes what outlived it.
+    ``pass_fds`` are inherited by the command, and closed here once it started.
     """
-    with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=sandbox.root,  # the runner's; the launcher enters run/ once it is the app's user
-            env=env,
-            stdin=subprocess.DEVNULL if stdin is None else stdin,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
+    try:
+        with sandbox.stdout.open("ab") as out, sandbox.stderr.open("ab") as err:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=sandbox.root,  # the runner's; the launcher enters run/ once it is the app's user
+                env=env,
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                pass_fds=pass_fds,
+            )
+    except OSError:
+        await clean_up()  # what the driver kept for the run
+        raise
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
     exited = asyncio.ensure_future(process.wait())
     stopping = asyncio.ensure_future(stop.wait())
     # Never done without a limit; with one, done when the directory went over it.

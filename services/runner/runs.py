@@ -366,10 +366,13 @@ async def _run(
     async def prepare() -> tuple[AppSpec, dict[str, Path]]:
         spec = await specs.get(job.app, job.app_version, apps=stores.apps)
         staged = await stage_inputs(job, sandbox, files=stores.files, datasets=stores.datasets, storage=storage)
-        await asyncio.to_thread(restore_checkpoint, storage, job, sandbox, max_bytes=settings.max_output_bytes)
+        if job.checkpoint is not None:
+            await asyncio.to_thread(restore_checkpoint, storage, job, sandbox, max_bytes=settings.max_output_bytes)
         return spec, staged
 
     async def upload(produced: list[tuple[str, Path]]) -> list[OutputFile]:
+        if not produced:
+            return []  # nothing to send: no hop to a thread
         return await asyncio.to_thread(upload_outputs, storage, job, sandbox, produced)
 
     doing = Doing("prepare the run")
@@ -413,6 +416,8 @@ async def _run(
             driver=driver,
             grace=settings.app_grace_seconds,
             max_disk_mb=settings.max_job_disk_mb,
+            # Back in the queue only with a change in its history: without one, this is its first claim.
+            fresh=not job.history,
         )
         ended = await follow_app(
             app,
@@ -425,7 +430,8 @@ async def _run(
         )
         if announcer is not None:
             await announcer.close()
-        tail = await asyncio.to_thread(sandbox.stderr_tail)
+        # A clean exit's outcome holds no stderr tail: it is read for the others only.
+        tail = "" if ended == Exit(code=0) else await asyncio.to_thread(sandbox.stderr_tail)
         outcome = outcome_of(ended, job.timeout_seconds, tail, reason())
         if outcome.handed_back is not None:
             return outcome

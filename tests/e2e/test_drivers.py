@@ -147,14 +147,26 @@ def test_a_docker_app_runs_through_the_docker_command_line_as_the_run_as_user(
         "TMPDIR",
     ]
 
-    before, started, after = docker_calls(calls, job["id"])
-    assert before[:2] == after[:2] == ["rm", "--force"]  # a leftover of an earlier attempt; then whatever outlived
+    # A job's first run has no earlier attempt to leave a container: nothing is removed before, only after.
+    started, after = docker_calls(calls, job["id"])
+    assert after[:2] == ["rm", "--force"]
     assert started[:2] == ["run", "--rm"]
     for option in (["--network", "none"], ["--user", f"{NOBODY}:{NOBODY}"], ["--pids-limit", "64"]):
         assert started[started.index(option[0]) + 1] == option[1]
     image = started.index("registry.example/science/model:3.2")
     assert started[image - 2 : image] == ["--entrypoint", "/usr/bin/python3"]
     assert started[image + 1 :] == ["-c", WHO, text]
+
+
+def test_a_docker_jobs_later_run_first_removes_what_an_earlier_one_may_have_left(
+    drivers_stack: tuple[Stack, Path], api: httpx.Client
+) -> None:
+    _, calls = drivers_stack
+    name = register(api, ["/usr/bin/python3", "-c", "raise SystemExit(3)"], driver="docker", image="busybox:1.36")
+    retry = {"exit_codes": [3], "attempts": 2}
+    job = wait_for(api, api.post("/v1/jobs", json={"app": name, "retry": retry}).json()["id"])
+    assert (job["state"], job["attempt"]) == ("FAILED", 2)
+    assert [args[0] for args in docker_calls(calls, job["id"])] == ["run", "rm", "rm", "run", "rm"]
 
 
 def test_a_local_app_runs_as_the_run_as_user(api: httpx.Client, root_secret: Path) -> None:
@@ -180,5 +192,5 @@ def test_canceling_a_docker_job_stops_the_app_and_removes_its_container(
     assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
     job = wait_for(api, job_id, timeout=30)
     assert job["state"] == "CANCELED"
-    assert [args[0] for args in docker_calls(calls, job_id)] == ["rm", "run", "rm"]
+    assert [args[0] for args in docker_calls(calls, job_id)] == ["run", "rm"]  # a first run: no leftover to remove
     assert not processes_mentioning(marker)

@@ -17,7 +17,8 @@ STAND_IN = """
 import pickle, subprocess, sys, time
 driver, argv, sandbox, spec = pickle.loads(bytes.fromhex(sys.argv[1]))
 command = driver.command(argv, sandbox=sandbox, spec=spec)
-subprocess.Popen(command, env=driver.environment(sandbox, spec), cwd=sandbox.root, start_new_session=True)
+fds = driver.pass_fds(sandbox.job_id)
+subprocess.Popen(command, env=driver.environment(sandbox, spec), cwd=sandbox.root, start_new_session=True, pass_fds=fds)
 time.sleep(60)
 """
 

@@ -19,7 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from devstack.processes import SANDBOX_PACKAGES, ensure_commands
-from services.runner.bubblewrap import Bubblewrap, kill_sandboxes, outermost
+from services.runner.bubblewrap import Bubblewrap, kill_sandboxes, outermost, sandboxes_naming
 from services.runner.drivers import LocalDriver, offered
 from services.runner.processes import Exit, run_app
 from services.runner.sandbox import Sandbox
@@ -190,11 +190,80 @@ def test_a_sandbox_left_unowned_is_found_and_killed(work: Path, bwrap: Bubblewra
         while not processes_mentioning("/bin/sleep"):
             assert time.monotonic() < deadline, "the sandbox never started"
             time.sleep(0.05)
-        assert kill_sandboxes(f"{work}/other-job/") == 0  # only the sandboxes named are killed
-        assert kill_sandboxes("/01LEFTOVER/run") >= 1  # bwrap and, with a PID namespace, its init
+        assert kill_sandboxes(f"{work}/other-job/") == []  # only the sandboxes named are killed
+        assert len(kill_sandboxes("/01LEFTOVER/run")) >= 1  # bwrap and, with a PID namespace, its init
         assert leftover.wait(timeout=10) == -9
     finally:
         leftover.kill()
+
+
+def test_a_leftover_sandbox_is_killed_before_a_run_and_gone_once_the_clean_up_returns(
+    work: Path, bwrap: Bubblewrap
+) -> None:
+    box = box_in(work, "01LEFTOVER")
+    box.hand_over(*NOBODY)
+    marker = f"quern-leftover-{uuid.uuid4().hex}"
+    command = bwrap.command(
+        ["/bin/sh", "-c", "sleep 300", marker], sandbox=box, env={"PATH": "/usr/bin:/bin"}, network=False
+    )
+    leftover = subprocess.Popen(command, start_new_session=True)  # as if its runner had died while bwrap started
+    try:
+        deadline = time.monotonic() + 10
+        while not processes_mentioning(marker):
+            assert time.monotonic() < deadline, "the sandbox never started"
+            time.sleep(0.05)
+        with capture_logs() as logs:
+            asyncio.run(LocalDriver(bwrap=bwrap).clean_up("01LEFTOVER"))
+        assert sandboxes_naming("/01LEFTOVER/run") == []  # killed, and waited for: the run may start
+        assert [entry["event"] for entry in logs] == ["leftover_sandboxes_killed"]
+        assert leftover.wait(timeout=10) == -9
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def test_before_a_jobs_first_run_no_sandbox_is_looked_for(work: Path, bwrap: Bubblewrap) -> None:
+    box = box_in(work, "01LEFTOVER")
+    box.hand_over(*NOBODY)
+    command = bwrap.command(["/bin/sleep", "300"], sandbox=box, env={"PATH": "/usr/bin:/bin"}, network=False)
+    sandbox = subprocess.Popen(command, start_new_session=True)  # one a fresh job cannot have: it is not looked for
+    try:
+        deadline = time.monotonic() + 10
+        while not sandboxes_naming("/01LEFTOVER/run"):
+            assert time.monotonic() < deadline, "the sandbox never started"
+            time.sleep(0.05)
+        asyncio.run(LocalDriver(bwrap=bwrap).clean_up("01LEFTOVER", fresh=True))
+        assert sandbox.poll() is None
+    finally:
+        sandbox.kill()
+        sandbox.wait()
+
+
+def test_a_sandbox_is_found_by_a_word_past_the_first_read_of_its_command_line(work: Path, bwrap: Bubblewrap) -> None:
+    box = box_in(work)
+    box.hand_over(*NOBODY)
+    marker = f"quern-far-{uuid.uuid4().hex}"
+    env = {"PATH": "/usr/bin:/bin", "FILLER": "x" * 100_000}  # before the app's argv: the marker lies past 64 KiB
+    command = bwrap.command(["/bin/sh", "-c", "sleep 300", marker], sandbox=box, env=env, network=False)
+    sandbox = subprocess.Popen(command, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not processes_mentioning(marker):
+            assert time.monotonic() < deadline, "the sandbox never started"
+            time.sleep(0.05)
+        assert sandbox.pid in sandboxes_naming(marker)
+    finally:
+        sandbox.kill()
+        sandbox.wait()
+
+
+def test_runs_leave_no_descriptor_open_in_the_runner(work: Path, bwrap: Bubblewrap) -> None:
+    driver = LocalDriver(bwrap=bwrap)
+    run(["/bin/true"], box_in(work, "01FIRST"), driver, spec_of())  # the first run opens what the runner keeps
+    before = set(os.listdir("/proc/self/fd"))
+    for job_id in ("01SECOND", "01THIRD"):
+        assert run(["/bin/true"], box_in(work, job_id), driver, spec_of()).code == 0
+    assert set(os.listdir("/proc/self/fd")) == before  # bwrap's --info-fd pipe is closed at each end
 
 
 def test_a_runner_without_bwrap_refuses_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
