@@ -4,7 +4,8 @@ Only jobs with a receiver that asked for progress (the job's own webhook, or els
 registered) are announced, and at most once every ``WEBHOOK_PROGRESS_SECONDS``: a report
 within that time of the last one sent waits for the interval to end (replaced by any newer one).
 The end of a run its runner archived (``archives.py``) is announced once it is recorded, and
-only when the job has a receiver: most jobs have none, and then the results service does nothing.
+only when the job may have a receiver, which the take's read and the finish tell with no read of
+their own (``JobStore.get_job_to_run``, ``finish_job``): most jobs have none, and cost nothing for it.
 For progress, the owner's webhooks are read once per run, at its first report: most runs report
 none, and cost no read for it.
 """
@@ -103,19 +104,17 @@ class ProgressAnnouncer:
             log.warning("webhook_progress_lost", job_id=self._job.id, error=repr(exc))
 
 
-async def announce_end(job: Job, *, webhooks: WebhookStore, broker: Broker, backoff: Backoff) -> bool:
-    """Have the results service announce the archived end of ``job`` if it has a receiver; True if asked.
+async def announce_end(job: Job, *, broker: Broker, backoff: Backoff) -> bool:
+    """Have the results service announce the archived end of ``job`` if it may have a receiver; True if asked.
 
-    The webhooks are looked up here, so a job without any costs no message and nothing in the
-    results service; a failed lookup asks anyway (the results service looks again). The send
-    rides out a RabbitMQ outage as long as a run's uploads do; after that the event is lost (and logged).
+    It may if it has its own webhook, or its owner had one at its take or registered one while it
+    was active (``receivers_added``, known from the take's read and the finish: nothing is read here),
+    so a job without any costs no message and nothing in the results service, which reads the
+    webhooks as they are now. The send rides out a RabbitMQ outage as long as a run's uploads do;
+    after that the event is lost (and logged).
     """
-    try:
-        registered = [] if job.webhook is not None else await webhooks.owner_webhooks(job.owner)
-        if not webhook_receivers(job, registered):
-            return False
-    except AppError as exc:
-        log.warning("webhook_end_lookup_failed", job_id=job.id, detail=exc.detail)
+    if job.webhook is None and not job.receivers_added:
+        return False
 
     async def send() -> None:
         await asyncio.to_thread(broker.send, ANNOUNCE_END, job.id)

@@ -15,6 +15,8 @@ the job is still RUNNING on that run (worker and token), by one update not read 
 archive is written here and attached by that same update (``archives.py``); other runs are packaged
 by the results service. The end's events go in one insert, with the RUNNING event when the run is
 over within moments of its claim (``start_events.py``).
+Whether the end has a receiver is known without a read of its own: the take's read asks the
+webhooks too, and the finish tells whether one was registered since (``JobStore.finish_job``).
 A stale run (recovered meanwhile) has its finish refused and its uploads, archive included, deleted.
 A runner shutting down hands its runs back to the queue (a preemption, not an attempt); one that
 lost its leases gives its runs up to the reaper.
@@ -97,7 +99,7 @@ async def take_job(job_id: str, *, kit: RunnerKit) -> None:
         log.info("job_handed_back", job_id=job_id, reason="no free slot")
         return
     try:
-        read = await jobs.get_job(job_id)
+        read = await jobs.get_job_to_run(job_id)
         if await _hand_back_if_paused(read, kit=kit):
             await slots.release()
             return
@@ -243,7 +245,7 @@ async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, start: Start
     if archive is None:
         await asyncio.to_thread(kit.broker.send, PACKAGE_RESULTS, job.id)
     else:
-        await announce_end(finished, webhooks=stores.webhooks, broker=kit.broker, backoff=Backoff.of(kit.settings))
+        await announce_end(finished, broker=kit.broker, backoff=Backoff.of(kit.settings))
     if job.checkpoint is not None:
         await asyncio.to_thread(kit.storage.delete, job.checkpoint)  # the run it served is over
 
@@ -257,7 +259,8 @@ async def _attached_meanwhile(job: Job, archive: Archive, *, jobs: JobStore) -> 
     attached = current.archive
     if current.run_token != job.run_token or attached is None or attached.sha256 != archive.sha256:
         return None  # another run's, or results packaged a forced end over this run's archive
-    return current
+    # Whether a webhook was seen at the take is not stored: announce, and let results find the receivers.
+    return current.model_copy(update={"receivers_added": True})
 
 
 async def _archive(ended: Job, sandbox: Sandbox, *, kit: RunnerKit) -> Archive | None:

@@ -166,6 +166,9 @@ class Job(Record):
     packaging_resent: datetime | None = Field(default=None, description="when a lost packaging was last asked again")
     packaging_lease: datetime | None = Field(default=None, description="a packager is building its archive until then")
     webhook: WebhookTarget | None = Field(default=None, description="where its terminal event is POSTed")
+    receivers_added: bool = Field(
+        default=False, description="its owner registered a webhook while it was active (or had one at its take)"
+    )
     # A GA4GH TES task (app TASK_APP): what it runs, its tags as pairs, and what its runs recorded
     task: TaskSpec | None = Field(default=None, description="the TES task this job runs; stored as JSON text")
     task_tags: list[TaskTag] = Field(default=[], description="the task's tags, as pairs a query can match")

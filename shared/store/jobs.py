@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING
 
+from shared.errors import NotFound
 from shared.models import (
     DEFAULT_QUEUE,
     Archive,
@@ -157,6 +158,40 @@ class JobStore:
         """One job (of ``owner``, unless None), or NotFound."""
         match = {"_id": job_id, **owner_filter(owner)}
         return await read_one(self._jobs, Job, match, what=f"job {job_id}", missing=f"no job {job_id}")
+
+    async def get_job_to_run(self, job_id: str) -> Job:
+        """A job about to run, read with whether its owner registered a webhook, in one command; NotFound if gone.
+
+        The job read says ``receivers_added`` if it is marked so or its owner has a webhook now (one
+        ``$lookup`` on the webhooks' owner index, stopped at the first): its end is then announced.
+        Otherwise the end is recorded unless a webhook was registered meanwhile (``finish_job``).
+        """
+        pipeline: list[Document] = [
+            {"$match": {"_id": job_id}},
+            {
+                "$lookup": {
+                    "from": "webhooks",
+                    "localField": "owner",
+                    "foreignField": "owner",
+                    "pipeline": [{"$limit": 1}, {"$project": {"_id": 1}}],
+                    "as": "registered",
+                }
+            },
+        ]
+        with translated(f"job {job_id}"):
+            docs = [doc async for doc in await self._jobs.aggregate(pipeline)]
+        if not docs:
+            raise NotFound(f"no job {job_id}")
+        doc = docs[0]
+        doc["receivers_added"] = bool(doc.get("receivers_added")) or bool(doc.pop("registered"))
+        return from_document(Job, doc)
+
+    async def mark_receivers_added(self, owner: str) -> None:
+        """Mark ``owner``'s QUEUED and RUNNING jobs as having a receiver of their end (a webhook just registered)."""
+        with translated(f"jobs of {owner}"):
+            await self._jobs.update_many(
+                {"owner": owner, "state": {"$in": ACTIVE}}, {"$set": {"receivers_added": True}}
+            )
 
     async def list_jobs(
         self,
@@ -313,6 +348,10 @@ class JobStore:
         is the one claimed with the end's changes, not read back: what changed meanwhile without moving
         it off this run is as claimed (``cancel_requested``, ``progress``, ``lease``, ``executor_logs``,
         ``dispatched``); the end's event, log line and announcement use none of them.
+
+        A job read without ``receivers_added`` is first finished only if still unmarked (no webhook
+        registered since its take: its end goes to nobody, and nothing is read to learn it); if that
+        matches nothing, the finish is tried as usual, and the job returned says ``receivers_added``.
         """
         if not state.terminal:
             raise ValueError(f"{state} is not a terminal state")
@@ -329,8 +368,14 @@ class JobStore:
         done = job.model_copy(update=end)
         document = to_document(done)  # each field stored as an inserted job's would be
         match = {"_id": job.id, "state": JobState.RUNNING.value, "worker": job.worker, "run_token": job.run_token}
+        update = {"$set": {name: document[name] for name in end}}
         with translated(f"job {job.id}"):
-            written = await self._jobs.update_one(match, {"$set": {name: document[name] for name in end}})
+            if not job.receivers_added:
+                written = await self._jobs.update_one(match | {"receivers_added": {"$ne": True}}, update)
+                if written.matched_count:
+                    return done
+                done = done.model_copy(update={"receivers_added": True})  # marked, or stale: told apart below
+            written = await self._jobs.update_one(match, update)
         return done if written.matched_count else None
 
     async def keep_logs_of_ended(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.clients import UserFactory, script_app, signing_secret, tiny_job, wait_for
+from tests.helpers.clients import UserFactory, eventually, script_app, signing_secret, tiny_job, wait_for
 from tests.helpers.receiver import Received, receiver
 
 TOLERANCE_SECONDS = 300
@@ -83,6 +83,19 @@ def test_registered_webhooks_get_the_events_of_jobs_without_their_own(user: http
     assert sorted(delivery["webhook"] for delivery in deliveries) == sorted(ids)
     assert verify(secret, one)["type"] == verify(secret, other)["type"] == "job.failed"
     assert [item["target"] for item in user.get("/v1/webhooks").json()["items"]] == [second.url, first.url]
+
+
+def test_a_webhook_registered_while_a_job_runs_gets_its_end(user: httpx.Client) -> None:
+    secret = signing_secret(user)
+    job = tiny_job(user, seconds=3)
+    eventually(lambda: user.get(f"/v1/jobs/{job['id']}").json()["state"] == "RUNNING" or None, "the job running")
+    with receiver() as hook:
+        webhook = user.post("/v1/webhooks", json={"url": hook.url}).json()
+        (request,) = hook.wait_for(1)
+        (delivery,) = wait_for_deliveries(user, job["id"])
+    event = verify(secret, request)
+    assert event["type"] == "job.succeeded" and event["job"]["id"] == job["id"]
+    assert delivery["webhook"] == webhook["id"] and delivery["state"] == "succeeded"
 
 
 def test_a_job_canceled_before_it_ran_is_announced_too(user: httpx.Client) -> None:

@@ -48,14 +48,21 @@ async def rotate_secret(*, webhooks: WebhookStore, owner: str) -> WebhookSecret:
 
 
 async def register_webhook(
-    *, webhooks: WebhookStore, target: WebhookTarget, owner: str, networks: tuple[Network, ...]
+    *, webhooks: WebhookStore, jobs: JobStore, target: WebhookTarget, owner: str, networks: tuple[Network, ...]
 ) -> Webhook:
-    """Register a default webhook for ``owner`` (at most ten; 409 beyond, or without a signing secret)."""
+    """Register a default webhook for ``owner`` (at most ten; 409 beyond, or without a signing secret).
+
+    Then the owner's QUEUED and RUNNING jobs are marked, so that the end of each goes to it too: a
+    runner that read a job before the webhook was inserted finds that job marked at its finish, and
+    one that reads after sees the webhook (``JobStore.get_job_to_run``). Marking before inserting
+    would miss a job read in between.
+    """
     await check_webhooks([("", target)], owner=owner, networks=networks, webhooks=webhooks)
     if len(await webhooks.owner_webhooks(owner)) >= MAX_WEBHOOKS:
         raise Conflict(f"at most {MAX_WEBHOOKS} webhooks per user; delete one first")
     webhook = Webhook(id=new_id(), owner=owner, url=target.url, progress=target.progress, created=utcnow())
     await webhooks.insert_webhook(webhook)
+    await jobs.mark_receivers_added(owner)
     log.info("webhook_registered", webhook_id=webhook.id)
     return webhook
 

@@ -138,6 +138,7 @@ async def create(request: Request) -> Reply[WebhookOut]:
     body = await read_model(request, NewWebhook)
     webhook = await register_webhook(
         webhooks=d.stores.webhooks,
+        jobs=d.stores.jobs,
         target=body,
         owner=principal(request).user_id,
         networks=d.settings.allowed_networks(),

@@ -15,7 +15,7 @@ import io
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from services.runner.slots import Slots
 from services.runner.specs import AppVersions
 from shared.broker import Broker
 from shared.call_counts import tally
-from shared.models import Event, Job, JobState, StateChange, WebhookTarget, new_id, run_prefix, utcnow
+from shared.models import Event, Job, JobState, StateChange, Webhook, WebhookTarget, new_id, run_prefix, utcnow
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
 from shared.store import Stores
@@ -89,8 +89,18 @@ async def claimed(stores: Stores, settings: RunnerSettings, script: str, **field
     return taken
 
 
-def run(settings: RunnerSettings, script: str, *, stale: bool = False, **fields: Any) -> Ran:
-    """Claim a job of ``script`` and run it in the runner's slots to its end (made stale first, if asked)."""
+def run(
+    settings: RunnerSettings,
+    script: str,
+    *,
+    stale: bool = False,
+    meanwhile: Callable[[Stores, Job], Awaitable[None]] | None = None,
+    **fields: Any,
+) -> Ran:
+    """Claim a job of ``script`` and run it in the runner's slots to its end (made stale first, if asked).
+
+    ``meanwhile`` is done while it runs.
+    """
 
     async def main() -> Ran:
         stores = Stores.connect(settings, appname="quern-tests")
@@ -101,6 +111,7 @@ def run(settings: RunnerSettings, script: str, *, stale: bool = False, **fields:
         )
         try:
             job = await claimed(stores, settings, script, **fields)
+            assert not job.receivers_added  # its owner has no webhook at its take
             if stale:
                 # Recovered by the reaper as if its runner had died: this run's end must change nothing.
                 change = StateChange.model_validate(
@@ -113,6 +124,8 @@ def run(settings: RunnerSettings, script: str, *, stale: bool = False, **fields:
             before = counts.snapshot()["mongo"]
             slots.launch(job.id, _run_claimed(job, kit=kit))
             watching = asyncio.create_task(running_alone(stores, job.id))
+            if meanwhile is not None:
+                await meanwhile(stores, job)
             await slots.drain(drain_seconds=60)  # waits for the run to end
             alone = await asyncio.wait_for(watching, 10)  # every run writes its RUNNING event
             after = counts.snapshot()["mongo"]
@@ -200,6 +213,27 @@ def test_the_runners_archive_is_byte_for_byte_what_the_results_service_builds(ow
 def test_an_archived_end_is_announced_when_the_job_has_a_webhook(own: RunnerSettings) -> None:
     ran = run(own, SMALL, webhook=WebhookTarget(url="https://example.com/hook"))
     assert ran.job.archive is not None
+    assert ran.packagings == 0 and ran.announcements == 1
+
+
+def test_an_archived_end_without_any_receiver_reads_no_webhook_and_is_not_announced(own: RunnerSettings) -> None:
+    ran = run(own, SMALL)
+    assert ran.job.archive is not None and ran.announcements == 0
+    assert not any(name.endswith(":webhooks") for name in ran.mongo)
+    assert ran.mongo["update:jobs"] == 1  # the finish, matched at once: no webhook was registered meanwhile
+
+
+def test_a_webhook_registered_while_the_job_runs_gets_its_archived_end(own: RunnerSettings) -> None:
+    async def register(stores: Stores, job: Job) -> None:
+        await asyncio.sleep(0.5)  # SLOW runs for 2 s
+        webhook = Webhook(
+            id=new_id(), owner=job.owner, url="https://example.com/hook", progress=False, created=utcnow()
+        )
+        await stores.webhooks.insert_webhook(webhook)  # as the gateway registers one: inserted, then marked
+        await stores.jobs.mark_receivers_added(job.owner)
+
+    ran = run(own, SLOW, meanwhile=register)
+    assert ran.job.state is JobState.SUCCEEDED and ran.job.archive is not None and ran.job.receivers_added
     assert ran.packagings == 0 and ran.announcements == 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -18,6 +19,7 @@ from services.runner.runs import RunnerKit, take_job
 from services.runner.slots import Slots
 from services.runner.specs import AppVersions
 from shared.broker import Broker
+from shared.call_counts import tally
 from shared.models import Job, JobState, Queue, new_id, utcnow
 from shared.settings import RunnerSettings, load
 from shared.storage import ObjectStorage
@@ -30,10 +32,10 @@ from tests.helpers.stacks import delete_queues
 Scenario = Callable[[RunnerKit], Awaitable[Any]]
 
 
-def with_kit(env: dict[str, str], scenario: Scenario) -> Any:
+def with_kit(env: dict[str, str], scenario: Scenario, **overrides: Any) -> Any:
     """Run ``scenario`` with a runner's kit of one slot, over a database and a queue namespace of its own."""
     settings = load(RunnerSettings).model_copy(
-        update={"mongo_database": f"runs_{new_id()}", "queue_namespace": f"r{new_id()}"}
+        update={"mongo_database": f"runs_{new_id()}", "queue_namespace": f"r{new_id()}"} | overrides
     )
 
     async def main() -> Any:
@@ -98,6 +100,20 @@ def test_a_job_whose_dispatch_was_taken_back_is_not_claimed(env: dict[str, str])
     assert (job.state, job.worker, job.run_token) == (JobState.QUEUED, None, None)
     assert used == 0
     assert [entry["state"] for entry in logs if entry["event"] == "job_claim_skipped"] == ["QUEUED"]
+
+
+def test_a_take_reads_the_job_and_its_owners_webhooks_in_one_command(env: dict[str, str], tmp_path: Path) -> None:
+    async def scenario(kit: RunnerKit) -> dict[str, int]:
+        job = make_job()
+        await kit.stores.jobs.insert_job(job)
+        await kit.stores.dispatch.undispatch(job.id)  # not claimable: the take stops at its read
+        counts = tally(tmp_path)
+        before = counts.snapshot().get("mongo", {})
+        await take_job(job.id, kit=kit)
+        after = counts.snapshot()["mongo"]
+        return {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name)}
+
+    assert with_kit(env, scenario, quern_count_calls=tmp_path) == {"aggregate:jobs": 1}
 
 
 def test_a_job_deleted_before_its_message_is_taken_is_left_alone(env: dict[str, str]) -> None:

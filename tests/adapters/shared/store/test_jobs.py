@@ -18,12 +18,15 @@ from shared.models import (
     JobState,
     OutputFile,
     StateChange,
+    Webhook,
     new_id,
     utcnow,
 )
 from shared.settings import Settings
 from shared.store import Stores
 from tests.helpers.records import ended, forced, in_store, make_dataset, make_job
+
+SUCCEEDED: dict[str, Any] = {"state": JobState.SUCCEEDED, "exit_code": 0, "error": None, "outputs": [], "logs": {}}
 
 
 def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings: Settings) -> None:
@@ -68,17 +71,10 @@ def test_a_job_is_finished_only_by_the_worker_and_run_that_hold_it(settings: Set
         await stores.jobs.insert_job(job)
         claimed = await stores.jobs.claim_job(job, worker="holder")
         assert claimed is not None and claimed.run_token is not None
-        outcome: dict[str, Any] = {
-            "state": JobState.SUCCEEDED,
-            "exit_code": 0,
-            "error": None,
-            "outputs": [],
-            "logs": {},
-        }
         return (
-            await stores.jobs.finish_job(claimed.model_copy(update={"worker": "intruder"}), **outcome),
-            await stores.jobs.finish_job(claimed.model_copy(update={"run_token": "an-earlier-run"}), **outcome),
-            await stores.jobs.finish_job(claimed, **outcome),
+            await stores.jobs.finish_job(claimed.model_copy(update={"worker": "intruder"}), **SUCCEEDED),
+            await stores.jobs.finish_job(claimed.model_copy(update={"run_token": "an-earlier-run"}), **SUCCEEDED),
+            await stores.jobs.finish_job(claimed, **SUCCEEDED),
         )
 
     intruder, stale, holder = in_store(settings, scenario)
@@ -111,6 +107,75 @@ def test_a_finish_returns_the_job_as_stored_but_for_what_changed_while_it_ran(se
     assert stored.progress is not None and stored.cancel_requested is not None  # not read back: as claimed
     lagging = {"lease": stored.lease, "progress": stored.progress, "cancel_requested": stored.cancel_requested}
     assert finished.model_copy(update=lagging) == stored
+
+
+def webhook_of(owner: str) -> Webhook:
+    return Webhook(id=new_id(), owner=owner, url="https://example.com/hook", progress=False, created=utcnow())
+
+
+def test_a_job_read_to_run_says_whether_its_owner_has_registered_a_webhook(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[tuple[Job, Job]]:
+        with_hook, without = make_job(owner="hooked"), make_job(owner="plain")
+        for job in (with_hook, without):
+            await stores.jobs.insert_job(job)
+        for _ in range(2):  # two of them: still one job read
+            await stores.webhooks.insert_webhook(webhook_of("hooked"))
+        return [
+            (await stores.jobs.get_job_to_run(job.id), await stores.jobs.get_job(job.id))
+            for job in (with_hook, without)
+        ]
+
+    (hooked, hooked_stored), (plain, plain_stored) = in_store(settings, scenario)
+    assert hooked.receivers_added and not hooked_stored.receivers_added
+    assert hooked == hooked_stored.model_copy(update={"receivers_added": True})
+    assert not plain.receivers_added and plain == plain_stored
+
+
+def test_a_job_to_run_that_is_gone_is_not_found(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> None:
+        with pytest.raises(NotFound):
+            await stores.jobs.get_job_to_run(new_id())
+
+    in_store(settings, scenario)
+
+
+def test_a_registered_webhook_marks_only_its_owners_queued_and_running_jobs(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> dict[str, bool]:
+        queued, running, done, others = make_job(), make_job(), ended(5), make_job(owner="someone-else")
+        for job in (queued, running, done, others):
+            await stores.jobs.insert_job(job)
+        assert await stores.jobs.claim_job(running, worker="w") is not None
+        await stores.jobs.mark_receivers_added(queued.owner)
+        stored = {
+            name: await stores.jobs.get_job(job.id)
+            for name, job in [("queued", queued), ("running", running), ("done", done), ("others", others)]
+        }
+        return {name: job.receivers_added for name, job in stored.items()}
+
+    assert in_store(settings, scenario) == {"queued": True, "running": True, "done": False, "others": False}
+
+
+def test_a_finish_says_whether_a_webhook_was_registered_since_the_take(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[Job | None, Job | None, Job | None, list[Job]]:
+        jobs = [make_job(owner=owner) for owner in ("quiet", "late", "stale")]
+        claimed: list[Job] = []
+        for job in jobs:
+            await stores.jobs.insert_job(job)
+            taken = await stores.jobs.claim_job(await stores.jobs.get_job_to_run(job.id), worker="w")
+            assert taken is not None and not taken.receivers_added
+            claimed.append(taken)
+        await stores.webhooks.insert_webhook(webhook_of("late"))
+        await stores.jobs.mark_receivers_added("late")
+        quiet, late, _ = claimed
+        stale = claimed[2].model_copy(update={"run_token": "an-earlier-run"})
+        finished = [await stores.jobs.finish_job(job, **SUCCEEDED) for job in (quiet, late, stale)]
+        return finished[0], finished[1], finished[2], [await stores.jobs.get_job(job.id) for job in jobs]
+
+    quiet, late, stale, stored = in_store(settings, scenario)
+    assert quiet is not None and not quiet.receivers_added
+    assert late is not None and late.receivers_added
+    assert stale is None
+    assert [job.state for job in stored] == [JobState.SUCCEEDED, JobState.SUCCEEDED, JobState.RUNNING]
 
 
 def test_a_claim_returns_the_job_as_stored_but_for_the_lease_the_database_stamped(settings: Settings) -> None:
