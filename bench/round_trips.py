@@ -58,11 +58,10 @@ async def timings(url: str, reps: int) -> list[tuple[str, str, float]]:
     lease = utcnow() + timedelta(minutes=1)
     jobs, dispatch = stores.jobs, stores.dispatch
     await timed("gateway", "insert_job", lambda n: jobs.insert_job(queued[n]))
-    await timed("dispatcher", "list_workers", lambda n: stores.workers.list_workers())
     await timed(
         "dispatcher",
-        "dispatch_view (in flight, user limits, paused queues)",
-        lambda n: dispatch.dispatch_view(live_workers=["w"]),
+        "dispatch_view (live runners, in flight, user limits, paused queues, dependencies)",
+        lambda n: dispatch.dispatch_view(alive_after=utcnow() - timedelta(seconds=30)),
     )
     await timed(
         "dispatcher",

@@ -56,9 +56,15 @@ class BatchStore:
             if result.deleted_count:
                 await self._jobs.delete_many({"batch": batch_id})
 
-    async def uncommitted_batches(self, *, created_before: datetime | None = None) -> list[str]:
-        """Ids of batches still being stored (or, with ``created_before``, abandoned while being stored)."""
+    async def uncommitted_batches(
+        self, *, created_before: datetime | None = None, among: list[str] | None = None
+    ) -> list[str]:
+        """Ids of batches still being stored (or, with ``created_before``, abandoned while being stored);
+        with ``among``, only of these.
+        """
         match: Document = {"committed": False}
+        if among is not None:
+            match["_id"] = {"$in": among}
         if created_before is not None:
             match["created"] = {"$lt": created_before}
         with translated("batches"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
@@ -21,22 +22,27 @@ from shared.store.database import (
     update_by_ids,
 )
 from shared.store.jobs import ended, transition
+from shared.tasks import RUNNER_SERVICE
 
 
 @dataclass(frozen=True)
 class DispatchView:
-    """What a dispatch pass weighs jobs by: jobs in flight per owner, users' own limits, paused queues."""
+    """What a pass weighs jobs by: runner slots, jobs in flight per owner, users' own limits, paused queues, and
+    what QUEUED jobs wait on.
+    """
 
-    in_flight: dict[str, int]
+    capacity: int  # the slots of the live runners
+    in_flight: dict[str, int]  # per owner: RUNNING on a live worker, or sent and not started yet
     limits: dict[str, int]  # user id -> max_running, for the users that have one of their own
     paused: list[tuple[str, str]]  # (owner, name)
+    waited: list[str]  # ids that QUEUED jobs still wait on, as ``waited_on`` reads them
+    glimpse: list[Job]  # the first startable jobs, if asked for, those of paused queues left out
+    crowded: bool  # as many were read as asked for (paused ones included): there may be more
 
 
-def _as(kind: str, n: str | None = None) -> Document:
-    """A ``$project`` that tags a user's (``_id``) or a queue's (``owner``, ``name``) row of the view."""
-    if n is not None:
-        return {"$project": {"_id": 0, "kind": {"$literal": kind}, "owner": "$_id", "n": n}}
-    return {"$project": {"_id": 0, "kind": {"$literal": kind}, "owner": 1, "name": 1}}
+def _as(kind: str, **fields: Any) -> Document:
+    """A ``$project`` that tags a row of the view with its kind."""
+    return {"$project": {"_id": 0, "kind": {"$literal": kind}, **fields}}
 
 
 class DispatchStore:
@@ -47,6 +53,7 @@ class DispatchStore:
         # Read by the dispatch view only; their stores own them (and their indexes).
         self._users = database.collection("users")
         self._queues = database.collection("queues")
+        self._workers = database.collection("workers")
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
@@ -59,34 +66,103 @@ class DispatchStore:
             # The reaper's scan: RUNNING jobs whose lease lapsed.
             await self._jobs.create_index([("state", ASCENDING), ("lease", ASCENDING)])
 
-    async def dispatch_view(self, *, live_workers: list[str]) -> DispatchView:
+    async def dispatch_view(self, *, alive_after: datetime, glimpse: int = 0) -> DispatchView:
         """What a pass weighs jobs by, in one aggregate (``$unionWith``, MongoDB 4.4+), each part by its own index.
 
-        Per owner, the jobs RUNNING on a live worker or sent to RabbitMQ and not started yet; then the
-        users with a limit of their own (``AccountStore.user_limits``) and the paused queues
-        (``QueueStore.paused_queues``), the same queries those stores make.
+        The workers heartbeating after ``alive_after`` (the database's time; ``WorkerStore.live_workers``
+        judges them alike); per owner and worker, the RUNNING jobs, and per owner the jobs sent to
+        RabbitMQ and not started yet; the users with a limit of their own (``AccountStore.user_limits``),
+        the paused queues (``QueueStore.paused_queues``), what QUEUED jobs wait on (``waited_on``) and,
+        if ``glimpse``, the first that many startable jobs (``dispatch_candidates`` without its filters;
+        those of paused queues are left out here). RUNNING jobs count in flight only on a live worker,
+        which the rows of the workers tell.
         """
-        running = {"state": JobState.RUNNING.value, "worker": {"$in": live_workers}}
-        sent = {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}}
-        limits = {"max_running": {"$ne": None}}
+        waiting = {"state": JobState.QUEUED.value, "waiting_on": {"$ne": []}}
         pipeline: list[Document] = [
-            {"$match": running},
-            {"$unionWith": {"coll": self._jobs.name, "pipeline": [{"$match": sent}]}},
-            {"$group": {"_id": "$owner", "n": {"$sum": 1}}},
-            {"$project": {"_id": 0, "kind": {"$literal": "in_flight"}, "owner": "$_id", "n": 1}},
-            {"$unionWith": {"coll": self._users.name, "pipeline": [{"$match": limits}, _as("limit", "$max_running")]}},
-            {"$unionWith": {"coll": self._queues.name, "pipeline": [{"$match": {"paused": True}}, _as("paused")]}},
+            {"$match": {"state": JobState.RUNNING.value}},
+            {"$group": {"_id": {"owner": "$owner", "worker": "$worker"}, "n": {"$sum": 1}}},
+            _as("running", owner="$_id.owner", worker="$_id.worker", n=1),
+            {
+                "$unionWith": {
+                    "coll": self._jobs.name,
+                    "pipeline": [
+                        {"$match": {"state": JobState.QUEUED.value, "dispatched": {"$ne": None}}},
+                        {"$group": {"_id": "$owner", "n": {"$sum": 1}}},
+                        _as("sent", owner="$_id", n=1),
+                    ],
+                }
+            },
+            {
+                "$unionWith": {
+                    "coll": self._workers.name,
+                    "pipeline": [
+                        {"$match": {"heartbeat": {"$gt": alive_after}}},
+                        _as("worker", worker="$_id", service=1, n="$concurrency"),
+                    ],
+                }
+            },
+            {
+                "$unionWith": {
+                    "coll": self._users.name,
+                    "pipeline": [
+                        {"$match": {"max_running": {"$ne": None}}},
+                        _as("limit", owner="$_id", n="$max_running"),
+                    ],
+                }
+            },
+            {
+                "$unionWith": {
+                    "coll": self._queues.name,
+                    "pipeline": [{"$match": {"paused": True}}, _as("paused", owner=1, name=1)],
+                }
+            },
+            {
+                "$unionWith": {
+                    "coll": self._jobs.name,
+                    "pipeline": [
+                        {"$match": waiting},
+                        {"$unwind": "$waiting_on"},
+                        {"$group": {"_id": "$waiting_on"}},
+                        _as("waited", owner="$_id"),
+                    ],
+                }
+            },
         ]
-        view = DispatchView({}, {}, [])
+        if glimpse:
+            first = [{"$match": self._startable()}, {"$sort": {"priority": DESCENDING, "_id": ASCENDING}}]
+            branch = [*first, {"$limit": glimpse}, _as("glimpse", job="$$ROOT")]
+            pipeline.append({"$unionWith": {"coll": self._jobs.name, "pipeline": branch}})
+        capacity, live, running = 0, set[str](), list[Document]()
+        jobs: list[Document] = []
+        in_flight: dict[str, int] = {}
+        limits: dict[str, int] = {}
+        paused: list[tuple[str, str]] = []
+        waited: list[str] = []
         with translated("dispatch view"):
             async for row in await self._jobs.aggregate(pipeline):
-                if row["kind"] == "in_flight":
-                    view.in_flight[row["owner"]] = row["n"]
-                elif row["kind"] == "limit":
-                    view.limits[row["owner"]] = int(row["n"])
+                kind = row["kind"]
+                if kind == "running":
+                    running.append(row)
+                elif kind == "sent":
+                    in_flight[row["owner"]] = in_flight.get(row["owner"], 0) + row["n"]
+                elif kind == "worker":
+                    live.add(row["worker"])
+                    capacity += int(row["n"]) if row["service"] == RUNNER_SERVICE else 0
+                elif kind == "limit":
+                    limits[row["owner"]] = int(row["n"])
+                elif kind == "paused":
+                    paused.append((row["owner"], row["name"]))
+                elif kind == "waited":
+                    waited.append(str(row["owner"]))
                 else:
-                    view.paused.append((row["owner"], row["name"]))
-        return view
+                    jobs.append(row["job"])
+        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
+        for row in running:
+            if row.get("worker") in live:
+                in_flight[row["owner"]] = in_flight.get(row["owner"], 0) + row["n"]
+        held = set(paused)
+        startable = [from_document(Job, doc) for doc in jobs if (doc["owner"], doc.get("queue")) not in held]
+        return DispatchView(capacity, in_flight, limits, paused, sorted(waited), startable, len(jobs) >= glimpse > 0)
 
     async def dispatch_candidates(
         self, *, limit: int, skip_owners: list[str], paused: list[tuple[str, str]], storing: list[str]
@@ -97,12 +173,7 @@ class DispatchStore:
         Jobs of paused queues are passed over here rather than in the query (an ``$nor`` of pairs,
         see shared.store.database); pausing is rare, and only a paused queue's own jobs are read past.
         """
-        match: Document = {
-            "state": JobState.QUEUED.value,
-            "dispatched": None,
-            "waiting_on": {"$size": 0},
-            "dispatch_lease": unset_or_before(utcnow()),
-        }
+        match = self._startable()
         if skip_owners:
             match["owner"] = {"$nin": skip_owners}
         if storing:
@@ -123,6 +194,16 @@ class DispatchStore:
                     break
             await cursor.close()
         return found
+
+    @staticmethod
+    def _startable() -> Document:
+        """QUEUED jobs not sent yet, waiting on nothing, and not being sent by a dispatcher now."""
+        return {
+            "state": JobState.QUEUED.value,
+            "dispatched": None,
+            "waiting_on": {"$size": 0},
+            "dispatch_lease": unset_or_before(utcnow()),
+        }
 
     async def lease_dispatches(self, job_ids: list[str], *, until: datetime) -> list[str]:
         """Take the right to send these jobs until ``until``; returns those taken, the others being sent, started

@@ -16,14 +16,23 @@ BAD_ENDS = {JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELED}
 
 
 async def settle_dependencies(
-    *, dispatch: DispatchStore, jobs: JobStore, events: EventStore, broker: Broker | None = None
+    *,
+    dispatch: DispatchStore,
+    jobs: JobStore,
+    events: EventStore,
+    broker: Broker | None = None,
+    waited: list[str] | None = None,
 ) -> bool:
     """Stop waiting on jobs that succeeded; fail the jobs that wait on one that failed, was canceled or is gone.
 
-    Returns whether any job stopped waiting on one that succeeded (it may be able to start now).
+    ``waited`` is what QUEUED jobs wait on, if the caller read it already (a pass reads it with its
+    dispatch view); else it is read here. Returns whether any job stopped waiting on one that
+    succeeded (it may be able to start now).
     """
     released = False
-    while waited := await dispatch.waited_on():
+    if waited is None:
+        waited = await dispatch.waited_on()
+    while waited:
         states = await jobs.job_states(waited)
         succeeded = [i for i in waited if states.get(i) is JobState.SUCCEEDED]
         ended_badly = {i: states.get(i) for i in waited if i not in states or states[i] in BAD_ENDS}
@@ -43,4 +52,5 @@ async def settle_dependencies(
                     await announce_end(broker, failed)
                 log.info("job_dependency_failed", job_id=job.id, dependency=culprit)
         # Loop: the jobs failed now may be waited on in turn.
+        waited = await dispatch.waited_on()
     return released

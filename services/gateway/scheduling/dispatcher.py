@@ -30,10 +30,10 @@ import structlog
 from starlette.concurrency import run_in_threadpool
 
 from shared.broker import Broker
-from shared.models import Job, WorkerInfo, utcnow
+from shared.models import Job, utcnow
 from shared.store.batches import BatchStore
 from shared.store.dispatch import DispatchStore, DispatchView
-from shared.tasks import RUN_JOB, RUNNER_SERVICE
+from shared.tasks import RUN_JOB
 
 log = structlog.get_logger()
 LEASE_SECONDS = 60
@@ -54,6 +54,7 @@ class Dispatcher:
     _left: int = 0  # run_job messages the last pass left waiting in RabbitMQ
     _backlog: bool = False  # the last pass left startable jobs behind: the budget ran out
     _crowded: bool = False  # the last look found ``GLIMPSE`` startable jobs or more: skip the glimpse
+    _storing_seen: set[str] = field(default_factory=set)  # batches last found being stored: kept out of a crowd's query
 
     def __post_init__(self) -> None:
         self._ahead = self.ahead
@@ -74,59 +75,52 @@ class Dispatcher:
         elif waiting > self._ahead // 2:
             self._ahead = max(self.ahead, self._ahead // 2)
 
-    async def dispatch_once(self, live: list[WorkerInfo]) -> int:
-        """One pass: lease and send what may start, given the live workers; how many jobs were sent.
+    async def dispatch_once(self, *, alive_after: datetime) -> tuple[int, list[str]]:
+        """One pass: lease and send what may start; how many jobs were sent, and what QUEUED jobs wait on.
 
-        The jobs in flight, the user limits and the paused queues come in one read. Unless the last
-        pass met a crowd, a pass then glimpses at the first ``GLIMPSE`` startable jobs (paused
-        queues passed over): none, and the pass is over; fewer, and they are all there are, so
-        the limits and (only if one of them is a batch's) the batches being stored are applied to
-        them here. A crowd is read filtered by the query, as many as the budget allows, until it thins out.
+        The live runners (heartbeat after ``alive_after``, the database's time), the jobs in flight,
+        the user limits, the paused queues and the dependencies come in one read (``dispatch_view``),
+        beside RabbitMQ's depth. Unless the last pass met a crowd, a pass glimpses at the first
+        ``GLIMPSE`` startable jobs (paused queues passed over): none, and the pass is over; fewer,
+        and they are all there are, so the limits are applied to them here. A crowd is read filtered
+        by the query, as many as the budget allows, until it thins out. Either way, the batches of
+        the jobs read are looked up after them, and only if there are any (see ``_storing``).
         """
-        capacity = sum(w.concurrency for w in live if w.service == RUNNER_SERVICE)
-        # RUNNING jobs of dead workers hold no slot: they wait for recovery, not for capacity.
         waiting, view = await asyncio.gather(
-            run_in_threadpool(self.broker.waiting, RUN_JOB), self._view(live, needed=capacity > 0)
+            run_in_threadpool(self.broker.waiting, RUN_JOB),
+            self.dispatch.dispatch_view(alive_after=alive_after, glimpse=0 if self._crowded else GLIMPSE),
         )
         self._adapt(waiting)
         self._backlog, self._left = False, waiting
-        if view is None:
+        sent = await self._dispatch(view)
+        self._left += sent
+        return sent, view.waited
+
+    async def _dispatch(self, view: DispatchView) -> int:
+        """Lease and send what may start by this view; how many jobs were sent."""
+        in_flight, limits = dict(view.in_flight), view.limits
+        budget = view.capacity + self._ahead - sum(in_flight.values())
+        if not view.capacity or budget <= 0:  # no runner (nowhere to run), or no slot free
             return 0
-        in_flight, limits = view.in_flight, view.limits
-        budget = capacity + self._ahead - sum(in_flight.values())
-        if budget <= 0:
-            return 0
-        glimpse: list[Job] | None = None
-        if not self._crowded:
-            glimpse = await self.dispatch.dispatch_candidates(
-                limit=GLIMPSE, skip_owners=[], paused=view.paused, storing=[]
-            )
-            if not glimpse:
-                return 0
-            self._crowded = len(glimpse) == GLIMPSE
-        # A job's batch record is written before the job, so batches read after the glimpse cover its jobs.
-        storing = await self._storing(needed=glimpse is None or self._crowded or any(job.batch for job in glimpse))
 
         def full(owner: str) -> bool:
             limit = limits.get(owner, self.user_max_running or None)
             return limit is not None and in_flight.get(owner, 0) >= limit
 
-        if self._crowded or glimpse is None:
-            candidates = await self.dispatch.dispatch_candidates(
-                limit=budget * 4 + 20,
-                skip_owners=[owner for owner in in_flight | limits if full(owner)],
-                paused=view.paused,
-                storing=storing,
-            )
-            self._crowded = len(candidates) >= GLIMPSE
+        if not self._crowded:
+            if not view.glimpse and not view.crowded:
+                return 0
+            self._crowded = view.crowded
+        if not self._crowded:
+            candidates, storing = view.glimpse, await self._storing(view.glimpse, hinted=[])
         else:
-            candidates = [job for job in glimpse if job.batch not in set(storing)]
+            candidates, storing = await self._crowd(budget, [o for o in in_flight | limits if full(o)], view.paused)
         chosen: list[Job] = []
         for job in candidates:
             if len(chosen) >= budget:
                 self._backlog = True
                 break
-            if not full(job.owner):
+            if job.batch not in storing and not full(job.owner):
                 chosen.append(job)
                 in_flight[job.owner] = in_flight.get(job.owner, 0) + 1
         # Milliseconds at random make this pass's lease its own: two schedulers leasing in the same
@@ -134,17 +128,37 @@ class Dispatcher:
         lease = utcnow() + timedelta(seconds=LEASE_SECONDS, milliseconds=random.randrange(1000))
         taken = set(await self.dispatch.lease_dispatches([job.id for job in chosen], until=lease))
         leased = [job for job in chosen if job.id in taken]  # the rest went to another dispatcher
-        sent = await self._send(leased, lease)
-        self._left += sent
-        return sent
+        return await self._send(leased, lease)
 
-    async def _view(self, live: list[WorkerInfo], *, needed: bool) -> DispatchView | None:
-        """Jobs in flight, user limits and paused queues, if ``needed`` (not while no runner has a slot)."""
-        return await self.dispatch.dispatch_view(live_workers=[w.id for w in live]) if needed else None
+    async def _crowd(
+        self, budget: int, skip_owners: list[str], paused: list[tuple[str, str]]
+    ) -> tuple[list[Job], set[str]]:
+        """As many startable jobs as the budget allows, the limits, pauses and batches being stored in the
+        query, and which of their batches are being stored. A batch found being stored that the query
+        did not keep out yet (thousands of its jobs may fill the read) is kept out of a second read.
+        """
+        for _ in range(2):
+            hinted = sorted(self._storing_seen)
+            candidates = await self.dispatch.dispatch_candidates(
+                limit=budget * 4 + 20, skip_owners=skip_owners, paused=paused, storing=hinted
+            )
+            self._crowded = len(candidates) >= GLIMPSE
+            storing = await self._storing(candidates, hinted=hinted)
+            if storing <= set(hinted):
+                break
+        return candidates, storing
 
-    async def _storing(self, *, needed: bool) -> list[str]:
-        """The batches being stored, if ``needed``: only when a job of a batch may be among the candidates."""
-        return await self.batches.uncommitted_batches() if needed else []
+    async def _storing(self, candidates: list[Job], *, hinted: list[str]) -> set[str]:
+        """Which of the candidates' batches (and of ``hinted``, kept out of the query) are still being stored.
+
+        A job's batch record is written before the job, so a read after the candidates covers their
+        batches; none of them in a batch, nothing is read. The batches found still being stored are
+        kept out of a crowd's next query, so a batch of thousands being stored does not fill it.
+        """
+        among = sorted({job.batch for job in candidates if job.batch} | set(hinted))
+        storing = set(await self.batches.uncommitted_batches(among=among)) if among else set()
+        self._storing_seen = storing | (self._storing_seen - set(among))
+        return storing
 
     async def _send(self, leased: list[Job], lease: datetime) -> int:
         """Publish the leased jobs' messages; those RabbitMQ did not take are given back to the next pass."""

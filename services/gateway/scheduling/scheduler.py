@@ -30,6 +30,7 @@ from services.gateway.scheduling.reaper import reap
 from services.gateway.scheduling.sweeps import sweep_abandoned_batches, sweep_expired_uploads, sweep_lost_messages
 from shared.broker import Broker
 from shared.errors import AppError
+from shared.models import MISSED_BEATS
 from shared.settings import SchedulerSettings
 from shared.storage import ObjectStorage
 from shared.store import Stores
@@ -114,10 +115,10 @@ class Scheduler:
         """
         stores = self.stores
         now = await self._database_now()  # heartbeats and leases are judged by the database's clock
-        live = await stores.workers.live_workers(self.heartbeat_seconds, now=now)
-        sent = await self.dispatcher.dispatch_once(live)
+        alive_after = now - timedelta(seconds=MISSED_BEATS * self.heartbeat_seconds)
+        sent, waited = await self.dispatcher.dispatch_once(alive_after=alive_after)
         if await settle_dependencies(
-            dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker
+            dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker, waited=waited
         ):
             self.wake()
         if not self._due("reap", max(self.interval, self.lease_seconds / REAP_SHARE)):

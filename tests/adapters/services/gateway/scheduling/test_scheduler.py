@@ -316,16 +316,28 @@ def test_a_pass_over_a_crowd_sends_only_what_may_start(settings: Settings) -> No
     assert sent == {"paused": False, "storing": False, "waiting": False}
 
 
-def test_the_dispatch_view_counts_jobs_in_flight_and_reads_user_limits_and_paused_queues(settings: Settings) -> None:
+def test_the_dispatch_view_reads_live_runners_jobs_in_flight_limits_paused_queues_and_dependencies(
+    settings: Settings,
+) -> None:
     async def scenario(stores: Stores) -> DispatchView:
         one, two, three, now = new_id(), new_id(), new_id(), utcnow()
+        live, dead, results = runner(concurrency=3), runner(concurrency=5), runner(concurrency=7)
+        await stores.workers.heartbeat(dead)
+        await asyncio.sleep(0.01)  # heartbeats are stamped by the database's clock, to the millisecond
+        for worker in (live, results.model_copy(update={"service": "results"})):
+            await stores.workers.heartbeat(worker)
         for job in (
-            undispatched(owner=one, state=JobState.RUNNING, worker="live", started=now),
-            undispatched(owner=one, state=JobState.RUNNING, worker="dead", started=now),
+            undispatched(owner=one, state=JobState.RUNNING, worker=live.id, started=now),
+            undispatched(owner=one, state=JobState.RUNNING, worker=dead.id, started=now),
             undispatched(owner=one).model_copy(update={"dispatched": now}),
             undispatched(owner=two).model_copy(update={"dispatched": now}),
-            undispatched(owner=two),
+            undispatched(owner=two, priority=9),
+            undispatched(owner=one, priority=5, queue="held"),  # read, but left out: its queue is paused
+            undispatched(owner=three, priority=1),  # beyond the glimpse of two
             undispatched(owner=two, state=JobState.SUCCEEDED),
+            undispatched(owner=two, depends_on=["a", "b"], waiting_on=["a", "b"]),
+            undispatched(owner=three, depends_on=["b", "c"], waiting_on=["c"]),
+            undispatched(owner=three, state=JobState.FAILED, depends_on=["d"], waiting_on=["d"]),
         ):
             await stores.jobs.insert_job(job)
         for user, limit in ((one, None), (three, 4)):
@@ -337,12 +349,45 @@ def test_the_dispatch_view_counts_jobs_in_flight_and_reads_user_limits_and_pause
                 Queue(id=new_id(), owner=owner, name=name, created=now, updated=now)
             )
             await stores.queues.set_queue_paused(queue.id, owner=owner, paused=paused)
-        view = await stores.dispatch.dispatch_view(live_workers=["live"])
+        # The dead runner's heartbeat is older than the view's cut-off: it counts neither slots nor jobs.
+        written = {w.id: w.heartbeat for w in await stores.workers.list_workers()}
+        view = await stores.dispatch.dispatch_view(alive_after=written[dead.id], glimpse=2)
         names = {one: "one", two: "two", three: "three"}
         return DispatchView(
+            view.capacity,
             {names[owner]: n for owner, n in view.in_flight.items()},
             {names[user]: n for user, n in view.limits.items()},
             [(names[owner], name) for owner, name in view.paused],
+            view.waited,
+            [job.model_copy(update={"owner": names[job.owner]}) for job in view.glimpse],
+            view.crowded,
         )
 
-    assert in_store(settings, scenario) == DispatchView({"one": 2, "two": 1}, {"three": 4}, [("one", "held")])
+    view = in_store(settings, scenario)
+    assert [(job.owner, job.priority) for job in view.glimpse] == [("two", 9)] and view.crowded
+    assert view == DispatchView(
+        3, {"one": 2, "two": 1}, {"three": 4}, [("one", "held")], ["a", "b", "c"], view.glimpse, True
+    )
+
+
+def test_a_batch_being_stored_does_not_crowd_out_the_jobs_behind_it(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> tuple[int, bool, bool]:
+        broker = Broker(alone)
+        try:
+            owner, storing = new_id(), new_id()
+            batch = [undispatched(owner=owner, priority=9, batch=storing) for _ in range(3 * GLIMPSE)]
+            await stores.batches.insert_batch(Batch(id=storing, owner=owner, size=len(batch), created=utcnow()), batch)
+            behind = undispatched(owner=owner, priority=1)
+            await stores.jobs.insert_job(behind)
+            await stores.workers.heartbeat(runner(concurrency=1))
+            sent = await make_scheduler(stores, broker, alone).pass_once()
+            stored = any([(await stores.jobs.get_job(job.id)).dispatched for job in batch])
+            return sent, (await stores.jobs.get_job(behind.id)).dispatched is not None, stored
+        finally:
+            await asyncio.to_thread(broker.close)
+
+    alone = settings.model_copy(update={"mongo_database": f"dispatch_{new_id()}", "queue_namespace": f"d{new_id()}"})
+    try:
+        assert in_store(alone, scenario) == (1, True, False)
+    finally:
+        delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
