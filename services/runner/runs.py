@@ -201,20 +201,12 @@ async def _record_end(job: Job, sandbox: Sandbox, outcome: Outcome, start: Start
             "error": outcome.error,
             "outputs": outcome.outputs,
             "logs": logs,
+            "output_logs": outcome.output_logs,
         }
     )
     archive = await _archive(ended, sandbox, kit=kit)
     finished = await finish(
-        job,
-        jobs=stores.jobs,
-        state=outcome.state,
-        exit_code=outcome.exit_code,
-        error=outcome.error,
-        outputs=outcome.outputs,
-        logs=logs,
-        output_logs=outcome.output_logs,
-        finished=ended.finished,
-        archive=archive,
+        ended if archive is None else ended.model_copy(update={"archive": archive}), jobs=stores.jobs
     )
     if finished is None and archive is not None:
         finished = await _attached_meanwhile(job, archive, jobs=stores.jobs)
@@ -274,15 +266,15 @@ async def _archive(ended: Job, sandbox: Sandbox, *, kit: RunnerKit) -> Archive |
         return None
 
 
-async def finish(job: Job, *, jobs: JobStore, **outcome: object) -> Job | None:
-    """Record the outcome on this run, riding out a Mongo outage rather than leaving the job RUNNING."""
+async def finish(ended: Job, *, jobs: JobStore) -> Job | None:
+    """Record ``ended``, the claimed job with its end, riding out a Mongo outage rather than leaving it RUNNING."""
     for pause in FINISH_BACKOFF_SECONDS:
         try:
-            return await jobs.finish_job(job, **outcome)  # type: ignore[arg-type]
+            return await jobs.finish_job(ended)
         except Unavailable as exc:
-            log.warning("job_finish_retrying", job_id=job.id, detail=exc.detail, retry_in=pause)
+            log.warning("job_finish_retrying", job_id=ended.id, detail=exc.detail, retry_in=pause)
             await asyncio.sleep(pause)
-    return await jobs.finish_job(job, **outcome)  # type: ignore[arg-type]
+    return await jobs.finish_job(ended)
 
 
 async def _preempt(job: Job, sandbox: Sandbox, start: StartEvent, *, kit: RunnerKit) -> None:

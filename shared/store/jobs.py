@@ -14,14 +14,10 @@ from pymongo import ASCENDING, DESCENDING
 from shared.errors import NotFound
 from shared.models import (
     DEFAULT_QUEUE,
-    Archive,
     ExecutorLog,
     Job,
-    JobError,
     JobProgress,
     JobState,
-    OutputFile,
-    OutputFileLog,
     StateChange,
     new_id,
     utcnow,
@@ -116,6 +112,10 @@ async def transition(
     with translated(f"job {match['_id']}"):
         doc = await update_and_read(jobs, match, update)
     return None if doc is None else from_document(Job, doc)
+
+
+# What a run's end sets (``JobStore.finish_job``): the rest of the job is as its claim left it.
+END_FIELDS = ("state", "finished", "exit_code", "error", "outputs", "logs", "output_logs", "archive")
 
 
 def ended(state: JobState, reason: str) -> Document:
@@ -326,51 +326,31 @@ class JobStore:
             self._jobs, match, reset, push={"history": _history_entry(change)}, add={"preemptions": 1}
         )
 
-    async def finish_job(
-        self,
-        job: Job,
-        *,
-        state: JobState,
-        exit_code: int | None,
-        error: JobError | None,
-        outputs: list[OutputFile],
-        logs: dict[str, str],
-        output_logs: list[OutputFileLog] | None = None,
-        finished: datetime | None = None,
-        archive: Archive | None = None,
-    ) -> Job | None:
-        """Record the end of ``job``'s run, as claimed; None if the job is not RUNNING on that run (a stale run).
+    async def finish_job(self, ended: Job) -> Job | None:
+        """Record the end of a run, ``ended`` being the job as claimed with its end's fields; None if stale.
 
-        ``finished`` is when it ended (now if None). A TES task's run also records the files its outputs
-        delivered (``output_logs``); a run its runner archived, its ``archive``, attached only with its end.
+        The end's fields are ``END_FIELDS``: the terminal state, when it ended (now if unset), exit
+        code, error, outputs, logs, a TES task's delivered files (``output_logs``) and, for a run its
+        runner archived, its ``archive``, attached only with its end. None if the job is not RUNNING on
+        that run (worker and run token) any more: a stale run.
 
-        One ``update_one``, a compare-and-set on the run (state, worker and run token). The job returned
-        is the one claimed with the end's changes, not read back: what changed meanwhile without moving
-        it off this run is as claimed (``cancel_requested``, ``progress``, ``lease``, ``executor_logs``,
-        ``dispatched``); the end's event, log line and announcement use none of them.
+        One ``update_one``, a compare-and-set on the run. The job returned is ``ended``, not read
+        back: what changed meanwhile without moving it off this run is as claimed (``cancel_requested``,
+        ``progress``, ``lease``, ``executor_logs``, ``dispatched``); the end's event, log line and
+        announcement use none of them.
 
         A job read without ``receivers_added`` is first finished only if still unmarked (no webhook
         registered since its take: its end goes to nobody, and nothing is read to learn it); if that
         matches nothing, the finish is tried as usual, and the job returned says ``receivers_added``.
         """
-        if not state.terminal:
-            raise ValueError(f"{state} is not a terminal state")
-        end: dict[str, object] = {
-            "state": state,
-            "finished": finished or utcnow(),
-            "exit_code": exit_code,
-            "error": error,
-            "outputs": outputs,
-            "logs": logs,
-            **({} if output_logs is None else {"output_logs": output_logs}),
-            **({} if archive is None else {"archive": archive}),
-        }
-        done = job.model_copy(update=end)
+        if not ended.state.terminal:
+            raise ValueError(f"{ended.state} is not a terminal state")
+        done = ended if ended.finished is not None else ended.model_copy(update={"finished": utcnow()})
         document = to_document(done)  # each field stored as an inserted job's would be
-        match = {"_id": job.id, "state": JobState.RUNNING.value, "worker": job.worker, "run_token": job.run_token}
-        update = {"$set": {name: document[name] for name in end}}
-        with translated(f"job {job.id}"):
-            if not job.receivers_added:
+        match = {"_id": done.id, "state": JobState.RUNNING.value, "worker": done.worker, "run_token": done.run_token}
+        update = {"$set": {name: document[name] for name in END_FIELDS}}
+        with translated(f"job {done.id}"):
+            if not done.receivers_added:
                 written = await self._jobs.update_one(match | {"receivers_added": {"$ne": True}}, update)
                 if written.matched_count:
                     return done

@@ -86,9 +86,8 @@ class Tes:
             drivers={"docker": DockerDriver(str(self.podman), run_as=NOBODY)} if drivers is None else drivers,
         )
         fields = {"exit_code": outcome.exit_code, "error": outcome.error, "outputs": outcome.outputs}
-        await finish(
-            job, jobs=self.stores.jobs, state=outcome.state, logs={}, output_logs=outcome.output_logs, **fields
-        )
+        end: dict[str, object] = {"state": outcome.state, "logs": {}, "output_logs": outcome.output_logs, **fields}
+        await finish(job.model_copy(update=end), jobs=self.stores.jobs)
         return outcome, await self.stores.jobs.get_job(job.id)
 
     async def quern_file(self, content: bytes) -> str:

@@ -251,10 +251,9 @@ def test_an_archive_rides_only_on_the_finish_of_the_current_run_and_is_then_neve
         archive = Archive(key="runner", size=1, sha256="x", created=at)
 
         async def finish(run_token: str | None) -> Job | None:
-            return await stores.jobs.finish_job(
-                claimed.model_copy(update={"run_token": run_token}), state=JobState.SUCCEEDED, exit_code=0,
-                error=None, outputs=[], logs={}, finished=at, archive=archive,
-            )  # fmt: skip
+            end = {"state": JobState.SUCCEEDED, "exit_code": 0, "error": None, "outputs": [], "logs": {}}
+            end |= {"finished": at, "archive": archive}
+            return await stores.jobs.finish_job(claimed.model_copy(update={"run_token": run_token, **end}))
 
         stale, holder = await finish("an-earlier-run"), await finish(claimed.run_token)
         lost = await stores.archives.unpackaged_jobs(finished_before=utcnow(), resent_before=utcnow(), limit=10)

@@ -39,14 +39,7 @@ def test_a_dataset_is_in_use_only_while_a_job_reading_it_is_unfinished(settings:
         claimed = await stores.jobs.claim_job(job, worker="w")
         assert claimed is not None
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
-        await stores.jobs.finish_job(
-            claimed,
-            state=JobState.SUCCEEDED,
-            exit_code=0,
-            error=None,
-            outputs=[],
-            logs={},
-        )
+        await stores.jobs.finish_job(claimed.model_copy(update=SUCCEEDED))
         seen.append(await stores.jobs.dataset_in_use(dataset.id))
         return seen
 
@@ -72,9 +65,9 @@ def test_a_job_is_finished_only_by_the_worker_and_run_that_hold_it(settings: Set
         claimed = await stores.jobs.claim_job(job, worker="holder")
         assert claimed is not None and claimed.run_token is not None
         return (
-            await stores.jobs.finish_job(claimed.model_copy(update={"worker": "intruder"}), **SUCCEEDED),
-            await stores.jobs.finish_job(claimed.model_copy(update={"run_token": "an-earlier-run"}), **SUCCEEDED),
-            await stores.jobs.finish_job(claimed, **SUCCEEDED),
+            await stores.jobs.finish_job(claimed.model_copy(update={"worker": "intruder", **SUCCEEDED})),
+            await stores.jobs.finish_job(claimed.model_copy(update={"run_token": "an-earlier-run", **SUCCEEDED})),
+            await stores.jobs.finish_job(claimed.model_copy(update=SUCCEEDED)),
         )
 
     intruder, stale, holder = in_store(settings, scenario)
@@ -91,15 +84,15 @@ def test_a_finish_returns_the_job_as_stored_but_for_what_changed_while_it_ran(se
         progress = JobProgress(percent=50, step="half way", at=utcnow())
         await stores.jobs.set_progress(job.id, progress, run_token=claimed.run_token)
         assert await stores.jobs.request_cancel(job.id, owner=None) is not None
-        finished = await stores.jobs.finish_job(
-            claimed,
-            state=JobState.CANCELED,
-            exit_code=None,
-            error=JobError(reason="canceled on request while it ran", stderr_tail="bye"),
-            outputs=[OutputFile(path="out/a.txt", size=1, sha256="0" * 64, content_type="text/plain", key="k")],
-            logs={"stdout": "logs/stdout"},
-            archive=Archive(key="runner", size=1, sha256="x", created=utcnow()),
-        )
+        end = {
+            "state": JobState.CANCELED,
+            "exit_code": None,
+            "error": JobError(reason="canceled on request while it ran", stderr_tail="bye"),
+            "outputs": [OutputFile(path="out/a.txt", size=1, sha256="0" * 64, content_type="text/plain", key="k")],
+            "logs": {"stdout": "logs/stdout"},
+            "archive": Archive(key="runner", size=1, sha256="x", created=utcnow()),
+        }
+        finished = await stores.jobs.finish_job(claimed.model_copy(update=end))
         return finished, await stores.jobs.get_job(job.id)
 
     finished, stored = in_store(settings, scenario)
@@ -168,7 +161,7 @@ def test_a_finish_says_whether_a_webhook_was_registered_since_the_take(settings:
         await stores.jobs.mark_receivers_added("late")
         quiet, late, _ = claimed
         stale = claimed[2].model_copy(update={"run_token": "an-earlier-run"})
-        finished = [await stores.jobs.finish_job(job, **SUCCEEDED) for job in (quiet, late, stale)]
+        finished = [await stores.jobs.finish_job(job.model_copy(update=SUCCEEDED)) for job in (quiet, late, stale)]
         return finished[0], finished[1], finished[2], [await stores.jobs.get_job(job.id) for job in jobs]
 
     quiet, late, stale, stored = in_store(settings, scenario)
