@@ -28,7 +28,7 @@ from devstack.processes import Process, free_port, port_open, wait_until
 from devstack.stack import Stack
 from shared.tasks import RUN_JOB
 from tests.helpers.clients import client_for, eventually, read_stream, script_app, states, wait_for
-from tests.helpers.stacks import stop_all
+from tests.helpers.stacks import services_running
 
 CONSUMER_TIMEOUT_MS = 3000
 JOB_SECONDS = 8  # well past the timeout plus a tick, so the channel is closed mid-job
@@ -114,11 +114,8 @@ def timeout_stack(servers: Stack, node: TimeoutNode, tmp_path_factory: pytest.Te
         namespace=f"{servers.namespace}-ct",
         database=f"{servers.database}_ct_{uuid.uuid4().hex[:6]}",
     )
-    try:
-        stack.start_services()
+    with services_running(stack):
         yield stack
-    finally:
-        stop_all(stack.services())
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.helpers.clients import archive_members, client_for, processes_mentioning, wait_for
-from tests.helpers.stacks import own_stack, stop_all
+from tests.helpers.stacks import own_stack, services_running
 
 NOBODY = 65534
 WHO = (
@@ -55,12 +55,8 @@ def drivers_stack(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> I
         RUN_AS_USER="nobody",
         WORK_DIR=str(work / "work"),
     )
-    try:
-        stack.start_services()
+    with services_running(stack, leaving=work):
         yield stack, calls
-    finally:
-        stop_all(stack.services())
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import tes
 from devstack.stack import Stack
 from tests.helpers.clients import add_user, client_for, eventually, upload
 from tests.helpers.containers import build_image, ensure_podman, podman_command
-from tests.helpers.stacks import own_stack, stop_all
+from tests.helpers.stacks import own_stack, services_running
 
 
 @dataclass
@@ -54,12 +54,8 @@ def tes_stack(servers: Stack, s3: Any, tmp_path_factory: pytest.TempPathFactory)
         WORK_DIR=str(work),
         RUNNER_CONCURRENCY="2",
     )
-    try:
-        stack.start_services()
+    with services_running(stack, leaving=work.parent):
         yield TesStack(stack, image, bucket)
-    finally:
-        stop_all(stack.services())
-        shutil.rmtree(work.parent, ignore_errors=True)
 
 
 @dataclass

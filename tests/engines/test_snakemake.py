@@ -26,7 +26,6 @@ network for the engine image.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -42,7 +41,7 @@ from devstack.stack import LOCAL_S3_KEY, LOCAL_S3_SECRET, Stack
 from tests.helpers.clients import add_user, client_for
 from tests.helpers.containers import ULIMITS, podman_command
 from tests.helpers.engine_image import IMAGE, build_engine_image
-from tests.helpers.stacks import own_stack, stop_all
+from tests.helpers.stacks import own_stack, services_running
 
 BUCKETS = "quern-wf-*"
 SNAKEFILE = """\
@@ -93,12 +92,8 @@ def engine(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         TES_NETWORK="host",
         TES_S3_BUCKETS=BUCKETS,  # the stack's own S3 and keys (TES_S3_*) are every development stack's
     )
-    try:
-        stack.start_services()
+    with services_running(stack, leaving=work.parent):
         yield Engine(stack, image, podman)
-    finally:
-        stop_all(stack.services())
-        shutil.rmtree(work.parent, ignore_errors=True)
 
 
 @pytest.fixture

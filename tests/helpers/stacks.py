@@ -5,8 +5,11 @@ The settings are named here for the tests that rely on them; tests/conftest.py a
 
 from __future__ import annotations
 
+import shutil
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,6 +62,18 @@ def stop_all(processes: list[Process]) -> None:
     """Stop the processes side by side, so their grace periods overlap rather than add up."""
     with ThreadPoolExecutor(max(1, len(processes))) as pool:
         list(pool.map(Process.stop, processes))
+
+
+@contextmanager
+def services_running(stack: Stack, *, leaving: Path | None = None) -> Iterator[Stack]:
+    """``stack``'s gateway, runner and results, started; stopped on exit, and then ``leaving`` removed."""
+    try:
+        stack.start_services()
+        yield stack
+    finally:
+        stop_all(stack.services())
+        if leaving is not None:
+            shutil.rmtree(leaving, ignore_errors=True)
 
 
 def delete_queues(rabbitmq_url: str, namespace: str) -> None:
