@@ -58,7 +58,7 @@ class Scheduler:
     max_attempts: int
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
-    _done: dict[str, float] = field(default_factory=dict)  # chore -> when a pass last did it (time.monotonic)
+    _last_reap: float | None = None  # when a pass last looked for orphans (time.monotonic)
     _clock: tuple[float, datetime] | None = None  # (time.monotonic, the database's time) at the last reading
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -121,8 +121,12 @@ class Scheduler:
             dispatch=stores.dispatch, jobs=stores.jobs, events=stores.events, broker=self.broker, waited=waited
         ):
             self.wake()
-        if not self._due("reap", max(self.interval, self.lease_seconds / REAP_SHARE)):
+        steady = time.monotonic()
+        if self._last_reap is not None and steady - self._last_reap < max(
+            self.interval, self.lease_seconds / REAP_SHARE
+        ):
             return sent
+        self._last_reap = steady
         await reap(
             dispatch=stores.dispatch,
             jobs=stores.jobs,
@@ -134,14 +138,6 @@ class Scheduler:
             now=now,
         )
         return sent
-
-    def _due(self, chore: str, every: float) -> bool:
-        """Whether ``chore`` was last done ``every`` seconds ago or more (or never); if so, it counts as done now."""
-        now = time.monotonic()
-        if chore in self._done and now - self._done[chore] < every:
-            return False
-        self._done[chore] = now
-        return True
 
     async def _database_now(self) -> datetime:
         """The database's time: read every ``CLOCK_SECONDS``, counted on by this process's steady clock in between."""
