@@ -237,7 +237,7 @@ def test_before_a_jobs_first_run_no_sandbox_is_looked_for(work: Path, bwrap: Bub
         asyncio.run(LocalDriver(bwrap=bwrap).clean_up("01LEFTOVER", fresh=True))
         assert sandbox.poll() is None
     finally:
-        sandbox.kill()
+        kill_sandboxes(str(box.run))  # bwrap and its namespace's init: killing bwrap alone leaves the init
         sandbox.wait()
 
 
@@ -255,7 +255,7 @@ def test_a_sandbox_is_found_by_a_word_past_the_first_read_of_its_command_line(wo
             time.sleep(0.05)
         assert sandbox.pid in sandboxes_naming(marker)
     finally:
-        sandbox.kill()
+        kill_sandboxes(marker)  # bwrap and its namespace's init: killing bwrap alone leaves the init
         sandbox.wait()
 
 
