@@ -75,7 +75,8 @@ class Probe:
             try:
                 self._connection = pika.BlockingConnection(params)
                 return self._connection
-            except (pika.exceptions.AMQPError, OSError) as exc:
+            # pika raises ValueError ("Expected connected socket") for a connection reset as it is made.
+            except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
                 failure = exc
         raise Unavailable("RabbitMQ does not answer") from failure
 

@@ -23,7 +23,6 @@ from shared.settings import Settings
 log = structlog.get_logger()
 # From a heartbeat's round trip to a dataset's packaging.
 SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600)
-BYTES_BUCKETS = tuple(float(2**power) for power in range(10, 41, 3))  # 1 KiB to 1 TiB, by eights
 
 MESSAGES = Counter(
     "quern_worker_messages", "Messages a worker processed, by actor and outcome", ["service", "actor", "outcome"]

@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -42,6 +41,7 @@ from dramatiq.middleware.asyncio import AsyncIO
 
 from shared.broker import Broker
 from shared.errors import AppError
+from shared.liveness import touch
 from shared.logging import MessageContext
 from shared.metrics import BUSY, HEARTBEAT, SLOTS, MessageMetrics, MetricsListener
 from shared.models import WorkerInfo, utcnow
@@ -206,20 +206,6 @@ class OpenClients(Middleware):
                 await self.resources._stores.close()
 
         _loop().run_coroutine(close())
-
-
-def touch(path: Path | None) -> None:
-    """Mark the worker alive for its livenessProbe: the file's modification time is now.
-
-    Called on the event loop: one utime on a local file, cheaper than a hop to a thread, and a
-    thread pool busy with uploads must not make a live worker look dead.
-    """
-    if path is None:
-        return
-    try:
-        path.touch()
-    except OSError as exc:
-        log.warning("liveness_file_not_written", path=str(path), error=repr(exc))
 
 
 def _loop() -> Any:

@@ -361,9 +361,10 @@ def test_every_service_declares_the_metrics_port_it_serves_and_prometheus_is_tol
         assert annotations["prometheus.io/scrape"] == "true" and int(annotations["prometheus.io/port"]) == port
 
 
-def test_workers_are_probed_on_the_age_of_the_liveness_file_they_touch(project: Path) -> None:
-    for name in ("quern-runner", "quern-results"):
-        (deployment,) = [d for d in k8s_objects(project, "Deployment") if d["metadata"]["name"] == name]
+def test_workers_and_the_scheduler_are_probed_on_the_age_of_the_liveness_file_they_touch(project: Path) -> None:
+    deployments = k8s_objects(project, "Deployment", (BASE, APART))
+    for name in ("quern-runner", "quern-results", "quern-scheduler"):
+        (deployment,) = [d for d in deployments if d["metadata"]["name"] == name]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = {variable["name"]: variable.get("value") for variable in container["env"]}
         assert env["LIVENESS_FILE"].startswith("/tmp/")  # writable: an emptyDir or the container's own /tmp
