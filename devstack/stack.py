@@ -52,6 +52,7 @@ class Stack:
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     auth_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     extra_env: dict[str, str] = field(default_factory=dict)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> what it alone gets on top
 
     @property
     def gateway_url(self) -> str:
@@ -126,7 +127,9 @@ class Stack:
         """quern's own processes."""
         env = self.env()
         return [
-            Process(name, [sys.executable, "-m", f"services.{name}"], self.state_dir, env)
+            Process(
+                name, [sys.executable, "-m", f"services.{name}"], self.state_dir, env | self.service_env.get(name, {})
+            )
             for name in ("gateway", "runner", "results")
         ]
 

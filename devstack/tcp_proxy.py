@@ -25,6 +25,7 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
+        self.accepted = 0  # connections accepted since it was made
 
     @property
     def url(self) -> str:
@@ -80,6 +81,7 @@ class TcpProxy:
                 continue
             except OSError:
                 return  # closed by down()
+            self.accepted += 1
             try:
                 server = socket.create_connection(self.target, timeout=5)
             except OSError:

@@ -22,6 +22,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, default_middleware
 
+from shared.broker_probe import Probe
 from shared.errors import Unavailable
 from shared.settings import Settings
 from shared.tasks import Task
@@ -78,6 +79,7 @@ class Broker:
         self._url = settings.rabbitmq_url.get_secret_value()
         stack: list[Middleware] = [m() for m in default_middleware]
         self.dramatiq = _Rabbitmq(url=self._url, confirm_delivery=True, middleware=stack + (middleware or []))
+        self._probe = Probe(self._url.split(";"))
 
     def queue(self, task: Task) -> str:
         """The namespaced queue name of a task."""
@@ -121,46 +123,35 @@ class Broker:
         return int(frame.method.message_count)
 
     def ping(self) -> None:
-        """Open and close a connection; raise Unavailable if RabbitMQ does not answer."""
-        failure: Exception | None = None
-        for url in self._url.split(";"):  # several URLs name the nodes of one cluster; one answering is enough
-            params = pika.URLParameters(url)
-            params.socket_timeout = 2
-            params.blocked_connection_timeout = 2
-            params.connection_attempts = 1
-            try:
-                pika.BlockingConnection(params).close()
-                return
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                failure = exc
-        raise Unavailable("RabbitMQ does not answer") from failure
+        """Raise Unavailable unless RabbitMQ answers a round trip on the probe's long-lived connection."""
+
+        def round_trip(connection: pika.BlockingConnection) -> None:
+            connection.channel().close()
+
+        self._probe.use(round_trip)
 
     def queue_stats(self, tasks: list[Task]) -> dict[str, dict[str, int]]:
         """Messages waiting and consumers attached, per namespaced queue (zeros for a queue not declared yet)."""
-        params = pika.URLParameters(self._url.split(";")[0])
-        params.socket_timeout = 2
-        params.connection_attempts = 1
-        stats = {}
-        try:
-            connection = pika.BlockingConnection(params)
-            try:
-                for task in tasks:
-                    channel = connection.channel()
-                    try:
-                        frame = channel.queue_declare(self.queue(task), passive=True)
-                        stats[self.queue(task)] = {
-                            "messages": frame.method.message_count,
-                            "consumers": frame.method.consumer_count,
-                        }
-                        channel.close()
-                    except pika.exceptions.ChannelClosedByBroker:  # 404: nobody declared it yet
-                        stats[self.queue(task)] = {"messages": 0, "consumers": 0}
-            finally:
-                connection.close()
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            raise Unavailable("RabbitMQ does not answer") from exc
-        return stats
+
+        def read(connection: pika.BlockingConnection) -> dict[str, dict[str, int]]:
+            stats = {}
+            for task in tasks:
+                channel = connection.channel()
+                try:
+                    frame = channel.queue_declare(self.queue(task), passive=True)
+                except pika.exceptions.ChannelClosedByBroker:  # 404: nobody declared it yet (and the channel closed)
+                    stats[self.queue(task)] = {"messages": 0, "consumers": 0}
+                    continue
+                stats[self.queue(task)] = {
+                    "messages": frame.method.message_count,
+                    "consumers": frame.method.consumer_count,
+                }
+                channel.close()
+            return stats
+
+        return self._probe.use(read)
 
     def close(self) -> None:
         """Close every connection this broker opened."""
+        self._probe.close()
         self.dramatiq.close()

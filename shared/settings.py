@@ -64,6 +64,12 @@ class Settings(BaseSettings):
 
     apps_dir: Path = Path("apps")
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A worker (runner, results) touches this file at every heartbeat; an exec livenessProbe checks its age.
+    liveness_file: Path | None = None
+    # Prometheus: a listener of its own serving /metrics on this port (0: none; the gateway serves /metrics on
+    # its API port too unless GATEWAY_METRICS=false), bound to METRICS_HOST.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # A runner renews the lease of each job it runs three times per lease; one not renewed for a whole lease is
     # recovered by the reaper. The runner stops an app whose lease it could not renew for two thirds of it.
     job_lease_seconds: float = Field(default=30.0, ge=3, le=3600)
@@ -196,6 +202,10 @@ class GatewaySettings(SchedulerSettings):
     results_retention_days: int = Field(default=0, ge=0, le=36500)
     max_retention_days: int = Field(default=0, ge=0, le=36500)
     tes_timeout_seconds: int = Field(default=24 * 3600, ge=1, le=7 * 24 * 3600)
+    # /metrics on the API port, unauthenticated (false: only on METRICS_PORT, if set); the job and queue
+    # gauges there are counted at most once per METRICS_REFRESH_SECONDS, however often Prometheus scrapes.
+    gateway_metrics: bool = True
+    metrics_refresh_seconds: float = Field(default=15.0, ge=0, le=3600)
 
     @field_validator("scratch_dir")
     @classmethod

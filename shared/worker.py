@@ -10,6 +10,11 @@ at import time.
 A service may also run one ``background`` coroutine (the results service's retention sweep)
 on that loop, beside the heartbeat, from boot until shutdown.
 
+At every heartbeat the worker also touches ``LIVENESS_FILE`` (if set), whatever Mongo answered:
+an exec livenessProbe that finds it stale knows the event loop is stuck, not that a backend is
+down (restarting a worker would not bring Mongo back, and would cut its runs short). Its
+metrics (``shared/metrics.py``) are served on ``METRICS_PORT`` (if set).
+
 Prefetch equals the thread count unless the service asks for less: a worker never holds
 messages it cannot start, so a long job does not sit on work another worker could take. A
 service may also stop consuming one queue while it is full (``Intake``): the runner does, as it
@@ -23,6 +28,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +41,9 @@ from dramatiq.middleware.asyncio import AsyncIO
 
 from shared.broker import Broker
 from shared.errors import AppError
+from shared.liveness import touch
 from shared.logging import MessageContext
+from shared.metrics import BUSY, HEARTBEAT, SLOTS, MessageMetrics, MetricsListener
 from shared.models import WorkerInfo, utcnow
 from shared.settings import Settings
 from shared.storage import ObjectStorage
@@ -124,6 +132,10 @@ class Resources:
             raise RuntimeError("the worker has not booted: no Mongo client yet")
         return self._stores
 
+    def in_hand(self, busy: Busy) -> int:
+        """The work in hand: the service's own count if it keeps one, else the messages being processed."""
+        return busy.count if self.load is None else self.load()
+
 
 class Busy(Middleware):
     """Counts the messages being processed, for the worker's heartbeat."""
@@ -172,11 +184,12 @@ class OpenClients(Middleware):
     async def _heartbeat(self, workers: WorkerStore) -> None:
         while True:
             try:
-                load = self.resources.load
-                busy = self.busy.count if load is None else load()
+                busy = self.resources.in_hand(self.busy)
                 await workers.heartbeat(self.presence.model_copy(update={"busy": busy, "heartbeat": utcnow()}))
             except AppError as exc:
                 log.warning("heartbeat_failed", detail=exc.detail)
+            touch(self.resources.settings.liveness_file)
+            HEARTBEAT.labels(self.presence.service).set(time.time())
             await asyncio.sleep(self.resources.settings.worker_heartbeat_seconds)
 
     def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
@@ -214,7 +227,7 @@ def serve(
     background: Background | None = None,
 ) -> None:
     """Run a worker until SIGTERM or SIGINT; then drain the service's work (at most ``grace_seconds``) and stop."""
-    broker = Broker(settings, middleware=[AsyncIO(), MessageContext()])
+    broker = Broker(settings, middleware=[AsyncIO(), MessageContext(), MessageMetrics(appname)])
     resources = Resources(
         settings=settings,
         broker=broker,
@@ -237,6 +250,9 @@ def serve(
         heartbeat=utcnow(),
     )
     broker.dramatiq.add_middleware(busy)
+    SLOTS.labels(appname).set(threads)
+    BUSY.labels(appname).set_function(lambda: resources.in_hand(busy))
+    metrics = MetricsListener(settings)
     broker.dramatiq.add_middleware(resources.intake)
     broker.dramatiq.add_middleware(OpenClients(resources, presence, busy, background))
 
@@ -262,4 +278,5 @@ def serve(
     worker.stop(timeout=int(grace_seconds * 1000))
     broker.close()
     resources.storage.close()
+    metrics.close()
     log.info("worker_stopped", appname=appname)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import structlog
 from starlette.applications import Starlette
@@ -12,7 +13,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from services.gateway.deps import Deps, LifespanState
+from services.gateway.domain.job_metrics import ACTIVE_JOBS
 from services.gateway.plumbing.auth import Authenticator
+from services.gateway.plumbing.metrics import metrics_route
 from services.gateway.plumbing.middleware import RequestLog
 from services.gateway.plumbing.problems import app_error, http_error
 from services.gateway.scheduling.scheduler import Scheduler
@@ -20,6 +23,7 @@ from services.gateway.surfaces import native, tes, ui
 from shared.apps import load_apps
 from shared.broker import Broker
 from shared.errors import AppError
+from shared.metrics import MetricsListener
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
 from shared.store import Stores
@@ -68,9 +72,22 @@ def create_app(settings: GatewaySettings) -> Starlette:
         )
         if scheduler is not None:
             scheduler.start()
+        listener = MetricsListener(settings)
+        counting = (
+            asyncio.create_task(
+                ACTIVE_JOBS.count_forever(jobs=stores.jobs, broker=broker, every=settings.metrics_refresh_seconds)
+            )
+            if settings.gateway_metrics or settings.metrics_port
+            else None
+        )
         try:
             yield {"deps": d}
         finally:
+            if counting is not None:
+                counting.cancel()
+                with suppress(asyncio.CancelledError):
+                    await counting
+            await run_in_threadpool(listener.close)
             if scheduler is not None:
                 await scheduler.stop()
             await run_in_threadpool(broker.close)
@@ -78,8 +95,9 @@ def create_app(settings: GatewaySettings) -> Starlette:
             await stores.close()
             log.info("gateway_stopped")
 
+    metrics = [metrics_route()] if settings.gateway_metrics else []
     return Starlette(
-        routes=[*native.routes(), *tes.routes(), *ui.routes(settings)],
+        routes=[*metrics, *native.routes(), *tes.routes(), *ui.routes(settings)],
         middleware=[Middleware(RequestLog)],
         exception_handlers={AppError: app_error, HTTPException: http_error},
         lifespan=lifespan,

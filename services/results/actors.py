@@ -10,6 +10,7 @@ import structlog
 
 from services.results.archives import build_archive
 from services.results.leases import PackagingLease, wait_for_lease
+from services.results.metrics import measured
 from services.results.webhooks import LEASE_MARGIN_SECONDS, announce, announce_progress, deliver
 from shared.broker import Broker
 from shared.errors import Conflict, NotFound
@@ -81,7 +82,7 @@ async def _package(
 ) -> tuple[str, Job | None]:
     """Build the archive of the leased job's run and attach it: its key, and the job packaged (None if it raced)."""
     job = lease.job
-    key, size, sha256 = await lease.hold_while(asyncio.to_thread(build_archive, storage, job))
+    key, size, sha256 = await lease.hold_while(measured("run", asyncio.to_thread(build_archive, storage, job)))
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
     packaged = await archives.set_archive(job.id, archive, finished=job.finished, lease=lease.until)
     if packaged is None:
@@ -157,7 +158,8 @@ async def package_selection(
     if selection is None or selection.archive is not None:
         log.info("selection_settled", job_id=job_id, digest=digest, packaged=selection is not None)
         return
-    key, size, sha256 = await asyncio.to_thread(build_archive, storage, job, selection=(digest, selection.include))
+    building = asyncio.to_thread(build_archive, storage, job, selection=(digest, selection.include))
+    key, size, sha256 = await measured("selection", building)
     archive = Archive(key=key, size=size, sha256=sha256, created=utcnow())
     if await archives.set_selection_archive(job_id, digest, archive, finished=job.finished) is None:
         # Another packager won (identical bytes), or the job was retried, deleted or expired meanwhile.

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from services.runner.backoff import Backoff, retry_on_outage
 from services.runner.checkpoints import restore_checkpoint, save_checkpoint
 from services.runner.drivers import Driver
 from services.runner.follow import follow_app
+from services.runner.metrics import RUN_SECONDS, RUNS, TRANSFER_ERRORS
 from services.runner.outcomes import Doing, Outcome, outcome_of
 from services.runner.pauses import PausedQueues
 from services.runner.processes import Exit, build_argv, run_app
@@ -155,6 +158,7 @@ async def _run_claimed(job: Job, *, kit: RunnerKit) -> None:
     sandbox = Sandbox(settings.work_dir, job.id)
     stop = slots.stop_event(job.id)
     outcome = Outcome(JobState.FAILED)
+    claimed = time.monotonic()
     try:
         announcer = ProgressAnnouncer.for_run(
             job, webhooks=stores.webhooks, broker=kit.broker, every=settings.webhook_progress_seconds
@@ -179,6 +183,8 @@ async def _run_claimed(job: Job, *, kit: RunnerKit) -> None:
         elif not await _run_again(job, outcome, start, kit=kit):
             await _record_end(job, sandbox, outcome, start, kit=kit)
     finally:
+        RUNS.labels(job.app, outcome.handed_back or outcome.state.value).inc()
+        RUN_SECONDS.labels(job.app).observe(time.monotonic() - claimed)
         await start.close()  # a run that wrote no event of its own still says it ran
         if outcome.state is JobState.SUCCEEDED or not settings.keep_failed_dirs:
             await asyncio.to_thread(sandbox.remove)
@@ -360,7 +366,8 @@ async def _run(
 
     async def prepare() -> tuple[AppSpec, dict[str, Path]]:
         spec = await specs.get(job.app, job.app_version, apps=stores.apps)
-        staged = await stage_inputs(job, sandbox, files=stores.files, datasets=stores.datasets, storage=storage)
+        with counted_failures("inputs"):
+            staged = await stage_inputs(job, sandbox, files=stores.files, datasets=stores.datasets, storage=storage)
         if job.checkpoint is not None:
             await asyncio.to_thread(restore_checkpoint, storage, job, sandbox, max_bytes=settings.max_output_bytes)
         return spec, staged
@@ -368,7 +375,8 @@ async def _run(
     async def upload(produced: list[tuple[str, Path]]) -> list[OutputFile]:
         if not produced:
             return []  # nothing to send: no hop to a thread
-        return await asyncio.to_thread(upload_outputs, storage, job, sandbox, produced)
+        with counted_failures("outputs"):
+            return await asyncio.to_thread(upload_outputs, storage, job, sandbox, produced)
 
     doing = Doing("prepare the run")
     try:
@@ -450,13 +458,24 @@ async def _run(
         return Outcome(JobState.FAILED, error=JobError(reason=f"quern failed internally ({type(exc).__name__})"))
 
 
+@contextmanager
+def counted_failures(kind: str) -> Iterator[None]:
+    """Count a failed staging or upload attempt of ``kind`` (inputs, outputs, logs) in the runner's metrics."""
+    try:
+        yield
+    except (AppError, OSError):
+        TRANSFER_ERRORS.labels(kind).inc()
+        raise
+
+
 async def _upload_logs(
     storage: ObjectStorage, job: Job, sandbox: Sandbox, *, backoff: Backoff, stop: asyncio.Event
 ) -> dict[str, str]:
     """Upload the logs, riding out an outage; a job still ends without them (with a warning) if S3 stays away."""
 
     async def upload() -> dict[str, str]:
-        return await asyncio.to_thread(upload_logs, storage, job, sandbox)
+        with counted_failures("logs"):
+            return await asyncio.to_thread(upload_logs, storage, job, sandbox)
 
     try:
         return await retry_on_outage(upload, backoff=backoff, stop=stop, event="job_upload_retrying", job_id=job.id)

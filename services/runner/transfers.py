@@ -11,6 +11,7 @@ import hashlib
 import mimetypes
 from pathlib import Path
 
+from services.runner.metrics import TRANSFER_BYTES
 from services.runner.sandbox import Sandbox
 from shared.errors import Invalid, NotFound
 from shared.models import Dataset, DatasetInput, Job, OutputFile, run_prefix
@@ -39,6 +40,7 @@ def upload_outputs(
                 size += len(block)
             handle.seek(0)
             storage.upload_fileobj(handle, key, content_type=content_type)
+        TRANSFER_BYTES.labels("outputs").inc(size)
         outputs.append(
             OutputFile(path=relative, size=size, sha256=digest.hexdigest(), content_type=content_type, key=key)
         )
@@ -51,6 +53,7 @@ def upload_logs(storage: ObjectStorage, job: Job, sandbox: Sandbox) -> dict[str,
     for name, path in (("stdout", sandbox.stdout), ("stderr", sandbox.stderr)):
         key = f"{run_prefix(job.id, job.run_token)}logs/{name}.txt"
         storage.upload_file(path, key, content_type="text/plain; charset=utf-8")
+        TRANSFER_BYTES.labels("logs").inc(path.stat().st_size)
         logs[name] = key
     return logs
 
@@ -75,6 +78,7 @@ async def stage_inputs(
             raise NotFound(f"input {slot!r}: file {value} no longer exists")
         staged[slot] = sandbox.input_path(slot, stored.name)
         await asyncio.to_thread(storage.download_file, stored.key, staged[slot])
+        TRANSFER_BYTES.labels("inputs").inc(stored.size)
     return staged
 
 
@@ -100,3 +104,4 @@ async def download_members(dataset: Dataset, directory: Path, *, storage: Object
             raise Invalid(f"dataset member {member.path!r} would be staged outside its input directory")
         target.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(storage.download_file, dataset.prefix + member.path, target)
+        TRANSFER_BYTES.labels("inputs").inc(member.size)

@@ -23,6 +23,7 @@ FAKE_ID = "01aaaaaaaaaaaaaaaaaaaaaaaa"
 PUBLIC_PATHS = {
     "/healthz",
     "/readyz",
+    "/metrics",  # Prometheus scrapes without credentials; GATEWAY_METRICS=false takes it off this port
     "/openapi.json",
     "/docs",
     "/v1/auth/login",

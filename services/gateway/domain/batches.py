@@ -5,6 +5,7 @@ With an ``Idempotency-Key`` (``submit_batch_once``), a repeated request answers 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.idempotency import check_key, submit_once
+from services.gateway.domain.job_metrics import SUBMITTED
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.submission import (
@@ -131,6 +133,8 @@ async def submit_batch(
         raise
     await stores.events.record_events(await run_in_threadpool(lambda: [state_event(job) for job in jobs]))
     wake()
+    for app, n in Counter(job.app for job in jobs).items():
+        SUBMITTED.labels(app).inc(n)
     log.info("batch_submitted", batch=batch_id, jobs=len(jobs))
     return jobs
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.domain.datasets import Name, Tag
 from services.gateway.domain.idempotency import check_key, submit_once
+from services.gateway.domain.job_metrics import SUBMITTED
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.webhooks import check_webhooks
@@ -226,6 +227,7 @@ async def submit_job(
     await stores.jobs.insert_job(job)
     await stores.events.record_events([state_event(job)])
     wake()
+    SUBMITTED.labels(job.app).inc()
     log.info("job_submitted", job_id=job.id, app=job.app, app_version=job.app_version, queue=job.queue)
     return job
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 import structlog
 
 from services.gateway.domain.cancellation import cancel_job
+from services.gateway.domain.job_metrics import SUBMITTED
 from services.gateway.domain.submission import DEFAULT_PRIORITY, SubmissionStores, check_queues
 from services.gateway.domain.task_checks import (
     MAX_TIMEOUT_SECONDS,
@@ -136,6 +137,7 @@ async def submit_task(
     await stores.jobs.insert_job(job)
     await stores.events.record_events([state_event(job)])
     wake()
+    SUBMITTED.labels(job.app).inc()
     log.info("task_submitted", job_id=job.id, executors=len(task.executors), queue=job.queue)
     return job
 

@@ -1,4 +1,4 @@
-"""Per-request context: a request id bound to every log line, and one summary line per request."""
+"""Per-request context: a request id bound to every log line, one summary line per request, and its metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.gateway.plumbing.metrics import observe_request
 from services.gateway.plumbing.problems import internal_error
 
 log = structlog.get_logger()
@@ -18,7 +19,7 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class RequestLog:
-    """Bind ``request_id`` (the caller's ``X-Request-ID`` when sane) and log ``request`` at the end."""
+    """Bind ``request_id`` (the caller's ``X-Request-ID`` when sane), log ``request`` at the end and count it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -52,11 +53,13 @@ class RequestLog:
             detail = "quern failed to handle this request; it has been logged under its X-Request-ID"
             await internal_error(Request(scope), detail)(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            observe_request(scope, status, seconds)
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()

@@ -1,6 +1,7 @@
 """The scheduler as its own process (``python -m services.gateway.scheduling``), for gateways with RUN_SCHEDULER=false.
 
-It needs Mongo, S3 and RabbitMQ and the dispatch settings, not AUTH_SECRET: it serves no HTTP.
+It needs Mongo, S3 and RabbitMQ and the dispatch settings, not AUTH_SECRET: it serves no HTTP but its metrics
+(``METRICS_PORT``, if set).
 It stops on SIGTERM or SIGINT; a pass cut short leaves at most a lease, which expires, and the job
 is sent again (the runner's claim drops a second message).
 """
@@ -17,6 +18,7 @@ from services.gateway.scheduling.scheduler import Scheduler
 from shared.broker import Broker
 from shared.errors import AppError
 from shared.logging import configure_logging
+from shared.metrics import MetricsListener
 from shared.settings import SchedulerSettings, load
 from shared.storage import ObjectStorage
 from shared.store import Stores
@@ -42,6 +44,7 @@ async def serve(settings: SchedulerSettings) -> None:
     storage = ObjectStorage(settings)
     broker = Broker(settings)
     scheduler = Scheduler.configured(settings, stores=stores, storage=storage, broker=broker)
+    metrics = MetricsListener(settings)
     try:
         try:
             await prepare(stores)
@@ -55,6 +58,7 @@ async def serve(settings: SchedulerSettings) -> None:
     finally:
         await run_in_threadpool(broker.close)
         await run_in_threadpool(storage.close)
+        await run_in_threadpool(metrics.close)
         await stores.close()
         log.info("scheduler_stopped")
 

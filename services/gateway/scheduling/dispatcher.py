@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
+from prometheus_client import Counter, Histogram
 from starlette.concurrency import run_in_threadpool
 
 from shared.broker import Broker
@@ -39,6 +40,17 @@ log = structlog.get_logger()
 LEASE_SECONDS = 60
 MAX_AHEAD = 1000
 GLIMPSE = 20  # startable jobs a pass looks for first: fewer are all there are, and need no second read
+DISPATCHED = Counter("quern_jobs_dispatched", "Jobs whose run_job message went to RabbitMQ")
+DISPATCH_LATENCY = Histogram(
+    "quern_dispatch_latency_seconds",
+    "From a job's submission (or its last return to QUEUED) to its message being sent",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
+
+
+def queued_since(job: Job) -> datetime:
+    """When the job last became QUEUED: its submission, or the last change its history records (a retry, a recovery)."""
+    return job.history[-1].at if job.history else job.created
 
 
 @dataclass
@@ -169,8 +181,11 @@ class Dispatcher:
             if job.id not in message_ids:
                 await self.dispatch.undispatch(job.id)
         await self.dispatch.mark_dispatched(list(message_ids), lease=lease)
+        sent = utcnow()
         for job in leased:
             if job.id in message_ids:
+                DISPATCHED.inc()
+                DISPATCH_LATENCY.observe(max(0.0, (sent - queued_since(job)).total_seconds()))
                 log.info(
                     "job_dispatched",
                     job_id=job.id,

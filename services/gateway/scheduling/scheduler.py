@@ -7,7 +7,8 @@ queue resumed), while a backlog waits as soon as RabbitMQ runs low, never closer
 ``MIN_GAP_SECONDS``, and after a slow pass no sooner than it took. The database's clock, which
 judges heartbeats and leases, is read every ``CLOCK_SECONDS``. Abandoned batches and lost
 messages are swept before a pass every ``SWEEP_SECONDS``; expired uploads every
-``UPLOAD_SWEEP_SECONDS``, beside the passes.
+``UPLOAD_SWEEP_SECONDS``, beside the passes. After each pass, failed or not, it touches
+``LIVENESS_FILE`` (if set), for a scheduler process's livenessProbe.
 
 It runs inside every gateway (unless ``RUN_SCHEDULER=false``) or as its own process
 (``python -m services.gateway.scheduling``). Several at once are safe: dispatch leases each job
@@ -21,6 +22,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 
@@ -30,6 +32,7 @@ from services.gateway.scheduling.reaper import reap
 from services.gateway.scheduling.sweeps import sweep_abandoned_batches, sweep_expired_uploads, sweep_lost_messages
 from shared.broker import Broker
 from shared.errors import AppError
+from shared.liveness import touch
 from shared.models import MISSED_BEATS
 from shared.settings import SchedulerSettings
 from shared.storage import ObjectStorage
@@ -56,6 +59,7 @@ class Scheduler:
     heartbeat_seconds: float
     lease_seconds: float
     max_attempts: int
+    liveness_file: Path | None = None  # touched after every pass (LIVENESS_FILE: a scheduler process's probe)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last_sweep: float = 0.0
     _last_reap: float | None = None  # when a pass last looked for orphans (time.monotonic)
@@ -83,6 +87,7 @@ class Scheduler:
             heartbeat_seconds=settings.worker_heartbeat_seconds,
             lease_seconds=settings.job_lease_seconds,
             max_attempts=settings.max_attempts,
+            liveness_file=settings.liveness_file,
         )
 
     def wake(self) -> None:
@@ -161,6 +166,7 @@ class Scheduler:
                 log.warning("dispatch_failed", detail=exc.detail)
             except Exception:  # a bug must not end dispatching for this process: log it and go on
                 log.exception("dispatch_crashed")
+            touch(self.liveness_file)
             # A slow pass (a database under load) is not repeated at once: rest at least as long as it took.
             took = loop.time() - started
             try:

@@ -136,7 +136,7 @@ def test_each_service_runs_its_module_with_resources_and_the_shared_configuratio
 def test_the_gateway_is_probed_on_healthz_and_readyz_at_the_port_it_listens_on(project: Path) -> None:
     (gateway,) = [d for d in k8s_objects(project, "Deployment") if d["metadata"]["name"] == "quern-gateway"]
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
-    (port,) = container["ports"]
+    (port,) = [port for port in container["ports"] if port["name"] == "http"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
     (config,) = k8s_objects(project, "ConfigMap")
@@ -324,7 +324,10 @@ def test_runners_may_reach_dns_and_their_servers_only(project: Path) -> None:
     (policy,) = k8s_objects(project, "NetworkPolicy")
     labels = runner_deployment(project)["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
-    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"} and policy["spec"]["ingress"] == []
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    (config,) = k8s_objects(project, "ConfigMap")
+    # Nothing comes in but Prometheus's scrape of the runner's metrics.
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": int(config["data"]["METRICS_PORT"])}]}]
     ports = {(port["protocol"], port["port"]) for rule in policy["spec"]["egress"] for port in rule["ports"]}
     assert ports == {
         ("UDP", 53),
@@ -344,3 +347,48 @@ def test_the_image_and_compose_give_runners_bubblewrap(project: Path, compose: d
     assert re.search(r"apt-get install [^\n]*\bbubblewrap\b", (project / "deploy/Dockerfile").read_text())
     options = set(compose["services"]["runner"]["security_opt"])
     assert options == {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
+
+
+def test_every_service_declares_the_metrics_port_it_serves_and_prometheus_is_told_of_it(project: Path) -> None:
+    (config,) = k8s_objects(project, "ConfigMap")
+    port = int(config["data"]["METRICS_PORT"])
+    assert config["data"]["METRICS_HOST"] == "0.0.0.0"  # Prometheus scrapes from another pod
+    for deployment in k8s_objects(project, "Deployment", (BASE, APART)):
+        template = deployment["spec"]["template"]
+        (container,) = template["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": port} in container["ports"], deployment["metadata"]["name"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and int(annotations["prometheus.io/port"]) == port
+
+
+def test_workers_and_the_scheduler_are_probed_on_the_age_of_the_liveness_file_they_touch(project: Path) -> None:
+    deployments = k8s_objects(project, "Deployment", (BASE, APART))
+    for name in ("quern-runner", "quern-results", "quern-scheduler"):
+        (deployment,) = [d for d in deployments if d["metadata"]["name"] == name]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {variable["name"]: variable.get("value") for variable in container["env"]}
+        assert env["LIVENESS_FILE"].startswith("/tmp/")  # writable: an emptyDir or the container's own /tmp
+        command = container["livenessProbe"]["exec"]["command"]
+        assert command[:2] == ["sh", "-c"] and '"$LIVENESS_FILE"' in command[2], command
+        # Older than this many seconds: stale (the default heartbeat is every 10 s).
+        (limit,) = re.findall(r"-lt (\d+)", command[2])
+        assert int(limit) >= 3 * 10 and container["livenessProbe"]["initialDelaySeconds"] >= int(limit) // 2
+
+
+def test_the_liveness_command_tells_a_fresh_file_from_a_stale_one(project: Path, tmp_path: Path) -> None:
+    (runner,) = runner_deployment(project)["spec"]["template"]["spec"]["containers"]
+    command = runner["livenessProbe"]["exec"]["command"]
+    alive = tmp_path / "alive"
+    env = {"PATH": os.environ["PATH"], "LIVENESS_FILE": str(alive)}
+    assert subprocess.run(command, env=env, check=False).returncode != 0  # no heartbeat yet
+    alive.touch()
+    assert subprocess.run(command, env=env, check=False).returncode == 0
+    os.utime(alive, (alive.stat().st_atime, alive.stat().st_mtime - 3600))
+    assert subprocess.run(command, env=env, check=False).returncode != 0
+
+
+def test_compose_checks_each_worker_on_the_liveness_file_it_touches(compose: dict[str, Any]) -> None:
+    for name in ("runner", "results"):
+        service = compose["services"][name]
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL" and service["environment"]["LIVENESS_FILE"] in test[1], name

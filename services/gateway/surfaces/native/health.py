@@ -1,4 +1,4 @@
-"""Liveness and readiness: is the process up, and can it reach Mongo, S3 and RabbitMQ."""
+"""Liveness and readiness: is the process up, and can it reach Mongo (S3 and RabbitMQ are reported beside)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from services.gateway.domain.readiness import check_backends
 from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.problems import problem_response
-from shared.errors import Unavailable
+from shared.errors import AppError, Unavailable
 
 resource = Resource("health")
 
@@ -33,16 +33,24 @@ async def healthz(request: Request) -> Health:
 
 
 @resource.endpoint(
-    "GET", "/readyz", summary="Mongo, S3 and RabbitMQ all answer", answer=Ready, errors=(503,), public=True
+    "GET",
+    "/readyz",
+    summary="Mongo answers (and setup is done); S3 and RabbitMQ are reported, not required",
+    answer=Ready,
+    errors=(503,),
+    public=True,
 )
 async def readyz(request: Request) -> Ready | Response:
-    """Ready only when every backend answers; 503 problem naming the ones that do not."""
+    """Ready when Mongo answers and setup is done, whatever S3 and RabbitMQ say; their checks are in the answer."""
     d = deps(request)
     readiness = await check_backends(stores=d.stores, storage=d.storage, broker=d.broker)
-    if not readiness.ready:
-        detail, headers = f"not ready: {', '.join(readiness.failing)}", {"Retry-After": "5"}
-        kind, title = Unavailable.kind, Unavailable.title
+    detail = f"not ready: {', '.join(readiness.blocking)}"
+    if readiness.ready and not d.setup_done:
+        try:
+            await d.finish_setup()
+        except AppError as exc:  # S3 down while the bucket is still to be created, say
+            detail = f"not ready: setup not finished ({exc.detail})"
+    if not readiness.ready or not d.setup_done:
+        kind, title, headers = Unavailable.kind, Unavailable.title, {"Retry-After": "5"}
         return problem_response(request, 503, detail, kind=kind, title=title, headers=headers, checks=readiness.checks)
-    if not d.setup_done:
-        await d.finish_setup()
     return Ready(status="ready", checks=readiness.checks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from services.gateway.scheduling.dependencies import settle_dependencies
@@ -391,3 +392,25 @@ def test_a_batch_being_stored_does_not_crowd_out_the_jobs_behind_it(settings: Se
         assert in_store(alone, scenario) == (1, True, False)
     finally:
         delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
+
+
+def test_the_scheduler_touches_its_liveness_file_after_each_pass(settings: Settings, tmp_path: Path) -> None:
+    alive = tmp_path / "alive"
+
+    async def scenario(stores: Stores) -> list[float]:
+        broker = Broker(settings)
+        scheduler = make_scheduler(stores, broker, settings, liveness_file=alive, dispatch_interval_seconds=0.1)
+        touched: list[float] = []
+        scheduler.start()
+        try:
+            while len(touched) < 2:
+                await asyncio.sleep(0.02)
+                if alive.exists() and alive.stat().st_mtime not in touched:
+                    touched.append(alive.stat().st_mtime)
+        finally:
+            await scheduler.stop()
+            await asyncio.to_thread(broker.close)
+        return touched
+
+    first, second = in_store(settings, lambda stores: asyncio.wait_for(scenario(stores), 10))
+    assert second > first
