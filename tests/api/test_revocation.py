@@ -205,3 +205,40 @@ def test_a_token_without_its_issue_time_is_refused(stack: Stack, make_user: ApiU
     claims = {"sub": user_id(user), "exp": int(time.time()) + 600, "typ": "access"}
     user.headers["Authorization"] = f"Bearer {jwt.encode(claims, stack.auth_secret, algorithm='HS256')}"
     assert "not valid" in problem(user.get("/v1/me"), 401, "bad-credentials")["detail"]
+
+
+def test_the_account_page_changes_the_password_and_keeps_only_this_browser_signed_in(
+    gateway: TestClient, admin: httpx2.Client
+) -> None:
+    username, password = add_user(admin)
+    new = password + "-from-the-ui"
+    with gateway_client(gateway) as browser, gateway_client(gateway) as other, gateway_client(gateway) as api:
+        ui_log_in(browser, username, password)
+        ui_log_in(other, username, password)
+        log_in(api, username, password)
+        csrf = csrf_of(browser.get("/ui/account").text)
+        fields = {"csrf": csrf, "current": password, "new": new, "again": new + "x"}
+        assert browser.post("/ui/account/password", data=fields).status_code == 422
+        wrong = browser.post("/ui/account/password", data=fields | {"current": "not-it-at-all", "again": new})
+        assert wrong.status_code == 422 and "current password" in wrong.text
+        assert api.get("/v1/me").status_code == 200  # nothing changed yet
+        changed = browser.post("/ui/account/password", data=fields | {"again": new})
+        assert changed.status_code == 303 and changed.headers["location"] == "/ui/account?changed=1", changed.text
+        assert "Your password was changed" in browser.get(changed.headers["location"]).text  # the new session
+        assert other.get("/ui/jobs").status_code == 303  # to the login page
+        problem(api.get("/v1/me"), 401, "bad-credentials")
+        assert log_in(api, username, new).get("/v1/me").status_code == 200
+
+
+def test_signing_out_everywhere_from_the_account_page_ends_every_session_and_token(
+    gateway: TestClient, admin: httpx2.Client
+) -> None:
+    username, password = add_user(admin)
+    with gateway_client(gateway) as browser, gateway_client(gateway) as api:
+        ui_log_in(browser, username, password)
+        log_in(api, username, password)
+        csrf = csrf_of(browser.get("/ui/account").text)
+        ended = browser.post("/ui/account/logout-all", data={"csrf": csrf})
+        assert ended.status_code == 303 and ended.headers["location"] == "/ui/login"
+        assert browser.get("/ui/jobs").status_code == 303
+        problem(api.get("/v1/me"), 401, "bad-credentials")
