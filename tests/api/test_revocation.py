@@ -242,3 +242,16 @@ def test_signing_out_everywhere_from_the_account_page_ends_every_session_and_tok
         assert ended.status_code == 303 and ended.headers["location"] == "/ui/login"
         assert browser.get("/ui/jobs").status_code == 303
         problem(api.get("/v1/me"), 401, "bad-credentials")
+
+
+def test_only_an_admins_jobs_page_follows_everyones_events(
+    gateway: TestClient, stack: Stack, admin: httpx2.Client
+) -> None:
+    username, password = add_user(admin)
+    with gateway_client(gateway) as browser, gateway_client(gateway) as person, gateway_client(gateway) as api:
+        tiny_job(log_in(api, username, password))  # the jobs table (and its stream) shows once there are jobs
+        ui_log_in(browser, stack.admin_username, stack.admin_password)
+        assert 'data-events="/ui/events?all=true"' in browser.get("/ui/jobs").text
+        ui_log_in(person, username, password)
+        assert 'data-events="/ui/events"' in person.get("/ui/jobs").text
+        assert person.get("/ui/events?all=true").status_code == 403
