@@ -20,12 +20,42 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.models.tasks import TaskPolicy
 
-# Credentials that ship in tutorials and images; production refuses to start with them.
-_DEFAULT_SECRETS = frozenset({"minioadmin", "changeme", "password", "secret", "guest", "quern-local-secret"})
+# Credentials that ship in tutorials, images and our own docs and examples (deploy/README.md, deploy/k8s/*.example,
+# the dev stack); outside development quern refuses to start with them, or with anything saying CHANGE-ME.
+_SAMPLE_SECRETS = frozenset(
+    {
+        "minioadmin",
+        "changeme",
+        "password",
+        "secret",
+        "guest",
+        "pass",
+        "admin",
+        "quern-local-secret",
+        "a long admin password",
+    }
+)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAMESPACE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 USERNAME = r"^[a-z][a-z0-9._-]{1,63}$"
 DRIVERS = frozenset({"local", "docker"})
+
+
+def is_placeholder(secret: str | None) -> bool:
+    """Whether a secret is a well-known sample or a CHANGE-ME placeholder (in any case or spelling)."""
+    if secret is None:
+        return False
+    folded = secret.strip().lower()
+    return folded in _SAMPLE_SECRETS or "changeme" in re.sub(r"[^a-z0-9]", "", folded)
+
+
+def _url_password(url: str) -> str | None:
+    """The password in a URL (the first of several, ';'-separated, that has one)."""
+    for part in url.split(";"):
+        password = urlsplit(part.strip()).password
+        if password is not None:
+            return password
+    return None
 
 
 def _require_scheme(url: str, schemes: tuple[str, ...], name: str) -> str:
@@ -153,14 +183,28 @@ class Settings(BaseSettings):
             s3_buckets=patterns(self.tes_s3_buckets),
         )
 
+    def named_secrets(self) -> dict[str, str | None]:
+        """The secrets this process is configured with, by variable (checked for placeholders)."""
+
+        def value(secret: SecretStr | None) -> str | None:
+            return None if secret is None else secret.get_secret_value()
+
+        return {
+            "RABBITMQ_URL": _url_password(self.rabbitmq_url.get_secret_value()),
+            "MONGO_URL": _url_password(self.mongo_url.get_secret_value()),
+            "S3_SECRET_ACCESS_KEY": value(self.s3_secret_access_key),
+            "TES_S3_SECRET_ACCESS_KEY": value(self.tes_s3_secret_access_key),
+        }
+
     @model_validator(mode="after")
-    def _no_default_secrets_in_production(self) -> Settings:
-        if self.quern_env == "production":
-            secret = self.s3_secret_access_key
-            if secret is not None and secret.get_secret_value() in _DEFAULT_SECRETS:
-                raise ValueError("S3_SECRET_ACCESS_KEY is a well-known default; refusing to start in production")
-            if urlsplit(self.rabbitmq_url.get_secret_value()).password in _DEFAULT_SECRETS:
-                raise ValueError("RABBITMQ_URL uses a well-known default password; refusing to start in production")
+    def _no_placeholder_secrets_outside_development(self) -> Settings:
+        if self.quern_env != "development":
+            named = [name for name, secret in self.named_secrets().items() if is_placeholder(secret)]
+            if named:
+                raise ValueError(
+                    f"{', '.join(named)}: a placeholder or well-known sample secret; "
+                    f"refusing to start with QUERN_ENV={self.quern_env} (set real secrets)"
+                )
         return self
 
     @property
@@ -184,6 +228,10 @@ class GatewaySettings(SchedulerSettings):
     auth_secret: SecretStr = Field(min_length=32)
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
     ui_session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    # How stale a gateway's view of a user may be (a change made through another replica: disabled, password,
+    # "log out everywhere"); API keys are read on every request. And how often event streams check again.
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=5)
+    stream_recheck_seconds: float = Field(default=5.0, gt=0, le=10)
     admin_username: str | None = Field(default=None, pattern=USERNAME)
     admin_password: SecretStr | None = None
     gateway_host: str = "127.0.0.1"
@@ -220,9 +268,12 @@ class GatewaySettings(SchedulerSettings):
             raise ValueError("ADMIN_USERNAME and ADMIN_PASSWORD go together")
         if self.admin_password is not None and len(self.admin_password.get_secret_value()) < 12:
             raise ValueError("ADMIN_PASSWORD must be at least 12 characters")
-        if self.quern_env == "production" and self.auth_secret.get_secret_value() in _DEFAULT_SECRETS:
-            raise ValueError("AUTH_SECRET is a well-known default; refusing to start in production")
         return self
+
+    def named_secrets(self) -> dict[str, str | None]:
+        """The shared secrets, and the gateway's own: AUTH_SECRET and ADMIN_PASSWORD."""
+        admin = None if self.admin_password is None else self.admin_password.get_secret_value()
+        return {**super().named_secrets(), "AUTH_SECRET": self.auth_secret.get_secret_value(), "ADMIN_PASSWORD": admin}
 
 
 class RunnerSettings(Settings):

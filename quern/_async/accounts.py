@@ -31,6 +31,10 @@ class Users:
     async def disable(self, user_id: str) -> None:
         await self._connection.delete(f"/v1/users/{user_id}")
 
+    async def set_password(self, user_id: str, password: str) -> User:
+        """Set another user's password; every token and UI session of theirs ends."""
+        return await self._connection.post(User, f"/v1/users/{user_id}/password", {"password": password})
+
 
 class Keys:
     """API keys: ``client.keys``; the secret is in the answer of ``create`` only."""

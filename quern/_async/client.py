@@ -38,6 +38,17 @@ class AsyncClient(AsyncConnection):
         """The caller."""
         return await self.get(User, "/v1/me")
 
+    async def change_password(self, current: str, new: str) -> Token:
+        """Change the caller's password: every earlier token ends, and the fresh one answered is sent from now on."""
+        body = {"current_password": current, "new_password": new}
+        token = await self.post(Token, "/v1/me/password", body)
+        self.http.headers["Authorization"] = f"Bearer {token.access_token}"
+        return token
+
+    async def log_out_everywhere(self) -> None:
+        """End every login token and UI session of the caller's, this client's token too (API keys go on)."""
+        await self.request("POST", "/v1/me/logout-all")
+
     async def cluster(self) -> Cluster:
         """Workers, queue depths and job counts."""
         return await self.get(Cluster, "/v1/cluster")

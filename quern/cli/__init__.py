@@ -94,13 +94,38 @@ def login(session: Session, username: str, password: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "--everywhere", is_flag=True, help="Also end every other token and web UI session of yours (API keys go on)."
+)
 @pass_session
-def logout(session: Session) -> None:
-    """Forget the stored token."""
+def logout(session: Session, everywhere: bool) -> None:
+    """Forget the stored token (with --everywhere, end every token and UI session of yours first)."""
+    if everywhere:
+        session.client.log_out_everywhere()
     stored = load_config()
     stored.pop("token", None)
     stored.pop("expires_at", None)
-    done(session, f"logged out (token removed from {save_config(stored)})", logged_out=True)
+    where = save_config(stored)
+    ended = "; every token and UI session of yours ended" if everywhere else ""
+    done(session, f"logged out (token removed from {where}){ended}", logged_out=True, everywhere=everywhere)
+
+
+@cli.command()
+@click.option("--current", prompt="Current password", hide_input=True, help="Asked for when not given.")
+@click.option(
+    "--new", prompt="New password", hide_input=True, confirmation_prompt=True,
+    help="At least 12 characters (asked for twice when not given).",
+)  # fmt: skip
+@pass_session
+def passwd(session: Session, current: str, new: str) -> None:
+    """Change your password: every token and web UI session of yours ends, and the stored token is renewed."""
+    stored = load_config()
+    token = session.client.change_password(current, new)
+    renewed = bool(session.token) and stored.get("url") == session.url and stored.get("token") == session.token
+    if renewed:  # the old token, now ended, came from `quern login`: keep the user logged in
+        save_config({**stored, "token": token.access_token, "expires_at": token.expires_at.isoformat()})
+    note = "; the stored token was renewed" if renewed else "; log in again where you were logged in"
+    done(session, f"password changed{note}", changed=True, token_renewed=renewed)
 
 
 @cli.command()

@@ -136,7 +136,7 @@ def admin() -> None:
 
 @admin.group("users")
 def users() -> None:
-    """Create, list and disable users."""
+    """Create, list, limit and disable users, and set their passwords."""
 
 
 @users.command("ls")
@@ -169,9 +169,18 @@ def limit(session: Session, user_id: str, max_running: int | None) -> None:
 @click.argument("user_id")
 @pass_session
 def disable_user(session: Session, user_id: str) -> None:
-    """Disable a user: their tokens and keys stop working within seconds."""
+    """Disable a user: their tokens, keys and open event streams stop working within seconds."""
     session.client.users.disable(user_id)
     done(session, f"user {user_id} disabled", id=user_id, disabled=True)
+
+
+@users.command("set-password")
+@click.argument("user_id")
+@click.password_option(help="At least 12 characters (asked for twice when not given).")
+@pass_session
+def set_password(session: Session, user_id: str, password: str) -> None:
+    """Set a user's password: every token and web UI session of theirs ends."""
+    record(session, session.client.users.set_password(user_id, password), ("id", "username", "disabled"))
 
 
 @admin.group("keys")

@@ -44,7 +44,12 @@ def create_app(settings: GatewaySettings) -> Starlette:
         stores = Stores.connect(settings, appname="quern-gateway")
         storage = ObjectStorage(settings)
         broker = Broker(settings)
-        authenticator = Authenticator(stores.accounts, settings.auth_secret.get_secret_value())
+        authenticator = Authenticator(
+            stores.accounts,
+            settings.auth_secret.get_secret_value(),
+            cache_seconds=settings.auth_cache_seconds,
+            recheck_seconds=settings.stream_recheck_seconds,
+        )
         scheduler = (
             Scheduler.configured(settings, stores=stores, storage=storage, broker=broker)
             if settings.run_scheduler

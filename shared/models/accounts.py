@@ -29,6 +29,9 @@ class User(Record):
     max_running: int | None = Field(
         default=None, description="jobs running or dispatched at once; None: USER_MAX_RUNNING"
     )
+    # Login tokens issued and UI sessions opened before this are refused (a password change, a disable,
+    # "log out everywhere"); None: every unexpired one is good.
+    tokens_valid_after: datetime | None = None
 
 
 class ApiKey(Record):

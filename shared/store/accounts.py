@@ -19,6 +19,11 @@ from shared.store.database import (
 )
 
 
+def _revoking() -> Document:
+    """The update that moves a user's ``tokens_valid_after`` to now (never back, should clocks disagree)."""
+    return {"$max": {"tokens_valid_after": utcnow()}}
+
+
 class AccountStore:
     """Users and API keys."""
 
@@ -52,15 +57,24 @@ class AccountStore:
         return await read_page(self._users, User, {}, limit=limit, after=after)
 
     async def set_user_disabled(self, user_id: str, disabled: bool) -> User:
-        """Disable (or re-enable) a user; NotFound if there is none."""
-        return await self._change_user(user_id, {"disabled": disabled})
+        """Disable (or re-enable) a user; NotFound if there is none. Disabling also ends their tokens and sessions."""
+        if disabled:
+            return await self._change_user(user_id, {"$set": {"disabled": True}, **_revoking()})
+        return await self._change_user(user_id, {"$set": {"disabled": False}})
 
     async def set_user_limit(self, user_id: str, max_running: int | None) -> User:
         """Set (or clear, with None) a user's own limit of jobs running at once; NotFound if there is none."""
-        return await self._change_user(user_id, {"max_running": max_running})
+        return await self._change_user(user_id, {"$set": {"max_running": max_running}})
 
-    async def _change_user(self, user_id: str, changes: Document) -> User:
-        update = {"$set": changes}
+    async def set_password(self, user_id: str, password_hash: str) -> User:
+        """Replace a user's password hash and end their tokens and sessions; NotFound if there is none."""
+        return await self._change_user(user_id, {"$set": {"password_hash": password_hash}, **_revoking()})
+
+    async def revoke_tokens(self, user_id: str) -> User:
+        """End every login token and UI session the user has now ("log out everywhere"); NotFound if none."""
+        return await self._change_user(user_id, _revoking())
+
+    async def _change_user(self, user_id: str, update: Document) -> User:
         return await change_one(
             self._users, User, {"_id": user_id}, update, what=f"user {user_id}", missing=f"no user {user_id}"
         )

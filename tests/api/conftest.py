@@ -36,6 +36,8 @@ def stack(servers: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "SCRATCH_DIR": str(tmp_path_factory.mktemp("api-scratch")),
             # No runner heartbeats here, so a pass sends nothing: passes only when woken, not every 0.2 s.
             "DISPATCH_INTERVAL_SECONDS": "60",
+            # Open event streams check their caller's credential every second (10 s at most in a deployment).
+            "STREAM_RECHECK_SECONDS": "1",
             # TES tasks may name these images and buckets (no runner here: nothing is pulled or fetched).
             "TES_IMAGES": "localhost/quern-*",
             "TES_S3_BUCKETS": "quern-tes-*",

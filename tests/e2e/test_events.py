@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,17 @@ def test_a_cancelled_jobs_stream_shows_the_request_and_ends_canceled(make_user: 
     assert [e for e in events if e["event"] == "state"][-1]["data"]["data"]["reason"] == (
         "canceled on request while it ran"
     )
+
+
+def test_a_disabled_users_open_stream_ends_within_ten_seconds(admin: httpx.Client, make_user: UserFactory) -> None:
+    user = make_user()
+    user_id = user.get("/v1/me").json()["id"]
+    with user.stream("GET", "/v1/events", params={"wait": 300}, timeout=60) as answer:
+        assert answer.status_code == 200
+        assert admin.delete(f"/v1/users/{user_id}").status_code == 200
+        disabled = time.monotonic()
+        for _ in answer.iter_lines():
+            assert time.monotonic() - disabled < 20, "the stream went on"
+        took = time.monotonic() - disabled
+    assert took < 10  # STREAM_RECHECK_SECONDS is 5 by default, and at most 10
+    assert user.get("/v1/me").status_code == 401

@@ -6,6 +6,8 @@ import functools
 import hashlib
 import hmac
 import secrets
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -42,24 +44,45 @@ def password_matches(user: User | None, password: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class TokenClaims:
+    """Whom a valid login token was issued to, and when (its user's ``tokens_valid_after`` may end it)."""
+
+    user_id: str
+    issued: datetime
+
+
 def issue_token(user: User, *, secret: str, ttl_seconds: int) -> tuple[str, datetime]:
     """A signed bearer token for ``user`` and when it expires."""
-    expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
-    claims = {"sub": user.id, "role": user.role.value, "exp": expires, "iat": datetime.now(UTC), "typ": "access"}
+    # ``iat`` keeps its fraction of a second (RFC 7519 allows it), so a token issued just after a
+    # password change or "log out everywhere" in the same second is not taken for one from before.
+    issued = time.time()
+    expires = datetime.fromtimestamp(issued, UTC) + timedelta(seconds=ttl_seconds)
+    claims = {"sub": user.id, "role": user.role.value, "exp": expires, "iat": round(issued, 6), "typ": "access"}
     return jwt.encode(claims, secret, algorithm="HS256"), expires
 
 
-def read_token(token: str, *, secret: str) -> str:
-    """The user id a valid, unexpired token was issued to; Unauthorized otherwise."""
+def read_token(token: str, *, secret: str) -> TokenClaims:
+    """The user a valid, unexpired token was issued to, and when; BadCredentials otherwise."""
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp", "typ"]})
+        # iat is not checked against this replica's clock: another replica's, a little ahead, may have issued it.
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["sub", "exp", "typ"], "verify_iat": False},
+        )
     except jwt.ExpiredSignatureError:
         raise BadCredentials("the token has expired; log in again") from None
     except jwt.PyJWTError:
         raise BadCredentials("the token is not valid") from None
-    if claims["typ"] != "access":
+    issued = claims.get("iat")  # ours all carry it: without it, tokens_valid_after could not end the token
+    if claims["typ"] != "access" or isinstance(issued, bool) or not isinstance(issued, int | float):
         raise BadCredentials("the token is not valid")
-    return str(claims["sub"])
+    try:
+        return TokenClaims(user_id=str(claims["sub"]), issued=datetime.fromtimestamp(issued, UTC))
+    except (OverflowError, OSError, ValueError):
+        raise BadCredentials("the token is not valid") from None
 
 
 def new_api_key(owner: str, name: str) -> tuple[ApiKey, str]:
@@ -71,7 +94,8 @@ def new_api_key(owner: str, name: str) -> tuple[ApiKey, str]:
     ), f"{KEY_PREFIX}{key_id}.{secret}"
 
 
-async def key_owner(credential: str, *, accounts: AccountStore) -> str:
+async def verified_key(credential: str, *, accounts: AccountStore) -> ApiKey:
+    """The unrevoked API key this credential is; BadCredentials otherwise (read afresh: revoking works at once)."""
     key_id, _, secret = credential.removeprefix(KEY_PREFIX).partition(".")
     if not key_id or not secret:
         raise BadCredentials("the API key is malformed")
@@ -82,4 +106,4 @@ async def key_owner(credential: str, *, accounts: AccountStore) -> str:
     digest = hashlib.sha256(secret.encode()).hexdigest()
     if key.revoked is not None or not hmac.compare_digest(digest, key.secret_sha256):
         raise BadCredentials("the API key is not valid")
-    return key.owner
+    return key

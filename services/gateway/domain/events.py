@@ -4,14 +4,15 @@ Both follow Mongo by polling for events after the last one yielded, so a caller 
 last id it saw resumes where it left off. Both end on their own: a job's once its terminal state
 is yielded, the caller's after ``wait`` seconds without events; neither runs forever. While
 nothing happens they yield ``KEEP_ALIVE`` every ``HEARTBEAT_SECONDS``, so a connection carrying
-them can be kept open through proxies.
+them can be kept open through proxies. Both await ``check`` before each poll: it raises once the
+caller's credential has lapsed (it reads again only every few seconds), and the stream ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -42,6 +43,7 @@ class KeepAlive:
 
 
 KEEP_ALIVE = KeepAlive()
+Check = Callable[[], Awaitable[None]]  # raises an AppError once the stream must end (its caller's credential lapsed)
 
 
 def horizon() -> str:
@@ -50,20 +52,21 @@ def horizon() -> str:
 
 
 async def follow_job(
-    job_id: str, *, owner: str | None, after: str | None, jobs: JobStore, events: EventStore
+    job_id: str, *, owner: str | None, after: str | None, jobs: JobStore, events: EventStore, check: Check
 ) -> AsyncIterator[Event | KeepAlive]:
     """The job's events after ``after`` as they are recorded; NotFound now if ``owner`` has no such job."""
     job = await jobs.get_job(job_id, owner=owner)
-    return job_events(job.id, after=after, jobs=jobs, events=events)
+    return job_events(job.id, after=after, jobs=jobs, events=events, check=check)
 
 
 async def job_events(
-    job_id: str, *, after: str | None, jobs: JobStore, events: EventStore
+    job_id: str, *, after: str | None, jobs: JobStore, events: EventStore, check: Check
 ) -> AsyncIterator[Event | KeepAlive]:
     """A job's events after ``after``, as they are recorded, until its terminal state has been yielded."""
     beat = time.monotonic()
     try:
         while True:
+            await check()
             recorded = await events.events_after(after, before=horizon(), job_id=job_id, limit=BATCH)
             for event in recorded:
                 yield event
@@ -85,12 +88,13 @@ async def job_events(
 
 
 async def caller_events(
-    owner: str | None, *, after: str | None, wait: int, events: EventStore
+    owner: str | None, *, after: str | None, wait: int, events: EventStore, check: Check
 ) -> AsyncIterator[Event | KeepAlive]:
     """``owner``'s events (None: everyone's) after ``after``, until none came for ``wait`` seconds."""
     quiet_since = beat = time.monotonic()
     try:
         while True:
+            await check()
             recorded = await events.events_after(after, before=horizon(), owner=owner, limit=BATCH)
             for event in recorded:
                 yield event

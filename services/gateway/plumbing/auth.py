@@ -9,8 +9,9 @@ their own resources; admins see everyone's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 import structlog
@@ -19,10 +20,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.gateway.domain.accounts import Caller
-from services.gateway.domain.credentials import KEY_PREFIX, key_owner, read_token
+from services.gateway.domain.credentials import KEY_PREFIX, read_token, verified_key
 from shared.errors import AppError, BadCredentials, Forbidden, NotFound, Unauthorized
 from shared.models import Role, User
 from shared.store.accounts import AccountStore
+
+MAX_CACHED_USERS = 10_000  # the user cache is emptied past this, so it cannot grow without bound
 
 
 def require_admin(who: Principal) -> None:
@@ -31,16 +34,16 @@ def require_admin(who: Principal) -> None:
         raise Forbidden()
 
 
-USER_CACHE_SECONDS = 10.0
-
-
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller."""
+    """The authenticated caller, and what their credential was: a login token or UI session issued at
+    ``issued``, or the API key ``key_id`` (what a long-lived answer checks again while it lasts)."""
 
     user_id: str
     username: str
     role: Role
+    issued: datetime | None = None
+    key_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -57,26 +60,52 @@ class Principal:
         return Caller(user_id=self.user_id, is_admin=self.is_admin)
 
 
-class Authenticator:
-    """Resolves credentials to principals, caching user records briefly so disabling takes effect in seconds."""
+def admit(user: User, *, issued: datetime | None) -> None:
+    """BadCredentials if the user may not call now: disabled, or their tokens ended after ``issued``."""
+    if user.disabled:
+        raise BadCredentials("this account is disabled")
+    if issued is not None and user.tokens_valid_after is not None and issued < user.tokens_valid_after:
+        raise BadCredentials("the token was revoked; log in again")
 
-    def __init__(self, accounts: AccountStore, secret: str) -> None:
+
+class Authenticator:
+    """Resolves credentials to principals.
+
+    API keys are read on every request, so a revoked key is refused at once. Users are cached for
+    ``cache_seconds``: a change made through this gateway is seen at once (it forgets the user), one
+    made through another replica within ``cache_seconds``. Long-lived answers check again every
+    ``recheck_seconds``, reading afresh.
+    """
+
+    def __init__(self, accounts: AccountStore, secret: str, *, cache_seconds: float, recheck_seconds: float) -> None:
         self.accounts = accounts
         self.secret = secret
+        self.cache_seconds = cache_seconds
+        self.recheck_seconds = recheck_seconds
         self._users: dict[str, tuple[float, User]] = {}
 
-    async def user(self, user_id: str) -> User:
+    async def user(self, user_id: str, *, fresh: bool = False) -> User:
+        """The user (read at most ``cache_seconds`` ago unless ``fresh``); BadCredentials if there is none."""
         cached = self._users.get(user_id)
-        if cached is not None and cached[0] > time.monotonic():
+        if not fresh and cached is not None and cached[0] > time.monotonic():
             return cached[1]
         try:
             user = await self.accounts.get_user(user_id)
         except NotFound:
+            self._users.pop(user_id, None)
             raise BadCredentials("the user no longer exists") from None
-        self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
+        if self.cache_seconds > 0:
+            if len(self._users) > MAX_CACHED_USERS:
+                self._users.clear()
+            self._users[user_id] = (time.monotonic() + self.cache_seconds, user)
         return user
 
+    def forget(self, user_id: str) -> None:
+        """Drop the cached user: this gateway changed them (disabled, password, tokens ended)."""
+        self._users.pop(user_id, None)
+
     async def principal(self, scope: Scope) -> Principal:
+        """The caller behind the request's credential; Unauthorized or BadCredentials if none is good."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         scheme, _, credential = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
@@ -85,13 +114,39 @@ class Authenticator:
         if not credential:
             raise Unauthorized()
         if credential.startswith(KEY_PREFIX):
-            user_id = await key_owner(credential, accounts=self.accounts)
-        else:
-            user_id = read_token(credential, secret=self.secret)
+            key = await verified_key(credential, accounts=self.accounts)
+            return await self.admitted(key.owner, issued=None, key_id=key.id)
+        claims = read_token(credential, secret=self.secret)
+        return await self.admitted(claims.user_id, issued=claims.issued, key_id=None)
+
+    async def admitted(self, user_id: str, *, issued: datetime | None, key_id: str | None) -> Principal:
+        """The principal of ``user_id`` with a credential issued at ``issued`` (or key ``key_id``), if still good."""
         user = await self.user(user_id)
-        if user.disabled:
-            raise BadCredentials("this account is disabled")
-        return Principal(user_id=user.id, username=user.username, role=user.role)
+        admit(user, issued=issued)
+        return Principal(user_id=user.id, username=user.username, role=user.role, issued=issued, key_id=key_id)
+
+    async def recheck(self, who: Principal) -> None:
+        """BadCredentials once the caller's credential has lapsed: key revoked, user gone or disabled, tokens ended."""
+        if who.key_id is not None:
+            try:
+                key = await self.accounts.get_key(who.key_id)
+            except NotFound:
+                raise BadCredentials("the API key is not valid") from None
+            if key.revoked is not None:
+                raise BadCredentials("the API key was revoked")
+        admit(await self.user(who.user_id, fresh=True), issued=who.issued)
+
+    def watch(self, who: Principal) -> Callable[[], Awaitable[None]]:
+        """A check for a long-lived answer to await often: every ``recheck_seconds`` it rechecks ``who``."""
+        due = time.monotonic() + self.recheck_seconds
+
+        async def check() -> None:
+            nonlocal due
+            if time.monotonic() >= due:
+                await self.recheck(who)
+                due = time.monotonic() + self.recheck_seconds
+
+        return check
 
 
 def _surface_path(scope: Scope) -> str:
@@ -132,3 +187,13 @@ class Authentication:
 def principal(request: Request) -> Principal:
     """The authenticated caller of this request."""
     return cast(Principal, request.state.principal)
+
+
+def authenticator(request: Request) -> Authenticator:
+    """The gateway's authenticator."""
+    return cast(Authenticator, request.state.deps.authenticator)
+
+
+def credential_watch(request: Request) -> Callable[[], Awaitable[None]]:
+    """For a long-lived answer (an event stream): the check that ends it once the caller's credential lapses."""
+    return authenticator(request).watch(principal(request))

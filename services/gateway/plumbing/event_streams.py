@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from services.gateway.domain.events import KeepAlive
+from services.gateway.plumbing.auth import principal, require_admin
 from services.gateway.plumbing.endpoints import EVENT_STREAM
 from shared.errors import BadRequest
 from shared.models import Event
@@ -56,3 +57,15 @@ def resume_point(request: Request, *, header_first: bool = False) -> str | None:
     if after is not None and not _ID.match(after.lower()):
         raise BadRequest("after (or Last-Event-ID) must be an event id")
     return None if after is None else after.lower()
+
+
+def followed_owner(request: Request) -> str | None:
+    """Whose events a caller's stream follows: their own, or everyone's (None) for an admin asking ``?all=true``."""
+    everyone = request.query_params.get("all", "false").lower()
+    if everyone not in ("true", "false"):
+        raise BadRequest("all must be true or false")
+    who = principal(request)
+    if everyone == "true":
+        require_admin(who)
+        return None
+    return who.user_id

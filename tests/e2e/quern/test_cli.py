@@ -195,6 +195,44 @@ def test_login_stores_the_token_for_the_user_alone(
     assert quern(env, "whoami").returncode == 3
 
 
+def test_passwd_renews_the_stored_token_and_logout_everywhere_ends_every_token(
+    stack: Stack, admin: httpx.Client, tmp_path: Path
+) -> None:
+    answer = admin.post("/v1/users", json={"username": "cli-passwd", "password": "the-first-password"})
+    assert answer.status_code == 201, answer.text
+    env = shell_without_quern_settings(tmp_path)
+    config = tmp_path / "quern" / "config.json"
+    login = ["login", "--url", stack.gateway_url, "-u", "cli-passwd", "--password"]
+    assert quern(env, *login, "the-first-password").returncode == 0
+    first = json.loads(config.read_text())["token"]
+    changed = quern(env, "passwd", "--current", "the-first-password", "--new", "the-second-password")
+    assert changed.returncode == 0, changed.stderr
+    assert "renewed" in changed.stdout
+    assert as_json(quern(env, "--json", "whoami"))["username"] == "cli-passwd"  # the renewed stored token
+    assert quern(env | {"QUERN_TOKEN": first}, "whoami").returncode == 3
+    assert quern(env, *login, "the-first-password").returncode == 3
+    assert quern(env, *login, "the-second-password").returncode == 0
+    second = json.loads(config.read_text())["token"]
+    assert quern(env, "logout", "--everywhere").returncode == 0
+    assert quern(env | {"QUERN_TOKEN": second}, "whoami").returncode == 3
+
+
+def test_an_admin_sets_a_users_password(stack: Stack, admin: httpx.Client, user: httpx.Client, tmp_path: Path) -> None:
+    user_id = user.get("/v1/me").json()["id"]
+    env = shell_without_quern_settings(tmp_path) | {
+        "QUERN_URL": stack.gateway_url,
+        "QUERN_TOKEN": admin.headers["Authorization"].split()[1],
+    }
+    reset = quern(env, "--json", "admin", "users", "set-password", user_id, "--password", "a-password-set-by-admin")
+    assert as_json(reset)["id"] == user_id
+    assert user.get("/v1/me").status_code == 401
+    username = as_json(reset)["username"]
+    relogin = httpx.post(
+        f"{stack.gateway_url}/v1/auth/login", json={"username": username, "password": "a-password-set-by-admin"}
+    )
+    assert relogin.status_code == 200, relogin.text
+
+
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_url_is_taken_before_or_after_the_command(stack: Stack, user: httpx.Client, tmp_path: Path, where: str) -> None:
     env = shell_without_quern_settings(tmp_path) | {"QUERN_TOKEN": user.headers["Authorization"].split()[1]}

@@ -288,6 +288,7 @@ def test_the_pages_meet_wcag_2_aa_as_axe_checks_them(
             "/ui/submit/flood",
             "/ui/queues",
             "/ui/cluster",
+            "/ui/account",
         ):
             page.goto(path)
             found[path] = axe_violations(page)
@@ -305,7 +306,7 @@ def test_the_pages_fit_a_phone_width_screen(
         log_in_page(page, person.username, person.password)
         wide = {}
         pages = ("/ui/jobs", f"/ui/jobs/{job['id']}", "/ui/submit/flood", "/ui/files", "/ui/datasets", "/ui/keys")
-        for path in (*pages, "/ui/queues", "/ui/cluster"):
+        for path in (*pages, "/ui/queues", "/ui/cluster", "/ui/account"):
             page.goto(path)
             # Wide tables scroll inside their own box; the page itself never scrolls sideways.
             wide[path] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")

@@ -51,7 +51,50 @@ def test_every_bad_variable_is_named_at_once(environment: pytest.MonkeyPatch) ->
 def test_production_refuses_default_secrets(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("QUERN_ENV", "production")
     environment.setenv("S3_SECRET_ACCESS_KEY", "minioadmin")
-    with pytest.raises(ConfigError, match="well-known default"):
+    with pytest.raises(ConfigError, match="well-known sample"):
+        load(GatewaySettings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AUTH_SECRET", "CHANGE-ME-to-32-or-more-random-characters"),  # deploy/k8s/gateway-secrets.env.example
+        ("ADMIN_PASSWORD", "CHANGE-ME-to-12-or-more-characters"),
+        ("ADMIN_PASSWORD", "a long admin password"),  # deploy/README.md
+        ("S3_SECRET_ACCESS_KEY", "CHANGE-ME"),  # deploy/k8s/secrets.env.example
+        ("S3_SECRET_ACCESS_KEY", "quern-local-secret"),  # the dev stack's
+        ("TES_S3_SECRET_ACCESS_KEY", "minioadmin"),
+        ("MONGO_URL", "mongodb+srv://quern:CHANGE-ME@cluster0.example.mongodb.net/?retryWrites=true&w=majority"),
+        ("MONGO_URL", "mongodb://user:pass@a,b,c/?replicaSet=rs0"),  # deploy/README.md
+        ("RABBITMQ_URL", "amqps://quern:CHANGE-ME@b-xxxx.mq.us-east-1.amazonaws.com:5671/%2F"),
+        ("RABBITMQ_URL", "amqp://rabbit-a:5672/%2F;amqp://guest:guest@rabbit-b:5672/%2F"),
+        ("AUTH_SECRET", "please-changeme-before-going-live-okay"),
+    ],
+)
+def test_placeholder_secrets_refuse_to_start_outside_development(
+    environment: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    environment.setenv("ADMIN_USERNAME", "root")
+    environment.setenv("ADMIN_PASSWORD", "a-real-and-long-admin-password")
+    environment.setenv(name, value)
+    load(GatewaySettings)  # development: samples are fine on a laptop
+    environment.setenv("QUERN_ENV", "production")
+    with pytest.raises(ConfigError, match=f"{name}: a placeholder or well-known sample secret"):
+        load(GatewaySettings)
+
+
+def test_real_secrets_start_outside_development(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("QUERN_ENV", "production")
+    environment.setenv("ADMIN_USERNAME", "root")
+    environment.setenv("ADMIN_PASSWORD", "a-real-and-long-admin-password")
+    environment.setenv("S3_SECRET_ACCESS_KEY", "9f8e7d6c5b4a39281706f5e4d3c2b1a0")
+    assert load(GatewaySettings).quern_env == "production"
+
+
+def test_stream_rechecks_are_at_most_ten_seconds_apart(environment: pytest.MonkeyPatch) -> None:
+    assert load(GatewaySettings).stream_recheck_seconds <= 10
+    environment.setenv("STREAM_RECHECK_SECONDS", "11")
+    with pytest.raises(ConfigError, match="STREAM_RECHECK_SECONDS"):
         load(GatewaySettings)
 
 

@@ -2,7 +2,8 @@
 
 domain/events.py follows the events and plumbing/event_streams.py frames them, each with its id,
 so ``Last-Event-ID`` (or ``?after=``) resumes where a client left off. Both streams end on their
-own (a job's once its terminal state is sent, the caller's after ``wait`` seconds without events).
+own (a job's once its terminal state is sent, the caller's after ``wait`` seconds without events),
+and both end once the caller's credential lapses (checked every STREAM_RECHECK_SECONDS).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from starlette.responses import Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.events import caller_events, follow_job
-from services.gateway.plumbing.auth import principal
+from services.gateway.plumbing.auth import credential_watch, principal
 from services.gateway.plumbing.endpoints import EVENT_STREAM, Param, Resource
-from services.gateway.plumbing.event_streams import event_stream, resume_point
+from services.gateway.plumbing.event_streams import event_stream, followed_owner, resume_point
 from shared.errors import BadRequest
 
 resource = Resource("jobs")
@@ -58,6 +59,7 @@ async def job_stream(request: Request) -> Response:
         after=after,
         jobs=stores.jobs,
         events=stores.events,
+        check=credential_watch(request),
     )
     return event_stream(followed)
 
@@ -65,18 +67,21 @@ async def job_stream(request: Request) -> Response:
 @resource.endpoint(
     "GET",
     "/events",
-    summary="The caller's job events (an admin's: all) as Server-Sent Events; ends after `wait` seconds without one",
+    summary="The caller's job events (an admin asking `all=true`: everyone's) as Server-Sent Events; "
+    "ends after `wait` seconds without one",
     answer=None,
     query=(
         AFTER,
         LAST_EVENT_ID,
         Param("wait", "Seconds without events before the stream ends, 1-300 (default 30)", WAIT_SCHEMA),
+        Param("all", "true: every user's events (admins only); default false", {"type": "boolean"}),
     ),
+    errors=(403,),
     media_type=EVENT_STREAM,
 )
 async def caller_stream(request: Request) -> Response:
-    """GET /v1/events: the caller's job events (an admin's: all) as Server-Sent Events, ending when quiet."""
-    after, wait = resume_point(request), wait_seconds(request)
-    owner, events = principal(request).owner_filter, deps(request).stores.events
-    followed = caller_events(owner, after=after, wait=wait, events=events)
+    """GET /v1/events: the caller's job events (an admin's, with ?all=true: everyone's), ending when quiet."""
+    after, wait, owner = resume_point(request), wait_seconds(request), followed_owner(request)
+    events = deps(request).stores.events
+    followed = caller_events(owner, after=after, wait=wait, events=events, check=credential_watch(request))
     return event_stream(followed)

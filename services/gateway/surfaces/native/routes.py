@@ -15,6 +15,7 @@ from services.gateway.surfaces.native import (
     auth,
     batches,
     cluster,
+    credentials,
     datasets,
     events,
     files,
@@ -34,6 +35,7 @@ INFO = {"title": "quern", "version": "1", "description": "A job service for scie
 ROOT = (health,)
 V1 = (
     auth,
+    credentials,
     users,
     keys,
     files,

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from services.gateway.deps import deps
 from services.gateway.domain.accounts import check_may_manage, create_user, describe_user, disable_user, limit_user
 from services.gateway.plumbing.answers import Out, Reply
-from services.gateway.plumbing.auth import principal, require_admin
+from services.gateway.plumbing.auth import authenticator, principal, require_admin
 from services.gateway.plumbing.bodies import read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
@@ -105,6 +105,7 @@ async def disable(request: Request) -> UserOut:
     """DELETE /v1/users/{user_id} (admin): the account is disabled, its resources kept."""
     user_id = request.path_params["user_id"]
     user = await disable_user(accounts=deps(request).stores.accounts, user_id=user_id, caller=principal(request).caller)
+    authenticator(request).forget(user.id)  # refused at once here; by other replicas within AUTH_CACHE_SECONDS
     return render_user(request, user)
 
 

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from services.gateway.surfaces.ui import (
+    account,
     admin_apps,
     admin_users,
     api_keys,
@@ -49,13 +50,16 @@ def home(_: object) -> RedirectResponse:
 
 
 def repairs_and_admin() -> list[BaseRoute]:
-    """Rerun with changes, queue repairs, API keys, and the admin pages (users, apps, forcing a job's state)."""
+    """Rerun with changes, queue repairs, account, API keys, and the admin pages (users, apps, forcing states)."""
     return [
         Route("/jobs/{job_id}/rerun", rerun_form.show_form, methods=["GET"], name="job_rerun"),
         Route("/jobs/{job_id}/rerun", rerun_form.rerun, methods=["POST"]),
         Route("/jobs/{job_id}/state", forced_form.force, methods=["POST"], name="job_force"),
         Route("/queues/{queue_id}/retry", queue_repairs.retry, methods=["POST"], name="queue_retry"),
         Route("/queues/{queue_id}/recover", queue_repairs.recover, methods=["POST"], name="queue_recover"),
+        Route("/account", account.show_account, methods=["GET"], name="account"),
+        Route("/account/password", account.change, methods=["POST"], name="account_password"),
+        Route("/account/logout-all", account.sign_out_everywhere, methods=["POST"], name="account_logout_all"),
         Route("/keys", api_keys.list_keys, methods=["GET"], name="keys"),
         Route("/keys", api_keys.add_key, methods=["POST"]),
         Route("/keys/{key_id}/revoke", api_keys.revoke, methods=["POST"], name="key_revoke"),

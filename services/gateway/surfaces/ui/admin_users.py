@@ -8,7 +8,7 @@ from starlette.responses import RedirectResponse, Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.accounts import check_may_manage, create_user, disable_user, enable_user, limit_user
-from services.gateway.plumbing.auth import principal, require_admin
+from services.gateway.plumbing.auth import authenticator, principal, require_admin
 from services.gateway.surfaces.ui.templates import page
 from shared.errors import Conflict, Invalid
 from shared.models import Role
@@ -83,6 +83,7 @@ async def disable(request: Request) -> Response:
     """POST /ui/admin/users/{user_id}/disable: the account stops working; its resources are kept."""
     caller, user_id = principal(request).caller, request.path_params["user_id"]
     await disable_user(accounts=deps(request).stores.accounts, user_id=user_id, caller=caller)
+    authenticator(request).forget(user_id)
     return to_users(request)
 
 

@@ -114,12 +114,11 @@ class SessionGate:
 
     @staticmethod
     async def principal(d: Deps, session: BrowserSession) -> Principal | None:
-        """The session's user, unless they were deleted or disabled since it began."""
+        """The session's user, unless they were deleted or disabled, or their sessions ended, since it began."""
         try:
-            user = await d.authenticator.user(session.user_id)
+            return await d.authenticator.admitted(session.user_id, issued=session.created, key_id=None)
         except BadCredentials:
             return None
-        return None if user.disabled else Principal(user_id=user.id, username=user.username, role=user.role)
 
     @staticmethod
     async def csrf_token(scope: Scope, receive: Receive) -> tuple[str, Receive]:

@@ -74,23 +74,34 @@ async def log_in(request: Request) -> Response:
         )
     except BadCredentials as exc:
         return login_form(request, error=exc.detail, status=401)
-    answer = RedirectResponse(landing(request, str(form.get("next", ""))), status_code=303)
+    answer = signed_in(request, landing(request, str(form.get("next", ""))), secret)
+    answer.delete_cookie(LOGIN_COOKIE, path=request.url_for("ui:login").path)
+    return answer
+
+
+def signed_in(request: Request, to: str, secret: str) -> Response:
+    """A redirect to ``to`` that hands the browser the cookie of a new session (whose secret is ``secret``)."""
+    answer = RedirectResponse(to, status_code=303)
     answer.set_cookie(
         SESSION_COOKIE,
         secret,
-        max_age=d.settings.ui_session_ttl_seconds,
+        max_age=deps(request).settings.ui_session_ttl_seconds,
         path=request.scope.get("root_path", "") or "/",
         secure=request.url.scheme == "https",
         httponly=True,
         samesite="lax",
     )
-    answer.delete_cookie(LOGIN_COOKIE, path=request.url_for("ui:login").path)
     return answer
 
 
-async def log_out(request: Request) -> Response:
-    """POST /ui/logout: the session ends (its cookie opens nothing any more), then the login page."""
+async def signed_out(request: Request) -> Response:
+    """The request's session ended (its cookie opens nothing any more), and a redirect to the login page."""
     await close_session(sessions=deps(request).stores.sessions, secret=request.cookies.get(SESSION_COOKIE, ""))
     answer = RedirectResponse(request.url_for("ui:login").path, status_code=303)
     answer.delete_cookie(SESSION_COOKIE, path=request.scope.get("root_path", "") or "/")
     return answer
+
+
+async def log_out(request: Request) -> Response:
+    """POST /ui/logout: the session ends, then the login page."""
+    return await signed_out(request)

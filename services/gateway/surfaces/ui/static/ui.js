@@ -39,7 +39,8 @@
     const table = document.getElementById("jobs");
     const notice = document.getElementById("new-jobs");
     if (!table) return;
-    const url = table.dataset.events + (table.dataset.after ? "?after=" + encodeURIComponent(table.dataset.after) : "");
+    const joiner = table.dataset.events.includes("?") ? "&" : "?";  // an admin's page asks for ?all=true
+    const url = table.dataset.events + (table.dataset.after ? joiner + "after=" + encodeURIComponent(table.dataset.after) : "");
     const source = new EventSource(url);
     source.addEventListener("state", (message) => {
       const event = JSON.parse(message.data);

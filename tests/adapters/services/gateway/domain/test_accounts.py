@@ -41,7 +41,7 @@ def test_login_answers_a_token_for_the_user_that_expires_after_the_ttl(settings:
 
     started = datetime.now(UTC)
     user, issued = in_store(settings, scenario)
-    assert read_token(issued.token, secret=SECRET) == user.id
+    assert read_token(issued.token, secret=SECRET).user_id == user.id
     assert started + timedelta(seconds=600) <= issued.expires <= datetime.now(UTC) + timedelta(seconds=600)
 
 
