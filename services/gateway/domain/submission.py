@@ -61,7 +61,9 @@ class JobRequest(BaseModel):
     timeout_seconds: int | None = Field(default=None, ge=1)
     name: Name | None = None
     tags: list[Tag] = Field(default=[], max_length=MAX_TAGS)
-    priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=9, description="0 (lowest) to 9 (first to start)")
+    priority: int = Field(
+        default=DEFAULT_PRIORITY, ge=0, le=9, description="0 (lowest) to 9 (first to start of the caller's own jobs)"
+    )
     queue: QueueName = Field(default=DEFAULT_QUEUE, description="one of the caller's queues")
     depends_on: list[JobId] = Field(
         default=[], max_length=MAX_DEPENDENCIES, description="jobs that must succeed before this one starts"
