@@ -196,6 +196,12 @@ class GatewaySettings(SchedulerSettings):
     results_retention_days: int = Field(default=0, ge=0, le=36500)
     max_retention_days: int = Field(default=0, ge=0, le=36500)
     tes_timeout_seconds: int = Field(default=24 * 3600, ge=1, le=7 * 24 * 3600)
+    # Per-user quotas, the deployment's defaults (an admin may override them per user; 0: no quota).
+    quota_queued_jobs: int = Field(default=100_000, ge=0)
+    quota_stored_bytes: int = Field(default=2**40, ge=0)
+    quota_pending_uploads: int = Field(default=100, ge=0)
+    quota_event_streams: int = Field(default=20, ge=0)
+    quota_batch_jobs: int = Field(default=10_000, ge=0, le=10_000)
 
     @field_validator("scratch_dir")
     @classmethod

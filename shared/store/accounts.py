@@ -59,6 +59,10 @@ class AccountStore:
         """Set (or clear, with None) a user's own limit of jobs running at once; NotFound if there is none."""
         return await self._change_user(user_id, {"max_running": max_running})
 
+    async def set_user_quotas(self, user_id: str, quotas: dict[str, int | None]) -> User:
+        """Set (or clear, with None) these of a user's own quotas, the others left as they are; NotFound if none."""
+        return await self._change_user(user_id, {f"quotas.{name}": value for name, value in quotas.items()})
+
     async def _change_user(self, user_id: str, changes: Document) -> User:
         update = {"$set": changes}
         return await change_one(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.domain.datasets import Name, Tag
 from services.gateway.domain.idempotency import check_key, submit_once
+from services.gateway.domain.quotas import Quotas, check_queued_jobs
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.webhooks import check_webhooks
@@ -208,6 +209,7 @@ async def submit_job(
     request: JobRequest,
     owner: str,
     wake: Callable[[], None],
+    quotas: Quotas,
     rerun_of: str | None = None,
     job_id: str | None = None,
     retention: RetentionPolicy = KEEP_FOREVER,
@@ -225,6 +227,7 @@ async def submit_job(
     job = waiting(job, await check_dependencies(set(job.depends_on), owner=owner, jobs=stores.jobs))
     if job.webhook is not None:
         await check_webhooks([("/webhook", job.webhook)], owner=owner, networks=networks, webhooks=stores.webhooks)
+    await check_queued_jobs(1, owner=owner, quotas=quotas, jobs=stores.jobs)
     await stores.jobs.insert_job(job)
     await stores.events.record_events([state_event(job)])
     wake()
@@ -240,6 +243,7 @@ async def submit_job_once(
     owner: str,
     key: str | None,
     wake: Callable[[], None],
+    quotas: Quotas,
     retention: RetentionPolicy = KEEP_FOREVER,
     networks: tuple[Network, ...] = (),
 ) -> tuple[Job, bool]:
@@ -254,6 +258,7 @@ async def submit_job_once(
             request=request,
             owner=owner,
             wake=wake,
+            quotas=quotas,
             job_id=job_id,
             retention=retention,
             networks=networks,

@@ -13,6 +13,7 @@ from enum import StrEnum
 import structlog
 
 from services.gateway.domain.cancellation import cancel_job
+from services.gateway.domain.quotas import Quotas, check_queued_jobs
 from services.gateway.domain.submission import DEFAULT_PRIORITY, SubmissionStores, check_queues
 from services.gateway.domain.task_checks import (
     MAX_TIMEOUT_SECONDS,
@@ -104,6 +105,7 @@ async def submit_task(
     networks: tuple[Network, ...],
     timeout_seconds: int,
     wake: Callable[[], None],
+    quotas: Quotas,
 ) -> Job:
     """Check the task, then store it as a job of ``TASK_APP`` for dispatch, as a native submission is."""
     check_bounds(task)
@@ -133,6 +135,7 @@ async def submit_task(
         task=_kept(task, params),
         task_tags=[TaskTag(key=key, value=value) for key, value in task.tags.items()],
     )
+    await check_queued_jobs(1, owner=owner, quotas=quotas, jobs=stores.jobs)
     await stores.jobs.insert_job(job)
     await stores.events.record_events([state_event(job)])
     wake()

@@ -76,6 +76,10 @@ class Authenticator:
         self._users[user_id] = (time.monotonic() + USER_CACHE_SECONDS, user)
         return user
 
+    def forget(self, user_id: str) -> None:
+        """Read the user afresh next time: this gateway changed them (other gateways see it within the cache's time)."""
+        self._users.pop(user_id, None)
+
     async def principal(self, scope: Scope) -> Principal:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         scheme, _, credential = headers.get("authorization", "").partition(" ")

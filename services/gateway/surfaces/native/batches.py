@@ -79,6 +79,7 @@ async def submit(request: Request) -> Reply[BatchOut]:
         owner=principal(request).user_id,
         key=request.headers.get("idempotency-key"),
         wake=d.wake,
+        quotas=await d.quotas(principal(request).user_id),
         retention=RetentionPolicy.of(d.settings),
         networks=d.settings.allowed_networks(),
     )

@@ -39,6 +39,7 @@ async def rerun(request: Request) -> Reply[JobOut]:
     job = await rerun_job(
         stores=SubmissionStores.of(d.stores),
         wake=d.wake,
+        quotas=d.quotas,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
         changes=lambda: parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest(),
