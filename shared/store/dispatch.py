@@ -25,7 +25,7 @@ from shared.store.database import (
 from shared.store.jobs import ended, transition
 from shared.tasks import RUNNER_SERVICE
 
-# Equality on state and dispatched, then per owner by priority and age: the heads' DISTINCT_SCAN and lookups.
+# Equality on state and dispatched, then per owner by priority and age: each owner's heads, and the jobs sent.
 HEADS_INDEX = [
     ("state", ASCENDING),
     ("dispatched", ASCENDING),
@@ -170,24 +170,26 @@ class DispatchStore:
 
         Startable: QUEUED, not sent yet, waiting on nothing, not being sent by a dispatcher now, not
         in a paused queue of its owner's nor in one of the ``storing`` batches. First the owners with
-        undispatched QUEUED jobs: a ``$sort`` and ``$group`` with ``$first`` along ``HEADS_INDEX``,
-        which MongoDB answers with a DISTINCT_SCAN (one index seek per owner, not one key per job);
-        then, per owner, its paused queues and a ``$lookup`` that walks the same index from that
-        owner's highest priority and stops after ``per_owner`` startable jobs. So a pass reads about
-        ``per_owner`` jobs per owner (plus those it reads past: waiting on a dependency, leased by
-        another dispatcher, or in a paused queue), however many jobs each owner has queued.
+        QUEUED jobs: a ``$sort`` and ``$group`` with ``$first`` on the owner, which MongoDB answers
+        with a DISTINCT_SCAN of the jobs store's (owner, state, _id) index (one seek per owner, not
+        one key per job; the match is on ``state`` alone, an equality the scan's bounds hold, so no
+        fetch has to filter it); then, per owner, its paused queues and a ``$lookup`` that walks
+        ``HEADS_INDEX`` from that owner's highest priority and stops after ``per_owner`` startable
+        jobs. So a pass reads about ``per_owner`` jobs per owner (plus those it reads past: waiting
+        on a dependency, leased by another dispatcher, or in a paused queue), however many jobs each
+        owner has queued; an owner whose QUEUED jobs were all sent costs one index probe.
         """
-        undispatched = {"state": JobState.QUEUED.value, "dispatched": None}
         startable: Document = {
-            **undispatched,
+            "state": JobState.QUEUED.value,
+            "dispatched": None,
             "waiting_on": {"$size": 0},
             "dispatch_lease": unset_or_before(utcnow()),
         }
         if storing:
             startable["batch"] = {"$nin": sorted(storing)}
         return [
-            {"$match": undispatched},
-            {"$sort": {"owner": ASCENDING, "priority": DESCENDING, "_id": ASCENDING}},
+            {"$match": {"state": JobState.QUEUED.value}},
+            {"$sort": {"owner": ASCENDING}},
             {"$group": {"_id": "$owner", "first": {"$first": "$_id"}}},
             {
                 "$lookup": {
