@@ -18,7 +18,7 @@ of a count instead of a lock, and enough to stop one user from taking everything
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -76,7 +76,7 @@ class StreamCounts:
                 f"you have {self.open(owner)} event streams open on this gateway; your quota is {quotas.event_streams}"
             )
 
-    async def counted(self, owner: str, followed: AsyncIterator[T]) -> AsyncIterator[T]:
+    async def counted(self, owner: str, followed: AsyncIterator[T]) -> AsyncGenerator[T]:
         """``followed``, counted as one of ``owner``'s streams from its first item until it ends or is closed.
 
         Counting starts with the stream rather than at ``check``, so a response never sent leaves no count behind.

@@ -16,7 +16,7 @@ from services.gateway.deps import deps
 from services.gateway.domain.events import caller_events, follow_job
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.endpoints import EVENT_STREAM, Param, Resource
-from services.gateway.plumbing.event_streams import event_stream, resume_point
+from services.gateway.plumbing.event_streams import counted_stream, resume_point
 from shared.errors import BadRequest
 
 resource = Resource("jobs")
@@ -50,9 +50,8 @@ def wait_seconds(request: Request) -> int:
 )
 async def job_stream(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/events: the job's events as Server-Sent Events, ending once it has finished."""
-    d, who = deps(request), principal(request).user_id
-    stores, after = d.stores, resume_point(request)
-    d.streams.check(who, await d.quotas(who))
+    stores = deps(request).stores
+    after = resume_point(request)
     followed = await follow_job(
         request.path_params["job_id"],
         owner=principal(request).owner_filter,
@@ -60,7 +59,7 @@ async def job_stream(request: Request) -> Response:
         jobs=stores.jobs,
         events=stores.events,
     )
-    return event_stream(d.streams.counted(who, followed))
+    return await counted_stream(request, followed)
 
 
 @resource.endpoint(
@@ -78,7 +77,6 @@ async def job_stream(request: Request) -> Response:
 async def caller_stream(request: Request) -> Response:
     """GET /v1/events: the caller's job events (an admin's: all) as Server-Sent Events, ending when quiet."""
     after, wait = resume_point(request), wait_seconds(request)
-    d, who = deps(request), principal(request)
-    d.streams.check(who.user_id, await d.quotas(who.user_id))
-    followed = caller_events(who.owner_filter, after=after, wait=wait, events=d.stores.events)
-    return event_stream(d.streams.counted(who.user_id, followed))
+    owner, events = principal(request).owner_filter, deps(request).stores.events
+    followed = caller_events(owner, after=after, wait=wait, events=events)
+    return await counted_stream(request, followed)

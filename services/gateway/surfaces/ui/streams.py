@@ -13,7 +13,7 @@ from starlette.responses import Response
 from services.gateway.deps import deps
 from services.gateway.domain.events import caller_events, follow_job
 from services.gateway.plumbing.auth import principal
-from services.gateway.plumbing.event_streams import event_stream, resume_point
+from services.gateway.plumbing.event_streams import counted_stream, resume_point
 
 QUIET_SECONDS = 60  # the jobs page's stream ends after this long without events; the browser reconnects
 
@@ -28,11 +28,11 @@ async def job_events(request: Request) -> Response:
         jobs=stores.jobs,
         events=stores.events,
     )
-    return event_stream(followed)
+    return await counted_stream(request, followed)
 
 
 async def my_events(request: Request) -> Response:
     """GET /ui/events: the user's job events (an admin's: all), for the jobs page's rows."""
     owner, events = principal(request).owner_filter, deps(request).stores.events
     after = resume_point(request, header_first=True)
-    return event_stream(caller_events(owner, after=after, wait=QUIET_SECONDS, events=events))
+    return await counted_stream(request, caller_events(owner, after=after, wait=QUIET_SECONDS, events=events))
