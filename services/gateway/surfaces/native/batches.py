@@ -64,7 +64,7 @@ def render_batch(request: Request, batch: SubmittedBatch) -> BatchOut:
     status=201,
     body=BatchRequest,
     query=(IDEMPOTENCY_KEY,),
-    errors=(409, 413),
+    errors=(409, 413, 429),
     replay=True,
 )
 async def submit(request: Request) -> Reply[BatchOut]:

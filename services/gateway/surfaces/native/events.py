@@ -47,6 +47,7 @@ def wait_seconds(request: Request) -> int:
     answer=None,
     query=(AFTER, LAST_EVENT_ID),
     media_type=EVENT_STREAM,
+    errors=(429,),
 )
 async def job_stream(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/events: the job's events as Server-Sent Events, ending once it has finished."""
@@ -73,6 +74,7 @@ async def job_stream(request: Request) -> Response:
         Param("wait", "Seconds without events before the stream ends, 1-300 (default 30)", WAIT_SCHEMA),
     ),
     media_type=EVENT_STREAM,
+    errors=(429,),
 )
 async def caller_stream(request: Request) -> Response:
     """GET /v1/events: the caller's job events (an admin's: all) as Server-Sent Events, ending when quiet."""

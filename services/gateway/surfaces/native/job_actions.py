@@ -30,7 +30,7 @@ resource = Resource("jobs")
     status=201,
     body=RerunRequest,
     body_optional=True,
-    errors=(409,),
+    errors=(409, 429),
 )
 async def rerun(request: Request) -> Reply[JobOut]:
     """POST /v1/jobs/{job_id}/rerun."""

@@ -205,7 +205,7 @@ def render_job(request: Request, job: Job) -> JobOut:
     status=201,
     body=JobRequest,
     query=(IDEMPOTENCY_KEY,),
-    errors=(409,),
+    errors=(409, 429),
     replay=True,
 )
 async def submit(request: Request) -> Reply[JobOut]:

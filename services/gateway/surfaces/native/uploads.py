@@ -71,6 +71,7 @@ def render_upload(request: Request, opened: OpenUpload) -> UploadOut:
     answer=UploadOut,
     status=201,
     body=UploadRequest,
+    errors=(429,),
 )
 async def create(request: Request) -> Reply[UploadOut]:
     """POST /v1/uploads {name, size, sha256, content_type?}."""
