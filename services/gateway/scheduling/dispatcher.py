@@ -105,7 +105,7 @@ class Dispatcher:
         self._full = budget <= 0
         if not view.capacity or budget <= 0:  # no runner (nowhere to run), or no slot free
             return 0
-        heads, storing = await self._heads(view.heads)
+        heads, storing = await self._heads(view.heads, budget)
         startable = [job for job in heads if job.batch not in storing]
 
         def limit_of(owner: str) -> int | None:
@@ -120,20 +120,20 @@ class Dispatcher:
         leased = [job for job in chosen if job.id in taken]  # the rest went to another dispatcher
         return await self._send(leased, lease)
 
-    async def _heads(self, read: list[Job] | None) -> tuple[list[Job], set[str]]:
+    async def _heads(self, read: list[Job] | None, budget: int) -> tuple[list[Job], set[str]]:
         """The owners' heads (``read`` with the view, else read now) and which of their batches are being stored.
 
+        Read now, they are no more per owner than the budget: no owner can take more this pass.
         A batch found being stored that the query did not keep out yet (thousands of its jobs may
         fill its owner's heads) is kept out of a second read, and of the queries after.
         """
+        per_owner = min(self._per_owner, budget)
         hinted = sorted(self._storing_seen)
-        heads = (
-            read if read is not None else await self.dispatch.dispatch_heads(per_owner=self._per_owner, storing=hinted)
-        )
+        heads = read if read is not None else await self.dispatch.dispatch_heads(per_owner=per_owner, storing=hinted)
         storing = await self._storing(heads, hinted=hinted)
         if not storing <= set(hinted):
             hinted = sorted(self._storing_seen)
-            heads = await self.dispatch.dispatch_heads(per_owner=self._per_owner, storing=hinted)
+            heads = await self.dispatch.dispatch_heads(per_owner=per_owner, storing=hinted)
             storing = await self._storing(heads, hinted=hinted)
         return heads, storing
 

@@ -118,8 +118,9 @@ def test_a_user_with_a_crowd_of_urgent_jobs_does_not_hold_back_another_users_few
 ) -> None:
     """The fairness scenario, scaled down: 500 queued at priority 9, then 10 of another user's at priority 0.
 
-    Each pass after a slot frees is a handful of Mongo commands, whatever the crowd: the view (with
-    each owner's heads), the crowd's batch, the lease and the mark.
+    Each pass after a slot frees is a handful of Mongo commands, whatever the crowd: the view, each
+    owner's heads (read after it, as the pass before found no slot free), the crowd's batch, the
+    lease and the mark.
     """
 
     def commands() -> int:
@@ -140,9 +141,10 @@ def test_a_user_with_a_crowd_of_urgent_jobs_does_not_hold_back_another_users_few
             for job in few:
                 await stores.jobs.insert_job(job)
             started, costs = [], []
-            for _ in range(3):  # a slot frees (a greedy job ends), then one pass
+            for _ in range(3):  # a pass finds every slot taken; then one frees (a greedy job ends), and one pass
                 running = await stores.dispatch.dispatch_view(alive_after=utcnow() - timedelta(minutes=1))
                 assert sum(running.in_flight.values()) == 4
+                assert await scheduler.pass_once() == 0  # the next reads the heads once it has a slot free
                 sent = await stores.database.collection("jobs").find_one({"owner": greedy, "dispatched": {"$ne": None}})
                 assert sent is not None
                 await stores.jobs.delete_job(sent["_id"])
@@ -165,7 +167,7 @@ def test_a_user_with_a_crowd_of_urgent_jobs_does_not_hold_back_another_users_few
         first, started, costs = in_store(alone, scenario)
         # Each slot that frees goes to the modest user, who has fewer in flight, until both have two.
         assert (first, started) == (4, [1, 2, 2])
-        assert max(costs) <= 4, costs
+        assert max(costs) <= 5, costs
     finally:
         delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
 
