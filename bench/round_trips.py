@@ -60,13 +60,13 @@ async def timings(url: str, reps: int) -> list[tuple[str, str, float]]:
     await timed("gateway", "insert_job", lambda n: jobs.insert_job(queued[n]))
     await timed(
         "dispatcher",
-        "dispatch_view (live runners, in flight, user limits, paused queues, dependencies)",
+        "dispatch_view (live runners, in flight, user limits, dependencies)",
         lambda n: dispatch.dispatch_view(alive_after=utcnow() - timedelta(seconds=30)),
     )
     await timed(
         "dispatcher",
-        "dispatch_candidates",
-        lambda n: dispatch.dispatch_candidates(limit=28, skip_owners=[], paused=[], storing=[]),
+        "dispatch_heads",
+        lambda n: dispatch.dispatch_heads(per_owner=20),
     )
     await timed("dispatcher", "lease_dispatches", lambda n: dispatch.lease_dispatches([queued[n].id], until=lease))
     await timed("dispatcher", "mark_dispatched", lambda n: dispatch.mark_dispatched([queued[n].id], lease=lease))

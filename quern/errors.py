@@ -13,8 +13,14 @@ QuernError
 │   │   └── NotYet          409  not-yet: the same request can succeed later (``retry_after``)
 │   ├── Gone                410  gone: the job's retention ran out
 │   ├── TooLarge            413  too-large
+│   │   ├── StoredBytesQuota    413  quota-stored-bytes: the caller's stored bytes would pass their quota
+│   │   └── BatchSizeQuota      413  quota-batch-size: more jobs in a batch than the caller's quota
 │   ├── Invalid             422  invalid: every broken rule is in ``errors``
 │   ├── TooManyRequests     429  (no kind of quern's own: a proxy or rate limiter said it)
+│   │   └── OverQuota       429  over-quota: a quota reached (never retried by the SDK)
+│   │       ├── QueuedJobsQuota     429  quota-queued-jobs
+│   │       ├── PendingUploadsQuota 429  quota-pending-uploads
+│   │       └── EventStreamsQuota   429  quota-event-streams (per gateway)
 │   ├── InternalError       500  internal-error
 │   └── Unavailable         503  unavailable: a server quern depends on did not answer
 ├── Unreachable             the service could not be reached, even after the retries
@@ -148,6 +154,42 @@ class TooManyRequests(ApiError):
     """Too many requests: something between the SDK and quern asks it to slow down."""
 
 
+class StoredBytesQuota(TooLarge):
+    """The caller's files and datasets would pass their stored-bytes quota: delete some first."""
+
+    kind = "quota-stored-bytes"
+
+
+class BatchSizeQuota(TooLarge):
+    """The batch has more jobs than the caller's quota allows in one: split it."""
+
+    kind = "quota-batch-size"
+
+
+class OverQuota(TooManyRequests):
+    """A quota of the caller's is reached: not retried, as it lasts until the caller frees some."""
+
+    kind = "over-quota"
+
+
+class QueuedJobsQuota(OverQuota):
+    """The caller has as many queued jobs as their quota allows."""
+
+    kind = "quota-queued-jobs"
+
+
+class PendingUploadsQuota(OverQuota):
+    """The caller has as many pending uploads as their quota allows."""
+
+    kind = "quota-pending-uploads"
+
+
+class EventStreamsQuota(OverQuota):
+    """The caller has as many event streams open on that gateway as their quota allows."""
+
+    kind = "quota-event-streams"
+
+
 class InternalError(ApiError):
     """quern failed; the failure is logged under the answer's X-Request-ID."""
 
@@ -172,7 +214,13 @@ KINDS: tuple[type[ApiError], ...] = (
     NotYet,
     Gone,
     TooLarge,
+    StoredBytesQuota,
+    BatchSizeQuota,
     Invalid,
+    OverQuota,
+    QueuedJobsQuota,
+    PendingUploadsQuota,
+    EventStreamsQuota,
     InternalError,
     Unavailable,
 )

@@ -26,13 +26,30 @@ class Token(Resource):
     expires_at: datetime
 
 
+class QuotaUse(Resource):
+    used: int | None = None  # None for a quota on each request (batch_jobs)
+    quota: int | None = None  # None: no quota
+
+
+class Usage(Resource):
+    """What the caller holds against each of their quotas (``GET /v1/me``)."""
+
+    queued_jobs: QuotaUse
+    stored_bytes: QuotaUse
+    pending_uploads: QuotaUse
+    event_streams: QuotaUse  # on the gateway that answered
+    batch_jobs: QuotaUse
+
+
 class User(Resource):
     id: str
     username: str
     role: str
     disabled: bool = False
     max_running: int | None = None
+    quotas: dict[str, int | None] = {}  # the user's own; None: the deployment's
     created: datetime
+    usage: Usage | None = None  # only in GET /v1/me
 
 
 class ApiKey(Resource):

@@ -16,7 +16,7 @@ import httpx
 import stamina
 from pydantic import BaseModel
 
-from quern.errors import ApiError, TooManyRequests, Unavailable
+from quern.errors import ApiError, OverQuota, TooManyRequests, Unavailable
 
 M = TypeVar("M", bound=BaseModel)
 RETRIED = (TooManyRequests, Unavailable)  # 429 and 503: the service asks to come back
@@ -51,8 +51,8 @@ class Retries:
 
         def on(exc: Exception) -> bool | float:
             if isinstance(exc, ApiError):
-                if not isinstance(exc, RETRIED):
-                    return False
+                if not isinstance(exc, RETRIED) or isinstance(exc, OverQuota):
+                    return False  # a quota lasts until the caller frees some: waiting a few seconds will not do
                 return min(exc.retry_after, MAX_RETRY_AFTER) if exc.retry_after is not None else True
             if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
                 return True  # never reached the service: always safe to send again

@@ -12,6 +12,12 @@
     │   └── NotYet          not yet: the same request can succeed later (carries retry_after)
     ├── Gone                the resource existed but its retention ran out: its data were deleted
     ├── TooLarge            the upload or bundle is larger than the configured maximum
+    │   ├── StoredBytesQuota    the caller's files and datasets would exceed their stored-bytes quota
+    │   └── BatchSizeQuota      a batch larger than the caller's batch-size quota
+    ├── OverQuota           the caller has as many of something as their quota allows (carries retry_after)
+    │   ├── QueuedJobsQuota     as many queued jobs as their quota allows
+    │   ├── PendingUploadsQuota as many pending uploads as their quota allows
+    │   └── EventStreamsQuota   as many event streams open on this gateway as their quota allows
     └── Unavailable         a server we depend on (Mongo, S3, RabbitMQ) did not answer
 
 Each class names its ``kind``, the stable last segment of its problem type URI
@@ -130,6 +136,52 @@ class TooLarge(AppError):
 
     kind = "too-large"
     title = "Too large"
+
+
+class StoredBytesQuota(TooLarge):
+    """This would take your stored files and datasets past your quota; delete some first."""
+
+    kind = "quota-stored-bytes"
+    title = "Stored bytes quota reached"
+
+
+class BatchSizeQuota(TooLarge):
+    """The batch has more jobs than your quota allows in one batch; split it."""
+
+    kind = "quota-batch-size"
+    title = "Batch size quota reached"
+
+
+class OverQuota(AppError):
+    """You have as many of these as your quota allows; wait until some are done."""
+
+    kind = "over-quota"
+    title = "Quota reached"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 30) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class QueuedJobsQuota(OverQuota):
+    """You have as many queued jobs as your quota allows; submit more once some have started."""
+
+    kind = "quota-queued-jobs"
+    title = "Queued jobs quota reached"
+
+
+class PendingUploadsQuota(OverQuota):
+    """You have as many pending uploads as your quota allows; complete or cancel some first."""
+
+    kind = "quota-pending-uploads"
+    title = "Pending uploads quota reached"
+
+
+class EventStreamsQuota(OverQuota):
+    """You have as many event streams open on this gateway as your quota allows; close one first."""
+
+    kind = "quota-event-streams"
+    title = "Event streams quota reached"
 
 
 class Unavailable(AppError):

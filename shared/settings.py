@@ -254,6 +254,12 @@ class GatewaySettings(SchedulerSettings):
     # gauges there are counted at most once per METRICS_REFRESH_SECONDS, however often Prometheus scrapes.
     gateway_metrics: bool = True
     metrics_refresh_seconds: float = Field(default=15.0, ge=0, le=3600)
+    # Per-user quotas, the deployment's defaults (an admin may override them per user; 0: no quota).
+    quota_queued_jobs: int = Field(default=100_000, ge=0)
+    quota_stored_bytes: int = Field(default=2**40, ge=0)
+    quota_pending_uploads: int = Field(default=100, ge=0)
+    quota_event_streams: int = Field(default=20, ge=0)
+    quota_batch_jobs: int = Field(default=10_000, ge=0, le=10_000)
 
     @field_validator("scratch_dir")
     @classmethod

@@ -19,7 +19,7 @@ from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from quern.cli import data, jobs, manage
 from quern.cli.options import global_options_everywhere
-from quern.cli.render import done, record
+from quern.cli.render import done, record, table
 from quern.cli.session import (
     EXIT_INTERRUPTED,
     EXIT_LOCAL,
@@ -131,8 +131,15 @@ def passwd(session: Session, current: str, new: str) -> None:
 @cli.command()
 @pass_session
 def whoami(session: Session) -> None:
-    """Who the stored token or QUERN_TOKEN logs in as."""
-    record(session, session.client.me(), ("id", "username", "role"))
+    """Who the stored token or QUERN_TOKEN logs in as, and their usage against each quota."""
+    me = session.client.me()
+    if session.as_json or me.usage is None:
+        record(session, me, None if session.as_json else ("id", "username", "role"))
+        return
+    record(session, me, ("id", "username", "role"))
+    usage = me.usage.model_dump()
+    rows = [{"quota": name, "used": use["used"], "limit": use["quota"]} for name, use in usage.items()]
+    table(session, rows, ("quota", "used", "limit"))
 
 
 @cli.command()

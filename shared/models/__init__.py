@@ -5,7 +5,7 @@ Ids are ULID strings: unique, sortable by creation time, and readable in URLs an
 
 from __future__ import annotations
 
-from shared.models.accounts import ApiKey, Role, User
+from shared.models.accounts import QUOTAS, ApiKey, QuotaOverrides, Role, User
 from shared.models.datasets import Dataset, DatasetInput, DatasetMember, InputValue, dataset_prefix
 from shared.models.events import Event, EventType, job_event, new_event_id, state_event
 from shared.models.files import PendingUpload, StoredFile
@@ -54,6 +54,7 @@ from shared.models.workers import MISSED_BEATS, WorkerInfo
 __all__ = [
     "DEFAULT_QUEUE",
     "MISSED_BEATS",
+    "QUOTAS",
     "TASK_APP",
     "TASK_APP_VERSION",
     "WEBHOOK_URL_MAX",
@@ -78,6 +79,7 @@ __all__ = [
     "OutputFileLog",
     "PendingUpload",
     "Queue",
+    "QuotaOverrides",
     "Record",
     "RetryPolicy",
     "Role",

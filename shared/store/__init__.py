@@ -23,6 +23,7 @@ from shared.store.jobs import JobStore
 from shared.store.migrations import migrate
 from shared.store.queues import QueueStore
 from shared.store.sessions import SessionStore
+from shared.store.usage import UsageStore
 from shared.store.webhooks import WebhookStore
 from shared.store.workers import WorkerStore
 
@@ -46,6 +47,7 @@ class Stores:
     archives: ArchiveStore
     webhooks: WebhookStore
     sessions: SessionStore
+    usage: UsageStore
 
     @classmethod
     def over(cls, database: Database) -> Stores:
@@ -66,6 +68,7 @@ class Stores:
             archives=ArchiveStore(database),
             webhooks=WebhookStore(database),
             sessions=SessionStore(database),
+            usage=UsageStore(database),
         )
 
     @classmethod

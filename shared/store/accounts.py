@@ -74,6 +74,10 @@ class AccountStore:
         """End every login token and UI session the user has now ("log out everywhere"); NotFound if none."""
         return await self._change_user(user_id, _revoking())
 
+    async def set_user_quotas(self, user_id: str, quotas: dict[str, int | None]) -> User:
+        """Set (or clear, with None) these of a user's own quotas, the others left as they are; NotFound if none."""
+        return await self._change_user(user_id, {"$set": {f"quotas.{name}": value for name, value in quotas.items()}})
+
     async def _change_user(self, user_id: str, update: Document) -> User:
         return await change_one(
             self._users, User, {"_id": user_id}, update, what=f"user {user_id}", missing=f"no user {user_id}"

@@ -21,6 +21,7 @@ from shared.store.database import (
     to_document,
     translated,
 )
+from shared.store.usage import USAGE, add_stored_bytes
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class DatasetStore:
 
     def __init__(self, database: Database) -> None:
         self._datasets = database.collection("datasets")
+        self._usage = database.collection(USAGE)  # the owner's stored bytes, moved with each dataset
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
@@ -62,9 +64,10 @@ class DatasetStore:
             await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
 
     async def insert_dataset(self, dataset: Dataset) -> None:
-        """Record a dataset; Conflict if the owner already has one of that name."""
+        """Record a dataset, and count its bytes as its owner's; Conflict if the owner already has one of that name."""
         with translated(f"dataset {dataset.name!r}"):
             await self._datasets.insert_one(to_document(dataset))
+        await add_stored_bytes(self._usage, dataset.owner, dataset.size)
 
     async def dataset_name_taken(self, owner: str, name: str) -> bool:
         """Whether ``owner`` already has a dataset called ``name``."""
@@ -99,7 +102,9 @@ class DatasetStore:
         what, missing = f"dataset {dataset_id}", f"no dataset {dataset_id}"
         return await change_one(self._datasets, Dataset, match, update, what=what, missing=missing)
 
-    async def delete_dataset(self, dataset_id: str) -> None:
-        """Forget a dataset (its S3 objects are the caller's business)."""
-        with translated(f"dataset {dataset_id}"):
-            await self._datasets.delete_one({"_id": dataset_id})
+    async def delete_dataset(self, dataset: Dataset) -> None:
+        """Forget a dataset (its S3 objects are the caller's business), and its bytes if this call forgot it."""
+        with translated(f"dataset {dataset.id}"):
+            result = await self._datasets.delete_one({"_id": dataset.id})
+        if result.deleted_count:
+            await add_stored_bytes(self._usage, dataset.owner, -dataset.size)

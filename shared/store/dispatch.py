@@ -6,6 +6,7 @@ whose runner stopped renewing their lease (orphans).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,20 +25,27 @@ from shared.store.database import (
 from shared.store.jobs import ended, transition
 from shared.tasks import RUNNER_SERVICE
 
+# Equality on state and dispatched, then per owner by priority and age: each owner's heads, and the jobs sent.
+HEADS_INDEX = [
+    ("state", ASCENDING),
+    ("dispatched", ASCENDING),
+    ("owner", ASCENDING),
+    ("priority", DESCENDING),
+    ("_id", ASCENDING),
+]
+
 
 @dataclass(frozen=True)
 class DispatchView:
-    """What a pass weighs jobs by: runner slots, jobs in flight per owner, users' own limits, paused queues, and
-    what QUEUED jobs wait on.
+    """What a pass weighs jobs by: runner slots, jobs in flight per owner, users' own limits, what QUEUED jobs
+    wait on and, if asked for, each owner's first startable jobs.
     """
 
     capacity: int  # the slots of the live runners
     in_flight: dict[str, int]  # per owner: RUNNING on a live worker, or sent and not started yet
     limits: dict[str, int]  # user id -> max_running, for the users that have one of their own
-    paused: list[tuple[str, str]]  # (owner, name)
     waited: list[str]  # ids that QUEUED jobs still wait on, as ``waited_on`` reads them
-    glimpse: list[Job]  # the first startable jobs, if asked for, those of paused queues left out
-    crowded: bool  # as many were read as asked for (paused ones included): there may be more
+    heads: list[Job] | None  # per owner, its first startable jobs (``dispatch_heads``); None if not asked for
 
 
 def _as(kind: str, **fields: Any) -> Document:
@@ -58,24 +66,23 @@ class DispatchStore:
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
         with translated("create indexes"):
-            # The dispatcher's scan: undispatched QUEUED jobs, highest priority first, then oldest.
-            await self._jobs.create_index(
-                [("state", ASCENDING), ("dispatched", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING)]
-            )
+            # The dispatcher's heads: per owner, undispatched QUEUED jobs, highest priority first, then oldest.
+            await self._jobs.create_index(HEADS_INDEX)
             await self._jobs.create_index([("waiting_on", ASCENDING), ("state", ASCENDING)])
             # The reaper's scan: RUNNING jobs whose lease lapsed.
             await self._jobs.create_index([("state", ASCENDING), ("lease", ASCENDING)])
 
-    async def dispatch_view(self, *, alive_after: datetime, glimpse: int = 0) -> DispatchView:
+    async def dispatch_view(
+        self, *, alive_after: datetime, heads: int = 0, storing: Sequence[str] = ()
+    ) -> DispatchView:
         """What a pass weighs jobs by, in one aggregate (``$unionWith``, MongoDB 4.4+), each part by its own index.
 
         The workers heartbeating after ``alive_after`` (the database's time; ``WorkerStore.live_workers``
         judges them alike); per owner and worker, the RUNNING jobs, and per owner the jobs sent to
         RabbitMQ and not started yet; the users with a limit of their own (``AccountStore.user_limits``),
-        the paused queues (``QueueStore.paused_queues``), what QUEUED jobs wait on (``waited_on``) and,
-        if ``glimpse``, the first that many startable jobs (``dispatch_candidates`` without its filters;
-        those of paused queues are left out here). RUNNING jobs count in flight only on a live worker,
-        which the rows of the workers tell.
+        what QUEUED jobs wait on (``waited_on``) and, if ``heads``, each owner's first that many startable
+        jobs (``dispatch_heads``). RUNNING jobs count in flight only on a live worker, which the rows of
+        the workers tell.
         """
         waiting = {"state": JobState.QUEUED.value, "waiting_on": {"$ne": []}}
         pipeline: list[Document] = [
@@ -112,12 +119,6 @@ class DispatchStore:
             },
             {
                 "$unionWith": {
-                    "coll": self._queues.name,
-                    "pipeline": [{"$match": {"paused": True}}, _as("paused", owner=1, name=1)],
-                }
-            },
-            {
-                "$unionWith": {
                     "coll": self._jobs.name,
                     "pipeline": [
                         {"$match": waiting},
@@ -128,15 +129,12 @@ class DispatchStore:
                 }
             },
         ]
-        if glimpse:
-            first = [{"$match": self._startable()}, {"$sort": {"priority": DESCENDING, "_id": ASCENDING}}]
-            branch = [*first, {"$limit": glimpse}, _as("glimpse", job="$$ROOT")]
-            pipeline.append({"$unionWith": {"coll": self._jobs.name, "pipeline": branch}})
+        if heads:
+            pipeline.append({"$unionWith": {"coll": self._jobs.name, "pipeline": self._heads(heads, storing)}})
         capacity, live, running = 0, set[str](), list[Document]()
         jobs: list[Document] = []
         in_flight: dict[str, int] = {}
         limits: dict[str, int] = {}
-        paused: list[tuple[str, str]] = []
         waited: list[str] = []
         with translated("dispatch view"):
             async for row in await self._jobs.aggregate(pipeline):
@@ -150,8 +148,6 @@ class DispatchStore:
                     capacity += int(row["n"]) if row["service"] == RUNNER_SERVICE else 0
                 elif kind == "limit":
                     limits[row["owner"]] = int(row["n"])
-                elif kind == "paused":
-                    paused.append((row["owner"], row["name"]))
                 elif kind == "waited":
                     waited.append(str(row["owner"]))
                 else:
@@ -160,50 +156,68 @@ class DispatchStore:
         for row in running:
             if row.get("worker") in live:
                 in_flight[row["owner"]] = in_flight.get(row["owner"], 0) + row["n"]
-        held = set(paused)
-        startable = [from_document(Job, doc) for doc in jobs if (doc["owner"], doc.get("queue")) not in held]
-        return DispatchView(capacity, in_flight, limits, paused, sorted(waited), startable, len(jobs) >= glimpse > 0)
+        found = [from_document(Job, doc) for doc in jobs] if heads else None
+        return DispatchView(capacity, in_flight, limits, sorted(waited), found)
 
-    async def dispatch_candidates(
-        self, *, limit: int, skip_owners: list[str], paused: list[tuple[str, str]], storing: list[str]
-    ) -> list[Job]:
-        """QUEUED jobs that may start: not sent yet, waiting on nothing, not in a paused queue or unstored batch.
+    async def dispatch_heads(self, *, per_owner: int, storing: Sequence[str] = ()) -> list[Job]:
+        """Each owner's first ``per_owner`` startable jobs, highest priority first, then oldest (see ``_heads``)."""
+        with translated("dispatch heads"):
+            docs = [row["job"] async for row in await self._jobs.aggregate(self._heads(per_owner, storing))]
+        return [from_document(Job, doc) for doc in docs]
 
-        Highest priority first, then oldest; jobs a dispatcher is already sending are left to it.
-        Jobs of paused queues are passed over here rather than in the query (an ``$nor`` of pairs,
-        see shared.store.database); pausing is rare, and only a paused queue's own jobs are read past.
+    def _heads(self, per_owner: int, storing: Sequence[str]) -> list[Document]:
+        """The pipeline of ``dispatch_heads``: rows ``{kind: "head", job}``, an owner's in their order.
+
+        Startable: QUEUED, not sent yet, waiting on nothing, not being sent by a dispatcher now, not
+        in a paused queue of its owner's nor in one of the ``storing`` batches. First the owners with
+        QUEUED jobs: a ``$sort`` and ``$group`` with ``$first`` on the owner, which MongoDB answers
+        with a DISTINCT_SCAN of the jobs store's (owner, state, _id) index (one seek per owner, not
+        one key per job; the match is on ``state`` alone, an equality the scan's bounds hold, so no
+        fetch has to filter it); then, per owner, its paused queues and a ``$lookup`` that walks
+        ``HEADS_INDEX`` from that owner's highest priority and stops after ``per_owner`` startable
+        jobs. So a pass reads about ``per_owner`` jobs per owner (plus those it reads past: waiting
+        on a dependency, leased by another dispatcher, or in a paused queue), however many jobs each
+        owner has queued; an owner whose QUEUED jobs were all sent costs one index probe.
         """
-        match = self._startable()
-        if skip_owners:
-            match["owner"] = {"$nin": skip_owners}
-        if storing:
-            match["batch"] = {"$nin": storing}
-        held = set(paused)
-        found: list[Job] = []
-        with translated("dispatch candidates"):
-            cursor = self._jobs.find(match).sort([("priority", DESCENDING), ("_id", ASCENDING)])
-            if not held:
-                cursor = cursor.limit(limit).batch_size(min(limit, 1000))
-            # Else the server's own batches (101 documents, then up to 16 MB): a paused queue's jobs
-            # are read past in a few round trips, not one per ``limit`` of them.
-            async for doc in cursor:
-                if (doc["owner"], doc.get("queue")) in held:
-                    continue
-                found.append(from_document(Job, doc))
-                if len(found) >= limit:
-                    break
-            await cursor.close()
-        return found
-
-    @staticmethod
-    def _startable() -> Document:
-        """QUEUED jobs not sent yet, waiting on nothing, and not being sent by a dispatcher now."""
-        return {
+        startable: Document = {
             "state": JobState.QUEUED.value,
             "dispatched": None,
             "waiting_on": {"$size": 0},
             "dispatch_lease": unset_or_before(utcnow()),
         }
+        if storing:
+            startable["batch"] = {"$nin": sorted(storing)}
+        return [
+            {"$match": {"state": JobState.QUEUED.value}},
+            {"$sort": {"owner": ASCENDING}},
+            {"$group": {"_id": "$owner", "first": {"$first": "$_id"}}},
+            {
+                "$lookup": {
+                    "from": self._queues.name,
+                    "localField": "_id",
+                    "foreignField": "owner",
+                    "pipeline": [{"$match": {"paused": True}}, {"$project": {"_id": 0, "name": 1}}],
+                    "as": "held",
+                }
+            },
+            {
+                "$lookup": {
+                    "from": self._jobs.name,
+                    "localField": "_id",
+                    "foreignField": "owner",
+                    "let": {"held": {"$map": {"input": "$held", "as": "queue", "in": "$$queue.name"}}},
+                    "pipeline": [
+                        {"$match": startable},
+                        {"$match": {"$expr": {"$not": [{"$in": ["$queue", "$$held"]}]}}},
+                        {"$sort": {"priority": DESCENDING, "_id": ASCENDING}},
+                        {"$limit": per_owner},
+                    ],
+                    "as": "head",
+                }
+            },
+            {"$unwind": "$head"},
+            _as("head", job="$head"),
+        ]
 
     async def lease_dispatches(self, job_ids: list[str], *, until: datetime) -> list[str]:
         """Take the right to send these jobs until ``until``; returns those taken, the others being sent, started

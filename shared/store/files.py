@@ -23,6 +23,7 @@ from shared.store.database import (
     unset_or_before,
     update_and_read,
 )
+from shared.store.usage import USAGE, add_stored_bytes
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,20 @@ class FileStore:
     def __init__(self, database: Database) -> None:
         self._files = database.collection("files")
         self._uploads = database.collection("uploads")
+        self._usage = database.collection(USAGE)  # the owner's stored bytes, moved with each file
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
         with translated("create indexes"):
             await self._files.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
             await self._uploads.create_index("expires")
+            await self._uploads.create_index("owner")  # the pending uploads quota's count
 
     async def insert_file(self, file: StoredFile) -> None:
-        """Record an uploaded file."""
+        """Record an uploaded file, and count its bytes as its owner's."""
         with translated(f"file {file.id}"):
             await self._files.insert_one(to_document(file))
+        await add_stored_bytes(self._usage, file.owner, file.size)
 
     async def get_files(self, ids: list[str], *, owner: str | None = None) -> dict[str, StoredFile]:
         """The files among ``ids`` that exist (and belong to ``owner``, unless None), by id."""
@@ -80,15 +84,26 @@ class FileStore:
         match = owner_filter(owner) | _matching(where or FileFilter())
         return await read_page(self._files, StoredFile, match, limit=limit, after=after)
 
-    async def delete_file(self, file_id: str) -> None:
-        """Forget a file (its S3 object is the caller's business)."""
-        with translated(f"file {file_id}"):
-            await self._files.delete_one({"_id": file_id})
+    async def delete_file(self, file: StoredFile) -> None:
+        """Forget a file (its S3 object is the caller's business), and its bytes if this call forgot it."""
+        with translated(f"file {file.id}"):
+            result = await self._files.delete_one({"_id": file.id})
+        if result.deleted_count:
+            await add_stored_bytes(self._usage, file.owner, -file.size)
 
     async def insert_upload(self, upload: PendingUpload) -> None:
         """Record an announced upload."""
         with translated(f"upload {upload.id}"):
             await self._uploads.insert_one(to_document(upload))
+
+    async def count_uploads(self, owner: str, *, limit: int = 0) -> int:
+        """How many uploads ``owner`` has pending, counting no further than ``limit`` (0: all)."""
+        with translated("count uploads"):
+            return (
+                await self._uploads.count_documents({"owner": owner}, limit=limit)
+                if limit
+                else await self._uploads.count_documents({"owner": owner})
+            )
 
     async def get_upload(self, upload_id: str, *, owner: str | None = None) -> PendingUpload:
         """One pending upload (of ``owner``, unless None), or NotFound."""

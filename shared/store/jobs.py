@@ -214,6 +214,16 @@ class JobStore:
             rows = [row async for row in await self._jobs.aggregate(pipeline)]
         return {JobState(row["_id"]): int(row["n"]) for row in rows}
 
+    async def count_queued(self, owner: str, *, limit: int = 0) -> int:
+        """How many QUEUED jobs ``owner`` has, counting no further than ``limit`` (0: all); along (owner, state)."""
+        match = {"owner": owner, "state": JobState.QUEUED.value}
+        with translated("count queued jobs"):
+            return (
+                await self._jobs.count_documents(match, limit=limit)
+                if limit
+                else await self._jobs.count_documents(match)
+            )
+
     async def job_states(self, job_ids: list[str], *, owner: str | None = None) -> dict[str, JobState]:
         """The state of each of these jobs (of ``owner``, unless None) that still exists."""
         states: dict[str, JobState] = {}

@@ -13,7 +13,8 @@ import structlog
 
 from shared.errors import Duplicate
 from shared.models import utcnow
-from shared.store.database import Database, translated
+from shared.store.database import Database, Document, translated
+from shared.store.usage import USAGE
 
 log = structlog.get_logger()
 
@@ -32,7 +33,26 @@ async def _jobs_wait_on_nothing(database: Database) -> None:
         await database.collection("jobs").update_many({"waiting_on": {"$exists": False}}, {"$set": {"waiting_on": []}})
 
 
-MIGRATIONS = (Migration("jobs_wait_on_nothing", _jobs_wait_on_nothing),)
+async def _count_stored_bytes(database: Database) -> None:
+    """The stored-bytes counters (``shared/store/usage.py``) start from the files and datasets stored before them."""
+    totals: dict[str, int] = {}
+    with translated("count stored bytes"):
+        files: list[Document] = [{"$group": {"_id": "$owner", "n": {"$sum": "$size"}}}]
+        members: list[Document] = [
+            {"$unwind": "$members"},
+            {"$group": {"_id": "$owner", "n": {"$sum": "$members.size"}}},
+        ]
+        for name, pipeline in (("files", files), ("datasets", members)):
+            async for row in await database.collection(name).aggregate(pipeline):
+                totals[row["_id"]] = totals.get(row["_id"], 0) + int(row["n"])
+        for owner, stored in totals.items():
+            await database.collection(USAGE).update_one({"_id": owner}, {"$set": {"stored_bytes": stored}}, upsert=True)
+
+
+MIGRATIONS = (
+    Migration("jobs_wait_on_nothing", _jobs_wait_on_nothing),
+    Migration("count_stored_bytes", _count_stored_bytes),
+)
 
 
 async def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:

@@ -150,6 +150,13 @@ async def limit_user(
     return user
 
 
+async def override_quotas(*, accounts: AccountStore, user_id: str, quotas: dict[str, int | None]) -> User:
+    """Set a user's own quotas by name (None: back to the deployment's); each gateway applies them within seconds."""
+    user = await accounts.set_user_quotas(user_id, quotas)
+    log.info("user_quotas_set", user_id=user.id, **{f"quota_{name}": value for name, value in quotas.items()})
+    return user
+
+
 async def create_key(*, accounts: AccountStore, owner: str, name: str) -> tuple[ApiKey, str]:
     """A new API key of ``owner``'s, and its full secret: shown once, never stored."""
     key, secret = new_api_key(owner, name)

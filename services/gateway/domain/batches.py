@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.job_metrics import SUBMITTED
+from services.gateway.domain.quotas import Quotas, check_batch_size, check_queued_jobs
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.submission import (
@@ -99,6 +100,7 @@ async def submit_batch(
     batch: BatchRequest,
     owner: str,
     wake: Callable[[], None],
+    quotas: Quotas,
     batch_id: str,
     retention: RetentionPolicy = KEEP_FOREVER,
     networks: tuple[Network, ...] = (),
@@ -108,6 +110,7 @@ async def submit_batch(
     If storing fails part way, what was stored is deleted again (and, should that fail too, the
     dispatcher deletes batches it finds abandoned), so a batch is accepted whole or not at all.
     """
+    check_batch_size(len(batch.jobs), quotas=quotas)
     apps = await find_apps(batch, apps=stores.apps)
     # Thousands of validations take a good part of a second: not on the event loop.
     jobs = await run_in_threadpool(build_jobs, apps, batch, owner=owner, batch_id=batch_id, retention=retention)
@@ -122,6 +125,7 @@ async def submit_batch(
         jobs = [waiting(job, pending) for job in jobs]
     webhooks = [(f"/jobs/{index}/webhook", job.webhook) for index, job in enumerate(jobs) if job.webhook is not None]
     await check_webhooks(webhooks, owner=owner, networks=networks, webhooks=stores.webhooks)
+    await check_queued_jobs(len(jobs), owner=owner, quotas=quotas, jobs=stores.jobs)
     try:
         await batches.insert_batch(Batch(id=batch_id, owner=owner, size=len(jobs), created=utcnow()), jobs)
         await batches.commit_batch(batch_id)
@@ -148,6 +152,7 @@ async def submit_batch_once(
     owner: str,
     key: str | None,
     wake: Callable[[], None],
+    quotas: Quotas,
     retention: RetentionPolicy = KEEP_FOREVER,
     networks: tuple[Network, ...] = (),
 ) -> tuple[SubmittedBatch, bool]:
@@ -163,6 +168,7 @@ async def submit_batch_once(
             batch=batch,
             owner=owner,
             wake=wake,
+            quotas=quotas,
             batch_id=batch_id,
             retention=retention,
             networks=networks,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.bundles import BLOCK, MAX_VIOLATIONS, Bundle, BundleLimits, inspect_bundle, iter_members
+from services.gateway.domain.quotas import Quotas, check_stored_bytes
 from shared.errors import Conflict, Duplicate, Invalid, NotYet, TooLarge, Violation
 from shared.models import Dataset, DatasetMember, StoredFile, dataset_prefix, new_id, utcnow
 from shared.settings import GatewaySettings
@@ -26,6 +27,7 @@ from shared.storage import ObjectStorage
 from shared.store.datasets import DatasetStore, DatasetUpdate
 from shared.store.files import FileStore
 from shared.store.jobs import JobStore
+from shared.store.usage import UsageStore
 
 log = structlog.get_logger()
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -115,8 +117,12 @@ async def create_dataset(
     settings: GatewaySettings,
     request: DatasetRequest,
     owner: str,
+    usage: UsageStore,
+    quotas: Quotas,
 ) -> Dataset:
-    """Check the owner's bundle file member by member, store each member, then record the dataset."""
+    """Check the owner's bundle file member by member and the stored-bytes quota, store each member, then record
+    the dataset.
+    """
     file: StoredFile = await files.get_file(request.file_id, owner=owner)
     # Headers take at most a few KiB a member, so a larger file cannot unpack within the limit:
     # refuse it before it takes room in the scratch directory.
@@ -132,6 +138,7 @@ async def create_dataset(
         await run_in_threadpool(storage.download_file, file.key, path)
         bundle = await run_in_threadpool(inspect_bundle, path, file.name, bundle_limits(settings))
         check_storable(bundle, prefix)
+        await check_stored_bytes(sum(m.size for m in bundle.members), owner=owner, quotas=quotas, usage=usage)
         now = utcnow()
         dataset = Dataset(
             id=dataset_id,
@@ -188,5 +195,5 @@ async def delete_dataset(
     if await jobs.dataset_in_use(dataset.id):
         raise NotYet(f"dataset {dataset.id} is an input of a job that has not finished", retry_after=10)
     await run_in_threadpool(storage.delete_prefix, dataset.prefix)
-    await datasets.delete_dataset(dataset.id)
+    await datasets.delete_dataset(dataset)
     log.info("dataset_deleted", dataset_id=dataset.id)

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from starlette.concurrency import run_in_threadpool
 
+from services.gateway.domain.quotas import check_room
 from shared.errors import BadRequest, NotYet, TooLarge
 from shared.models import StoredFile, new_id, utcnow
 from shared.storage import ObjectSink, ObjectStorage
@@ -67,14 +68,16 @@ async def receive_upload(
     content_type: str,
     declared_size: int | None,
     max_bytes: int,
+    room: int | None,
 ) -> StoredFile:
     """Check the file's name and declared size, stream ``chunks`` into a new S3 object part by part, record the file.
 
     One part is uploaded while the next is read, so memory stays at a few parts. On any
     failure (client gone, too large, S3 refusing) the partial upload is aborted and nothing
-    is recorded.
+    is recorded. ``room``: the bytes the owner's stored-bytes quota leaves (None: no quota).
     """
     name = check_upload(name, declared_size=declared_size, max_bytes=max_bytes)
+    check_room(declared_size or 0, room)
     file_id = new_id()
     sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
     pending: list[bytes] = []
@@ -86,6 +89,7 @@ async def receive_upload(
             received += len(chunk)
             if received > max_bytes:
                 raise TooLarge(f"uploads are limited to {max_bytes} bytes")
+            check_room(received, room)
             pending.append(chunk)
             pending_bytes += len(chunk)
             if pending_bytes >= storage.part_size:
@@ -150,7 +154,7 @@ async def delete_file(
     """
     file = await files.get_file(file_id, owner=owner)
     await _refuse_if_in_use(file, jobs=jobs)
-    await files.delete_file(file.id)
+    await files.delete_file(file)
     try:
         await _refuse_if_in_use(file, jobs=jobs)
         await run_in_threadpool(storage.delete, file.key)

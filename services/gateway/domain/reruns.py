@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.domain.datasets import Name, Tag
+from services.gateway.domain.quotas import Quotas
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.submission import MAX_TAGS, JobRequest, QueueName, SubmissionStores, submit_job
@@ -76,6 +77,7 @@ async def rerun_job(
     job_id: str,
     owner: str | None,
     changes: Callable[[], RerunRequest],
+    quotas: Callable[[str], Awaitable[Quotas]],
     retention: RetentionPolicy = KEEP_FOREVER,
     networks: tuple[Network, ...] = (),
 ) -> Job:
@@ -92,6 +94,7 @@ async def rerun_job(
         request=clone_request(job, wanted, retention=retention),
         owner=job.owner,
         wake=wake,
+        quotas=await quotas(job.owner),
         rerun_of=job.id,
         retention=retention,
         networks=networks,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from services.gateway.domain.datasets import Name, Tag
 from services.gateway.domain.idempotency import check_key, submit_once
 from services.gateway.domain.job_metrics import SUBMITTED
+from services.gateway.domain.quotas import Quotas, check_queued_jobs
 from services.gateway.domain.registry import find_app
 from services.gateway.domain.retention import KEEP_FOREVER, RetentionPolicy
 from services.gateway.domain.webhooks import check_webhooks
@@ -62,7 +63,9 @@ class JobRequest(BaseModel):
     timeout_seconds: int | None = Field(default=None, ge=1)
     name: Name | None = None
     tags: list[Tag] = Field(default=[], max_length=MAX_TAGS)
-    priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=9, description="0 (lowest) to 9 (first to start)")
+    priority: int = Field(
+        default=DEFAULT_PRIORITY, ge=0, le=9, description="0 (lowest) to 9 (first to start of the caller's own jobs)"
+    )
     queue: QueueName = Field(default=DEFAULT_QUEUE, description="one of the caller's queues")
     depends_on: list[JobId] = Field(
         default=[], max_length=MAX_DEPENDENCIES, description="jobs that must succeed before this one starts"
@@ -207,6 +210,7 @@ async def submit_job(
     request: JobRequest,
     owner: str,
     wake: Callable[[], None],
+    quotas: Quotas,
     rerun_of: str | None = None,
     job_id: str | None = None,
     retention: RetentionPolicy = KEEP_FOREVER,
@@ -224,6 +228,7 @@ async def submit_job(
     job = waiting(job, await check_dependencies(set(job.depends_on), owner=owner, jobs=stores.jobs))
     if job.webhook is not None:
         await check_webhooks([("/webhook", job.webhook)], owner=owner, networks=networks, webhooks=stores.webhooks)
+    await check_queued_jobs(1, owner=owner, quotas=quotas, jobs=stores.jobs)
     await stores.jobs.insert_job(job)
     await stores.events.record_events([state_event(job)])
     wake()
@@ -240,6 +245,7 @@ async def submit_job_once(
     owner: str,
     key: str | None,
     wake: Callable[[], None],
+    quotas: Quotas,
     retention: RetentionPolicy = KEEP_FOREVER,
     networks: tuple[Network, ...] = (),
 ) -> tuple[Job, bool]:
@@ -254,6 +260,7 @@ async def submit_job_once(
             request=request,
             owner=owner,
             wake=wake,
+            quotas=quotas,
             job_id=job_id,
             retention=retention,
             networks=networks,

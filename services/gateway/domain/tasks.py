@@ -14,6 +14,7 @@ import structlog
 
 from services.gateway.domain.cancellation import cancel_job
 from services.gateway.domain.job_metrics import SUBMITTED
+from services.gateway.domain.quotas import Quotas, check_queued_jobs
 from services.gateway.domain.submission import DEFAULT_PRIORITY, SubmissionStores, check_queues
 from services.gateway.domain.task_checks import (
     MAX_TIMEOUT_SECONDS,
@@ -105,6 +106,7 @@ async def submit_task(
     networks: tuple[Network, ...],
     timeout_seconds: int,
     wake: Callable[[], None],
+    quotas: Quotas,
 ) -> Job:
     """Check the task, then store it as a job of ``TASK_APP`` for dispatch, as a native submission is."""
     check_bounds(task)
@@ -134,6 +136,7 @@ async def submit_task(
         task=_kept(task, params),
         task_tags=[TaskTag(key=key, value=value) for key, value in task.tags.items()],
     )
+    await check_queued_jobs(1, owner=owner, quotas=quotas, jobs=stores.jobs)
     await stores.jobs.insert_job(job)
     await stores.events.record_events([state_event(job)])
     wake()

@@ -23,11 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.files import check_name
+from services.gateway.domain.quotas import Quotas, check_pending_uploads, check_stored_bytes
 from shared.errors import AppError, BadRequest, Conflict, Duplicate, Invalid, NotFound, NotYet, TooLarge, Violation
 from shared.models import PendingUpload, StoredFile, new_id, utcnow
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
 from shared.store.files import FileStore
+from shared.store.usage import UsageStore
 
 log = structlog.get_logger()
 MAX_PARTS = 10_000  # S3's limit
@@ -122,15 +124,26 @@ def check_parts(parts: list[PartRef] | None, count: int) -> list[tuple[int, str]
 
 
 async def start_upload(
-    *, files: FileStore, storage: ObjectStorage, settings: GatewaySettings, request: UploadRequest, owner: str
+    *,
+    files: FileStore,
+    usage: UsageStore,
+    storage: ObjectStorage,
+    settings: GatewaySettings,
+    request: UploadRequest,
+    owner: str,
+    quotas: Quotas,
 ) -> OpenUpload:
-    """Check the announcement, open the S3 upload (multipart when large), record it as pending, sign its URLs."""
+    """Check the announcement and the quotas, open the S3 upload (multipart when large), record it as pending,
+    sign its URLs. The stored-bytes quota is checked here, on the announced size, not again at completion.
+    """
     try:
         name = check_name(request.name)
     except BadRequest as exc:
         raise Invalid("the upload request is malformed", [Violation("/name", exc.detail)]) from None
     if request.size > settings.max_upload_bytes:
         raise TooLarge(f"uploads are limited to {settings.max_upload_bytes} bytes")
+    await check_stored_bytes(request.size, owner=owner, quotas=quotas, usage=usage)
+    await check_pending_uploads(owner=owner, quotas=quotas, files=files)
     upload_id, created = new_id(), utcnow()
     key, content_type = f"uploads/{upload_id}", request.content_type.lower()
     multipart_id, part_size = None, None

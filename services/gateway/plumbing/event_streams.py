@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from services.gateway.deps import deps
 from services.gateway.domain.events import KeepAlive
 from services.gateway.plumbing.auth import principal, require_admin
 from services.gateway.plumbing.endpoints import EVENT_STREAM
@@ -44,6 +45,13 @@ async def framed(followed: AsyncIterator[Event | KeepAlive]) -> AsyncIterator[st
 def event_stream(followed: AsyncIterator[Event | KeepAlive]) -> StreamingResponse:
     """The response that streams the followed events."""
     return StreamingResponse(framed(followed), media_type=EVENT_STREAM, headers=HEADERS)
+
+
+async def counted_stream(request: Request, followed: AsyncIterator[Event | KeepAlive]) -> StreamingResponse:
+    """``event_stream``, counted against the caller's event streams quota on this gateway (429 past it)."""
+    d, who = deps(request), principal(request).user_id
+    d.streams.check(who, await d.quotas(who))
+    return event_stream(d.streams.counted(who, followed))
 
 
 def resume_point(request: Request, *, header_first: bool = False) -> str | None:

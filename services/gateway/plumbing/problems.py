@@ -21,13 +21,19 @@ from shared.errors import (
     AppError,
     BadCredentials,
     BadRequest,
+    BatchSizeQuota,
     Conflict,
     Duplicate,
+    EventStreamsQuota,
     Forbidden,
     Gone,
     Invalid,
     NotFound,
     NotYet,
+    OverQuota,
+    PendingUploadsQuota,
+    QueuedJobsQuota,
+    StoredBytesQuota,
     TooLarge,
     Unauthorized,
     Unavailable,
@@ -51,7 +57,13 @@ STATUS: dict[type[AppError], int] = {
     NotYet: 409,
     Gone: 410,
     TooLarge: 413,
+    StoredBytesQuota: 413,
+    BatchSizeQuota: 413,
     Invalid: 422,
+    OverQuota: 429,
+    QueuedJobsQuota: 429,
+    PendingUploadsQuota: 429,
+    EventStreamsQuota: 429,
     Unavailable: 503,
 }
 # Starlette's own routing errors: an unknown path is a NotFound like any other; a wrong method has a kind of its own.
@@ -115,7 +127,7 @@ def render(request: Request, exc: AppError) -> ProblemResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, Invalid):
         extra["errors"] = [{"pointer": v.pointer, "detail": v.detail} for v in exc.violations]
-    if isinstance(exc, NotYet | Unavailable):
+    if isinstance(exc, NotYet | OverQuota | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="quern"'

@@ -1,9 +1,10 @@
 """The dispatcher: Mongo holds every QUEUED job; a job's message goes to RabbitMQ only once it may start.
 
 A job may start when its batch (if any) is fully stored, its queue is not paused, every
-job it depends on succeeded, and its owner is under ``USER_MAX_RUNNING``. Jobs go highest
-priority first, then oldest, and only as many as the live runners have free slots plus a
-look-ahead waiting in RabbitMQ, so priorities decide what starts next.
+job it depends on succeeded, and its owner is under ``USER_MAX_RUNNING``. Owners take turns,
+the next slot to whoever has the fewest jobs in flight (``shares.py``); each owner's jobs go
+highest priority first, then oldest; and only as many as the live runners have free slots plus
+a look-ahead waiting in RabbitMQ, so a user's priorities decide which of theirs starts next.
 
 The look-ahead is ``DISPATCH_AHEAD`` while jobs take longer than a pass (the usual case). When
 runners empty RabbitMQ faster than passes refill it (many short jobs), it doubles, up to
@@ -30,6 +31,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.concurrency import run_in_threadpool
 
+from services.gateway.scheduling.shares import fair_share
 from shared.broker import Broker
 from shared.models import Job, utcnow
 from shared.store.batches import BatchStore
@@ -39,7 +41,7 @@ from shared.tasks import RUN_JOB
 log = structlog.get_logger()
 LEASE_SECONDS = 60
 MAX_AHEAD = 1000
-GLIMPSE = 20  # startable jobs a pass looks for first: fewer are all there are, and need no second read
+HEADS = 20  # startable jobs a pass reads per owner, at least (more while an owner's run out before the slots)
 DISPATCHED = Counter("quern_jobs_dispatched", "Jobs whose run_job message went to RabbitMQ")
 DISPATCH_LATENCY = Histogram(
     "quern_dispatch_latency_seconds",
@@ -65,8 +67,9 @@ class Dispatcher:
     _ahead: int = field(init=False)  # the look-ahead now: ``ahead`` until runners outpace the passes
     _left: int = 0  # run_job messages the last pass left waiting in RabbitMQ
     _backlog: bool = False  # the last pass left startable jobs behind: the budget ran out
-    _crowded: bool = False  # the last look found ``GLIMPSE`` startable jobs or more: skip the glimpse
-    _storing_seen: set[str] = field(default_factory=set)  # batches last found being stored: kept out of a crowd's query
+    _full: bool = False  # the last pass found no slot free: read the heads only once one is
+    _per_owner: int = HEADS  # heads read per owner
+    _storing_seen: set[str] = field(default_factory=set)  # batches last found being stored: kept out of the heads
 
     def __post_init__(self) -> None:
         self._ahead = self.ahead
@@ -91,16 +94,16 @@ class Dispatcher:
         """One pass: lease and send what may start; how many jobs were sent, and what QUEUED jobs wait on.
 
         The live runners (heartbeat after ``alive_after``, the database's time), the jobs in flight,
-        the user limits, the paused queues and the dependencies come in one read (``dispatch_view``),
-        beside RabbitMQ's depth. Unless the last pass met a crowd, a pass glimpses at the first
-        ``GLIMPSE`` startable jobs (paused queues passed over): none, and the pass is over; fewer,
-        and they are all there are, so the limits are applied to them here. A crowd is read filtered
-        by the query, as many as the budget allows, until it thins out. Either way, the batches of
-        the jobs read are looked up after them, and only if there are any (see ``_storing``).
+        the user limits and the dependencies come in one read (``dispatch_view``), beside RabbitMQ's
+        depth, and with them each owner's first startable jobs (its heads), unless the last pass
+        found no slot free: then the heads are read after the view, and only if a slot is free now.
+        The batches of the heads are looked up after them, and only if there are any (see ``_storing``).
         """
         waiting, view = await asyncio.gather(
             run_in_threadpool(self.broker.waiting, RUN_JOB),
-            self.dispatch.dispatch_view(alive_after=alive_after, glimpse=0 if self._crowded else GLIMPSE),
+            self.dispatch.dispatch_view(
+                alive_after=alive_after, heads=0 if self._full else self._per_owner, storing=sorted(self._storing_seen)
+            ),
         )
         self._adapt(waiting)
         self._backlog, self._left = False, waiting
@@ -109,32 +112,19 @@ class Dispatcher:
         return sent, view.waited
 
     async def _dispatch(self, view: DispatchView) -> int:
-        """Lease and send what may start by this view; how many jobs were sent."""
-        in_flight, limits = dict(view.in_flight), view.limits
-        budget = view.capacity + self._ahead - sum(in_flight.values())
+        """Lease and send what may start by this view, owners taking turns (``fair_share``); how many were sent."""
+        budget = view.capacity + self._ahead - sum(view.in_flight.values())
+        self._full = budget <= 0
         if not view.capacity or budget <= 0:  # no runner (nowhere to run), or no slot free
             return 0
+        heads, storing = await self._heads(view.heads, budget)
+        startable = [job for job in heads if job.batch not in storing]
 
-        def full(owner: str) -> bool:
-            limit = limits.get(owner, self.user_max_running or None)
-            return limit is not None and in_flight.get(owner, 0) >= limit
+        def limit_of(owner: str) -> int | None:
+            return view.limits.get(owner, self.user_max_running or None)
 
-        if not self._crowded:
-            if not view.glimpse and not view.crowded:
-                return 0
-            self._crowded = view.crowded
-        if not self._crowded:
-            candidates, storing = view.glimpse, await self._storing(view.glimpse, hinted=[])
-        else:
-            candidates, storing = await self._crowd(budget, [o for o in in_flight | limits if full(o)], view.paused)
-        chosen: list[Job] = []
-        for job in candidates:
-            if len(chosen) >= budget:
-                self._backlog = True
-                break
-            if job.batch not in storing and not full(job.owner):
-                chosen.append(job)
-                in_flight[job.owner] = in_flight.get(job.owner, 0) + 1
+        chosen = fair_share(startable, in_flight=view.in_flight, limit_of=limit_of, budget=budget)
+        self._adapt_heads(startable, chosen, budget)
         # Milliseconds at random make this pass's lease its own: two schedulers leasing in the same
         # millisecond would both send the job, and the runner's claim would drop the second message.
         lease = utcnow() + timedelta(seconds=LEASE_SECONDS, milliseconds=random.randrange(1000))
@@ -142,30 +132,51 @@ class Dispatcher:
         leased = [job for job in chosen if job.id in taken]  # the rest went to another dispatcher
         return await self._send(leased, lease)
 
-    async def _crowd(
-        self, budget: int, skip_owners: list[str], paused: list[tuple[str, str]]
-    ) -> tuple[list[Job], set[str]]:
-        """As many startable jobs as the budget allows, the limits, pauses and batches being stored in the
-        query, and which of their batches are being stored. A batch found being stored that the query
-        did not keep out yet (thousands of its jobs may fill the read) is kept out of a second read.
+    async def _heads(self, read: list[Job] | None, budget: int) -> tuple[list[Job], set[str]]:
+        """The owners' heads (``read`` with the view, else read now) and which of their batches are being stored.
+
+        Read now, they are no more per owner than the budget: no owner can take more this pass.
+        A batch found being stored that the query did not keep out yet (thousands of its jobs may
+        fill its owner's heads) is kept out of a second read, and of the queries after.
         """
-        for _ in range(2):
+        per_owner = min(self._per_owner, budget)
+        hinted = sorted(self._storing_seen)
+        heads = read if read is not None else await self.dispatch.dispatch_heads(per_owner=per_owner, storing=hinted)
+        storing = await self._storing(heads, hinted=hinted)
+        if not storing <= set(hinted):
             hinted = sorted(self._storing_seen)
-            candidates = await self.dispatch.dispatch_candidates(
-                limit=budget * 4 + 20, skip_owners=skip_owners, paused=paused, storing=hinted
-            )
-            self._crowded = len(candidates) >= GLIMPSE
-            storing = await self._storing(candidates, hinted=hinted)
-            if storing <= set(hinted):
-                break
-        return candidates, storing
+            heads = await self.dispatch.dispatch_heads(per_owner=per_owner, storing=hinted)
+            storing = await self._storing(heads, hinted=hinted)
+        return heads, storing
+
+    def _adapt_heads(self, startable: list[Job], chosen: list[Job], budget: int) -> None:
+        """Note a backlog, and read more heads per owner next time if an owner's ran out before the budget did.
+
+        An owner all of whose heads were chosen may have more jobs that could have gone: the next
+        pass reads twice as many per owner (up to ``MAX_AHEAD``) and comes as soon as RabbitMQ runs
+        low; while no owner's heads run out, the number halves back to ``HEADS``.
+        """
+        per_owner: dict[str, int] = {}
+        for job in startable:
+            per_owner[job.owner] = per_owner.get(job.owner, 0) + 1
+        taken: dict[str, int] = {}
+        for job in chosen:
+            taken[job.owner] = taken.get(job.owner, 0) + 1
+        ran_out = any(n >= self._per_owner and taken.get(owner) == n for owner, n in per_owner.items())
+        if len(chosen) >= budget and len(chosen) < len(startable):
+            self._backlog = True
+        if ran_out and len(chosen) < budget:
+            self._backlog = True
+            self._per_owner = min(MAX_AHEAD, 2 * self._per_owner)
+        elif not ran_out:
+            self._per_owner = max(HEADS, self._per_owner // 2)
 
     async def _storing(self, candidates: list[Job], *, hinted: list[str]) -> set[str]:
         """Which of the candidates' batches (and of ``hinted``, kept out of the query) are still being stored.
 
         A job's batch record is written before the job, so a read after the candidates covers their
         batches; none of them in a batch, nothing is read. The batches found still being stored are
-        kept out of a crowd's next query, so a batch of thousands being stored does not fill it.
+        kept out of the next queries, so a batch of thousands being stored does not fill its owner's heads.
         """
         among = sorted({job.batch for job in candidates if job.batch} | set(hinted))
         storing = set(await self.batches.uncommitted_batches(among=among)) if among else set()

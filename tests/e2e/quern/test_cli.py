@@ -247,6 +247,15 @@ def test_json_is_taken_before_or_after_the_command(cli_env: dict[str, str], user
     assert me["username"] == user.get("/v1/me").json()["username"]
 
 
+def test_whoami_prints_usage_against_each_quota(cli_env: dict[str, str], user: httpx.Client) -> None:
+    shown = quern(cli_env, "whoami")
+    assert shown.returncode == 0, shown.stderr
+    for quota in ("queued_jobs", "stored_bytes", "pending_uploads", "event_streams", "batch_jobs"):
+        assert quota in shown.stdout
+    usage = as_json(quern(cli_env, "--json", "whoami"))["usage"]
+    assert usage["queued_jobs"]["quota"] and usage["batch_jobs"]["used"] is None
+
+
 @pytest.mark.parametrize("where", ["before", "after", "after overriding QUERN_RETRIES"])
 def test_retries_are_taken_before_or_after_the_command(tmp_path: Path, where: str) -> None:
     env = shell_without_quern_settings(tmp_path) | {"QUERN_URL": "http://127.0.0.1:9"}  # nothing listens there

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from services.gateway.deps import deps
 from services.gateway.domain.accounts import log_in
+from services.gateway.domain.quotas import Quotas, Usage, usage_of
 from services.gateway.plumbing.answers import Out
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.bodies import read_model
@@ -53,7 +54,44 @@ async def login(request: Request) -> Token:
     return Token(access_token=issued.token, token_type="bearer", expires_at=issued.expires.isoformat())
 
 
-@resource.endpoint("GET", "/me", summary="The caller", answer=UserOut)
-async def me(request: Request) -> UserOut:
-    """GET /v1/me: the caller."""
-    return render_user(request, await deps(request).stores.accounts.get_user(principal(request).user_id))
+class QuotaUse(Out):
+    used: int | None = Field(description="held now; null for a quota on each request")
+    quota: int | None = Field(description="the most allowed; null: no quota")
+
+
+class UsageOut(Out):
+    queued_jobs: QuotaUse
+    stored_bytes: QuotaUse = Field(description="the bytes of the caller's files and datasets")
+    pending_uploads: QuotaUse
+    event_streams: QuotaUse = Field(description="open on the gateway that answered (counted per gateway)")
+    batch_jobs: QuotaUse = Field(description="jobs in one batch")
+
+
+class MeOut(UserOut):
+    usage: UsageOut = Field(description="what the caller holds against each of their quotas")
+
+
+def render_usage(usage: Usage, quotas: Quotas) -> UsageOut:
+    """Each quota beside what is held of it."""
+
+    def use(used: int | None, quota: int) -> QuotaUse:
+        return QuotaUse(used=used, quota=quota or None)
+
+    return UsageOut(
+        queued_jobs=use(usage.queued_jobs, quotas.queued_jobs),
+        stored_bytes=use(usage.stored_bytes, quotas.stored_bytes),
+        pending_uploads=use(usage.pending_uploads, quotas.pending_uploads),
+        event_streams=use(usage.event_streams, quotas.event_streams),
+        batch_jobs=use(None, quotas.batch_jobs),
+    )
+
+
+@resource.endpoint("GET", "/me", summary="The caller, and their usage against their quotas", answer=MeOut)
+async def me(request: Request) -> MeOut:
+    """GET /v1/me: the caller, and what they hold against each quota."""
+    d = deps(request)
+    user = await d.stores.accounts.get_user(principal(request).user_id)
+    stores = d.stores
+    usage = await usage_of(user.id, jobs=stores.jobs, files=stores.files, usage=stores.usage, streams=d.streams)
+    shown = render_user(request, user)
+    return MeOut(**shown.model_dump(), usage=render_usage(usage, Quotas.of(user, d.settings)))

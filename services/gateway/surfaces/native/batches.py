@@ -64,7 +64,7 @@ def render_batch(request: Request, batch: SubmittedBatch) -> BatchOut:
     status=201,
     body=BatchRequest,
     query=(IDEMPOTENCY_KEY,),
-    errors=(409, 413),
+    errors=(409, 413, 429),
     replay=True,
 )
 async def submit(request: Request) -> Reply[BatchOut]:
@@ -79,6 +79,7 @@ async def submit(request: Request) -> Reply[BatchOut]:
         owner=principal(request).user_id,
         key=request.headers.get("idempotency-key"),
         wake=d.wake,
+        quotas=await d.quotas(principal(request).user_id),
         retention=RetentionPolicy.of(d.settings),
         networks=d.settings.allowed_networks(),
     )

@@ -112,6 +112,8 @@ async def create(request: Request) -> Reply[DatasetOut]:
     d = deps(request)
     dataset = await create_dataset(
         files=d.stores.files,
+        usage=d.stores.usage,
+        quotas=await d.quotas(principal(request).user_id),
         datasets=d.stores.datasets,
         storage=d.storage,
         settings=d.settings,

@@ -17,7 +17,7 @@ from services.gateway.deps import deps
 from services.gateway.domain.events import caller_events, follow_job
 from services.gateway.plumbing.auth import credential_watch, principal
 from services.gateway.plumbing.endpoints import EVENT_STREAM, Param, Resource
-from services.gateway.plumbing.event_streams import event_stream, followed_owner, resume_point
+from services.gateway.plumbing.event_streams import counted_stream, followed_owner, resume_point
 from shared.errors import BadRequest
 
 resource = Resource("jobs")
@@ -48,6 +48,7 @@ def wait_seconds(request: Request) -> int:
     answer=None,
     query=(AFTER, LAST_EVENT_ID),
     media_type=EVENT_STREAM,
+    errors=(429,),
 )
 async def job_stream(request: Request) -> Response:
     """GET /v1/jobs/{job_id}/events: the job's events as Server-Sent Events, ending once it has finished."""
@@ -61,7 +62,7 @@ async def job_stream(request: Request) -> Response:
         events=stores.events,
         check=credential_watch(request),
     )
-    return event_stream(followed)
+    return await counted_stream(request, followed)
 
 
 @resource.endpoint(
@@ -78,10 +79,11 @@ async def job_stream(request: Request) -> Response:
     ),
     errors=(403,),
     media_type=EVENT_STREAM,
+    errors=(429,),
 )
 async def caller_stream(request: Request) -> Response:
     """GET /v1/events: the caller's job events (an admin's, with ?all=true: everyone's), ending when quiet."""
     after, wait, owner = resume_point(request), wait_seconds(request), followed_owner(request)
     events = deps(request).stores.events
     followed = caller_events(owner, after=after, wait=wait, events=events, check=credential_watch(request))
-    return event_stream(followed)
+    return await counted_stream(request, followed)

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.files import DownloadLink, delete_file, download_link, receive_upload
+from services.gateway.domain.quotas import stored_room
 from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import principal
 from services.gateway.plumbing.endpoints import Param, Resource
@@ -82,6 +83,7 @@ async def upload(request: Request) -> Reply[FileOut]:
     """POST /v1/files[?name=NAME] with the file as the raw request body or as a form's ``file`` part."""
     d = deps(request)
     sent = await sent_file(request, max_bytes=d.settings.max_upload_bytes)
+    who = principal(request).user_id
     file = await receive_upload(
         files=d.stores.files,
         storage=d.storage,
@@ -91,6 +93,7 @@ async def upload(request: Request) -> Reply[FileOut]:
         content_type=sent.content_type,
         declared_size=sent.size,
         max_bytes=d.settings.max_upload_bytes,
+        room=await stored_room(owner=who, quotas=await d.quotas(who), usage=d.stores.usage),
     )
     created = render_file(request, file)
     return Reply(created, headers={"Location": created.url})

@@ -30,7 +30,7 @@ resource = Resource("jobs")
     status=201,
     body=RerunRequest,
     body_optional=True,
-    errors=(409,),
+    errors=(409, 429),
 )
 async def rerun(request: Request) -> Reply[JobOut]:
     """POST /v1/jobs/{job_id}/rerun."""
@@ -39,6 +39,7 @@ async def rerun(request: Request) -> Reply[JobOut]:
     job = await rerun_job(
         stores=SubmissionStores.of(d.stores),
         wake=d.wake,
+        quotas=d.quotas,
         job_id=request.path_params["job_id"],
         owner=principal(request).owner_filter,
         changes=lambda: parse_job_request(raw, RerunRequest) if raw.strip() else RerunRequest(),

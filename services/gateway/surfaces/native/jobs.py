@@ -205,7 +205,7 @@ def render_job(request: Request, job: Job) -> JobOut:
     status=201,
     body=JobRequest,
     query=(IDEMPOTENCY_KEY,),
-    errors=(409,),
+    errors=(409, 429),
     replay=True,
 )
 async def submit(request: Request) -> Reply[JobOut]:
@@ -219,6 +219,7 @@ async def submit(request: Request) -> Reply[JobOut]:
         owner=principal(request).user_id,
         key=request.headers.get("idempotency-key"),
         wake=d.wake,
+        quotas=await d.quotas(principal(request).user_id),
         retention=RetentionPolicy.of(d.settings),
         networks=d.settings.allowed_networks(),
     )

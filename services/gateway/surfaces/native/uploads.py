@@ -71,12 +71,15 @@ def render_upload(request: Request, opened: OpenUpload) -> UploadOut:
     answer=UploadOut,
     status=201,
     body=UploadRequest,
+    errors=(429,),
 )
 async def create(request: Request) -> Reply[UploadOut]:
     """POST /v1/uploads {name, size, sha256, content_type?}."""
     d = deps(request)
     opened = await start_upload(
         files=d.stores.files,
+        usage=d.stores.usage,
+        quotas=await d.quotas(principal(request).user_id),
         storage=d.storage,
         settings=d.settings,
         request=await read_model(request, UploadRequest),

@@ -6,14 +6,22 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.requests import Request
 
 from services.gateway.deps import deps
-from services.gateway.domain.accounts import check_may_manage, create_user, describe_user, disable_user, limit_user
+from services.gateway.domain.accounts import (
+    check_may_manage,
+    create_user,
+    describe_user,
+    disable_user,
+    limit_user,
+    override_quotas,
+)
 from services.gateway.plumbing.answers import Out, Reply
 from services.gateway.plumbing.auth import authenticator, principal, require_admin
 from services.gateway.plumbing.bodies import read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.plumbing.links import link
 from services.gateway.plumbing.pages import PAGED, PageOut, page_request, paged
-from shared.models import Role, User
+from shared.errors import Invalid, Violation
+from shared.models import QuotaOverrides, Role, User
 from shared.settings import USERNAME
 
 resource = Resource("users")
@@ -27,11 +35,18 @@ class NewUser(BaseModel):
 
 
 class UserChanges(BaseModel):
-    """The body of PATCH /v1/users/{id} (admin)."""
+    """The body of PATCH /v1/users/{id} (admin): the fields sent change, the others stay."""
 
     model_config = ConfigDict(extra="forbid")
     max_running: int | None = Field(
-        ge=0, le=100_000, description="jobs running or dispatched at once (0: none start); null: USER_MAX_RUNNING"
+        default=None,
+        ge=0,
+        le=100_000,
+        description="jobs running or dispatched at once (0: none start); null: USER_MAX_RUNNING",
+    )
+    quotas: QuotaOverrides | None = Field(
+        default=None,
+        description="the user's own quotas, those named change (0: no quota; null: the deployment's QUOTA_*)",
     )
 
 
@@ -42,6 +57,7 @@ class UserOut(Out):
     role: Role
     disabled: bool
     max_running: int | None = Field(description="the user's own limit of jobs at once; null: the deployment's")
+    quotas: QuotaOverrides = Field(description="the user's own quotas; null: the deployment's (QUOTA_*)")
     created: str
 
 
@@ -58,6 +74,7 @@ def render_user(request: Request, user: User) -> UserOut:
         role=user.role,
         disabled=user.disabled,
         max_running=user.max_running,
+        quotas=user.quotas,
         created=user.created.isoformat(),
     )
 
@@ -112,17 +129,27 @@ async def disable(request: Request) -> UserOut:
 @resource.endpoint(
     "PATCH",
     "/users/{user_id}",
-    summary="Set a user's own limit of jobs running or dispatched at once "
-    "(admin; null: the deployment's USER_MAX_RUNNING)",
+    summary="Set a user's own limit of jobs running or dispatched at once (null: the deployment's USER_MAX_RUNNING) "
+    "and their own quotas (admin)",
     answer=UserOut,
     body=UserChanges,
     errors=(403,),
 )
 async def change(request: Request) -> UserOut:
-    """PATCH /v1/users/{user_id} (admin): the user's own concurrency limit."""
+    """PATCH /v1/users/{user_id} (admin): the user's own concurrency limit and quotas, those sent."""
     d, user_id = deps(request), request.path_params["user_id"]
     # Whether the caller may is settled before the body is read: a 404 or 403 comes before a 422.
     check_may_manage(user_id, principal(request).caller)
     changes = await read_model(request, UserChanges)
-    user = await limit_user(accounts=d.stores.accounts, wake=d.wake, user_id=user_id, max_running=changes.max_running)
+    if not changes.model_fields_set:
+        raise Invalid("say what to change", [Violation("", "send max_running, quotas or both")])
+    user = await d.stores.accounts.get_user(user_id)
+    if changes.quotas is not None and changes.quotas.model_fields_set:
+        named = {name: getattr(changes.quotas, name) for name in sorted(changes.quotas.model_fields_set)}
+        user = await override_quotas(accounts=d.stores.accounts, user_id=user_id, quotas=named)
+        d.authenticator.forget(user_id)
+    if "max_running" in changes.model_fields_set:
+        user = await limit_user(
+            accounts=d.stores.accounts, wake=d.wake, user_id=user_id, max_running=changes.max_running
+        )
     return render_user(request, user)

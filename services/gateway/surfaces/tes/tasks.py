@@ -74,6 +74,7 @@ async def create(request: Request) -> Response:
         networks=d.settings.allowed_networks(),
         timeout_seconds=d.settings.tes_timeout_seconds,
         wake=d.wake,
+        quotas=await d.quotas(principal(request).user_id),
     )
     return answer(dumped(tesCreateTaskResponse(id=job.id)))
 

@@ -79,6 +79,8 @@ async def start(request: Request) -> Response:
     d = deps(request)
     opened = await start_upload(
         files=d.stores.files,
+        usage=d.stores.usage,
+        quotas=await d.quotas(principal(request).user_id),
         storage=d.storage,
         settings=d.settings,
         request=await read_model(request, UploadRequest),

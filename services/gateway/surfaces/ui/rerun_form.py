@@ -72,6 +72,7 @@ async def rerun(request: Request) -> Response:
         new = await rerun_job(
             stores=SubmissionStores.of(d.stores),
             wake=d.wake,
+            quotas=d.quotas,
             job_id=job.id,
             owner=who.owner_filter,
             changes=lambda: wanted,

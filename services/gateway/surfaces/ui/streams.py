@@ -13,7 +13,7 @@ from starlette.responses import Response
 from services.gateway.deps import deps
 from services.gateway.domain.events import caller_events, follow_job
 from services.gateway.plumbing.auth import credential_watch, principal
-from services.gateway.plumbing.event_streams import event_stream, followed_owner, resume_point
+from services.gateway.plumbing.event_streams import counted_stream, followed_owner, resume_point
 
 QUIET_SECONDS = 60  # the jobs page's stream ends after this long without events; the browser reconnects
 
@@ -29,11 +29,11 @@ async def job_events(request: Request) -> Response:
         events=stores.events,
         check=credential_watch(request),
     )
-    return event_stream(followed)
+    return await counted_stream(request, followed)
 
 
 async def my_events(request: Request) -> Response:
     """GET /ui/events: the user's job events (an admin's, with ?all=true: everyone's), for the jobs page's rows."""
     owner, events = followed_owner(request), deps(request).stores.events
     after, check = resume_point(request, header_first=True), credential_watch(request)
-    return event_stream(caller_events(owner, after=after, wait=QUIET_SECONDS, events=events, check=check))
+    return await counted_stream(request, caller_events(owner, after=after, wait=QUIET_SECONDS, events=events, check=check))

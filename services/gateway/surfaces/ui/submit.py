@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.files import receive_upload
+from services.gateway.domain.quotas import stored_room
 from services.gateway.domain.registry import find_app, listed_apps
 from services.gateway.domain.retention import RetentionPolicy
 from services.gateway.domain.submission import JobRequest, SubmissionStores, submit_job
@@ -161,6 +162,7 @@ async def submit(request: Request) -> Response:
             request=wanted,
             owner=principal(request).user_id,
             wake=d.wake,
+            quotas=await d.quotas(principal(request).user_id),
             retention=RetentionPolicy.of(d.settings),
             networks=d.settings.allowed_networks(),
         )
@@ -176,6 +178,7 @@ async def upload(request: Request) -> Response:
     """POST /ui/files?name=NAME with the file as the raw body: the stored file's id, name and size (JSON)."""
     d = deps(request)
     sent = await sent_file(request, max_bytes=d.settings.max_upload_bytes)
+    who = principal(request).user_id
     file = await receive_upload(
         files=d.stores.files,
         storage=d.storage,
@@ -185,5 +188,6 @@ async def upload(request: Request) -> Response:
         content_type=sent.content_type,
         declared_size=sent.size,
         max_bytes=d.settings.max_upload_bytes,
+        room=await stored_room(owner=who, quotas=await d.quotas(who), usage=d.stores.usage),
     )
     return JSONResponse({"id": file.id, "name": file.name, "size": file.size}, status_code=201)

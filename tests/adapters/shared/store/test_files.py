@@ -7,12 +7,13 @@ from datetime import timedelta
 
 from shared.models import (
     PendingUpload,
+    StoredFile,
     new_id,
     utcnow,
 )
 from shared.settings import Settings
 from shared.store import Stores
-from tests.helpers.records import in_store
+from tests.helpers.records import in_store, make_dataset
 
 
 def test_only_one_request_at_a_time_may_complete_an_upload(settings: Settings) -> None:
@@ -44,3 +45,25 @@ def test_only_one_request_at_a_time_may_complete_an_upload(settings: Settings) -
         return sum(claim is not None for claim in claims), stranger is None, taken_over is not None
 
     assert in_store(settings, scenario) == (1, True, True)
+
+
+def test_files_and_datasets_move_their_owners_stored_bytes_once_each(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> list[int]:
+        owner = new_id()
+        file = StoredFile(
+            id=new_id(), owner=owner, name="f", size=7, sha256="0" * 64, content_type="x/y", key="k", created=utcnow()
+        )
+        dataset = make_dataset(owner=owner)  # one member of one byte
+        seen = []
+        for step in (
+            stores.files.insert_file(file),
+            stores.datasets.insert_dataset(dataset),
+            stores.files.delete_file(file),
+            stores.files.delete_file(file),  # deleted already: nothing more to count
+            stores.datasets.delete_dataset(dataset),
+        ):
+            await step
+            seen.append(await stores.usage.stored_bytes(owner))
+        return seen
+
+    assert in_store(settings, scenario) == [7, 8, 1, 1, 0]

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from services.gateway.scheduling.dependencies import settle_dependencies
-from services.gateway.scheduling.dispatcher import GLIMPSE, MAX_AHEAD, Dispatcher
+from services.gateway.scheduling.dispatcher import HEADS, MAX_AHEAD, Dispatcher
 from services.gateway.scheduling.scheduler import Scheduler
 from services.gateway.scheduling.sweeps import sweep_lost_messages
 from shared.broker import Broker
+from shared.call_counts import tally
 from shared.models import Batch, JobState, Queue, User, WorkerInfo, new_id, utcnow
 from shared.settings import SchedulerSettings, Settings
 from shared.storage import ObjectStorage
@@ -76,12 +77,14 @@ def test_only_one_of_concurrent_leases_wins(settings: Settings) -> None:
     assert sorted(in_store(settings, scenario)) == [False] * 7 + [True]
 
 
-def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(settings: Settings) -> None:
-    async def scenario(stores: Stores) -> list[str]:
-        owner = new_id()
+def test_heads_are_each_owners_by_priority_then_age_and_skip_what_may_not_start(settings: Settings) -> None:
+    async def scenario(stores: Stores) -> dict[str, list[str]]:
+        owner, other = new_id(), new_id()
         now = utcnow()
         storing = new_id()
         await stores.batches.insert_batch(Batch(id=storing, owner=owner, size=1, created=now), [])
+        held = await stores.queues.ensure_queue(Queue(id=new_id(), owner=owner, name="held", created=now, updated=now))
+        await stores.queues.set_queue_paused(held.id, owner=owner, paused=True)
         jobs = {
             "low": undispatched(owner=owner, priority=1),
             "high": undispatched(owner=owner, priority=9),
@@ -91,16 +94,82 @@ def test_candidates_are_by_priority_then_age_and_skip_what_may_not_start(setting
             "waiting": undispatched(owner=owner, priority=9, depends_on=["x"], waiting_on=["x"]),
             "storing": undispatched(owner=owner, priority=9, batch=storing),
             "sent": undispatched(owner=owner, priority=9).model_copy(update={"dispatched": now}),
+            "other-held": undispatched(owner=other, priority=0, queue="held"),  # not paused: its queue is another's
+            "other-beyond": undispatched(owner=other, priority=0),  # beyond the other's first two
+            "other-high": undispatched(owner=other, priority=9),
         }
         for job in jobs.values():
             await stores.jobs.insert_job(job)
         names = {job.id: name for name, job in jobs.items()}
-        found = await stores.dispatch.dispatch_candidates(
-            limit=100, skip_owners=[], paused=[(owner, "held")], storing=await stores.batches.uncommitted_batches()
-        )
-        return [names[job.id] for job in found if job.id in names]
+        found = await stores.dispatch.dispatch_heads(per_owner=2, storing=[storing])
+        everything = await stores.dispatch.dispatch_heads(per_owner=100, storing=[storing])
+        return {
+            "two": [names[job.id] for job in found],
+            "all": [names[job.id] for job in everything if job.owner == owner],
+        }
 
-    assert in_store(settings, scenario) == ["high", "mid-old", "mid-new", "low"]
+    heads = in_store(settings, scenario)
+    assert sorted(heads["two"]) == sorted(["high", "mid-old", "other-high", "other-held"])
+    assert heads["all"] == ["high", "mid-old", "mid-new", "low"]
+
+
+def test_a_user_with_a_crowd_of_urgent_jobs_does_not_hold_back_another_users_few(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The fairness scenario, scaled down: 500 queued at priority 9, then 10 of another user's at priority 0.
+
+    Each pass after a slot frees is a handful of Mongo commands, whatever the crowd: the view, each
+    owner's heads (read after it, as the pass before found no slot free), the crowd's batch, the
+    lease and the mark.
+    """
+
+    def commands() -> int:
+        return sum(tally(tmp_path).snapshot().get("mongo", {}).values())
+
+    async def scenario(stores: Stores) -> tuple[int, list[int], list[int]]:
+        broker = Broker(alone)
+        try:
+            greedy, modest = new_id(), new_id()
+            batch = new_id()
+            crowd = [undispatched(owner=greedy, priority=9, batch=batch) for _ in range(500)]
+            await stores.batches.insert_batch(Batch(id=batch, owner=greedy, size=len(crowd), created=utcnow()), crowd)
+            await stores.batches.commit_batch(batch)
+            await stores.workers.heartbeat(runner(concurrency=4))
+            scheduler = make_scheduler(stores, broker, alone)
+            first = await scheduler.pass_once()  # the crowd takes every slot
+            few = [undispatched(owner=modest, priority=0) for _ in range(10)]
+            for job in few:
+                await stores.jobs.insert_job(job)
+            started, costs = [], []
+            for _ in range(3):  # a pass finds every slot taken; then one frees (a greedy job ends), and one pass
+                running = await stores.dispatch.dispatch_view(alive_after=utcnow() - timedelta(minutes=1))
+                assert sum(running.in_flight.values()) == 4
+                assert await scheduler.pass_once() == 0  # the next reads the heads once it has a slot free
+                sent = await stores.database.collection("jobs").find_one({"owner": greedy, "dispatched": {"$ne": None}})
+                assert sent is not None
+                await stores.jobs.delete_job(sent["_id"])
+                before = commands()
+                await scheduler.pass_once()
+                costs.append(commands() - before)
+                started.append(sum([(await stores.jobs.get_job(job.id)).dispatched is not None for job in few]))
+            return first, started, costs
+        finally:
+            await asyncio.to_thread(broker.close)
+
+    alone = settings.model_copy(
+        update={
+            "mongo_database": f"dispatch_{new_id()}",
+            "queue_namespace": f"d{new_id()}",
+            "quern_count_calls": tmp_path,
+        }
+    )
+    try:
+        first, started, costs = in_store(alone, scenario)
+        # Each slot that frees goes to the modest user, who has fewer in flight, until both have two.
+        assert (first, started) == (4, [1, 2, 2])
+        assert max(costs) <= 5, costs
+    finally:
+        delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
 
 
 def test_dependencies_are_released_on_success_and_fail_their_dependents_otherwise(settings: Settings) -> None:
@@ -266,8 +335,7 @@ def test_the_look_ahead_stays_without_a_backlog_and_halves_back_while_messages_w
 
 def sent_by_one_pass(settings: Settings, *, extra: int) -> dict[str, bool]:
     """One pass over jobs that may not start (paused, batch being stored, waiting, over the user limit), beside
-    ``extra`` more that may: which of the named jobs it sent. Under ``GLIMPSE`` jobs it filters the glimpse,
-    over it the query does.
+    ``extra`` more that may: which of the named jobs it sent. Over ``HEADS`` jobs, the heads are read on.
     """
 
     async def scenario(stores: Stores) -> dict[str, bool]:
@@ -312,12 +380,12 @@ def test_a_pass_over_a_few_jobs_sends_only_what_may_start(settings: Settings) ->
 
 
 def test_a_pass_over_a_crowd_sends_only_what_may_start(settings: Settings) -> None:
-    sent = sent_by_one_pass(settings, extra=GLIMPSE)
+    sent = sent_by_one_pass(settings, extra=HEADS)
     assert sent.pop("first") and sent.pop("limited-1") != sent.pop("limited-2")
     assert sent == {"paused": False, "storing": False, "waiting": False}
 
 
-def test_the_dispatch_view_reads_live_runners_jobs_in_flight_limits_paused_queues_and_dependencies(
+def test_the_dispatch_view_reads_live_runners_jobs_in_flight_limits_dependencies_and_heads(
     settings: Settings,
 ) -> None:
     async def scenario(stores: Stores) -> DispatchView:
@@ -334,7 +402,8 @@ def test_the_dispatch_view_reads_live_runners_jobs_in_flight_limits_paused_queue
             undispatched(owner=two).model_copy(update={"dispatched": now}),
             undispatched(owner=two, priority=9),
             undispatched(owner=one, priority=5, queue="held"),  # read, but left out: its queue is paused
-            undispatched(owner=three, priority=1),  # beyond the glimpse of two
+            undispatched(owner=three, priority=1),
+            undispatched(owner=three, priority=0),  # beyond three's first one
             undispatched(owner=two, state=JobState.SUCCEEDED),
             undispatched(owner=two, depends_on=["a", "b"], waiting_on=["a", "b"]),
             undispatched(owner=three, depends_on=["b", "c"], waiting_on=["c"]),
@@ -352,23 +421,19 @@ def test_the_dispatch_view_reads_live_runners_jobs_in_flight_limits_paused_queue
             await stores.queues.set_queue_paused(queue.id, owner=owner, paused=paused)
         # The dead runner's heartbeat is older than the view's cut-off: it counts neither slots nor jobs.
         written = {w.id: w.heartbeat for w in await stores.workers.list_workers()}
-        view = await stores.dispatch.dispatch_view(alive_after=written[dead.id], glimpse=2)
+        view = await stores.dispatch.dispatch_view(alive_after=written[dead.id], heads=1)
         names = {one: "one", two: "two", three: "three"}
         return DispatchView(
             view.capacity,
             {names[owner]: n for owner, n in view.in_flight.items()},
             {names[user]: n for user, n in view.limits.items()},
-            [(names[owner], name) for owner, name in view.paused],
             view.waited,
-            [job.model_copy(update={"owner": names[job.owner]}) for job in view.glimpse],
-            view.crowded,
+            [job.model_copy(update={"owner": names[job.owner]}) for job in view.heads or []],
         )
 
     view = in_store(settings, scenario)
-    assert [(job.owner, job.priority) for job in view.glimpse] == [("two", 9)] and view.crowded
-    assert view == DispatchView(
-        3, {"one": 2, "two": 1}, {"three": 4}, [("one", "held")], ["a", "b", "c"], view.glimpse, True
-    )
+    assert sorted((job.owner, job.priority) for job in view.heads or []) == [("three", 1), ("two", 9)]
+    assert view == DispatchView(3, {"one": 2, "two": 1}, {"three": 4}, ["a", "b", "c"], view.heads)
 
 
 def test_a_batch_being_stored_does_not_crowd_out_the_jobs_behind_it(settings: Settings) -> None:
@@ -376,7 +441,7 @@ def test_a_batch_being_stored_does_not_crowd_out_the_jobs_behind_it(settings: Se
         broker = Broker(alone)
         try:
             owner, storing = new_id(), new_id()
-            batch = [undispatched(owner=owner, priority=9, batch=storing) for _ in range(3 * GLIMPSE)]
+            batch = [undispatched(owner=owner, priority=9, batch=storing) for _ in range(3 * HEADS)]
             await stores.batches.insert_batch(Batch(id=storing, owner=owner, size=len(batch), created=utcnow()), batch)
             behind = undispatched(owner=owner, priority=1)
             await stores.jobs.insert_job(behind)
