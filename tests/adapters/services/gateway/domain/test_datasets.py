@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+
+import pytest
 
 from services.gateway.domain.datasets import sweep_abandoned_drafts
 from shared.models import dataset_prefix, new_id, utcnow
@@ -10,6 +13,16 @@ from shared.settings import Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
 from tests.helpers.records import in_store, make_dataset
+
+
+@pytest.fixture
+def storage(settings: Settings) -> Iterator[ObjectStorage]:
+    found = ObjectStorage(settings)
+    found.ensure_bucket()
+    try:
+        yield found
+    finally:
+        found.close()
 
 
 def stored_members(storage: ObjectStorage, prefix: str) -> None:
@@ -26,10 +39,8 @@ def left(storage: ObjectStorage, prefix: str) -> int:
 
 
 def test_a_creation_abandoned_while_storing_is_swept_after_its_grace_and_its_creator_then_fails(
-    settings: Settings,
+    settings: Settings, storage: ObjectStorage
 ) -> None:
-    storage = ObjectStorage(settings)
-    storage.ensure_bucket()
     dataset_id = new_id()
     prefix = dataset_prefix(dataset_id)
 
@@ -43,16 +54,13 @@ def test_a_creation_abandoned_while_storing_is_swept_after_its_grace_and_its_cre
         again = await sweep_abandoned_drafts(datasets=stores.datasets, storage=storage, grace_seconds=0)
         return within_grace, swept, sealed, again
 
-    try:
-        assert in_store(settings, scenario) == (0, 1, False, 0)
-        assert left(storage, prefix) == 0
-    finally:
-        storage.close()
+    assert in_store(settings, scenario) == (0, 1, False, 0)
+    assert left(storage, prefix) == 0
 
 
-def test_a_creation_that_died_after_recording_its_dataset_keeps_its_objects(settings: Settings) -> None:
-    storage = ObjectStorage(settings)
-    storage.ensure_bucket()
+def test_a_creation_that_died_after_recording_its_dataset_keeps_its_objects(
+    settings: Settings, storage: ObjectStorage
+) -> None:
     dataset = make_dataset()
 
     async def scenario(stores: Stores) -> tuple[bool, int, list[object]]:
@@ -64,16 +72,13 @@ def test_a_creation_that_died_after_recording_its_dataset_keeps_its_objects(sett
         drafts = await stores.datasets.abandoned_drafts(before=utcnow() + timedelta(hours=1), limit=10)
         return sealed, swept, list(drafts)
 
-    try:
-        assert in_store(settings, scenario) == (True, 0, [])
-        assert left(storage, dataset.prefix) == 2
-    finally:
-        storage.close()
+    assert in_store(settings, scenario) == (True, 0, [])
+    assert left(storage, dataset.prefix) == 2
 
 
-def test_a_creation_that_died_after_sealing_but_before_recording_is_swept(settings: Settings) -> None:
-    storage = ObjectStorage(settings)
-    storage.ensure_bucket()
+def test_a_creation_that_died_after_sealing_but_before_recording_is_swept(
+    settings: Settings, storage: ObjectStorage
+) -> None:
     dataset_id = new_id()
     prefix = dataset_prefix(dataset_id)
 
@@ -83,8 +88,5 @@ def test_a_creation_that_died_after_sealing_but_before_recording_is_swept(settin
         assert await stores.datasets.seal_draft(dataset_id)
         return await sweep_abandoned_drafts(datasets=stores.datasets, storage=storage, grace_seconds=0)
 
-    try:
-        assert in_store(settings, scenario) == 1
-        assert left(storage, prefix) == 0
-    finally:
-        storage.close()
+    assert in_store(settings, scenario) == 1
+    assert left(storage, prefix) == 0
