@@ -82,13 +82,18 @@ async def submit_once(
             pass  # the first request is still submitting, or failed and released the key, or died
         if held.lapsed and await idempotency.take_over_idempotency_key(owner=owner, key=key, held=held):
             log.warning("idempotency_key_taken_over", job_id=held.job_id)
-            try:
-                return await _settled(idempotency, owner, key, await submit(held.job_id)), False
-            except Duplicate:
-                pass  # the first request stored it after all: the next turn answers it
-            except BaseException:
-                await idempotency.release_idempotency_key(owner=owner, key=key)
-                raise
+            # Twice: a batch the dead request left half-stored makes the first try a Duplicate, and is deleted by it.
+            for _ in range(2):
+                try:
+                    return await _settled(idempotency, owner, key, await submit(held.job_id)), False
+                except Duplicate:
+                    try:
+                        return await replay(held.job_id), True  # the first request stored it after all
+                    except NotFound:
+                        pass
+                except BaseException:
+                    await idempotency.release_idempotency_key(owner=owner, key=key)
+                    raise
         if time.monotonic() > deadline:
             raise NotYet("a request with this Idempotency-Key is still being processed", retry_after=1)
         await asyncio.sleep(0.1)
