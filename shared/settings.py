@@ -236,6 +236,8 @@ class GatewaySettings(SchedulerSettings):
     admin_password: SecretStr | None = None
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8000, ge=1, le=65535)
+    # Addresses (or CIDR networks, comma-separated, or *) whose X-Forwarded-For/-Proto are believed: the TLS proxy's.
+    forwarded_allow_ips: str = Field(default="127.0.0.1", min_length=1)
     max_upload_bytes: int = Field(default=64 * 2**30, ge=1)
     presign_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     upload_expiry_seconds: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)

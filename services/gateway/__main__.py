@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         create_app(settings),
         host=settings.gateway_host,
         port=settings.gateway_port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -1,9 +1,16 @@
-"""Datasets: the record of each checked bundle, its members and its descriptive fields."""
+"""Datasets: the record of each checked bundle, its members and its descriptive fields.
+
+While a dataset is being created its members are stored before its record, so a draft marks the
+prefix they go to: ``storing`` until the members are all there, ``recording`` while the record
+goes in, then gone. A draft left behind (the gateway died) is how the sweep finds objects that
+nothing else refers to.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from pymongo import ASCENDING, DESCENDING
 
@@ -43,6 +50,15 @@ class DatasetUpdate:
     tags: list[str] | None = None
 
 
+@dataclass(frozen=True)
+class DatasetDraft:
+    """A dataset being created: where its members go, since when, and how far it got."""
+
+    id: str
+    prefix: str
+    state: Literal["storing", "recording"]
+
+
 def _matching(where: DatasetFilter) -> Document:
     query = named_and_created(where.name_prefix, where.created_after, where.created_before)
     if where.tag is not None:
@@ -56,12 +72,14 @@ class DatasetStore:
     def __init__(self, database: Database) -> None:
         self._datasets = database.collection("datasets")
         self._usage = database.collection(USAGE)  # the owner's stored bytes, moved with each dataset
+        self._drafts = database.collection("dataset_drafts")
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on (idempotent)."""
         with translated("create indexes"):
             await self._datasets.create_index([("owner", ASCENDING), ("name", ASCENDING)], unique=True)
             await self._datasets.create_index([("owner", ASCENDING), ("_id", DESCENDING)])
+            await self._drafts.create_index("since")
 
     async def insert_dataset(self, dataset: Dataset) -> None:
         """Record a dataset, and count its bytes as its owner's; Conflict if the owner already has one of that name."""
@@ -108,3 +126,34 @@ class DatasetStore:
             result = await self._datasets.delete_one({"_id": dataset.id})
         if result.deleted_count:
             await add_stored_bytes(self._usage, dataset.owner, -dataset.size)
+
+    async def begin_draft(self, dataset_id: str, prefix: str) -> None:
+        """Mark ``prefix`` as a dataset's being stored (before any member goes there)."""
+        with translated(f"dataset draft {dataset_id}"):
+            await self._drafts.insert_one({"_id": dataset_id, "prefix": prefix, "state": "storing", "since": utcnow()})
+
+    async def seal_draft(self, dataset_id: str) -> bool:
+        """Mark the members stored, the record about to go in; False if the draft was swept as abandoned meanwhile."""
+        with translated(f"dataset draft {dataset_id}"):
+            result = await self._drafts.update_one(
+                {"_id": dataset_id, "state": "storing"}, {"$set": {"state": "recording", "since": utcnow()}}
+            )
+        return result.modified_count == 1
+
+    async def end_draft(self, dataset_id: str) -> None:
+        """Forget a draft: its dataset is recorded, or its objects are deleted."""
+        with translated(f"dataset draft {dataset_id}"):
+            await self._drafts.delete_one({"_id": dataset_id})
+
+    async def abandoned_drafts(self, *, before: datetime, limit: int) -> list[DatasetDraft]:
+        """Up to ``limit`` drafts that got no further since ``before``: their gateway died."""
+        with translated("dataset drafts"):
+            docs = await self._drafts.find({"since": {"$lt": before}}).limit(limit).to_list(None)
+        return [DatasetDraft(id=doc["_id"], prefix=doc["prefix"], state=doc["state"]) for doc in docs]
+
+    async def take_draft(self, draft: DatasetDraft, *, before: datetime) -> bool:
+        """Take an abandoned draft away from its creator (which then fails, if alive); False if it moved on."""
+        match = {"_id": draft.id, "state": draft.state, "since": {"$lt": before}}
+        with translated(f"dataset draft {draft.id}"):
+            result = await self._drafts.delete_one(match)
+        return result.deleted_count == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pymongo
 import pytest
 
 from devstack.stack import Stack
@@ -62,6 +63,13 @@ def test_bundle_becomes_a_dataset_with_each_member_stored_under_its_prefix(
     for path, data in FILES.items():
         assert object_bytes(s3, stack, prefix + path) == data
     assert api.get(dataset["url"]).json() == dataset
+
+
+def test_a_created_dataset_leaves_no_draft_for_the_sweep(api: httpx2.Client, stack: Stack) -> None:
+    dataset = new_dataset(api, FILES)
+    client: pymongo.MongoClient[dict[str, Any]]
+    with pymongo.MongoClient(stack.env()["MONGO_URL"]) as client:
+        assert client[stack.database]["dataset_drafts"].find_one({"_id": dataset["id"]}) is None
 
 
 def test_pacifica_bundle_keeps_its_metadata(api: httpx2.Client) -> None:

@@ -129,6 +129,28 @@ def test_expired_upload_cannot_be_completed(api: httpx2.Client, stack: Stack, s3
     problem(api.post(upload["complete"]), 404)
 
 
+def test_a_completion_that_died_after_recording_the_file_is_finished_and_the_bytes_kept(
+    api: httpx2.Client, stack: Stack, s3: Any
+) -> None:
+    upload = announce(api, b"recorded")
+    put(upload, b"recorded")
+    client: pymongo.MongoClient[dict[str, Any]]
+    with pymongo.MongoClient(stack.env()["MONGO_URL"], tz_aware=True) as client:
+        uploads: pymongo.collection.Collection[dict[str, Any]] = client[stack.database]["uploads"]
+        pending = uploads.find_one({"_id": upload["id"]})
+        assert pending is not None
+        file = api.post(upload["complete"]).json()
+        # What a completion that recorded the file, then died before forgetting the upload, leaves
+        # (its record released, as a failed call to record it does), found again once it expired.
+        uploads.insert_one(pending | {"completing": None, "expires": datetime.now(UTC) - timedelta(seconds=1)})
+    put(upload, b"swapped!")  # the PUT URL still works: a retry must not hash or copy these bytes
+    again = api.post(upload["complete"])
+    assert again.status_code == 201 and again.json()["id"] == file["id"], again.text
+    assert s3.get_object(Bucket=stack.bucket, Key=f"files/{file['id']}")["Body"].read() == b"recorded"
+    assert s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"uploads/{upload['id']}").get("KeyCount") == 0
+    problem(api.get(upload["url"]), 404)
+
+
 def test_announced_size_over_the_limit_is_413(api: httpx2.Client) -> None:
     body = {"name": "huge.bin", "size": MAX_UPLOAD_BYTES + 1, "sha256": "0" * 64}
     problem(api.post("/v1/uploads", json=body), 413)

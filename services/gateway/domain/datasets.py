@@ -2,7 +2,9 @@
 
 Nothing is stored unless every member passes ``inspect_bundle``. The bundle is downloaded into
 a temporary directory under ``SCRATCH_DIR`` that is removed whatever happens, and a failure
-after some members were uploaded deletes everything under the dataset's prefix.
+after some members were uploaded deletes everything under the dataset's prefix. A gateway that
+dies part-way cannot: the draft it recorded before storing anything lets the scheduler's sweep
+delete those objects after ``DRAFT_GRACE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import mimetypes
 import shutil
 import tempfile
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.bundles import BLOCK, MAX_VIOLATIONS, Bundle, BundleLimits, inspect_bundle, iter_members
 from services.gateway.domain.quotas import Quotas, check_stored_bytes
-from shared.errors import Conflict, Duplicate, Invalid, NotYet, TooLarge, Violation
+from shared.errors import AppError, Conflict, Duplicate, Invalid, NotYet, TooLarge, Unavailable, Violation
 from shared.models import Dataset, DatasetMember, StoredFile, dataset_prefix, new_id, utcnow
 from shared.settings import GatewaySettings
 from shared.storage import ObjectStorage
@@ -36,6 +39,8 @@ Description = Annotated[str, StringConstraints(max_length=10_000)]
 MAX_KEY_BYTES = 1024
 MAX_NAME_BYTES = 255
 MAX_LISTING_BYTES = 12 * 2**20  # a dataset is one Mongo document, which is limited to 16 MiB
+# Far longer than storing the largest bundle takes: a draft older than this was left by a gateway that died.
+DRAFT_GRACE_SECONDS = 6 * 3600
 
 
 class DatasetRequest(BaseModel):
@@ -153,16 +158,50 @@ async def create_dataset(
             created=now,
             updated=now,
         )
+        await datasets.begin_draft(dataset_id, prefix)
         try:
             await run_in_threadpool(store_members, storage, path, bundle, prefix)
+            if not await datasets.seal_draft(dataset_id):
+                raise Unavailable(f"storing dataset {dataset_id} took too long; it was discarded, try again")
             await datasets.insert_dataset(dataset)
         except BaseException:
             await run_in_threadpool(storage.delete_prefix, prefix)
+            await datasets.end_draft(dataset_id)
             raise
+        await _end_draft(datasets, dataset_id)
     finally:
         await run_in_threadpool(shutil.rmtree, scratch, True)
     log.info("dataset_created", dataset_id=dataset.id, members=len(dataset.members), size=dataset.size)
     return dataset
+
+
+async def _end_draft(datasets: DatasetStore, dataset_id: str) -> None:
+    """Forget the recorded dataset's draft; if that fails the sweep finds the dataset and forgets it then."""
+    try:
+        await datasets.end_draft(dataset_id)
+    except AppError as exc:
+        log.warning("dataset_draft_left", dataset_id=dataset_id, detail=exc.detail)
+
+
+async def sweep_abandoned_drafts(
+    *, datasets: DatasetStore, storage: ObjectStorage, grace_seconds: float = DRAFT_GRACE_SECONDS, limit: int = 100
+) -> int:
+    """Delete the objects of datasets whose gateway died while creating them; how many were.
+
+    A draft still ``storing`` after ``grace_seconds`` is taken from its creator (which fails
+    at its end, if alive) and its objects deleted; one left ``recording`` has its objects deleted
+    only if its dataset was not recorded.
+    """
+    before, swept = utcnow() - timedelta(seconds=grace_seconds), 0
+    for draft in await datasets.abandoned_drafts(before=before, limit=limit):
+        if draft.state == "recording" and draft.id in await datasets.get_datasets([draft.id]):
+            await datasets.end_draft(draft.id)
+            continue
+        if await datasets.take_draft(draft, before=before):  # else another sweeper, or the creator, moved it on
+            deleted = await run_in_threadpool(storage.delete_prefix, draft.prefix)
+            log.warning("dataset_draft_swept", dataset_id=draft.id, objects=deleted)
+            swept += 1
+    return swept
 
 
 async def update_dataset(

@@ -5,6 +5,12 @@ of the request before anything is submitted, so two concurrent requests cannot b
 job: the second waits for the first's job and answers it. The same key with a different
 request is a 409. A submission that fails releases the key, so the client may try again.
 Keys are kept for a day.
+
+A request that dies between reserving the key and storing its job (a crash, a lost database)
+releases nothing; its reservation's lease lapses after a few minutes (``LEASE_SECONDS``) and the
+next retry takes it over and submits under the same job id. Should the first request still be
+alive and store its job after all, the job's id is taken and the retry answers that job: one job
+either way.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from shared.errors import BadRequest, Duplicate, NotFound, NotYet
+import structlog
+
+from shared.errors import AppError, BadRequest, Duplicate, NotFound, NotYet
 from shared.models import new_id
 from shared.store.idempotency import IdempotencyStore
 
 T = TypeVar("T")
+log = structlog.get_logger()
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 WAIT_SECONDS = 10.0
@@ -60,16 +69,40 @@ async def submit_once(
         held = await idempotency.reserve_idempotency_key(owner=owner, key=key, fingerprint=digest, job_id=job_id)
         if held is None:
             try:
-                return await submit(job_id), False
+                done = await submit(job_id)
             except BaseException:
                 await idempotency.release_idempotency_key(owner=owner, key=key)
                 raise
+            return await _settled(idempotency, owner, key, done), False
         if held.fingerprint != digest:
             raise Duplicate("this Idempotency-Key was already used with a different request")
         try:
             return await replay(held.job_id), True
         except NotFound:
-            pass  # the first request is still submitting, or failed and released the key
+            pass  # the first request is still submitting, or failed and released the key, or died
+        if held.lapsed and await idempotency.take_over_idempotency_key(owner=owner, key=key, held=held):
+            log.warning("idempotency_key_taken_over", job_id=held.job_id)
+            # Twice: a batch the dead request left half-stored makes the first try a Duplicate, and is deleted by it.
+            for _ in range(2):
+                try:
+                    return await _settled(idempotency, owner, key, await submit(held.job_id)), False
+                except Duplicate:
+                    try:
+                        return await replay(held.job_id), True  # the first request stored it after all
+                    except NotFound:
+                        pass
+                except BaseException:
+                    await idempotency.release_idempotency_key(owner=owner, key=key)
+                    raise
         if time.monotonic() > deadline:
             raise NotYet("a request with this Idempotency-Key is still being processed", retry_after=1)
         await asyncio.sleep(0.1)
+
+
+async def _settled(idempotency: IdempotencyStore, owner: str, key: str, done: T) -> T:
+    """``done``, once the key's lease is lifted; if that fails the job stands, and a replay finds it first."""
+    try:
+        await idempotency.settle_idempotency_key(owner=owner, key=key)
+    except AppError as exc:
+        log.warning("idempotency_key_unsettled", detail=exc.detail)
+    return done

@@ -10,6 +10,10 @@ A single PUT lands in ``uploads/<id>``, and its URL works until the upload would
 so it is copied (inside S3) to ``files/<id>`` before it is hashed: the bytes checked are the
 bytes kept. Multipart uploads are assembled straight into ``files/<id>``; their part URLs stop
 working once the parts are assembled.
+
+Nothing that discards an upload (a mismatch, expiry, cancel, the sweep) deletes ``files/<id>``
+once a file is recorded under the id: a completion that died between recording the file and
+forgetting the upload is finished by the next completion, or forgotten by the sweep.
 """
 
 from __future__ import annotations
@@ -199,10 +203,17 @@ async def describe_upload(*, files: FileStore, storage: ObjectStorage, upload_id
 
 
 async def discard_upload(upload: PendingUpload, *, files: FileStore, storage: ObjectStorage) -> None:
-    """Leave nothing of an upload behind: its open parts, its object, its record."""
-    if upload.multipart_id is not None:
+    """Leave nothing of an upload behind: its open parts, its object, its record; never a recorded file's bytes.
+
+    A completion that recorded the file and died before forgetting the upload (or whose record
+    went in although the call failed) leaves the upload pending: its ``files/<id>`` is a file's now.
+    """
+    keys = {upload.key, file_key(upload.id)}
+    if upload.id in await files.get_files([upload.id]):
+        keys.discard(file_key(upload.id))
+    elif upload.multipart_id is not None:
         await run_in_threadpool(storage.abort_multipart, upload.key, upload.multipart_id)
-    for key in {upload.key, file_key(upload.id)}:
+    for key in keys:
         await run_in_threadpool(storage.delete, key)
     await files.delete_upload(upload.id)
 
@@ -273,9 +284,14 @@ async def complete_upload(
     """Verify what the client sent against what it announced, then turn the upload into a file.
 
     A mismatch deletes the object and the upload (422); an expired upload is discarded (409);
-    anything else that fails leaves the upload as it was, to be completed again.
+    anything else that fails leaves the upload as it was, to be completed again. An upload whose
+    file an earlier completion recorded (and died before forgetting the upload) answers that file.
     """
     upload = await claim_pending(upload_id, owner, files=files)
+    recorded = (await files.get_files([upload.id])).get(upload.id)
+    if recorded is not None:  # an earlier completion recorded it and died before cleaning up: finish that
+        await _forget(upload, recorded, files=files, storage=storage)
+        return recorded
     if upload.expires <= utcnow():
         await discard_upload(upload, files=files, storage=storage)
         raise Conflict(f"upload {upload.id} expired at {upload.expires.isoformat()}; start a new one")
@@ -299,14 +315,19 @@ async def complete_upload(
         log.info("upload_rejected", upload_id=upload.id, reason=problems[0].pointer)
         raise Invalid(f"the uploaded file is not the one announced ({problems[0].pointer[1:]} differs)", problems)
     file = await _record(upload, files=files)
+    await _forget(upload, file, files=files, storage=storage)
+    log.info("upload_completed", file_id=file.id, size=file.size, sha256=file.sha256)
+    return file
+
+
+async def _forget(upload: PendingUpload, file: StoredFile, *, files: FileStore, storage: ObjectStorage) -> None:
+    """Forget the upload that became ``file``, and its PUT's object (the file's bytes are elsewhere)."""
     await files.delete_upload(upload.id)
     if upload.key != file.key:
         try:
             await run_in_threadpool(storage.delete, upload.key)
         except AppError as exc:  # the file is safe; only a stray copy remains for the bucket's lifecycle rule
             log.warning("upload_object_left", upload_id=upload.id, key=upload.key, detail=exc.detail)
-    log.info("upload_completed", file_id=file.id, size=file.size, sha256=file.sha256)
-    return file
 
 
 async def sweep_expired(*, files: FileStore, storage: ObjectStorage, limit: int = 100) -> int:

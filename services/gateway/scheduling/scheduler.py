@@ -6,9 +6,9 @@ Passes come every ``DISPATCH_INTERVAL_SECONDS``, at once when woken (a job was s
 queue resumed), while a backlog waits as soon as RabbitMQ runs low, never closer than
 ``MIN_GAP_SECONDS``, and after a slow pass no sooner than it took. The database's clock, which
 judges heartbeats and leases, is read every ``CLOCK_SECONDS``. Abandoned batches and lost
-messages are swept before a pass every ``SWEEP_SECONDS``; expired uploads every
-``UPLOAD_SWEEP_SECONDS``, beside the passes. After each pass, failed or not, it touches
-``LIVENESS_FILE`` (if set), for a scheduler process's livenessProbe.
+messages are swept before a pass every ``SWEEP_SECONDS``; expired uploads and the objects of
+abandoned dataset creations every ``UPLOAD_SWEEP_SECONDS``, beside the passes. After each pass,
+failed or not, it touches ``LIVENESS_FILE`` (if set), for a scheduler process's livenessProbe.
 
 It runs inside every gateway (unless ``RUN_SCHEDULER=false``) or as its own process
 (``python -m services.gateway.scheduling``). Several at once are safe: dispatch leases each job
@@ -29,7 +29,12 @@ import structlog
 from services.gateway.scheduling.dependencies import settle_dependencies
 from services.gateway.scheduling.dispatcher import Dispatcher
 from services.gateway.scheduling.reaper import reap
-from services.gateway.scheduling.sweeps import sweep_abandoned_batches, sweep_expired_uploads, sweep_lost_messages
+from services.gateway.scheduling.sweeps import (
+    sweep_abandoned_batches,
+    sweep_abandoned_datasets,
+    sweep_expired_uploads,
+    sweep_lost_messages,
+)
 from shared.broker import Broker
 from shared.errors import AppError
 from shared.liveness import touch
@@ -40,7 +45,7 @@ from shared.store import Stores
 
 log = structlog.get_logger()
 SWEEP_SECONDS = 60  # abandoned batches and lost messages are looked for this often
-UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads are discarded within this long
+UPLOAD_SWEEP_SECONDS = 600  # expired presigned uploads (and abandoned dataset drafts) are discarded this often
 MIN_GAP_SECONDS = 0.05  # between passes, however often submissions wake the scheduler
 DEPTH_POLL_SECONDS = 0.05  # how often RabbitMQ's depth is read while a backlog waits
 REAP_SHARE = 10  # orphans are looked for every JOB_LEASE_SECONDS / REAP_SHARE (at least every interval)
@@ -193,7 +198,8 @@ class Scheduler:
                 pass
 
     async def _sweep_uploads_forever(self) -> None:
-        """Sweep expired uploads now and then, for as long as the scheduler runs."""
+        """Sweep expired uploads and abandoned dataset drafts now and then, for as long as the scheduler runs."""
         while True:
             await sweep_expired_uploads(files=self.stores.files, storage=self.storage)
+            await sweep_abandoned_datasets(datasets=self.stores.datasets, storage=self.storage)
             await asyncio.sleep(UPLOAD_SWEEP_SECONDS)

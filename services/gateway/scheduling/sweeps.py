@@ -1,4 +1,6 @@
-"""The scheduler's sweeps: batches abandoned while stored, run_job messages gone missing, uploads expired unfinished."""
+"""The scheduler's sweeps: batches abandoned while stored, run_job messages gone missing, uploads expired
+unfinished, and the objects of datasets whose creation died part-way.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +8,13 @@ from datetime import timedelta
 
 import structlog
 
+from services.gateway.domain.datasets import sweep_abandoned_drafts
 from services.gateway.domain.uploads import sweep_expired
 from shared.errors import AppError
 from shared.models import utcnow
 from shared.storage import ObjectStorage
 from shared.store.batches import BatchStore
+from shared.store.datasets import DatasetStore
 from shared.store.dispatch import DispatchStore
 from shared.store.files import FileStore
 
@@ -46,3 +50,11 @@ async def sweep_expired_uploads(*, files: FileStore, storage: ObjectStorage) -> 
         await sweep_expired(files=files, storage=storage)
     except AppError as exc:
         log.warning("upload_sweep_failed", detail=exc.detail)
+
+
+async def sweep_abandoned_datasets(*, datasets: DatasetStore, storage: ObjectStorage) -> None:
+    """Delete the objects of datasets whose gateway died while creating them; an outage only delays it."""
+    try:
+        await sweep_abandoned_drafts(datasets=datasets, storage=storage)
+    except AppError as exc:
+        log.warning("dataset_sweep_failed", detail=exc.detail)

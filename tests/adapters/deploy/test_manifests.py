@@ -29,7 +29,14 @@ MODULES = {service: f"services.{service}" for service in SERVICES} | {"scheduler
 BASE, APART = "k8s", "k8s-scheduler"
 SECRETS = {"RABBITMQ_URL", "MONGO_URL", "S3_SECRET_ACCESS_KEY", "AUTH_SECRET", "ADMIN_PASSWORD"}
 GATEWAY_ONLY = {"AUTH_SECRET", "ADMIN_USERNAME", "ADMIN_PASSWORD"}  # runners run other people's code
-SECRET_FILES = {"quern-secrets": "secrets.env", "quern-gateway-secrets": "gateway-secrets.env"}
+# Each Secret and the folder and file it is generated from: one shared, then each service's own credentials.
+SECRET_FILES = {
+    "quern-secrets": (BASE, "secrets.env"),
+    "quern-gateway-secrets": (BASE, "gateway-secrets.env"),
+    "quern-runner-secrets": (BASE, "runner-secrets.env"),
+    "quern-results-secrets": (BASE, "results-secrets.env"),
+    "quern-scheduler-secrets": (APART, "scheduler-secrets.env"),
+}
 # What a stopping runner needs beyond drain and grace: uploading logs and checkpoints, handing its jobs back.
 UPLOAD_MARGIN_SECONDS = 30
 
@@ -65,7 +72,8 @@ def apart_patch(project: Path) -> dict[str, Any]:
 
 
 def secret_keys(project: Path, secret: str) -> set[str]:
-    lines = (project / "deploy" / "k8s" / f"{SECRET_FILES[secret]}.example").read_text().splitlines()
+    folder, file = SECRET_FILES[secret]
+    lines = (project / "deploy" / folder / f"{file}.example").read_text().splitlines()
     return {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
 
 
@@ -95,7 +103,7 @@ def test_the_kustomization_lists_every_manifest_and_only_those(project: Path) ->
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     assert set(kustomization["resources"]) == {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
     assert {gen["name"]: gen["envs"] for gen in kustomization["secretGenerator"]} == {
-        name: [file] for name, file in SECRET_FILES.items()
+        name: [file] for name, (where, file) in SECRET_FILES.items() if where == BASE
     }
     assert [image["name"] for image in kustomization["images"]] == ["quern"]
 
@@ -107,6 +115,9 @@ def test_the_scheduler_overlay_is_the_base_plus_the_scheduler_with_the_gateways_
     assert set(kustomization["resources"][1:]) == {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
     base = yaml.safe_load((project / "deploy" / BASE / "kustomization.yaml").read_text())
     assert kustomization["namespace"] == base["namespace"]
+    assert {gen["name"]: gen["envs"] for gen in kustomization["secretGenerator"]} == {
+        name: [file] for name, (where, file) in SECRET_FILES.items() if where == APART
+    }
     found = apart_patch(project)
     assert found["target"] == {"kind": "Deployment", "name": "quern-gateway"}
     (container,) = found["patch"]["spec"]["template"]["spec"]["containers"]
@@ -129,8 +140,7 @@ def test_each_service_runs_its_module_with_resources_and_the_shared_configuratio
         assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
         assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
         refs = [next(iter(source.values()))["name"] for source in container["envFrom"]]
-        gateway_only = ["quern-gateway-secrets"] if service == "gateway" else []
-        assert refs == ["quern-config", "quern-secrets", *gateway_only]
+        assert refs == ["quern-config", "quern-secrets", f"quern-{service}-secrets"]
 
 
 def test_the_gateway_is_probed_on_healthz_and_readyz_at_the_port_it_listens_on(project: Path) -> None:
@@ -158,7 +168,11 @@ def test_kubernetes_settings_are_ones_each_service_reads_and_cover_what_it_requi
         assert service == "gateway" or not keys & GATEWAY_ONLY, service
     (config,) = k8s_objects(project, "ConfigMap")
     assert not SECRETS & set(config["data"]), "secrets belong in a Secret, not the ConfigMap"
-    assert SECRETS <= secret_keys(project, "quern-secrets") | secret_keys(project, "quern-gateway-secrets")
+    for service in SERVICES:  # the shared Secret holds the broker's URL; each service has its own database and S3 users
+        assert SECRETS - GATEWAY_ONLY <= secret_keys(project, "quern-secrets") | secret_keys(
+            project, f"quern-{service}-secrets"
+        )
+    assert GATEWAY_ONLY & SECRETS <= secret_keys(project, "quern-gateway-secrets")
 
 
 def runner_deployment(project: Path) -> dict[str, Any]:
@@ -241,9 +255,11 @@ def test_compose_starts_quern_only_once_its_servers_are_healthy(compose: dict[st
         assert conditions == {
             "rabbitmq": "service_healthy",
             "mongo": "service_healthy",
+            "mongo-users": "service_completed_successfully",
             "minio-bucket": "service_completed_successfully",
         }
     assert services["minio-bucket"]["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    assert services["mongo-users"]["depends_on"] == {"mongo": {"condition": "service_healthy"}}
 
 
 def test_compose_runs_the_scheduler_in_the_gateway_unless_its_profile_is_chosen(compose: dict[str, Any]) -> None:
@@ -265,7 +281,9 @@ def test_the_image_sets_only_settings_the_code_reads(project: Path) -> None:
 COMPOSE_SECRETS = {
     "RABBITMQ_PASSWORD": "r" * 16,
     "MINIO_ROOT_PASSWORD": "m" * 16,
-    "MONGO_PASSWORD": "g" * 16,
+    "MONGO_ROOT_PASSWORD": "g" * 16,
+    **{f"MINIO_{service}_PASSWORD": f"m{service.lower()}" * 2 for service in ("GATEWAY", "RUNNER", "RESULTS")},
+    **{f"MONGO_{service}_PASSWORD": f"g{service.lower()}" * 2 for service in ("GATEWAY", "RUNNER", "RESULTS")},
     "AUTH_SECRET": "a" * 40,
     "ADMIN_PASSWORD": "p" * 16,
 }
@@ -296,7 +314,10 @@ def test_docker_compose_accepts_the_file_once_its_secrets_are_set(docker_compose
     done = compose_config(docker_compose, project, COMPOSE_SECRETS)
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)
-    assert resolved["services"]["runner"]["environment"]["MONGO_URL"].startswith("mongodb://quern:gggg")
+    assert resolved["services"]["runner"]["environment"]["MONGO_URL"].startswith(
+        "mongodb://quern-runner:grunnergrunner@"
+    )
+    assert resolved["services"]["scheduler"]["environment"]["S3_SECRET_ACCESS_KEY"] == "mgatewaymgateway"
     assert "AUTH_SECRET" not in resolved["services"]["runner"]["environment"]
     assert "AUTH_SECRET" not in resolved["services"]["scheduler"]["environment"]
     assert resolved["services"]["gateway"]["environment"]["RUN_SCHEDULER"] == "true"

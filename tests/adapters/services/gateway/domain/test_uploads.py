@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import timedelta
 
 import boto3
 import pytest
 
-from services.gateway.domain.uploads import MAX_PARTS, PartRef, check_parts, plan_parts, sweep_expired
+from services.gateway.domain.uploads import MAX_PARTS, PartRef, check_parts, file_key, plan_parts, sweep_expired
 from shared.errors import Invalid, NotFound, TooLarge
-from shared.models import PendingUpload, new_id, utcnow
+from shared.models import PendingUpload, StoredFile, new_id, utcnow
 from shared.settings import Settings
 from shared.storage import ObjectStorage
 from shared.store import Stores
@@ -108,3 +109,45 @@ def test_expired_uploads_are_swept_with_their_objects_and_parts(settings: Settin
         assert s3.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=key).get("Uploads", []) == []
     finally:
         s3.close()
+
+
+def test_the_sweep_never_deletes_the_bytes_of_a_file_recorded_under_an_expired_uploads_id(settings: Settings) -> None:
+    # What a completion that recorded the file and died before forgetting the upload leaves behind.
+    storage = ObjectStorage(settings)
+    storage.ensure_bucket()
+    upload = pending(expires_in=timedelta(seconds=-1))
+    file = StoredFile(
+        id=upload.id,
+        owner=upload.owner,
+        name=upload.name,
+        size=3,
+        sha256=hashlib.sha256(b"abc").hexdigest(),
+        content_type=upload.content_type,
+        key=file_key(upload.id),
+        created=utcnow(),
+    )
+    for key in (upload.key, file.key):
+        sink = storage.sink(key, content_type="application/octet-stream")
+        sink.write(b"abc")
+        sink.finish()
+
+    async def scenario() -> None:
+        stores = Stores.connect(settings, appname="quern-tests")
+        try:
+            await stores.files.insert_file(file)
+            await stores.files.insert_upload(upload)
+            await sweep_expired(files=stores.files, storage=storage)
+            with pytest.raises(NotFound):
+                await stores.files.get_upload(upload.id)
+            assert (await stores.files.get_file(file.id)).key == file.key
+        finally:
+            await stores.close()
+
+    try:
+        asyncio.run(scenario())
+        assert storage.digest(file.key) == (3, file.sha256)
+        with pytest.raises(NotFound):
+            storage.size(upload.key)
+    finally:
+        storage.delete(file.key)
+        storage.close()
