@@ -91,6 +91,14 @@ multihost: install
 bench: install
     {{bin}}/python -m bench
 
+# 50 concurrent clients for 5 minutes of mixed work (submit, get, list, events, upload, download); exits 1 on any error
+load *args: install
+    {{bin}}/python -m bench.mixed_load {{args}}
+
+# What one user or client can do to the rest: login flood, pathological glob, two big batches, fair share, quotas
+abuse *args: install
+    {{bin}}/python -m bench.abuse {{args}}
+
 # Kill runners mid-job and stop RabbitMQ during submissions, then count lost, stuck and doubly run jobs
 chaos *args: install
     {{bin}}/python -m devstack.chaos {{args}}
