@@ -77,9 +77,8 @@ async def job_stream(request: Request) -> Response:
         Param("wait", "Seconds without events before the stream ends, 1-300 (default 30)", WAIT_SCHEMA),
         Param("all", "true: every user's events (admins only); default false", {"type": "boolean"}),
     ),
-    errors=(403,),
+    errors=(403, 429),
     media_type=EVENT_STREAM,
-    errors=(429,),
 )
 async def caller_stream(request: Request) -> Response:
     """GET /v1/events: the caller's job events (an admin's, with ?all=true: everyone's), ending when quiet."""

@@ -36,4 +36,5 @@ async def my_events(request: Request) -> Response:
     """GET /ui/events: the user's job events (an admin's, with ?all=true: everyone's), for the jobs page's rows."""
     owner, events = followed_owner(request), deps(request).stores.events
     after, check = resume_point(request, header_first=True), credential_watch(request)
-    return await counted_stream(request, caller_events(owner, after=after, wait=QUIET_SECONDS, events=events, check=check))
+    followed = caller_events(owner, after=after, wait=QUIET_SECONDS, events=events, check=check)
+    return await counted_stream(request, followed)
