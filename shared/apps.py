@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from shared.errors import Invalid, Violation
+from shared.globs import check_glob, compile_glob
 from shared.models import OutputFile, Record
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
@@ -138,6 +139,7 @@ class AppSpec(BaseModel):
         for glob in globs:
             if glob.startswith("/") or ".." in Path(glob).parts:
                 raise ValueError(f"output glob {glob!r} must stay inside the run directory")
+            check_glob(glob)
         return globs
 
     @model_validator(mode="after")
@@ -320,15 +322,7 @@ def version_id(name: str, version: str) -> str:
     return f"{name}@{version}"
 
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob over relative POSIX paths: ``*`` and ``?`` stay within a name, ``**/`` spans directories."""
-    out = []
-    for part in re.split(r"(\*\*/|\*|\?)", pattern):
-        out.append({"**/": "(?:.+/)?", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part)))
-    return re.compile("".join(out) + r"\Z")
-
-
 def matching_outputs(outputs: list[OutputFile], globs: list[str]) -> list[OutputFile]:
     """The outputs whose path matches any of ``globs``, in the same glob syntax as an app's ``outputs``."""
-    patterns = [glob_regex(glob) for glob in globs]
-    return [output for output in outputs if any(pattern.match(output.path) for pattern in patterns)]
+    patterns = [compile_glob(glob) for glob in globs]
+    return [output for output in outputs if any(pattern.matches(output.path) for pattern in patterns)]

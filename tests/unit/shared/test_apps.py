@@ -78,6 +78,11 @@ def test_output_glob_may_not_leave_the_run_directory() -> None:
         make_spec(outputs=["../secrets/*"])
 
 
+def test_an_output_glob_with_too_many_wildcards_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at most 20 wildcards"):
+        make_spec(outputs=["**/" * 40 + "Z"])
+
+
 def test_default_timeout_above_max_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"exceeds timeout\.max"):
         make_spec(timeout={"default": 200, "max": 100})
