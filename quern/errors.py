@@ -15,8 +15,10 @@ QuernError
 │   ├── TooLarge            413  too-large
 │   ├── Invalid             422  invalid: every broken rule is in ``errors``
 │   ├── TooManyRequests     429  (no kind of quern's own: a proxy or rate limiter said it)
+│   │   └── TooManyLogins   429  too-many-logins: failed logins came too fast (``retry_after``)
 │   ├── InternalError       500  internal-error
 │   └── Unavailable         503  unavailable: a server quern depends on did not answer
+│       └── Busy            503  busy: the gateway is at capacity for this (``retry_after``)
 ├── Unreachable             the service could not be reached, even after the retries
 └── IntegrityError          what arrived is not what the service said it was
 
@@ -148,6 +150,12 @@ class TooManyRequests(ApiError):
     """Too many requests: something between the SDK and quern asks it to slow down."""
 
 
+class TooManyLogins(TooManyRequests):
+    """Failed logins from this address (or to this account from it) came too fast; wait ``retry_after`` seconds."""
+
+    kind = "too-many-logins"
+
+
 class InternalError(ApiError):
     """quern failed; the failure is logged under the answer's X-Request-ID."""
 
@@ -158,6 +166,12 @@ class Unavailable(ApiError):
     """A server quern depends on did not answer; try again after ``retry_after`` seconds."""
 
     kind = "unavailable"
+
+
+class Busy(Unavailable):
+    """The gateway is at capacity for this work (checking passwords); try again after ``retry_after`` seconds."""
+
+    kind = "busy"
 
 
 KINDS: tuple[type[ApiError], ...] = (
@@ -173,8 +187,10 @@ KINDS: tuple[type[ApiError], ...] = (
     Gone,
     TooLarge,
     Invalid,
+    TooManyLogins,
     InternalError,
     Unavailable,
+    Busy,
 )
 BY_KIND: dict[str, type[ApiError]] = {cls.kind: cls for cls in KINDS if cls.kind is not None}
 # The class an answer falls back on when its type is not one the SDK knows (a proxy's error page, say).

@@ -12,6 +12,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from services.gateway.deps import Deps, LifespanState
+from services.gateway.domain.accounts import LoginGuard
+from services.gateway.domain.hashing import HashingPool
+from services.gateway.domain.login_limits import LoginLimits
 from services.gateway.plumbing.auth import Authenticator
 from services.gateway.plumbing.middleware import RequestLog
 from services.gateway.plumbing.problems import app_error, http_error
@@ -41,6 +44,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         storage = ObjectStorage(settings)
         broker = Broker(settings)
         authenticator = Authenticator(stores.accounts, settings.auth_secret.get_secret_value())
+        hashing = HashingPool(threads=settings.password_hash_threads, queue=settings.password_hash_queue)
         scheduler = (
             Scheduler.configured(settings, stores=stores, storage=storage, broker=broker)
             if settings.run_scheduler
@@ -53,6 +57,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             storage=storage,
             broker=broker,
             authenticator=authenticator,
+            logins=LoginGuard(hashing, LoginLimits.configured(settings)),
             wake=dispatch_elsewhere if scheduler is None else scheduler.wake,
         )
         try:
@@ -76,6 +81,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             await run_in_threadpool(broker.close)
             await run_in_threadpool(storage.close)
             await stores.close()
+            hashing.close()
             log.info("gateway_stopped")
 
     return Starlette(

@@ -132,3 +132,8 @@ class Authentication:
 def principal(request: Request) -> Principal:
     """The authenticated caller of this request."""
     return cast(Principal, request.state.principal)
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the TCP peer's, or what a proxy trusted by ``FORWARDED_ALLOW_IPS`` says it is."""
+    return request.client.host if request.client else "unknown"

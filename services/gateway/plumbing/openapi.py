@@ -30,6 +30,7 @@ ERROR_TEXT = {
     410: "Deleted for good: the job's retention ran out",
     413: "Too large",
     422: "Breaks the rules; every violation listed with a JSON pointer",
+    429: "Too many requests: wait Retry-After seconds",
     503: "A backend did not answer (see Retry-After)",
 }
 # Before OpenAPI 3.2's itemSchema, a text/event-stream schema describes each event.

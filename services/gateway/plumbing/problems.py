@@ -21,6 +21,7 @@ from shared.errors import (
     AppError,
     BadCredentials,
     BadRequest,
+    Busy,
     Conflict,
     Duplicate,
     Forbidden,
@@ -29,6 +30,7 @@ from shared.errors import (
     NotFound,
     NotYet,
     TooLarge,
+    TooManyLogins,
     Unauthorized,
     Unavailable,
 )
@@ -52,7 +54,9 @@ STATUS: dict[type[AppError], int] = {
     Gone: 410,
     TooLarge: 413,
     Invalid: 422,
+    TooManyLogins: 429,
     Unavailable: 503,
+    Busy: 503,
 }
 # Starlette's own routing errors: an unknown path is a NotFound like any other; a wrong method has a kind of its own.
 ROUTING: dict[int, tuple[str, str]] = {
@@ -115,7 +119,7 @@ def render(request: Request, exc: AppError) -> ProblemResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, Invalid):
         extra["errors"] = [{"pointer": v.pointer, "detail": v.detail} for v in exc.violations]
-    if isinstance(exc, NotYet | Unavailable):
+    if isinstance(exc, NotYet | Unavailable | TooManyLogins):
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="quern"'
