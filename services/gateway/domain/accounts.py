@@ -72,18 +72,13 @@ async def authenticate(
 
     TooManyLogins when this address, or this account from this address, failed too often lately.
     """
-    attempt = guard.limits.admit(address, username)
-    try:
-        user = await accounts.find_user(username)
-        # The password is checked before anything else, so an unknown or disabled user takes as long to refuse.
-        matches = await guard.hashing.run(password_matches, user, password)
-    except BaseException:
-        attempt.give_back()  # not checked (Busy, Mongo down, the client left): not a failure
-        raise
-    if not matches or user is None or user.disabled:
+    guard.limits.check(address, username)
+    user = await accounts.find_user(username)
+    # The password is checked before anything else, so an unknown or disabled user takes as long to refuse.
+    if not await guard.hashing.run(password_matches, user, password) or user is None or user.disabled:
+        guard.limits.failed(address, username)
         log.info("login_refused", username=username, address=address)
         raise BadCredentials("wrong username or password")
-    attempt.give_back()
     return user
 
 
