@@ -17,12 +17,14 @@ QuernError
 │   │   └── BatchSizeQuota      413  quota-batch-size: more jobs in a batch than the caller's quota
 │   ├── Invalid             422  invalid: every broken rule is in ``errors``
 │   ├── TooManyRequests     429  (no kind of quern's own: a proxy or rate limiter said it)
-│   │   └── OverQuota       429  over-quota: a quota reached (never retried by the SDK)
-│   │       ├── QueuedJobsQuota     429  quota-queued-jobs
-│   │       ├── PendingUploadsQuota 429  quota-pending-uploads
-│   │       └── EventStreamsQuota   429  quota-event-streams (per gateway)
+│   │   ├── OverQuota       429  over-quota: a quota reached (never retried by the SDK)
+│   │   │   ├── QueuedJobsQuota     429  quota-queued-jobs
+│   │   │   ├── PendingUploadsQuota 429  quota-pending-uploads
+│   │   │   └── EventStreamsQuota   429  quota-event-streams (per gateway)
+│   │   └── TooManyLogins   429  too-many-logins: failed logins came too fast (``retry_after``)
 │   ├── InternalError       500  internal-error
 │   └── Unavailable         503  unavailable: a server quern depends on did not answer
+│       └── Busy            503  busy: the gateway is at capacity for this (``retry_after``)
 ├── Unreachable             the service could not be reached, even after the retries
 └── IntegrityError          what arrived is not what the service said it was
 
@@ -190,6 +192,12 @@ class EventStreamsQuota(OverQuota):
     kind = "quota-event-streams"
 
 
+class TooManyLogins(TooManyRequests):
+    """Failed logins from this address (or to this account from it) came too fast; wait ``retry_after`` seconds."""
+
+    kind = "too-many-logins"
+
+
 class InternalError(ApiError):
     """quern failed; the failure is logged under the answer's X-Request-ID."""
 
@@ -200,6 +208,12 @@ class Unavailable(ApiError):
     """A server quern depends on did not answer; try again after ``retry_after`` seconds."""
 
     kind = "unavailable"
+
+
+class Busy(Unavailable):
+    """The gateway is at capacity for this work (checking passwords); try again after ``retry_after`` seconds."""
+
+    kind = "busy"
 
 
 KINDS: tuple[type[ApiError], ...] = (
@@ -221,8 +235,10 @@ KINDS: tuple[type[ApiError], ...] = (
     QueuedJobsQuota,
     PendingUploadsQuota,
     EventStreamsQuota,
+    TooManyLogins,
     InternalError,
     Unavailable,
+    Busy,
 )
 BY_KIND: dict[str, type[ApiError]] = {cls.kind: cls for cls in KINDS if cls.kind is not None}
 # The class an answer falls back on when its type is not one the SDK knows (a proxy's error page, say).

@@ -18,7 +18,9 @@
     │   ├── QueuedJobsQuota     as many queued jobs as their quota allows
     │   ├── PendingUploadsQuota as many pending uploads as their quota allows
     │   └── EventStreamsQuota   as many event streams open on this gateway as their quota allows
+    ├── TooManyLogins       failed logins from this address (to this account) came too fast (carries retry_after)
     └── Unavailable         a server we depend on (Mongo, S3, RabbitMQ) did not answer
+        └── Busy            the gateway itself is at capacity for this work (carries retry_after)
 
 Each class names its ``kind``, the stable last segment of its problem type URI
 (``urn:quern:problem:<kind>``, listed in docs/problems.md), and its ``title``; a subclass
@@ -184,6 +186,17 @@ class EventStreamsQuota(OverQuota):
     title = "Event streams quota reached"
 
 
+class TooManyLogins(AppError):
+    """Too many failed logins; wait before trying again."""
+
+    kind = "too-many-logins"
+    title = "Too many logins"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Unavailable(AppError):
     """A server quern depends on did not answer; try again later."""
 
@@ -193,3 +206,10 @@ class Unavailable(AppError):
     def __init__(self, detail: str | None = None, retry_after: int = 5) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class Busy(Unavailable):
+    """The gateway is at capacity for this work; try again in a moment."""
+
+    kind = "busy"
+    title = "Busy"

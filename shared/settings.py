@@ -232,6 +232,14 @@ class GatewaySettings(SchedulerSettings):
     # "log out everywhere"); API keys are read on every request. And how often event streams check again.
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=5)
     stream_recheck_seconds: float = Field(default=5.0, gt=0, le=10)
+    # Failed logins: a bucket per client address, and one per account and address (see domain/login_limits.py).
+    login_address_burst: int = Field(default=30, ge=1, le=100_000)
+    login_address_refill_seconds: float = Field(default=2.0, gt=0, le=3600)
+    login_account_burst: int = Field(default=5, ge=1, le=10_000)
+    login_account_refill_seconds: float = Field(default=60.0, gt=0, le=24 * 3600)
+    login_limit_keys: int = Field(default=100_000, ge=100, le=10_000_000)
+    password_hash_threads: int = Field(default=2, ge=1, le=64)
+    password_hash_queue: int = Field(default=16, ge=0, le=10_000)
     admin_username: str | None = Field(default=None, pattern=USERNAME)
     admin_password: SecretStr | None = None
     gateway_host: str = "127.0.0.1"

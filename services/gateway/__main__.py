@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from services.gateway.app import create_app
 from services.gateway.domain.accounts import create_user
+from services.gateway.domain.hashing import HashingPool
 from services.gateway.surfaces.native.users import NewUser
 from shared.errors import AppError
 from shared.logging import configure_logging
@@ -55,10 +56,12 @@ async def create_admin(settings: GatewaySettings, username: str, password: str) 
             print(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
         return 2
     stores = Stores.connect(settings, appname="quern-create-admin")
+    hashing = HashingPool(threads=1, queue=0)
     try:
         await stores.prepare(event_retention_seconds=settings.event_retention_days * 86400)
         user = await create_user(
             accounts=stores.accounts,
+            hashing=hashing,
             username=wanted.username,
             password=wanted.password.get_secret_value(),
             role=Role.ADMIN,
@@ -68,6 +71,7 @@ async def create_admin(settings: GatewaySettings, username: str, password: str) 
         return 1
     finally:
         await stores.close()
+        hashing.close()
     print(f"created admin {user.username} ({user.id})")
     return 0
 

@@ -13,7 +13,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from services.gateway.deps import Deps, LifespanState
+from services.gateway.domain.accounts import LoginGuard
+from services.gateway.domain.hashing import HashingPool
 from services.gateway.domain.job_metrics import ACTIVE_JOBS
+from services.gateway.domain.login_limits import LoginLimits
 from services.gateway.plumbing.auth import Authenticator
 from services.gateway.plumbing.metrics import metrics_route
 from services.gateway.plumbing.middleware import RequestLog
@@ -50,6 +53,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             cache_seconds=settings.auth_cache_seconds,
             recheck_seconds=settings.stream_recheck_seconds,
         )
+        hashing = HashingPool(threads=settings.password_hash_threads, queue=settings.password_hash_queue)
         scheduler = (
             Scheduler.configured(settings, stores=stores, storage=storage, broker=broker)
             if settings.run_scheduler
@@ -62,6 +66,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             storage=storage,
             broker=broker,
             authenticator=authenticator,
+            logins=LoginGuard(hashing, LoginLimits.configured(settings)),
             wake=dispatch_elsewhere if scheduler is None else scheduler.wake,
         )
         try:
@@ -98,6 +103,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             await run_in_threadpool(broker.close)
             await run_in_threadpool(storage.close)
             await stores.close()
+            hashing.close()
             log.info("gateway_stopped")
 
     metrics = [metrics_route()] if settings.gateway_metrics else []

@@ -8,6 +8,7 @@ from typing import TypedDict, cast
 
 from starlette.requests import Request
 
+from services.gateway.domain.accounts import LoginGuard
 from services.gateway.domain.quotas import Quotas, StreamCounts
 from services.gateway.domain.setup import finish_setup
 from services.gateway.plumbing.auth import Authenticator
@@ -28,6 +29,7 @@ class Deps:
     storage: ObjectStorage
     broker: Broker
     authenticator: Authenticator
+    logins: LoginGuard  # the password-hashing pool and the failed-login limits
     wake: Callable[[], None]  # asks the scheduler for a dispatch pass now (a no-op when it runs elsewhere)
     setup_done: bool = field(default=False)
     streams: StreamCounts = field(default_factory=StreamCounts)  # event streams open here, per user
@@ -39,7 +41,11 @@ class Deps:
     async def finish_setup(self) -> None:
         """Set up the backends once: at start or, if one was down then, once all answer."""
         await finish_setup(
-            settings=self.settings, stores=self.stores, storage=self.storage, directory_apps=self.directory_apps
+            settings=self.settings,
+            stores=self.stores,
+            storage=self.storage,
+            hashing=self.logins.hashing,
+            directory_apps=self.directory_apps,
         )
         self.setup_done = True
 

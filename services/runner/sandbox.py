@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.apps import glob_regex
 from shared.errors import Invalid
+from shared.globs import compile_glob
 
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 TAIL_BYTES = 2000
@@ -171,7 +171,7 @@ class Sandbox:
         links are never collected; more than ``max_bytes`` in all, or more than ``max_files`` files
         (each is described in the job's record, which must stay well below Mongo's 16 MiB), is an error.
         """
-        patterns = [glob_regex(glob) for glob in globs]
+        patterns = [compile_glob(glob) for glob in globs]
         found: list[tuple[str, Path]] = []
         scanned = 0
         for directory, _, names in os.walk(self.run, followlinks=False):
@@ -181,7 +181,7 @@ class Sandbox:
                     raise Invalid(f"the run directory holds more than {MAX_SCANNED_FILES} files")
                 path = Path(directory, name)
                 relative = path.relative_to(self.run).as_posix()
-                if not path.is_symlink() and path.is_file() and any(p.match(relative) for p in patterns):
+                if not path.is_symlink() and path.is_file() and any(p.matches(relative) for p in patterns):
                     found.append((relative, path))
         if len(found) > max_files:
             raise Invalid(f"the app wrote {len(found)} output files; at most {max_files} are kept (MAX_OUTPUT_FILES)")

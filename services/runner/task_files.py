@@ -21,8 +21,8 @@ from services.runner.sandbox import Sandbox
 from services.runner.task_buckets import TaskBuckets
 from services.runner.task_tree import files_under, has_wildcards, host_path, open_in, output_dir
 from services.runner.transfers import download_members, upload_outputs
-from shared.apps import glob_regex
 from shared.errors import Invalid, NotFound
+from shared.globs import compile_glob
 from shared.models import Job, OutputFile
 from shared.models.tasks import OutputFileLog, TaskInput, TaskOutput
 from shared.outbound import Network, download
@@ -113,9 +113,9 @@ def deliveries(task_dir: Path, outputs: list[TaskOutput]) -> list[Delivery]:
             found.append(Delivery(output.path, output.url))
             continue
         directory = output_dir(output)
-        pattern = glob_regex(output.path) if has_wildcards(output) else None
+        pattern = compile_glob(output.path) if has_wildcards(output) else None
         for path in files_under(task_dir, directory):
-            if pattern is None or pattern.match(path):
+            if pattern is None or pattern.matches(path):
                 relative = PurePosixPath(path).relative_to(directory).as_posix()
                 found.append(Delivery(path, output.url.rstrip("/") + "/" + relative))
     return found

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.credentials import hash_password, issue_token, new_api_key, password_matches
+from services.gateway.domain.hashing import HashingPool
+from services.gateway.domain.login_limits import LoginLimits
 from shared.errors import BadCredentials, Conflict, Duplicate, Forbidden, Invalid, NotFound, Violation
 from shared.models import ApiKey, Role, User, new_id, utcnow
 from shared.store.accounts import AccountStore
@@ -33,9 +34,12 @@ class AccessToken:
     expires: datetime
 
 
-async def create_user(*, accounts: AccountStore, username: str, password: str, role: Role) -> User:
+async def create_user(
+    *, accounts: AccountStore, hashing: HashingPool, username: str, password: str, role: Role
+) -> User:
     """Add a user; Conflict if the name is taken."""
-    user = User(id=new_id(), username=username, password_hash=hash_password(password), role=role, created=utcnow())
+    password_hash = await hashing.run(hash_password, password)
+    user = User(id=new_id(), username=username, password_hash=password_hash, role=role, created=utcnow())
     try:
         await accounts.insert_user(user)
     except Duplicate:
@@ -44,29 +48,52 @@ async def create_user(*, accounts: AccountStore, username: str, password: str, r
     return user
 
 
-async def ensure_admin(*, accounts: AccountStore, username: str, password: str) -> None:
+async def ensure_admin(*, accounts: AccountStore, hashing: HashingPool, username: str, password: str) -> None:
     """Create the configured first admin unless a user of that name exists (its password is left alone)."""
     if await accounts.find_user(username) is None:
         try:
-            await create_user(accounts=accounts, username=username, password=password, role=Role.ADMIN)
+            await create_user(accounts=accounts, hashing=hashing, username=username, password=password, role=Role.ADMIN)
         except Duplicate:
             pass  # another gateway replica created it first
 
 
-async def authenticate(*, accounts: AccountStore, username: str, password: str) -> User:
-    """The enabled user with this username and password; BadCredentials, the same for every reason, otherwise."""
+@dataclass(frozen=True)
+class LoginGuard:
+    """What a login goes through before its password is checked: the hashing pool and the failed-login limits."""
+
+    hashing: HashingPool
+    limits: LoginLimits
+
+
+async def authenticate(
+    *, accounts: AccountStore, guard: LoginGuard, address: str, username: str, password: str
+) -> User:
+    """The enabled user with this username and password; BadCredentials, the same for every reason, otherwise.
+
+    TooManyLogins when this address, or this account from this address, failed too often lately.
+    """
+    guard.limits.check(address, username)
     user = await accounts.find_user(username)
-    # The password is checked before anything else, so an unknown or disabled user takes as long to refuse;
-    # argon2 takes tens of milliseconds of CPU, off the event loop so other requests go on meanwhile.
-    if not await run_in_threadpool(password_matches, user, password) or user is None or user.disabled:
-        log.info("login_refused", username=username)
+    # The password is checked before anything else, so an unknown or disabled user takes as long to refuse.
+    if not await guard.hashing.run(password_matches, user, password) or user is None or user.disabled:
+        guard.limits.failed(address, username)
+        log.info("login_refused", username=username, address=address)
         raise BadCredentials("wrong username or password")
     return user
 
 
-async def log_in(*, accounts: AccountStore, username: str, password: str, secret: str, ttl_seconds: int) -> AccessToken:
+async def log_in(
+    *,
+    accounts: AccountStore,
+    guard: LoginGuard,
+    address: str,
+    username: str,
+    password: str,
+    secret: str,
+    ttl_seconds: int,
+) -> AccessToken:
     """A bearer token for this username and password; BadCredentials, the same for every reason, otherwise."""
-    user = await authenticate(accounts=accounts, username=username, password=password)
+    user = await authenticate(accounts=accounts, guard=guard, address=address, username=username, password=password)
     token, expires = issue_token(user, secret=secret, ttl_seconds=ttl_seconds)
     log.info("login", user_id=user.id)
     return AccessToken(token, expires)
@@ -109,26 +136,30 @@ async def enable_user(*, accounts: AccountStore, user_id: str, caller: Caller) -
     return user
 
 
-async def change_password(*, accounts: AccountStore, user_id: str, current: str, new: str) -> User:
+async def change_password(
+    *, accounts: AccountStore, hashing: HashingPool, user_id: str, current: str, new: str
+) -> User:
     """Replace the user's password, given their current one; every token and UI session of theirs ends."""
     user = await accounts.get_user(user_id)
-    # argon2 takes tens of milliseconds of CPU: off the event loop, as at login.
-    if not await run_in_threadpool(password_matches, user, current):
+    # argon2 takes tens of milliseconds of CPU: on the gateway's bounded hashing pool, as at login.
+    if not await hashing.run(password_matches, user, current):
         log.info("password_change_refused", user_id=user_id)
         raise Invalid(violations=[Violation("/current_password", "is not the account's password")])
     if new == current:
         raise Invalid(violations=[Violation("/new_password", "must differ from the current password")])
-    user = await accounts.set_password(user_id, await run_in_threadpool(hash_password, new))
+    user = await accounts.set_password(user_id, await hashing.run(hash_password, new))
     log.info("password_changed", user_id=user_id)
     return user
 
 
-async def reset_password(*, accounts: AccountStore, user_id: str, password: str, caller: Caller) -> User:
+async def reset_password(
+    *, accounts: AccountStore, hashing: HashingPool, user_id: str, password: str, caller: Caller
+) -> User:
     """Set another user's password (admins only); every token and UI session of theirs ends."""
     check_may_manage(user_id, caller)
     if user_id == caller.user_id:
         raise Conflict("an admin changes their own password with their current one, at /v1/me/password")
-    user = await accounts.set_password(user_id, await run_in_threadpool(hash_password, password))
+    user = await accounts.set_password(user_id, await hashing.run(hash_password, password))
     log.info("password_reset", user_id=user_id)
     return user
 

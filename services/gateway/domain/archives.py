@@ -76,7 +76,6 @@ def full_archive(job: Job) -> Archive:
 
 
 MAX_GLOBS = 20
-MAX_GLOB_CHARS = 200
 # A selection asked for this long ago and still not packaged is enqueued again (its message was lost,
 # or its packager gave up); a second packager of the same selection writes the same bytes.
 RESEND_AFTER = timedelta(minutes=15)

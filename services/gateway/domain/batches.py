@@ -184,7 +184,7 @@ async def submit_batch_once(
         idempotency=idempotency,
         owner=owner,
         key=check_key(key),
-        request={"batch": batch.model_dump(mode="json")},
+        request=await run_in_threadpool(lambda: {"batch": batch.model_dump(mode="json")}),
         submit=submit,
         replay=replay,
     )

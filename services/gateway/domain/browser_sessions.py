@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import structlog
 
-from services.gateway.domain.accounts import authenticate
+from services.gateway.domain.accounts import LoginGuard, authenticate
 from shared.models import utcnow
 from shared.store.accounts import AccountStore
 from shared.store.sessions import BrowserSession, SessionStore, session_digest
@@ -20,10 +20,17 @@ log = structlog.get_logger()
 
 
 async def open_session(
-    *, accounts: AccountStore, sessions: SessionStore, username: str, password: str, ttl_seconds: int
+    *,
+    accounts: AccountStore,
+    sessions: SessionStore,
+    guard: LoginGuard,
+    address: str,
+    username: str,
+    password: str,
+    ttl_seconds: int,
 ) -> tuple[BrowserSession, str]:
     """A new session for this username and password, and the secret its cookie carries; BadCredentials otherwise."""
-    user = await authenticate(accounts=accounts, username=username, password=password)
+    user = await authenticate(accounts=accounts, guard=guard, address=address, username=username, password=password)
     secret, now = secrets.token_urlsafe(32), utcnow()
     session = BrowserSession(
         digest=session_digest(secret),

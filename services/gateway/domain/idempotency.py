@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from starlette.concurrency import run_in_threadpool
 
 from shared.errors import AppError, BadRequest, Duplicate, NotFound, NotYet
 from shared.models import new_id
@@ -62,7 +63,7 @@ async def submit_once(
     ``submit`` gets the id reserved for the key; ``replay`` finds what was submitted under that id
     (NotFound while the first request is still at it).
     """
-    digest = fingerprint(request)
+    digest = await run_in_threadpool(fingerprint, request)  # a batch's is megabytes of JSON: not on the loop
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         job_id = new_id()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 
 from services.gateway.domain.accounts import ensure_admin
+from services.gateway.domain.hashing import HashingPool
 from services.gateway.domain.registry import register_directory
 from shared.apps import AppSpec
 from shared.settings import GatewaySettings
@@ -13,7 +14,12 @@ from shared.store import Stores
 
 
 async def finish_setup(
-    *, settings: GatewaySettings, stores: Stores, storage: ObjectStorage, directory_apps: dict[str, AppSpec]
+    *,
+    settings: GatewaySettings,
+    stores: Stores,
+    storage: ObjectStorage,
+    hashing: HashingPool,
+    directory_apps: dict[str, AppSpec],
 ) -> None:
     """Create the bucket (when configured), the indexes (and migrate), the first admin and the app directory's apps.
 
@@ -25,6 +31,7 @@ async def finish_setup(
     if settings.admin_username is not None and settings.admin_password is not None:
         await ensure_admin(
             accounts=stores.accounts,
+            hashing=hashing,
             username=settings.admin_username,
             password=settings.admin_password.get_secret_value(),
         )

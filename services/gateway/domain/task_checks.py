@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from services.gateway.domain.submission import check_inputs
 from shared.errors import Invalid, Violation
+from shared.globs import check_glob
 from shared.models import DatasetInput, InputValue, TaskInput, TaskOutput, TaskPolicy, TaskSpec
 from shared.models.webhooks import check_webhook_url
 from shared.outbound import Network, Refused, resolve
@@ -84,6 +85,10 @@ def check_layout(task: TaskSpec) -> None:
                     f"/outputs/{index}/path_prefix", "a path with wildcards needs the path_prefix it starts with"
                 )
             check_path(out.path_prefix, f"/outputs/{index}/path_prefix")
+            try:
+                check_glob(out.path)
+            except ValueError as exc:
+                raise _refuse(f"/outputs/{index}/path", str(exc)) from None
     for index, volume in enumerate(task.volumes):
         check_path(volume, f"/volumes/{index}")
 

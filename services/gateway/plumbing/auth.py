@@ -197,3 +197,8 @@ def authenticator(request: Request) -> Authenticator:
 def credential_watch(request: Request) -> Callable[[], Awaitable[None]]:
     """For a long-lived answer (an event stream): the check that ends it once the caller's credential lapses."""
     return authenticator(request).watch(principal(request))
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the TCP peer's, or what a proxy trusted by ``FORWARDED_ALLOW_IPS`` says it is."""
+    return request.client.host if request.client else "unknown"

@@ -30,7 +30,7 @@ ERROR_TEXT = {
     410: "Deleted for good: the job's retention ran out",
     413: "Too large",
     422: "Breaks the rules; every violation listed with a JSON pointer",
-    429: "A quota of yours is reached (see Retry-After and GET /v1/me)",
+    429: "Too many requests, or a quota of yours reached: see the problem's type, Retry-After and GET /v1/me",
     503: "A backend did not answer (see Retry-After)",
 }
 # Before OpenAPI 3.2's itemSchema, a text/event-stream schema describes each event.

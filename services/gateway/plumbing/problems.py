@@ -22,6 +22,7 @@ from shared.errors import (
     BadCredentials,
     BadRequest,
     BatchSizeQuota,
+    Busy,
     Conflict,
     Duplicate,
     EventStreamsQuota,
@@ -35,6 +36,7 @@ from shared.errors import (
     QueuedJobsQuota,
     StoredBytesQuota,
     TooLarge,
+    TooManyLogins,
     Unauthorized,
     Unavailable,
 )
@@ -64,7 +66,9 @@ STATUS: dict[type[AppError], int] = {
     QueuedJobsQuota: 429,
     PendingUploadsQuota: 429,
     EventStreamsQuota: 429,
+    TooManyLogins: 429,
     Unavailable: 503,
+    Busy: 503,
 }
 # Starlette's own routing errors: an unknown path is a NotFound like any other; a wrong method has a kind of its own.
 ROUTING: dict[int, tuple[str, str]] = {
@@ -127,7 +131,7 @@ def render(request: Request, exc: AppError) -> ProblemResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, Invalid):
         extra["errors"] = [{"pointer": v.pointer, "detail": v.detail} for v in exc.violations]
-    if isinstance(exc, NotYet | OverQuota | Unavailable):
+    if isinstance(exc, NotYet | OverQuota | Unavailable | TooManyLogins):
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="quern"'

@@ -18,18 +18,24 @@ send it. A dispatcher that dies between the two leaves a lease that expires, and
 sent again; the runner's claim is a compare-and-set too, so a second message never runs the
 job twice. A job accepted while RabbitMQ is down simply stays undispatched (the outbox is the
 jobs collection) until RabbitMQ is back.
+
+RabbitMQ's client (pika) blocks, so the dispatcher calls it in two threads of its own
+(``quern-dispatch``), not in the default pool that upload hashing and dataset work share: a
+pass never waits behind them, and they never wait behind a broker that is slow to answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import ParamSpec, TypeVar
 
 import structlog
 from prometheus_client import Counter, Histogram
-from starlette.concurrency import run_in_threadpool
 
 from services.gateway.scheduling.shares import fair_share
 from shared.broker import Broker
@@ -42,12 +48,19 @@ log = structlog.get_logger()
 LEASE_SECONDS = 60
 MAX_AHEAD = 1000
 HEADS = 20  # startable jobs a pass reads per owner, at least (more while an owner's run out before the slots)
+BROKER_THREADS = 2  # a pass makes one broker call at a time; the second serves running_low beside it
+P = ParamSpec("P")
+T = TypeVar("T")
 DISPATCHED = Counter("quern_jobs_dispatched", "Jobs whose run_job message went to RabbitMQ")
 DISPATCH_LATENCY = Histogram(
     "quern_dispatch_latency_seconds",
     "From a job's submission (or its last return to QUEUED) to its message being sent",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
 )
+
+
+def _broker_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=BROKER_THREADS, thread_name_prefix="quern-dispatch")
 
 
 def queued_since(job: Job) -> datetime:
@@ -70,9 +83,18 @@ class Dispatcher:
     _full: bool = False  # the last pass found no slot free: read the heads only once one is
     _per_owner: int = HEADS  # heads read per owner
     _storing_seen: set[str] = field(default_factory=set)  # batches last found being stored: kept out of the heads
+    _broker_calls: ThreadPoolExecutor = field(default_factory=_broker_threads)  # threads start when first used
 
     def __post_init__(self) -> None:
         self._ahead = self.ahead
+
+    async def _broker(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A blocking broker call, in the dispatcher's own threads."""
+        return await asyncio.wrap_future(self._broker_calls.submit(call, *args, **kwargs))
+
+    def close(self) -> None:
+        """Let the broker threads go once their calls end."""
+        self._broker_calls.shutdown(wait=False, cancel_futures=True)
 
     @property
     def backlog(self) -> bool:
@@ -81,7 +103,7 @@ class Dispatcher:
 
     async def running_low(self) -> bool:
         """Whether RabbitMQ holds no more than a quarter of the look-ahead, so another pass should refill it."""
-        return await run_in_threadpool(self.broker.waiting, RUN_JOB) <= self._ahead // 4
+        return await self._broker(self.broker.waiting, RUN_JOB) <= self._ahead // 4
 
     def _adapt(self, waiting: int) -> None:
         """Grow the look-ahead if runners ran dry with work left behind; shrink it while messages wait a whole pass."""
@@ -100,7 +122,7 @@ class Dispatcher:
         The batches of the heads are looked up after them, and only if there are any (see ``_storing``).
         """
         waiting, view = await asyncio.gather(
-            run_in_threadpool(self.broker.waiting, RUN_JOB),
+            self._broker(self.broker.waiting, RUN_JOB),
             self.dispatch.dispatch_view(
                 alive_after=alive_after, heads=0 if self._full else self._per_owner, storing=sorted(self._storing_seen)
             ),
@@ -187,7 +209,7 @@ class Dispatcher:
         """Publish the leased jobs' messages; those RabbitMQ did not take are given back to the next pass."""
         if not leased:
             return 0
-        message_ids = await run_in_threadpool(self.broker.send_all, RUN_JOB, [job.id for job in leased])
+        message_ids = await self._broker(self.broker.send_all, RUN_JOB, [job.id for job in leased])
         for job in leased:
             if job.id not in message_ids:
                 await self.dispatch.undispatch(job.id)

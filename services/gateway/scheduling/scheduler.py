@@ -113,6 +113,7 @@ class Scheduler:
             with suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self.dispatcher.close()
 
     async def pass_once(self) -> int:
         """One pass: send what may start, settle dependencies, and now and then recover orphaned jobs.

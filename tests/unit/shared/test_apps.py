@@ -78,6 +78,11 @@ def test_output_glob_may_not_leave_the_run_directory() -> None:
         make_spec(outputs=["../secrets/*"])
 
 
+def test_an_output_glob_with_too_many_wildcards_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at most 20 wildcards"):
+        make_spec(outputs=["**/" * 40 + "Z"])
+
+
 def test_default_timeout_above_max_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"exceeds timeout\.max"):
         make_spec(timeout={"default": 200, "max": 100})
@@ -153,3 +158,21 @@ def test_output_globs_keep_stars_within_a_name_and_double_stars_across_directori
     assert [o.path for o in matching_outputs(outputs, ["*.csv"])] == ["a.csv"]
     assert [o.path for o in matching_outputs(outputs, ["**/*.csv"])] == ["a.csv", "maps/b.csv", "maps/x/c.csv"]
     assert [o.path for o in matching_outputs(outputs, ["maps/?.csv", "d.*"])] == ["maps/b.csv", "d.json"]
+
+
+def test_a_stored_version_with_a_glob_over_the_caps_stays_readable() -> None:
+    wild = make_spec().model_dump(mode="json") | {"outputs": ["**/" * 40 + "Z"]}
+    with pytest.raises(ValidationError, match="wildcards"):
+        AppSpec.model_validate(wild)
+    stored = RegisteredApp.model_validate(
+        {
+            "id": "x@1",
+            "name": "x",
+            "version": "1",
+            "spec": json.dumps(wild),
+            "source": "api",
+            "registered": utcnow(),
+            "registered_by": "admin",
+        }
+    )
+    assert stored.spec.outputs == wild["outputs"]

@@ -11,7 +11,7 @@ from services.gateway.deps import deps
 from services.gateway.domain.accounts import log_in
 from services.gateway.domain.quotas import Quotas, Usage, usage_of
 from services.gateway.plumbing.answers import Out
-from services.gateway.plumbing.auth import principal
+from services.gateway.plumbing.auth import client_address, principal
 from services.gateway.plumbing.bodies import read_model
 from services.gateway.plumbing.endpoints import Resource
 from services.gateway.surfaces.native.users import UserOut, render_user
@@ -37,7 +37,7 @@ class Token(Out):
     summary="Exchange username and password for a bearer token",
     answer=Token,
     body=Login,
-    errors=(401,),
+    errors=(401, 429, 503),
     public=True,
 )
 async def login(request: Request) -> Token:
@@ -46,6 +46,8 @@ async def login(request: Request) -> Token:
     body = await read_model(request, Login)
     issued = await log_in(
         accounts=d.stores.accounts,
+        guard=d.logins,
+        address=client_address(request),
         username=body.username,
         password=body.password.get_secret_value(),
         secret=d.settings.auth_secret.get_secret_value(),

@@ -53,6 +53,7 @@ async def change(request: Request) -> Token:
     body = await read_model(request, PasswordChange)
     user = await change_password(
         accounts=d.stores.accounts,
+        hashing=d.logins.hashing,
         user_id=who.user_id,
         current=body.current_password.get_secret_value(),
         new=body.new_password.get_secret_value(),
@@ -93,7 +94,11 @@ async def reset(request: Request) -> UserOut:
     check_may_manage(user_id, who.caller)
     body = await read_model(request, PasswordReset)
     user = await reset_password(
-        accounts=d.stores.accounts, user_id=user_id, password=body.password.get_secret_value(), caller=who.caller
+        accounts=d.stores.accounts,
+        hashing=d.logins.hashing,
+        user_id=user_id,
+        password=body.password.get_secret_value(),
+        caller=who.caller,
     )
     authenticator(request).forget(user.id)
     return render_user(request, user)

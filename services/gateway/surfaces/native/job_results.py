@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.gateway.deps import deps
-from services.gateway.domain.archives import MAX_GLOB_CHARS, MAX_GLOBS, ArchiveDownload, archive_download
+from services.gateway.domain.archives import MAX_GLOBS, ArchiveDownload, archive_download
 from services.gateway.domain.logs import LogExcerpt, log_slice
 from services.gateway.domain.outputs import OutputDownload, finished_job, output_link
 from services.gateway.plumbing.answers import Out
@@ -18,6 +18,7 @@ from services.gateway.plumbing.endpoints import Param, Resource
 from services.gateway.plumbing.links import link
 from services.gateway.plumbing.params import REDIRECT, flag, integer, link_response
 from shared.errors import Invalid, Violation
+from shared.globs import check_glob
 from shared.models import OutputFile
 
 resource = Resource("jobs")
@@ -195,9 +196,10 @@ def include_globs(request: Request) -> list[str]:
         detail = f"at most {MAX_GLOBS} globs"
         raise Invalid(f"include: {detail}, got {len(globs)}", [Violation("/include", detail)])
     for index, glob in enumerate(globs):
-        if not 1 <= len(glob) <= MAX_GLOB_CHARS:
-            detail = f"a glob must be 1 to {MAX_GLOB_CHARS} characters"
-            raise Invalid(f"include: {detail}", [Violation(f"/include/{index}", detail)])
+        try:
+            check_glob(glob)
+        except ValueError as exc:
+            raise Invalid(f"include: {exc}", [Violation(f"/include/{index}", str(exc))]) from None
     return sorted(set(globs))
 
 

@@ -86,8 +86,10 @@ async def add_user(request: Request) -> Reply[UserOut]:
     """POST /v1/users (admin)."""
     require_admin(principal(request))
     body = await read_model(request, NewUser)
+    d = deps(request)
     user = await create_user(
-        accounts=deps(request).stores.accounts,
+        accounts=d.stores.accounts,
+        hashing=d.logins.hashing,
         username=body.username,
         password=body.password.get_secret_value(),
         role=body.role,

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from services.gateway.deps import deps
 from services.gateway.domain.accounts import change_password, log_out_everywhere
 from services.gateway.domain.browser_sessions import open_session
-from services.gateway.plumbing.auth import authenticator, principal
+from services.gateway.plumbing.auth import authenticator, client_address, principal
 from services.gateway.surfaces.ui.sign_in import signed_in, signed_out
 from services.gateway.surfaces.ui.templates import page
 from shared.errors import Invalid
@@ -43,7 +43,9 @@ async def change(request: Request) -> Response:
         return account_page(request, error=f"A password has at least {MIN_PASSWORD} characters.")
     d, who = deps(request), principal(request)
     try:
-        user = await change_password(accounts=d.stores.accounts, user_id=who.user_id, current=current, new=new)
+        user = await change_password(
+            accounts=d.stores.accounts, hashing=d.logins.hashing, user_id=who.user_id, current=current, new=new
+        )
     except Invalid as exc:
         why = "; ".join(f"{v.pointer.strip('/').replace('_', ' ')} {v.detail}" for v in exc.violations) or exc.detail
         return account_page(request, error=f"The password was not changed: {why}.")
@@ -52,6 +54,8 @@ async def change(request: Request) -> Response:
     _, secret = await open_session(
         accounts=d.stores.accounts,
         sessions=d.stores.sessions,
+        guard=d.logins,
+        address=client_address(request),
         username=user.username,
         password=new,
         ttl_seconds=d.settings.ui_session_ttl_seconds,

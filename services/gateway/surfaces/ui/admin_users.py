@@ -55,8 +55,13 @@ async def add_user(request: Request) -> Response:
         errors = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return await users_page(request, errors=errors, posted=posted, status=422)
     try:
+        d = deps(request)
         await create_user(
-            accounts=deps(request).stores.accounts, username=wanted.username, password=wanted.password, role=wanted.role
+            accounts=d.stores.accounts,
+            hashing=d.logins.hashing,
+            username=wanted.username,
+            password=wanted.password,
+            role=wanted.role,
         )
     except Conflict as exc:  # the name is taken
         return await users_page(request, errors=[exc.detail], posted=posted, status=409)

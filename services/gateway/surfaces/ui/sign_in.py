@@ -14,9 +14,10 @@ from starlette.responses import RedirectResponse, Response
 
 from services.gateway.deps import deps
 from services.gateway.domain.browser_sessions import close_session, open_session
+from services.gateway.plumbing.auth import client_address
 from services.gateway.surfaces.ui.sessions import CSRF_FIELD, MAX_FORM_BYTES, SESSION_COOKIE, same_site
 from services.gateway.surfaces.ui.templates import page
-from shared.errors import BadCredentials, Forbidden, TooLarge
+from shared.errors import BadCredentials, Forbidden, TooLarge, TooManyLogins
 
 LOGIN_COOKIE = "quern_login"
 LOGIN_COOKIE_SECONDS = 3600
@@ -68,12 +69,18 @@ async def log_in(request: Request) -> Response:
         _, secret = await open_session(
             accounts=d.stores.accounts,
             sessions=d.stores.sessions,
+            guard=d.logins,
+            address=client_address(request),
             username=str(form.get("username", ""))[:64],
             password=str(form.get("password", ""))[:1024],
             ttl_seconds=d.settings.ui_session_ttl_seconds,
         )
     except BadCredentials as exc:
         return login_form(request, error=exc.detail, status=401)
+    except TooManyLogins as exc:
+        refused = login_form(request, error=exc.detail, status=429)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     answer = signed_in(request, landing(request, str(form.get("next", ""))), secret)
     answer.delete_cookie(LOGIN_COOKIE, path=request.url_for("ui:login").path)
     return answer

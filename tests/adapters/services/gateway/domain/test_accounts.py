@@ -9,6 +9,7 @@ import pytest
 from services.gateway.domain.accounts import (
     AccessToken,
     Caller,
+    LoginGuard,
     check_may_manage,
     create_user,
     describe_user,
@@ -17,6 +18,8 @@ from services.gateway.domain.accounts import (
     log_in,
 )
 from services.gateway.domain.credentials import read_token
+from services.gateway.domain.hashing import HashingPool
+from services.gateway.domain.login_limits import Buckets, LoginLimits
 from shared.errors import BadCredentials, Conflict, Forbidden, NotFound
 from shared.models import Role, User
 from shared.settings import Settings
@@ -25,17 +28,30 @@ from tests.helpers.records import in_store
 
 SECRET = "s" * 48
 PASSWORD = "a-long-password-1"
+HASHING = HashingPool(threads=1, queue=8)
+
+
+def guard() -> LoginGuard:
+    return LoginGuard(HASHING, LoginLimits(addresses=Buckets(30, 2.0, 100), pairs=Buckets(5, 60.0, 100)))
 
 
 async def a_user(stores: Stores, role: Role = Role.USER) -> User:
-    return await create_user(accounts=stores.accounts, username=f"u{role.value}", password=PASSWORD, role=role)
+    return await create_user(
+        accounts=stores.accounts, hashing=HASHING, username=f"u{role.value}", password=PASSWORD, role=role
+    )
 
 
 def test_login_answers_a_token_for_the_user_that_expires_after_the_ttl(settings: Settings) -> None:
     async def scenario(stores: Stores) -> tuple[User, AccessToken]:
         user = await a_user(stores)
         issued = await log_in(
-            accounts=stores.accounts, username=user.username, password=PASSWORD, secret=SECRET, ttl_seconds=600
+            accounts=stores.accounts,
+            guard=guard(),
+            address="192.0.2.1",
+            username=user.username,
+            password=PASSWORD,
+            secret=SECRET,
+            ttl_seconds=600,
         )
         return user, issued
 
@@ -57,7 +73,15 @@ def test_every_refused_login_is_the_same_bad_credentials(settings: Settings, ref
         else:
             await stores.accounts.set_user_disabled(user.id, True)
         with pytest.raises(BadCredentials) as refused:
-            await log_in(accounts=stores.accounts, username=username, password=password, secret=SECRET, ttl_seconds=60)
+            await log_in(
+                accounts=stores.accounts,
+                guard=guard(),
+                address="192.0.2.1",
+                username=username,
+                password=password,
+                secret=SECRET,
+                ttl_seconds=60,
+            )
         return refused.value.detail
 
     assert in_store(settings, scenario) == "wrong username or password"

@@ -167,7 +167,9 @@ def test_a_user_with_a_crowd_of_urgent_jobs_does_not_hold_back_another_users_few
         first, started, costs = in_store(alone, scenario)
         # Each slot that frees goes to the modest user, who has fewer in flight, until both have two.
         assert (first, started) == (4, [1, 2, 2])
-        assert max(costs) <= 5, costs
+        # Five each, and one more in the pass that reads the database's clock (every 10 s: a slow machine's
+        # three rounds may span one such read, not two).
+        assert sum(costs) <= 3 * 5 + 1 and max(costs) <= 6, costs
     finally:
         delete_queues(alone.rabbitmq_url.get_secret_value(), alone.queue_namespace)
 
