@@ -87,6 +87,10 @@ check: lint test
 multihost: install
     {{bin}}/python -m devstack.multihost
 
+# As root: build deploy/Dockerfile with podman offline, run gateway, runner and results from it and the example job
+image-check: install
+    {{bin}}/python -m devstack.image_check
+
 # Measure against bare baselines in the same run
 bench: install
     {{bin}}/python -m bench
