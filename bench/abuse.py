@@ -169,7 +169,7 @@ def pathological_glob(stack: Stack, admin: httpx.Client) -> Figures:
     }
 
 
-def two_batches(stack: Stack, admin: httpx.Client) -> Figures:
+def two_batches(stack: Stack, admin: httpx.Client, size: int = BATCH) -> Figures:
     """Two 10,000-job batches at once; a job read meanwhile, and the gateway's RSS."""
     sleep = admin.post("/v1/apps", json=SLEEP_APP)
     assert sleep.status_code in (201, 409), sleep.text
@@ -181,7 +181,7 @@ def two_batches(stack: Stack, admin: httpx.Client) -> Figures:
     rss: list[float] = []
 
     def submit() -> int:
-        jobs = [{"app": SLEEP_APP["name"], "queue": queue["name"]}] * BATCH
+        jobs = [{"app": SLEEP_APP["name"], "queue": queue["name"]}] * size
         return admin.post("/v1/jobs/batch", json={"jobs": jobs}, timeout=900).status_code
 
     with ThreadPoolExecutor(2) as pool:
@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.abuse", description=__doc__.splitlines()[0])
     parser.add_argument("--flood-seconds", type=float, default=30.0)
     parser.add_argument("--heavy-jobs", type=int, default=50_000)
+    parser.add_argument("--batch-jobs", type=int, default=BATCH, help="jobs in each of the two batches")
     args = parser.parse_args(argv)
     figures: Figures = {}
     misses: list[str] = []
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("glob", lambda: pathological_glob(stack, admin)),
                 ("quotas", lambda: quotas(stack, admin)),
                 ("fair share", lambda: fair_share(stack, admin, args.heavy_jobs)),
-                ("batches", lambda: two_batches(stack, admin)),
+                ("batches", lambda: two_batches(stack, admin, args.batch_jobs)),
                 ("login flood", lambda: login_flood(stack, admin, args.flood_seconds)),
             ]
             for name, scenario in scenarios:
