@@ -80,7 +80,8 @@ class Dispatcher:
     _ahead: int = field(init=False)  # the look-ahead now: ``ahead`` until runners outpace the passes
     _left: int = 0  # run_job messages the last pass left waiting in RabbitMQ
     _backlog: bool = False  # the last pass left startable jobs behind: the budget ran out
-    _full: bool = False  # the last pass found no slot free: read the heads only once one is
+    _full: bool = False  # the last pass found no slot free
+    _crowd: bool = False  # the last heads read held ``HEADS`` jobs or more: with no slot free, not worth reading
     _per_owner: int = HEADS  # heads read per owner
     _storing_seen: set[str] = field(default_factory=set)  # batches last found being stored: kept out of the heads
     _broker_calls: ThreadPoolExecutor = field(default_factory=_broker_threads)  # threads start when first used
@@ -118,13 +119,17 @@ class Dispatcher:
         The live runners (heartbeat after ``alive_after``, the database's time), the jobs in flight,
         the user limits and the dependencies come in one read (``dispatch_view``), beside RabbitMQ's
         depth, and with them each owner's first startable jobs (its heads), unless the last pass
-        found no slot free: then the heads are read after the view, and only if a slot is free now.
+        found no slot free and a crowd of heads: then the heads are read after the view, and only if
+        a slot is free now (a crowd costs the store a read that a full pass would throw away; a few
+        heads cost less than a second command).
         The batches of the heads are looked up after them, and only if there are any (see ``_storing``).
         """
         waiting, view = await asyncio.gather(
             self._broker(self.broker.waiting, RUN_JOB),
             self.dispatch.dispatch_view(
-                alive_after=alive_after, heads=0 if self._full else self._per_owner, storing=sorted(self._storing_seen)
+                alive_after=alive_after,
+                heads=0 if self._full and self._crowd else self._per_owner,
+                storing=sorted(self._storing_seen),
             ),
         )
         self._adapt(waiting)
@@ -169,6 +174,7 @@ class Dispatcher:
             hinted = sorted(self._storing_seen)
             heads = await self.dispatch.dispatch_heads(per_owner=per_owner, storing=hinted)
             storing = await self._storing(heads, hinted=hinted)
+        self._crowd = len(heads) >= HEADS
         return heads, storing
 
     def _adapt_heads(self, startable: list[Job], chosen: list[Job], budget: int) -> None:
