@@ -9,7 +9,7 @@ from typing import TypedDict, cast
 from starlette.requests import Request
 
 from services.gateway.domain.accounts import LoginGuard
-from services.gateway.domain.quotas import Quotas, StreamCounts
+from services.gateway.domain.quotas import QueuedCounts, Quotas, StreamCounts
 from services.gateway.domain.setup import finish_setup
 from services.gateway.plumbing.auth import Authenticator
 from shared.apps import AppSpec
@@ -33,10 +33,11 @@ class Deps:
     wake: Callable[[], None]  # asks the scheduler for a dispatch pass now (a no-op when it runs elsewhere)
     setup_done: bool = field(default=False)
     streams: StreamCounts = field(default_factory=StreamCounts)  # event streams open here, per user
+    queued: QueuedCounts = field(default_factory=QueuedCounts)  # recent counts of users' queued jobs
 
     async def quotas(self, user_id: str) -> Quotas:
         """The user's quotas in force (the user record as the authenticator caches it, for seconds)."""
-        return Quotas.of(await self.authenticator.user(user_id), self.settings)
+        return Quotas.of(await self.authenticator.user(user_id), self.settings, self.queued)
 
     async def finish_setup(self) -> None:
         """Set up the backends once: at start or, if one was down then, once all answer."""

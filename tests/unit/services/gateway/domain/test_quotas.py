@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.gateway.domain.quotas import Quotas, StreamCounts
+from services.gateway.domain.quotas import QueuedCounts, Quotas, StreamCounts
 from shared.errors import EventStreamsQuota
 from shared.models import QuotaOverrides, User, utcnow
 from shared.settings import GatewaySettings
@@ -57,3 +57,21 @@ def test_a_stream_counts_from_its_first_item_until_it_ends_or_is_closed() -> Non
         return seen
 
     assert asyncio.run(scenario()) == [0, 1, 0, 0]
+
+
+def test_a_fresh_count_well_under_the_quota_spares_the_next_checks_until_half_of_it() -> None:
+    recent = QueuedCounts()
+    assert not recent.allows("ann", 1, limit=10)  # never counted: count
+    recent.counted("ann", 3)
+    assert recent.allows("ann", 1, limit=10) and recent.allows("ann", 1, limit=10)  # 4, then 5: half of 10
+    assert not recent.allows("ann", 1, limit=10)  # 6 would pass half: count again
+    assert not recent.allows("bob", 1, limit=10)  # counts are per owner
+
+
+def test_a_stale_count_is_counted_again() -> None:
+    class Stale(QueuedCounts):
+        FRESH_SECONDS = -1.0
+
+    recent = Stale()
+    recent.counted("ann", 0)
+    assert not recent.allows("ann", 1, limit=1000)
