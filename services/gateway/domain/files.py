@@ -67,19 +67,26 @@ async def receive_upload(
     name = check_upload(name, declared_size=declared_size, max_bytes=max_bytes)
     file_id = new_id()
     sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
-    # Chunks are gathered straight into the part (no list to join), and a full part is handed over
-    # before more is read: the gateway holds the part filling and the sink's parts in flight, no more.
-    part = bytearray()
+    # Chunks are copied straight into a part allocated whole (no list to join, no regrowing), and a
+    # full part is handed over before more is read: the gateway holds the part filling and the
+    # sink's parts in flight, no more.
+    size = storage.part_size
+    part, filled = bytearray(size), 0
     received = 0
     try:
         async for chunk in chunks:
             received += len(chunk)
             if received > max_bytes:
                 raise TooLarge(f"uploads are limited to {max_bytes} bytes")
-            part += chunk
-            if len(part) >= storage.part_size:
-                await run_in_threadpool(sink.write, part)
-                part = bytearray()
+            rest = memoryview(chunk)
+            while rest:
+                taken = min(len(rest), size - filled)
+                part[filled : filled + taken] = rest[:taken]
+                filled, rest = filled + taken, rest[taken:]
+                if filled == size:
+                    await run_in_threadpool(sink.write, part)
+                    part, filled = bytearray(size), 0
+        del part[filled:]
         await run_in_threadpool(sink.write, part)
         await run_in_threadpool(sink.finish)
     except BaseException:
