@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -50,14 +48,6 @@ def check_upload(name: str | None, *, declared_size: int | None, max_bytes: int)
     return name
 
 
-async def _finish_quietly(write: asyncio.Future[Any] | None) -> None:
-    if write is not None:
-        try:
-            await write
-        except Exception:  # already failing; the original error is the one that matters
-            pass
-
-
 async def receive_upload(
     *,
     files: FileStore,
@@ -72,7 +62,7 @@ async def receive_upload(
 ) -> StoredFile:
     """Check the file's name and declared size, stream ``chunks`` into a new S3 object part by part, record the file.
 
-    One part is uploaded while the next is read, so memory stays at a few parts. On any
+    Parts upload while the next is read, so memory stays at a few parts. On any
     failure (client gone, too large, S3 refusing) the partial upload is aborted and nothing
     is recorded. ``room``: the bytes the owner's stored-bytes quota leaves (None: no quota).
     """
@@ -80,9 +70,11 @@ async def receive_upload(
     check_room(declared_size or 0, room)
     file_id = new_id()
     sink: ObjectSink = storage.sink(f"files/{file_id}", content_type=content_type)
-    pending: list[bytes] = []
-    pending_bytes = 0
-    writing: asyncio.Future[Any] | None = None
+    # Chunks are copied straight into a part allocated whole (no list to join, no regrowing), and a
+    # full part is handed over before more is read: the gateway holds the part filling and the
+    # sink's parts in flight, no more.
+    size = storage.part_size
+    part, filled = bytearray(size), 0
     received = 0
     try:
         async for chunk in chunks:
@@ -90,21 +82,18 @@ async def receive_upload(
             if received > max_bytes:
                 raise TooLarge(f"uploads are limited to {max_bytes} bytes")
             check_room(received, room)
-            pending.append(chunk)
-            pending_bytes += len(chunk)
-            if pending_bytes >= storage.part_size:
-                if writing is not None:
-                    await writing
-                part = b"".join(pending)
-                pending.clear()
-                pending_bytes = 0
-                writing = asyncio.ensure_future(run_in_threadpool(sink.write, part))
-        if writing is not None:
-            await writing
-        await run_in_threadpool(sink.write, b"".join(pending))
+            rest = memoryview(chunk)
+            while rest:
+                taken = min(len(rest), size - filled)
+                part[filled : filled + taken] = rest[:taken]
+                filled, rest = filled + taken, rest[taken:]
+                if filled == size:
+                    await run_in_threadpool(sink.write, part)
+                    part, filled = bytearray(size), 0
+        del part[filled:]
+        await run_in_threadpool(sink.write, part)
         await run_in_threadpool(sink.finish)
     except BaseException:
-        await _finish_quietly(writing)
         await run_in_threadpool(sink.abort)
         raise
     record = StoredFile(

@@ -75,6 +75,20 @@ def test_a_write_that_fills_a_part_is_sent_whole(storage: ObjectStorage, s3: Any
     assert head["PartsCount"] == 2 and head["ContentLength"] == storage.part_size + 10
 
 
+def test_bytearray_parts_are_stored_as_written(storage: ObjectStorage, s3: Any, settings: Settings) -> None:
+    # The gateway hands over each part as a bytearray, which botocore sends as it is (not through a BytesIO).
+    first, second = bytearray(os.urandom(storage.part_size)), bytearray(os.urandom(storage.part_size + 3))
+    sink = storage.sink("t/arrays.bin", content_type="application/octet-stream")
+    sink.write(first)
+    sink.write(second)
+    sink.write(bytearray(b"end"))
+    sink.finish()
+    stored = storage.open("t/arrays.bin").read()
+    assert stored == bytes(first + second) + b"end"
+    assert hashlib.sha256(stored).hexdigest() == sink.sha256
+    assert parts(s3, settings, "t/arrays.bin") == 3
+
+
 def test_abort_leaves_no_object_and_no_parts(storage: ObjectStorage, s3: Any, settings: Settings) -> None:
     sink = storage.sink("t/aborted.bin", content_type="application/octet-stream")
     sink.write(os.urandom(storage.part_size + 1))
